@@ -1,0 +1,1 @@
+"""Load generation and SRE tools: open-loop load beside the no-op floor, reports."""

@@ -1,0 +1,1 @@
+"""Hanzo's server: transport (api), decisions (surfaces), features, models, retrieval."""

@@ -1,0 +1,147 @@
+"""The KServe V2 / Triton gRPC protocol over the model repository, on tritonclient's own
+generated servicer (a second copy of those protos would clash in the protobuf pool)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import grpc
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc
+
+from ..errors import HanzoError, InvalidArgument, Unavailable, Unimplemented
+from ..latency import LatencyRecorder
+from ..models.repository import READY, ModelRepository
+from ..models.statistics import Duration, ModelStatistics
+from ..models.version import ModelVersion
+from .edge import deadline_of, wrap_servicer
+from .tensors import decode_inputs, encode_response, requested_outputs
+
+SERVICE = "inference.GRPCInferenceService"
+SERVER_NAME = "hanzo"
+EXTENSIONS = ["model_repository", "model_configuration", "statistics", "schedule_policy"]
+
+_SERVED = ["ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelConfig", "ModelInfer",
+           "ModelStatistics", "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload"]
+_NOT_SERVED = ["ModelStreamInfer", "SystemSharedMemoryStatus", "SystemSharedMemoryRegister",
+               "SystemSharedMemoryUnregister", "CudaSharedMemoryStatus", "CudaSharedMemoryRegister",
+               "CudaSharedMemoryUnregister", "TraceSetting", "LogSettings"]
+
+
+def _duration(target, source: Duration) -> None:
+    target.count = source.count
+    target.ns = source.ns
+
+
+def _statistics(version: ModelVersion) -> pb.ModelStatistics:
+    s: ModelStatistics = version.stats
+    out = pb.ModelStatistics(name=version.name, version=version.version_str, last_inference=s.last_inference_ms,
+                             inference_count=s.inference_count, execution_count=s.execution_count)
+    stats = out.inference_stats
+    for name in ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output"):
+        _duration(getattr(stats, name), getattr(s, name))
+    for size in sorted(s.batches):
+        batch = out.batch_stats.add(batch_size=size)
+        durations = s.batches[size]
+        for name in ("compute_input", "compute_infer", "compute_output"):
+            _duration(getattr(batch, name), getattr(durations, name))
+    return out
+
+
+class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, repository: ModelRepository, version: str, serving: Callable[[], bool],
+                 latency: LatencyRecorder) -> None:
+        self._repo = repository
+        self._version = version
+        self._serving = serving  # False while starting or draining
+        wrap_servicer(self, SERVICE, _SERVED + _NOT_SERVED, latency)
+
+    # ------------------------------------------------------------------ health and metadata
+
+    async def ServerLive(self, request, context):
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request, context):
+        return pb.ServerReadyResponse(ready=self._serving() and self._repo.is_ready())
+
+    async def ModelReady(self, request, context):
+        try:
+            self._repo.get(request.name, request.version)
+        except HanzoError:
+            return pb.ModelReadyResponse(ready=False)
+        return pb.ModelReadyResponse(ready=self._serving())
+
+    async def ServerMetadata(self, request, context):
+        return pb.ServerMetadataResponse(name=SERVER_NAME, version=self._version, extensions=EXTENSIONS)
+
+    async def ModelMetadata(self, request, context):
+        version = self._repo.get(request.name, request.version)
+        response = pb.ModelMetadataResponse(
+            name=version.name, platform="onnxruntime_onnx",
+            versions=[v.version_str for v in self._repo.ready_versions(version.name)])
+        for specs, target in ((version.inputs, response.inputs), (version.outputs, response.outputs)):
+            for spec in specs:
+                target.add(name=spec.name, datatype=spec.datatype.kserve, shape=list(spec.dims))
+        return response
+
+    async def ModelConfig(self, request, context):
+        version = self._repo.get(request.name, request.version)
+        return pb.ModelConfigResponse(config=version.config)
+
+    # ------------------------------------------------------------------ inference
+
+    async def ModelInfer(self, request, context):
+        if not self._serving():
+            raise Unavailable("the server is not serving (starting or draining)")
+        version = self._repo.get(request.model_name, request.model_version)
+        tensors = decode_inputs(request, version)
+        names = requested_outputs(request, version)
+        queue_timeout = None
+        if "timeout" in request.parameters:
+            micros = request.parameters["timeout"].int64_param
+            if micros <= 0:
+                raise InvalidArgument('parameters["timeout"]', f"must be a positive int64 of microseconds, "
+                                                               f"not {micros}")
+            queue_timeout = micros / 1e6
+        outputs = await version.infer(tensors, deadline_of(context), queue_timeout)
+        return encode_response(request, version, names, outputs)
+
+    # ------------------------------------------------------------------ statistics and repository
+
+    async def ModelStatistics(self, request, context):
+        if request.name:
+            versions = ([self._repo.get(request.name, request.version)] if request.version
+                        else self._repo.ready_versions(request.name))
+            if not versions:
+                self._repo.get(request.name)  # raises NOT_FOUND / UNAVAILABLE with the reason
+        else:
+            versions = [v for name in self._repo.names() for v in self._repo.ready_versions(name)]
+        return pb.ModelStatisticsResponse(model_stats=[_statistics(v) for v in versions])
+
+    async def RepositoryIndex(self, request, context):
+        response = pb.RepositoryIndexResponse()
+        for entry in self._repo.index():
+            if request.ready and entry.state != READY:
+                continue
+            response.models.add(name=entry.name, version=entry.version, state=entry.state, reason=entry.reason)
+        return response
+
+    async def RepositoryModelLoad(self, request, context):
+        if request.parameters:
+            raise InvalidArgument("parameters", f"load overrides {sorted(request.parameters)} are not served; "
+                                                "edit config.pbtxt in the repository instead")
+        await self._repo.load(request.model_name)
+        self._repo.get(request.model_name)  # a failed load answers with its reason
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(self, request, context):
+        await self._repo.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+    # ------------------------------------------------------------------ not served
+
+    async def _not_served(self, request, context):
+        raise Unimplemented("this part of the KServe/Triton protocol is not served by Hanzo")
+
+    ModelStreamInfer = SystemSharedMemoryStatus = SystemSharedMemoryRegister = _not_served
+    SystemSharedMemoryUnregister = CudaSharedMemoryStatus = CudaSharedMemoryRegister = _not_served
+    CudaSharedMemoryUnregister = TraceSetting = LogSettings = _not_served

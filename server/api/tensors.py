@@ -1,0 +1,89 @@
+"""KServe V2 tensors <-> numpy: raw contents (what tritonclient sends) and typed contents."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from tritonclient.grpc import service_pb2 as pb
+
+from ..errors import InvalidArgument
+from ..models.datatypes import BY_KSERVE
+from ..models.version import ModelVersion
+
+# Typed InferTensorContents field per datatype (FP16 and BF16 travel only as raw bytes).
+_CONTENTS_FIELD = {
+    "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+    "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
+    "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents",
+}
+
+
+def decode_inputs(request: pb.ModelInferRequest, version: ModelVersion) -> dict[str, np.ndarray]:
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise InvalidArgument("raw_input_contents", f"has {len(raw)} entries for {len(request.inputs)} inputs")
+    tensors: dict[str, np.ndarray] = {}
+    for i, tensor in enumerate(request.inputs):
+        name = tensor.name
+        field = f'input "{name}"'
+        spec = version.input_by_name.get(name)
+        if spec is None:
+            raise InvalidArgument(field, f"model {version.name!r} has no such input (inputs: "
+                                         f"{sorted(version.input_by_name)})")
+        if name in tensors:
+            raise InvalidArgument(field, "given twice")
+        if tensor.datatype != spec.datatype.kserve:
+            raise InvalidArgument(field, f"datatype {tensor.datatype or '(empty)'} does not match the model's "
+                                         f"{spec.datatype.kserve}")
+        shape = tuple(tensor.shape)
+        if any(d < 0 for d in shape):
+            raise InvalidArgument(field, f"shape {list(shape)} has a negative dimension")
+        count = math.prod(shape)
+        dtype = spec.datatype.numpy
+        if raw:
+            data = raw[i]
+            if len(data) != count * dtype.itemsize:
+                raise InvalidArgument(field, f"raw content has {len(data)} bytes, but shape {list(shape)} of "
+                                             f"{spec.datatype.kserve} needs {count * dtype.itemsize}")
+            tensors[name] = np.frombuffer(data, dtype=dtype).reshape(shape)
+        else:
+            contents_field = _CONTENTS_FIELD.get(spec.datatype.kserve)
+            if contents_field is None:
+                raise InvalidArgument(field, f"{spec.datatype.kserve} must be sent in raw_input_contents")
+            values = getattr(tensor.contents, contents_field)
+            if len(values) != count:
+                raise InvalidArgument(field, f"contents.{contents_field} has {len(values)} values, but shape "
+                                             f"{list(shape)} needs {count}")
+            tensors[name] = np.asarray(values, dtype=dtype).reshape(shape)
+    return tensors
+
+
+def requested_outputs(request: pb.ModelInferRequest, version: ModelVersion) -> list[str]:
+    if not request.outputs:
+        return [o.name for o in version.outputs]
+    names = []
+    for tensor in request.outputs:
+        if tensor.name not in version.output_by_name:
+            raise InvalidArgument(f'output "{tensor.name}"', f"model {version.name!r} has no such output "
+                                                             f"(outputs: {sorted(version.output_by_name)})")
+        if "classification" in tensor.parameters:
+            raise InvalidArgument(f'output "{tensor.name}"', "the classification extension is not served")
+        names.append(tensor.name)
+    return names
+
+
+def encode_response(request: pb.ModelInferRequest, version: ModelVersion, names: list[str],
+                    outputs: dict[str, np.ndarray]) -> pb.ModelInferResponse:
+    response = pb.ModelInferResponse(model_name=version.name, model_version=version.version_str, id=request.id)
+    raw = response.raw_output_contents
+    for name in names:
+        value = outputs[name]
+        tensor = response.outputs.add()
+        tensor.name = name
+        tensor.datatype = BY_KSERVE_OF[value.dtype]
+        tensor.shape.extend(value.shape)
+        raw.append(value.tobytes())
+    return response
+
+
+BY_KSERVE_OF = {t.numpy: t.kserve for t in BY_KSERVE.values()}

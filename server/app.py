@@ -1,0 +1,121 @@
+"""The server's lifecycle: listen, load and warm every model, report SERVING; on SIGTERM or
+SIGINT report NOT_SERVING, let in-flight calls finish (within the grace period), retire the
+models, exit."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from importlib.metadata import PackageNotFoundError, version as package_version
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from hanzo.v1 import admin_pb2_grpc, commerce_pb2_grpc
+from tritonclient.grpc import service_pb2_grpc
+
+from .api import admin, commerce, kserve
+from .config import ServerConfig
+from .latency import LatencyRecorder
+from .models import ModelRepository, RepositoryOptions
+
+log = logging.getLogger(__name__)
+
+try:
+    VERSION = package_version("hanzo")
+except PackageNotFoundError:  # running from a source tree
+    VERSION = "0+unknown"
+
+SERVICES = (kserve.SERVICE, commerce.SERVICE, admin.SERVICE)
+
+
+class HanzoServer:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.latency = LatencyRecorder()
+        self.repository = ModelRepository(config.model_repo, RepositoryOptions(device=config.device))
+        self.port: int | None = None
+        self._serving = False
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+        self._poller: asyncio.Task | None = None
+        self._stopped = asyncio.Event()
+
+    def serving(self) -> bool:
+        return self._serving
+
+    async def start(self) -> int:
+        """Listen at once (clients see UNAVAILABLE, not a refused connection, while models
+        load), then load and warm every model and report SERVING. Returns the port."""
+        limit = self.config.max_message_bytes
+        options = [
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.so_reuseport", 1 if self.config.reuse_port else 0),
+        ]
+        server = grpc.aio.server(options=options)
+        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+            kserve.KServeServicer(self.repository, VERSION, self.serving, self.latency), server)
+        commerce_pb2_grpc.add_CommerceServicer_to_server(commerce.CommerceServicer(self.latency), server)
+        admin_pb2_grpc.add_AdminServicer_to_server(admin.AdminServicer(self.latency), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            SERVICES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        address = f"{self.config.host}:{self.config.port}"
+        self.port = server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {address}")
+        await server.start()
+        self._server = server
+        log.info("listening", extra={"address": f"{self.config.host}:{self.port}", "version": VERSION})
+        await self.repository.load_all()
+        self._serving = True
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        if self.config.poll_seconds > 0:
+            self._poller = asyncio.get_running_loop().create_task(self._poll())
+        log.info("serving", extra={"models": [f"{e.name}:{e.version}:{e.state}" for e in self.repository.index()]})
+        return self.port
+
+    async def _set_health(self, status) -> None:
+        for name in ("",) + SERVICES:
+            await self._health.set(name, status)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.poll_seconds)
+            try:
+                await self.repository.poll()
+            except Exception:
+                log.exception("repository poll failed")
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain: refuse new calls, finish in-flight ones within `grace`, retire models."""
+        if self._server is None:
+            return
+        grace = self.config.grace_seconds if grace is None else grace
+        log.info("draining", extra={"grace_seconds": grace})
+        self._serving = False
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._poller:
+            self._poller.cancel()
+        await self._server.stop(grace)
+        await self.repository.close()
+        self._server = None
+        self._stopped.set()
+        log.info("stopped")
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+async def serve(config: ServerConfig) -> None:
+    """Run until SIGTERM or SIGINT, then drain and return."""
+    server = HanzoServer(config)
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop_requested.set)
+    await server.start()
+    await stop_requested.wait()
+    await server.stop()

@@ -1,0 +1,50 @@
+"""Every server option in one place, built by the CLI or read from a TOML file."""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PORT = 50051
+
+
+@dataclass
+class ServerConfig:
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT  # 0: pick a free port (tests)
+    model_repo: Path = field(default_factory=lambda: Path("model_repo"))
+    # Build the demo models into an empty repository, so a fresh clone serves something.
+    demo_models: bool = True
+    device: str = "auto"  # auto | cpu | cuda
+    # Seconds between repository scans that load new, changed or removed models; 0: off.
+    poll_seconds: float = 0.0
+    # gRPC message limits, both directions.
+    max_message_bytes: int = 64 * 1024 * 1024
+    # SIGTERM: seconds in-flight calls get to finish before they are cancelled.
+    grace_seconds: float = 10.0
+    log_level: str = "INFO"
+    log_format: str = "json"  # json | text
+    # Several server processes on one port (SO_REUSEPORT).
+    reuse_port: bool = False
+
+    def __post_init__(self) -> None:
+        self.model_repo = Path(self.model_repo)
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
+        if self.log_format not in ("json", "text"):
+            raise ValueError(f"log_format must be json or text, not {self.log_format!r}")
+        if not 0 <= self.port < 65536:
+            raise ValueError(f"port must be in 0..65535, not {self.port}")
+
+    @classmethod
+    def from_toml(cls, path: Path, **overrides: Any) -> "ServerConfig":
+        """A TOML file's [server] table, then the overrides (CLI flags) that are not None."""
+        data = tomllib.loads(Path(path).read_text()).get("server", {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown [server] options {sorted(unknown)}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**data)

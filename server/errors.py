@@ -1,0 +1,44 @@
+"""The errors every layer raises; the gRPC edge (api/errors.py) alone maps them to codes.
+
+Messages name the offending field and quote the bad value, so a gateway developer can fix
+the call from the message alone.
+"""
+from __future__ import annotations
+
+
+class HanzoError(Exception):
+    """Base of the errors a client can be told about."""
+
+    code = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(HanzoError):
+    code = "INVALID_ARGUMENT"
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+class NotFound(HanzoError):
+    code = "NOT_FOUND"
+
+
+class DeadlineExceeded(HanzoError):
+    code = "DEADLINE_EXCEEDED"
+
+
+class ResourceExhausted(HanzoError):
+    code = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(HanzoError):
+    code = "UNAVAILABLE"
+
+
+class Unimplemented(HanzoError):
+    code = "UNIMPLEMENTED"

@@ -1,0 +1,95 @@
+"""A loaded model version: everything one version folder ships (the model, and later its
+embeddings and indexes), its config, batcher and statistics, loaded and swapped as one unit."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tritonclient.grpc import model_config_pb2 as mc
+
+from ..errors import InvalidArgument
+from .backend import Backend
+from .batcher import DynamicBatcher
+from .config import BatchingPolicy, TensorSpec, io_specs
+from .statistics import ModelStatistics
+
+log = logging.getLogger(__name__)
+
+
+class ModelVersion:
+    def __init__(self, name: str, version: int, path: Path, config: mc.ModelConfig, backend: Backend,
+                 policy: BatchingPolicy) -> None:
+        self.name = name
+        self.version = version
+        self.version_str = str(version)
+        self.path = path
+        self.config = config
+        self.backend = backend
+        self.policy = policy
+        self.inputs, self.outputs = io_specs(config)
+        self.input_by_name: dict[str, TensorSpec] = {t.name: t for t in self.inputs}
+        self.output_by_name: dict[str, TensorSpec] = {t.name: t for t in self.outputs}
+        self.stats = ModelStatistics()
+        self.batcher = DynamicBatcher(f"{name}:{version}", policy, backend.run, self.stats)
+        # Artifacts a version ships beside the model (embeddings, indexes), by name; loaded
+        # by the surface that owns them, through `attach`.
+        self.artifacts: dict[str, Any] = {}
+
+    def check_inputs(self, tensors: dict[str, np.ndarray]) -> int:
+        """Validate tensors against the model; returns the batch size (1 for models that
+        do not batch). Raises InvalidArgument naming the field."""
+        for name in tensors:
+            if name not in self.input_by_name:
+                raise InvalidArgument(f'input "{name}"', f"model {self.name!r} has no such input "
+                                                         f"(inputs: {sorted(self.input_by_name)})")
+        rows = 1
+        first: str | None = None
+        for spec in self.inputs:
+            field = f'input "{spec.name}"'
+            value = tensors.get(spec.name)
+            if value is None:
+                raise InvalidArgument(field, f"missing (model {self.name!r} needs {sorted(self.input_by_name)})")
+            if value.dtype != spec.datatype.numpy:
+                raise InvalidArgument(field, f"datatype {value.dtype} does not match the model's "
+                                             f"{spec.datatype.kserve}")
+            spec.check_shape(value.shape, field)
+            if self.policy.max_batch_size:
+                batch = value.shape[0]
+                if first is None:
+                    first, rows = spec.name, batch
+                elif batch != rows:
+                    raise InvalidArgument(field, f"batch size {batch} differs from {rows} of input {first!r}")
+        if self.policy.max_batch_size:
+            if rows < 1:
+                raise InvalidArgument(f'input "{first}"', "batch size 0: send at least one row")
+            if rows > self.policy.max_batch_size:
+                raise InvalidArgument(f'input "{first}"', f"batch size {rows} exceeds max_batch_size "
+                                                          f"{self.policy.max_batch_size}")
+        return rows
+
+    async def infer(self, tensors: dict[str, np.ndarray], deadline: float | None = None,
+                    queue_timeout_s: float | None = None) -> dict[str, np.ndarray]:
+        """Validate, then run through the batcher. `deadline` in time.monotonic() seconds."""
+        rows = self.check_inputs(tensors)
+        return await self.batcher.infer(tensors, rows, deadline, queue_timeout_s)
+
+    def warm_up(self) -> None:
+        """Run every instance once at batch 1 and at max batch, so the first real request
+        pays no allocation or kernel selection. Blocking: call from a loader thread."""
+        sizes = sorted({1, max(self.policy.max_batch_size, 1)})
+        for size in sizes:
+            feeds = {}
+            for spec in self.inputs:
+                shape = tuple(size if i == 0 and self.policy.max_batch_size else (d if d > 0 else 1)
+                              for i, d in enumerate(spec.dims))
+                feeds[spec.name] = np.zeros(shape, dtype=spec.datatype.numpy)
+            for instance in range(max(self.policy.instance_count, 1)):
+                self.backend.run(instance, feeds)
+
+    async def retire(self) -> None:
+        """Stop taking requests, let the queued and running ones finish, free the backend."""
+        await self.batcher.close()
+        self.backend.close()
+        log.info("model version retired", extra={"model": self.name, "model_version": self.version_str})

@@ -1,0 +1,106 @@
+"""Test models and a real server process on a free loopback port."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from tritonclient.grpc import model_config_pb2 as mc
+
+from hanzo.training.repository_writer import write_version
+
+SLOW_WIDTH = 1024
+
+
+def slow_model(layers: int = 150, seed: int = 0) -> onnx.ModelProto:
+    """x [N, 1024] FP32 -> y [N, 1024]: `layers` chained MatMul+Tanh with one shared weight,
+    tens of milliseconds a batch on one thread: long enough to watch a queue form."""
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((SLOW_WIDTH, SLOW_WIDTH)) / np.sqrt(SLOW_WIDTH)).astype(np.float32)
+    nodes, x = [], "x"
+    for i in range(layers):
+        nodes.append(helper.make_node("MatMul", [x, "w"], [f"m{i}"]))
+        nodes.append(helper.make_node("Tanh", [f"m{i}"], [f"t{i}"]))
+        x = f"t{i}"
+    nodes.append(helper.make_node("Identity", [x], ["y"]))
+    graph = helper.make_graph(nodes, "slow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", SLOW_WIDTH])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", SLOW_WIDTH])],
+                              [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def slow_config(name: str = "slow", max_batch_size: int = 8, delay_us: int = 0, max_queue_size: int = 0,
+                preferred: tuple[int, ...] = (), timeout_us: int = 0) -> mc.ModelConfig:
+    config = mc.ModelConfig(name=name, backend="onnxruntime", max_batch_size=max_batch_size)
+    config.dynamic_batching.max_queue_delay_microseconds = delay_us
+    config.dynamic_batching.preferred_batch_size.extend(preferred)
+    policy = config.dynamic_batching.default_queue_policy
+    policy.max_queue_size = max_queue_size
+    if timeout_us:
+        policy.default_timeout_microseconds = timeout_us
+        policy.timeout_action = mc.ModelQueuePolicy.REJECT
+    return config
+
+
+def write_slow_model(root: Path, **kwargs) -> Path:
+    return write_version(root, slow_config(**kwargs), 1, slow_model())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """`hanzo serve` in a child process, ready when the KServe ServerReady says so."""
+
+    def __init__(self, model_repo: Path, *extra: str, cwd: Path | None = None) -> None:
+        self.port = free_port()
+        self.url = f"127.0.0.1:{self.port}"
+        self.log_path = Path(model_repo).parent / f"server-{self.port}.log"
+        self._log = open(self.log_path, "w")
+        cmd = [sys.executable, "-m", "hanzo.server.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+               "--model-repo", str(model_repo), *extra]
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def wait_ready(self, timeout: float = 60.0) -> "ServerProcess":
+        import tritonclient.grpc as tc
+
+        client = tc.InferenceServerClient(self.url)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if client.is_server_ready():
+                    return self
+            except Exception:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"server not ready in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode

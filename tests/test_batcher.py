@@ -1,0 +1,150 @@
+"""The dynamic batcher against a real slow ONNX model (tens of ms a batch): batches form up
+to max_batch_size, a lone request leaves at once, a partial batch waits out the queue delay
+only while traffic flows, a full queue sheds, expired and cancelled requests never run."""
+import asyncio
+import time
+
+import numpy as np
+import pytest
+from helpers import SLOW_WIDTH, write_slow_model
+
+from hanzo.server.errors import DeadlineExceeded, HanzoError, ResourceExhausted
+from hanzo.server.models import ModelRepository
+
+
+async def load_slow(tmp_path, **kwargs):
+    repo = ModelRepository(tmp_path / "repo")
+    write_slow_model(repo.root, **kwargs)
+    await repo.load_all()
+    return repo, repo.get("slow")
+
+
+def rows(n: int, value: float = 0.5) -> dict[str, np.ndarray]:
+    return {"x": np.full((n, SLOW_WIDTH), value, dtype=np.float32)}
+
+
+async def test_batches_form_up_to_max_batch_size(tmp_path):
+    repo, model = await load_slow(tmp_path, max_batch_size=8)
+    inputs = [rows(1, v) for v in np.linspace(-1, 1, 20)]
+    results = await asyncio.gather(*(model.infer(x) for x in inputs))
+    # Each answer is its own request's rows, whatever batch it rode in.
+    alone = [model.backend.run(0, x)["y"] for x in inputs[:3]]
+    for got, expected in zip(results, alone):
+        np.testing.assert_allclose(got["y"], expected, rtol=1e-5, atol=1e-6)
+    stats = model.stats
+    assert stats.inference_count == 20
+    sizes = {size: d.compute_infer.count for size, d in stats.batches.items()}
+    assert max(sizes) == 8, sizes  # the queue filled whole batches behind the first
+    assert all(size <= 8 for size in sizes)
+    assert stats.execution_count == sum(sizes.values()) < 20
+    await repo.close()
+
+
+async def test_lone_request_leaves_at_once_despite_queue_delay(tmp_path):
+    delay_us = 2_000_000
+    repo, model = await load_slow(tmp_path, max_batch_size=8, delay_us=delay_us)
+    await model.infer(rows(1))
+    assert model.stats.execution_count == 1
+    # The idle model did not hold the request for the 2 s delay.
+    assert model.stats.queue.ns < delay_us * 1000 / 4
+    await repo.close()
+
+
+async def test_partial_batch_waits_for_the_delay_while_traffic_flows(tmp_path):
+    delay_us = 300_000
+    repo, model = await load_slow(tmp_path, max_batch_size=8, delay_us=delay_us)
+    first = asyncio.ensure_future(model.infer(rows(1)))
+    await asyncio.sleep(0.005)
+    # Arrives 5 ms after the first, while it runs: traffic is flowing, so it waits for
+    # company up to the delay rather than leaving alone.
+    second = asyncio.ensure_future(model.infer(rows(1)))
+    await asyncio.sleep(0.1)
+    assert first.done() and not second.done()
+    third = asyncio.ensure_future(model.infer(rows(1)))
+    await asyncio.gather(first, second, third)
+    assert model.stats.batches[2].compute_infer.count == 1  # second and third left together
+    await repo.close()
+
+
+async def test_full_batch_leaves_without_waiting_out_the_delay(tmp_path):
+    delay_us = 5_000_000
+    repo, model = await load_slow(tmp_path, max_batch_size=4, delay_us=delay_us)
+    started = time.monotonic()
+    await asyncio.gather(*(model.infer(rows(1)) for _ in range(8)))
+    assert time.monotonic() - started < delay_us / 1e6 / 2
+    assert model.stats.batches[4].compute_infer.count == 2
+    await repo.close()
+
+
+async def test_preferred_batch_size_cuts_the_batch(tmp_path):
+    repo, model = await load_slow(tmp_path, max_batch_size=8, preferred=(2, 4))
+    await asyncio.gather(*(model.infer(rows(1)) for _ in range(8)))
+    # First alone (idle), then 7 queued: a batch of 4, then 2, then the last alone.
+    assert set(model.stats.batches) <= {1, 2, 4}
+    assert model.stats.batches[4].compute_infer.count >= 1
+    await repo.close()
+
+
+async def test_full_queue_sheds_with_resource_exhausted(tmp_path):
+    repo, model = await load_slow(tmp_path, max_batch_size=1, max_queue_size=2)
+    results = await asyncio.gather(*(model.infer(rows(1)) for _ in range(6)), return_exceptions=True)
+    shed = [r for r in results if isinstance(r, ResourceExhausted)]
+    served = [r for r in results if isinstance(r, dict)]
+    assert shed and served and len(shed) + len(served) == 6
+    assert "queue full" in str(shed[0])
+    assert model.stats.failures["queue_full"] == len(shed)
+    assert model.stats.inference_count == len(served)
+    await repo.close()
+
+
+async def test_expired_deadline_never_runs(tmp_path):
+    repo, model = await load_slow(tmp_path, max_batch_size=1)
+    busy = asyncio.ensure_future(model.infer(rows(1)))
+    await asyncio.sleep(0)
+    late = model.infer(rows(1), deadline=time.monotonic() + 0.002)
+    with pytest.raises(DeadlineExceeded):
+        await late
+    await busy
+    with pytest.raises(DeadlineExceeded):
+        await model.infer(rows(1), deadline=time.monotonic() - 1)
+    assert model.stats.inference_count == 1
+    assert model.stats.failures["deadline"] == 2
+    await repo.close()
+
+
+async def test_queue_policy_timeout_rejects_in_the_queue(tmp_path):
+    repo, model = await load_slow(tmp_path, max_batch_size=1, timeout_us=5_000)
+    busy = asyncio.ensure_future(model.infer(rows(1)))
+    await asyncio.sleep(0)
+    with pytest.raises(DeadlineExceeded, match="timed out in the queue"):
+        await model.infer(rows(1))
+    await busy
+    assert model.stats.inference_count == 1
+    await repo.close()
+
+
+async def test_cancelled_request_is_dropped_before_its_batch_runs(tmp_path):
+    repo, model = await load_slow(tmp_path, max_batch_size=1)
+    busy = asyncio.ensure_future(model.infer(rows(1)))
+    await asyncio.sleep(0)
+    doomed = asyncio.ensure_future(model.infer(rows(1)))
+    await asyncio.sleep(0)
+    doomed.cancel()
+    await busy
+    await model.batcher.drain()
+    assert model.stats.inference_count == 1
+    await repo.close()
+
+
+async def test_backend_failure_fails_its_batch_and_never_hangs(tmp_path):
+    repo, model = await load_slow(tmp_path, max_batch_size=4)
+
+    def broken(instance, feeds):
+        raise RuntimeError("device lost")
+
+    model.batcher._run_batch = broken
+    results = await asyncio.wait_for(
+        asyncio.gather(*(model.infer(rows(1)) for _ in range(5)), return_exceptions=True), 10)
+    assert all(isinstance(r, HanzoError) and "device lost" in str(r) for r in results)
+    assert model.stats.failures["backend"] == 5
+    await repo.close()

@@ -1,0 +1,37 @@
+"""Writes one model version into a Triton-layout repository: the model file and a
+config.pbtxt rendered with protobuf text_format from tritonclient's ModelConfig."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import onnx
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+
+def write_version(root: Path, config: mc.ModelConfig, version: int, model: onnx.ModelProto,
+                  extra_files: dict[str, bytes] | None = None) -> Path:
+    """Write <root>/<name>/<version>/ whole, then rename it into place, so a server polling
+    the repository never loads a half-written version."""
+    model_dir = Path(root) / config.name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=model_dir))
+    try:
+        onnx.save_model(model, str(staging / (config.default_model_filename or "model.onnx")))
+        for name, data in (extra_files or {}).items():
+            (staging / name).write_bytes(data)
+        target = model_dir / str(version)
+        if target.exists():
+            shutil.rmtree(target)
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    config_path = model_dir / "config.pbtxt"
+    tmp = config_path.with_suffix(".pbtxt.tmp")
+    tmp.write_text(text_format.MessageToString(config))
+    os.replace(tmp, config_path)
+    return model_dir / str(version)
