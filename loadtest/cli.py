@@ -1,3 +1,77 @@
-"""placeholder replaced below"""
-def add_arguments(parser): pass
-def run(args): return 0
+"""`hanzo loadtest`: arguments and the printed / JSON report."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default="127.0.0.1:50051", help="server address (default 127.0.0.1:50051)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--model", help="ModelInfer on this model (random inputs from its metadata)")
+    what.add_argument("--rpc", help="a Commerce RPC: Recommend, Search, ScoreFraud, ...")
+    parser.add_argument("--request", help="the Commerce request as JSON (default: an example)")
+    parser.add_argument("--batch", type=int, default=1, help="rows per ModelInfer request (default 1)")
+    parser.add_argument("--mode", choices=["poisson", "constant", "closed", "h2load"], default="poisson",
+                        help="open loop (poisson, constant), closed loop, or h2load throughput")
+    parser.add_argument("--rate", type=float, default=500.0, help="open loop: requests/s in all (default 500)")
+    parser.add_argument("--concurrency", type=int, default=1, help="closed loop: calls outstanding (default 1)")
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds (default 10)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring (default 2)")
+    parser.add_argument("--timeout", type=float, default=5.0, help="per-call deadline in seconds (default 5)")
+    parser.add_argument("--processes", type=int, default=1, help="client processes (default 1)")
+    parser.add_argument("--clients", type=int, default=4, help="h2load: connections (default 4)")
+    parser.add_argument("--streams", type=int, default=8, help="h2load: streams per connection (default 8)")
+    parser.add_argument("--compare-triton", action="store_true",
+                        help="also load a real tritonserver serving Python-backend twins of --model-repo")
+    parser.add_argument("--model-repo", type=Path, default=Path("model_repo"),
+                        help="the server's repository, for --compare-triton (default ./model_repo)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-floor", action="store_true", help="skip the no-op floor server")
+    parser.add_argument("--out", type=Path, help="write the JSON report here")
+
+
+def run(args: argparse.Namespace) -> int:
+    import grpc
+
+    from . import targets
+    from .openloop import LoadSpec
+    from .runner import format_report, measure
+
+    try:
+        target = (targets.model_infer(args.url, args.model, args.batch, args.seed) if args.model
+                  else targets.commerce(args.rpc, args.request))
+        spec = LoadSpec(args.url, target.method, target.request, mode=args.mode, rate=args.rate,
+                        concurrency=args.concurrency, duration_s=args.duration, warmup_s=args.warmup,
+                        timeout_s=args.timeout, processes=args.processes, seed=args.seed,
+                        h2_clients=args.clients, h2_streams=args.streams)
+        log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+        with contextlib.ExitStack() as stack:
+            peers = {}
+            if args.compare_triton:
+                if not args.model:
+                    raise ValueError("--compare-triton needs --model")
+                import tritonclient.grpc as tc
+
+                from .tritonserver import TritonServer
+
+                config = tc.InferenceServerClient(args.url).get_model_config(args.model).config
+                workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hanzo-triton-")))
+                peers["triton"] = stack.enter_context(TritonServer(args.model_repo, [config], workdir, log)).url
+            report = measure(spec, target, with_floor=not args.no_floor, peers=peers, log=log)
+    except grpc.RpcError as exc:
+        print(f"hanzo loadtest: the server refused the request: {exc.code().name}: {exc.details()}",
+              file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"hanzo loadtest: {exc}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report.as_dict(), indent=2))
+    return 0

@@ -3,7 +3,8 @@
 It owns the queue, the futures, deadlines, the batch size and the queue delay (Ray Serve's
 batching is the model: a failure fails its batch and never hangs a caller). Batches form on
 the event loop thread; each runs on a worker thread of its own instance, so ONNX Runtime
-computes with the GIL released while the loop keeps taking requests.
+computes with the GIL released while the loop keeps taking requests; a model fast enough that the thread
+hand-over would cost more than the model runs inline on the loop thread instead.
 
 Forming a batch:
 - An instance that becomes free takes the oldest request and every queued request behind
@@ -72,6 +73,10 @@ class DynamicBatcher:
         self._last_arrival = -math.inf
         self._idle_waiters: list[asyncio.Future] = []
         self._closed = False
+        # Run batches on the event loop thread itself: for models that answer in well under a
+        # millisecond, the two thread hops (and the GIL hand-over) cost more than the model.
+        # Decided once, after warm-up (ModelVersion.choose_execution).
+        self.inline = False
 
     # ------------------------------------------------------------------ callers
 
@@ -121,10 +126,17 @@ class DynamicBatcher:
         if timeout is not None:
             item.timer = loop.call_later(deadline - now, self._expire, item)
         if self._free and not self._dispatch_scheduled:
-            self._dispatch_scheduled = True
-            # After the callbacks already ready: requests that arrived in the same loop
-            # iteration join this batch at no cost in latency.
-            loop.call_soon(self._dispatch)
+            if self.inline and len(self._queue) == 1:
+                # An idle inline model answers within this call: suspending the caller would
+                # let every other ready callback run before it resumes.
+                self._dispatch()
+                if future.done():
+                    return future.result()
+            else:
+                self._dispatch_scheduled = True
+                # After the callbacks already ready: requests that arrived in the same loop
+                # iteration join this batch at no cost in latency.
+                loop.call_soon(self._dispatch)
         return await future
 
     async def drain(self) -> None:
@@ -175,6 +187,12 @@ class DynamicBatcher:
                     self._timer = self._loop.call_later(wait, self._on_timer)
                 break
             self._launch(self._take_batch(), now)
+            if self.inline:
+                # Let this batch's callers answer before the next batch holds the loop.
+                if queue and not self._dispatch_scheduled:
+                    self._dispatch_scheduled = True
+                    self._loop.call_soon(self._dispatch)
+                break
         self._notify_if_idle()
 
     def _wait_for_more(self, head: _Pending, now: float) -> float:
@@ -226,6 +244,13 @@ class DynamicBatcher:
             queue_stats.add(int((now - item.enqueued) * 1e9))
             if item.timer is not None:  # it left the queue in time
                 item.timer.cancel()
+        if self.inline:
+            try:
+                outcome, error = self._execute(instance, batch), None
+            except Exception as exc:  # the batch fails, the batcher goes on
+                outcome, error = None, exc
+            self._finish(instance, batch, outcome, error)
+            return
         done = self._loop.run_in_executor(self._executor, self._execute, instance, batch)
         done.add_done_callback(lambda fut: self._complete(instance, batch, fut))
 
@@ -255,10 +280,14 @@ class DynamicBatcher:
     # ------------------------------------------------------------------ back on the loop
 
     def _complete(self, instance: int, batch: list[_Pending], fut: asyncio.Future) -> None:
+        error = fut.exception()
+        self._finish(instance, batch, None if error else fut.result(), error)
+        self._dispatch()
+
+    def _finish(self, instance: int, batch: list[_Pending], outcome, error: BaseException | None) -> None:
         self._free.append(instance)
         now = time.monotonic()
         stats = self._stats
-        error = fut.exception()
         if error is not None:
             failure = error if isinstance(error, HanzoError) else HanzoError(
                 f"model {self.name!r}: backend failed: {type(error).__name__}: {error}")
@@ -266,14 +295,13 @@ class DynamicBatcher:
                 if not item.future.done():
                     item.future.set_exception(failure)
                 stats.record_failure("backend", int((now - item.enqueued) * 1e9))
-        else:
-            results, input_ns, infer_ns, output_ns = fut.result()
-            stats.record_batch(sum(item.rows for item in batch), input_ns, infer_ns, output_ns)
-            for item, result in zip(batch, results):
-                if not item.future.done():
-                    item.future.set_result(result)
-                stats.success.add(int((now - item.enqueued) * 1e9))
-        self._dispatch()
+            return
+        results, input_ns, infer_ns, output_ns = outcome
+        stats.record_batch(sum(item.rows for item in batch), input_ns, infer_ns, output_ns)
+        for item, result in zip(batch, results):
+            if not item.future.done():
+                item.future.set_result(result)
+            stats.success.add(int((now - item.enqueued) * 1e9))
 
     def _notify_if_idle(self) -> None:
         if self._idle_waiters and not self._queue and not self.busy_instances:

@@ -3,6 +3,7 @@ embeddings and indexes), its config, batcher and statistics, loaded and swapped 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from ..errors import InvalidArgument
 from .backend import Backend
 from .batcher import DynamicBatcher
-from .config import BatchingPolicy, TensorSpec, io_specs
+from .config import BatchingPolicy, ConfigError, TensorSpec, io_specs, parameter
 from .statistics import ModelStatistics
 
 log = logging.getLogger(__name__)
@@ -76,9 +77,11 @@ class ModelVersion:
         return await self.batcher.infer(tensors, rows, deadline, queue_timeout_s)
 
     def warm_up(self) -> None:
-        """Run every instance once at batch 1 and at max batch, so the first real request
-        pays no allocation or kernel selection. Blocking: call from a loader thread."""
+        """Run every instance at batch 1 and at max batch, so the first real request pays no
+        allocation or kernel selection, then choose where batches run. Blocking: call from a
+        loader thread."""
         sizes = sorted({1, max(self.policy.max_batch_size, 1)})
+        slowest_ns = 0
         for size in sizes:
             feeds = {}
             for spec in self.inputs:
@@ -87,6 +90,23 @@ class ModelVersion:
                 feeds[spec.name] = np.zeros(shape, dtype=spec.datatype.numpy)
             for instance in range(max(self.policy.instance_count, 1)):
                 self.backend.run(instance, feeds)
+                start = time.perf_counter_ns()
+                self.backend.run(instance, feeds)
+                slowest_ns = max(slowest_ns, time.perf_counter_ns() - start)
+        self.batcher.inline = self._runs_inline(slowest_ns)
+        log.info("model version warm", extra={"model": self.name, "model_version": self.version_str,
+                                              "max_batch_us": slowest_ns // 1000, "inline": self.batcher.inline})
+
+    def _runs_inline(self, max_batch_ns: int) -> bool:
+        """config.pbtxt parameters: execution = auto | inline | thread; inline_max_us (auto:
+        inline when one instance runs a full batch faster than this, default 1000)."""
+        mode = parameter(self.config, "execution", "auto")
+        if mode not in ("auto", "inline", "thread"):
+            raise ConfigError(f"{self.name}: parameter execution must be auto, inline or thread, not {mode!r}")
+        if mode != "auto":
+            return mode == "inline"
+        limit_us = int(parameter(self.config, "inline_max_us", "1000"))
+        return self.policy.instance_count <= 1 and max_batch_ns < limit_us * 1000
 
     async def retire(self) -> None:
         """Stop taking requests, let the queued and running ones finish, free the backend."""

@@ -1,0 +1,191 @@
+"""A measurement: the same load against the no-op floor and against the server, in one run,
+with the server's own histogram of the same window beside the client's figures."""
+from __future__ import annotations
+
+import contextlib
+import platform
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import grpc
+from hdrh.histogram import HdrHistogram
+
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from hanzo.v1 import admin_pb2, admin_pb2_grpc
+
+from .floor import FloorServer
+from .h2load import run_h2load
+from .openloop import LoadResult, LoadSpec, run_load
+from .targets import KSERVE_INFER, Target
+
+PERCENTILES = (50, 90, 99, 99.9)
+
+
+def summarize(histogram: HdrHistogram) -> dict[str, float]:
+    """Milliseconds at the usual percentiles."""
+    if histogram.get_total_count() == 0:
+        return {}
+    out = {f"p{p:g}": histogram.get_value_at_percentile(p) / 1000 for p in PERCENTILES}
+    out["max"] = histogram.get_max_value() / 1000
+    out["mean"] = histogram.get_mean_value() / 1000
+    return out
+
+
+@dataclass
+class Phase:
+    name: str  # "floor" or "server"
+    url: str
+    sent: int
+    ok: int
+    errors: dict[str, int]
+    achieved_rps: float
+    late_sends: int
+    e2e_ms: dict[str, float]
+    e2e_corrected_ms: dict[str, float]
+    server_ms: dict[str, float] = field(default_factory=dict)  # the server's own histogram
+    server_count: int = 0
+
+
+@dataclass
+class Report:
+    label: str
+    method: str
+    mode: str
+    rate: float
+    concurrency: int
+    duration_s: float
+    processes: int
+    h2_clients: int
+    h2_streams: int
+    started: str
+    machine: str
+    phases: list[Phase]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _phase(name: str, url: str, result: LoadResult) -> Phase:
+    return Phase(name, url, result.sent, result.ok, result.errors,
+                 result.sent / result.elapsed_s if result.elapsed_s else 0.0, result.late_sends,
+                 summarize(result.latency), summarize(result.corrected))
+
+
+def call_once(url: str, target: Target, timeout: float = 30) -> bytes:
+    """One call, to check the target answers and to learn the response the floor repeats."""
+    with grpc.insecure_channel(url) as channel:
+        return channel.unary_unary(target.method)(target.request, timeout=timeout)
+
+
+def _server_latency(url: str, method: str, reset: bool) -> admin_pb2.MethodLatency | None:
+    """The server's own histogram for `method` (empty if it saw no call; None if the server
+    has no Admin service)."""
+    try:
+        with grpc.insecure_channel(url) as channel:
+            report = admin_pb2_grpc.AdminStub(channel).GetLatency(admin_pb2.LatencyRequest(reset=reset), timeout=10)
+    except grpc.RpcError:
+        return None
+    return next((m for m in report.methods if m.method == method), admin_pb2.MethodLatency(method=method))
+
+
+def _success_count(url: str, target: Target) -> int | None:
+    """Calls the server counted as answered: the model's success count for ModelInfer, else
+    (and on servers without model statistics) the Admin histogram's count."""
+    with grpc.insecure_channel(url) as channel:
+        if target.method == KSERVE_INFER:
+            request = service_pb2.ModelInferRequest.FromString(target.request)
+            try:
+                stats = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelStatistics(
+                    service_pb2.ModelStatisticsRequest(name=request.model_name), timeout=10)
+                return sum(m.inference_stats.success.count for m in stats.model_stats)
+            except grpc.RpcError:
+                pass
+    own = _server_latency(url, target.method, reset=False)
+    return own.count if own is not None else None
+
+
+def _h2load_phase(name: str, spec: LoadSpec, target: Target) -> Phase:
+    _server_latency(spec.url, target.method, reset=True)
+    before = _success_count(spec.url, target)
+    result = run_h2load(spec.url, target.method, target.request, clients=spec.h2_clients, streams=spec.h2_streams,
+                        duration_s=spec.duration_s, warmup_s=spec.warmup_s)
+    after = _success_count(spec.url, target)
+    # h2load counts HTTP answers; the server's own counters say how many were gRPC successes
+    # (they include the warm-up's calls, so confirmed can exceed done).
+    confirmed = after - before if before is not None and after is not None else -1
+    phase = Phase(name, spec.url, result.done, confirmed, {"http_failed": result.http_failed} if result.http_failed
+                  else {}, result.requests_per_s, 0, {"mean": result.mean_ms, "max": result.max_ms}, {})
+    _add_server_latency(phase, spec.url, target.method)
+    return phase
+
+
+def _add_server_latency(phase: Phase, url: str, method: str) -> None:
+    own = _server_latency(url, method, reset=False)
+    if own is not None and own.count:
+        phase.server_ms, phase.server_count = summarize(HdrHistogram.decode(own.hdr_histogram)), own.count
+
+
+def _load_phase(name: str, spec: LoadSpec, method: str) -> Phase:
+    _server_latency(spec.url, method, reset=True)
+    phase = _phase(name, spec.url, run_load(spec))
+    # The window also holds the warm-up calls; at a steady rate they share its percentiles.
+    _add_server_latency(phase, spec.url, method)
+    return phase
+
+
+def measure(spec: LoadSpec, target: Target, with_floor: bool = True, peers: dict[str, str] | None = None,
+            log=print) -> Report:
+    """`spec.url` is the server; its method and request come from `target`. `peers` are other
+    servers (e.g. a Triton) loaded the same way after it."""
+    spec = replace(spec, method=target.method, request=target.request)
+    response = call_once(spec.url, target)
+    urls = {"server": spec.url, **(peers or {})}
+    phases = []
+    with contextlib.ExitStack() as stack:
+        if with_floor:
+            urls = {"floor": stack.enter_context(FloorServer(target.method, target.request_type, response)).url,
+                    **urls}
+        for name, url in urls.items():
+            if name != "server":
+                call_once(url, target)
+            log(f"{name}: {spec.mode} load on {url} ...")
+            if spec.mode == "h2load":
+                phases.append(_h2load_phase(name, replace(spec, url=url), target))
+            else:
+                phases.append(_load_phase(name, replace(spec, url=url), target.method))
+    return Report(target.label, target.method, spec.mode, spec.rate, spec.concurrency, spec.duration_s,
+                  spec.processes, spec.h2_clients, spec.h2_streams, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  f"{platform.node()} {platform.machine()} {_cpus()} CPUs", phases)
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def format_report(report: Report) -> str:
+    load = {"closed": f"closed loop, concurrency {report.concurrency}",
+            "h2load": f"h2load {report.h2_clients} connections x {report.h2_streams} streams"}.get(
+        report.mode, f"{report.mode} {report.rate:g} req/s")
+    lines = [f"{report.label}: {load}, {report.duration_s:g} s, {report.processes} client process(es)",
+             f"{'phase':<8} {'ok':>7} {'errors':>8} {'req/s':>8} | {'e2e p50':>8} {'p99':>7} {'p99.9':>7} "
+             f"{'max':>7} | {'server p50':>10} {'p99':>7} {'p99.9':>7}  (ms)"]
+    for p in report.phases:
+        e, s = p.e2e_ms, p.server_ms
+        errors = sum(p.errors.values())
+        if report.mode == "h2load":
+            lines.append(f"{p.name:<8} {p.ok:>7} {errors:>8} {p.achieved_rps:>8.0f} | mean {e['mean']:>7.3f} "
+                         f"max {e['max']:>7.2f}        | "
+                         + (f"{s['p50']:>10.3f} {s['p99']:>7.3f} {s['p99.9']:>7.3f}" if s else f"{'-':>10}"))
+            continue
+        lines.append(
+            f"{p.name:<8} {p.ok:>7} {errors:>8} {p.achieved_rps:>8.0f} | {e.get('p50', 0):>8.3f} "
+            f"{e.get('p99', 0):>7.3f} {e.get('p99.9', 0):>7.3f} {e.get('max', 0):>7.2f} | "
+            + (f"{s['p50']:>10.3f} {s['p99']:>7.3f} {s['p99.9']:>7.3f}" if s else f"{'-':>10} {'-':>7} {'-':>7}"))
+        if p.errors:
+            lines.append(f"         errors: {p.errors}")
+        if p.late_sends:
+            lines.append(f"         {p.late_sends} calls left the client > 2 ms late: add --processes")
+    return "\n".join(lines)

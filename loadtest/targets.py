@@ -1,0 +1,89 @@
+"""What a load hits: one gRPC method and one serialized request, chosen once, so the load
+generator only ships bytes. ModelInfer requests are built from the model's metadata; Commerce
+requests from JSON (or an example per RPC)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import numpy as np
+from google.protobuf import json_format, message_factory
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from hanzo.v1 import commerce_pb2
+
+KSERVE_INFER = "/inference.GRPCInferenceService/ModelInfer"
+
+# An example request per Commerce RPC, for a load that names only the RPC.
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "Recommend": {"user_id": "u1", "placement": "HOME", "k": 10},
+    "Search": {"query": "table lamp", "k": 10},
+    "ScoreFraud": {"order": {"order_id": "o1", "user_id": "u1", "amount": 120.0, "card_id": "c1"}},
+    "QuotePrice": {"product_id": "p1", "competitor_prices": [10.5, 11.0]},
+    "PlanInventory": {"product_id": "p1", "location": "store1", "horizon_days": 14, "service_level": 0.95,
+                      "lead_time_days": 3},
+    "GetFeatures": {"entity": "user", "entity_ids": ["u1"]},
+    "IngestEvents": {"events": [{"event_id": "lt-1", "event_type": "page_view", "session_id": "s1",
+                                 "timestamp": "2026-01-01T00:00:00Z"}]},
+}
+
+_NUMPY = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "INT64": np.int64, "INT32": np.int32,
+          "INT16": np.int16, "INT8": np.int8, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
+          "UINT64": np.uint64, "BOOL": np.bool_}
+
+
+@dataclass(frozen=True)
+class Target:
+    method: str  # full gRPC method name
+    request: bytes  # one serialized request
+    request_type: str  # full protobuf message name, for the floor server's deserializer
+    label: str
+
+
+def model_infer(url: str, model: str, batch: int = 1, seed: int = 0) -> Target:
+    """A ModelInfer request of `batch` random rows for every input of `model`."""
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(url))
+    meta = stub.ModelMetadata(service_pb2.ModelMetadataRequest(name=model), timeout=30)
+    rng = np.random.default_rng(seed)
+    request = service_pb2.ModelInferRequest(model_name=model, id="loadtest")
+    for tensor in meta.inputs:
+        shape = [batch if i == 0 and d == -1 else (d if d > 0 else 1) for i, d in enumerate(tensor.shape)]
+        dtype = _NUMPY[tensor.datatype]
+        if np.issubdtype(dtype, np.floating):
+            data = rng.standard_normal(shape).astype(dtype)
+        elif dtype is np.bool_:
+            data = rng.random(shape) < 0.5
+        else:
+            data = rng.integers(0, 1000, shape).astype(dtype)
+        request.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=shape)
+        request.raw_input_contents.append(data.tobytes())
+    return Target(KSERVE_INFER, request.SerializeToString(), "inference.ModelInferRequest", f"ModelInfer {model}")
+
+
+def commerce(rpc: str, request_json: str | None = None) -> Target:
+    service = commerce_pb2.DESCRIPTOR.services_by_name["Commerce"]
+    method = service.methods_by_name.get(rpc)
+    if method is None:
+        raise ValueError(f"unknown Commerce RPC {rpc!r} (RPCs: {sorted(service.methods_by_name)})")
+    cls = message_factory.GetMessageClass(method.input_type)
+    body = json.loads(request_json) if request_json else EXAMPLES[rpc]
+    request = json_format.ParseDict(body, cls())
+    return Target(f"/{service.full_name}/{rpc}", request.SerializeToString(), method.input_type.full_name, rpc)
+
+
+def deserializer(request_type: str):
+    """The parser of a request type, as a do-nothing server would use it."""
+    if request_type == "inference.ModelInferRequest":
+        return service_pb2.ModelInferRequest.FromString
+    descriptor = commerce_pb2.DESCRIPTOR.message_types_by_name[request_type.split(".")[-1]]
+    return message_factory.GetMessageClass(descriptor).FromString
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,98 @@
+"""The server process: Commerce contract served (UNIMPLEMENTED until each surface lands),
+health and reflection, demo models on an empty repository, SIGTERM drains in-flight calls."""
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+import tritonclient.grpc as tc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from helpers import SLOW_WIDTH, write_slow_model
+from tritonclient.utils import InferenceServerException
+
+from hanzo.v1 import admin_pb2, admin_pb2_grpc, commerce_pb2, commerce_pb2_grpc
+
+pytestmark = pytest.mark.slow
+
+
+def test_cli_help_lists_the_commands():
+    out = subprocess.run([sys.executable, "-m", "hanzo.server.cli", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    for command in ("serve", "loadtest", "demo-models"):
+        assert command in out
+
+
+def test_empty_repository_gets_demo_models_and_commerce_contract_answers(tmp_path, server_process):
+    server = server_process(tmp_path / "model_repo")
+    assert (tmp_path / "model_repo" / "demo_risk_mlp" / "config.pbtxt").exists()
+    channel = grpc.insecure_channel(server.url)
+
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", "hanzo.v1.Commerce", "inference.GRPCInferenceService"):
+        assert health.Check(health_pb2.HealthCheckRequest(service=service)).status == \
+            health_pb2.HealthCheckResponse.SERVING
+
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    reply = next(reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+    names = {s.name for s in reply.list_services_response.service}
+    assert {"hanzo.v1.Commerce", "hanzo.v1.Admin", "inference.GRPCInferenceService", "grpc.health.v1.Health"} <= names
+
+    commerce = commerce_pb2_grpc.CommerceStub(channel)
+    calls = {
+        "Recommend": commerce_pb2.RecommendRequest(request_id="r1", user_id="u1", k=10),
+        "Search": commerce_pb2.SearchRequest(query="lamp"),
+        "ScoreFraud": commerce_pb2.FraudRequest(order=commerce_pb2.Order(order_id="o1")),
+        "QuotePrice": commerce_pb2.PriceRequest(product_id="p1"),
+        "PlanInventory": commerce_pb2.InventoryRequest(product_id="p1"),
+        "GetFeatures": commerce_pb2.FeaturesRequest(entity="user", entity_ids=["u1"]),
+        "IngestEvents": commerce_pb2.EventBatch(events=[commerce_pb2.Event(event_id="e1")]),
+    }
+    for rpc, request in calls.items():
+        with pytest.raises(grpc.RpcError) as info:
+            getattr(commerce, rpc)(request, timeout=5)
+        assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED, rpc
+        assert "issue #" in info.value.details()
+
+    # The server's own histogram counted those calls.
+    report = admin_pb2_grpc.AdminStub(channel).GetLatency(admin_pb2.LatencyRequest(reset=True))
+    methods = {m.method: m for m in report.methods}
+    assert methods["/hanzo.v1.Commerce/Recommend"].count == 1
+    assert methods["/hanzo.v1.Commerce/Recommend"].p99_us > 0
+    again = admin_pb2_grpc.AdminStub(channel).GetLatency(admin_pb2.LatencyRequest())
+    assert "/hanzo.v1.Commerce/Recommend" not in {m.method for m in again.methods}
+
+
+def test_sigterm_drains_in_flight_calls_then_exits(tmp_path, server_process):
+    root = tmp_path / "model_repo"
+    write_slow_model(root, name="slow", max_batch_size=1)
+    server = server_process(root, "--no-demo-models")
+    x = np.ones((1, SLOW_WIDTH), np.float32)
+    outcomes: list[str] = []
+
+    def call():
+        client = tc.InferenceServerClient(server.url)
+        tensor = tc.InferInput("x", [1, SLOW_WIDTH], "FP32")
+        tensor.set_data_from_numpy(x)
+        try:
+            client.infer("slow", [tensor])
+            outcomes.append("OK")
+        except InferenceServerException as exc:
+            outcomes.append(exc.status())
+
+    # Eight calls on a one-instance model: most are still queued when SIGTERM arrives.
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.15)
+    server.proc.send_signal(signal.SIGTERM)
+    for t in threads:
+        t.join(30)
+    assert outcomes == ["OK"] * 8, outcomes
+    assert server.proc.wait(30) == 0
+    log = server.log()
+    assert '"msg": "draining"' in log and '"msg": "stopped"' in log
