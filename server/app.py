@@ -4,6 +4,7 @@ models, exit."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from importlib.metadata import PackageNotFoundError, version as package_version
@@ -70,6 +71,10 @@ class HanzoServer:
         self._server = server
         log.info("listening", extra={"address": f"{self.config.host}:{self.port}", "version": VERSION})
         await self.repository.load_all()
+        # What exists now (models, sessions, modules) lives as long as the server: keep it out
+        # of every later garbage collection pass.
+        gc.collect()
+        gc.freeze()
         self._serving = True
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         if self.config.poll_seconds > 0:

@@ -148,3 +148,22 @@ async def test_backend_failure_fails_its_batch_and_never_hangs(tmp_path):
     assert all(isinstance(r, HanzoError) and "device lost" in str(r) for r in results)
     assert model.stats.failures["backend"] == 5
     await repo.close()
+
+
+async def test_inline_model_answers_at_once_and_batches_only_while_traffic_flows(tmp_path):
+    repo = ModelRepository(tmp_path / "repo")
+    from helpers import slow_config, slow_model
+
+    from hanzo.training.repository_writer import write_version
+
+    config = slow_config(max_batch_size=8, delay_us=50_000)
+    config.parameters["execution"].string_value = "inline"
+    write_version(repo.root, config, 1, slow_model(layers=2))
+    await repo.load_all()
+    model = repo.get("slow")
+    assert model.batcher.inline
+    await asyncio.gather(*(model.infer(rows(1)) for _ in range(5)))
+    # The first found the model idle and ran within its call; the other four arrived right
+    # behind it, so they waited (up to the 50 ms delay) and ran as one batch.
+    assert {size: d.compute_infer.count for size, d in model.stats.batches.items()} == {1: 1, 4: 1}
+    await repo.close()

@@ -1,6 +1,7 @@
 """The KServe V2 protocol end to end: a real `hanzo serve` process on a loopback port,
 NVIDIA's tritonclient as the client, answers compared with onnxruntime run directly."""
 import concurrent.futures
+import json
 
 import grpc
 import numpy as np
@@ -143,6 +144,15 @@ def test_bad_inputs_get_invalid_argument_naming_the_field(client):
                                                                                            np.float32)})
     expect_error("INVALID_ARGUMENT", 'output "nope"', infer, "demo_risk_mlp", demo_inputs(1)["demo_risk_mlp"],
                  [tc.InferRequestedOutput("nope")])
+
+
+def test_failed_call_is_logged_with_request_id_and_model(client, served):
+    with pytest.raises(InferenceServerException):
+        client.infer("demo_risk_mlp", infer_inputs({"features": np.zeros((1, 3), np.float32)}),
+                     request_id="trace-me-42")
+    lines = [json.loads(line) for line in served[0].log().splitlines() if "trace-me-42" in line]
+    assert lines and lines[0]["code"] == "INVALID_ARGUMENT" and lines[0]["model"] == "demo_risk_mlp"
+    assert lines[0]["model_version"] == "latest" and 'input "features"' in lines[0]["reason"]
 
 
 def test_raw_content_of_the_wrong_size(served):

@@ -36,8 +36,14 @@ def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
     return time.monotonic() + remaining
 
 
-def request_id_of(request: Any) -> str:
-    return getattr(request, "request_id", "") or getattr(request, "id", "")
+def describe(request: Any) -> dict[str, str]:
+    """What a log line of a failed call says about its request."""
+    fields = {"request_id": getattr(request, "request_id", "") or getattr(request, "id", "")}
+    model = getattr(request, "model_name", "")
+    if model:
+        fields["model"] = model
+        fields["model_version"] = getattr(request, "model_version", "") or "latest"
+    return fields
 
 
 def wrap(method: str, handler: Handler, latency: LatencyRecorder) -> Handler:
@@ -52,13 +58,12 @@ def wrap(method: str, handler: Handler, latency: LatencyRecorder) -> Handler:
             return await handler(request, context)
         except HanzoError as exc:
             code, message = STATUS[exc.code], exc.message
-            log.info("call failed", extra={"method": method, "code": exc.code, "request_id": request_id_of(request),
-                                           "reason": message})
+            log.info("call failed", extra={"method": method, "code": exc.code, "reason": message, **describe(request)})
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             code = grpc.StatusCode.INTERNAL
-            log.exception("call crashed", extra={"method": method, "request_id": request_id_of(request)})
+            log.exception("call crashed", extra={"method": method, **describe(request)})
             message = f"internal error in {method} ({type(exc).__name__}); the server log has the details"
         await context.abort(code, message)
 

@@ -117,27 +117,43 @@ class DynamicBatcher:
         if deadline is not None and deadline <= now:
             self._stats.record_failure("deadline", 0)
             raise DeadlineExceeded(f"model {self.name!r}: deadline expired before the request was queued")
+        gap = now - self._last_arrival
+        self._last_arrival = now
+        if self.inline and self._free and not self._queue and not self._dispatch_scheduled and (
+                gap > policy.max_queue_delay_s or not policy.dynamic):
+            return self._run_now(inputs, rows, now)
         key = tuple(a.shape[1:] for a in inputs.values()) if policy.max_batch_size else None
         future = loop.create_future()
-        item = _Pending(inputs, rows, key, future, now, deadline, now - self._last_arrival)
-        self._last_arrival = now
+        item = _Pending(inputs, rows, key, future, now, deadline, gap)
         self._queue.append(item)
         self._queued_rows += rows
         if timeout is not None:
             item.timer = loop.call_later(deadline - now, self._expire, item)
         if self._free and not self._dispatch_scheduled:
-            if self.inline and len(self._queue) == 1:
-                # An idle inline model answers within this call: suspending the caller would
-                # let every other ready callback run before it resumes.
-                self._dispatch()
-                if future.done():
-                    return future.result()
-            else:
-                self._dispatch_scheduled = True
-                # After the callbacks already ready: requests that arrived in the same loop
-                # iteration join this batch at no cost in latency.
-                loop.call_soon(self._dispatch)
+            self._dispatch_scheduled = True
+            # After the callbacks already ready: requests that arrived in the same loop
+            # iteration join this batch at no cost in latency.
+            loop.call_soon(self._dispatch)
         return await future
+
+    def _run_now(self, inputs: dict[str, np.ndarray], rows: int, now: float) -> dict[str, np.ndarray]:
+        """An idle inline model answers within the caller's call: suspending it would let every
+        other ready callback run before it resumes. Same accounting as a batch of one."""
+        instance = self._free.pop()
+        start = time.perf_counter_ns()
+        try:
+            outputs = self._run_batch(instance, inputs)
+        except Exception as exc:
+            self._stats.record_failure("backend", time.perf_counter_ns() - start)
+            raise HanzoError(f"model {self.name!r}: backend failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._free.append(instance)
+        elapsed = time.perf_counter_ns() - start
+        stats = self._stats
+        stats.record_batch(rows, 0, elapsed, 0)
+        stats.queue.add(0)
+        stats.success.add(elapsed)
+        return outputs
 
     async def drain(self) -> None:
         """Wait until nothing is queued or running."""

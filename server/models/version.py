@@ -1,11 +1,10 @@
-"""A loaded model version: everything one version folder ships (the model, and later its
-embeddings and indexes), its config, batcher and statistics, loaded and swapped as one unit."""
+"""A loaded model version: what its version folder ships (`path`), its config, backend,
+batcher and statistics, loaded and swapped as one unit."""
 from __future__ import annotations
 
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
@@ -34,9 +33,6 @@ class ModelVersion:
         self.output_by_name: dict[str, TensorSpec] = {t.name: t for t in self.outputs}
         self.stats = ModelStatistics()
         self.batcher = DynamicBatcher(f"{name}:{version}", policy, backend.run, self.stats)
-        # Artifacts a version ships beside the model (embeddings, indexes), by name; loaded
-        # by the surface that owns them, through `attach`.
-        self.artifacts: dict[str, Any] = {}
 
     def check_inputs(self, tensors: dict[str, np.ndarray]) -> int:
         """Validate tensors against the model; returns the batch size (1 for models that
