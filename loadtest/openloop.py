@@ -156,10 +156,10 @@ def run_load(spec: LoadSpec) -> LoadResult:
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     shares = []
+    per_process, extra = divmod(spec.concurrency, spec.processes)
     for i in range(spec.processes):
-        share = replace(spec, seed=spec.seed * 1000 + i, processes=1,
-                        rate=spec.rate / spec.processes,
-                        concurrency=max(1, spec.concurrency // spec.processes + (i < spec.concurrency % spec.processes)))
+        share = replace(spec, seed=spec.seed * 1000 + i, processes=1, rate=spec.rate / spec.processes,
+                        concurrency=max(1, per_process + (i < extra)))
         shares.append(ctx.Process(target=_worker, args=(share, out), daemon=True))
     for proc in shares:
         proc.start()

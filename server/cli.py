@@ -4,7 +4,6 @@ load the training or load-testing code)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 

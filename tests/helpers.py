@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from tritonclient.grpc import model_config_pb2 as mc
 
+from hanzo.loadtest.targets import free_port
 from hanzo.training.repository_writer import write_version
 
 SLOW_WIDTH = 1024
@@ -53,12 +53,6 @@ def slow_config(name: str = "slow", max_batch_size: int = 8, delay_us: int = 0, 
 
 def write_slow_model(root: Path, **kwargs) -> Path:
     return write_version(root, slow_config(**kwargs), 1, slow_model())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServerProcess:

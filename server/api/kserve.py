@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import grpc
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 

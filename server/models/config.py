@@ -131,7 +131,8 @@ def complete_io(config: mc.ModelConfig, model_inputs: list[TensorSpec], model_ou
             continue
         for entry in declared:
             if entry.name not in by_name:
-                raise ConfigError(f"{config.name}: {kind} {entry.name!r} is not in the model (it has {sorted(by_name)})")
+                raise ConfigError(
+                    f"{config.name}: {kind} {entry.name!r} is not in the model (it has {sorted(by_name)})")
             model = by_name[entry.name]
             if mc.DataType.Name(entry.data_type) != model.datatype.config:
                 raise ConfigError(
