@@ -41,6 +41,7 @@ INSTALL_REQUIRES = [
     f"{ONNXRUNTIME}>=1.20",
     "onnx>=1.17",
     "msgpack>=1.0",
+    "orjson>=3.9",
     "uvloop>=0.19",
     "hdrhistogram>=0.10",
 ]

@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include "feature_gather.hpp"
 #include "topk.hpp"
 
 namespace py = pybind11;
@@ -35,6 +36,127 @@ py::tuple topk(py::array_t<float, py::array::c_style | py::array::forcecast> sco
   return py::make_tuple(index, value);
 }
 
+// A live view of a table array: the exact dtype, C order, never a copy (a copy would
+// detach the plan from the table the store keeps updating).
+template <class T>
+const T* live(const py::array& a, py::ssize_t ndim, const char* name) {
+  if (!a.dtype().is(py::dtype::of<T>()))
+    throw std::invalid_argument(std::string(name) + ": wrong dtype " + std::string(py::str(a.dtype())));
+  if (a.ndim() != ndim) throw std::invalid_argument(std::string(name) + ": wrong number of dimensions");
+  if (!(a.flags() & py::array::c_style)) throw std::invalid_argument(std::string(name) + ": not C-contiguous");
+  return static_cast<const T*>(a.data());
+}
+
+// Feature reads planned once per (entity, feature list): one call gathers every feature of
+// every requested entity into a float32 matrix with the GIL released.
+class FeatureGatherPlan {
+ public:
+  explicit FeatureGatherPlan(int width) : width_(width) {
+    if (width <= 0) throw std::invalid_argument("width must be positive");
+  }
+
+  void add_window(int kind, int out_col, int width, float fallback, const py::array& values, const py::array& epoch,
+                  std::int64_t bucket_ms, int col_a, int col_b) {
+    if (kind < 0 || kind > 2) throw std::invalid_argument("window kind must be 0, 1 or 2");
+    hanzo::GatherOp op{static_cast<hanzo::OpKind>(kind)};
+    place(op, out_col, width, fallback);
+    op.values = live<double>(values, 3, "values");
+    op.epoch = live<std::int64_t>(epoch, 2, "epoch");
+    op.entities = epoch.shape(0);
+    op.buckets = epoch.shape(1);
+    op.columns = values.shape(2);
+    if (values.shape(0) != op.entities || values.shape(1) != op.buckets)
+      throw std::invalid_argument("values and epoch disagree in shape");
+    if (col_a < 0 || col_a + width > op.columns || col_b >= op.columns)
+      throw std::invalid_argument("column out of range");
+    if (bucket_ms <= 0) throw std::invalid_argument("bucket_ms must be positive");
+    op.bucket_ms = bucket_ms;
+    op.col_a = col_a;
+    op.col_b = col_b;
+    keep(op, {values, epoch});
+  }
+
+  void add_distinct(int out_col, float fallback, const py::array& hashes, const py::array& seen,
+                    std::int64_t window_ms) {
+    hanzo::GatherOp op{hanzo::OpKind::Distinct};
+    place(op, out_col, 1, fallback);
+    op.hashes = live<std::uint64_t>(hashes, 2, "hashes");
+    op.seen = live<std::int64_t>(seen, 2, "last_seen");
+    op.entities = hashes.shape(0);
+    op.slots = hashes.shape(1);
+    op.window_ms = window_ms;
+    keep(op, {hashes, seen});
+  }
+
+  void add_last(int out_col, float fallback, const py::array& value, const py::array& stamps) {
+    hanzo::GatherOp op{hanzo::OpKind::Last};
+    place(op, out_col, 1, fallback);
+    op.last_value = live<double>(value, 1, "value");
+    op.stamp_a = live<std::int64_t>(stamps, 1, "stamps");
+    op.entities = value.shape(0);
+    keep(op, {value, stamps});
+  }
+
+  void add_span(int out_col, float fallback, const py::array& first, const py::array& last) {
+    hanzo::GatherOp op{hanzo::OpKind::Span};
+    place(op, out_col, 1, fallback);
+    op.stamp_a = live<std::int64_t>(first, 1, "first");
+    op.stamp_b = live<std::int64_t>(last, 1, "last");
+    op.entities = first.shape(0);
+    keep(op, {first, last});
+  }
+
+  py::tuple gather(py::array_t<std::int64_t, py::array::c_style | py::array::forcecast> rows, std::int64_t as_of) {
+    if (rows.ndim() != 1) throw std::invalid_argument("rows must be 1-D");
+    const auto n = static_cast<std::size_t>(rows.shape(0));
+    py::array_t<float> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(width_)});
+    py::array_t<std::uint8_t> missing({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(width_)});
+    const std::int64_t* r = rows.data();
+    float* o = out.mutable_data();
+    std::uint8_t* m = missing.mutable_data();
+    {
+      py::gil_scoped_release release;
+      hanzo::gather_features(ops_, r, n, as_of, width_, o, m);
+    }
+    return py::make_tuple(out, missing);
+  }
+
+ private:
+  void place(hanzo::GatherOp& op, int out_col, int width, float fallback) const {
+    if (out_col < 0 || width < 1 || out_col + width > width_) throw std::invalid_argument("output column out of range");
+    op.out_col = out_col;
+    op.width = width;
+    op.fallback = fallback;
+  }
+  void keep(const hanzo::GatherOp& op, std::initializer_list<py::array> arrays) {
+    ops_.push_back(op);
+    for (const auto& a : arrays) keep_.push_back(a);
+  }
+
+  int width_;
+  std::vector<hanzo::GatherOp> ops_;
+  std::vector<py::array> keep_;
+};
+
+py::array_t<std::int32_t> gather_sequences(const py::array& items, const py::array& stamps, const py::array& head,
+                                           py::array_t<std::int64_t, py::array::c_style | py::array::forcecast> rows,
+                                           std::int64_t as_of, std::int64_t k) {
+  const std::int32_t* it = live<std::int32_t>(items, 2, "items");
+  const std::int64_t* st = live<std::int64_t>(stamps, 2, "stamps");
+  const std::int64_t* hd = live<std::int64_t>(head, 1, "head");
+  if (k < 0) throw std::invalid_argument("k must be >= 0");
+  const auto n = static_cast<std::size_t>(rows.shape(0));
+  py::array_t<std::int32_t> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(k)});
+  std::int32_t* o = out.mutable_data();
+  const std::int64_t* r = rows.data();
+  const std::int64_t entities = items.shape(0), length = items.shape(1);
+  {
+    py::gil_scoped_release release;
+    hanzo::gather_sequences(it, st, hd, entities, length, r, n, as_of, k, o);
+  }
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
@@ -42,4 +164,20 @@ PYBIND11_MODULE(_native, m) {
   m.attr("__version__") = HANZO_VERSION;
   m.def("topk", &topk, py::arg("scores"), py::arg("k"),
         "Indices and values of the k largest scores, descending, per row (ties: lower index first).");
+  py::class_<FeatureGatherPlan>(m, "FeatureGatherPlan",
+                                "Feature reads planned once; gather() fills a float32 matrix, GIL released.")
+      .def(py::init<int>(), py::arg("width"))
+      .def("add_window", &FeatureGatherPlan::add_window, py::arg("kind"), py::arg("out_col"), py::arg("width"),
+           py::arg("fallback"), py::arg("values"), py::arg("epoch"), py::arg("bucket_ms"), py::arg("col_a"),
+           py::arg("col_b"))
+      .def("add_distinct", &FeatureGatherPlan::add_distinct, py::arg("out_col"), py::arg("fallback"),
+           py::arg("hashes"), py::arg("last_seen"), py::arg("window_ms"))
+      .def("add_last", &FeatureGatherPlan::add_last, py::arg("out_col"), py::arg("fallback"), py::arg("value"),
+           py::arg("stamps"))
+      .def("add_span", &FeatureGatherPlan::add_span, py::arg("out_col"), py::arg("fallback"), py::arg("first"),
+           py::arg("last"))
+      .def("gather", &FeatureGatherPlan::gather, py::arg("rows"), py::arg("as_of"),
+           "(values float32 [rows, width], missing uint8 [rows, width])");
+  m.def("gather_sequences", &gather_sequences, py::arg("items"), py::arg("stamps"), py::arg("head"), py::arg("rows"),
+        py::arg("as_of"), py::arg("k"), "The newest k items per row at or before as_of, newest first, -1 padded.");
 }

@@ -1,0 +1,63 @@
+"""The catalog as the store knows it: product records from the catalog file and from
+catalog_update events, latest prices and stock by location. Updates take effect at once."""
+from __future__ import annotations
+
+from typing import Any
+
+from .definitions import CATEGORY_SLOTS
+
+
+class CatalogState:
+    def __init__(self) -> None:
+        self.products: dict[str, dict[str, Any]] = {}
+        self.stock: dict[str, dict[str, float]] = {}  # product -> location -> units
+        self.roots: dict[str, int] = {}  # root category -> share slot, by first appearance
+
+    def upsert(self, record: dict[str, Any]) -> None:
+        product_id = record["product_id"]
+        current = self.products.get(product_id, {})
+        current.update({k: v for k, v in record.items() if v is not None})
+        self.products[product_id] = current
+        if record.get("stock") is not None and not self.stock.get(product_id):
+            self.stock[product_id] = {"": float(record["stock"])}
+
+    def category_slot(self, product_id: str) -> int | None:
+        """The share slot of a product's root category (the last slot holds every root past
+        the first CATEGORY_SLOTS - 1); None if the product has no category."""
+        product = self.products.get(product_id)
+        category = product.get("category") if product else None
+        if not category:
+            return None
+        root = category[0]
+        slot = self.roots.get(root)
+        if slot is None:
+            slot = self.roots[root] = min(len(self.roots), CATEGORY_SLOTS - 1)
+        return slot
+
+    def apply(self, record: dict[str, Any]) -> None:
+        kind, payload = record["event_type"], record["payload"]
+        if kind == "catalog_update":
+            self.upsert(payload)
+        elif kind == "price_change":
+            self.products.setdefault(payload["product_id"], {"product_id": payload["product_id"]})["price"] = \
+                payload["price"]
+        elif kind == "stock_update":
+            by_location = self.stock.setdefault(payload["product_id"], {})
+            by_location[payload.get("location") or ""] = float(payload["quantity"])
+        elif kind == "purchase" and payload.get("product_id"):
+            by_location = self.stock.get(payload["product_id"])
+            if by_location:
+                location = (record.get("context") or {}).get("location") or next(iter(by_location))
+                if location in by_location:
+                    by_location[location] -= float(payload.get("quantity") or 1)
+
+    def in_stock(self, product_id: str) -> bool:
+        """Unknown stock counts as available; known stock must be positive somewhere."""
+        by_location = self.stock.get(product_id)
+        return not by_location or any(units > 0 for units in by_location.values())
+
+    def state(self) -> dict[str, Any]:
+        return {"products": self.products, "stock": self.stock, "roots": self.roots}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.products, self.stock, self.roots = state["products"], state["stock"], state["roots"]

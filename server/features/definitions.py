@@ -1,0 +1,108 @@
+"""Features, declared once: what entity a feature describes, which events feed it, how they
+aggregate and over which window. The online store computes them incrementally from live
+events and the offline join replays the log through the same store, so both give the same
+numbers.
+
+Windows are sliding at bucket granularity: a 7d value at time T counts the events of the
+28 six-hour buckets ending with T's bucket (so between 6.75 and 7 days back).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+
+# window -> (bucket width in ms, buckets held)
+WINDOWS: dict[str, tuple[int, int]] = {
+    "1h": (300_000, 12),
+    "24h": (3_600_000, 24),
+    "7d": (21_600_000, 28),
+    "30d": (86_400_000, 30),
+}
+AGGREGATIONS = ("count", "sum", "mean", "rate", "share", "distinct", "last", "sequence", "span")
+ENTITIES = ("user", "session", "product", "card", "device")
+SESSION_EVENTS = ("page_view", "product_view", "add_to_cart", "purchase", "search", "recommendation_shown",
+                  "recommendation_clicked")
+CATEGORY_SLOTS = 16  # width of a category share: root categories by first appearance, the rest in the last slot
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    entity: str
+    aggregation: str
+    sources: tuple[str, ...]
+    window: str | None = None
+    field: str | None = None  # the payload value aggregated: amount, quantity, price, card_id, ... category
+    denominator: tuple[str, ...] = ()  # rate: events counted below the line
+    weights: dict[str, float] = dataclass_field(default_factory=dict)  # count/share: per source event type (default 1)
+    length: int = 20  # sequence: items kept
+    default: float = 0.0
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.aggregation not in AGGREGATIONS:
+            problems.append(f"aggregation {self.aggregation!r} is not one of {AGGREGATIONS}")
+        if self.entity not in ENTITIES:
+            problems.append(f"entity {self.entity!r} is not one of {ENTITIES}")
+        windowed = self.aggregation in ("count", "sum", "mean", "rate", "share", "distinct")
+        if windowed and self.window not in WINDOWS:
+            problems.append(f"a {self.aggregation} needs a window in {sorted(WINDOWS)}")
+        if not windowed and self.window is not None:
+            problems.append(f"a {self.aggregation} takes no window")
+        if self.aggregation in ("sum", "mean", "distinct", "last", "sequence", "share") and not self.field:
+            problems.append(f"a {self.aggregation} needs a field")
+        if self.aggregation == "rate" and not self.denominator:
+            problems.append("a rate needs denominator event types")
+        if problems:
+            raise ValueError(f"feature {self.name}: " + "; ".join(problems))
+
+    @property
+    def width(self) -> int:
+        """Columns the feature takes in a gathered matrix (sequences are gathered apart)."""
+        return CATEGORY_SLOTS if self.aggregation == "share" else 0 if self.aggregation == "sequence" else 1
+
+
+FEATURES: tuple[Feature, ...] = (
+    # --- the user: what recommendations and fraud both read
+    Feature("user_purchase_count_7d", "user", "count", ("purchase",), "7d",
+            description="purchase events (order lines) in the last 7 days"),
+    Feature("user_views_24h", "user", "count", ("product_view",), "24h"),
+    Feature("user_order_count_30d", "user", "count", ("order",), "30d"),
+    Feature("user_avg_order_value_30d", "user", "mean", ("order",), "30d", field="amount",
+            description="mean order amount over 30 days: the user's usual amount"),
+    Feature("user_orders_1h", "user", "count", ("order",), "1h"),
+    Feature("user_orders_24h", "user", "count", ("order",), "24h"),
+    Feature("user_distinct_cards_24h", "user", "distinct", ("order",), "24h", field="card_id"),
+    Feature("user_distinct_cards_30d", "user", "distinct", ("order",), "30d", field="card_id"),
+    Feature("user_distinct_devices_30d", "user", "distinct", ("order",), "30d", field="device_id"),
+    Feature("user_distinct_shipping_addresses_30d", "user", "distinct", ("order",), "30d",
+            field="shipping_address_id"),
+    Feature("user_category_affinity_30d", "user", "share", ("product_view", "add_to_cart", "purchase"), "30d",
+            field="category", weights={"product_view": 1.0, "add_to_cart": 3.0, "purchase": 5.0},
+            description="share of the user's weighted interest per root category"),
+    Feature("user_recent_viewed", "user", "sequence", ("product_view",), field="product_id", length=20),
+    Feature("user_recent_bought", "user", "sequence", ("purchase",), field="product_id", length=20),
+    # --- the session
+    Feature("session_duration", "session", "span", SESSION_EVENTS, description="seconds from first to last event"),
+    Feature("session_event_count_24h", "session", "count", SESSION_EVENTS, "24h"),
+    Feature("session_recent_viewed", "session", "sequence", ("product_view",), field="product_id", length=20),
+    # --- the product
+    Feature("product_views_24h", "product", "count", ("product_view",), "24h"),
+    Feature("product_views_7d", "product", "count", ("product_view",), "7d"),
+    Feature("product_units_sold_7d", "product", "sum", ("purchase",), "7d", field="quantity"),
+    Feature("product_units_sold_30d", "product", "sum", ("purchase",), "30d", field="quantity"),
+    Feature("product_view_to_purchase_rate_30d", "product", "rate", ("purchase",), "30d",
+            denominator=("product_view",)),
+    Feature("product_price", "product", "last", ("price_change", "catalog_update", "product_view", "purchase"),
+            field="price", description="latest known price"),
+    # --- cards and devices: the fraud network's velocity
+    Feature("card_orders_1h", "card", "count", ("order",), "1h"),
+    Feature("card_distinct_shipping_addresses_30d", "card", "distinct", ("order",), "30d",
+            field="shipping_address_id"),
+    Feature("card_distinct_users_30d", "card", "distinct", ("order",), "30d", field="user_id"),
+    Feature("device_distinct_users_30d", "device", "distinct", ("order",), "30d", field="user_id"),
+    Feature("device_orders_24h", "device", "count", ("order",), "24h"),
+)
+
+BY_NAME = {f.name: f for f in FEATURES}

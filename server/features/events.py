@@ -1,0 +1,185 @@
+"""Events as records: the canonical JSONL event (../shared/data/README.md) with its timestamp
+held as integer milliseconds since the epoch (UTC). Conversions from JSON objects and from
+`hanzo.v1.Event` messages, and the validation every ingestion path applies."""
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+EVENT_TYPES = (
+    "page_view", "product_view", "add_to_cart", "purchase", "search", "recommendation_shown",
+    "recommendation_clicked", "order", "chargeback", "catalog_update", "stock_update", "price_change",
+)
+TYPE_CODE = {name: code for code, name in enumerate(EVENT_TYPES)}
+
+# Browsing events belong to a session; the others (orders, catalog and stock feeds) may not.
+SESSION_TYPES = frozenset({"page_view", "product_view", "add_to_cart", "purchase", "search",
+                           "recommendation_shown", "recommendation_clicked"})
+
+# payload fields each event type must carry (cdnow's purchases carry an amount, no product).
+REQUIRED = {
+    "product_view": ("product_id",),
+    "add_to_cart": ("product_id",),
+    "search": ("query",),
+    "recommendation_clicked": ("product_id",),
+    "order": ("order_id",),
+    "chargeback": ("order_id",),
+    "catalog_update": ("product_id",),
+    "stock_update": ("product_id", "quantity"),
+    "price_change": ("product_id", "price"),
+}
+NUMBER_FIELDS = ("quantity", "price", "amount", "cost", "stock")
+NON_NEGATIVE = ("price", "amount", "cost")
+STRING_FIELDS = ("product_id", "query", "order_id", "currency", "card_id", "device_id", "ip", "email",
+                 "shipping_address_id", "billing_address_id", "location", "title", "description", "request_id",
+                 "model_version", "placement")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class EventError(ValueError):
+    """A malformed event: `field` names what is wrong."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def parse_timestamp(value: str) -> int:
+    """RFC 3339 -> milliseconds since the epoch. A time without a zone is taken as UTC."""
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def format_timestamp(ms: int) -> str:
+    """Milliseconds since the epoch -> RFC 3339, UTC, millisecond precision."""
+    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def record_from_json(obj: dict[str, Any]) -> dict[str, Any]:
+    """A canonical JSON event -> a record (timestamp in ms). Raises EventError."""
+    if not isinstance(obj, dict):
+        raise EventError("event", f"must be an object, not {type(obj).__name__}")
+    stamp = obj.get("timestamp")
+    if not isinstance(stamp, str) or not stamp:
+        raise EventError("timestamp", "missing (RFC 3339 string expected)")
+    try:
+        ts = parse_timestamp(stamp)
+    except ValueError:
+        raise EventError("timestamp", f"{stamp!r} is not RFC 3339") from None
+    payload = obj.get("payload") or {}
+    context = obj.get("context") or {}
+    if not isinstance(payload, dict):
+        raise EventError("payload", "must be an object")
+    if not isinstance(context, dict):
+        raise EventError("context", "must be an object")
+    return {"event_id": obj.get("event_id"), "event_type": obj.get("event_type"), "timestamp": ts,
+            "user_id": obj.get("user_id"), "session_id": obj.get("session_id") or "", "payload": payload,
+            "context": context}
+
+
+def record_to_json(record: dict[str, Any]) -> dict[str, Any]:
+    return {**record, "timestamp": format_timestamp(record["timestamp"])}
+
+
+def record_from_proto(event) -> dict[str, Any]:
+    """A `hanzo.v1.Event` -> a record, reading only the fields that are present."""
+    payload: dict[str, Any] = {}
+    for field, value in event.payload.ListFields():
+        name = field.name
+        if name == "items":
+            payload[name] = [{"product_id": i.product_id, "quantity": i.quantity, "price": i.price} for i in value]
+        elif name in ("signals", "attributes"):
+            payload[name] = dict(value)
+        elif name in ("product_ids", "category"):
+            payload[name] = list(value)
+        else:
+            payload[name] = value
+    return {
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "timestamp": event.timestamp.ToMilliseconds() if event.HasField("timestamp") else None,
+        "user_id": event.user_id if event.HasField("user_id") else None,
+        "session_id": event.session_id,
+        "payload": payload,
+        "context": dict(event.context),
+    }
+
+
+def record_to_proto(record: dict[str, Any], event) -> None:
+    """Fill a `hanzo.v1.Event` from a record (for clients and tests)."""
+    event.event_id = record["event_id"]
+    event.event_type = record["event_type"]
+    event.timestamp.FromMilliseconds(record["timestamp"])
+    if record.get("user_id") is not None:
+        event.user_id = record["user_id"]
+    event.session_id = record.get("session_id") or ""
+    payload = event.payload
+    for name, value in (record.get("payload") or {}).items():
+        if value is None:
+            continue
+        if name == "items":
+            for item in value:
+                payload.items.add(product_id=str(item.get("product_id", "")), quantity=float(item.get("quantity", 0)),
+                                  price=float(item.get("price", 0)))
+        elif name in ("signals", "attributes"):
+            getattr(payload, name).update({k: (v if name == "signals" else str(v)) for k, v in value.items()})
+        elif name in ("product_ids", "category"):
+            getattr(payload, name).extend(str(v) for v in value)
+        elif name in NUMBER_FIELDS:
+            setattr(payload, name, float(value))
+        elif name == "position":
+            payload.position = int(value)
+        else:
+            setattr(payload, name, str(value))
+    for key, value in (record.get("context") or {}).items():
+        event.context[key] = str(value)
+
+
+def check_record(record: dict[str, Any], max_future_ms: int, now_ms: int) -> None:
+    """Raise EventError for a record that must not enter the log."""
+    event_id = record.get("event_id")
+    if not isinstance(event_id, str) or not event_id:
+        raise EventError("event_id", "missing")
+    kind = record.get("event_type")
+    if kind not in TYPE_CODE:
+        raise EventError("event_type", f"{kind!r} is not one of {', '.join(EVENT_TYPES)}")
+    ts = record.get("timestamp")
+    if ts is None:
+        raise EventError("timestamp", "missing")
+    if ts > now_ms + max_future_ms:
+        raise EventError("timestamp", f"{format_timestamp(ts)} is more than {max_future_ms // 1000} s ahead of "
+                                      f"the server's clock ({format_timestamp(now_ms)})")
+    if ts < 0:
+        raise EventError("timestamp", "before 1970")
+    user = record.get("user_id")
+    if user is not None and not isinstance(user, str):
+        raise EventError("user_id", "must be a string or null")
+    if kind in SESSION_TYPES and not record.get("session_id"):
+        raise EventError("session_id", f"missing (a {kind} event belongs to a session)")
+    payload = record["payload"]
+    for name in REQUIRED.get(kind, ()):
+        if payload.get(name) in (None, ""):
+            raise EventError(f"payload.{name}", f"missing (a {kind} event needs it)")
+    if kind == "purchase" and payload.get("product_id") in (None, "") and payload.get("amount") is None:
+        raise EventError("payload.product_id", "missing (a purchase needs a product_id or an amount)")
+    for name in NUMBER_FIELDS:
+        value = payload.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise EventError(f"payload.{name}", f"{value!r} is not a finite number")
+        if name in NON_NEGATIVE and value < 0:
+            raise EventError(f"payload.{name}", f"{value!r} is negative")
+    for name in STRING_FIELDS:
+        value = payload.get(name)
+        if value is not None and not isinstance(value, str):
+            raise EventError(f"payload.{name}", f"{value!r} is not a string")
+    if kind == "purchase" and (payload.get("quantity") or 1) <= 0:
+        raise EventError("payload.quantity", f"{payload['quantity']!r}: a purchase needs a positive quantity")

@@ -1,0 +1,211 @@
+"""The online store's tables: numpy arrays indexed by entity, updated in place by the Numba
+kernels (hanzo.kernels.windows) and read by the native gather (hanzo._native). Each table
+buffers a batch's updates as plain lists, then applies them in one kernel call."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from hanzo.kernels import windows as k
+
+
+def value_hash(value: str) -> int:
+    """A stable, non-zero 64-bit hash of a string value (0 marks an empty slot)."""
+    h = int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "little")
+    return h or 1
+
+
+class EntityIndex:
+    """Entity keys (user ids, product ids ...) to dense row numbers, in order of first sight."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.rows: dict[str, int] = {}
+        self.keys: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def row(self, key: str) -> int:
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = len(self.keys)
+            self.keys.append(key)
+        return row
+
+    def lookup(self, keys: list[str]) -> np.ndarray:
+        """Rows of `keys`, -1 where the store has never seen the key."""
+        get = self.rows.get
+        return np.fromiter((get(key, -1) for key in keys), dtype=np.int64, count=len(keys))
+
+
+def _grow(array: np.ndarray, rows: int, fill) -> np.ndarray:
+    grown = np.full((rows,) + array.shape[1:], fill, dtype=array.dtype)
+    grown[: array.shape[0]] = array
+    return grown
+
+
+class Table:
+    """Rows grow with the entity index; `generation` changes whenever arrays are replaced."""
+
+    entity: str
+    generation = 0
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        for name, value in arrays.items():
+            setattr(self, name, value)
+        self.generation += 1
+
+    @property
+    def capacity(self) -> int:
+        return next(iter(self.arrays().values())).shape[0]
+
+    def ensure(self, rows: int) -> None:
+        if rows <= self.capacity:
+            return
+        target = max(rows, self.capacity * 2, 64)
+        self.set_arrays({name: _grow(a, target, self.FILL[name]) for name, a in self.arrays().items()})
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.arrays().values())
+
+
+class WindowTable(Table):
+    FILL = {"values": 0.0, "epoch": -1}
+
+    def __init__(self, entity: str, window: str, bucket_ms: int, buckets: int, columns: int) -> None:
+        self.entity, self.window, self.bucket_ms, self.buckets, self.columns = entity, window, bucket_ms, buckets, columns
+        self.values = np.zeros((0, buckets, columns))
+        self.epoch = np.full((0, buckets), -1, dtype=np.int64)
+        self._e: list[int] = []
+        self._ts: list[int] = []
+        self._col: list[int] = []
+        self._amount: list[float] = []
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"values": self.values, "epoch": self.epoch}
+
+    def add(self, row: int, ts: int, column: int, amount: float) -> None:
+        self._e.append(row)
+        self._ts.append(ts)
+        self._col.append(column)
+        self._amount.append(amount)
+
+    def flush(self, watermark: int) -> None:
+        if not self._e:
+            return
+        floor_bucket = watermark // self.bucket_ms - self.buckets
+        k.window_add(self.values, self.epoch, np.array(self._e, np.int64), np.array(self._ts, np.int64),
+                     np.array(self._col, np.int64), np.array(self._amount, np.float64), self.bucket_ms, floor_bucket)
+        self._e, self._ts, self._col, self._amount = [], [], [], []
+
+
+class SequenceTable(Table):
+    FILL = {"items": -1, "stamps": 0, "head": 0}
+
+    def __init__(self, entity: str, length: int) -> None:
+        self.entity, self.length = entity, length
+        self.items = np.full((0, length), -1, dtype=np.int32)
+        self.stamps = np.zeros((0, length), dtype=np.int64)
+        self.head = np.zeros(0, dtype=np.int64)
+        self._e: list[int] = []
+        self._ts: list[int] = []
+        self._item: list[int] = []
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"items": self.items, "stamps": self.stamps, "head": self.head}
+
+    def add(self, row: int, ts: int, item: int) -> None:
+        self._e.append(row)
+        self._ts.append(ts)
+        self._item.append(item)
+
+    def flush(self, watermark: int) -> None:
+        if not self._e:
+            return
+        k.sequence_push(self.items, self.stamps, self.head, np.array(self._e, np.int64), np.array(self._ts, np.int64),
+                        np.array(self._item, np.int32))
+        self._e, self._ts, self._item = [], [], []
+
+
+class DistinctTable(Table):
+    FILL = {"hashes": 0, "last_seen": -1}
+    SLOTS = 32
+
+    def __init__(self, entity: str, field: str) -> None:
+        self.entity, self.field = entity, field
+        self.hashes = np.zeros((0, self.SLOTS), dtype=np.uint64)
+        self.last_seen = np.full((0, self.SLOTS), -1, dtype=np.int64)
+        self._e: list[int] = []
+        self._ts: list[int] = []
+        self._h: list[int] = []
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"hashes": self.hashes, "last_seen": self.last_seen}
+
+    def add(self, row: int, ts: int, value: str) -> None:
+        self._e.append(row)
+        self._ts.append(ts)
+        self._h.append(value_hash(value))
+
+    def flush(self, watermark: int) -> None:
+        if not self._e:
+            return
+        k.distinct_touch(self.hashes, self.last_seen, np.array(self._e, np.int64), np.array(self._ts, np.int64),
+                         np.array(self._h, np.uint64))
+        self._e, self._ts, self._h = [], [], []
+
+
+class LastTable(Table):
+    FILL = {"value": 0.0, "stamps": -1}
+
+    def __init__(self, entity: str) -> None:
+        self.entity = entity
+        self.value = np.zeros(0)
+        self.stamps = np.full(0, -1, dtype=np.int64)
+        self._e: list[int] = []
+        self._ts: list[int] = []
+        self._v: list[float] = []
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"value": self.value, "stamps": self.stamps}
+
+    def add(self, row: int, ts: int, value: float) -> None:
+        self._e.append(row)
+        self._ts.append(ts)
+        self._v.append(value)
+
+    def flush(self, watermark: int) -> None:
+        if not self._e:
+            return
+        k.last_set(self.value, self.stamps, np.array(self._e, np.int64), np.array(self._ts, np.int64),
+                   np.array(self._v, np.float64))
+        self._e, self._ts, self._v = [], [], []
+
+
+class SpanTable(Table):
+    FILL = {"first": -1, "last": -1}
+
+    def __init__(self, entity: str) -> None:
+        self.entity = entity
+        self.first = np.full(0, -1, dtype=np.int64)
+        self.last = np.full(0, -1, dtype=np.int64)
+        self._e: list[int] = []
+        self._ts: list[int] = []
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"first": self.first, "last": self.last}
+
+    def add(self, row: int, ts: int) -> None:
+        self._e.append(row)
+        self._ts.append(ts)
+
+    def flush(self, watermark: int) -> None:
+        if not self._e:
+            return
+        k.span_extend(self.first, self.last, np.array(self._e, np.int64), np.array(self._ts, np.int64))
+        self._e, self._ts = [], []
