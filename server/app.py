@@ -17,6 +17,7 @@ from tritonclient.grpc import service_pb2_grpc
 
 from .api import admin, commerce, kserve
 from .config import ServerConfig
+from .features.service import FeatureService
 from .latency import LatencyRecorder
 from .models import ModelRepository, RepositoryOptions
 
@@ -35,6 +36,7 @@ class HanzoServer:
         self.config = config
         self.latency = LatencyRecorder()
         self.repository = ModelRepository(config.model_repo, RepositoryOptions(device=config.device))
+        self.features = FeatureService(config.features)
         self.port: int | None = None
         self._serving = False
         self._server: grpc.aio.Server | None = None
@@ -57,7 +59,7 @@ class HanzoServer:
         server = grpc.aio.server(options=options)
         service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
             kserve.KServeServicer(self.repository, VERSION, self.serving, self.latency), server)
-        commerce_pb2_grpc.add_CommerceServicer_to_server(commerce.CommerceServicer(self.latency), server)
+        commerce_pb2_grpc.add_CommerceServicer_to_server(commerce.CommerceServicer(self.latency, self.features), server)
         admin_pb2_grpc.add_AdminServicer_to_server(admin.AdminServicer(self.latency), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -70,6 +72,7 @@ class HanzoServer:
         await server.start()
         self._server = server
         log.info("listening", extra={"address": f"{self.config.host}:{self.port}", "version": VERSION})
+        await asyncio.to_thread(self.features.open)
         await self.repository.load_all()
         # What exists now (models, sessions, modules) lives as long as the server: keep it out
         # of every later garbage collection pass.
@@ -106,6 +109,7 @@ class HanzoServer:
             self._poller.cancel()
         await self._server.stop(grace)
         await self.repository.close()
+        await asyncio.to_thread(self.features.close)
         self._server = None
         self._stopped.set()
         log.info("stopped")

@@ -4,6 +4,7 @@ load the training or load-testing code)."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from pathlib import Path
 
@@ -16,13 +17,7 @@ def _serve(args: argparse.Namespace) -> int:
     from . import logs
     from .app import serve
 
-    overrides = dict(host=args.host, port=args.port, model_repo=args.model_repo, device=args.device,
-                     poll_seconds=args.poll_seconds, log_level=args.log_level, log_format=args.log_format,
-                     reuse_port=args.reuse_port or None, demo_models=False if args.no_demo_models else None)
-    if args.config:
-        config = ServerConfig.from_toml(args.config, **overrides)
-    else:
-        config = ServerConfig(**{k: v for k, v in overrides.items() if v is not None})
+    config = _server_config(args)
     logs.configure(config.log_level, config.log_format)
     if config.demo_models and not _has_models(config.model_repo):
         from hanzo.training.demo_models import build_demo_repository
@@ -30,6 +25,55 @@ def _serve(args: argparse.Namespace) -> int:
         names = build_demo_repository(config.model_repo)
         print(f"hanzo: {config.model_repo} had no models; built the demo models {names}", file=sys.stderr)
     uvloop.run(serve(config))
+    return 0
+
+
+def _server_config(args: argparse.Namespace) -> ServerConfig:
+    overrides = dict(host=args.host, port=args.port, model_repo=args.model_repo, device=args.device,
+                     poll_seconds=args.poll_seconds, log_level=args.log_level, log_format=args.log_format,
+                     reuse_port=args.reuse_port or None, demo_models=False if args.no_demo_models else None,
+                     features=_feature_overrides(args))
+    if args.config:
+        return ServerConfig.from_toml(args.config, **overrides)
+    features = {k: v for k, v in overrides.pop("features").items() if v is not None}
+    return ServerConfig(features=features, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _feature_overrides(args: argparse.Namespace) -> dict:
+    return dict(data_dir=args.data_dir, catalog=args.catalog, fsync=args.fsync)
+
+
+def _add_feature_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, help="event log and feature store snapshots (default ./hanzo_data)")
+    parser.add_argument("--catalog", type=Path, help="catalog.jsonl loaded into an empty store")
+    parser.add_argument("--fsync", choices=["always", "interval", "never"],
+                        help="when the log fsyncs: every batch (default), at most every 50 ms, or never")
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from hanzo.training.simulator import SimulationConfig, simulate
+
+    config = SimulationConfig(seed=args.seed, users=args.users, products=args.products, days=args.days,
+                              start=args.start)
+    sim = simulate(config, args.out)
+    print(f"{len(sim.events)} events, {len(sim.catalog)} products, {len(sim.shoppers)} shoppers -> {args.out}")
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from . import ingest_cli
+
+    if not args.file.exists():
+        print(f"hanzo ingest: {args.file} does not exist", file=sys.stderr)
+        return 2
+    if args.url:
+        totals = asyncio.run(ingest_cli.over_grpc(args.file, args.url, args.batch, args.concurrency, sort=args.sort))
+    else:
+        from .features.service import FeatureStoreConfig
+
+        config = FeatureStoreConfig(**{k: v for k, v in _feature_overrides(args).items() if v is not None})
+        totals = ingest_cli.bulk(args.file, config, args.batch, sort=args.sort)
+    totals.report()
     return 0
 
 
@@ -66,7 +110,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT: several processes on one port")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING ...")
     serve.add_argument("--log-format", choices=["json", "text"])
+    _add_feature_arguments(serve)
     serve.set_defaults(func=_serve)
+
+    sim = sub.add_parser("simulate", help="write a seeded marketplace's events, catalog and truth")
+    sim.add_argument("--out", type=Path, required=True, help="folder for events.jsonl.gz, catalog.jsonl, truth.json")
+    sim.add_argument("--users", type=int, default=2000)
+    sim.add_argument("--products", type=int, default=600)
+    sim.add_argument("--days", type=int, default=30)
+    sim.add_argument("--start", default="2026-01-05", help="first day (UTC date)")
+    sim.add_argument("--seed", type=int, default=7)
+    sim.set_defaults(func=_simulate)
+
+    ingest = sub.add_parser("ingest", help="events from a JSONL file (gzip or not) into a feature store")
+    ingest.add_argument("file", type=Path)
+    ingest.add_argument("--url", help="a running server: batches through IngestEvents")
+    ingest.add_argument("--batch", type=int, default=500, help="events a batch (default 500)")
+    ingest.add_argument("--concurrency", type=int, default=4, help="batches in flight over gRPC (default 4)")
+    ingest.add_argument("--sort", action="store_true",
+                        help="read the whole file and send it in event-time order (for unordered history)")
+    _add_feature_arguments(ingest)
+    ingest.set_defaults(func=_ingest)
 
     demo = sub.add_parser("demo-models", help="write the demo models into a model repository")
     demo.add_argument("--model-repo", type=Path, default=Path("model_repo"))

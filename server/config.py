@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .features.service import FeatureStoreConfig
+
 DEFAULT_PORT = 50051
 
 
@@ -28,9 +30,17 @@ class ServerConfig:
     log_format: str = "json"  # json | text
     # Several server processes on one port (SO_REUSEPORT).
     reuse_port: bool = False
+    # The event log and online feature store ([features] in a TOML file).
+    features: FeatureStoreConfig = field(default_factory=FeatureStoreConfig)
 
     def __post_init__(self) -> None:
         self.model_repo = Path(self.model_repo)
+        if isinstance(self.features, dict):
+            known = {f.name for f in dataclasses.fields(FeatureStoreConfig)}
+            unknown = set(self.features) - known
+            if unknown:
+                raise ValueError(f"unknown [features] options {sorted(unknown)}")
+            self.features = FeatureStoreConfig(**self.features)
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
         if self.log_format not in ("json", "text"):
@@ -40,11 +50,15 @@ class ServerConfig:
 
     @classmethod
     def from_toml(cls, path: Path, **overrides: Any) -> "ServerConfig":
-        """A TOML file's [server] table, then the overrides (CLI flags) that are not None."""
-        data = tomllib.loads(Path(path).read_text()).get("server", {})
-        known = {f.name for f in dataclasses.fields(cls)}
+        """A TOML file's [server] and [features] tables, then the overrides (CLI flags) that
+        are not None (`features` overrides are merged into the [features] table)."""
+        document = tomllib.loads(Path(path).read_text())
+        data = dict(document.get("server", {}))
+        known = {f.name for f in dataclasses.fields(cls)} - {"features"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"{path}: unknown [server] options {sorted(unknown)}")
+        features = dict(document.get("features", {}))
+        features.update({k: v for k, v in overrides.pop("features", {}).items() if v is not None})
         data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**data)
+        return cls(features=features, **data)

@@ -63,6 +63,8 @@ class ServerProcess:
         self.url = f"127.0.0.1:{self.port}"
         self.log_path = Path(model_repo).parent / f"server-{self.port}.log"
         self._log = open(self.log_path, "w")
+        if "--data-dir" not in extra:
+            extra = ("--data-dir", str(Path(model_repo).parent / f"data-{self.port}"), *extra)
         cmd = [sys.executable, "-m", "hanzo.server.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                "--model-repo", str(model_repo), *extra]
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd,

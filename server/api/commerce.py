@@ -5,8 +5,10 @@ from __future__ import annotations
 from hanzo.v1 import commerce_pb2_grpc
 
 from ..errors import Unimplemented
+from ..features.service import FeatureService
 from ..latency import LatencyRecorder
-from .edge import wrap_servicer
+from . import features as feature_api
+from .edge import deadline_of, wrap_servicer
 
 SERVICE = "hanzo.v1.Commerce"
 
@@ -17,9 +19,8 @@ _PENDING = {
     "ScoreFraud": 6,
     "QuotePrice": 7,
     "PlanInventory": 7,
-    "GetFeatures": 3,
-    "IngestEvents": 3,
 }
+_SERVED = ["GetFeatures", "IngestEvents"]
 
 
 def _pending(rpc: str, issue: int):
@@ -31,7 +32,14 @@ def _pending(rpc: str, issue: int):
 
 
 class CommerceServicer(commerce_pb2_grpc.CommerceServicer):
-    def __init__(self, latency: LatencyRecorder) -> None:
+    def __init__(self, latency: LatencyRecorder, features: FeatureService) -> None:
+        self._features = features
         for rpc, issue in _PENDING.items():
             setattr(self, rpc, _pending(rpc, issue))
-        wrap_servicer(self, SERVICE, list(_PENDING), latency)
+        wrap_servicer(self, SERVICE, list(_PENDING) + _SERVED, latency)
+
+    async def IngestEvents(self, request, context):
+        return await feature_api.ingest_events(self._features, request, deadline_of(context))
+
+    async def GetFeatures(self, request, context):
+        return feature_api.get_features(self._features, request)

@@ -18,6 +18,10 @@ class CatalogState:
         current = self.products.get(product_id, {})
         current.update({k: v for k, v in record.items() if v is not None})
         self.products[product_id] = current
+        category = current.get("category")
+        if category and category[0] not in self.roots:
+            # Slots follow the order roots first appear in the catalog, the same online and offline.
+            self.roots[category[0]] = min(len(self.roots), CATEGORY_SLOTS - 1)
         if record.get("stock") is not None and not self.stock.get(product_id):
             self.stock[product_id] = {"": float(record["stock"])}
 
@@ -28,11 +32,7 @@ class CatalogState:
         category = product.get("category") if product else None
         if not category:
             return None
-        root = category[0]
-        slot = self.roots.get(root)
-        if slot is None:
-            slot = self.roots[root] = min(len(self.roots), CATEGORY_SLOTS - 1)
-        return slot
+        return self.roots[category[0]]
 
     def apply(self, record: dict[str, Any]) -> None:
         kind, payload = record["event_type"], record["payload"]

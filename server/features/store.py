@@ -6,12 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-import numpy as np
 
 from hanzo import _native
 
 from .catalog import CatalogState
-from .definitions import BY_NAME, CATEGORY_SLOTS, ENTITIES, FEATURES, WINDOWS, Feature
+from .definitions import CATEGORY_SLOTS, ENTITIES, FEATURES, WINDOWS, Feature
 from .tables import DistinctTable, EntityIndex, LastTable, SequenceTable, SpanTable, Table, WindowTable
 
 # How each entity is found in an event.

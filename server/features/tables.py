@@ -78,7 +78,8 @@ class WindowTable(Table):
     FILL = {"values": 0.0, "epoch": -1}
 
     def __init__(self, entity: str, window: str, bucket_ms: int, buckets: int, columns: int) -> None:
-        self.entity, self.window, self.bucket_ms, self.buckets, self.columns = entity, window, bucket_ms, buckets, columns
+        self.entity, self.window = entity, window
+        self.bucket_ms, self.buckets, self.columns = bucket_ms, buckets, columns
         self.values = np.zeros((0, buckets, columns))
         self.epoch = np.full((0, buckets), -1, dtype=np.int64)
         self._e: list[int] = []

@@ -64,7 +64,8 @@ class Simulation:
 
     # ------------------------------------------------------------------ output
 
-    def emit(self, ts: int, kind: str, user: str | None, session: str, payload: dict, context: dict | None = None) -> str:
+    def emit(self, ts: int, kind: str, user: str | None, session: str, payload: dict,
+             context: dict | None = None) -> str:
         self._ids += 1
         event_id = f"sim-{self._ids:08d}"
         self.events.append({"event_id": event_id, "event_type": kind, "timestamp": int(ts), "user_id": user,
@@ -132,8 +133,8 @@ class Simulation:
             # Back for what ran out: straight to the product, usually bought again.
             i = catalog.ids.index(due[0])
             t += int(rng.exponential(20_000)) + 1000
-            self.emit(t, "product_view", user, session, {"product_id": catalog.ids[i], "price": float(self.market.price[i])},
-                      context)
+            self.emit(t, "product_view", user, session,
+                      {"product_id": catalog.ids[i], "price": float(self.market.price[i])}, context)
             if rng.random() < 0.8:
                 cart.append((i, 1.0))
                 t += int(rng.exponential(15_000)) + 1000

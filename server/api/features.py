@@ -1,0 +1,82 @@
+"""IngestEvents and GetFeatures: proto <-> the feature service's plain records and matrices."""
+from __future__ import annotations
+
+import time
+
+from hanzo.v1 import commerce_pb2
+
+from ..errors import DeadlineExceeded, InvalidArgument, Unavailable
+from ..features.definitions import ENTITIES
+from ..features.events import format_timestamp, record_from_proto
+from ..features.service import FeatureService
+
+MAX_ENTITIES = 1000
+
+
+def _check_open(features: FeatureService) -> None:
+    if not features.is_open:
+        raise Unavailable("the feature store is opening or closing")
+
+
+async def ingest_events(features: FeatureService, request: commerce_pb2.EventBatch,
+                        deadline: float | None) -> commerce_pb2.IngestAck:
+    _check_open(features)
+    count = len(request.events)
+    if count == 0:
+        raise InvalidArgument("events", "the batch is empty")
+    limit = features.config.max_batch_events
+    if count > limit:
+        raise InvalidArgument("events", f"{count} events in one batch; the limit is {limit}")
+    if deadline is not None and deadline <= time.monotonic():
+        raise DeadlineExceeded("the deadline passed before the batch was read")
+    result = await features.ingest([record_from_proto(event) for event in request.events])
+    ack = commerce_pb2.IngestAck(request_id=request.request_id, accepted=result.accepted,
+                                 duplicates=result.duplicates)
+    for reject in result.rejects:
+        ack.rejects.add(index=reject.index, event_id=reject.event_id, field=reject.field, reason=reject.reason)
+    ack.watermark.FromMilliseconds(result.watermark)
+    return ack
+
+
+def get_features(features: FeatureService, request: commerce_pb2.FeaturesRequest) -> commerce_pb2.FeaturesResponse:
+    _check_open(features)
+    store = features.store
+    entity = request.entity
+    if entity not in ENTITIES:
+        raise InvalidArgument("entity", f"{entity!r} is not one of {', '.join(ENTITIES)}")
+    ids = list(request.entity_ids)
+    if not ids:
+        raise InvalidArgument("entity_ids", "empty: name at least one entity")
+    if len(ids) > MAX_ENTITIES:
+        raise InvalidArgument("entity_ids", f"{len(ids)} entities; the limit is {MAX_ENTITIES} a call")
+    names = list(request.feature_names) or store.feature_names(entity)
+    for name in names:
+        feature = store.features.get(name)
+        if feature is None:
+            raise InvalidArgument("feature_names", f"{name!r} is not a feature (features of a {entity}: "
+                                                   f"{', '.join(store.feature_names(entity))})")
+        if feature.entity != entity:
+            raise InvalidArgument("feature_names", f"{name!r} describes a {feature.entity}, not a {entity}")
+    as_of = store.watermark
+    if request.HasField("as_of"):
+        as_of = request.as_of.ToMilliseconds()
+        if as_of < store.watermark:
+            raise InvalidArgument("as_of", f"{format_timestamp(as_of)} is before the store's clock "
+                                           f"({format_timestamp(store.watermark)}); past values come from the "
+                                           "offline join (get_historical_features)")
+    response = commerce_pb2.FeaturesResponse(request_id=request.request_id, entity_ids=ids)
+    response.as_of.FromMilliseconds(as_of)
+    scalar = [n for n in names if store.features[n].aggregation != "sequence"]
+    if scalar:
+        values, missing, layout = store.gather(entity, ids, scalar, as_of)
+        columns = response.columns
+        for name, _, width in layout:
+            columns.extend([name] if width == 1 else [f"{name}[{i}]" for i in range(width)])
+        response.values = values.tobytes()
+        response.missing = missing.tobytes()
+    for name in names:
+        if store.features[name].aggregation == "sequence":
+            sequence = response.sequences.add(name=name)
+            for items in store.sequences(entity, ids, name, as_of):
+                sequence.entities.add(values=items)
+    return response

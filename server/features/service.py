@@ -1,0 +1,243 @@
+"""The feature service: ingestion (validate, deduplicate, append to the durable log, apply to
+the online store), reads, snapshots and recovery. One instance per server process."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from .dedup import DedupIndex, id_hashes
+from .events import EventError, check_record, format_timestamp
+from .formats import read_catalog
+from .log import EventLog
+from .store import FeatureStore
+
+log = logging.getLogger(__name__)
+
+HOUR_MS = 3_600_000
+
+
+@dataclass
+class FeatureStoreConfig:
+    data_dir: Path = field(default_factory=lambda: Path("hanzo_data"))
+    fsync: str = "always"  # always | interval | never
+    dedup_horizon_hours: float = 31 * 24  # >= the longest window, so every late event that can count is deduplicated
+    max_future_seconds: float = 300.0  # events stamped further ahead of the wall clock are rejected
+    max_batch_events: int = 10_000
+    snapshot_every_events: int = 1_000_000
+    log_retention_days: float = 0.0  # > 0: drop log segments older than this once a snapshot covers them
+    catalog: Path | None = None  # catalog.jsonl loaded at start (catalog_update events extend it)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        if self.catalog is not None:
+            self.catalog = Path(self.catalog)
+
+
+@dataclass
+class Reject:
+    index: int
+    event_id: str
+    field: str
+    reason: str
+
+
+@dataclass
+class IngestResult:
+    accepted: int
+    duplicates: int
+    rejects: list[Reject]
+    watermark: int
+
+
+class FeatureService:
+    def __init__(self, config: FeatureStoreConfig) -> None:
+        self.config = config
+        self.store = FeatureStore()
+        self.dedup = DedupIndex(int(config.dedup_horizon_hours * HOUR_MS))
+        self.log: EventLog | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hanzo-log")
+        self._since_snapshot = 0
+        self.applied_seq = 0  # records of the log applied to the store
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def is_open(self) -> bool:
+        return self.log is not None
+
+    def open(self) -> None:
+        """Load the newest snapshot, then replay the log after it. Blocking."""
+        from hanzo.kernels import windows
+
+        windows.prepare()
+        started = time.monotonic()
+        data = self.config.data_dir
+        snapshot = self._load_snapshot()
+        if not snapshot and self.config.catalog:
+            self.store.load_catalog(read_catalog(self.config.catalog))
+        event_log = EventLog(data / "log", fsync=self.config.fsync)
+        replayed = 0
+        for first, records in event_log.replay(self.applied_seq):
+            self.dedup.check_and_add(id_hashes([r["event_id"] for r in records]),
+                                     np.array([r["timestamp"] for r in records], np.int64), self.store.watermark)
+            self.store.apply(records)
+            self.applied_seq = first + len(records)
+            replayed += len(records)
+        self.log = event_log
+        log.info("feature store open", extra={
+            "snapshot": bool(snapshot), "replayed_events": replayed, "events": self.applied_seq,
+            "seconds": round(time.monotonic() - started, 3), "watermark": format_timestamp(self.store.watermark)})
+
+    def close(self) -> None:
+        if self.log is None:
+            return
+        self._writer.shutdown(wait=True)
+        event_log, self.log = self.log, None
+        event_log.close()
+        if self._since_snapshot:
+            self.snapshot()
+
+    # ------------------------------------------------------------------ ingestion
+
+    def admit(self, items: list[dict[str, Any] | EventError]) -> tuple[list[dict], np.ndarray, list[Reject], int]:
+        """Validation and deduplication: (new records, their id hashes, rejects, duplicates)."""
+        now_ms = int(time.time() * 1000)
+        max_future = int(self.config.max_future_seconds * 1000)
+        floor = self.store.watermark - self.dedup.horizon_ms
+        records, rejects = [], []
+        for index, item in enumerate(items):
+            if isinstance(item, EventError):
+                rejects.append(Reject(index, "", item.field, item.reason))
+                continue
+            try:
+                check_record(item, max_future, now_ms)
+            except EventError as exc:
+                rejects.append(Reject(index, str(item.get("event_id") or ""), exc.field, exc.reason))
+                continue
+            if item["timestamp"] <= floor:
+                rejects.append(Reject(index, item["event_id"], "timestamp",
+                                      f"{format_timestamp(item['timestamp'])} is older than the store's horizon "
+                                      f"({self.config.dedup_horizon_hours:g} h before its clock, "
+                                      f"{format_timestamp(self.store.watermark)}): no window holds it"))
+                continue
+            records.append(item)
+        if not records:
+            return [], np.zeros(0, np.uint64), rejects, 0
+        hashes = id_hashes([r["event_id"] for r in records])
+        stamps = np.array([r["timestamp"] for r in records], np.int64)
+        is_new = self.dedup.check_and_add(hashes, stamps, self.store.watermark)
+        duplicates = int(len(records) - is_new.sum())
+        if duplicates:
+            records = [r for r, new in zip(records, is_new) if new]
+            hashes = hashes[is_new]
+        return records, hashes, rejects, duplicates
+
+    def commit(self, records: list[dict], first_seq: int) -> None:
+        """Apply records the log holds from `first_seq` on to the online store."""
+        self.store.apply(records)
+        self.applied_seq = first_seq + len(records)
+        self._since_snapshot += len(records)
+        if self._since_snapshot >= self.config.snapshot_every_events:
+            self.snapshot()
+
+    async def ingest(self, items: list[dict[str, Any] | EventError]) -> IngestResult:
+        """One batch: acknowledged (returned) only after its events are in the log."""
+        records, hashes, rejects, duplicates = self.admit(items)
+        if records:
+            try:
+                first = await asyncio.get_running_loop().run_in_executor(self._writer, self.log.append, records)
+            except BaseException:
+                self.dedup.forget(hashes, self.store.watermark)
+                raise
+            self.commit(records, first)
+        return IngestResult(len(records), duplicates, rejects, self.store.watermark)
+
+    def ingest_blocking(self, items: list[dict[str, Any] | EventError]) -> IngestResult:
+        """The same, in the caller's thread (bulk loads without a server)."""
+        records, hashes, rejects, duplicates = self.admit(items)
+        if records:
+            try:
+                first = self.log.append(records)
+            except BaseException:
+                self.dedup.forget(hashes, self.store.watermark)
+                raise
+            self.commit(records, first)
+        return IngestResult(len(records), duplicates, rejects, self.store.watermark)
+
+    # ------------------------------------------------------------------ snapshots
+
+    def snapshot(self) -> Path:
+        """Write the store and the dedup index as of `applied_seq`; drop older snapshots and,
+        under a retention policy, the log segments the snapshot covers."""
+        started = time.monotonic()
+        root = self.config.data_dir / "snapshots"
+        root.mkdir(parents=True, exist_ok=True)
+        target = root / f"{self.applied_seq:020d}"
+        staging = root / f".staging-{self.applied_seq}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        arrays = {f"dedup.{k}": v for k, v in self.dedup.state().items()}
+        for i, table in enumerate(self.store.tables):
+            arrays.update({f"table{i}.{k}": v for k, v in table.arrays().items()})
+        np.savez(staging / "arrays.npz", **arrays)
+        state = {"applied_seq": self.applied_seq, "watermark": self.store.watermark, "layout": self._layout(),
+                 "entities": {name: index.keys for name, index in self.store.entities.items()},
+                 "catalog": self.store.catalog.state()}
+        (staging / "state.msgpack").write_bytes(msgpack.packb(state, use_bin_type=True))
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+        for old in sorted(p for p in root.iterdir() if p.name.isdigit() and p != target):
+            shutil.rmtree(old)
+        self._since_snapshot = 0
+        if self.config.log_retention_days > 0 and self.log is not None:
+            self._apply_retention()
+        log.info("snapshot", extra={"events": self.applied_seq, "seconds": round(time.monotonic() - started, 3)})
+        return target
+
+    def _apply_retention(self) -> None:
+        """Drop segments entirely older than the retention (by event time) and covered by the snapshot."""
+        horizon = self.store.watermark - int(self.config.log_retention_days * 24 * HOUR_MS)
+        covered = 0
+        for first, records in self.log.replay(0):
+            if first + len(records) > self.applied_seq or max(r["timestamp"] for r in records) > horizon:
+                break
+            covered = first + len(records)
+        self.log.drop_segments_before(covered)
+
+    def _layout(self) -> list:
+        return [[type(t).__name__, t.entity, {k: list(v.shape[1:]) for k, v in t.arrays().items()}]
+                for t in self.store.tables]
+
+    def _load_snapshot(self) -> bool:
+        root = self.config.data_dir / "snapshots"
+        found = sorted(p for p in root.iterdir() if p.name.isdigit()) if root.is_dir() else []
+        if not found:
+            return False
+        path = found[-1]
+        state = msgpack.unpackb((path / "state.msgpack").read_bytes(), raw=False, strict_map_key=False)
+        if state["layout"] != self._layout():
+            log.warning("snapshot ignored: the feature definitions changed since it was written; replaying the log",
+                        extra={"snapshot": path.name})
+            return False
+        with np.load(path / "arrays.npz") as arrays:
+            self.dedup.restore({k: arrays[f"dedup.{k}"] for k in ("keys", "stamps")})
+            for i, table in enumerate(self.store.tables):
+                table.set_arrays({k: arrays[f"table{i}.{k}"] for k in table.arrays()})
+        for name, keys in state["entities"].items():
+            index = self.store.entities[name]
+            index.keys = list(keys)
+            index.rows = {key: row for row, key in enumerate(keys)}
+        self.store.catalog.restore(state["catalog"])
+        self.store.watermark = state["watermark"]
+        self.applied_seq = state["applied_seq"]
+        return True
