@@ -69,6 +69,7 @@ class FeatureGatherPlan {
       throw std::invalid_argument("values and epoch disagree in shape");
     if (col_a < 0 || col_a + width > op.columns || col_b >= op.columns)
       throw std::invalid_argument("column out of range");
+    if (width > 64) throw std::invalid_argument("a window share is at most 64 columns wide");
     if (bucket_ms <= 0) throw std::invalid_argument("bucket_ms must be positive");
     op.bucket_ms = bucket_ms;
     op.col_a = col_a;

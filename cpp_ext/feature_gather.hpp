@@ -56,8 +56,8 @@ inline void gather_features(const std::vector<GatherOp>& ops, const std::int64_t
         case OpKind::WindowRatio:
         case OpKind::WindowShare: {
           const std::int64_t now_bucket = as_of / op.bucket_ms;
-          double a[64] = {0}, b = 0.0;
-          if (op.width > 64) throw std::invalid_argument("window share wider than 64 columns");
+          double a[64], b = 0.0;
+          for (int w = 0; w < op.width; ++w) a[w] = 0.0;
           if (!absent) {
             const std::int64_t* ep = op.epoch + e * op.buckets;
             const double* v = op.values + e * op.buckets * op.columns;

@@ -81,10 +81,11 @@ def distinct_touch(hashes, last_seen, entity, ts, value_hash):
 
 @nb.njit(nogil=True, cache=True)
 def last_set(value, stamps, entity, ts, new_value):
-    """value[e] = the value of the latest event (by event time) seen for e."""
+    """value[e] = the value of the latest event (by event time) seen for e; between events of
+    the same millisecond the largest value, so the result never depends on arrival order."""
     for k in range(entity.shape[0]):
         e = entity[k]
-        if ts[k] >= stamps[e]:
+        if ts[k] > stamps[e] or (ts[k] == stamps[e] and new_value[k] > value[e]):
             value[e] = new_value[k]
             stamps[e] = ts[k]
 

@@ -13,13 +13,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default="127.0.0.1:50051", help="server address (default 127.0.0.1:50051)")
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--model", help="ModelInfer on this model (random inputs from its metadata)")
+    what.add_argument("--ingest", type=Path, metavar="EVENTS",
+                      help="IngestEvents throughput: the file's distinct events in batches of --batch")
     what.add_argument("--rpc", help="a Commerce RPC: Recommend, Search, ScoreFraud, ...")
     parser.add_argument("--request", help="the Commerce request as JSON (default: an example)")
-    parser.add_argument("--batch", type=int, default=1, help="rows per ModelInfer request (default 1)")
+    parser.add_argument("--batch", type=int, help="rows per ModelInfer request (default 1); events per "
+                                                 "IngestEvents batch (default 500)")
     parser.add_argument("--mode", choices=["poisson", "constant", "closed", "h2load"], default="poisson",
                         help="open loop (poisson, constant), closed loop, or h2load throughput")
     parser.add_argument("--rate", type=float, default=500.0, help="open loop: requests/s in all (default 500)")
-    parser.add_argument("--concurrency", type=int, default=1, help="closed loop: calls outstanding (default 1)")
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="closed loop: calls outstanding; --ingest: batches in flight (default 1)")
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds (default 10)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring (default 2)")
     parser.add_argument("--timeout", type=float, default=5.0, help="per-call deadline in seconds (default 5)")
@@ -38,12 +42,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import grpc
 
+    if args.ingest:
+        return _ingest(args)
+
     from . import targets
     from .openloop import LoadSpec
     from .runner import format_report, measure
 
     try:
-        target = (targets.model_infer(args.url, args.model, args.batch, args.seed) if args.model
+        target = (targets.model_infer(args.url, args.model, args.batch or 1, args.seed) if args.model
                   else targets.commerce(args.rpc, args.request))
         spec = LoadSpec(args.url, target.method, target.request, mode=args.mode, rate=args.rate,
                         concurrency=args.concurrency, duration_s=args.duration, warmup_s=args.warmup,
@@ -74,4 +81,37 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report.as_dict(), indent=2))
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    import grpc
+
+    from . import ingest_bench
+    from .runner import _server_latency, summarize
+
+    from hdrh.histogram import HdrHistogram
+
+    batch = args.batch or 500
+    print(f"preparing batches of {batch} from {args.ingest} ...", file=sys.stderr)
+    requests = ingest_bench.prepare(args.ingest, batch)
+    try:
+        _server_latency(args.url, ingest_bench.METHOD, reset=True)
+        report = ingest_bench.run(args.url, requests, args.concurrency)
+        own = _server_latency(args.url, ingest_bench.METHOD, reset=False)
+    except grpc.RpcError as exc:
+        print(f"hanzo loadtest: the server refused the batch: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 2
+    server_ms = summarize(HdrHistogram.decode(own.hdr_histogram)) if own is not None and own.count else {}
+    print(f"IngestEvents: {report.events} events in {report.batches} batches of {batch}, {args.concurrency} in "
+          f"flight: {report.events_per_s:,.0f} events/s over {report.seconds:.2f} s; accepted {report.accepted}, "
+          f"duplicates {report.duplicates}, rejected {report.rejected}")
+    a = report.ack_ms
+    print(f"ack latency ms: p50 {a.get('p50', 0):.2f} p99 {a.get('p99', 0):.2f} max {a.get('max', 0):.2f}"
+          + (f" | server p50 {server_ms['p50']:.2f} p99 {server_ms['p99']:.2f}" if server_ms else ""))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({**report.__dict__, "events_per_s": report.events_per_s,
+                                        "server_ms": server_ms, "batch": batch,
+                                        "concurrency": args.concurrency}, indent=2))
     return 0

@@ -47,7 +47,7 @@ def reference_value(feature: Feature, key: str, events: list[dict], as_of: int, 
         if not valued:
             return None
         latest = max(e["timestamp"] for e in valued)
-        return float(field_value([e for e in valued if e["timestamp"] == latest][-1], feature.field))
+        return max(float(field_value(e, feature.field)) for e in valued if e["timestamp"] == latest)
     if agg == "span":
         stamps = [e["timestamp"] for e in mine if e["event_type"] in feature.sources]
         return (max(stamps) - min(stamps)) / 1000 if stamps else None

@@ -49,7 +49,13 @@ def read_online(stub, entity, ids):
     shape = (len(ids), len(response.columns))
     values = np.frombuffer(response.values, np.float32).reshape(shape)
     missing = np.frombuffer(response.missing, np.uint8).reshape(shape)
-    sequences = {s.name: [list(e.values) for e in s.entities] for s in response.sequences}
+    sequences = {}
+    for sequence in response.sequences:
+        items, start, per_entity = list(sequence.items), 0, []
+        for count in sequence.counts:
+            per_entity.append(items[start:start + count])
+            start += count
+        sequences[sequence.name] = per_entity
     return response.as_of.ToMilliseconds(), values, missing, sequences
 
 

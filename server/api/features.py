@@ -76,7 +76,6 @@ def get_features(features: FeatureService, request: commerce_pb2.FeaturesRequest
         response.missing = missing.tobytes()
     for name in names:
         if store.features[name].aggregation == "sequence":
-            sequence = response.sequences.add(name=name)
-            for items in store.sequences(entity, ids, name, as_of):
-                sequence.entities.add(values=items)
+            items, counts = store.sequences_flat(entity, ids, name, as_of)
+            response.sequences.add(name=name, items=items, counts=counts.tolist())
     return response

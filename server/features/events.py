@@ -29,11 +29,11 @@ REQUIRED = {
     "stock_update": ("product_id", "quantity"),
     "price_change": ("product_id", "price"),
 }
-NUMBER_FIELDS = ("quantity", "price", "amount", "cost", "stock")
-NON_NEGATIVE = ("price", "amount", "cost")
-STRING_FIELDS = ("product_id", "query", "order_id", "currency", "card_id", "device_id", "ip", "email",
-                 "shipping_address_id", "billing_address_id", "location", "title", "description", "request_id",
-                 "model_version", "placement")
+NUMBER_FIELDS = frozenset({"quantity", "price", "amount", "cost", "stock"})
+NON_NEGATIVE = frozenset({"price", "amount", "cost"})
+STRING_FIELDS = frozenset({"product_id", "query", "order_id", "currency", "card_id", "device_id", "ip", "email",
+                           "shipping_address_id", "billing_address_id", "location", "title", "description",
+                           "request_id", "model_version", "placement"})
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -88,27 +88,31 @@ def record_to_json(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "timestamp": format_timestamp(record["timestamp"])}
 
 
+_CONTAINERS = frozenset({"items", "signals", "attributes", "product_ids", "category"})
+
+
 def record_from_proto(event) -> dict[str, Any]:
     """A `hanzo.v1.Event` -> a record, reading only the fields that are present."""
     payload: dict[str, Any] = {}
     for field, value in event.payload.ListFields():
         name = field.name
-        if name == "items":
-            payload[name] = [{"product_id": i.product_id, "quantity": i.quantity, "price": i.price} for i in value]
-        elif name in ("signals", "attributes"):
-            payload[name] = dict(value)
-        elif name in ("product_ids", "category"):
-            payload[name] = list(value)
-        else:
-            payload[name] = value
+        if name in _CONTAINERS:
+            if name == "items":
+                value = [{"product_id": i.product_id, "quantity": i.quantity, "price": i.price} for i in value]
+            elif name in ("signals", "attributes"):
+                value = dict(value)
+            else:
+                value = list(value)
+        payload[name] = value
+    stamp = event.timestamp
     return {
         "event_id": event.event_id,
         "event_type": event.event_type,
-        "timestamp": event.timestamp.ToMilliseconds() if event.HasField("timestamp") else None,
+        "timestamp": stamp.seconds * 1000 + stamp.nanos // 1_000_000 if event.HasField("timestamp") else None,
         "user_id": event.user_id if event.HasField("user_id") else None,
         "session_id": event.session_id,
         "payload": payload,
-        "context": dict(event.context),
+        "context": dict(event.context) if event.context else {},
     }
 
 
@@ -169,17 +173,17 @@ def check_record(record: dict[str, Any], max_future_ms: int, now_ms: int) -> Non
             raise EventError(f"payload.{name}", f"missing (a {kind} event needs it)")
     if kind == "purchase" and payload.get("product_id") in (None, "") and payload.get("amount") is None:
         raise EventError("payload.product_id", "missing (a purchase needs a product_id or an amount)")
-    for name in NUMBER_FIELDS:
-        value = payload.get(name)
+    for name, value in payload.items():
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise EventError(f"payload.{name}", f"{value!r} is not a finite number")
-        if name in NON_NEGATIVE and value < 0:
-            raise EventError(f"payload.{name}", f"{value!r} is negative")
-    for name in STRING_FIELDS:
-        value = payload.get(name)
-        if value is not None and not isinstance(value, str):
+        if name in NUMBER_FIELDS:
+            if value.__class__ is not float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise EventError(f"payload.{name}", f"{value!r} is not a finite number")
+            if not math.isfinite(value):
+                raise EventError(f"payload.{name}", f"{value!r} is not a finite number")
+            if value < 0 and name in NON_NEGATIVE:
+                raise EventError(f"payload.{name}", f"{value!r} is negative")
+        elif name in STRING_FIELDS and value.__class__ is not str:
             raise EventError(f"payload.{name}", f"{value!r} is not a string")
     if kind == "purchase" and (payload.get("quantity") or 1) <= 0:
         raise EventError("payload.quantity", f"{payload['quantity']!r}: a purchase needs a positive quantity")

@@ -6,12 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+import numpy as np
 
 from hanzo import _native
 
 from .catalog import CatalogState
 from .definitions import CATEGORY_SLOTS, ENTITIES, FEATURES, WINDOWS, Feature
 from .tables import DistinctTable, EntityIndex, LastTable, SequenceTable, SpanTable, Table, WindowTable
+
+CATALOG_EVENTS = frozenset({"catalog_update", "price_change", "stock_update", "purchase"})
 
 # How each entity is found in an event.
 ENTITY_KEY: dict[str, Callable[[dict], Any]] = {
@@ -67,6 +70,7 @@ class FeatureStore:
         self.reads: dict[str, FeatureRead] = {}
         self._updates: dict[str, list[_Update]] = {}
         self._plans: dict[tuple, tuple[int, Any, list]] = {}
+        self._product_keys: np.ndarray | None = None
         self._compile()
 
     # ------------------------------------------------------------------ layout
@@ -143,7 +147,10 @@ class FeatureStore:
 
     def apply(self, records: list[dict]) -> None:
         """Apply a batch of valid records (the watermark moves to the newest first, so a late
-        event lands only where its window still holds it)."""
+        event lands only where its window still holds it). Catalog, price and stock events
+        take effect first, in order; then each update runs over all events of its type at once.
+        Every table kernel gives the same result whatever the order within a batch, so the
+        offline join, which batches differently, computes the same values."""
         if not records:
             return
         newest = max(r["timestamp"] for r in records)
@@ -151,46 +158,57 @@ class FeatureStore:
             self.watermark = newest
         entities = self.entities
         catalog = self.catalog
-        products = entities["product"]
+        by_kind: dict[str, list[dict]] = {}
         for record in records:
             kind = record["event_type"]
-            if kind in ("catalog_update", "price_change", "stock_update", "purchase"):
+            group = by_kind.get(kind)
+            if group is None:
+                group = by_kind[kind] = []
+            group.append(record)
+            if kind in CATALOG_EVENTS:
                 catalog.apply(record)
+        for kind, group in by_kind.items():
             updates = self._updates.get(kind)
             if not updates:
                 continue
-            ts = record["timestamp"]
+            stamps = [r["timestamp"] for r in group]
             for u in updates:
-                key = ENTITY_KEY[u.entity](record)
-                if not key:
+                key_of = ENTITY_KEY[u.entity]
+                keyed = [(key, ts, r) for key, ts, r in zip(map(key_of, group), stamps, group) if key]
+                if not keyed:
                     continue
+                if u.kind == "window" and u.field is None:
+                    u.table.add_many(entities[u.entity].rows_for([k for k, _, _ in keyed]), [t for _, t, _ in keyed],
+                                     u.column, u.weight)
+                    continue
+                if u.kind == "span":
+                    u.table.add_many(entities[u.entity].rows_for([k for k, _, _ in keyed]), [t for _, t, _ in keyed])
+                    continue
+                if u.kind == "share":
+                    slots = [catalog.category_slot(r["payload"].get("product_id") or "") for _, _, r in keyed]
+                    valued = [(k, t, slot) for (k, t, _), slot in zip(keyed, slots) if slot is not None]
+                    if valued:
+                        u.table.add_many(entities[u.entity].rows_for([k for k, _, _ in valued]),
+                                         [t for _, t, _ in valued], [u.column + slot for _, _, slot in valued],
+                                         u.weight)
+                    continue
+                name = u.field
+                valued = [(k, t, v) for k, t, v in ((k, t, field_value(r, name)) for k, t, r in keyed)
+                          if v is not None and v != ""]
+                if not valued:
+                    continue
+                rows = entities[u.entity].rows_for([k for k, _, _ in valued])
+                times = [t for _, t, _ in valued]
                 if u.kind == "window":
-                    if u.field is None:
-                        u.table.add(entities[u.entity].row(key), ts, u.column, u.weight)
-                        continue
-                    value = field_value(record, u.field)
-                    if value is not None:
-                        # weight 0 marks a mean's count column: count 1 per valued event
-                        u.table.add(entities[u.entity].row(key), ts, u.column, value if u.weight else 1.0)
+                    # weight 0 marks a mean's count column: count 1 per valued event
+                    amounts = [v for _, _, v in valued] if u.weight else 1.0
+                    u.table.add_many(rows, times, u.column, amounts)
                 elif u.kind == "distinct":
-                    value = field_value(record, u.field)
-                    if value:
-                        u.table.add(entities[u.entity].row(key), ts, str(value))
+                    u.table.add_many(rows, times, [str(v) for _, _, v in valued])
                 elif u.kind == "sequence":
-                    value = field_value(record, u.field)
-                    if value:
-                        u.table.add(entities[u.entity].row(key), ts, products.row(value))
-                elif u.kind == "last":
-                    value = field_value(record, u.field)
-                    if value is not None:
-                        u.table.add(entities[u.entity].row(key), ts, float(value))
-                elif u.kind == "span":
-                    u.table.add(entities[u.entity].row(key), ts)
-                else:  # share of root categories
-                    product = record["payload"].get("product_id")
-                    slot = catalog.category_slot(product) if product else None
-                    if slot is not None:
-                        u.table.add(entities[u.entity].row(key), ts, u.column + slot, u.weight)
+                    u.table.add_many(rows, times, entities["product"].rows_for([v for _, _, v in valued]))
+                else:  # last
+                    u.table.add_many(rows, times, [float(v) for _, _, v in valued])
         for table in self.tables:
             table.ensure(len(entities[table.entity]))
             table.flush(self.watermark)
@@ -258,15 +276,37 @@ class FeatureStore:
         values, missing = plan.gather(rows, self.watermark if as_of is None else as_of)
         return values, missing, layout
 
+    def sequence_items(self, entity: str, keys: list[str], name: str, as_of: int | None = None,
+                       k: int | None = None) -> np.ndarray:
+        """Newest first: product rows (int32, -1 padded) of a sequence feature, a row per key."""
+        table = self.reads[name].table
+        rows = self.entities[entity].lookup(keys)
+        return _native.gather_sequences(table.items, table.stamps, table.head, rows,
+                                        self.watermark if as_of is None else as_of, k or table.length)
+
+    def sequences_flat(self, entity: str, keys: list[str], name: str, as_of: int | None = None,
+                       k: int | None = None) -> tuple[list[str], np.ndarray]:
+        """The product ids of every key's sequence one after the other, and how many each has."""
+        items = self.sequence_items(entity, keys, name, as_of, k)
+        present = items >= 0
+        return self.product_keys()[items[present]].tolist(), present.sum(axis=1)
+
     def sequences(self, entity: str, keys: list[str], name: str, as_of: int | None = None,
                   k: int | None = None) -> list[list[str]]:
         """Newest first: the product ids of a sequence feature for each key."""
-        table = self.reads[name].table
-        rows = self.entities[entity].lookup(keys)
-        items = _native.gather_sequences(table.items, table.stamps, table.head, rows,
-                                         self.watermark if as_of is None else as_of, k or table.length)
-        product_keys = self.entities["product"].keys
-        return [[product_keys[i] for i in row if i >= 0] for row in items]
+        flat, counts = self.sequences_flat(entity, keys, name, as_of, k)
+        out, start = [], 0
+        for count in counts.tolist():
+            out.append(flat[start:start + count])
+            start += count
+        return out
+
+    def product_keys(self) -> np.ndarray:
+        """Product ids by row as an object array (cached until a product is added)."""
+        keys = self.entities["product"].keys
+        if self._product_keys is None or len(self._product_keys) != len(keys):
+            self._product_keys = np.array(keys, dtype=object)
+        return self._product_keys
 
     def nbytes(self) -> int:
         return sum(t.nbytes() for t in self.tables)

@@ -34,6 +34,19 @@ class EntityIndex:
             self.keys.append(key)
         return row
 
+    def rows_for(self, keys: list[str]) -> list[int]:
+        """Rows of `keys`, adding the keys never seen."""
+        rows, known = self.rows, self.keys
+        out = []
+        append = out.append
+        for key in keys:
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = len(known)
+                known.append(key)
+            append(row)
+        return out
+
     def lookup(self, keys: list[str]) -> np.ndarray:
         """Rows of `keys`, -1 where the store has never seen the key."""
         get = self.rows.get
@@ -90,11 +103,13 @@ class WindowTable(Table):
     def arrays(self) -> dict[str, np.ndarray]:
         return {"values": self.values, "epoch": self.epoch}
 
-    def add(self, row: int, ts: int, column: int, amount: float) -> None:
-        self._e.append(row)
-        self._ts.append(ts)
-        self._col.append(column)
-        self._amount.append(amount)
+    def add_many(self, rows: list[int], stamps: list[int], columns, amounts) -> None:
+        """`columns` and `amounts` are lists as long as `rows`, or one value for all."""
+        n = len(rows)
+        self._e.extend(rows)
+        self._ts.extend(stamps)
+        self._col.extend(columns if isinstance(columns, list) else [columns] * n)
+        self._amount.extend(amounts if isinstance(amounts, list) else [amounts] * n)
 
     def flush(self, watermark: int) -> None:
         if not self._e:
@@ -120,10 +135,10 @@ class SequenceTable(Table):
     def arrays(self) -> dict[str, np.ndarray]:
         return {"items": self.items, "stamps": self.stamps, "head": self.head}
 
-    def add(self, row: int, ts: int, item: int) -> None:
-        self._e.append(row)
-        self._ts.append(ts)
-        self._item.append(item)
+    def add_many(self, rows: list[int], stamps: list[int], items: list[int]) -> None:
+        self._e.extend(rows)
+        self._ts.extend(stamps)
+        self._item.extend(items)
 
     def flush(self, watermark: int) -> None:
         if not self._e:
@@ -148,10 +163,10 @@ class DistinctTable(Table):
     def arrays(self) -> dict[str, np.ndarray]:
         return {"hashes": self.hashes, "last_seen": self.last_seen}
 
-    def add(self, row: int, ts: int, value: str) -> None:
-        self._e.append(row)
-        self._ts.append(ts)
-        self._h.append(value_hash(value))
+    def add_many(self, rows: list[int], stamps: list[int], values: list[str]) -> None:
+        self._e.extend(rows)
+        self._ts.extend(stamps)
+        self._h.extend(map(value_hash, values))
 
     def flush(self, watermark: int) -> None:
         if not self._e:
@@ -175,10 +190,10 @@ class LastTable(Table):
     def arrays(self) -> dict[str, np.ndarray]:
         return {"value": self.value, "stamps": self.stamps}
 
-    def add(self, row: int, ts: int, value: float) -> None:
-        self._e.append(row)
-        self._ts.append(ts)
-        self._v.append(value)
+    def add_many(self, rows: list[int], stamps: list[int], values: list[float]) -> None:
+        self._e.extend(rows)
+        self._ts.extend(stamps)
+        self._v.extend(values)
 
     def flush(self, watermark: int) -> None:
         if not self._e:
@@ -201,9 +216,9 @@ class SpanTable(Table):
     def arrays(self) -> dict[str, np.ndarray]:
         return {"first": self.first, "last": self.last}
 
-    def add(self, row: int, ts: int) -> None:
-        self._e.append(row)
-        self._ts.append(ts)
+    def add_many(self, rows: list[int], stamps: list[int]) -> None:
+        self._e.extend(rows)
+        self._ts.extend(stamps)
 
     def flush(self, watermark: int) -> None:
         if not self._e:
