@@ -47,8 +47,9 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
+    "redis": ["redis>=5"],
     "train": ["torch==2.13.0", "xgboost>=2.1", "onnxmltools>=1.13", "scikit-learn>=1.5"],
-    "test": ["pytest>=8", "pytest-asyncio>=0.24", f"grpcio-tools=={GRPC_VERSION}"],
+    "test": ["pytest>=8", "pytest-asyncio>=0.24", f"grpcio-tools=={GRPC_VERSION}", "redis>=5"],
 }
 
 

@@ -40,7 +40,8 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
 
 
 def _feature_overrides(args: argparse.Namespace) -> dict:
-    return dict(data_dir=args.data_dir, catalog=args.catalog, fsync=args.fsync)
+    return dict(data_dir=args.data_dir, catalog=args.catalog, fsync=args.fsync, backend=args.feature_backend,
+                redis_url=args.redis_url)
 
 
 def _add_feature_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +49,9 @@ def _add_feature_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--catalog", type=Path, help="catalog.jsonl loaded into an empty store")
     parser.add_argument("--fsync", choices=["always", "interval", "never"],
                         help="when the log fsyncs: every batch (default), at most every 50 ms, or never")
+    parser.add_argument("--feature-backend", choices=["embedded", "redis"],
+                        help="where the online features live (default embedded)")
+    parser.add_argument("--redis-url", help="for --feature-backend redis (default redis://127.0.0.1:6379/0)")
 
 
 def _simulate(args: argparse.Namespace) -> int:

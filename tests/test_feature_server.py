@@ -59,9 +59,14 @@ def read_online(stub, entity, ids):
     return response.as_of.ToMilliseconds(), values, missing, sequences
 
 
-def test_online_over_grpc_equals_offline_from_the_log(tmp_path, world):
+@pytest.mark.parametrize("backend", ["embedded", "redis"])
+def test_online_over_grpc_equals_offline_from_the_log(tmp_path, world, backend, request):
     world_dir, events = world
-    server = start_server(tmp_path, world_dir)
+    extra = ()
+    if backend == "redis":
+        request.getfixturevalue("redis_client")  # a fresh, empty redis-server
+        extra = ("--feature-backend", "redis", "--redis-url", request.getfixturevalue("redis_server"))
+    server = start_server(tmp_path, world_dir, *extra)
     stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(server.url))
     rng = np.random.default_rng(1)
     seen: dict[str, set] = {e: set() for e in ENTITIES}

@@ -23,11 +23,22 @@ def sample_keys(store, entity, events, n=25):
     return [keys[i] for i in rng.choice(len(keys), size=min(n, len(keys)), replace=False)] + ["never-seen"]
 
 
+@pytest.fixture(params=["embedded", "redis"])
+def make_store(request):
+    """The same tests for both backends; Redis against a real redis-server."""
+    if request.param == "embedded":
+        return FeatureStore
+    from hanzo.server.features.redis_store import RedisFeatureStore
+
+    client = request.getfixturevalue("redis_client")
+    return lambda: RedisFeatureStore(client)
+
+
 @pytest.mark.parametrize("checkpoint", [0.35, 0.7, 1.0])
-def test_every_feature_matches_the_reference(stream, checkpoint):
+def test_every_feature_matches_the_reference(stream, checkpoint, make_store):
     catalog, events = stream
     events = events[: int(len(events) * checkpoint)]
-    store = FeatureStore()
+    store = make_store()
     store.load_catalog(catalog)
     for i in range(0, len(events), 400):
         store.apply(events[i:i + 400])
@@ -59,10 +70,10 @@ def test_every_feature_matches_the_reference(stream, checkpoint):
     assert checked > 500
 
 
-def test_a_read_ahead_of_the_clock_lets_old_buckets_fall_out(stream):
+def test_a_read_ahead_of_the_clock_lets_old_buckets_fall_out(stream, make_store):
     """Windows slide with as_of: read 12 hours ahead, the oldest 12 hours no longer count."""
     catalog, events = stream
-    store = FeatureStore()
+    store = make_store()
     store.apply(events)
     feature = store.features["product_views_24h"]
     keys = store.entities["product"].keys
@@ -76,8 +87,8 @@ def test_a_read_ahead_of_the_clock_lets_old_buckets_fall_out(stream):
         assert values[r, 0] == reference_value(feature, key, events, as_of, None)
 
 
-def test_late_event_lands_only_where_its_window_holds_it():
-    store = FeatureStore()
+def test_late_event_lands_only_where_its_window_holds_it(make_store):
+    store = make_store()
     hour, day = 3_600_000, 86_400_000
     t0 = 100 * day
 

@@ -115,9 +115,14 @@ def small_world(tmp_path_factory):
     return out, [r for r in read_records(out / "events.jsonl.gz") if r["timestamp"] < end]
 
 
-async def test_restart_from_snapshot_and_log_tail_equals_the_running_store(tmp_path, small_world):
+@pytest.mark.parametrize("backend", ["embedded", "redis"])
+async def test_restart_from_snapshot_and_log_tail_equals_the_running_store(tmp_path, small_world, backend, request):
     out, events = small_world
-    svc = service(tmp_path, catalog=out / "catalog.jsonl", snapshot_every_events=600)
+    options = {}
+    if backend == "redis":
+        request.getfixturevalue("redis_client")
+        options = {"backend": "redis", "redis_url": request.getfixturevalue("redis_server")}
+    svc = service(tmp_path, catalog=out / "catalog.jsonl", snapshot_every_events=600, **options)
     for i in range(0, len(events), 500):
         await svc.ingest(events[i:i + 500])
     users = svc.store.entities["user"].keys
@@ -127,7 +132,7 @@ async def test_restart_from_snapshot_and_log_tail_equals_the_running_store(tmp_p
     assert list((tmp_path / "data" / "snapshots").iterdir())  # snapshots were taken along the way
     svc._writer.shutdown(wait=True)
     svc.log.close()  # a stop without the final snapshot: the restart replays the log tail
-    again = service(tmp_path, catalog=out / "catalog.jsonl")
+    again = service(tmp_path, catalog=out / "catalog.jsonl", **options)
     after, _, _ = again.store.gather("user", users, names)
     assert np.array_equal(before, after)
     assert again.store.sequences("user", users, "user_recent_viewed") == seq_before

@@ -35,9 +35,15 @@ class FeatureStoreConfig:
     snapshot_every_events: int = 1_000_000
     log_retention_days: float = 0.0  # > 0: drop log segments older than this once a snapshot covers them
     catalog: Path | None = None  # catalog.jsonl loaded at start (catalog_update events extend it)
+    backend: str = "embedded"  # embedded | redis
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_ttl_days: float = 35.0  # expiry of sequences, latest values and spans in Redis
+    replica: str = ""  # this server's name in Redis (its log's replay position); default: the data dir
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
+        if self.backend not in ("embedded", "redis"):
+            raise ValueError(f"backend must be embedded or redis, not {self.backend!r}")
         if self.catalog is not None:
             self.catalog = Path(self.catalog)
 
@@ -61,8 +67,20 @@ class IngestResult:
 class FeatureService:
     def __init__(self, config: FeatureStoreConfig) -> None:
         self.config = config
-        self.store = FeatureStore()
-        self.dedup = DedupIndex(int(config.dedup_horizon_hours * HOUR_MS))
+        horizon_ms = int(config.dedup_horizon_hours * HOUR_MS)
+        self.redis = None
+        if config.backend == "redis":
+            import redis
+
+            from .redis_store import RedisDedup, RedisFeatureStore
+
+            self.redis = redis.Redis.from_url(config.redis_url)
+            self.store = RedisFeatureStore(self.redis, config.redis_ttl_days)
+            self.dedup = RedisDedup(self.redis, horizon_ms)
+            self.replica = config.replica or str(config.data_dir.resolve())
+        else:
+            self.store = FeatureStore()
+            self.dedup = DedupIndex(horizon_ms)
         self.log: EventLog | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hanzo-log")
         self._since_snapshot = 0
@@ -86,12 +104,23 @@ class FeatureService:
             self.store.load_catalog(read_catalog(self.config.catalog))
         event_log = EventLog(data / "log", fsync=self.config.fsync)
         replayed = 0
+        shared = self.store.applied(self.replica) if self.redis is not None else 0
+        if self.redis is not None:
+            self.store.sync_clock()
         for first, records in event_log.replay(self.applied_seq):
-            self.dedup.check_and_add(id_hashes([r["event_id"] for r in records]),
-                                     np.array([r["timestamp"] for r in records], np.int64), self.store.watermark)
-            self.store.apply(records)
+            if first + len(records) <= shared:  # Redis already holds these: only the catalog catches up
+                self.store.apply_catalog(records)
+            else:
+                if first < shared:
+                    self.store.apply_catalog(records[:shared - first])
+                    records, first = records[shared - first:], shared
+                if self.redis is None:
+                    self.dedup.check_and_add(id_hashes([r["event_id"] for r in records]),
+                                             np.array([r["timestamp"] for r in records], np.int64),
+                                             self.store.watermark)
+                self._apply(records, first)
+                replayed += len(records)
             self.applied_seq = first + len(records)
-            replayed += len(records)
         self.log = event_log
         log.info("feature store open", extra={
             "snapshot": bool(snapshot), "replayed_events": replayed, "events": self.applied_seq,
@@ -141,9 +170,14 @@ class FeatureService:
             hashes = hashes[is_new]
         return records, hashes, rejects, duplicates
 
+    def _apply(self, records: list[dict], first_seq: int) -> None:
+        if self.redis is not None:
+            self.store.applied_marker = (self.replica, first_seq + len(records))
+        self.store.apply(records)
+
     def commit(self, records: list[dict], first_seq: int) -> None:
         """Apply records the log holds from `first_seq` on to the online store."""
-        self.store.apply(records)
+        self._apply(records, first_seq)
         self.applied_seq = first_seq + len(records)
         self._since_snapshot += len(records)
         if self._since_snapshot >= self.config.snapshot_every_events:
@@ -186,8 +220,9 @@ class FeatureService:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         arrays = {f"dedup.{k}": v for k, v in self.dedup.state().items()}
-        for i, table in enumerate(self.store.tables):
-            arrays.update({f"table{i}.{k}": v for k, v in table.arrays().items()})
+        if self.redis is None:  # with Redis the tables live there; the snapshot keeps the catalog
+            for i, table in enumerate(self.store.tables):
+                arrays.update({f"table{i}.{k}": v for k, v in table.arrays().items()})
         np.savez(staging / "arrays.npz", **arrays)
         state = {"applied_seq": self.applied_seq, "watermark": self.store.watermark, "layout": self._layout(),
                  "entities": {name: index.keys for name, index in self.store.entities.items()},
@@ -215,8 +250,8 @@ class FeatureService:
         self.log.drop_segments_before(covered)
 
     def _layout(self) -> list:
-        return [[type(t).__name__, t.entity, {k: list(v.shape[1:]) for k, v in t.arrays().items()}]
-                for t in self.store.tables]
+        return [self.config.backend] + [[type(t).__name__, t.entity, {k: list(v.shape[1:]) for k, v in
+                                                                      t.arrays().items()}] for t in self.store.tables]
 
     def _load_snapshot(self) -> bool:
         root = self.config.data_dir / "snapshots"
@@ -230,9 +265,10 @@ class FeatureService:
                         extra={"snapshot": path.name})
             return False
         with np.load(path / "arrays.npz") as arrays:
-            self.dedup.restore({k: arrays[f"dedup.{k}"] for k in ("keys", "stamps")})
-            for i, table in enumerate(self.store.tables):
-                table.set_arrays({k: arrays[f"table{i}.{k}"] for k in table.arrays()})
+            if self.redis is None:
+                self.dedup.restore({k: arrays[f"dedup.{k}"] for k in ("keys", "stamps")})
+                for i, table in enumerate(self.store.tables):
+                    table.set_arrays({k: arrays[f"table{i}.{k}"] for k in table.arrays()})
         for name, keys in state["entities"].items():
             index = self.store.entities[name]
             index.keys = list(keys)

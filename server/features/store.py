@@ -209,9 +209,20 @@ class FeatureStore:
                     u.table.add_many(rows, times, entities["product"].rows_for([v for _, _, v in valued]))
                 else:  # last
                     u.table.add_many(rows, times, [float(v) for _, _, v in valued])
+        self._flush()
+
+    def _flush(self) -> None:
+        """Run the buffered updates of every table (in place, by the Numba kernels)."""
         for table in self.tables:
-            table.ensure(len(entities[table.entity]))
+            table.ensure(len(self.entities[table.entity]))
             table.flush(self.watermark)
+
+    def apply_catalog(self, records: list[dict]) -> None:
+        """Only what a batch does to the catalog (a replica catching up with a shared store
+        that already holds the batch's feature updates)."""
+        for record in records:
+            if record["event_type"] in CATALOG_EVENTS:
+                self.catalog.apply(record)
 
     def load_catalog(self, products: Iterable[dict]) -> None:
         for product in products:
@@ -240,13 +251,20 @@ class FeatureStore:
         cached = self._plans.get((entity, names))
         if cached and cached[0] == generation:
             return cached[1], cached[2]
+        plan, layout = self._build_plan(list(names), lambda name: self.reads[name].table)
+        self._plans[(entity, names)] = (generation, plan, layout)
+        return plan, layout
+
+    def _build_plan(self, names: list[str], table_of: Callable[[str], Table]):
+        """A native gather plan over the tables `table_of` gives for each feature, and the
+        (name, first column, width) layout of its output."""
         scalar = [n for n in names if self.features[n].aggregation != "sequence"]
         width = sum(self.features[n].width for n in scalar)
         plan = _native.FeatureGatherPlan(max(width, 1))
         layout, col = [], 0
         for name in scalar:
             read = self.reads[name]
-            f, table = read.feature, read.table
+            f, table = read.feature, table_of(name)
             if f.aggregation in ("count", "sum"):
                 plan.add_window(0, col, 1, f.default, table.values, table.epoch, table.bucket_ms, read.column, -1)
             elif f.aggregation in ("mean", "rate"):
@@ -264,7 +282,6 @@ class FeatureStore:
                 plan.add_span(col, f.default, table.first, table.last)
             layout.append((name, col, f.width))
             col += f.width
-        self._plans[(entity, names)] = (generation, plan, layout)
         return plan, layout
 
     def gather(self, entity: str, keys: list[str], names: list[str], as_of: int | None = None):

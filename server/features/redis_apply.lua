@@ -1,0 +1,100 @@
+-- Hanzo's feature tables in Redis: the same updates as kernels/windows.py, for one batch of
+-- operations in one round trip (atomic, so replicas sharing the server never interleave a
+-- batch). ARGV[1]: msgpack list of operations; ARGV[2]: the batch's watermark (ms).
+local ops = cmsgpack.unpack(ARGV[1])
+local watermark = tonumber(ARGV[2])
+local current = tonumber(redis.call('GET', 'hz:watermark') or '0')
+if watermark > current then redis.call('SET', 'hz:watermark', ARGV[2]) end
+
+local function zeros(n)
+  local t = {}
+  for i = 1, n do t[i] = 0.0 end
+  return t
+end
+
+for i = 1, #ops do
+  local op = ops[i]
+  local kind = op[1]
+  local key = op[2]
+  if kind == 1 then
+    -- window: {1, key, buckets, bucket, floor_bucket, column, amount, columns, ttl_ms}
+    local buckets, bucket, floor, column, amount, columns = op[3], op[4], op[5], op[6], op[7], op[8]
+    if bucket > floor then
+      local slot = bucket % buckets
+      local held = tonumber(redis.call('HGET', key, 'e' .. slot) or '-1')
+      if held <= bucket then
+        local fmt = '<' .. string.rep('d', columns)
+        local values
+        if held < bucket then
+          values = zeros(columns)
+        else
+          values = {struct.unpack(fmt, redis.call('HGET', key, 'v' .. slot))}
+        end
+        values[column + 1] = values[column + 1] + amount
+        redis.call('HSET', key, 'e' .. slot, bucket, 'v' .. slot, struct.pack(fmt, unpack(values, 1, columns)))
+      end
+      redis.call('PEXPIRE', key, op[9])
+    end
+  elseif kind == 2 then
+    -- sequence: {2, key, length, ts, item, ttl_ms}
+    local head = redis.call('HINCRBY', key, 'n', 1)
+    local slot = (head - 1) % op[3]
+    redis.call('HSET', key, 'i' .. slot, op[5], 't' .. slot, op[4])
+    redis.call('PEXPIRE', key, op[6])
+  elseif kind == 3 then
+    -- distinct: {3, key, slots, ts, value_hash, ttl_ms}
+    local slots, ts, h = op[3], op[4], op[5]
+    local fields = {}
+    for s = 0, slots - 1 do
+      fields[#fields + 1] = 'h' .. s
+      fields[#fields + 1] = 's' .. s
+    end
+    local held = redis.call('HMGET', key, unpack(fields))
+    local match, empty, oldest, oldest_seen = -1, -1, -1, 0
+    for s = 0, slots - 1 do
+      local value = held[2 * s + 1]
+      local seen = tonumber(held[2 * s + 2] or '-1')
+      if value == h then
+        match = s
+        break
+      end
+      if not value then
+        if empty == -1 then empty = s end
+      elseif oldest == -1 or seen < oldest_seen then
+        oldest, oldest_seen = s, seen
+      end
+    end
+    if match >= 0 then
+      if ts > tonumber(held[2 * match + 2]) then redis.call('HSET', key, 's' .. match, ts) end
+    else
+      local target = empty
+      if target < 0 then target = oldest end
+      redis.call('HSET', key, 'h' .. target, h, 's' .. target, ts)
+    end
+    redis.call('PEXPIRE', key, op[6])
+  elseif kind == 4 then
+    -- last: {4, key, ts, value, ttl_ms}; ties in time go to the larger value
+    local held = redis.call('HMGET', key, 'v', 't')
+    local t = tonumber(held[2] or '-1')
+    local v = tonumber(held[1] or '0')
+    if op[3] > t or (op[3] == t and op[4] > v) then
+      redis.call('HSET', key, 'v', string.format('%.17g', op[4]), 't', op[3])
+    end
+    redis.call('PEXPIRE', key, op[5])
+  elseif kind == 5 then
+    -- span: {5, key, ts, ttl_ms}
+    local held = redis.call('HMGET', key, 'f', 'l')
+    local first = tonumber(held[1] or '-1')
+    local last = tonumber(held[2] or '-1')
+    if first == -1 or op[3] < first then redis.call('HSET', key, 'f', op[3]) end
+    if op[3] > last then redis.call('HSET', key, 'l', op[3]) end
+    redis.call('PEXPIRE', key, op[4])
+  elseif kind == 6 then
+    -- the entity exists: {6, key, member, ttl_ms} (a sorted set scored by last sight)
+    redis.call('ZADD', key, op[4], op[3])
+  elseif kind == 7 then
+    -- how far this replica's log is applied: {7, key, seq}
+    redis.call('SET', key, op[3])
+  end
+end
+return #ops

@@ -1,0 +1,246 @@
+"""The online store on Redis, for many replicas: the same features, buffers and reads as the
+embedded store, but each batch's table updates run in Redis as one Lua script call (one round
+trip, atomic) and a read fetches every table an answer needs in one pipelined round trip, then
+gathers through the same native code.
+
+Layout (all keys under `hz:`): a hash per (table, entity key) holding the ring buffer's slots
+(windows: e<slot> = bucket, v<slot> = the slot's columns as packed little-endian doubles;
+sequences: i<slot>/t<slot> and the push count n; distinct: h<slot>/s<slot>; last: v/t; span:
+f/l); a sorted set per entity type of the keys seen; the store's clock in hz:watermark. Keys
+expire a little after the longest window that reads them (`ttl_days` for the others).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgpack
+import numpy as np
+
+from .definitions import WINDOWS
+from .store import FeatureStore
+from .tables import DistinctTable, LastTable, SequenceTable, SpanTable, Table, WindowTable
+
+DAY_MS = 86_400_000
+_SCRIPT = (Path(__file__).with_name("redis_apply.lua")).read_text()
+
+
+class RedisFeatureStore(FeatureStore):
+    def __init__(self, client, ttl_days: float = 35.0, prefix: str = "hz") -> None:
+        super().__init__()
+        self.redis = client
+        self.prefix = prefix
+        self.ttl_ms = int(ttl_days * DAY_MS)
+        self._apply = client.register_script(_SCRIPT)
+        self._table_ids = {id(t): i for i, t in enumerate(self.tables)}
+        self.ops_sent = 0
+        # Set by the feature service before apply(): recorded in the same script call, so the
+        # replica's replay position moves with the tables, atomically.
+        self.applied_marker: tuple[str, int] | None = None
+
+    # ------------------------------------------------------------------ keys
+
+    def _key(self, table: Table, entity_key: str) -> str:
+        return f"{self.prefix}:t{self._table_ids[id(table)]}:{entity_key}"
+
+    def _members(self, entity: str) -> str:
+        return f"{self.prefix}:e:{entity}"
+
+    def _ttl(self, table: Table) -> int:
+        if isinstance(table, WindowTable):
+            return table.bucket_ms * (table.buckets + 2)
+        if isinstance(table, DistinctTable):
+            return max(b * n for b, n in WINDOWS.values()) + DAY_MS
+        return self.ttl_ms
+
+    # ------------------------------------------------------------------ writes
+
+    def _flush_tables(self) -> None:
+        """Turn every table's buffered updates into script operations, send them in one call."""
+        ops: list[list] = []
+        seen: dict[str, dict[int, int]] = {}
+        for table in self.tables:
+            keys = self.entities[table.entity].keys
+            ttl = self._ttl(table)
+            rows, stamps = table._e, table._ts
+            for row, ts in zip(rows, stamps):
+                last = seen.setdefault(table.entity, {})
+                if ts > last.get(row, -1):
+                    last[row] = ts
+            if isinstance(table, WindowTable):
+                floor = self.watermark // table.bucket_ms - table.buckets
+                for row, ts, col, amount in zip(rows, stamps, table._col, table._amount):
+                    ops.append([1, self._key(table, keys[row]), table.buckets, ts // table.bucket_ms, floor, col,
+                                float(amount), table.columns, ttl])
+                table._e, table._ts, table._col, table._amount = [], [], [], []
+            elif isinstance(table, SequenceTable):
+                products = self.entities["product"].keys
+                for row, ts, item in zip(rows, stamps, table._item):
+                    ops.append([2, self._key(table, keys[row]), table.length, ts, products[item], ttl])
+                table._e, table._ts, table._item = [], [], []
+            elif isinstance(table, DistinctTable):
+                for row, ts, h in zip(rows, stamps, table._h):
+                    ops.append([3, self._key(table, keys[row]), table.SLOTS, ts, str(h), ttl])
+                table._e, table._ts, table._h = [], [], []
+            elif isinstance(table, LastTable):
+                for row, ts, value in zip(rows, stamps, table._v):
+                    ops.append([4, self._key(table, keys[row]), ts, float(value), ttl])
+                table._e, table._ts, table._v = [], [], []
+            elif isinstance(table, SpanTable):
+                for row, ts in zip(rows, stamps):
+                    ops.append([5, self._key(table, keys[row]), ts, ttl])
+                table._e, table._ts = [], []
+        for entity, last in seen.items():
+            keys = self.entities[entity].keys
+            for row, ts in last.items():
+                ops.append([6, self._members(entity), keys[row], ts])
+        if self.applied_marker is not None:
+            replica, seq = self.applied_marker
+            ops.append([7, f"{self.prefix}:applied:{replica}", seq])
+            self.applied_marker = None
+        if ops:
+            self._apply(args=[msgpack.packb(ops, use_bin_type=True), self.watermark])
+            self.ops_sent += len(ops)
+
+    def _flush(self) -> None:
+        self._flush_tables()
+
+    def applied(self, replica: str) -> int:
+        value = self.redis.get(f"{self.prefix}:applied:{replica}")
+        return int(value) if value else 0
+
+    def sync_clock(self) -> None:
+        value = self.redis.get(f"{self.prefix}:watermark")
+        if value is not None:
+            self.watermark = max(self.watermark, int(float(value)))
+
+    # ------------------------------------------------------------------ reads
+
+    def _fetch(self, entity: str, keys: list[str], tables: list[Table]):
+        """One round trip: which keys exist, the clock, and every needed table hash."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zmscore(self._members(entity), keys) if keys else None
+        pipe.get(f"{self.prefix}:watermark")
+        for table in tables:
+            for key in keys:
+                pipe.hgetall(self._key(table, key))
+        replies = pipe.execute()
+        exists = replies[0] if keys else []
+        clock = replies[1] if keys else replies[0]
+        if clock is not None:
+            self.watermark = max(self.watermark, int(float(clock)))
+        hashes = replies[2:] if keys else []
+        return [score is not None for score in exists], hashes
+
+    def _materialize(self, table: Table, hashes: list[dict]) -> Table:
+        """A table of len(hashes) rows (row r = the r-th requested key) from Redis hashes."""
+        n = len(hashes)
+        if isinstance(table, WindowTable):
+            copy = WindowTable(table.entity, table.window, table.bucket_ms, table.buckets, table.columns)
+            values = np.zeros((n, table.buckets, table.columns))
+            epoch = np.full((n, table.buckets), -1, dtype=np.int64)
+            for r, h in enumerate(hashes):
+                for field, value in h.items():
+                    if field[:1] == b"e":
+                        epoch[r, int(field[1:])] = int(value)
+                    elif field[:1] == b"v":
+                        values[r, int(field[1:])] = np.frombuffer(value, dtype="<f8")
+            copy.set_arrays({"values": values, "epoch": epoch})
+        elif isinstance(table, DistinctTable):
+            copy = DistinctTable(table.entity, table.field)
+            hashed = np.zeros((n, table.SLOTS), dtype=np.uint64)
+            seen = np.full((n, table.SLOTS), -1, dtype=np.int64)
+            for r, h in enumerate(hashes):
+                for field, value in h.items():
+                    slot = int(field[1:])
+                    if field[:1] == b"h":
+                        hashed[r, slot] = int(value)
+                    else:
+                        seen[r, slot] = int(value)
+            copy.set_arrays({"hashes": hashed, "last_seen": seen})
+        elif isinstance(table, LastTable):
+            copy = LastTable(table.entity)
+            value = np.zeros(n)
+            stamps = np.full(n, -1, dtype=np.int64)
+            for r, h in enumerate(hashes):
+                if b"t" in h:
+                    value[r], stamps[r] = float(h[b"v"]), int(h[b"t"])
+            copy.set_arrays({"value": value, "stamps": stamps})
+        elif isinstance(table, SpanTable):
+            copy = SpanTable(table.entity)
+            first = np.full(n, -1, dtype=np.int64)
+            last = np.full(n, -1, dtype=np.int64)
+            for r, h in enumerate(hashes):
+                if b"f" in h:
+                    first[r], last[r] = int(h[b"f"]), int(h[b"l"])
+            copy.set_arrays({"first": first, "last": last})
+        else:
+            raise TypeError(type(table).__name__)
+        return copy
+
+    def gather(self, entity: str, keys: list[str], names: list[str], as_of: int | None = None):
+        tables = []
+        for name in names:
+            table = self.reads[name].table
+            if table not in tables:
+                tables.append(table)
+        exists, hashes = self._fetch(entity, keys, tables)
+        local = {}
+        for t, table in enumerate(tables):
+            local[id(table)] = self._materialize(table, hashes[t * len(keys):(t + 1) * len(keys)])
+        plan, layout = self._build_plan(names, lambda name: local[id(self.reads[name].table)])
+        rows = np.where(np.array(exists, dtype=bool), np.arange(len(keys)), -1).astype(np.int64)
+        values, missing = plan.gather(rows, self.watermark if as_of is None else as_of)
+        return values, missing, layout
+
+    def sequences_flat(self, entity: str, keys: list[str], name: str, as_of: int | None = None,
+                       k: int | None = None) -> tuple[list[str], np.ndarray]:
+        table = self.reads[name].table
+        exists, hashes = self._fetch(entity, keys, [table])
+        as_of = self.watermark if as_of is None else as_of
+        k = k or table.length
+        flat, counts = [], np.zeros(len(keys), dtype=np.int64)
+        for r, (present, h) in enumerate(zip(exists, hashes)):
+            if not present or b"n" not in h:
+                continue
+            pushed = int(h[b"n"])
+            taken = 0
+            for back in range(1, min(pushed, table.length) + 1):
+                if taken == k:
+                    break
+                slot = (pushed - back) % table.length
+                if int(h[f"t{slot}".encode()]) > as_of:
+                    continue
+                flat.append(h[f"i{slot}".encode()].decode())
+                taken += 1
+            counts[r] = taken
+        return flat, counts
+
+    def nbytes(self) -> int:
+        info = self.redis.info("memory")
+        return int(info.get("used_memory", 0))
+
+
+class RedisDedup:
+    """Event ids remembered in Redis (SET NX with the horizon as expiry), so replicas agree on
+    what is a duplicate. One pipelined round trip per batch."""
+
+    def __init__(self, client, horizon_ms: int, prefix: str = "hz") -> None:
+        self.redis = client
+        self.horizon_ms = horizon_ms
+        self.prefix = prefix
+
+    def check_and_add(self, hashes: np.ndarray, ts: np.ndarray, watermark: int) -> np.ndarray:
+        pipe = self.redis.pipeline(transaction=False)
+        for h, t in zip(hashes.tolist(), ts.tolist()):
+            pipe.set(f"{self.prefix}:id:{h}", t, nx=True, px=self.horizon_ms)
+        return np.array([bool(r) for r in pipe.execute()], dtype=np.bool_)
+
+    def forget(self, hashes: np.ndarray, watermark: int) -> None:
+        if len(hashes):
+            self.redis.delete(*(f"{self.prefix}:id:{h}" for h in hashes.tolist()))
+
+    def state(self) -> dict:
+        return {}
+
+    def nbytes(self) -> int:
+        return 0
