@@ -47,9 +47,9 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    "redis": ["redis>=5"],
+    "redis": ["redis>=5", "hiredis>=2"],
     "train": ["torch==2.13.0", "xgboost>=2.1", "onnxmltools>=1.13", "scikit-learn>=1.5"],
-    "test": ["pytest>=8", "pytest-asyncio>=0.24", f"grpcio-tools=={GRPC_VERSION}", "redis>=5"],
+    "test": ["pytest>=8", "pytest-asyncio>=0.24", f"grpcio-tools=={GRPC_VERSION}", "redis>=5", "hiredis>=2"],
 }
 
 
@@ -147,7 +147,7 @@ setup(
     python_requires=">=3.10",
     packages=PACKAGES,
     package_dir=PACKAGE_DIR,
-    package_data={"hanzo.v1": ["*.proto", "*.pyi"]},
+    package_data={"hanzo.v1": ["*.proto", "*.pyi"], "hanzo.server.features": ["*.lua"]},
     ext_modules=ext_modules,
     cmdclass={"build_ext": build_ext, "build_py": BuildPyWithStubs, "develop": DevelopWithStubs,
               "generate_stubs": GenerateStubs},

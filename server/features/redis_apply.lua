@@ -17,32 +17,39 @@ for i = 1, #ops do
   local kind = op[1]
   local key = op[2]
   if kind == 1 then
-    -- window: {1, key, buckets, bucket, floor_bucket, column, amount, columns, ttl_ms}
-    local buckets, bucket, floor, column, amount, columns = op[3], op[4], op[5], op[6], op[7], op[8]
+    -- window: {1, key, buckets, bucket, floor_bucket, columns, {column, amount, column, amount, ...}}
+    -- Slot s is one field s<s>: int64 slot, int64 bucket, then the columns as doubles
+    -- (little-endian), so a read turns a whole hash into an array in one step. The amounts are
+    -- added one after the other, in the order given (as the embedded kernel does).
+    local buckets, bucket, floor, columns, adds = op[3], op[4], op[5], op[6], op[7]
     if bucket > floor then
       local slot = bucket % buckets
-      local held = tonumber(redis.call('HGET', key, 'e' .. slot) or '-1')
-      if held <= bucket then
-        local fmt = '<' .. string.rep('d', columns)
-        local values
-        if held < bucket then
-          values = zeros(columns)
-        else
-          values = {struct.unpack(fmt, redis.call('HGET', key, 'v' .. slot))}
-        end
-        values[column + 1] = values[column + 1] + amount
-        redis.call('HSET', key, 'e' .. slot, bucket, 'v' .. slot, struct.pack(fmt, unpack(values, 1, columns)))
+      local fmt = '<i8i8' .. string.rep('d', columns)
+      local blob = redis.call('HGET', key, 's' .. slot)
+      local values
+      local held = -1
+      if blob then
+        values = {struct.unpack(fmt, blob)}
+        held = values[2]
       end
-      redis.call('PEXPIRE', key, op[9])
+      if held <= bucket then
+        if held < bucket then
+          values = zeros(columns + 2)
+        end
+        for j = 1, #adds, 2 do
+          values[adds[j] + 3] = values[adds[j] + 3] + adds[j + 1]
+        end
+        values[1], values[2] = slot, bucket
+        redis.call('HSET', key, 's' .. slot, struct.pack(fmt, unpack(values, 1, columns + 2)))
+      end
     end
   elseif kind == 2 then
-    -- sequence: {2, key, length, ts, item, ttl_ms}
+    -- sequence: {2, key, length, ts, item}
     local head = redis.call('HINCRBY', key, 'n', 1)
     local slot = (head - 1) % op[3]
     redis.call('HSET', key, 'i' .. slot, op[5], 't' .. slot, op[4])
-    redis.call('PEXPIRE', key, op[6])
   elseif kind == 3 then
-    -- distinct: {3, key, slots, ts, value_hash, ttl_ms}
+    -- distinct: {3, key, slots, ts, value_hash}
     local slots, ts, h = op[3], op[4], op[5]
     local fields = {}
     for s = 0, slots - 1 do
@@ -71,30 +78,30 @@ for i = 1, #ops do
       if target < 0 then target = oldest end
       redis.call('HSET', key, 'h' .. target, h, 's' .. target, ts)
     end
-    redis.call('PEXPIRE', key, op[6])
   elseif kind == 4 then
-    -- last: {4, key, ts, value, ttl_ms}; ties in time go to the larger value
+    -- last: {4, key, ts, value}; ties in time go to the larger value
     local held = redis.call('HMGET', key, 'v', 't')
     local t = tonumber(held[2] or '-1')
     local v = tonumber(held[1] or '0')
     if op[3] > t or (op[3] == t and op[4] > v) then
       redis.call('HSET', key, 'v', string.format('%.17g', op[4]), 't', op[3])
     end
-    redis.call('PEXPIRE', key, op[5])
   elseif kind == 5 then
-    -- span: {5, key, ts, ttl_ms}
+    -- span: {5, key, ts}
     local held = redis.call('HMGET', key, 'f', 'l')
     local first = tonumber(held[1] or '-1')
     local last = tonumber(held[2] or '-1')
     if first == -1 or op[3] < first then redis.call('HSET', key, 'f', op[3]) end
     if op[3] > last then redis.call('HSET', key, 'l', op[3]) end
-    redis.call('PEXPIRE', key, op[4])
   elseif kind == 6 then
     -- the entity exists: {6, key, member, ttl_ms} (a sorted set scored by last sight)
     redis.call('ZADD', key, op[4], op[3])
   elseif kind == 7 then
     -- how far this replica's log is applied: {7, key, seq}
     redis.call('SET', key, op[3])
+  elseif kind == 8 then
+    -- expiry, once per key and batch: {8, key, ttl_ms}
+    redis.call('PEXPIRE', key, op[3])
   end
 end
 return #ops

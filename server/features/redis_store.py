@@ -21,7 +21,9 @@ from .store import FeatureStore
 from .tables import DistinctTable, LastTable, SequenceTable, SpanTable, Table, WindowTable
 
 DAY_MS = 86_400_000
-_SCRIPT = (Path(__file__).with_name("redis_apply.lua")).read_text()
+_SCRIPT = Path(__file__).with_name("redis_apply.lua").read_text()
+_DEDUP_SCRIPT = Path(__file__).with_name("redis_dedup.lua").read_text()
+_READ_SCRIPT = Path(__file__).with_name("redis_read.lua").read_text()
 
 
 class RedisFeatureStore(FeatureStore):
@@ -31,6 +33,7 @@ class RedisFeatureStore(FeatureStore):
         self.prefix = prefix
         self.ttl_ms = int(ttl_days * DAY_MS)
         self._apply = client.register_script(_SCRIPT)
+        self._read = client.register_script(_READ_SCRIPT)
         self._table_ids = {id(t): i for i, t in enumerate(self.tables)}
         self.ops_sent = 0
         # Set by the feature service before apply(): recorded in the same script call, so the
@@ -60,35 +63,45 @@ class RedisFeatureStore(FeatureStore):
         seen: dict[str, dict[int, int]] = {}
         for table in self.tables:
             keys = self.entities[table.entity].keys
-            ttl = self._ttl(table)
             rows, stamps = table._e, table._ts
+            if not rows:
+                continue
+            last = seen.setdefault(table.entity, {})
             for row, ts in zip(rows, stamps):
-                last = seen.setdefault(table.entity, {})
                 if ts > last.get(row, -1):
                     last[row] = ts
             if isinstance(table, WindowTable):
+                # One operation per (entity, bucket): the batch's additions to it, in order.
                 floor = self.watermark // table.bucket_ms - table.buckets
+                grouped: dict[tuple[int, int], list] = {}
                 for row, ts, col, amount in zip(rows, stamps, table._col, table._amount):
-                    ops.append([1, self._key(table, keys[row]), table.buckets, ts // table.bucket_ms, floor, col,
-                                float(amount), table.columns, ttl])
+                    adds = grouped.get((row, ts // table.bucket_ms))
+                    if adds is None:
+                        adds = grouped[(row, ts // table.bucket_ms)] = []
+                    adds.append(col)
+                    adds.append(float(amount))
+                for (row, bucket), adds in grouped.items():
+                    ops.append([1, self._key(table, keys[row]), table.buckets, bucket, floor, table.columns, adds])
                 table._e, table._ts, table._col, table._amount = [], [], [], []
             elif isinstance(table, SequenceTable):
                 products = self.entities["product"].keys
                 for row, ts, item in zip(rows, stamps, table._item):
-                    ops.append([2, self._key(table, keys[row]), table.length, ts, products[item], ttl])
+                    ops.append([2, self._key(table, keys[row]), table.length, ts, products[item]])
                 table._e, table._ts, table._item = [], [], []
             elif isinstance(table, DistinctTable):
                 for row, ts, h in zip(rows, stamps, table._h):
-                    ops.append([3, self._key(table, keys[row]), table.SLOTS, ts, str(h), ttl])
+                    ops.append([3, self._key(table, keys[row]), table.SLOTS, ts, str(h)])
                 table._e, table._ts, table._h = [], [], []
             elif isinstance(table, LastTable):
                 for row, ts, value in zip(rows, stamps, table._v):
-                    ops.append([4, self._key(table, keys[row]), ts, float(value), ttl])
+                    ops.append([4, self._key(table, keys[row]), ts, float(value)])
                 table._e, table._ts, table._v = [], [], []
             elif isinstance(table, SpanTable):
                 for row, ts in zip(rows, stamps):
-                    ops.append([5, self._key(table, keys[row]), ts, ttl])
+                    ops.append([5, self._key(table, keys[row]), ts])
                 table._e, table._ts = [], []
+            ttl = self._ttl(table)
+            ops.extend([8, self._key(table, keys[row]), ttl] for row in set(rows))
         for entity, last in seen.items():
             keys = self.entities[entity].keys
             for row, ts in last.items():
@@ -116,19 +129,17 @@ class RedisFeatureStore(FeatureStore):
     # ------------------------------------------------------------------ reads
 
     def _fetch(self, entity: str, keys: list[str], tables: list[Table]):
-        """One round trip: which keys exist, the clock, and every needed table hash."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zmscore(self._members(entity), keys) if keys else None
-        pipe.get(f"{self.prefix}:watermark")
-        for table in tables:
-            for key in keys:
-                pipe.hgetall(self._key(table, key))
-        replies = pipe.execute()
-        exists = replies[0] if keys else []
-        clock = replies[1] if keys else replies[0]
-        if clock is not None:
+        """One round trip: which keys exist, the clock, and every needed table hash (as a
+        dict, or for window tables the list of slot blobs)."""
+        table_keys = [self._key(table, key) for table in tables for key in keys]
+        clock, exists, flats = self._read(args=[self._members(entity), msgpack.packb(keys),
+                                                msgpack.packb(table_keys), f"{self.prefix}:watermark"])
+        if clock:
             self.watermark = max(self.watermark, int(float(clock)))
-        hashes = replies[2:] if keys else []
+        hashes = []
+        for t, table in enumerate(tables):
+            for flat in flats[t * len(keys):(t + 1) * len(keys)]:
+                hashes.append(flat[1::2] if isinstance(table, WindowTable) else dict(zip(flat[::2], flat[1::2])))
         return [score is not None for score in exists], hashes
 
     def _materialize(self, table: Table, hashes: list[dict]) -> Table:
@@ -138,12 +149,13 @@ class RedisFeatureStore(FeatureStore):
             copy = WindowTable(table.entity, table.window, table.bucket_ms, table.buckets, table.columns)
             values = np.zeros((n, table.buckets, table.columns))
             epoch = np.full((n, table.buckets), -1, dtype=np.int64)
-            for r, h in enumerate(hashes):
-                for field, value in h.items():
-                    if field[:1] == b"e":
-                        epoch[r, int(field[1:])] = int(value)
-                    elif field[:1] == b"v":
-                        values[r, int(field[1:])] = np.frombuffer(value, dtype="<f8")
+            layout = np.dtype([("slot", "<i8"), ("bucket", "<i8"), ("values", "<f8", (table.columns,))])
+            sizes = [len(h) for h in hashes]
+            if sum(sizes):
+                slots = np.frombuffer(b"".join(b"".join(h) for h in hashes), dtype=layout)
+                owner = np.repeat(np.arange(n), sizes)
+                epoch[owner, slots["slot"]] = slots["bucket"]
+                values[owner, slots["slot"]] = slots["values"]
             copy.set_arrays({"values": values, "epoch": epoch})
         elif isinstance(table, DistinctTable):
             copy = DistinctTable(table.entity, table.field)
@@ -222,18 +234,19 @@ class RedisFeatureStore(FeatureStore):
 
 class RedisDedup:
     """Event ids remembered in Redis (SET NX with the horizon as expiry), so replicas agree on
-    what is a duplicate. One pipelined round trip per batch."""
+    what is a duplicate. One script call per batch."""
 
     def __init__(self, client, horizon_ms: int, prefix: str = "hz") -> None:
         self.redis = client
         self.horizon_ms = horizon_ms
         self.prefix = prefix
+        self._check = client.register_script(_DEDUP_SCRIPT)
 
     def check_and_add(self, hashes: np.ndarray, ts: np.ndarray, watermark: int) -> np.ndarray:
-        pipe = self.redis.pipeline(transaction=False)
-        for h, t in zip(hashes.tolist(), ts.tolist()):
-            pipe.set(f"{self.prefix}:id:{h}", t, nx=True, px=self.horizon_ms)
-        return np.array([bool(r) for r in pipe.execute()], dtype=np.bool_)
+        if not len(hashes):
+            return np.zeros(0, dtype=np.bool_)
+        reply = self._check(args=[msgpack.packb([str(h) for h in hashes.tolist()]), self.horizon_ms, self.prefix])
+        return np.array(reply, dtype=np.bool_)
 
     def forget(self, hashes: np.ndarray, watermark: int) -> None:
         if len(hashes):
