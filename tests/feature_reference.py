@@ -2,7 +2,7 @@
 no buckets held in place, no native code. The store must agree with it."""
 from __future__ import annotations
 
-from hanzo.server.features.definitions import CATEGORY_SLOTS, WINDOWS, Feature
+from hanzo.server.features.definitions import CATEGORY_SLOTS, ENTITY_TTL_MS, FEATURES, WINDOWS, Feature
 from hanzo.server.features.store import ENTITY_KEY, field_value
 
 
@@ -10,6 +10,12 @@ def reference_value(feature: Feature, key: str, events: list[dict], as_of: int, 
     """The feature of entity `key` at `as_of`, from `events` (in the order they were applied);
     None where the store reports the value missing."""
     mine = [e for e in events if e["timestamp"] <= as_of and ENTITY_KEY[feature.entity](e) == key]
+    ttl = ENTITY_TTL_MS[feature.entity]
+    if ttl is not None:
+        feeding = {s for f in FEATURES if f.entity == feature.entity for s in f.sources + f.denominator}
+        seen = [e["timestamp"] for e in mine if e["event_type"] in feeding]
+        if not seen or max(seen) <= as_of - ttl:  # forgotten: the store answers it as unknown
+            return [] if feature.aggregation == "sequence" else None
     agg = feature.aggregation
     if feature.window:
         bucket_ms, buckets = WINDOWS[feature.window]

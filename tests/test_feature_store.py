@@ -111,3 +111,29 @@ def test_shipped_features_cover_the_issue():
                    "user_category_affinity_30d", "user_orders_1h", "user_distinct_cards_30d",
                    "card_distinct_shipping_addresses_30d", "user_distinct_devices_30d"):
         assert needed in names
+
+
+def test_eviction_reclaims_forgotten_entities_and_changes_no_answer(stream):
+    catalog, events = stream
+    store = FeatureStore()
+    store.load_catalog(catalog)
+    for i in range(0, len(events), 500):
+        store.apply(events[i:i + 500])
+    before = {}
+    for entity in ("session", "card", "device", "user"):
+        keys = list(store.entities[entity].keys)
+        names = [n for n in store.feature_names(entity) if store.features[n].aggregation != "sequence"]
+        before[entity] = (keys, names, *store.gather(entity, keys, names)[:2])
+    sessions = len(store.entities["session"])
+    dropped = store.evict(min_share=0.0)
+    assert dropped["session"] > 0 and len(store.entities["session"]) == sessions - dropped["session"]
+    assert "user" not in dropped
+    for entity, (keys, names, values, missing) in before.items():
+        after, after_missing, _ = store.gather(entity, keys, names)
+        np.testing.assert_array_equal(after, values)
+        np.testing.assert_array_equal(after_missing, missing)
+    # The store goes on taking events after a compaction.
+    more = [{**e, "event_id": e["event_id"] + "-again", "timestamp": store.watermark + 1000}
+            for e in events[-200:] if e["event_type"] == "product_view"]
+    store.apply(more)
+    assert store.gather("session", [more[0]["session_id"]], ["session_event_count_24h"])[0][0, 0] >= 1

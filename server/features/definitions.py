@@ -20,6 +20,16 @@ WINDOWS: dict[str, tuple[int, int]] = {
 }
 AGGREGATIONS = ("count", "sum", "mean", "rate", "share", "distinct", "last", "sequence", "span")
 ENTITIES = ("user", "session", "product", "card", "device")
+# An entity not seen for this long is forgotten: reads answer it as unknown (missing), the
+# same online and offline, and the store reclaims its rows. Sessions end; cards and devices
+# outlive every window that reads them; users and products are kept.
+ENTITY_TTL_MS: dict[str, int | None] = {
+    "user": None,
+    "session": 86_400_000,
+    "product": None,
+    "card": 31 * 86_400_000,
+    "device": 31 * 86_400_000,
+}
 SESSION_EVENTS = ("page_view", "product_view", "add_to_cart", "purchase", "search", "recommendation_shown",
                   "recommendation_clicked")
 CATEGORY_SLOTS = 16  # width of a category share: root categories by first appearance, the rest in the last slot

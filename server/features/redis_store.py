@@ -16,7 +16,7 @@ from pathlib import Path
 import msgpack
 import numpy as np
 
-from .definitions import WINDOWS
+from .definitions import ENTITY_TTL_MS, WINDOWS
 from .store import FeatureStore
 from .tables import DistinctTable, LastTable, SequenceTable, SpanTable, Table, WindowTable
 
@@ -140,7 +140,13 @@ class RedisFeatureStore(FeatureStore):
         for t, table in enumerate(tables):
             for flat in flats[t * len(keys):(t + 1) * len(keys)]:
                 hashes.append(flat[1::2] if isinstance(table, WindowTable) else dict(zip(flat[::2], flat[1::2])))
-        return [score is not None for score in exists], hashes
+        return exists, hashes
+
+    def _alive(self, entity: str, scores: list, as_of: int) -> list[bool]:
+        """Seen at all, and (for entities with a TTL) seen within it before as_of."""
+        ttl = ENTITY_TTL_MS[entity]
+        floor = None if ttl is None else as_of - ttl
+        return [score is not None and (floor is None or float(score) > floor) for score in scores]
 
     def _materialize(self, table: Table, hashes: list[dict]) -> Table:
         """A table of len(hashes) rows (row r = the r-th requested key) from Redis hashes."""
@@ -195,20 +201,23 @@ class RedisFeatureStore(FeatureStore):
             table = self.reads[name].table
             if table not in tables:
                 tables.append(table)
-        exists, hashes = self._fetch(entity, keys, tables)
+        scores, hashes = self._fetch(entity, keys, tables)
+        as_of = self.watermark if as_of is None else as_of
+        exists = self._alive(entity, scores, as_of)
         local = {}
         for t, table in enumerate(tables):
             local[id(table)] = self._materialize(table, hashes[t * len(keys):(t + 1) * len(keys)])
         plan, layout = self._build_plan(names, lambda name: local[id(self.reads[name].table)])
         rows = np.where(np.array(exists, dtype=bool), np.arange(len(keys)), -1).astype(np.int64)
-        values, missing = plan.gather(rows, self.watermark if as_of is None else as_of)
+        values, missing = plan.gather(rows, as_of)
         return values, missing, layout
 
     def sequences_flat(self, entity: str, keys: list[str], name: str, as_of: int | None = None,
                        k: int | None = None) -> tuple[list[str], np.ndarray]:
         table = self.reads[name].table
-        exists, hashes = self._fetch(entity, keys, [table])
+        scores, hashes = self._fetch(entity, keys, [table])
         as_of = self.watermark if as_of is None else as_of
+        exists = self._alive(entity, scores, as_of)
         k = k or table.length
         flat, counts = [], np.zeros(len(keys), dtype=np.int64)
         for r, (present, h) in enumerate(zip(exists, hashes)):
@@ -226,6 +235,16 @@ class RedisFeatureStore(FeatureStore):
                 taken += 1
             counts[r] = taken
         return flat, counts
+
+    def evict(self, min_share: float = 0.25) -> dict[str, int]:
+        """Forget entity keys past their TTL in Redis's presence sets (their table keys expire
+        on their own)."""
+        dropped = {}
+        for entity, ttl in ENTITY_TTL_MS.items():
+            if ttl is not None:
+                dropped[entity] = int(self.redis.zremrangebyscore(self._members(entity), "-inf",
+                                                                  self.watermark - ttl))
+        return dropped
 
     def nbytes(self) -> int:
         info = self.redis.info("memory")

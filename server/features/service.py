@@ -213,6 +213,7 @@ class FeatureService:
         """Write the store and the dedup index as of `applied_seq`; drop older snapshots and,
         under a retention policy, the log segments the snapshot covers."""
         started = time.monotonic()
+        dropped = self.store.evict()
         root = self.config.data_dir / "snapshots"
         root.mkdir(parents=True, exist_ok=True)
         target = root / f"{self.applied_seq:020d}"
@@ -223,6 +224,7 @@ class FeatureService:
         if self.redis is None:  # with Redis the tables live there; the snapshot keeps the catalog
             for i, table in enumerate(self.store.tables):
                 arrays.update({f"table{i}.{k}": v for k, v in table.arrays().items()})
+            arrays.update({f"seen.{entity}": seen for entity, seen in self.store.last_seen.items()})
         np.savez(staging / "arrays.npz", **arrays)
         state = {"applied_seq": self.applied_seq, "watermark": self.store.watermark, "layout": self._layout(),
                  "entities": {name: index.keys for name, index in self.store.entities.items()},
@@ -236,7 +238,8 @@ class FeatureService:
         self._since_snapshot = 0
         if self.config.log_retention_days > 0 and self.log is not None:
             self._apply_retention()
-        log.info("snapshot", extra={"events": self.applied_seq, "seconds": round(time.monotonic() - started, 3)})
+        log.info("snapshot", extra={"events": self.applied_seq, "seconds": round(time.monotonic() - started, 3),
+                                    "evicted": dropped})
         return target
 
     def _apply_retention(self) -> None:
@@ -269,6 +272,8 @@ class FeatureService:
                 self.dedup.restore({k: arrays[f"dedup.{k}"] for k in ("keys", "stamps")})
                 for i, table in enumerate(self.store.tables):
                     table.set_arrays({k: arrays[f"table{i}.{k}"] for k in table.arrays()})
+                for entity in self.store.last_seen:
+                    self.store.last_seen[entity] = arrays[f"seen.{entity}"].copy()
         for name, keys in state["entities"].items():
             index = self.store.entities[name]
             index.keys = list(keys)

@@ -11,7 +11,7 @@ import numpy as np
 from hanzo import _native
 
 from .catalog import CatalogState
-from .definitions import CATEGORY_SLOTS, ENTITIES, FEATURES, WINDOWS, Feature
+from .definitions import CATEGORY_SLOTS, ENTITIES, ENTITY_TTL_MS, FEATURES, WINDOWS, Feature
 from .tables import DistinctTable, EntityIndex, LastTable, SequenceTable, SpanTable, Table, WindowTable
 
 CATALOG_EVENTS = frozenset({"catalog_update", "price_change", "stock_update", "purchase"})
@@ -64,6 +64,8 @@ class FeatureStore:
     def __init__(self, features: Iterable[Feature] = FEATURES) -> None:
         self.features = {f.name: f for f in features}
         self.entities = {name: EntityIndex(name) for name in ENTITIES}
+        # Newest event time per entity row, for the entity TTL (definitions.ENTITY_TTL_MS).
+        self.last_seen = {name: np.zeros(0, dtype=np.int64) for name in ENTITIES}
         self.catalog = CatalogState()
         self.watermark = 0  # the store's clock: the newest event time applied (ms)
         self.tables: list[Table] = []
@@ -209,7 +211,56 @@ class FeatureStore:
                     u.table.add_many(rows, times, entities["product"].rows_for([v for _, _, v in valued]))
                 else:  # last
                     u.table.add_many(rows, times, [float(v) for _, _, v in valued])
+        self._note_seen()
         self._flush()
+
+    def _note_seen(self) -> None:
+        """Advance last_seen from every table's buffered rows (before they are flushed)."""
+        for table in self.tables:
+            if not table._e:
+                continue
+            seen = self.last_seen[table.entity]
+            size = len(self.entities[table.entity])
+            if seen.shape[0] < size:
+                grown = np.zeros(max(size, 2 * seen.shape[0], 64), dtype=np.int64)
+                grown[: seen.shape[0]] = seen
+                seen = self.last_seen[table.entity] = grown
+            np.maximum.at(seen, np.asarray(table._e, dtype=np.int64), np.asarray(table._ts, dtype=np.int64))
+
+    def rows(self, entity: str, keys: list[str], as_of: int) -> np.ndarray:
+        """Rows of `keys`; -1 for keys never seen or forgotten (not seen within the entity's
+        TTL before as_of)."""
+        rows = self.entities[entity].lookup(keys)
+        ttl = ENTITY_TTL_MS[entity]
+        if ttl is not None and len(rows):
+            seen = self.last_seen[entity]
+            known = rows >= 0
+            stale = np.zeros(len(rows), dtype=bool)
+            stale[known] = seen[rows[known]] <= as_of - ttl
+            rows[stale] = -1
+        return rows
+
+    def evict(self, min_share: float = 0.25) -> dict[str, int]:
+        """Reclaim the rows of entities past their TTL at the store's clock, for each entity
+        type where at least `min_share` of the rows are stale. Returns rows dropped by type."""
+        dropped = {}
+        for entity, ttl in ENTITY_TTL_MS.items():
+            index = self.entities[entity]
+            if ttl is None or not len(index):
+                continue
+            seen = self.last_seen[entity][: len(index)]
+            keep = seen > self.watermark - ttl
+            stale = int(len(keep) - keep.sum())
+            if stale == 0 or stale < min_share * len(keep):
+                continue
+            index.keys = [key for key, kept in zip(index.keys, keep.tolist()) if kept]
+            index.rows = {key: row for row, key in enumerate(index.keys)}
+            self.last_seen[entity] = seen[keep].copy()
+            for table in self.tables:
+                if table.entity == entity:
+                    table.set_arrays({name: array[: len(keep)][keep].copy() for name, array in table.arrays().items()})
+            dropped[entity] = stale
+        return dropped
 
     def _flush(self) -> None:
         """Run the buffered updates of every table (in place, by the Numba kernels)."""
@@ -289,17 +340,17 @@ class FeatureStore:
         mask of the same shape, and the (name, first column, width) layout. Sequences are
         read with `sequences`."""
         plan, layout = self._plan(entity, tuple(names))
-        rows = self.entities[entity].lookup(keys)
-        values, missing = plan.gather(rows, self.watermark if as_of is None else as_of)
+        as_of = self.watermark if as_of is None else as_of
+        values, missing = plan.gather(self.rows(entity, keys, as_of), as_of)
         return values, missing, layout
 
     def sequence_items(self, entity: str, keys: list[str], name: str, as_of: int | None = None,
                        k: int | None = None) -> np.ndarray:
         """Newest first: product rows (int32, -1 padded) of a sequence feature, a row per key."""
         table = self.reads[name].table
-        rows = self.entities[entity].lookup(keys)
-        return _native.gather_sequences(table.items, table.stamps, table.head, rows,
-                                        self.watermark if as_of is None else as_of, k or table.length)
+        as_of = self.watermark if as_of is None else as_of
+        return _native.gather_sequences(table.items, table.stamps, table.head, self.rows(entity, keys, as_of), as_of,
+                                        k or table.length)
 
     def sequences_flat(self, entity: str, keys: list[str], name: str, as_of: int | None = None,
                        k: int | None = None) -> tuple[list[str], np.ndarray]:
