@@ -2,7 +2,7 @@
 no buckets held in place, no native code. The store must agree with it."""
 from __future__ import annotations
 
-from hanzo.server.features.definitions import CATEGORY_SLOTS, ENTITY_TTL_MS, FEATURES, WINDOWS, Feature
+from hanzo.server.features.definitions import CATEGORY_SLOTS, ENTITY_TTL_MS, FEATURES, Feature
 from hanzo.server.features.store import ENTITY_KEY, field_value
 
 
@@ -18,7 +18,7 @@ def reference_value(feature: Feature, key: str, events: list[dict], as_of: int, 
             return [] if feature.aggregation == "sequence" else None
     agg = feature.aggregation
     if feature.window:
-        bucket_ms, buckets = WINDOWS[feature.window]
+        bucket_ms, buckets = feature.bucketing
         now = as_of // bucket_ms
         in_window = [e for e in mine if now - buckets < e["timestamp"] // bucket_ms <= now]
     if agg in ("count", "sum", "mean"):
@@ -44,7 +44,7 @@ def reference_value(feature: Feature, key: str, events: list[dict], as_of: int, 
         total = sum(totals)
         return [t / total for t in totals] if total else None
     if agg == "distinct":
-        window_ms = WINDOWS[feature.window][0] * WINDOWS[feature.window][1]
+        window_ms = feature.window_ms
         return len({str(field_value(e, feature.field)) for e in mine
                     if e["event_type"] in feature.sources and field_value(e, feature.field)
                     and as_of - window_ms < e["timestamp"]})

@@ -4,7 +4,8 @@ events and the offline join replays the log through the same store, so both give
 numbers.
 
 Windows are sliding at bucket granularity: a 7d value at time T counts the events of the
-28 six-hour buckets ending with T's bucket (so between 6.75 and 7 days back).
+28 six-hour buckets ending with T's bucket (so between 6.75 and 7 days back). A feature may
+bucket its window more coarsely (`buckets`) where its memory matters more than the edge.
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ class Feature:
     denominator: tuple[str, ...] = ()  # rate: events counted below the line
     weights: dict[str, float] = dataclass_field(default_factory=dict)  # count/share: per source event type (default 1)
     length: int = 20  # sequence: items kept
+    buckets: int | None = None  # a coarser (or finer) bucketing of the window than WINDOWS gives
     default: float = 0.0
     description: str = ""
 
@@ -66,6 +68,19 @@ class Feature:
             problems.append("a rate needs denominator event types")
         if problems:
             raise ValueError(f"feature {self.name}: " + "; ".join(problems))
+
+    @property
+    def bucketing(self) -> tuple[int, int]:
+        """(bucket width in ms, buckets held) of a windowed feature."""
+        bucket_ms, buckets = WINDOWS[self.window]
+        if self.buckets is None:
+            return bucket_ms, buckets
+        return bucket_ms * buckets // self.buckets, self.buckets
+
+    @property
+    def window_ms(self) -> int:
+        bucket_ms, buckets = WINDOWS[self.window]
+        return bucket_ms * buckets
 
     @property
     def width(self) -> int:
@@ -89,8 +104,8 @@ FEATURES: tuple[Feature, ...] = (
     Feature("user_distinct_shipping_addresses_30d", "user", "distinct", ("order",), "30d",
             field="shipping_address_id"),
     Feature("user_category_affinity_30d", "user", "share", ("product_view", "add_to_cart", "purchase"), "30d",
-            field="category", weights={"product_view": 1.0, "add_to_cart": 3.0, "purchase": 5.0},
-            description="share of the user's weighted interest per root category"),
+            field="category", weights={"product_view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}, buckets=10,
+            description="share of the user's weighted interest per root category (3-day buckets)"),
     Feature("user_recent_viewed", "user", "sequence", ("product_view",), field="product_id", length=20),
     Feature("user_recent_bought", "user", "sequence", ("purchase",), field="product_id", length=20),
     # --- the session

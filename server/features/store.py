@@ -11,7 +11,7 @@ import numpy as np
 from hanzo import _native
 
 from .catalog import CatalogState
-from .definitions import CATEGORY_SLOTS, ENTITIES, ENTITY_TTL_MS, FEATURES, WINDOWS, Feature
+from .definitions import CATEGORY_SLOTS, ENTITIES, ENTITY_TTL_MS, FEATURES, Feature
 from .tables import DistinctTable, EntityIndex, LastTable, SequenceTable, SpanTable, Table, WindowTable
 
 CATALOG_EVENTS = frozenset({"catalog_update", "price_change", "stock_update", "purchase"})
@@ -78,12 +78,12 @@ class FeatureStore:
     # ------------------------------------------------------------------ layout
 
     def _compile(self) -> None:
-        windows: dict[tuple[str, str], WindowTable] = {}
+        windows: dict[tuple, WindowTable] = {}
         distinct: dict[tuple[str, str], DistinctTable] = {}
-        columns: dict[tuple[str, str], int] = {}
+        columns: dict[tuple, int] = {}
 
-        def window_columns(entity: str, window: str, n: int) -> tuple[WindowTable, int]:
-            key = (entity, window)
+        def window_columns(f: Feature, n: int) -> tuple[tuple, int]:
+            key = (f.entity, f.window, f.bucketing)  # one table per entity, window and bucketing
             start = columns.get(key, 0)
             columns[key] = start + n
             return key, start
@@ -92,9 +92,9 @@ class FeatureStore:
         for f in self.features.values():
             if f.aggregation in ("count", "sum", "rate", "mean", "share"):
                 n = {"rate": 2, "mean": 2, "share": CATEGORY_SLOTS}.get(f.aggregation, 1)
-                plan.append((f, *window_columns(f.entity, f.window, n)))
+                plan.append((f, *window_columns(f, n)))
         for key, n in columns.items():
-            bucket_ms, buckets = WINDOWS[key[1]]
+            bucket_ms, buckets = key[2]
             windows[key] = WindowTable(key[0], key[1], bucket_ms, buckets, n)
         for f, key, start in plan:
             table = windows[key]
@@ -325,8 +325,7 @@ class FeatureStore:
                 plan.add_window(2, col, CATEGORY_SLOTS, f.default, table.values, table.epoch, table.bucket_ms,
                                 read.column, -1)
             elif f.aggregation == "distinct":
-                plan.add_distinct(col, f.default, table.hashes, table.last_seen, WINDOWS[f.window][0] *
-                                  WINDOWS[f.window][1])
+                plan.add_distinct(col, f.default, table.hashes, table.last_seen, f.window_ms)
             elif f.aggregation == "last":
                 plan.add_last(col, f.default, table.value, table.stamps)
             elif f.aggregation == "span":

@@ -150,7 +150,7 @@ class SequenceTable(Table):
 
 class DistinctTable(Table):
     FILL = {"hashes": 0, "last_seen": -1}
-    SLOTS = 32
+    SLOTS = 16  # distinct values held per entity: counts are exact up to 16 in a window
 
     def __init__(self, entity: str, field: str) -> None:
         self.entity, self.field = entity, field
