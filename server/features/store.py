@@ -174,43 +174,50 @@ class FeatureStore:
             if not updates:
                 continue
             stamps = [r["timestamp"] for r in group]
+            # Keys and rows of each entity, found once per event type and shared by its updates.
+            located: dict[str, tuple[list[int], list[int], list[int]]] = {}
             for u in updates:
-                key_of = ENTITY_KEY[u.entity]
-                keyed = [(key, ts, r) for key, ts, r in zip(map(key_of, group), stamps, group) if key]
-                if not keyed:
+                where = located.get(u.entity)
+                if where is None:
+                    keys = list(map(ENTITY_KEY[u.entity], group))
+                    picked = [i for i, key in enumerate(keys) if key]
+                    where = located[u.entity] = (picked, entities[u.entity].rows_for([keys[i] for i in picked]),
+                                                 [stamps[i] for i in picked])
+                picked, rows, times = where
+                if not picked:
                     continue
                 if u.kind == "window" and u.field is None:
-                    u.table.add_many(entities[u.entity].rows_for([k for k, _, _ in keyed]), [t for _, t, _ in keyed],
-                                     u.column, u.weight)
+                    u.table.add_many(rows, times, u.column, u.weight)
                     continue
                 if u.kind == "span":
-                    u.table.add_many(entities[u.entity].rows_for([k for k, _, _ in keyed]), [t for _, t, _ in keyed])
+                    u.table.add_many(rows, times)
                     continue
                 if u.kind == "share":
-                    slots = [catalog.category_slot(r["payload"].get("product_id") or "") for _, _, r in keyed]
-                    valued = [(k, t, slot) for (k, t, _), slot in zip(keyed, slots) if slot is not None]
-                    if valued:
-                        u.table.add_many(entities[u.entity].rows_for([k for k, _, _ in valued]),
-                                         [t for _, t, _ in valued], [u.column + slot for _, _, slot in valued],
-                                         u.weight)
+                    slots = [catalog.category_slot(group[i]["payload"].get("product_id") or "") for i in picked]
+                    keep = [j for j, slot in enumerate(slots) if slot is not None]
+                    if keep:
+                        u.table.add_many([rows[j] for j in keep], [times[j] for j in keep],
+                                         [u.column + slots[j] for j in keep], u.weight)
                     continue
                 name = u.field
-                valued = [(k, t, v) for k, t, v in ((k, t, field_value(r, name)) for k, t, r in keyed)
-                          if v is not None and v != ""]
-                if not valued:
+                values = [field_value(group[i], name) for i in picked]
+                keep = [j for j, v in enumerate(values) if v is not None and v != ""]
+                if not keep:
                     continue
-                rows = entities[u.entity].rows_for([k for k, _, _ in valued])
-                times = [t for _, t, _ in valued]
+                if len(keep) < len(values):
+                    kept_rows, kept_times, values = [rows[j] for j in keep], [times[j] for j in keep], \
+                        [values[j] for j in keep]
+                else:
+                    kept_rows, kept_times = rows, times
                 if u.kind == "window":
                     # weight 0 marks a mean's count column: count 1 per valued event
-                    amounts = [v for _, _, v in valued] if u.weight else 1.0
-                    u.table.add_many(rows, times, u.column, amounts)
+                    u.table.add_many(kept_rows, kept_times, u.column, values if u.weight else 1.0)
                 elif u.kind == "distinct":
-                    u.table.add_many(rows, times, [str(v) for _, _, v in valued])
+                    u.table.add_many(kept_rows, kept_times, [str(v) for v in values])
                 elif u.kind == "sequence":
-                    u.table.add_many(rows, times, entities["product"].rows_for([v for _, _, v in valued]))
+                    u.table.add_many(kept_rows, kept_times, entities["product"].rows_for(values))
                 else:  # last
-                    u.table.add_many(rows, times, [float(v) for _, _, v in valued])
+                    u.table.add_many(kept_rows, kept_times, [float(v) for v in values])
         self._note_seen()
         self._flush()
 
