@@ -42,4 +42,4 @@ class CommerceServicer(commerce_pb2_grpc.CommerceServicer):
         return await feature_api.ingest_events(self._features, request, deadline_of(context))
 
     async def GetFeatures(self, request, context):
-        return feature_api.get_features(self._features, request)
+        return await feature_api.get_features(self._features, request)

@@ -38,7 +38,8 @@ async def ingest_events(features: FeatureService, request: commerce_pb2.EventBat
     return ack
 
 
-def get_features(features: FeatureService, request: commerce_pb2.FeaturesRequest) -> commerce_pb2.FeaturesResponse:
+async def get_features(features: FeatureService,
+                       request: commerce_pb2.FeaturesRequest) -> commerce_pb2.FeaturesResponse:
     _check_open(features)
     store = features.store
     entity = request.entity
@@ -66,16 +67,13 @@ def get_features(features: FeatureService, request: commerce_pb2.FeaturesRequest
                                            "offline join (get_historical_features)")
     response = commerce_pb2.FeaturesResponse(request_id=request.request_id, entity_ids=ids)
     response.as_of.FromMilliseconds(as_of)
-    scalar = [n for n in names if store.features[n].aggregation != "sequence"]
-    if scalar:
-        values, missing, layout = store.gather(entity, ids, scalar, as_of)
+    block = await features.read(entity, ids, names, as_of)
+    if block.layout:
         columns = response.columns
-        for name, _, width in layout:
+        for name, _, width in block.layout:
             columns.extend([name] if width == 1 else [f"{name}[{i}]" for i in range(width)])
-        response.values = values.tobytes()
-        response.missing = missing.tobytes()
-    for name in names:
-        if store.features[name].aggregation == "sequence":
-            items, counts = store.sequences_flat(entity, ids, name, as_of)
-            response.sequences.add(name=name, items=items, counts=counts.tolist())
+        response.values = block.values.tobytes()
+        response.missing = block.missing.tobytes()
+    for name, (items, counts) in block.sequences.items():
+        response.sequences.add(name=name, items=items, counts=counts.tolist())
     return response

@@ -44,10 +44,9 @@ for i = 1, #ops do
       end
     end
   elseif kind == 2 then
-    -- sequence: {2, key, length, ts, item}
-    local head = redis.call('HINCRBY', key, 'n', 1)
-    local slot = (head - 1) % op[3]
-    redis.call('HSET', key, 'i' .. slot, op[5], 't' .. slot, op[4])
+    -- sequence: {2, key, length, ts, item}: a list, newest first, of "<ts>:<item>"
+    redis.call('LPUSH', key, string.format('%d', op[4]) .. ':' .. op[5])
+    redis.call('LTRIM', key, 0, op[3] - 1)
   elseif kind == 3 then
     -- distinct: {3, key, slots, ts, value_hash}
     local slots, ts, h = op[3], op[4], op[5]

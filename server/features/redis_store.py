@@ -11,13 +11,14 @@ expire a little after the longest window that reads them (`ttl_days` for the oth
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import msgpack
 import numpy as np
 
 from .definitions import ENTITY_TTL_MS, WINDOWS
-from .store import FeatureStore
+from .store import FeatureBlock, FeatureStore
 from .tables import DistinctTable, LastTable, SequenceTable, SpanTable, Table, WindowTable
 
 DAY_MS = 86_400_000
@@ -27,14 +28,17 @@ _READ_SCRIPT = Path(__file__).with_name("redis_read.lua").read_text()
 
 
 class RedisFeatureStore(FeatureStore):
-    def __init__(self, client, ttl_days: float = 35.0, prefix: str = "hz") -> None:
+    def __init__(self, client, ttl_days: float = 35.0, prefix: str = "hz", async_client=None) -> None:
         super().__init__()
         self.redis = client
         self.prefix = prefix
         self.ttl_ms = int(ttl_days * DAY_MS)
         self._apply = client.register_script(_SCRIPT)
         self._read = client.register_script(_READ_SCRIPT)
-        self._table_ids = {id(t): i for i, t in enumerate(self.tables)}
+        self._read_async = async_client.register_script(_READ_SCRIPT) if async_client is not None else None
+        # A table's keys carry a digest of its shape, so a store whose feature definitions
+        # changed never reads another layout's hashes.
+        self._table_ids = {id(t): f"{i}.{_shape_digest(t)}" for i, t in enumerate(self.tables)}
         self.ops_sent = 0
         # Set by the feature service before apply(): recorded in the same script call, so the
         # replica's replay position moves with the tables, atomically.
@@ -128,19 +132,88 @@ class RedisFeatureStore(FeatureStore):
 
     # ------------------------------------------------------------------ reads
 
-    def _fetch(self, entity: str, keys: list[str], tables: list[Table]):
-        """One round trip: which keys exist, the clock, and every needed table hash (as a
-        dict, or for window tables the list of slot blobs)."""
+    def _read_args(self, entity: str, keys: list[str], tables: list[Table]) -> list:
         table_keys = [self._key(table, key) for table in tables for key in keys]
-        clock, exists, flats = self._read(args=[self._members(entity), msgpack.packb(keys),
-                                                msgpack.packb(table_keys), f"{self.prefix}:watermark"])
+        kinds = [2 if isinstance(table, SequenceTable) else 1 for table in tables for _ in keys]
+        return [self._members(entity), msgpack.packb(keys), msgpack.packb(table_keys), f"{self.prefix}:watermark",
+                msgpack.packb(kinds)]
+
+    def _decode(self, keys: list[str], tables: list[Table], reply) -> tuple[list, list]:
+        """(presence scores, per table the hashes of the keys: dicts, or for window tables
+        the list of slot blobs)."""
+        clock, scores, flats = reply
         if clock:
             self.watermark = max(self.watermark, int(float(clock)))
         hashes = []
         for t, table in enumerate(tables):
-            for flat in flats[t * len(keys):(t + 1) * len(keys)]:
-                hashes.append(flat[1::2] if isinstance(table, WindowTable) else dict(zip(flat[::2], flat[1::2])))
-        return exists, hashes
+            chunk = flats[t * len(keys):(t + 1) * len(keys)]
+            if isinstance(table, WindowTable):
+                hashes.append([flat[1::2] for flat in chunk])
+            elif isinstance(table, SequenceTable):
+                hashes.append(chunk)  # list items, newest first
+            else:
+                hashes.append([dict(zip(flat[::2], flat[1::2])) for flat in chunk])
+        return scores, hashes
+
+    def _tables_for(self, names: list[str]) -> list[Table]:
+        tables: list[Table] = []
+        for name in names:
+            table = self.reads[name].table
+            if table not in tables:
+                tables.append(table)
+        return tables
+
+    def read(self, entity: str, keys: list[str], names: list[str], as_of: int | None = None) -> FeatureBlock:
+        tables = self._tables_for(names)
+        reply = self._read(args=self._read_args(entity, keys, tables))
+        return self._answer(entity, keys, names, tables, *self._decode(keys, tables, reply), as_of)
+
+    async def read_async(self, entity: str, keys: list[str], names: list[str],
+                         as_of: int | None = None) -> FeatureBlock:
+        """The same as read(), without holding the event loop for the round trip."""
+        if self._read_async is None:
+            raise RuntimeError("this store was made without an asyncio Redis client")
+        tables = self._tables_for(names)
+        reply = await self._read_async(args=self._read_args(entity, keys, tables))
+        return self._answer(entity, keys, names, tables, *self._decode(keys, tables, reply), as_of)
+
+    def _answer(self, entity: str, keys: list[str], names: list[str], tables: list[Table], scores: list,
+                hashes: list, as_of: int | None) -> FeatureBlock:
+        as_of = self.watermark if as_of is None else as_of
+        exists = self._alive(entity, scores, as_of)
+        rows = np.where(np.array(exists, dtype=bool), np.arange(len(keys)), -1).astype(np.int64)
+        by_table = {id(table): hashes[t] for t, table in enumerate(tables)}
+        scalar = [n for n in names if self.features[n].aggregation != "sequence"]
+        if scalar:
+            local = {id(t): self._materialize(t, by_table[id(t)]) for t in tables if not isinstance(t, SequenceTable)}
+            plan, layout = self._build_plan(scalar, lambda name: local[id(self.reads[name].table)])
+            values, missing = plan.gather(rows, as_of)
+        else:
+            values, missing, layout = np.zeros((len(keys), 0), np.float32), np.zeros((len(keys), 0), np.uint8), []
+        sequences = {}
+        for name in names:
+            if self.features[name].aggregation == "sequence":
+                table = self.reads[name].table
+                sequences[name] = self._sequence(by_table[id(table)], exists, table.length, as_of, table.length)
+        return FeatureBlock(values, missing, layout, sequences)
+
+    @staticmethod
+    def _sequence(lists: list[list[bytes]], exists: list[bool], length: int, as_of: int, k: int):
+        flat, counts = [], np.zeros(len(lists), dtype=np.int64)
+        for r, (present, entries) in enumerate(zip(exists, lists)):
+            if not present:
+                continue
+            taken = 0
+            for entry in entries:
+                if taken == k:
+                    break
+                ts, item = entry.split(b":", 1)
+                if int(ts) > as_of:
+                    continue
+                flat.append(item.decode())
+                taken += 1
+            counts[r] = taken
+        return flat, counts
 
     def _alive(self, entity: str, scores: list, as_of: int) -> list[bool]:
         """Seen at all, and (for entities with a TTL) seen within it before as_of."""
@@ -196,45 +269,23 @@ class RedisFeatureStore(FeatureStore):
         return copy
 
     def gather(self, entity: str, keys: list[str], names: list[str], as_of: int | None = None):
-        tables = []
-        for name in names:
-            table = self.reads[name].table
-            if table not in tables:
-                tables.append(table)
-        scores, hashes = self._fetch(entity, keys, tables)
-        as_of = self.watermark if as_of is None else as_of
-        exists = self._alive(entity, scores, as_of)
-        local = {}
-        for t, table in enumerate(tables):
-            local[id(table)] = self._materialize(table, hashes[t * len(keys):(t + 1) * len(keys)])
-        plan, layout = self._build_plan(names, lambda name: local[id(self.reads[name].table)])
-        rows = np.where(np.array(exists, dtype=bool), np.arange(len(keys)), -1).astype(np.int64)
-        values, missing = plan.gather(rows, as_of)
-        return values, missing, layout
+        block = self.read(entity, keys, names, as_of)
+        return block.values, block.missing, block.layout
 
     def sequences_flat(self, entity: str, keys: list[str], name: str, as_of: int | None = None,
                        k: int | None = None) -> tuple[list[str], np.ndarray]:
-        table = self.reads[name].table
-        scores, hashes = self._fetch(entity, keys, [table])
-        as_of = self.watermark if as_of is None else as_of
-        exists = self._alive(entity, scores, as_of)
-        k = k or table.length
-        flat, counts = [], np.zeros(len(keys), dtype=np.int64)
-        for r, (present, h) in enumerate(zip(exists, hashes)):
-            if not present or b"n" not in h:
-                continue
-            pushed = int(h[b"n"])
-            taken = 0
-            for back in range(1, min(pushed, table.length) + 1):
-                if taken == k:
-                    break
-                slot = (pushed - back) % table.length
-                if int(h[f"t{slot}".encode()]) > as_of:
-                    continue
-                flat.append(h[f"i{slot}".encode()].decode())
-                taken += 1
-            counts[r] = taken
+        flat, counts = self.read(entity, keys, [name], as_of).sequences[name]
+        if k is not None:
+            return self.sequences_flat_cut(flat, counts, k)
         return flat, counts
+
+    @staticmethod
+    def sequences_flat_cut(flat: list[str], counts: np.ndarray, k: int) -> tuple[list[str], np.ndarray]:
+        out, start, cut = [], 0, np.minimum(counts, k)
+        for count, keep in zip(counts.tolist(), cut.tolist()):
+            out.extend(flat[start:start + keep])
+            start += count
+        return out, cut
 
     def evict(self, min_share: float = 0.25) -> dict[str, int]:
         """Forget entity keys past their TTL in Redis's presence sets (their table keys expire
@@ -249,6 +300,13 @@ class RedisFeatureStore(FeatureStore):
     def nbytes(self) -> int:
         info = self.redis.info("memory")
         return int(info.get("used_memory", 0))
+
+
+def _shape_digest(table: Table) -> str:
+    shape = [type(table).__name__, table.entity, getattr(table, "window", ""), getattr(table, "bucket_ms", 0),
+             getattr(table, "buckets", 0), getattr(table, "columns", 0), getattr(table, "length", 0),
+             getattr(table, "SLOTS", 0)]
+    return hashlib.blake2b(repr(shape).encode(), digest_size=3).hexdigest()
 
 
 class RedisDedup:

@@ -18,7 +18,7 @@ from .dedup import DedupIndex, id_hashes
 from .events import EventError, check_record, format_timestamp
 from .formats import read_catalog
 from .log import EventLog
-from .store import FeatureStore
+from .store import FeatureBlock, FeatureStore
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,11 @@ class FeatureService:
 
             from .redis_store import RedisDedup, RedisFeatureStore
 
+            import redis.asyncio
+
             self.redis = redis.Redis.from_url(config.redis_url)
-            self.store = RedisFeatureStore(self.redis, config.redis_ttl_days)
+            self.store = RedisFeatureStore(self.redis, config.redis_ttl_days,
+                                           async_client=redis.asyncio.Redis.from_url(config.redis_url))
             self.dedup = RedisDedup(self.redis, horizon_ms)
             self.replica = config.replica or str(config.data_dir.resolve())
         else:
@@ -206,6 +209,14 @@ class FeatureService:
                 raise
             self.commit(records, first)
         return IngestResult(len(records), duplicates, rejects, self.store.watermark)
+
+    # ------------------------------------------------------------------ reads
+
+    async def read(self, entity: str, keys: list[str], names: list[str], as_of: int | None = None) -> FeatureBlock:
+        """Features of `keys`; with Redis the round trip leaves the event loop free."""
+        if self.redis is not None:
+            return await self.store.read_async(entity, keys, names, as_of)
+        return self.store.read(entity, keys, names, as_of)
 
     # ------------------------------------------------------------------ snapshots
 

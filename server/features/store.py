@@ -52,6 +52,17 @@ class _Update:
 
 
 @dataclass
+class FeatureBlock:
+    """An answer for a list of entities: the scalar features as one float32 matrix with its
+    missing mask and (name, first column, width) layout, and each sequence feature as the
+    entities' items one after the other with a count per entity."""
+    values: np.ndarray
+    missing: np.ndarray
+    layout: list[tuple[str, int, int]]
+    sequences: dict[str, tuple[list[str], np.ndarray]]
+
+
+@dataclass
 class FeatureRead:
     """Where a feature's value is read from."""
     feature: Feature
@@ -349,6 +360,15 @@ class FeatureStore:
         as_of = self.watermark if as_of is None else as_of
         values, missing = plan.gather(self.rows(entity, keys, as_of), as_of)
         return values, missing, layout
+
+    def read(self, entity: str, keys: list[str], names: list[str], as_of: int | None = None) -> FeatureBlock:
+        """Every named feature of `keys` (validated names of `entity`)."""
+        scalar = [n for n in names if self.features[n].aggregation != "sequence"]
+        values, missing, layout = self.gather(entity, keys, scalar, as_of) if scalar else (
+            np.zeros((len(keys), 0), np.float32), np.zeros((len(keys), 0), np.uint8), [])
+        sequences = {n: self.sequences_flat(entity, keys, n, as_of) for n in names
+                     if self.features[n].aggregation == "sequence"}
+        return FeatureBlock(values, missing, layout, sequences)
 
     def sequence_items(self, entity: str, keys: list[str], name: str, as_of: int | None = None,
                        k: int | None = None) -> np.ndarray:
