@@ -71,8 +71,8 @@ def test_baselines_on_a_toy_task():
     assert transitions.recommend(task.cases[0], 1) == [4]
     scores = evaluate(knn, task, ("recall", "mrr"))
     assert scores["recall"][0] == 1.0
-    best, score = tune_item_knn(task, "recall", neighbours=(1, 3))
-    assert best["neighbours"] in (1, 3) and 0 <= score <= 1
+    best, score = tune_item_knn(task, "recall", neighbours=(1, 3), self_weights=(0.0, 1.0))
+    assert best["neighbours"] in (1, 3) and best["self_weight"] in (0.0, 1.0) and 0 <= score <= 1
 
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -76,9 +76,11 @@ class OwnMostBought:
 class ItemKNN:
     """Item-to-item CF: cosine similarity of items over the baskets (or sessions) they share,
     each item keeping its `neighbours` most similar; a history scores items by summed
-    similarity (the last `window` items only, when set)."""
+    similarity (the last `window` items only, when set), an item counting `self_weight` as
+    similar to itself (so what the history holds can come back)."""
     neighbours: int = 100
     window: int | None = None
+    self_weight: float = 0.0
     name: str = "item_knn"
     popular: Popularity = field(default_factory=Popularity)
 
@@ -123,14 +125,15 @@ class ItemKNN:
             neighbours = self.index[item]
             valid = neighbours >= 0
             np.add.at(scores, neighbours[valid], self.weight[item][valid])
+            scores[item] += self.self_weight
         ranked = [i for i in _top(scores, k) if scores[i] > 0]
         return _fill(ranked, self.popular.order, k)
 
 
 @dataclass
 class LastItemTransitions:
-    """What most often came right after the session's last item (then item-to-item CF from
-    the same item, then popularity)."""
+    """What most often came right after the session's last item, the item itself included
+    when shoppers click it again (then popularity)."""
     name: str = "last_item_transitions"
     popular: Popularity = field(default_factory=Popularity)
 
@@ -139,9 +142,8 @@ class LastItemTransitions:
         self.next: dict[int, dict[int, int]] = {}
         for session in task.train:
             for a, b in zip(session, session[1:]):
-                if a != b:
-                    row = self.next.setdefault(a, {})
-                    row[b] = row.get(b, 0) + 1
+                row = self.next.setdefault(a, {})
+                row[b] = row.get(b, 0) + 1
         return self
 
     def recommend(self, case: Case, k: int) -> list[int]:
@@ -162,13 +164,16 @@ def evaluate(model: Recommender, task: Task, metrics: tuple[str, ...]) -> dict[s
 
 
 def tune_item_knn(validation: Task, metric: str, windows: tuple = (None,),
-                  neighbours: tuple = (20, 50, 100, 200, 500, 1000)) -> tuple[dict, float]:
-    """The neighbourhood (and history window) that scores best on validation."""
+                  neighbours: tuple = (20, 50, 100, 200, 500, 1000),
+                  self_weights: tuple = (0.0, 0.5, 1.0, 2.0)) -> tuple[dict, float]:
+    """The neighbourhood, history window and self-similarity that score best on validation."""
     best, best_score = {}, -1.0
     for window in windows:
         for n in neighbours:
             model = ItemKNN(neighbours=n, window=window).fit(validation)
-            score = float(evaluate(model, validation, (metric,))[metric].mean())
-            if score > best_score:
-                best, best_score = {"neighbours": n, "window": window}, score
+            for self_weight in self_weights:
+                model.self_weight = self_weight
+                score = float(evaluate(model, validation, (metric,))[metric].mean())
+                if score > best_score:
+                    best, best_score = {"neighbours": n, "window": window, "self_weight": self_weight}, score
     return best, best_score

@@ -30,10 +30,12 @@ class Vocabulary:
 @dataclass
 class Case:
     """One prediction to make: the history before it (item indices, oldest first, grouped in
-    baskets where the task has baskets) and the items that came next."""
+    baskets where the task has baskets), the items that came next, and the moment just before
+    them (ms) at which a model may look at the owner's features."""
     key: str
     history: list[list[int]]
     target: list[int]
+    as_of: int = 0
 
 
 @dataclass
@@ -43,6 +45,9 @@ class Task:
     train: list[list[int]]  # baskets or sessions the models learn from (item indices)
     cases: list[Case]  # what they are scored on
     k: int  # the cutoff of the task's metrics
+    entity: str = "user"  # whose features describe a case: user (baskets) or session (clicks)
+    # Training moments for models that learn from features: (owner, as_of ms, next items).
+    examples: list[tuple[str, int, list[int]]] = None
 
 
 def _purchases_by_basket(path: Path, event_type: str):
@@ -66,20 +71,22 @@ def next_basket_tasks(path: Path, k: int = 10) -> tuple[Task, Task]:
     baskets, stamps = _purchases_by_basket(path, "purchase")
     vocabulary = Vocabulary.build(item for user in baskets.values() for b in user.values() for item in b)
     ordered: dict[str, list[list[int]]] = {}
+    starts: dict[str, list[int]] = {}
     for user, by_basket in baskets.items():
         order = sorted(by_basket, key=lambda b: (stamps[user][b], b))
         ordered[user] = [sorted({vocabulary.index[i] for i in by_basket[b]}) for b in order]
+        starts[user] = [stamps[user][b] for b in order]
     tasks = []
     for held_out in (2, 1):  # validation holds out the last two baskets, test the last one
-        train, cases = [], []
+        train, cases, examples = [], [], []
         for user, seq in sorted(ordered.items()):
-            if len(seq) < 3:
-                train.extend(seq[:-held_out] if len(seq) > held_out else [])
-                continue
-            history = seq[:-held_out]
-            train.extend(history)
-            cases.append(Case(user, history, seq[-held_out]))
-        tasks.append(Task(f"next_basket_{'validation' if held_out == 2 else 'test'}", vocabulary, train, cases, k))
+            kept = seq[:-held_out] if len(seq) > held_out else []
+            train.extend(kept)
+            examples.extend((user, starts[user][t] - 1, seq[t]) for t in range(1, len(kept)))
+            if len(seq) >= 3:
+                cases.append(Case(user, kept, seq[-held_out], starts[user][-held_out] - 1))
+        tasks.append(Task(f"next_basket_{'validation' if held_out == 2 else 'test'}", vocabulary, train, cases, k,
+                          "user", examples))
     return tasks[0], tasks[1]
 
 
@@ -99,17 +106,28 @@ def next_click_tasks(path: Path, k: int = 20, test_share: float = 0.1) -> tuple[
     def clicks(session) -> list[int]:
         return [vocabulary.index[item] for _, item in sorted(session[1])]
 
-    train_all = [clicks(s) for s in ordered[:cut_valid]]
-    validation_sessions = [clicks(s) for s in ordered[cut_valid:cut_test]]
-    test_sessions = [clicks(s) for s in ordered[cut_test:]]
+    def times(session) -> list[int]:
+        return [t for t, _ in sorted(session[1])]
 
-    def cases(rows, keys) -> list[Case]:
-        return [Case(key, [[item] for item in row[:-1]], [row[-1]]) for key, row in zip(keys, rows) if len(row) >= 2]
+    def cases(chunk) -> list[Case]:
+        out = []
+        for key, session in chunk:
+            row, stamps = clicks((key, session)), times((key, session))
+            if len(row) >= 2:
+                out.append(Case(key, [[item] for item in row[:-1]], [row[-1]], stamps[-1] - 1))
+        return out
 
-    validation = Task("next_click_validation", vocabulary, train_all,
-                      cases(validation_sessions, [s[0] for s in ordered[cut_valid:cut_test]]), k)
-    test = Task("next_click_test", vocabulary, train_all + validation_sessions,
-                cases(test_sessions, [s[0] for s in ordered[cut_test:]]), k)
+    def examples(chunk) -> list[tuple[str, int, list[int]]]:
+        out = []
+        for key, session in chunk:
+            row, stamps = clicks((key, session)), times((key, session))
+            out.extend((key, stamps[t] - 1, [row[t]]) for t in range(1, len(row)))
+        return out
+
+    validation = Task("next_click_validation", vocabulary, [clicks(s) for s in ordered[:cut_valid]],
+                      cases(ordered[cut_valid:cut_test]), k, "session", examples(ordered[:cut_valid]))
+    test = Task("next_click_test", vocabulary, [clicks(s) for s in ordered[:cut_test]], cases(ordered[cut_test:]), k,
+                "session", examples(ordered[:cut_test]))
     return validation, test
 
 

@@ -1,0 +1,53 @@
+"""The user tower's inputs, assembled one way for training (from the offline join) and for
+serving (from the online store): the recent bought and viewed products as item indices, and a
+few dense signals. The model version's vocabulary maps product ids to indices (0: unknown)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+HISTORY = 20
+PLACEMENTS = ("home", "product_page", "cart", "email")
+USER_SCALARS = ("user_purchase_count_7d", "user_views_24h", "user_order_count_30d", "user_avg_order_value_30d")
+USER_SEQUENCES = ("user_recent_bought", "user_recent_viewed")
+SESSION_SEQUENCES = ("session_recent_viewed",)
+AFFINITY = "user_category_affinity_30d"
+DENSE = len(USER_SCALARS) + 16 + len(PLACEMENTS)
+
+
+@dataclass
+class UserInputs:
+    bought: np.ndarray  # int64 [B, HISTORY], item index + 1, newest first, 0 pads
+    viewed: np.ndarray  # int64 [B, HISTORY]
+    dense: np.ndarray  # float32 [B, DENSE]
+
+    def as_feeds(self) -> dict[str, np.ndarray]:
+        return {"bought": self.bought, "viewed": self.viewed, "dense": self.dense}
+
+
+def index_sequences(sequences: list[list[str]], vocabulary: dict[str, int]) -> np.ndarray:
+    """Product ids -> item index + 1 (unknown products count as 0, like padding)."""
+    out = np.zeros((len(sequences), HISTORY), dtype=np.int64)
+    for row, items in enumerate(sequences):
+        for col, product in enumerate(items[:HISTORY]):
+            out[row, col] = vocabulary.get(product, -1) + 1
+    return out
+
+
+def dense_inputs(values: np.ndarray, layout: list[tuple[str, int, int]], placements: list[str]) -> np.ndarray:
+    """log1p of the user's counts and amounts, the category affinity, the placement one-hot.
+    `values`/`layout` come from a gather of USER_SCALARS + (AFFINITY,) in any order."""
+    columns = {name: (col, width) for name, col, width in layout}
+    rows = values.shape[0]
+    out = np.zeros((rows, DENSE), dtype=np.float32)
+    for j, name in enumerate(USER_SCALARS):
+        if name in columns:
+            out[:, j] = np.log1p(np.maximum(values[:, columns[name][0]], 0.0))
+    if AFFINITY in columns:
+        col, width = columns[AFFINITY]
+        out[:, len(USER_SCALARS):len(USER_SCALARS) + width] = values[:, col:col + width]
+    base = len(USER_SCALARS) + 16
+    for row, placement in enumerate(placements):
+        out[row, base + (PLACEMENTS.index(placement) if placement in PLACEMENTS else 0)] = 1.0
+    return out

@@ -1,0 +1,128 @@
+"""Training and offline evaluation of the recommender: features through the offline join (as
+of each moment, no leakage), the two-tower model, and a blend with the signals good systems
+use beside it (the customer's own repeat purchases, co-visitation with the recent items,
+popularity) whose weights are tuned on validation."""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hanzo.server.features.offline import get_historical_features
+from hanzo.server.surfaces.recommend_inputs import (AFFINITY, HISTORY, SESSION_SEQUENCES, USER_SCALARS, USER_SEQUENCES,
+                                                    UserInputs, dense_inputs, index_sequences)
+
+from .baselines import ItemKNN, Popularity
+from .data import Case, Task, flat
+from .metrics import METRICS
+from .two_tower import ItemFeatures, TrainingConfig, TwoTower
+
+SIGNALS = ("two_tower", "repeat", "co_visitation", "popularity")
+
+
+def user_inputs(records: list[dict], task: Task, rows: list[tuple[str, int]], placement: str = "home") -> UserInputs:
+    """The user tower's inputs for (owner, as_of) rows, read through the offline join."""
+    vocabulary = task.vocabulary.index
+    if task.entity == "user":
+        names = list(USER_SCALARS) + [AFFINITY] + list(USER_SEQUENCES)
+        got = get_historical_features(records, "user", rows, names)
+        bought = index_sequences(got.sequences["user_recent_bought"], vocabulary)
+        viewed = index_sequences(got.sequences["user_recent_viewed"], vocabulary)
+        dense = dense_inputs(got.values, got.layout, [placement] * len(rows))
+    else:
+        got = get_historical_features(records, "session", rows, list(SESSION_SEQUENCES))
+        bought = np.zeros((len(rows), HISTORY), dtype=np.int64)
+        viewed = index_sequences(got.sequences["session_recent_viewed"], vocabulary)
+        dense = dense_inputs(np.zeros((len(rows), 0), np.float32), [], [placement] * len(rows))
+    return UserInputs(bought, viewed, dense)
+
+
+@dataclass
+class Blend:
+    weights: dict[str, float] = field(default_factory=lambda: {s: 1.0 if s == "two_tower" else 0.0 for s in SIGNALS})
+
+    def score(self, parts: dict[str, np.ndarray]) -> np.ndarray:
+        return sum(self.weights[s] * parts[s] for s in SIGNALS)
+
+
+class Scorer:
+    """Every signal for one case over all items, each scaled to a comparable range."""
+
+    def __init__(self, task: Task, item_embeddings: np.ndarray, neighbours: int = 200) -> None:
+        self.items = item_embeddings
+        self.knn = ItemKNN(neighbours=neighbours).fit(task)
+        share = np.bincount(np.concatenate([np.asarray(b) for b in task.train]) if task.train else
+                            np.zeros(0, np.int64), minlength=len(task.vocabulary)) + 1.0
+        self.popularity = np.log(share / share.max())
+        self.popularity = (self.popularity - self.popularity.min()) / max(np.ptp(self.popularity), 1e-9)
+
+    def parts(self, user: np.ndarray, case: Case) -> dict[str, np.ndarray]:
+        n = self.items.shape[0]
+        history = flat(case.history)
+        repeat = np.log1p(np.bincount(history, minlength=n).astype(float)) if history else np.zeros(n)
+        covisit = np.zeros(n)
+        for item in history[-HISTORY:]:
+            neighbours = self.knn.index[item]
+            ok = neighbours >= 0
+            np.add.at(covisit, neighbours[ok], self.knn.weight[item][ok])
+        if covisit.max() > 0:
+            covisit /= covisit.max()
+        return {"two_tower": self.items @ user, "repeat": repeat, "co_visitation": covisit,
+                "popularity": self.popularity}
+
+
+def ranked(scores: np.ndarray, k: int) -> list[int]:
+    top = np.argpartition(-scores, k - 1)[:k]
+    return top[np.argsort(-scores[top], kind="stable")].tolist()
+
+
+def evaluate_blend(blend: Blend, parts: list[dict[str, np.ndarray]], cases: list[Case], k: int,
+                   metrics: tuple[str, ...]) -> dict[str, np.ndarray]:
+    out = {m: np.zeros(len(cases)) for m in metrics}
+    for c, (case, p) in enumerate(zip(cases, parts)):
+        top = ranked(blend.score(p), k)
+        for m in metrics:
+            out[m][c] = METRICS[m](top, case.target, k)
+    return out
+
+
+def tune_blend(parts: list[dict[str, np.ndarray]], cases: list[Case], k: int, metric: str,
+               grid: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)) -> tuple[Blend, float]:
+    """Coordinate search over the other signals' weights (two-tower fixed at 1), two sweeps."""
+    blend = Blend()
+    best = float(evaluate_blend(blend, parts, cases, k, (metric,))[metric].mean())
+    for _, signal in itertools.product(range(2), SIGNALS[1:]):
+        for weight in grid:
+            trial = Blend({**blend.weights, signal: weight})
+            score = float(evaluate_blend(trial, parts, cases, k, (metric,))[metric].mean())
+            if score > best:
+                blend, best = trial, score
+    return blend, best
+
+
+@dataclass
+class Trained:
+    model: TwoTower
+    scorer: Scorer
+    case_parts: list[dict[str, np.ndarray]]
+
+
+def train_and_score(records: list[dict], task: Task, config: TrainingConfig, log=print) -> Trained:
+    """Fit the two-tower on the task's examples and compute every case's signals."""
+    rows = [(owner, as_of) for owner, as_of, _ in task.examples] + [(c.key, c.as_of) for c in task.cases]
+    inputs = user_inputs(records, task, rows)
+    n_examples = len(task.examples)
+    example_rows, positives = [], []
+    for r, (_, _, items) in enumerate(task.examples):
+        for item in items:
+            example_rows.append(r)
+            positives.append(item)
+    example_rows = np.asarray(example_rows)
+    train_inputs = UserInputs(inputs.bought[example_rows], inputs.viewed[example_rows], inputs.dense[example_rows])
+    model = TwoTower(len(task.vocabulary), ItemFeatures.empty(len(task.vocabulary)))
+    model.fit(train_inputs, np.asarray(positives, dtype=np.int64), config, log)
+    case_inputs = UserInputs(inputs.bought[n_examples:], inputs.viewed[n_examples:], inputs.dense[n_examples:])
+    users = model.user_embeddings(case_inputs)
+    scorer = Scorer(task, model.item_embeddings())
+    return Trained(model, scorer, [scorer.parts(u, c) for u, c in zip(users, task.cases)])
