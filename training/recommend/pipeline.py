@@ -13,7 +13,7 @@ from hanzo.server.features.offline import get_historical_features
 from hanzo.server.surfaces.recommend_inputs import (AFFINITY, HISTORY, SESSION_SEQUENCES, USER_SCALARS, USER_SEQUENCES,
                                                     UserInputs, dense_inputs, index_sequences)
 
-from .baselines import ItemKNN, Popularity
+from .baselines import ItemKNN
 from .data import Case, Task, flat
 from .metrics import METRICS
 from .two_tower import ItemFeatures, TrainingConfig, TwoTower

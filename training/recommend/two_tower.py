@@ -4,6 +4,7 @@ they did), an item tower over the product's id and attributes, trained with in-b
 negatives and a popularity (logQ) correction."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,6 +126,13 @@ class TwoTower:
         self.user.eval()
         example = (torch.zeros(1, HISTORY, dtype=torch.int64), torch.zeros(1, HISTORY, dtype=torch.int64),
                    torch.zeros(1, DENSE))
+        # The TorchScript exporter: the torch.export one needs onnxscript, one more dependency
+        # for a graph this simple.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self._export(path, example)
+
+    def _export(self, path, example) -> None:
         torch.onnx.export(self.user, example, str(path), input_names=["bought", "viewed", "dense"],
                           output_names=["embedding"], opset_version=17, dynamo=False,
                           dynamic_axes={"bought": {0: "batch"}, "viewed": {0: "batch"}, "dense": {0: "batch"},
