@@ -18,7 +18,7 @@ from .data import Case, Task, flat
 from .metrics import METRICS
 from .two_tower import ItemFeatures, TrainingConfig, TwoTower
 
-SIGNALS = ("two_tower", "repeat", "co_visitation", "popularity")
+SIGNALS = ("two_tower", "repeat", "co_visitation", "transition", "popularity")
 
 
 def user_inputs(records: list[dict], task: Task, rows: list[tuple[str, int]], placement: str = "home") -> UserInputs:
@@ -47,11 +47,22 @@ class Blend:
 
 
 class Scorer:
-    """Every signal for one case over all items, each scaled to a comparable range."""
+    """Every signal for one case over all items, each scaled to a comparable range: the
+    two-tower score, the owner's repeats, co-visitation with the last `window` items, what
+    followed the last item, popularity."""
 
-    def __init__(self, task: Task, item_embeddings: np.ndarray, neighbours: int = 200) -> None:
+    def __init__(self, task: Task, item_embeddings: np.ndarray, neighbours: int = 200, window: int = HISTORY) -> None:
         self.items = item_embeddings
+        self.window = window
         self.knn = ItemKNN(neighbours=neighbours).fit(task)
+        self.next: dict[int, np.ndarray] = {}
+        followers: dict[int, dict[int, int]] = {}
+        for sequence in task.train:
+            for a, b in zip(sequence, sequence[1:]):
+                row = followers.setdefault(a, {})
+                row[b] = row.get(b, 0) + 1
+        for a, row in followers.items():
+            self.next[a] = (np.fromiter(row.keys(), np.int64), np.fromiter(row.values(), float))
         share = np.bincount(np.concatenate([np.asarray(b) for b in task.train]) if task.train else
                             np.zeros(0, np.int64), minlength=len(task.vocabulary)) + 1.0
         self.popularity = np.log(share / share.max())
@@ -62,13 +73,17 @@ class Scorer:
         history = flat(case.history)
         repeat = np.log1p(np.bincount(history, minlength=n).astype(float)) if history else np.zeros(n)
         covisit = np.zeros(n)
-        for item in history[-HISTORY:]:
+        for item in history[-self.window:]:
             neighbours = self.knn.index[item]
             ok = neighbours >= 0
             np.add.at(covisit, neighbours[ok], self.knn.weight[item][ok])
         if covisit.max() > 0:
             covisit /= covisit.max()
-        return {"two_tower": self.items @ user, "repeat": repeat, "co_visitation": covisit,
+        transition = np.zeros(n)
+        if history and history[-1] in self.next:
+            items, tally = self.next[history[-1]]
+            transition[items] = tally / tally.max()
+        return {"two_tower": self.items @ user, "repeat": repeat, "co_visitation": covisit, "transition": transition,
                 "popularity": self.popularity}
 
 
@@ -106,9 +121,28 @@ class Trained:
     model: TwoTower
     scorer: Scorer
     case_parts: list[dict[str, np.ndarray]]
+    users: np.ndarray  # the cases' user embeddings
+
+    def rescore(self, task: Task, neighbours: int, window: int) -> "Trained":
+        """The same model with the co-visitation signal built another way."""
+        scorer = Scorer(task, self.scorer.items, neighbours, window)
+        return Trained(self.model, scorer, [scorer.parts(u, c) for u, c in zip(self.users, task.cases)], self.users)
 
 
-def train_and_score(records: list[dict], task: Task, config: TrainingConfig, log=print) -> Trained:
+def tune_signals(trained: Trained, task: Task, metric: str,
+                 settings: tuple = ((50, 3), (200, HISTORY))) -> tuple[Trained, Blend, float, tuple]:
+    """The co-visitation setting and blend weights that score best on validation."""
+    best = None
+    for neighbours, window in settings:
+        candidate = trained.rescore(task, neighbours, window)
+        blend, score = tune_blend(candidate.case_parts, task.cases, task.k, metric)
+        if best is None or score > best[2]:
+            best = (candidate, blend, score, (neighbours, window))
+    return best
+
+
+def train_and_score(records: list[dict], task: Task, config: TrainingConfig, log=print,
+                    neighbours: int = 200, window: int = HISTORY) -> Trained:
     """Fit the two-tower on the task's examples and compute every case's signals."""
     rows = [(owner, as_of) for owner, as_of, _ in task.examples] + [(c.key, c.as_of) for c in task.cases]
     inputs = user_inputs(records, task, rows)
@@ -124,5 +158,5 @@ def train_and_score(records: list[dict], task: Task, config: TrainingConfig, log
     model.fit(train_inputs, np.asarray(positives, dtype=np.int64), config, log)
     case_inputs = UserInputs(inputs.bought[n_examples:], inputs.viewed[n_examples:], inputs.dense[n_examples:])
     users = model.user_embeddings(case_inputs)
-    scorer = Scorer(task, model.item_embeddings())
-    return Trained(model, scorer, [scorer.parts(u, c) for u, c in zip(users, task.cases)])
+    scorer = Scorer(task, model.item_embeddings(), neighbours, window)
+    return Trained(model, scorer, [scorer.parts(u, c) for u, c in zip(users, task.cases)], users)
