@@ -139,6 +139,31 @@ class FeatureGatherPlan {
   std::vector<py::array> keep_;
 };
 
+py::tuple first_unblocked(py::array_t<std::int64_t, py::array::c_style | py::array::forcecast> labels,
+                          py::array_t<float, py::array::c_style | py::array::forcecast> scores,
+                          const py::array& blocked, py::ssize_t k) {
+  if (labels.ndim() != 2 || scores.ndim() != 2 || labels.shape(0) != scores.shape(0) ||
+      labels.shape(1) != scores.shape(1))
+    throw std::invalid_argument("labels and scores must be 2-D of the same shape");
+  const std::uint8_t* mask = live<std::uint8_t>(blocked, 1, "blocked");
+  if (k < 0) throw std::invalid_argument("k must be >= 0");
+  const auto rows = labels.shape(0), fetched = labels.shape(1);
+  py::array_t<std::int64_t> out_labels({rows, static_cast<py::ssize_t>(k)});
+  py::array_t<float> out_scores({rows, static_cast<py::ssize_t>(k)});
+  const std::int64_t* l = labels.data();
+  const float* sc = scores.data();
+  std::int64_t* ol = out_labels.mutable_data();
+  float* os = out_scores.mutable_data();
+  const auto n_items = static_cast<std::size_t>(blocked.shape(0));
+  std::size_t fewest;
+  {
+    py::gil_scoped_release release;
+    fewest = hanzo::first_unblocked(l, sc, static_cast<std::size_t>(rows), static_cast<std::size_t>(fetched), mask,
+                                    n_items, static_cast<std::size_t>(k), ol, os);
+  }
+  return py::make_tuple(out_labels, out_scores, fewest);
+}
+
 py::array_t<std::int32_t> gather_sequences(const py::array& items, const py::array& stamps, const py::array& head,
                                            py::array_t<std::int64_t, py::array::c_style | py::array::forcecast> rows,
                                            std::int64_t as_of, std::int64_t k) {
@@ -179,6 +204,8 @@ PYBIND11_MODULE(_native, m) {
            py::arg("last"))
       .def("gather", &FeatureGatherPlan::gather, py::arg("rows"), py::arg("as_of"),
            "(values float32 [rows, width], missing uint8 [rows, width])");
+  m.def("first_unblocked", &first_unblocked, py::arg("labels"), py::arg("scores"), py::arg("blocked"), py::arg("k"),
+        "Per row, the first k candidates whose item is not blocked (uint8 mask): (labels, scores, fewest kept).");
   m.def("gather_sequences", &gather_sequences, py::arg("items"), py::arg("stamps"), py::arg("head"), py::arg("rows"),
         py::arg("as_of"), py::arg("k"), "The newest k items per row at or before as_of, newest first, -1 padded.");
 }

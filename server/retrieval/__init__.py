@@ -1,0 +1,1 @@
+"""Retrieval: the ANN index over item embeddings (ann.py)."""
