@@ -20,6 +20,7 @@ from .config import ServerConfig
 from .features.service import FeatureService
 from .latency import LatencyRecorder
 from .models import ModelRepository, RepositoryOptions
+from .surfaces.recommend import RecommendArtifacts, Recommender
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,10 @@ class HanzoServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.latency = LatencyRecorder()
-        self.repository = ModelRepository(config.model_repo, RepositoryOptions(device=config.device))
+        self.repository = ModelRepository(config.model_repo, RepositoryOptions(
+            device=config.device, artifact_loaders={"recommend": RecommendArtifacts.load}))
         self.features = FeatureService(config.features)
+        self.recommender = Recommender(self.repository, self.features)
         self.port: int | None = None
         self._serving = False
         self._server: grpc.aio.Server | None = None
@@ -59,7 +62,8 @@ class HanzoServer:
         server = grpc.aio.server(options=options)
         service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
             kserve.KServeServicer(self.repository, VERSION, self.serving, self.latency), server)
-        commerce_pb2_grpc.add_CommerceServicer_to_server(commerce.CommerceServicer(self.latency, self.features), server)
+        commerce_pb2_grpc.add_CommerceServicer_to_server(
+            commerce.CommerceServicer(self.latency, self.features, self.recommender), server)
         admin_pb2_grpc.add_AdminServicer_to_server(admin.AdminServicer(self.latency), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -108,6 +112,7 @@ class HanzoServer:
         if self._poller:
             self._poller.cancel()
         await self._server.stop(grace)
+        await self.recommender.close()
         await self.repository.close()
         await asyncio.to_thread(self.features.close)
         self._server = None

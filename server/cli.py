@@ -81,6 +81,17 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from hanzo.training.recommend.train import train
+    from hanzo.training.recommend.two_tower import TrainingConfig
+
+    if args.surface != "recommend":
+        print(f"hanzo train: {args.surface} is not trainable yet", file=sys.stderr)
+        return 2
+    train(args.events, args.model_repo, args.catalog, args.kind, TrainingConfig(epochs=args.epochs, seed=args.seed))
+    return 0
+
+
 def _has_models(root: Path) -> bool:
     return root.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir())
 
@@ -135,6 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="read the whole file and send it in event-time order (for unordered history)")
     _add_feature_arguments(ingest)
     ingest.set_defaults(func=_ingest)
+
+    train = sub.add_parser("train", help="build a surface's models into the model repository")
+    train.add_argument("surface", choices=["recommend"])
+    train.add_argument("--events", type=Path, required=True, help="canonical events (JSONL, gzip or not)")
+    train.add_argument("--catalog", type=Path, help="catalog.jsonl (categories and prices for the item tower)")
+    train.add_argument("--model-repo", type=Path, default=Path("model_repo"))
+    train.add_argument("--kind", choices=["auto", "basket", "session"], default="auto",
+                       help="next basket of a customer, or next click of a session (default: from the events)")
+    train.add_argument("--epochs", type=int, default=8)
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(func=_train)
 
     demo = sub.add_parser("demo-models", help="write the demo models into a model repository")
     demo.add_argument("--model-repo", type=Path, default=Path("model_repo"))

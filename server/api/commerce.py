@@ -7,20 +7,21 @@ from hanzo.v1 import commerce_pb2_grpc
 from ..errors import Unimplemented
 from ..features.service import FeatureService
 from ..latency import LatencyRecorder
+from ..surfaces.recommend import Recommender
 from . import features as feature_api
+from . import recommend as recommend_api
 from .edge import deadline_of, wrap_servicer
 
 SERVICE = "hanzo.v1.Commerce"
 
 # RPC -> the issue that implements it.
 _PENDING = {
-    "Recommend": 4,
     "Search": 5,
     "ScoreFraud": 6,
     "QuotePrice": 7,
     "PlanInventory": 7,
 }
-_SERVED = ["GetFeatures", "IngestEvents"]
+_SERVED = ["GetFeatures", "IngestEvents", "Recommend"]
 
 
 def _pending(rpc: str, issue: int):
@@ -32,14 +33,18 @@ def _pending(rpc: str, issue: int):
 
 
 class CommerceServicer(commerce_pb2_grpc.CommerceServicer):
-    def __init__(self, latency: LatencyRecorder, features: FeatureService) -> None:
+    def __init__(self, latency: LatencyRecorder, features: FeatureService, recommender: Recommender) -> None:
         self._features = features
+        self._recommender = recommender
         for rpc, issue in _PENDING.items():
             setattr(self, rpc, _pending(rpc, issue))
         wrap_servicer(self, SERVICE, list(_PENDING) + _SERVED, latency)
 
     async def IngestEvents(self, request, context):
         return await feature_api.ingest_events(self._features, request, deadline_of(context))
+
+    async def Recommend(self, request, context):
+        return await recommend_api.recommend(self._recommender, request, deadline_of(context))
 
     async def GetFeatures(self, request, context):
         return await feature_api.get_features(self._features, request)

@@ -9,11 +9,13 @@ from .definitions import CATEGORY_SLOTS
 
 class CatalogState:
     def __init__(self) -> None:
+        self.revision = 0  # moves on every change of the catalog or of stock
         self.products: dict[str, dict[str, Any]] = {}
         self.stock: dict[str, dict[str, float]] = {}  # product -> location -> units
         self.roots: dict[str, int] = {}  # root category -> share slot, by first appearance
 
     def upsert(self, record: dict[str, Any]) -> None:
+        self.revision += 1
         product_id = record["product_id"]
         current = self.products.get(product_id, {})
         current.update({k: v for k, v in record.items() if v is not None})
@@ -35,6 +37,7 @@ class CatalogState:
         return self.roots[category[0]]
 
     def apply(self, record: dict[str, Any]) -> None:
+        self.revision += 1
         kind, payload = record["event_type"], record["payload"]
         if kind == "catalog_update":
             self.upsert(payload)

@@ -31,6 +31,10 @@ READY, LOADING, UNAVAILABLE, UNLOADING = "READY", "LOADING", "UNAVAILABLE", "UNL
 @dataclass(frozen=True)
 class RepositoryOptions:
     device: str = "auto"  # auto | cpu | cuda: the execution provider preference
+    # Loaders of what a version ships beside its model, by the config.pbtxt parameter
+    # `artifacts` (e.g. "recommend": embeddings and an ANN index): loader(version_dir) -> object,
+    # run in the loading thread, so a version and its artifacts swap in as one unit.
+    artifact_loaders: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -228,6 +232,12 @@ class ModelRepository:
             complete_io(config, backend.inputs, backend.outputs)
             version = ModelVersion(name, number, version_dir, config, backend, policy)
             version.warm_up()
+            kind = parameter(config, "artifacts", "")
+            if kind:
+                loader = self.options.artifact_loaders.get(kind)
+                if loader is None:
+                    raise ConfigError(f"{name}: no loader for artifacts {kind!r} in this server")
+                version.artifacts = loader(version_dir)
         except Exception:
             backend.close()
             raise

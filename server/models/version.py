@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ class ModelVersion:
         self.output_by_name: dict[str, TensorSpec] = {t.name: t for t in self.outputs}
         self.stats = ModelStatistics()
         self.batcher = DynamicBatcher(f"{name}:{version}", policy, backend.run, self.stats)
+        self.artifacts: Any = None  # what the version ships beside the model (repository artifact loaders)
 
     def check_inputs(self, tensors: dict[str, np.ndarray]) -> int:
         """Validate tensors against the model; returns the batch size (1 for models that

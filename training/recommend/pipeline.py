@@ -142,7 +142,7 @@ def tune_signals(trained: Trained, task: Task, metric: str,
 
 
 def train_and_score(records: list[dict], task: Task, config: TrainingConfig, log=print,
-                    neighbours: int = 200, window: int = HISTORY) -> Trained:
+                    neighbours: int = 200, window: int = HISTORY, catalog: dict[str, dict] | None = None) -> Trained:
     """Fit the two-tower on the task's examples and compute every case's signals."""
     rows = [(owner, as_of) for owner, as_of, _ in task.examples] + [(c.key, c.as_of) for c in task.cases]
     inputs = user_inputs(records, task, rows)
@@ -154,7 +154,9 @@ def train_and_score(records: list[dict], task: Task, config: TrainingConfig, log
             positives.append(item)
     example_rows = np.asarray(example_rows)
     train_inputs = UserInputs(inputs.bought[example_rows], inputs.viewed[example_rows], inputs.dense[example_rows])
-    model = TwoTower(len(task.vocabulary), ItemFeatures.empty(len(task.vocabulary)))
+    features = (ItemFeatures.from_catalog(task.vocabulary.ids, catalog) if catalog
+                else ItemFeatures.empty(len(task.vocabulary)))
+    model = TwoTower(len(task.vocabulary), features)
     model.fit(train_inputs, np.asarray(positives, dtype=np.int64), config, log)
     case_inputs = UserInputs(inputs.bought[n_examples:], inputs.viewed[n_examples:], inputs.dense[n_examples:])
     users = model.user_embeddings(case_inputs)

@@ -28,6 +28,25 @@ class ItemFeatures:
         zeros = np.zeros(n, dtype=np.int64)
         return cls(zeros, zeros.copy(), zeros.copy())
 
+    @classmethod
+    def from_catalog(cls, product_ids: list[str], catalog: dict[str, dict]) -> "ItemFeatures":
+        """Root and second-level categories by first appearance (1..), price deciles (1..10)."""
+        roots: dict[str, int] = {}
+        subs: dict[tuple, int] = {}
+        out = cls.empty(len(product_ids))
+        prices = np.array([float((catalog.get(p) or {}).get("price") or np.nan) for p in product_ids])
+        known = ~np.isnan(prices)
+        if known.any():
+            edges = np.quantile(prices[known], np.linspace(0, 1, 11)[1:-1])
+            out.price_bucket[known] = np.searchsorted(edges, prices[known]) + 1
+        for i, product in enumerate(product_ids):
+            category = (catalog.get(product) or {}).get("category") or []
+            if category:
+                out.root[i] = roots.setdefault(category[0], len(roots) + 1)
+                if len(category) > 1:
+                    out.sub[i] = subs.setdefault(tuple(category[:2]), len(subs) + 1)
+        return out
+
 
 class UserTower(nn.Module):
     def __init__(self, n_items: int, dim: int = DIM) -> None:

@@ -1,0 +1,287 @@
+"""Recommend: personalised top-k products from the two-tower model, ANN retrieval over the
+item embeddings, blended with the customer's repeats, co-visitation with their recent and
+anchor products, what usually comes next, and popularity (weights learned on validation, in
+the model version's blend.json); filtered by stock and exclusions, spread across categories,
+with an exploration slot; every list served logged as a recommendation_shown event."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import NotFound, Unavailable
+from ..features.service import FeatureService
+from ..models import ModelRepository
+from ..retrieval.ann import ItemIndex
+from .recommend_inputs import (AFFINITY, HISTORY, SESSION_SEQUENCES, USER_SCALARS, USER_SEQUENCES, UserInputs,
+                               dense_inputs, index_sequences)
+
+log = logging.getLogger(__name__)
+
+MODEL = "recommend"
+SIGNAL_SOURCE = {"two_tower": "two_tower", "repeat": "repeat", "co_visitation": "co_visitation",
+                 "transition": "co_visitation", "popularity": "popularity"}
+
+
+@dataclass
+class RecommendArtifacts:
+    """What a recommend model version ships beside its user tower."""
+    product_ids: list[str]
+    index_of: dict[str, int]
+    embeddings: np.ndarray
+    index: ItemIndex
+    knn_index: np.ndarray
+    knn_weight: np.ndarray
+    popularity: np.ndarray
+    popular: np.ndarray  # item indices, most popular first
+    next_pointers: np.ndarray
+    next_items: np.ndarray
+    next_counts: np.ndarray
+    weights: dict[str, float]
+    window: int
+    _blocked: np.ndarray | None = None
+    _blocked_revision: int = -1
+
+    @classmethod
+    def load(cls, version_dir: Path) -> "RecommendArtifacts":
+        product_ids = json.loads((version_dir / "items.json").read_text())
+        embeddings = np.load(version_dir / "items.npy")
+        signals = np.load(version_dir / "signals.npz")
+        blend = json.loads((version_dir / "blend.json").read_text())
+        index = ItemIndex.load(version_dir / "index.bin", embeddings.shape[1], len(product_ids))
+        popularity = signals["popularity"]
+        return cls(product_ids, {p: i for i, p in enumerate(product_ids)}, embeddings, index, signals["knn_index"],
+                   signals["knn_weight"], popularity, np.argsort(-popularity, kind="stable")[:500],
+                   signals["next_pointers"], signals["next_items"], signals["next_counts"], blend["weights"],
+                   int(blend["window"]))
+
+    def out_of_stock(self, catalog) -> np.ndarray:
+        """uint8 mask of the items the catalog says are out of stock (cached per revision)."""
+        if self._blocked is None or self._blocked_revision != catalog.revision:
+            mask = np.zeros(len(self.product_ids), dtype=np.uint8)
+            for product, by_location in catalog.stock.items():
+                row = self.index_of.get(product)
+                if row is not None and by_location and not any(units > 0 for units in by_location.values()):
+                    mask[row] = 1
+            self._blocked, self._blocked_revision = mask, catalog.revision
+        return self._blocked
+
+
+@dataclass
+class RecommendQuery:
+    k: int
+    placement: str = "home"
+    user_id: str = ""
+    session_id: str = ""
+    anchors: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    request_id: str = ""
+    merchant_id: str = ""
+
+
+@dataclass
+class Recommendation:
+    product_id: str
+    score: float
+    source: str
+
+
+@dataclass
+class RecommendResult:
+    items: list[Recommendation]
+    model_version: str
+    fallback: bool = False
+    fallback_reason: str = ""
+
+
+@dataclass
+class RecommendConfig:
+    candidates: int = 200  # from the ANN index, before the blend
+    max_category_share: float = 0.5  # no more than this share of a list from one root category
+    exploration: bool = True  # one slot (the last, for k >= 4) from further down the ranking
+    log_shown: bool = True
+
+
+class Recommender:
+    def __init__(self, repository: ModelRepository, features: FeatureService,
+                 config: RecommendConfig | None = None) -> None:
+        self.repository = repository
+        self.features = features
+        self.config = config or RecommendConfig()
+        self.shown = ShownLog(features) if self.config.log_shown else None
+
+    async def recommend(self, query: RecommendQuery, deadline: float | None = None) -> RecommendResult:
+        try:
+            version = self.repository.get(MODEL)
+        except NotFound:
+            raise Unavailable("no recommend model is loaded: build one with `hanzo train recommend`") from None
+        art: RecommendArtifacts = version.artifacts
+        if art is None:
+            raise Unavailable(f"model {MODEL!r} version {version.version_str} ships no recommend artifacts")
+        inputs, history = await self._inputs(query, art)
+        anchors = [art.index_of[p] for p in query.anchors if p in art.index_of]
+        blocked = art.out_of_stock(self.features.store.catalog).copy()
+        for product in list(query.exclude) + list(query.anchors):
+            row = art.index_of.get(product)
+            if row is not None:
+                blocked[row] = 1
+        if not history and not anchors:
+            items = self._popular(art, blocked, query.k)
+            result = RecommendResult(items, version.version_str, True, "cold start: no history, session or anchors")
+        else:
+            user = (await version.infer(inputs.as_feeds(), deadline))["embedding"][0]
+            items = self._blend(art, user, history, anchors, blocked, query)
+            result = RecommendResult(items, version.version_str)
+        if self.shown is not None:
+            self.shown.record(query, result)
+        return result
+
+    async def _inputs(self, query: RecommendQuery, art: RecommendArtifacts) -> tuple[UserInputs, list[int]]:
+        """The user tower's inputs from the online store, and the history item indices."""
+        bought, viewed, dense = [[]], [[]], None
+        if query.user_id:
+            block = await self.features.read("user", [query.user_id], list(USER_SCALARS) + [AFFINITY] +
+                                             list(USER_SEQUENCES))
+            bought = [block.sequences["user_recent_bought"][0]]
+            viewed = [block.sequences["user_recent_viewed"][0]]
+            dense = dense_inputs(block.values, block.layout, [query.placement])
+        if query.session_id:
+            block = await self.features.read("session", [query.session_id], list(SESSION_SEQUENCES))
+            session_viewed = block.sequences["session_recent_viewed"][0]
+            seen = set(session_viewed)
+            viewed = [(session_viewed + [p for p in viewed[0] if p not in seen])[:HISTORY]]
+        if dense is None:
+            dense = dense_inputs(np.zeros((1, 0), np.float32), [], [query.placement])
+        inputs = UserInputs(index_sequences(bought, art.index_of), index_sequences(viewed, art.index_of), dense)
+        # Oldest first, as the blend's signals were trained to read it.
+        history = [int(i) - 1 for i in np.concatenate([inputs.bought[0][::-1], inputs.viewed[0][::-1]]) if i > 0]
+        return inputs, history
+
+    def _blend(self, art: RecommendArtifacts, user: np.ndarray, history: list[int], anchors: list[int],
+               blocked: np.ndarray, query: RecommendQuery) -> list[Recommendation]:
+        labels, _ = art.index.search(user, self.config.candidates, blocked)
+        recent = (history + anchors)[-art.window:]
+        pool = [labels[0][labels[0] >= 0], np.asarray(history, np.int64), art.popular[:50]]
+        neighbours = art.knn_index[recent].ravel() if recent else np.zeros(0, np.int64)
+        pool.append(neighbours[neighbours >= 0])
+        last = (history + anchors)[-1] if (history or anchors) else None
+        if last is not None:
+            pool.append(art.next_items[art.next_pointers[last]:art.next_pointers[last + 1]])
+        candidates = np.unique(np.concatenate(pool).astype(np.int64))
+        candidates = candidates[blocked[candidates] == 0]
+        if len(candidates) == 0:
+            return []
+        n = len(art.product_ids)
+        repeat = np.log1p(np.bincount(history, minlength=n).astype(float))[candidates] if history else \
+            np.zeros(len(candidates))
+        covisit = np.zeros(n)
+        for item in recent:
+            ok = art.knn_index[item] >= 0
+            np.add.at(covisit, art.knn_index[item][ok], art.knn_weight[item][ok])
+        covisit = covisit / covisit.max() if covisit.max() > 0 else covisit
+        transition = np.zeros(n)
+        if last is not None:
+            items = art.next_items[art.next_pointers[last]:art.next_pointers[last + 1]]
+            counts = art.next_counts[art.next_pointers[last]:art.next_pointers[last + 1]]
+            if len(items):
+                transition[items] = counts / counts.max()
+        parts = {"two_tower": art.embeddings[candidates] @ user, "repeat": repeat, "co_visitation": covisit[candidates],
+                 "transition": transition[candidates], "popularity": art.popularity[candidates]}
+        weighted = {s: art.weights.get(s, 0.0) * v for s, v in parts.items()}
+        score = sum(weighted.values())
+        order = np.argsort(-score, kind="stable")
+        source_of = np.argmax(np.stack([weighted[s] for s in SIGNAL_SOURCE]), axis=0)
+        names = list(SIGNAL_SOURCE)
+        ranked = [(int(candidates[j]), float(score[j]), SIGNAL_SOURCE[names[source_of[j]]]) for j in order]
+        return self._arrange(art, ranked, query)
+
+    def _arrange(self, art: RecommendArtifacts, ranked: list[tuple[int, float, str]],
+                 query: RecommendQuery) -> list[Recommendation]:
+        """The top k under the category cap, the last slot given to exploration."""
+        k = query.k
+        explore = self.config.exploration and k >= 4 and len(ranked) > k
+        room = k - 1 if explore else k
+        cap = max(1, math.ceil(self.config.max_category_share * k))
+        products = self.features.store.catalog.products
+        per_category: dict[str, int] = {}
+        chosen, rest = [], []
+        for item, score, source in ranked:
+            product = art.product_ids[item]
+            category = ((products.get(product) or {}).get("category") or [None])[0]
+            if len(chosen) < room and (category is None or per_category.get(category, 0) < cap):
+                chosen.append(Recommendation(product, score, source))
+                if category is not None:
+                    per_category[category] = per_category.get(category, 0) + 1
+            else:
+                rest.append(Recommendation(product, score, source))
+        if explore and rest:
+            # Seeded by the request, so a retried call gets the same list.
+            seed = zlib.crc32((query.request_id or query.user_id or query.session_id).encode())
+            pick = rest[np.random.default_rng(seed).integers(min(len(rest), 2 * k))]
+            chosen.append(Recommendation(pick.product_id, pick.score, "exploration"))
+        for item in rest:
+            if len(chosen) >= k:
+                break
+            if all(item.product_id != c.product_id for c in chosen):
+                chosen.append(item)
+        return chosen[:k]
+
+    def _popular(self, art: RecommendArtifacts, blocked: np.ndarray, k: int) -> list[Recommendation]:
+        out = []
+        for item in art.popular:
+            if not blocked[item]:
+                out.append(Recommendation(art.product_ids[item], float(art.popularity[item]), "popularity"))
+                if len(out) == k:
+                    break
+        return out
+
+    async def close(self) -> None:
+        if self.shown is not None:
+            await self.shown.flush()
+
+
+class ShownLog:
+    """recommendation_shown events, batched into the event log off the request path (every
+    50 ms or 500 lists), so outcomes can be joined back to what was served."""
+
+    def __init__(self, features: FeatureService, every_s: float = 0.05, batch: int = 500) -> None:
+        self.features = features
+        self.every_s = every_s
+        self.batch = batch
+        self._pending: list[dict] = []
+        self._task: asyncio.Task | None = None
+        self._count = 0
+
+    def record(self, query: RecommendQuery, result: RecommendResult) -> None:
+        self._count += 1
+        now = int(time.time() * 1000)
+        request_id = query.request_id or f"auto-{now}-{self._count}"
+        self._pending.append({
+            "event_id": f"shown-{request_id}", "event_type": "recommendation_shown", "timestamp": now,
+            "user_id": query.user_id or None, "session_id": query.session_id or f"user:{query.user_id}",
+            "payload": {"product_ids": [item.product_id for item in result.items], "request_id": request_id,
+                        "model_version": f"{MODEL}:{result.model_version}", "placement": query.placement},
+            "context": {"merchant_id": query.merchant_id} if query.merchant_id else {}})
+        if len(self._pending) >= self.batch:
+            asyncio.get_running_loop().create_task(self.flush())
+        elif self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._later())
+
+    async def _later(self) -> None:
+        await asyncio.sleep(self.every_s)
+        await self.flush()
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending and self.features.is_open:
+            result = await self.features.ingest(pending)
+            if result.rejects:
+                log.warning("recommendation_shown events rejected", extra={"rejects": len(result.rejects),
+                                                                           "first": result.rejects[0].reason})
