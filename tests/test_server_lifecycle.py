@@ -44,7 +44,6 @@ def test_empty_repository_gets_demo_models_and_commerce_contract_answers(tmp_pat
 
     commerce = commerce_pb2_grpc.CommerceStub(channel)
     calls = {
-        "Recommend": commerce_pb2.RecommendRequest(request_id="r1", user_id="u1", k=10),
         "Search": commerce_pb2.SearchRequest(query="lamp"),
         "ScoreFraud": commerce_pb2.FraudRequest(order=commerce_pb2.Order(order_id="o1")),
         "QuotePrice": commerce_pb2.PriceRequest(product_id="p1"),
@@ -56,16 +55,19 @@ def test_empty_repository_gets_demo_models_and_commerce_contract_answers(tmp_pat
         assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED, rpc
         assert "issue #" in info.value.details()
 
+    with pytest.raises(grpc.RpcError) as info:
+        commerce.Recommend(commerce_pb2.RecommendRequest(request_id="r1", user_id="u1", k=10), timeout=5)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "hanzo train recommend" in info.value.details()
     features = commerce.GetFeatures(commerce_pb2.FeaturesRequest(entity="user", entity_ids=["u1"]), timeout=5)
     assert features.columns and features.entity_ids == ["u1"]
 
     # The server's own histogram counted those calls.
     report = admin_pb2_grpc.AdminStub(channel).GetLatency(admin_pb2.LatencyRequest(reset=True))
     methods = {m.method: m for m in report.methods}
-    assert methods["/hanzo.v1.Commerce/Recommend"].count == 1
-    assert methods["/hanzo.v1.Commerce/Recommend"].p99_us > 0
+    assert methods["/hanzo.v1.Commerce/Search"].count == 1
+    assert methods["/hanzo.v1.Commerce/Search"].p99_us > 0
     again = admin_pb2_grpc.AdminStub(channel).GetLatency(admin_pb2.LatencyRequest())
-    assert "/hanzo.v1.Commerce/Recommend" not in {m.method for m in again.methods}
+    assert "/hanzo.v1.Commerce/Search" not in {m.method for m in again.methods}
 
 
 def test_sigterm_drains_in_flight_calls_then_exits(tmp_path, server_process):
