@@ -92,6 +92,17 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from hanzo.training.recommend import eval_server
+
+    report = eval_server.evaluate(args.url, args.events, args.kind, args.seed,
+                                  log=lambda m: print(m, file=sys.stderr))
+    print(eval_server.main_report(report))
+    if args.out:
+        eval_server.write(report, args.out)
+    return 0
+
+
 def _has_models(root: Path) -> bool:
     return root.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir())
 
@@ -157,6 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=8)
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(func=_train)
+
+    evaluate = sub.add_parser("eval", help="score a surface through a running server over gRPC")
+    evaluate.add_argument("surface", choices=["recommend"])
+    evaluate.add_argument("--url", default="127.0.0.1:50051")
+    evaluate.add_argument("--events", type=Path, required=True, help="the events the served model was trained on")
+    evaluate.add_argument("--kind", choices=["auto", "basket", "session"], default="auto")
+    evaluate.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    evaluate.add_argument("--out", type=Path, help="write the JSON report here")
+    evaluate.set_defaults(func=_eval)
 
     demo = sub.add_parser("demo-models", help="write the demo models into a model repository")
     demo.add_argument("--model-repo", type=Path, default=Path("model_repo"))

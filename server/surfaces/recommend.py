@@ -261,7 +261,9 @@ class ShownLog:
 
     def record(self, query: RecommendQuery, result: RecommendResult) -> None:
         self._count += 1
-        now = int(time.time() * 1000)
+        # Stamped with the store's clock (event time), not the wall clock: a replay of last
+        # year's traffic logs its predictions in last year, where their outcomes are.
+        now = self.features.store.watermark or int(time.time() * 1000)
         request_id = query.request_id or f"auto-{now}-{self._count}"
         self._pending.append({
             "event_id": f"shown-{request_id}", "event_type": "recommendation_shown", "timestamp": now,
