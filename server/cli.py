@@ -103,6 +103,16 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recommend_batch(args: argparse.Namespace) -> int:
+    from . import recommend_batch
+
+    users = recommend_batch.active_users(args.data_dir, args.active_days)
+    counts = asyncio.run(recommend_batch.run(args.url, users, args.out, args.k, args.concurrency))
+    print(f"{counts['users']} users ({counts['fallback']} from the popularity fallback) in {counts['seconds']} s "
+          f"-> {args.out}")
+    return 0
+
+
 def _has_models(root: Path) -> bool:
     return root.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir())
 
@@ -177,6 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     evaluate.add_argument("--out", type=Path, help="write the JSON report here")
     evaluate.set_defaults(func=_eval)
+
+    batch = sub.add_parser("recommend-batch", help="the email placement: top-k for every active user, to a file")
+    batch.add_argument("--url", default="127.0.0.1:50051")
+    batch.add_argument("--data-dir", type=Path, default=Path("hanzo_data"), help="the server's data directory")
+    batch.add_argument("--out", type=Path, required=True, help="JSON lines, one user each")
+    batch.add_argument("--k", type=int, default=10)
+    batch.add_argument("--active-days", type=float, default=30.0)
+    batch.add_argument("--concurrency", type=int, default=8)
+    batch.set_defaults(func=_recommend_batch)
 
     demo = sub.add_parser("demo-models", help="write the demo models into a model repository")
     demo.add_argument("--model-repo", type=Path, default=Path("model_repo"))

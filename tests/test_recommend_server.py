@@ -114,3 +114,21 @@ def test_bad_requests_name_the_field(served, request_fields, field):
         stub.Recommend(commerce_pb2.RecommendRequest(**request_fields), timeout=10)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert info.value.details().startswith(field)
+
+
+def test_email_batch_writes_every_active_user(served, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    server, stub, sim, end, root = served
+    out = tmp_path / "email.jsonl"
+    run = subprocess.run([sys.executable, "-m", "hanzo.server.cli", "recommend-batch", "--url", server.url,
+                          "--data-dir", str(root / "data"), "--out", str(out), "--k", "5", "--active-days", "3"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    from hanzo.server.recommend_batch import active_users
+
+    assert [r["user_id"] for r in sorted(rows, key=lambda r: r["user_id"])] == active_users(root / "data", 3)
+    assert rows and all(len(r["items"]) == 5 for r in rows)
