@@ -37,6 +37,6 @@ def test_two_tower_learns_and_the_blend_is_tuned_on_validation(world, tmp_path):
     trained.model.export_user_tower(path)
     from hanzo.training.recommend.pipeline import user_inputs
 
-    inputs = user_inputs(records, validation, [(c.key, c.as_of) for c in validation.cases[:16]])
+    inputs, _ = user_inputs(records, validation, [(c.key, c.as_of) for c in validation.cases[:16]])
     onnx_out = ort.InferenceSession(str(path)).run(None, inputs.as_feeds())[0]
     np.testing.assert_allclose(onnx_out, trained.model.user_embeddings(inputs), rtol=1e-4, atol=1e-5)

@@ -107,7 +107,8 @@ FEATURES: tuple[Feature, ...] = (
             field="category", weights={"product_view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}, buckets=10,
             description="share of the user's weighted interest per root category (3-day buckets)"),
     Feature("user_recent_viewed", "user", "sequence", ("product_view",), field="product_id", length=20),
-    Feature("user_recent_bought", "user", "sequence", ("purchase",), field="product_id", length=20),
+    Feature("user_recent_bought", "user", "sequence", ("purchase",), field="product_id", length=100,
+            description="the last 100 products bought: the user tower reads 20, the repeat signal all"),
     # --- the session
     Feature("session_duration", "session", "span", SESSION_EVENTS, description="seconds from first to last event"),
     Feature("session_event_count_24h", "session", "count", SESSION_EVENTS, "24h"),

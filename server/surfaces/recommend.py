@@ -21,7 +21,8 @@ from ..features.service import FeatureService
 from ..models import ModelRepository
 from ..retrieval.ann import ItemIndex
 from .recommend_inputs import (AFFINITY, HISTORY, SESSION_SEQUENCES, USER_SCALARS, USER_SEQUENCES, UserInputs,
-                               dense_inputs, index_sequences)
+                               dense_inputs, history_items, index_sequences)
+from .recommend_signals import SIGNALS, Signals
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +38,9 @@ class RecommendArtifacts:
     index_of: dict[str, int]
     embeddings: np.ndarray
     index: ItemIndex
-    knn_index: np.ndarray
-    knn_weight: np.ndarray
-    popularity: np.ndarray
+    signals: Signals
     popular: np.ndarray  # item indices, most popular first
-    next_pointers: np.ndarray
-    next_items: np.ndarray
-    next_counts: np.ndarray
     weights: dict[str, float]
-    window: int
     _blocked: np.ndarray | None = None
     _blocked_revision: int = -1
 
@@ -53,14 +48,12 @@ class RecommendArtifacts:
     def load(cls, version_dir: Path) -> "RecommendArtifacts":
         product_ids = json.loads((version_dir / "items.json").read_text())
         embeddings = np.load(version_dir / "items.npy")
-        signals = np.load(version_dir / "signals.npz")
+        with np.load(version_dir / "signals.npz") as arrays:
+            signals = Signals.from_arrays(arrays)
         blend = json.loads((version_dir / "blend.json").read_text())
         index = ItemIndex.load(version_dir / "index.bin", embeddings.shape[1], len(product_ids))
-        popularity = signals["popularity"]
-        return cls(product_ids, {p: i for i, p in enumerate(product_ids)}, embeddings, index, signals["knn_index"],
-                   signals["knn_weight"], popularity, np.argsort(-popularity, kind="stable")[:500],
-                   signals["next_pointers"], signals["next_items"], signals["next_counts"], blend["weights"],
-                   int(blend["window"]))
+        return cls(product_ids, {p: i for i, p in enumerate(product_ids)}, embeddings, index, signals,
+                   np.argsort(-signals.popularity, kind="stable")[:500], blend["weights"])
 
     def out_of_stock(self, catalog) -> np.ndarray:
         """uint8 mask of the items the catalog says are out of stock (cached per revision)."""
@@ -144,62 +137,42 @@ class Recommender:
         return result
 
     async def _inputs(self, query: RecommendQuery, art: RecommendArtifacts) -> tuple[UserInputs, list[int]]:
-        """The user tower's inputs from the online store, and the history item indices."""
-        bought, viewed, dense = [[]], [[]], None
+        """The user tower's inputs from the online store, and the history the signals read."""
+        bought, viewed, dense = [], [], None
         if query.user_id:
             block = await self.features.read("user", [query.user_id], list(USER_SCALARS) + [AFFINITY] +
                                              list(USER_SEQUENCES))
-            bought = [block.sequences["user_recent_bought"][0]]
-            viewed = [block.sequences["user_recent_viewed"][0]]
+            bought = block.sequences["user_recent_bought"][0]
+            viewed = block.sequences["user_recent_viewed"][0]
             dense = dense_inputs(block.values, block.layout, [query.placement])
         if query.session_id:
             block = await self.features.read("session", [query.session_id], list(SESSION_SEQUENCES))
             session_viewed = block.sequences["session_recent_viewed"][0]
             seen = set(session_viewed)
-            viewed = [(session_viewed + [p for p in viewed[0] if p not in seen])[:HISTORY]]
+            viewed = (session_viewed + [p for p in viewed if p not in seen])[:HISTORY]
         if dense is None:
             dense = dense_inputs(np.zeros((1, 0), np.float32), [], [query.placement])
-        inputs = UserInputs(index_sequences(bought, art.index_of), index_sequences(viewed, art.index_of), dense)
-        # Oldest first, as the blend's signals were trained to read it.
-        history = [int(i) - 1 for i in np.concatenate([inputs.bought[0][::-1], inputs.viewed[0][::-1]]) if i > 0]
-        return inputs, history
+        inputs = UserInputs(index_sequences([bought], art.index_of), index_sequences([viewed], art.index_of), dense)
+        return inputs, history_items(bought, viewed, art.index_of)
 
     def _blend(self, art: RecommendArtifacts, user: np.ndarray, history: list[int], anchors: list[int],
                blocked: np.ndarray, query: RecommendQuery) -> list[Recommendation]:
+        signals = art.signals
         labels, _ = art.index.search(user, self.config.candidates, blocked)
-        recent = (history + anchors)[-art.window:]
-        pool = [labels[0][labels[0] >= 0], np.asarray(history, np.int64), art.popular[:50]]
-        neighbours = art.knn_index[recent].ravel() if recent else np.zeros(0, np.int64)
-        pool.append(neighbours[neighbours >= 0])
-        last = (history + anchors)[-1] if (history or anchors) else None
-        if last is not None:
-            pool.append(art.next_items[art.next_pointers[last]:art.next_pointers[last + 1]])
+        pool = [labels[0][labels[0] >= 0], np.asarray(history, np.int64), art.popular[:50],
+                signals.neighbours(history, anchors)]
+        if history or anchors:
+            pool.append(signals.followers((history + anchors)[-1])[0])
         candidates = np.unique(np.concatenate(pool).astype(np.int64))
         candidates = candidates[blocked[candidates] == 0]
         if len(candidates) == 0:
             return []
-        n = len(art.product_ids)
-        repeat = np.log1p(np.bincount(history, minlength=n).astype(float))[candidates] if history else \
-            np.zeros(len(candidates))
-        covisit = np.zeros(n)
-        for item in recent:
-            ok = art.knn_index[item] >= 0
-            np.add.at(covisit, art.knn_index[item][ok], art.knn_weight[item][ok])
-        covisit = covisit / covisit.max() if covisit.max() > 0 else covisit
-        transition = np.zeros(n)
-        if last is not None:
-            items = art.next_items[art.next_pointers[last]:art.next_pointers[last + 1]]
-            counts = art.next_counts[art.next_pointers[last]:art.next_pointers[last + 1]]
-            if len(items):
-                transition[items] = counts / counts.max()
-        parts = {"two_tower": art.embeddings[candidates] @ user, "repeat": repeat, "co_visitation": covisit[candidates],
-                 "transition": transition[candidates], "popularity": art.popularity[candidates]}
-        weighted = {s: art.weights.get(s, 0.0) * v for s, v in parts.items()}
+        parts = signals.parts(art.embeddings, user, history, anchors, candidates)
+        weighted = {s: art.weights.get(s, 0.0) * parts[s] for s in SIGNALS}
         score = sum(weighted.values())
         order = np.argsort(-score, kind="stable")
-        source_of = np.argmax(np.stack([weighted[s] for s in SIGNAL_SOURCE]), axis=0)
-        names = list(SIGNAL_SOURCE)
-        ranked = [(int(candidates[j]), float(score[j]), SIGNAL_SOURCE[names[source_of[j]]]) for j in order]
+        source_of = np.argmax(np.stack([weighted[s] for s in SIGNALS]), axis=0)
+        ranked = [(int(candidates[j]), float(score[j]), SIGNAL_SOURCE[SIGNALS[source_of[j]]]) for j in order]
         return self._arrange(art, ranked, query)
 
     def _arrange(self, art: RecommendArtifacts, ranked: list[tuple[int, float, str]],
@@ -237,7 +210,7 @@ class Recommender:
         out = []
         for item in art.popular:
             if not blocked[item]:
-                out.append(Recommendation(art.product_ids[item], float(art.popularity[item]), "popularity"))
+                out.append(Recommendation(art.product_ids[item], float(art.signals.popularity[item]), "popularity"))
                 if len(out) == k:
                     break
         return out

@@ -35,6 +35,15 @@ def index_sequences(sequences: list[list[str]], vocabulary: dict[str, int]) -> n
     return out
 
 
+def history_items(bought: list[str], viewed: list[str], vocabulary: dict[str, int]) -> list[int]:
+    """Item indices of what the owner bought then viewed, oldest first (the sequences come
+    newest first), unknown products left out: what the blend's signals read."""
+    out = []
+    for sequence in (bought, viewed):
+        out.extend(vocabulary[p] for p in reversed(sequence) if p in vocabulary)
+    return out
+
+
 def dense_inputs(values: np.ndarray, layout: list[tuple[str, int, int]], placements: list[str]) -> np.ndarray:
     """log1p of the user's counts and amounts, the category affinity, the placement one-hot.
     `values`/`layout` come from a gather of USER_SCALARS + (AFFINITY,) in any order."""

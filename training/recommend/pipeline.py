@@ -11,31 +11,30 @@ import numpy as np
 
 from hanzo.server.features.offline import get_historical_features
 from hanzo.server.surfaces.recommend_inputs import (AFFINITY, HISTORY, SESSION_SEQUENCES, USER_SCALARS, USER_SEQUENCES,
-                                                    UserInputs, dense_inputs, index_sequences)
+                                                    UserInputs, dense_inputs, history_items, index_sequences)
+from hanzo.server.surfaces.recommend_signals import SIGNALS, Signals
 
 from .baselines import ItemKNN
-from .data import Case, Task, flat
+from .data import Case, Task
 from .metrics import METRICS
 from .two_tower import ItemFeatures, TrainingConfig, TwoTower
 
-SIGNALS = ("two_tower", "repeat", "co_visitation", "transition", "popularity")
-
-
-def user_inputs(records: list[dict], task: Task, rows: list[tuple[str, int]], placement: str = "home") -> UserInputs:
-    """The user tower's inputs for (owner, as_of) rows, read through the offline join."""
+def user_inputs(records: list[dict], task: Task, rows: list[tuple[str, int]],
+                placement: str = "home") -> tuple[UserInputs, list[list[int]]]:
+    """The user tower's inputs for (owner, as_of) rows, read through the offline join, and each
+    row's history for the blend's signals, as the server reads them."""
     vocabulary = task.vocabulary.index
     if task.entity == "user":
         names = list(USER_SCALARS) + [AFFINITY] + list(USER_SEQUENCES)
         got = get_historical_features(records, "user", rows, names)
-        bought = index_sequences(got.sequences["user_recent_bought"], vocabulary)
-        viewed = index_sequences(got.sequences["user_recent_viewed"], vocabulary)
+        bought_seq, viewed_seq = got.sequences["user_recent_bought"], got.sequences["user_recent_viewed"]
         dense = dense_inputs(got.values, got.layout, [placement] * len(rows))
     else:
         got = get_historical_features(records, "session", rows, list(SESSION_SEQUENCES))
-        bought = np.zeros((len(rows), HISTORY), dtype=np.int64)
-        viewed = index_sequences(got.sequences["session_recent_viewed"], vocabulary)
+        bought_seq, viewed_seq = [[] for _ in rows], got.sequences["session_recent_viewed"]
         dense = dense_inputs(np.zeros((len(rows), 0), np.float32), [], [placement] * len(rows))
-    return UserInputs(bought, viewed, dense)
+    inputs = UserInputs(index_sequences(bought_seq, vocabulary), index_sequences(viewed_seq, vocabulary), dense)
+    return inputs, [history_items(b, v, vocabulary) for b, v in zip(bought_seq, viewed_seq)]
 
 
 @dataclass
@@ -46,45 +45,9 @@ class Blend:
         return sum(self.weights[s] * parts[s] for s in SIGNALS)
 
 
-class Scorer:
-    """Every signal for one case over all items, each scaled to a comparable range: the
-    two-tower score, the owner's repeats, co-visitation with the last `window` items, what
-    followed the last item, popularity."""
-
-    def __init__(self, task: Task, item_embeddings: np.ndarray, neighbours: int = 200, window: int = HISTORY) -> None:
-        self.items = item_embeddings
-        self.window = window
-        self.knn = ItemKNN(neighbours=neighbours).fit(task)
-        self.next: dict[int, np.ndarray] = {}
-        followers: dict[int, dict[int, int]] = {}
-        for sequence in task.train:
-            for a, b in zip(sequence, sequence[1:]):
-                row = followers.setdefault(a, {})
-                row[b] = row.get(b, 0) + 1
-        for a, row in followers.items():
-            self.next[a] = (np.fromiter(row.keys(), np.int64), np.fromiter(row.values(), float))
-        share = np.bincount(np.concatenate([np.asarray(b) for b in task.train]) if task.train else
-                            np.zeros(0, np.int64), minlength=len(task.vocabulary)) + 1.0
-        self.popularity = np.log(share / share.max())
-        self.popularity = (self.popularity - self.popularity.min()) / max(np.ptp(self.popularity), 1e-9)
-
-    def parts(self, user: np.ndarray, case: Case) -> dict[str, np.ndarray]:
-        n = self.items.shape[0]
-        history = flat(case.history)
-        repeat = np.log1p(np.bincount(history, minlength=n).astype(float)) if history else np.zeros(n)
-        covisit = np.zeros(n)
-        for item in history[-self.window:]:
-            neighbours = self.knn.index[item]
-            ok = neighbours >= 0
-            np.add.at(covisit, neighbours[ok], self.knn.weight[item][ok])
-        if covisit.max() > 0:
-            covisit /= covisit.max()
-        transition = np.zeros(n)
-        if history and history[-1] in self.next:
-            items, tally = self.next[history[-1]]
-            transition[items] = tally / tally.max()
-        return {"two_tower": self.items @ user, "repeat": repeat, "co_visitation": covisit, "transition": transition,
-                "popularity": self.popularity}
+def build_signals(task: Task, neighbours: int, window: int) -> Signals:
+    knn = ItemKNN(neighbours=neighbours).fit(task)
+    return Signals.from_sequences(task.train, len(task.vocabulary), knn.index, knn.weight, window)
 
 
 def ranked(scores: np.ndarray, k: int) -> list[int]:
@@ -119,14 +82,17 @@ def tune_blend(parts: list[dict[str, np.ndarray]], cases: list[Case], k: int, me
 @dataclass
 class Trained:
     model: TwoTower
-    scorer: Scorer
-    case_parts: list[dict[str, np.ndarray]]
+    items: np.ndarray  # item embeddings
+    signals: Signals
     users: np.ndarray  # the cases' user embeddings
+    histories: list[list[int]]  # the cases' histories, as the server reads them
+    case_parts: list[dict[str, np.ndarray]]
 
     def rescore(self, task: Task, neighbours: int, window: int) -> "Trained":
         """The same model with the co-visitation signal built another way."""
-        scorer = Scorer(task, self.scorer.items, neighbours, window)
-        return Trained(self.model, scorer, [scorer.parts(u, c) for u, c in zip(self.users, task.cases)], self.users)
+        signals = build_signals(task, neighbours, window)
+        parts = [signals.parts(self.items, u, h, []) for u, h in zip(self.users, self.histories)]
+        return Trained(self.model, self.items, signals, self.users, self.histories, parts)
 
 
 def tune_signals(trained: Trained, task: Task, metric: str,
@@ -145,7 +111,7 @@ def train_and_score(records: list[dict], task: Task, config: TrainingConfig, log
                     neighbours: int = 200, window: int = HISTORY, catalog: dict[str, dict] | None = None) -> Trained:
     """Fit the two-tower on the task's examples and compute every case's signals."""
     rows = [(owner, as_of) for owner, as_of, _ in task.examples] + [(c.key, c.as_of) for c in task.cases]
-    inputs = user_inputs(records, task, rows)
+    inputs, histories = user_inputs(records, task, rows)
     n_examples = len(task.examples)
     example_rows, positives = [], []
     for r, (_, _, items) in enumerate(task.examples):
@@ -160,5 +126,8 @@ def train_and_score(records: list[dict], task: Task, config: TrainingConfig, log
     model.fit(train_inputs, np.asarray(positives, dtype=np.int64), config, log)
     case_inputs = UserInputs(inputs.bought[n_examples:], inputs.viewed[n_examples:], inputs.dense[n_examples:])
     users = model.user_embeddings(case_inputs)
-    scorer = Scorer(task, model.item_embeddings(), neighbours, window)
-    return Trained(model, scorer, [scorer.parts(u, c) for u, c in zip(users, task.cases)], users)
+    items = model.item_embeddings()
+    signals = build_signals(task, neighbours, window)
+    case_histories = histories[n_examples:]
+    parts = [signals.parts(items, u, h, []) for u, h in zip(users, case_histories)]
+    return Trained(model, items, signals, users, case_histories, parts)

@@ -51,7 +51,7 @@ def train(events: Path, model_repo: Path, catalog: Path | None = None, kind: str
               "model": _summary(evaluate_blend(blend, final.case_parts, test.cases, test.k, metrics), config.seed),
               "k": test.k, "test_cases": len(test.cases), "baselines": {}}
     report["baselines"] = _baselines(validation, test, kind, metrics, config.seed)
-    version = _write_version(model_repo, final, test.vocabulary.ids, blend.weights, window, report)
+    version = _write_version(model_repo, final, test.vocabulary.ids, blend.weights, report)
     log(f"wrote {version} in {time.monotonic() - started:.0f} s")
     return version
 
@@ -67,7 +67,7 @@ def _baselines(validation, test, kind: str, metrics: tuple, seed: int) -> dict:
     return out
 
 
-def _write_version(model_repo: Path, trained: Trained, product_ids: list[str], weights: dict, window: int,
+def _write_version(model_repo: Path, trained: Trained, product_ids: list[str], weights: dict,
                    report: dict) -> Path:
     model_dir = Path(model_repo) / MODEL_NAME
     versions = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()] if model_dir.is_dir() else []
@@ -75,23 +75,11 @@ def _write_version(model_repo: Path, trained: Trained, product_ids: list[str], w
     staging = model_dir / f".staging-{version}"
     staging.mkdir(parents=True)
     trained.model.export_user_tower(staging / "model.onnx")
-    items = trained.scorer.items
-    np.save(staging / "items.npy", items)
-    ItemIndex.build(items).save(staging / "index.bin")
+    np.save(staging / "items.npy", trained.items)
+    ItemIndex.build(trained.items).save(staging / "index.bin")
     (staging / "items.json").write_text(json.dumps(product_ids))
-    scorer = trained.scorer
-    nxt_items, nxt_counts, pointers = [], [], [0]
-    for item in range(len(product_ids)):
-        found = scorer.next.get(item)
-        if found is not None:
-            nxt_items.append(found[0])
-            nxt_counts.append(found[1])
-        pointers.append(pointers[-1] + (0 if found is None else len(found[0])))
-    np.savez(staging / "signals.npz", knn_index=scorer.knn.index, knn_weight=scorer.knn.weight,
-             popularity=scorer.popularity, next_pointers=np.asarray(pointers, np.int64),
-             next_items=np.concatenate(nxt_items) if nxt_items else np.zeros(0, np.int64),
-             next_counts=np.concatenate(nxt_counts) if nxt_counts else np.zeros(0))
-    (staging / "blend.json").write_text(json.dumps({"weights": weights, "window": window, "history": HISTORY}))
+    np.savez(staging / "signals.npz", **trained.signals.arrays())
+    (staging / "blend.json").write_text(json.dumps({"weights": weights, "history": HISTORY}))
     (staging / "report.json").write_text(json.dumps(report, indent=1))
     config = mc.ModelConfig(name=MODEL_NAME, backend="onnxruntime", max_batch_size=64)
     config.dynamic_batching.max_queue_delay_microseconds = 0
