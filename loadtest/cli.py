@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="IngestEvents throughput: the file's distinct events in batches of --batch")
     what.add_argument("--rpc", help="a Commerce RPC: Recommend, Search, ScoreFraud, ...")
     parser.add_argument("--request", help="the Commerce request as JSON (default: an example)")
+    parser.add_argument("--request-file", type=Path,
+                        help="JSON lines of Commerce requests, sent in turn (e.g. many user ids)")
     parser.add_argument("--batch", type=int, help="rows per ModelInfer request (default 1); events per "
                                                  "IngestEvents batch (default 500)")
     parser.add_argument("--mode", choices=["poisson", "constant", "closed", "h2load"], default="poisson",
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         target = (targets.model_infer(args.url, args.model, args.batch or 1, args.seed) if args.model
-                  else targets.commerce(args.rpc, args.request))
+                  else targets.commerce(args.rpc, args.request, args.request_file))
         spec = LoadSpec(args.url, target.method, target.request, mode=args.mode, rate=args.rate,
                         concurrency=args.concurrency, duration_s=args.duration, warmup_s=args.warmup,
                         timeout_s=args.timeout, processes=args.processes, seed=args.seed,

@@ -28,6 +28,7 @@ class LoadSpec:
     method: str
     request: bytes
     mode: str = "poisson"  # poisson | constant | closed | h2load
+    requests: tuple[bytes, ...] = ()  # several bodies sent in turn (realistic ids); default: request
     rate: float = 500.0  # requests/s in all, open loop
     concurrency: int = 1  # calls outstanding in all, closed loop
     duration_s: float = 10.0
@@ -89,12 +90,15 @@ async def _drive(spec: LoadSpec) -> LoadResult:
         call = channel.unary_unary(spec.method)  # bytes in, bytes out
         perf = time.perf_counter_ns
         latency, corrected, errors = result.latency, result.corrected, result.errors
-        request, timeout = spec.request, spec.timeout_s
+        bodies, timeout = spec.requests or (spec.request,), spec.timeout_s
+        turn = [spec.seed % len(bodies)]
 
         async def one(due: int, record: bool) -> None:
+            body = bodies[turn[0]]
+            turn[0] = (turn[0] + 1) % len(bodies)
             sent = perf()
             try:
-                await call(request, timeout=timeout)
+                await call(body, timeout=timeout)
                 code = None
             except grpc.aio.AioRpcError as exc:
                 code = exc.code().name

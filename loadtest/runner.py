@@ -138,7 +138,7 @@ def measure(spec: LoadSpec, target: Target, with_floor: bool = True, peers: dict
             log=print) -> Report:
     """`spec.url` is the server; its method and request come from `target`. `peers` are other
     servers (e.g. a Triton) loaded the same way after it."""
-    spec = replace(spec, method=target.method, request=target.request)
+    spec = replace(spec, method=target.method, request=target.request, requests=target.requests)
     response = call_once(spec.url, target)
     urls = {"server": spec.url, **(peers or {})}
     phases = []

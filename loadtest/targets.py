@@ -40,6 +40,7 @@ class Target:
     request: bytes  # one serialized request
     request_type: str  # full protobuf message name, for the floor server's deserializer
     label: str
+    requests: tuple[bytes, ...] = ()  # all the bodies, when the load cycles through several
 
 
 def model_infer(url: str, model: str, batch: int = 1, seed: int = 0) -> Target:
@@ -62,15 +63,24 @@ def model_infer(url: str, model: str, batch: int = 1, seed: int = 0) -> Target:
     return Target(KSERVE_INFER, request.SerializeToString(), "inference.ModelInferRequest", f"ModelInfer {model}")
 
 
-def commerce(rpc: str, request_json: str | None = None) -> Target:
+def commerce(rpc: str, request_json: str | None = None, request_file: str | None = None) -> Target:
+    """A Commerce RPC with one request (JSON, or the RPC's example), or the JSON lines of a
+    file sent in turn."""
     service = commerce_pb2.DESCRIPTOR.services_by_name["Commerce"]
     method = service.methods_by_name.get(rpc)
     if method is None:
         raise ValueError(f"unknown Commerce RPC {rpc!r} (RPCs: {sorted(service.methods_by_name)})")
     cls = message_factory.GetMessageClass(method.input_type)
-    body = json.loads(request_json) if request_json else EXAMPLES[rpc]
-    request = json_format.ParseDict(body, cls())
-    return Target(f"/{service.full_name}/{rpc}", request.SerializeToString(), method.input_type.full_name, rpc)
+    if request_file:
+        with open(request_file) as lines:
+            bodies = [json_format.ParseDict(json.loads(line), cls()).SerializeToString() for line in lines
+                      if line.strip()]
+        if not bodies:
+            raise ValueError(f"{request_file} holds no request")
+    else:
+        bodies = [json_format.ParseDict(json.loads(request_json) if request_json else EXAMPLES[rpc],
+                                        cls()).SerializeToString()]
+    return Target(f"/{service.full_name}/{rpc}", bodies[0], method.input_type.full_name, rpc, tuple(bodies))
 
 
 def deserializer(request_type: str):

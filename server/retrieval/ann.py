@@ -20,11 +20,12 @@ class ItemIndex:
         self.ef = 200
 
     @classmethod
-    def build(cls, embeddings: np.ndarray, ef_construction: int = 200, m: int = 16, seed: int = 0) -> "ItemIndex":
+    def build(cls, embeddings: np.ndarray, ef_construction: int = 200, m: int = 16, seed: int = 0,
+              threads: int = 1) -> "ItemIndex":
         """An index whose labels are the rows of `embeddings` (float32, unit norm)."""
         index = cls(embeddings.shape[1], len(embeddings), ef_construction, m, seed)
         index.index.add_items(np.ascontiguousarray(embeddings, dtype=np.float32), np.arange(len(embeddings)),
-                              num_threads=1)
+                              num_threads=threads)
         return index
 
     @classmethod

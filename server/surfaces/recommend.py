@@ -43,6 +43,8 @@ class RecommendArtifacts:
     weights: dict[str, float]
     _blocked: np.ndarray | None = None
     _blocked_revision: int = -1
+    _roots: np.ndarray | None = None
+    _roots_revision: int = -1
 
     @classmethod
     def load(cls, version_dir: Path) -> "RecommendArtifacts":
@@ -54,6 +56,18 @@ class RecommendArtifacts:
         index = ItemIndex.load(version_dir / "index.bin", embeddings.shape[1], len(product_ids))
         return cls(product_ids, {p: i for i, p in enumerate(product_ids)}, embeddings, index, signals,
                    np.argsort(-signals.popularity, kind="stable")[:500], blend["weights"])
+
+    def roots(self, catalog) -> np.ndarray:
+        """Root category per item as a small integer, -1 unknown (cached per catalog revision)."""
+        if self._roots is None or self._roots_revision != catalog.revision:
+            known = catalog.roots
+            roots = np.full(len(self.product_ids), -1, dtype=np.int64)
+            for row, product in enumerate(self.product_ids):
+                category = (catalog.products.get(product) or {}).get("category")
+                if category:
+                    roots[row] = known.get(category[0], -1)
+            self._roots, self._roots_revision = roots, catalog.revision
+        return self._roots
 
     def out_of_stock(self, catalog) -> np.ndarray:
         """uint8 mask of the items the catalog says are out of stock (cached per revision)."""
@@ -96,7 +110,7 @@ class RecommendResult:
 
 @dataclass
 class RecommendConfig:
-    candidates: int = 200  # from the ANN index, before the blend
+    candidates: int = 100  # from the ANN index, before the blend
     max_category_share: float = 0.5  # no more than this share of a list from one root category
     exploration: bool = True  # one slot (the last, for k >= 4) from further down the ranking
     log_shown: bool = True
@@ -168,43 +182,39 @@ class Recommender:
         if len(candidates) == 0:
             return []
         parts = signals.parts(art.embeddings, user, history, anchors, candidates)
-        weighted = {s: art.weights.get(s, 0.0) * parts[s] for s in SIGNALS}
-        score = sum(weighted.values())
-        order = np.argsort(-score, kind="stable")
-        source_of = np.argmax(np.stack([weighted[s] for s in SIGNALS]), axis=0)
-        ranked = [(int(candidates[j]), float(score[j]), SIGNAL_SOURCE[SIGNALS[source_of[j]]]) for j in order]
-        return self._arrange(art, ranked, query)
+        weighted = np.stack([art.weights.get(s, 0.0) * parts[s] for s in SIGNALS])
+        return self._arrange(art, candidates, weighted.sum(axis=0), weighted.argmax(axis=0), query)
 
-    def _arrange(self, art: RecommendArtifacts, ranked: list[tuple[int, float, str]],
+    def _arrange(self, art: RecommendArtifacts, candidates: np.ndarray, score: np.ndarray, sources: np.ndarray,
                  query: RecommendQuery) -> list[Recommendation]:
-        """The top k under the category cap, the last slot given to exploration."""
+        """The top k under the category cap, the last slot given to exploration. Only the head
+        of the ranking is looked at: enough for the cap to bite and for exploration to draw."""
         k = query.k
-        explore = self.config.exploration and k >= 4 and len(ranked) > k
+        head = min(len(candidates), 6 * k)
+        top = np.argpartition(-score, head - 1)[:head] if head < len(candidates) else np.arange(len(candidates))
+        top = top[np.argsort(-score[top], kind="stable")]
+        explore = self.config.exploration and k >= 4 and len(top) > k
         room = k - 1 if explore else k
         cap = max(1, math.ceil(self.config.max_category_share * k))
-        products = self.features.store.catalog.products
-        per_category: dict[str, int] = {}
+        roots = art.roots(self.features.store.catalog)[candidates[top]]
+        per_category: dict[int, int] = {}
         chosen, rest = [], []
-        for item, score, source in ranked:
-            product = art.product_ids[item]
-            category = ((products.get(product) or {}).get("category") or [None])[0]
-            if len(chosen) < room and (category is None or per_category.get(category, 0) < cap):
-                chosen.append(Recommendation(product, score, source))
-                if category is not None:
-                    per_category[category] = per_category.get(category, 0) + 1
+        for j, root in zip(top.tolist(), roots.tolist()):
+            if len(chosen) < room and (root < 0 or per_category.get(root, 0) < cap):
+                chosen.append(j)
+                if root >= 0:
+                    per_category[root] = per_category.get(root, 0) + 1
             else:
-                rest.append(Recommendation(product, score, source))
+                rest.append(j)
+        picked = [(j, SIGNAL_SOURCE[SIGNALS[sources[j]]]) for j in chosen]
         if explore and rest:
             # Seeded by the request, so a retried call gets the same list.
             seed = zlib.crc32((query.request_id or query.user_id or query.session_id).encode())
-            pick = rest[np.random.default_rng(seed).integers(min(len(rest), 2 * k))]
-            chosen.append(Recommendation(pick.product_id, pick.score, "exploration"))
-        for item in rest:
-            if len(chosen) >= k:
-                break
-            if all(item.product_id != c.product_id for c in chosen):
-                chosen.append(item)
-        return chosen[:k]
+            j = rest.pop(int(np.random.default_rng(seed).integers(min(len(rest), 2 * k))))
+            picked.append((j, "exploration"))
+        for j in rest[:k - len(picked)]:  # the cap left slots empty: fill them in order
+            picked.append((j, SIGNAL_SOURCE[SIGNALS[sources[j]]]))
+        return [Recommendation(art.product_ids[candidates[j]], float(score[j]), source) for j, source in picked[:k]]
 
     def _popular(self, art: RecommendArtifacts, blocked: np.ndarray, k: int) -> list[Recommendation]:
         out = []

@@ -64,23 +64,39 @@ class Signals:
 
     def parts(self, item_embeddings: np.ndarray, user: np.ndarray, history: list[int], anchors: list[int],
               candidates: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Every signal for `candidates` (default: all items). `history` oldest first."""
+        """Every signal for `candidates` (default: all items). `history` oldest first. With
+        candidates, nothing of the catalog's size is allocated: the work follows the history."""
         n = item_embeddings.shape[0]
-        rows = slice(None) if candidates is None else candidates
-        repeat = np.log1p(np.bincount(history, minlength=n).astype(float))[rows] if history else \
-            np.zeros(n)[rows]
-        covisit = np.zeros(n)
-        for item in (history + anchors)[-self.window:]:
-            ok = self.knn_index[item] >= 0
-            np.add.at(covisit, self.knn_index[item][ok], self.knn_weight[item][ok])
-        if covisit.max() > 0:
-            covisit /= covisit.max()
-        transition = np.zeros(n)
+        keys = np.arange(n) if candidates is None else candidates
+        repeat = np.zeros(len(keys))
+        if history:
+            items, counts = np.unique(np.asarray(history, np.int64), return_counts=True)
+            repeat = np.log1p(_lookup(items, counts.astype(float), keys))
+        recent = (history + anchors)[-self.window:]
+        covisit = np.zeros(len(keys))
+        if recent:
+            found = self.knn_index[recent].ravel()
+            weight = self.knn_weight[recent].ravel()
+            ok = found >= 0
+            items, inverse = np.unique(found[ok], return_inverse=True)
+            sums = np.bincount(inverse, weights=weight[ok], minlength=len(items))
+            if len(sums) and sums.max() > 0:
+                covisit = _lookup(items, sums / sums.max(), keys)
+        transition = np.zeros(len(keys))
         last = (history + anchors)[-1] if (history or anchors) else None
         if last is not None:
             items, counts = self.followers(last)
             if len(items):
-                transition[items] = counts / counts.max()
+                order = np.argsort(items, kind="stable")
+                transition = _lookup(items[order], counts[order] / counts.max(), keys)
         embeddings = item_embeddings if candidates is None else item_embeddings[candidates]
-        return {"two_tower": embeddings @ user, "repeat": repeat, "co_visitation": covisit[rows],
-                "transition": transition[rows], "popularity": self.popularity[rows]}
+        return {"two_tower": embeddings @ user, "repeat": repeat, "co_visitation": covisit, "transition": transition,
+                "popularity": self.popularity[keys]}
+
+
+def _lookup(sorted_keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """values[i] where sorted_keys[i] == wanted[j], else 0, for each j."""
+    if len(sorted_keys) == 0:
+        return np.zeros(len(wanted))
+    position = np.minimum(np.searchsorted(sorted_keys, wanted), len(sorted_keys) - 1)
+    return np.where(sorted_keys[position] == wanted, values[position], 0.0)
