@@ -32,11 +32,14 @@ DAY_MS = 86_400_000
 START = 1_767_571_200_000
 
 
-def build(out: Path, products: int, users: int, seed: int = 0, log=print) -> dict:
+def build(out: Path, products: int, users: int, seed: int = 0, log=print, reuse_data: bool = False) -> dict:
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    if reuse_data and (out / "data").is_dir():
+        shutil.rmtree(out / "model_repo", ignore_errors=True)
+    else:
+        shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
     subs = [(root, sub) for root in TREE for sub in TREE[root]]
     sub_of = rng.integers(len(subs), size=products)
     prices = np.round(np.exp(rng.normal(3.3, 0.8, products)), 2)
@@ -46,7 +49,12 @@ def build(out: Path, products: int, users: int, seed: int = 0, log=print) -> dic
     write_catalog(out / "catalog.jsonl", catalog.values())
     started = time.monotonic()
     model = TwoTower(products, ItemFeatures.from_catalog(ids, catalog))
-    items = model.item_embeddings()
+    # The item embeddings of an untrained tower are random directions in 64 dimensions, a far
+    # harder ANN problem than trained embeddings, which have low-rank structure; give them that
+    # structure (12 latent factors, with the category's direction and noise).
+    latent = rng.standard_normal((products, 12)) @ rng.standard_normal((12, 64))
+    latent += 2.0 * rng.standard_normal((len(subs), 64))[sub_of] + 0.5 * rng.standard_normal((products, 64))
+    items = (latent / np.linalg.norm(latent, axis=1, keepdims=True)).astype(np.float32)
     version = out / "model_repo" / "recommend" / "1"
     version.mkdir(parents=True)
     model.export_user_tower(version / "model.onnx")
@@ -79,8 +87,11 @@ def build(out: Path, products: int, users: int, seed: int = 0, log=print) -> dic
     ann = ann_recall(index, items, rng)
     log(f"ANN recall@100 against exact search (ef 200, M 16): {ann:.4f}")
     started = time.monotonic()
-    ingested = ingest_users(out / "data", users, products, rng, zipf)
-    log(f"feature store: {ingested} events for {users} users in {time.monotonic() - started:.0f} s")
+    if reuse_data and (out / "data").is_dir():
+        ingested = json.loads((out / "summary.json").read_text())["events"]
+    else:
+        ingested = ingest_users(out / "data", users, products, rng, zipf)
+        log(f"feature store: {ingested} events for {users} users in {time.monotonic() - started:.0f} s")
     with open(out / "requests.jsonl", "w") as requests:
         for n, user in enumerate(rng.choice(users, size=5000, replace=False)):
             requests.write(json.dumps({"user_id": f"u{user}", "k": 10, "request_id": f"scale-{n}"}) + "\n")
@@ -131,8 +142,9 @@ def main() -> int:
     parser.add_argument("--products", type=int, default=200_000)
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reuse-data", action="store_true", help="keep DIR/data (the users' histories)")
     args = parser.parse_args()
-    print(json.dumps(build(args.out, args.products, args.users, args.seed)))
+    print(json.dumps(build(args.out, args.products, args.users, args.seed, reuse_data=args.reuse_data)))
     return 0
 
 
