@@ -100,3 +100,14 @@ class ServerProcess:
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode
+
+
+def simulated_world(directory: Path, days: int, **config) -> tuple[Path, list[dict]]:
+    """A simulated marketplace written to `directory`, and its events before the end of its
+    last day (chargebacks land weeks later)."""
+    from hanzo.server.features.formats import read_records
+    from hanzo.training.simulator import SimulationConfig, simulate
+
+    sim = simulate(SimulationConfig(days=days, **config), directory)
+    end = sim.start_ms + days * 86_400_000
+    return directory, [r for r in read_records(directory / "events.jsonl.gz") if r["timestamp"] < end]

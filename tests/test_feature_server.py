@@ -7,12 +7,10 @@ import time
 import grpc
 import numpy as np
 import pytest
-from helpers import ServerProcess
+from helpers import ServerProcess, simulated_world
 
 from hanzo.server.features.events import record_to_proto
-from hanzo.server.features.formats import read_records
 from hanzo.server.features.offline import get_historical_features, load_log_records
-from hanzo.training.simulator import SimulationConfig, simulate
 from hanzo.v1 import commerce_pb2, commerce_pb2_grpc
 
 pytestmark = pytest.mark.slow
@@ -21,10 +19,7 @@ ENTITIES = ("user", "session", "product", "card", "device")
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    out = tmp_path_factory.mktemp("world")
-    sim = simulate(SimulationConfig(seed=21, users=300, products=150, days=8, fraud_level=15), out)
-    end = sim.start_ms + 8 * 86_400_000
-    return out, [r for r in read_records(out / "events.jsonl.gz") if r["timestamp"] < end]
+    return simulated_world(tmp_path_factory.mktemp("world"), days=8, seed=21, users=300, products=150, fraud_level=15)
 
 
 def batches(events, size):

@@ -5,13 +5,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import simulated_world
 
 from hanzo.server.features.events import (EventError, check_record, format_timestamp, parse_timestamp,
                                           record_from_proto, record_to_proto)
 from hanzo.server.features.formats import iter_records, read_catalog, read_records, write_records
 from hanzo.server.features.offline import get_historical_features, load_log_records
 from hanzo.server.features.service import FeatureService, FeatureStoreConfig
-from hanzo.training.simulator import Simulation, SimulationConfig, simulate
+from hanzo.training.simulator import Simulation, SimulationConfig
 from hanzo.v1 import commerce_pb2
 
 NOW = int(time.time() * 1000)
@@ -109,10 +110,7 @@ async def test_catalog_stock_and_price_updates_take_effect_at_once(tmp_path):
 
 @pytest.fixture(scope="module")
 def small_world(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sim")
-    sim = simulate(SimulationConfig(seed=11, users=200, products=120, days=6, fraud_level=10), out)
-    end = sim.start_ms + 6 * 86_400_000
-    return out, [r for r in read_records(out / "events.jsonl.gz") if r["timestamp"] < end]
+    return simulated_world(tmp_path_factory.mktemp("sim"), days=6, seed=11, users=200, products=120, fraud_level=10)
 
 
 @pytest.mark.parametrize("backend", ["embedded", "redis"])
