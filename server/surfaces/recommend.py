@@ -240,6 +240,7 @@ class ShownLog:
         self.batch = batch
         self._pending: list[dict] = []
         self._task: asyncio.Task | None = None
+        self._flushes: set[asyncio.Task] = set()  # held so a running flush is never collected
         self._count = 0
 
     def record(self, query: RecommendQuery, result: RecommendResult) -> None:
@@ -255,7 +256,9 @@ class ShownLog:
                         "model_version": f"{MODEL}:{result.model_version}", "placement": query.placement},
             "context": {"merchant_id": query.merchant_id} if query.merchant_id else {}})
         if len(self._pending) >= self.batch:
-            asyncio.get_running_loop().create_task(self.flush())
+            task = asyncio.get_running_loop().create_task(self.flush())
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
         elif self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._later())
 
@@ -264,6 +267,8 @@ class ShownLog:
         await self.flush()
 
     async def flush(self) -> None:
+        if self._flushes:
+            await asyncio.gather(*[t for t in self._flushes if t is not asyncio.current_task()])
         pending, self._pending = self._pending, []
         if pending and self.features.is_open:
             result = await self.features.ingest(pending)
