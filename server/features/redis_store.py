@@ -67,7 +67,8 @@ class RedisFeatureStore(FeatureStore):
         seen: dict[str, dict[int, int]] = {}
         for table in self.tables:
             keys = self.entities[table.entity].keys
-            rows, stamps = table._e, table._ts
+            batch = table.take()
+            rows, stamps = batch["rows"], batch["stamps"]
             if not rows:
                 continue
             last = seen.setdefault(table.entity, {})
@@ -78,7 +79,7 @@ class RedisFeatureStore(FeatureStore):
                 # One operation per (entity, bucket): the batch's additions to it, in order.
                 floor = self.watermark // table.bucket_ms - table.buckets
                 grouped: dict[tuple[int, int], list] = {}
-                for row, ts, col, amount in zip(rows, stamps, table._col, table._amount):
+                for row, ts, col, amount in zip(rows, stamps, batch["column"], batch["amount"]):
                     adds = grouped.get((row, ts // table.bucket_ms))
                     if adds is None:
                         adds = grouped[(row, ts // table.bucket_ms)] = []
@@ -86,24 +87,19 @@ class RedisFeatureStore(FeatureStore):
                     adds.append(float(amount))
                 for (row, bucket), adds in grouped.items():
                     ops.append([1, self._key(table, keys[row]), table.buckets, bucket, floor, table.columns, adds])
-                table._e, table._ts, table._col, table._amount = [], [], [], []
             elif isinstance(table, SequenceTable):
                 products = self.entities["product"].keys
-                for row, ts, item in zip(rows, stamps, table._item):
+                for row, ts, item in zip(rows, stamps, batch["item"]):
                     ops.append([2, self._key(table, keys[row]), table.length, ts, products[item]])
-                table._e, table._ts, table._item = [], [], []
             elif isinstance(table, DistinctTable):
-                for row, ts, h in zip(rows, stamps, table._h):
+                for row, ts, h in zip(rows, stamps, batch["hash"]):
                     ops.append([3, self._key(table, keys[row]), table.SLOTS, ts, str(h)])
-                table._e, table._ts, table._h = [], [], []
             elif isinstance(table, LastTable):
-                for row, ts, value in zip(rows, stamps, table._v):
+                for row, ts, value in zip(rows, stamps, batch["value"]):
                     ops.append([4, self._key(table, keys[row]), ts, float(value)])
-                table._e, table._ts, table._v = [], [], []
             elif isinstance(table, SpanTable):
                 for row, ts in zip(rows, stamps):
                     ops.append([5, self._key(table, keys[row]), ts])
-                table._e, table._ts = [], []
             ttl = self._ttl(table)
             ops.extend([8, self._key(table, keys[row]), ttl] for row in set(rows))
         for entity, last in seen.items():

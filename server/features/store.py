@@ -235,7 +235,8 @@ class FeatureStore:
     def _note_seen(self) -> None:
         """Advance last_seen from every table's buffered rows (before they are flushed)."""
         for table in self.tables:
-            if not table._e:
+            rows = table.pending_rows
+            if not rows:
                 continue
             seen = self.last_seen[table.entity]
             size = len(self.entities[table.entity])
@@ -243,7 +244,7 @@ class FeatureStore:
                 grown = np.zeros(max(size, 2 * seen.shape[0], 64), dtype=np.int64)
                 grown[: seen.shape[0]] = seen
                 seen = self.last_seen[table.entity] = grown
-            np.maximum.at(seen, np.asarray(table._e, dtype=np.int64), np.asarray(table._ts, dtype=np.int64))
+            np.maximum.at(seen, np.asarray(rows, dtype=np.int64), np.asarray(table.pending_stamps, dtype=np.int64))
 
     def rows(self, entity: str, keys: list[str], as_of: int) -> np.ndarray:
         """Rows of `keys`; -1 for keys never seen or forgotten (not seen within the entity's

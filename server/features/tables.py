@@ -60,10 +60,46 @@ def _grow(array: np.ndarray, rows: int, fill) -> np.ndarray:
 
 
 class Table:
-    """Rows grow with the entity index; `generation` changes whenever arrays are replaced."""
+    """Rows grow with the entity index; `generation` changes whenever arrays are replaced.
+
+    Updates are buffered per batch as columns of plain lists (rows, stamps, and the table's
+    own BUFFERED ones), then applied in one kernel call (`flush`), or handed whole to another
+    backend (`take`)."""
 
     entity: str
     generation = 0
+    BUFFERED: tuple[str, ...] = ()
+
+    def _start_buffer(self) -> None:
+        self._pending: dict[str, list] = {name: [] for name in ("rows", "stamps") + self.BUFFERED}
+
+    def _add(self, rows: list[int], stamps: list[int], **columns: list) -> None:
+        pending = self._pending
+        pending["rows"].extend(rows)
+        pending["stamps"].extend(stamps)
+        for name, values in columns.items():
+            pending[name].extend(values)
+
+    @property
+    def pending_rows(self) -> list[int]:
+        return self._pending["rows"]
+
+    @property
+    def pending_stamps(self) -> list[int]:
+        return self._pending["stamps"]
+
+    def take(self) -> dict[str, list]:
+        """The buffered updates, by column; the buffer starts empty again."""
+        taken = self._pending
+        self._start_buffer()
+        return taken
+
+    def flush(self, watermark: int) -> None:
+        if self._pending["rows"]:
+            self._apply(self.take(), watermark)
+
+    def _apply(self, batch: dict[str, list], watermark: int) -> None:
+        raise NotImplementedError
 
     def arrays(self) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -87,18 +123,20 @@ class Table:
         return sum(a.nbytes for a in self.arrays().values())
 
 
+def _i64(values: list) -> np.ndarray:
+    return np.array(values, np.int64)
+
+
 class WindowTable(Table):
     FILL = {"values": 0.0, "epoch": -1}
+    BUFFERED = ("column", "amount")
 
     def __init__(self, entity: str, window: str, bucket_ms: int, buckets: int, columns: int) -> None:
         self.entity, self.window = entity, window
         self.bucket_ms, self.buckets, self.columns = bucket_ms, buckets, columns
         self.values = np.zeros((0, buckets, columns))
         self.epoch = np.full((0, buckets), -1, dtype=np.int64)
-        self._e: list[int] = []
-        self._ts: list[int] = []
-        self._col: list[int] = []
-        self._amount: list[float] = []
+        self._start_buffer()
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"values": self.values, "epoch": self.epoch}
@@ -106,101 +144,78 @@ class WindowTable(Table):
     def add_many(self, rows: list[int], stamps: list[int], columns, amounts) -> None:
         """`columns` and `amounts` are lists as long as `rows`, or one value for all."""
         n = len(rows)
-        self._e.extend(rows)
-        self._ts.extend(stamps)
-        self._col.extend(columns if isinstance(columns, list) else [columns] * n)
-        self._amount.extend(amounts if isinstance(amounts, list) else [amounts] * n)
+        self._add(rows, stamps, column=columns if isinstance(columns, list) else [columns] * n,
+                  amount=amounts if isinstance(amounts, list) else [amounts] * n)
 
-    def flush(self, watermark: int) -> None:
-        if not self._e:
-            return
+    def _apply(self, batch: dict[str, list], watermark: int) -> None:
         floor_bucket = watermark // self.bucket_ms - self.buckets
-        k.window_add(self.values, self.epoch, np.array(self._e, np.int64), np.array(self._ts, np.int64),
-                     np.array(self._col, np.int64), np.array(self._amount, np.float64), self.bucket_ms, floor_bucket)
-        self._e, self._ts, self._col, self._amount = [], [], [], []
+        k.window_add(self.values, self.epoch, _i64(batch["rows"]), _i64(batch["stamps"]), _i64(batch["column"]),
+                     np.array(batch["amount"], np.float64), self.bucket_ms, floor_bucket)
 
 
 class SequenceTable(Table):
     FILL = {"items": -1, "stamps": 0, "head": 0}
+    BUFFERED = ("item",)
 
     def __init__(self, entity: str, length: int) -> None:
         self.entity, self.length = entity, length
         self.items = np.full((0, length), -1, dtype=np.int32)
         self.stamps = np.zeros((0, length), dtype=np.int64)
         self.head = np.zeros(0, dtype=np.int64)
-        self._e: list[int] = []
-        self._ts: list[int] = []
-        self._item: list[int] = []
+        self._start_buffer()
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"items": self.items, "stamps": self.stamps, "head": self.head}
 
     def add_many(self, rows: list[int], stamps: list[int], items: list[int]) -> None:
-        self._e.extend(rows)
-        self._ts.extend(stamps)
-        self._item.extend(items)
+        self._add(rows, stamps, item=items)
 
-    def flush(self, watermark: int) -> None:
-        if not self._e:
-            return
-        k.sequence_push(self.items, self.stamps, self.head, np.array(self._e, np.int64), np.array(self._ts, np.int64),
-                        np.array(self._item, np.int32))
-        self._e, self._ts, self._item = [], [], []
+    def _apply(self, batch: dict[str, list], watermark: int) -> None:
+        k.sequence_push(self.items, self.stamps, self.head, _i64(batch["rows"]), _i64(batch["stamps"]),
+                        np.array(batch["item"], np.int32))
 
 
 class DistinctTable(Table):
     FILL = {"hashes": 0, "last_seen": -1}
     SLOTS = 16  # distinct values held per entity: counts are exact up to 16 in a window
+    BUFFERED = ("hash",)
 
     def __init__(self, entity: str, field: str) -> None:
         self.entity, self.field = entity, field
         self.hashes = np.zeros((0, self.SLOTS), dtype=np.uint64)
         self.last_seen = np.full((0, self.SLOTS), -1, dtype=np.int64)
-        self._e: list[int] = []
-        self._ts: list[int] = []
-        self._h: list[int] = []
+        self._start_buffer()
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"hashes": self.hashes, "last_seen": self.last_seen}
 
     def add_many(self, rows: list[int], stamps: list[int], values: list[str]) -> None:
-        self._e.extend(rows)
-        self._ts.extend(stamps)
-        self._h.extend(map(value_hash, values))
+        self._add(rows, stamps, hash=list(map(value_hash, values)))
 
-    def flush(self, watermark: int) -> None:
-        if not self._e:
-            return
-        k.distinct_touch(self.hashes, self.last_seen, np.array(self._e, np.int64), np.array(self._ts, np.int64),
-                         np.array(self._h, np.uint64))
-        self._e, self._ts, self._h = [], [], []
+    def _apply(self, batch: dict[str, list], watermark: int) -> None:
+        k.distinct_touch(self.hashes, self.last_seen, _i64(batch["rows"]), _i64(batch["stamps"]),
+                         np.array(batch["hash"], np.uint64))
 
 
 class LastTable(Table):
     FILL = {"value": 0.0, "stamps": -1}
+    BUFFERED = ("value",)
 
     def __init__(self, entity: str) -> None:
         self.entity = entity
         self.value = np.zeros(0)
         self.stamps = np.full(0, -1, dtype=np.int64)
-        self._e: list[int] = []
-        self._ts: list[int] = []
-        self._v: list[float] = []
+        self._start_buffer()
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"value": self.value, "stamps": self.stamps}
 
     def add_many(self, rows: list[int], stamps: list[int], values: list[float]) -> None:
-        self._e.extend(rows)
-        self._ts.extend(stamps)
-        self._v.extend(values)
+        self._add(rows, stamps, value=values)
 
-    def flush(self, watermark: int) -> None:
-        if not self._e:
-            return
-        k.last_set(self.value, self.stamps, np.array(self._e, np.int64), np.array(self._ts, np.int64),
-                   np.array(self._v, np.float64))
-        self._e, self._ts, self._v = [], [], []
+    def _apply(self, batch: dict[str, list], watermark: int) -> None:
+        k.last_set(self.value, self.stamps, _i64(batch["rows"]), _i64(batch["stamps"]),
+                   np.array(batch["value"], np.float64))
 
 
 class SpanTable(Table):
@@ -210,18 +225,13 @@ class SpanTable(Table):
         self.entity = entity
         self.first = np.full(0, -1, dtype=np.int64)
         self.last = np.full(0, -1, dtype=np.int64)
-        self._e: list[int] = []
-        self._ts: list[int] = []
+        self._start_buffer()
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"first": self.first, "last": self.last}
 
     def add_many(self, rows: list[int], stamps: list[int]) -> None:
-        self._e.extend(rows)
-        self._ts.extend(stamps)
+        self._add(rows, stamps)
 
-    def flush(self, watermark: int) -> None:
-        if not self._e:
-            return
-        k.span_extend(self.first, self.last, np.array(self._e, np.int64), np.array(self._ts, np.int64))
-        self._e, self._ts = [], []
+    def _apply(self, batch: dict[str, list], watermark: int) -> None:
+        k.span_extend(self.first, self.last, _i64(batch["rows"]), _i64(batch["stamps"]))
