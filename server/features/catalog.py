@@ -9,13 +9,17 @@ from .definitions import CATEGORY_SLOTS
 
 class CatalogState:
     def __init__(self) -> None:
-        self.revision = 0  # moves on every change of the catalog or of stock
+        # What readers cache against: product records changed; a product ran out or came back.
+        # A purchase that leaves stock above zero, or a price change, moves neither.
+        self.product_revision = 0
+        self.stock_revision = 0
         self.products: dict[str, dict[str, Any]] = {}
         self.stock: dict[str, dict[str, float]] = {}  # product -> location -> units
+        self.out_of_stock: set[str] = set()
         self.roots: dict[str, int] = {}  # root category -> share slot, by first appearance
 
     def upsert(self, record: dict[str, Any]) -> None:
-        self.revision += 1
+        self.product_revision += 1
         product_id = record["product_id"]
         current = self.products.get(product_id, {})
         current.update({k: v for k, v in record.items() if v is not None})
@@ -26,6 +30,7 @@ class CatalogState:
             self.roots[category[0]] = min(len(self.roots), CATEGORY_SLOTS - 1)
         if record.get("stock") is not None and not self.stock.get(product_id):
             self.stock[product_id] = {"": float(record["stock"])}
+            self._recheck(product_id)
 
     def category_slot(self, product_id: str) -> int | None:
         """The share slot of a product's root category (the last slot holds every root past
@@ -37,7 +42,6 @@ class CatalogState:
         return self.roots[category[0]]
 
     def apply(self, record: dict[str, Any]) -> None:
-        self.revision += 1
         kind, payload = record["event_type"], record["payload"]
         if kind == "catalog_update":
             self.upsert(payload)
@@ -47,12 +51,21 @@ class CatalogState:
         elif kind == "stock_update":
             by_location = self.stock.setdefault(payload["product_id"], {})
             by_location[payload.get("location") or ""] = float(payload["quantity"])
+            self._recheck(payload["product_id"])
         elif kind == "purchase" and payload.get("product_id"):
             by_location = self.stock.get(payload["product_id"])
             if by_location:
                 location = (record.get("context") or {}).get("location") or next(iter(by_location))
                 if location in by_location:
                     by_location[location] -= float(payload.get("quantity") or 1)
+                    self._recheck(payload["product_id"])
+
+    def _recheck(self, product_id: str) -> None:
+        """Keep out_of_stock (and its revision) in step with one product's stock."""
+        gone = not self.in_stock(product_id)
+        if gone != (product_id in self.out_of_stock):
+            (self.out_of_stock.add if gone else self.out_of_stock.discard)(product_id)
+            self.stock_revision += 1
 
     def in_stock(self, product_id: str) -> bool:
         """Unknown stock counts as available; known stock must be positive somewhere."""
@@ -64,3 +77,6 @@ class CatalogState:
 
     def restore(self, state: dict[str, Any]) -> None:
         self.products, self.stock, self.roots = state["products"], state["stock"], state["roots"]
+        self.out_of_stock = {product for product in self.stock if not self.in_stock(product)}
+        self.product_revision += 1
+        self.stock_revision += 1

@@ -58,26 +58,24 @@ class RecommendArtifacts:
                    np.argsort(-signals.popularity, kind="stable")[:500], blend["weights"])
 
     def roots(self, catalog) -> np.ndarray:
-        """Root category per item as a small integer, -1 unknown (cached per catalog revision)."""
-        if self._roots is None or self._roots_revision != catalog.revision:
+        """Root category per item as a small integer, -1 unknown (cached per product revision)."""
+        if self._roots is None or self._roots_revision != catalog.product_revision:
             known = catalog.roots
             roots = np.full(len(self.product_ids), -1, dtype=np.int64)
             for row, product in enumerate(self.product_ids):
                 category = (catalog.products.get(product) or {}).get("category")
                 if category:
                     roots[row] = known.get(category[0], -1)
-            self._roots, self._roots_revision = roots, catalog.revision
+            self._roots, self._roots_revision = roots, catalog.product_revision
         return self._roots
 
     def out_of_stock(self, catalog) -> np.ndarray:
-        """uint8 mask of the items the catalog says are out of stock (cached per revision)."""
-        if self._blocked is None or self._blocked_revision != catalog.revision:
+        """uint8 mask of the items the catalog says are out of stock (cached per stock revision)."""
+        if self._blocked is None or self._blocked_revision != catalog.stock_revision:
             mask = np.zeros(len(self.product_ids), dtype=np.uint8)
-            for product, by_location in catalog.stock.items():
-                row = self.index_of.get(product)
-                if row is not None and by_location and not any(units > 0 for units in by_location.values()):
-                    mask[row] = 1
-            self._blocked, self._blocked_revision = mask, catalog.revision
+            rows = [self.index_of[p] for p in catalog.out_of_stock if p in self.index_of]
+            mask[rows] = 1
+            self._blocked, self._blocked_revision = mask, catalog.stock_revision
         return self._blocked
 
 
