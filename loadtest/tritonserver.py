@@ -13,12 +13,13 @@ import shutil
 import stat
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
+
+from .readiness import wait_until_ready
 
 WHEEL = "nvidia-pytriton==0.7.0"
 CACHE = Path(os.environ.get("HANZO_CACHE", Path.home() / ".cache" / "hanzo"))
@@ -147,24 +148,9 @@ class TritonServer:
         self._logfile = open(self.workdir / "tritonserver.log", "w")
         self._proc = subprocess.Popen(cmd, env=env, stdout=self._logfile, stderr=subprocess.STDOUT)
         self.url = f"127.0.0.1:{grpc_port}"
-        self._wait_ready(120)
+        log_path = self.workdir / "tritonserver.log"
+        wait_until_ready(self.url, self._proc, 120, lambda: f"see {log_path}", poll_s=0.25)
         return self
-
-    def _wait_ready(self, timeout: float) -> None:
-        import tritonclient.grpc as tc
-
-        client = tc.InferenceServerClient(self.url)
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"tritonserver exited: see {self.workdir / 'tritonserver.log'}")
-            try:
-                if client.is_server_ready():
-                    return
-            except Exception:
-                pass
-            time.sleep(0.25)
-        raise TimeoutError(f"tritonserver not ready in {timeout}s: see {self.workdir / 'tritonserver.log'}")
 
     def __exit__(self, *exc) -> None:
         if self._proc and self._proc.poll() is None:

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from tritonclient.grpc import model_config_pb2 as mc
 
+from hanzo.loadtest.readiness import wait_until_ready
 from hanzo.loadtest.targets import free_port
 from hanzo.training.repository_writer import write_version
 
@@ -71,20 +71,8 @@ class ServerProcess:
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
     def wait_ready(self, timeout: float = 60.0) -> "ServerProcess":
-        import tritonclient.grpc as tc
-
-        client = tc.InferenceServerClient(self.url)
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if client.is_server_ready():
-                    return self
-            except Exception:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"server not ready in {timeout}s:\n{self.log()}")
+        wait_until_ready(self.url, self.proc, timeout, lambda: "\n" + self.log())
+        return self
 
     def log(self) -> str:
         self._log.flush()
