@@ -2,18 +2,14 @@
 id in an open-addressing table (Numba), about 32 bytes an id at the table's load."""
 from __future__ import annotations
 
-import hashlib
-
 import numba as nb
 import numpy as np
 
+from .tables import value_hash
+
 
 def id_hashes(event_ids: list[str]) -> np.ndarray:
-    out = np.empty(len(event_ids), dtype=np.uint64)
-    for i, event_id in enumerate(event_ids):
-        h = int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
-        out[i] = h or 1
-    return out
+    return np.fromiter(map(value_hash, event_ids), dtype=np.uint64, count=len(event_ids))
 
 
 @nb.njit(nogil=True, cache=True)
