@@ -30,10 +30,13 @@ def available() -> bool:
     return shutil.which("h2load") is not None
 
 
+_TO_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
 def _ms(value: str) -> float:
-    number = float(re.match(r"[\d.]+", value).group())
-    return number / 1000 if value.endswith("us") else number * 1000 if value.endswith("s") and not \
-        value.endswith("ms") else number
+    """h2load's '450us', '1.23ms', '1.2s' in milliseconds."""
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()
+    return float(number) * _TO_MS[unit]
 
 
 def run_h2load(url: str, method: str, request: bytes, clients: int = 4, streams: int = 8, duration_s: float = 10,
