@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include "blend.hpp"
 #include "feature_gather.hpp"
 #include "topk.hpp"
 
@@ -13,6 +14,8 @@ namespace py = pybind11;
 #endif
 
 namespace {
+
+using I64 = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
 
 py::tuple topk(py::array_t<float, py::array::c_style | py::array::forcecast> scores, py::ssize_t k) {
   if (scores.ndim() != 1 && scores.ndim() != 2)
@@ -139,6 +142,81 @@ class FeatureGatherPlan {
   std::vector<py::array> keep_;
 };
 
+// The recommender's signal tables, held once per model version; score() blends one request's
+// candidates with the GIL released.
+class BlendPlan {
+ public:
+  BlendPlan(const py::array& embeddings, const py::array& knn_index, const py::array& knn_weight,
+            const py::array& popularity, const py::array& next_pointers, const py::array& next_items,
+            const py::array& next_counts, std::int64_t window)
+      : keep_{embeddings, knn_index, knn_weight, popularity, next_pointers, next_items, next_counts} {
+    t_.embeddings = live<float>(embeddings, 2, "embeddings");
+    t_.dim = embeddings.shape(1);
+    t_.items = embeddings.shape(0);
+    t_.knn_index = live<std::int64_t>(knn_index, 2, "knn_index");
+    t_.knn_weight = live<double>(knn_weight, 2, "knn_weight");
+    t_.neighbours = knn_index.shape(1);
+    if (knn_index.shape(0) != t_.items || knn_weight.shape(0) != t_.items || knn_weight.shape(1) != t_.neighbours)
+      throw std::invalid_argument("knn_index and knn_weight must be [items, neighbours]");
+    t_.popularity = live<double>(popularity, 1, "popularity");
+    if (popularity.shape(0) != t_.items) throw std::invalid_argument("popularity must be [items]");
+    t_.next_pointers = live<std::int64_t>(next_pointers, 1, "next_pointers");
+    if (next_pointers.shape(0) != t_.items + 1) throw std::invalid_argument("next_pointers must be [items + 1]");
+    t_.next_items = live<std::int64_t>(next_items, 1, "next_items");
+    t_.next_counts = live<double>(next_counts, 1, "next_counts");
+    if (next_items.shape(0) != next_counts.shape(0)) throw std::invalid_argument("next_items and next_counts differ");
+    const auto* ptr = t_.next_pointers;
+    for (std::int64_t i = 0; i < t_.items; ++i)
+      if (ptr[i] < 0 || ptr[i] > ptr[i + 1] || ptr[i + 1] > next_items.shape(0))
+        throw std::invalid_argument("next_pointers is not a valid CSR index");
+    if (window < 0) throw std::invalid_argument("window must be >= 0");
+    t_.window = window;
+  }
+
+  py::tuple score(I64 ann, I64 history, I64 anchors, I64 popular, const py::array& blocked,
+                  py::array_t<float, py::array::c_style | py::array::forcecast> user,
+                  py::array_t<double, py::array::c_style | py::array::forcecast> weights) {
+    const std::uint8_t* mask = live<std::uint8_t>(blocked, 1, "blocked");
+    if (blocked.shape(0) != t_.items) throw std::invalid_argument("blocked must be [items]");
+    if (user.size() != t_.dim) throw std::invalid_argument("user must have the embeddings' dimension");
+    if (weights.size() != hanzo::kSignals) throw std::invalid_argument("weights must have 5 entries");
+    for (const I64* a : {&history, &anchors})
+      for (py::ssize_t j = 0; j < a->size(); ++j)
+        if (a->data()[j] < 0 || a->data()[j] >= t_.items) throw std::invalid_argument("history/anchors: item out of range");
+    hanzo::BlendInput in;
+    in.ann = ann.data();
+    in.n_ann = static_cast<std::size_t>(ann.size());
+    in.history = history.data();
+    in.n_history = static_cast<std::size_t>(history.size());
+    in.anchors = anchors.data();
+    in.n_anchors = static_cast<std::size_t>(anchors.size());
+    in.popular = popular.data();
+    in.n_popular = static_cast<std::size_t>(popular.size());
+    in.blocked = mask;
+    in.user = user.data();
+    for (int s = 0; s < hanzo::kSignals; ++s) in.weights[s] = weights.data()[s];
+    hanzo::BlendOutput out;
+    {
+      py::gil_scoped_release release;
+      hanzo::blend(t_, in, out);
+    }
+    const auto n = static_cast<py::ssize_t>(out.candidates.size());
+    py::array_t<std::int64_t> candidates(n);
+    py::array_t<double> score(n);
+    py::array_t<std::int8_t> source(n);
+    py::array_t<double> parts({n, static_cast<py::ssize_t>(hanzo::kSignals)});
+    std::copy(out.candidates.begin(), out.candidates.end(), candidates.mutable_data());
+    std::copy(out.score.begin(), out.score.end(), score.mutable_data());
+    std::copy(out.source.begin(), out.source.end(), source.mutable_data());
+    std::copy(out.parts.begin(), out.parts.end(), parts.mutable_data());
+    return py::make_tuple(candidates, score, source, parts);
+  }
+
+ private:
+  hanzo::BlendTables t_;
+  std::vector<py::array> keep_;
+};
+
 py::tuple first_unblocked(py::array_t<std::int64_t, py::array::c_style | py::array::forcecast> labels,
                           py::array_t<float, py::array::c_style | py::array::forcecast> scores,
                           const py::array& blocked, py::ssize_t k) {
@@ -204,6 +282,14 @@ PYBIND11_MODULE(_native, m) {
            py::arg("last"))
       .def("gather", &FeatureGatherPlan::gather, py::arg("rows"), py::arg("as_of"),
            "(values float32 [rows, width], missing uint8 [rows, width])");
+  py::class_<BlendPlan>(m, "BlendPlan", "The recommender's signal tables; score() blends one request's candidates.")
+      .def(py::init<const py::array&, const py::array&, const py::array&, const py::array&, const py::array&,
+                    const py::array&, const py::array&, std::int64_t>(),
+           py::arg("embeddings"), py::arg("knn_index"), py::arg("knn_weight"), py::arg("popularity"),
+           py::arg("next_pointers"), py::arg("next_items"), py::arg("next_counts"), py::arg("window"))
+      .def("score", &BlendPlan::score, py::arg("ann"), py::arg("history"), py::arg("anchors"), py::arg("popular"),
+           py::arg("blocked"), py::arg("user"), py::arg("weights"),
+           "(candidates int64 ascending, unblocked; score float64; source int8 (signal index); parts [n, 5])");
   m.def("first_unblocked", &first_unblocked, py::arg("labels"), py::arg("scores"), py::arg("blocked"), py::arg("k"),
         "Per row, the first k candidates whose item is not blocked (uint8 mask): (labels, scores, fewest kept).");
   m.def("gather_sequences", &gather_sequences, py::arg("items"), py::arg("stamps"), py::arg("head"), py::arg("rows"),

@@ -24,6 +24,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from hanzo.server.features.formats import write_catalog
 from hanzo.server.features.service import FeatureService, FeatureStoreConfig
 from hanzo.server.retrieval.ann import ItemIndex
+from hanzo.server.surfaces.recommend import RecommendConfig
 from hanzo.server.surfaces.recommend_signals import Signals
 from hanzo.training.recommend.two_tower import ItemFeatures, TwoTower
 from hanzo.training.simulator.catalog import TREE
@@ -84,8 +85,9 @@ def build(out: Path, products: int, users: int, seed: int = 0, log=print, reuse_
     config.dynamic_batching.default_queue_policy.max_queue_size = 1024
     config.parameters["artifacts"].string_value = "recommend"
     (out / "model_repo" / "recommend" / "config.pbtxt").write_text(text_format.MessageToString(config))
-    ann = ann_recall(index, items, rng)
-    log(f"ANN recall@100 against exact search (ef 200, M 16): {ann:.4f}")
+    ef = RecommendConfig().ann_ef
+    ann = ann_recall(index, items, rng, ef)
+    log(f"ANN recall@100 against exact search at the serving settings (ef {ef}, M 16): {ann:.4f}")
     started = time.monotonic()
     if reuse_data and (out / "data").is_dir():
         ingested = json.loads((out / "summary.json").read_text())["events"]
@@ -95,16 +97,16 @@ def build(out: Path, products: int, users: int, seed: int = 0, log=print, reuse_
     with open(out / "requests.jsonl", "w") as requests:
         for n, user in enumerate(rng.choice(users, size=5000, replace=False)):
             requests.write(json.dumps({"user_id": f"u{user}", "k": 10, "request_id": f"scale-{n}"}) + "\n")
-    summary = {"products": products, "users": users, "events": ingested, "ann_recall_at_100": ann}
+    summary = {"products": products, "users": users, "events": ingested, "ann_ef": ef, "ann_recall_at_100": ann}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
-def ann_recall(index: ItemIndex, items: np.ndarray, rng, queries: int = 200) -> float:
+def ann_recall(index: ItemIndex, items: np.ndarray, rng, ef: int, queries: int = 200) -> float:
     picked = items[rng.choice(len(items), size=queries, replace=False)]
     noisy = picked + 0.3 * rng.standard_normal(picked.shape).astype(np.float32)
     noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
-    index.set_ef(200)
+    index.set_ef(ef)
     labels, _ = index.search(noisy, 100)
     exact = np.argsort(-(noisy @ items.T), axis=1)[:, :100]
     return float(np.mean([len(set(a) & set(b)) / 100 for a, b in zip(labels, exact)]))

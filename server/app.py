@@ -39,7 +39,7 @@ class HanzoServer:
         self.repository = ModelRepository(config.model_repo, RepositoryOptions(
             device=config.device, artifact_loaders={"recommend": RecommendArtifacts.load}))
         self.features = FeatureService(config.features)
-        self.recommender = Recommender(self.repository, self.features)
+        self.recommender = Recommender(self.repository, self.features, config.recommend)
         self.port: int | None = None
         self._serving = False
         self._server: grpc.aio.Server | None = None

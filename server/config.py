@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from .features.service import FeatureStoreConfig
+from .surfaces.recommend import RecommendConfig
+
+# The TOML tables beside [server], each one dataclass of options.
+SECTIONS = {"features": FeatureStoreConfig, "recommend": RecommendConfig}
 
 DEFAULT_PORT = 50051
 
@@ -32,15 +36,19 @@ class ServerConfig:
     reuse_port: bool = False
     # The event log and online feature store ([features] in a TOML file).
     features: FeatureStoreConfig = field(default_factory=FeatureStoreConfig)
+    # The Recommend surface ([recommend]): candidates, ANN search depth, diversity, exploration.
+    recommend: RecommendConfig = field(default_factory=RecommendConfig)
 
     def __post_init__(self) -> None:
         self.model_repo = Path(self.model_repo)
-        if isinstance(self.features, dict):
-            known = {f.name for f in dataclasses.fields(FeatureStoreConfig)}
-            unknown = set(self.features) - known
-            if unknown:
-                raise ValueError(f"unknown [features] options {sorted(unknown)}")
-            self.features = FeatureStoreConfig(**self.features)
+        for name, kind in SECTIONS.items():
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                known = {f.name for f in dataclasses.fields(kind)}
+                unknown = set(value) - known
+                if unknown:
+                    raise ValueError(f"unknown [{name}] options {sorted(unknown)}")
+                setattr(self, name, kind(**value))
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
         if self.log_format not in ("json", "text"):
@@ -50,15 +58,17 @@ class ServerConfig:
 
     @classmethod
     def from_toml(cls, path: Path, **overrides: Any) -> "ServerConfig":
-        """A TOML file's [server] and [features] tables, then the overrides (CLI flags) that
-        are not None (`features` overrides are merged into the [features] table)."""
+        """A TOML file's [server], [features] and [recommend] tables, then the overrides (CLI
+        flags) that are not None (a section's overrides are merged into its table)."""
         document = tomllib.loads(Path(path).read_text())
         data = dict(document.get("server", {}))
-        known = {f.name for f in dataclasses.fields(cls)} - {"features"}
+        known = {f.name for f in dataclasses.fields(cls)} - set(SECTIONS)
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"{path}: unknown [server] options {sorted(unknown)}")
-        features = dict(document.get("features", {}))
-        features.update({k: v for k, v in overrides.pop("features", {}).items() if v is not None})
+        sections = {}
+        for name in SECTIONS:
+            sections[name] = dict(document.get(name, {}))
+            sections[name].update({k: v for k, v in overrides.pop(name, {}).items() if v is not None})
         data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(features=features, **data)
+        return cls(**sections, **data)

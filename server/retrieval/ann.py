@@ -4,6 +4,7 @@ is over-fetched and filtered without calling back into Python per candidate, fet
 only when too few survive. New products join the index without a retrain."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import hnswlib
@@ -55,18 +56,24 @@ class ItemIndex:
         self.index.add_items(np.ascontiguousarray(embeddings, dtype=np.float32), labels, num_threads=1)
 
     def search(self, queries: np.ndarray, k: int, blocked: np.ndarray | None = None,
-               overfetch: int = 2) -> tuple[np.ndarray, np.ndarray]:
+               blocked_count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(labels int64 [rows, k], inner products float32 [rows, k]), best first; -1 where
-        fewer than k unblocked items exist. `blocked` is a uint8 mask over labels."""
+        fewer than k unblocked items exist. `blocked` is a uint8 mask over labels, and
+        `blocked_count` its number of ones where the caller knows it (saves a pass over it)."""
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         count = len(self)
         k = min(k, count)
-        if blocked is None or not blocked.any():
+        if blocked_count is None and blocked is not None:
+            blocked_count = int(np.count_nonzero(blocked))
+        if not blocked_count:
             self.index.set_ef(max(self.ef, k))
             labels, distances = self.index.knn_query(queries, k=k, num_threads=1)
             return labels.astype(np.int64), (1.0 - distances).astype(np.float32)
-        # Room for the blocked items a query may meet, within reason; more is fetched if needed.
-        fetch = min(count, k * overfetch + min(int(blocked.sum()), 8 * k))
+        # Enough for the blocked share of the catalogue to fall among the results, plus the
+        # excluded items a query tends to sit next to (its anchors, the cart); more is fetched
+        # in the rare case too few survive.
+        share = min(blocked_count / count, 0.95)
+        fetch = min(count, math.ceil(1.1 * k / (1.0 - share)) + min(blocked_count, k))
         while True:
             self.index.set_ef(max(self.ef, fetch))
             labels, distances = self.index.knn_query(queries, k=fetch, num_threads=1)
