@@ -17,10 +17,15 @@ class CatalogState:
         self.stock: dict[str, dict[str, float]] = {}  # product -> location -> units
         self.out_of_stock: set[str] = set()
         self.roots: dict[str, int] = {}  # root category -> share slot, by first appearance
+        # Product ids in the order their records changed, for readers that follow the catalog
+        # incrementally (the search index); a restore starts a new generation of it.
+        self._changes: list[str] = []
+        self.generation = 0
 
     def upsert(self, record: dict[str, Any]) -> None:
         self.product_revision += 1
         product_id = record["product_id"]
+        self._changes.append(product_id)
         current = self.products.get(product_id, {})
         current.update({k: v for k, v in record.items() if v is not None})
         self.products[product_id] = current
@@ -75,8 +80,15 @@ class CatalogState:
     def state(self) -> dict[str, Any]:
         return {"products": self.products, "stock": self.stock, "roots": self.roots}
 
+    def changes_since(self, position: int) -> tuple[list[str], int]:
+        """Products whose records changed since `position` (each once), and the new position."""
+        changed = list(dict.fromkeys(self._changes[position:]))
+        return changed, len(self._changes)
+
     def restore(self, state: dict[str, Any]) -> None:
         self.products, self.stock, self.roots = state["products"], state["stock"], state["roots"]
+        self._changes = list(self.products)
+        self.generation += 1
         self.out_of_stock = {product for product in self.stock if not self.in_stock(product)}
         self.product_revision += 1
         self.stock_revision += 1

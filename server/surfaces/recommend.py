@@ -5,11 +5,9 @@ the model version's blend.json); filtered by stock and exclusions, spread across
 with an exploration slot; every list served logged as a recommendation_shown event."""
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
-import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from ..retrieval.ann import ItemIndex
 from .recommend_inputs import (AFFINITY, HISTORY, SESSION_SEQUENCES, USER_SCALARS, USER_SEQUENCES, UserInputs,
                                dense_inputs, history_items, index_sequences)
 from .recommend_signals import SIGNALS, Signals
+from .served_log import ServedLog
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +156,7 @@ class Recommender:
         self.repository = repository
         self.features = features
         self.config = config or RecommendConfig()
-        self.shown = ShownLog(features) if self.config.log_shown else None
+        self.shown = ServedLog(features) if self.config.log_shown else None
 
     async def recommend(self, query: RecommendQuery, deadline: float | None = None) -> RecommendResult:
         try:
@@ -178,7 +177,7 @@ class Recommender:
             items = self._blend(art, user, history, anchors, blocked, blocked_count, query)
             result = RecommendResult(items, version.version_str)
         if self.shown is not None:
-            self.shown.record(query, result)
+            self.shown.record(self._shown_event(query, result))
         return result
 
     async def _inputs(self, query: RecommendQuery, art: RecommendArtifacts) -> tuple[UserInputs, list[int]]:
@@ -268,53 +267,15 @@ class Recommender:
                     break
         return out
 
+    def _shown_event(self, query: RecommendQuery, result: RecommendResult) -> dict:
+        now = self.shown.now()
+        request_id = query.request_id or self.shown.auto_id(now)
+        return {"event_id": f"shown-{request_id}", "event_type": "recommendation_shown", "timestamp": now,
+                "user_id": query.user_id or None, "session_id": query.session_id or f"user:{query.user_id}",
+                "payload": {"product_ids": [item.product_id for item in result.items], "request_id": request_id,
+                            "model_version": f"{MODEL}:{result.model_version}", "placement": query.placement},
+                "context": {"merchant_id": query.merchant_id} if query.merchant_id else {}}
+
     async def close(self) -> None:
         if self.shown is not None:
             await self.shown.flush()
-
-
-class ShownLog:
-    """recommendation_shown events, batched into the event log off the request path (every
-    50 ms or 500 lists), so outcomes can be joined back to what was served."""
-
-    def __init__(self, features: FeatureService, every_s: float = 0.05, batch: int = 500) -> None:
-        self.features = features
-        self.every_s = every_s
-        self.batch = batch
-        self._pending: list[dict] = []
-        self._task: asyncio.Task | None = None
-        self._flushes: set[asyncio.Task] = set()  # held so a running flush is never collected
-        self._count = 0
-
-    def record(self, query: RecommendQuery, result: RecommendResult) -> None:
-        self._count += 1
-        # Stamped with the store's clock (event time), not the wall clock: a replay of last
-        # year's traffic logs its predictions in last year, where their outcomes are.
-        now = self.features.store.watermark or int(time.time() * 1000)
-        request_id = query.request_id or f"auto-{now}-{self._count}"
-        self._pending.append({
-            "event_id": f"shown-{request_id}", "event_type": "recommendation_shown", "timestamp": now,
-            "user_id": query.user_id or None, "session_id": query.session_id or f"user:{query.user_id}",
-            "payload": {"product_ids": [item.product_id for item in result.items], "request_id": request_id,
-                        "model_version": f"{MODEL}:{result.model_version}", "placement": query.placement},
-            "context": {"merchant_id": query.merchant_id} if query.merchant_id else {}})
-        if len(self._pending) >= self.batch:
-            task = asyncio.get_running_loop().create_task(self.flush())
-            self._flushes.add(task)
-            task.add_done_callback(self._flushes.discard)
-        elif self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._later())
-
-    async def _later(self) -> None:
-        await asyncio.sleep(self.every_s)
-        await self.flush()
-
-    async def flush(self) -> None:
-        if self._flushes:
-            await asyncio.gather(*[t for t in self._flushes if t is not asyncio.current_task()])
-        pending, self._pending = self._pending, []
-        if pending and self.features.is_open:
-            result = await self.features.ingest(pending)
-            if result.rejects:
-                log.warning("recommendation_shown events rejected", extra={"rejects": len(result.rejects),
-                                                                           "first": result.rejects[0].reason})
