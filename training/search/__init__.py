@@ -1,0 +1,1 @@
+"""Search training: evaluation, the reranker, and learning from search logs (position bias)."""
