@@ -1,0 +1,1 @@
+"""Search: lexical retrieval over the catalog, query understanding, the neural re-ranker."""
