@@ -21,6 +21,7 @@ from .features.service import FeatureService
 from .latency import LatencyRecorder
 from .models import ModelRepository, RepositoryOptions
 from .surfaces.recommend import RecommendArtifacts, Recommender
+from .surfaces.search import SearchArtifacts, Searcher
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,10 @@ class HanzoServer:
         self.config = config
         self.latency = LatencyRecorder()
         self.repository = ModelRepository(config.model_repo, RepositoryOptions(
-            device=config.device, artifact_loaders={"recommend": RecommendArtifacts.load}))
+            device=config.device, artifact_loaders={"recommend": RecommendArtifacts.load, "search": SearchArtifacts.load}))
         self.features = FeatureService(config.features)
         self.recommender = Recommender(self.repository, self.features, config.recommend)
+        self.searcher = Searcher(self.repository, self.features, config.search)
         self.port: int | None = None
         self._serving = False
         self._server: grpc.aio.Server | None = None
@@ -63,7 +65,7 @@ class HanzoServer:
         service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
             kserve.KServeServicer(self.repository, VERSION, self.serving, self.latency), server)
         commerce_pb2_grpc.add_CommerceServicer_to_server(
-            commerce.CommerceServicer(self.latency, self.features, self.recommender), server)
+            commerce.CommerceServicer(self.latency, self.features, self.recommender, self.searcher), server)
         admin_pb2_grpc.add_AdminServicer_to_server(admin.AdminServicer(self.latency), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -78,6 +80,7 @@ class HanzoServer:
         log.info("listening", extra={"address": f"{self.config.host}:{self.port}", "version": VERSION})
         await asyncio.to_thread(self.features.open)
         await self.repository.load_all()
+        await self.searcher.start()
         # What exists now (models, sessions, modules) lives as long as the server: keep it out
         # of every later garbage collection pass.
         gc.collect()
@@ -113,6 +116,7 @@ class HanzoServer:
             self._poller.cancel()
         await self._server.stop(grace)
         await self.recommender.close()
+        await self.searcher.close()
         await self.repository.close()
         await asyncio.to_thread(self.features.close)
         self._server = None

@@ -85,9 +85,6 @@ def _train(args: argparse.Namespace) -> int:
     from hanzo.training.recommend.train import train
     from hanzo.training.recommend.two_tower import TrainingConfig
 
-    if args.surface != "recommend":
-        print(f"hanzo train: {args.surface} is not trainable yet", file=sys.stderr)
-        return 2
     train(args.events, args.model_repo, args.catalog, args.kind, TrainingConfig(epochs=args.epochs, seed=args.seed))
     return 0
 
@@ -96,6 +93,26 @@ def _eval(args: argparse.Namespace) -> int:
     from hanzo.training.recommend import eval_server
 
     report = eval_server.evaluate(args.url, args.events, args.kind, args.seed,
+                                  log=lambda m: print(m, file=sys.stderr))
+    print(eval_server.main_report(report))
+    if args.out:
+        eval_server.write(report, args.out)
+    return 0
+
+
+def _train_search(args: argparse.Namespace) -> int:
+    from hanzo.training.search.pipeline import train_search
+    from hanzo.training.search.train import RerankTraining
+
+    train_search(args.judgments, args.catalog, args.model_repo, args.events,
+                 RerankTraining(epochs=args.epochs, seed=args.seed), log=lambda m: print(m, file=sys.stderr))
+    return 0
+
+
+def _eval_search(args: argparse.Namespace) -> int:
+    from hanzo.training.search import eval_server
+
+    report = eval_server.evaluate(args.url, args.judgments, args.catalog, args.mode, args.seed,
                                   log=lambda m: print(m, file=sys.stderr))
     print(eval_server.main_report(report))
     if args.out:
@@ -169,24 +186,44 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(func=_ingest)
 
     train = sub.add_parser("train", help="build a surface's models into the model repository")
-    train.add_argument("surface", choices=["recommend"])
-    train.add_argument("--events", type=Path, required=True, help="canonical events (JSONL, gzip or not)")
-    train.add_argument("--catalog", type=Path, help="catalog.jsonl (categories and prices for the item tower)")
-    train.add_argument("--model-repo", type=Path, default=Path("model_repo"))
-    train.add_argument("--kind", choices=["auto", "basket", "session"], default="auto",
-                       help="next basket of a customer, or next click of a session (default: from the events)")
-    train.add_argument("--epochs", type=int, default=8)
-    train.add_argument("--seed", type=int, default=0)
-    train.set_defaults(func=_train)
+    surfaces = train.add_subparsers(dest="surface", required=True, metavar="SURFACE")
+    recommend = surfaces.add_parser("recommend", help="two-tower model, ANN index and blend from events")
+    recommend.add_argument("--events", type=Path, required=True, help="canonical events (JSONL, gzip or not)")
+    recommend.add_argument("--catalog", type=Path, help="catalog.jsonl (categories and prices for the item tower)")
+    recommend.add_argument("--model-repo", type=Path, default=Path("model_repo"))
+    recommend.add_argument("--kind", choices=["auto", "basket", "session"], default="auto",
+                           help="next basket of a customer, or next click of a session (default: from the events)")
+    recommend.add_argument("--epochs", type=int, default=8)
+    recommend.add_argument("--seed", type=int, default=0)
+    recommend.set_defaults(func=_train)
+    search = surfaces.add_parser("search", help="the cross-attention re-ranker from graded judgments")
+    search.add_argument("--judgments", type=Path, required=True, help="judgments.csv (query_id,query,product_id,"
+                                                                      "relevance)")
+    search.add_argument("--catalog", type=Path, required=True, help="catalog.jsonl the judged products come from")
+    search.add_argument("--events", type=Path, help="search logs (JSONL) to learn synonyms from")
+    search.add_argument("--model-repo", type=Path, default=Path("model_repo"))
+    search.add_argument("--epochs", type=int, default=6)
+    search.add_argument("--seed", type=int, default=0)
+    search.set_defaults(func=_train_search)
 
     evaluate = sub.add_parser("eval", help="score a surface through a running server over gRPC")
-    evaluate.add_argument("surface", choices=["recommend"])
-    evaluate.add_argument("--url", default="127.0.0.1:50051")
-    evaluate.add_argument("--events", type=Path, required=True, help="the events the served model was trained on")
-    evaluate.add_argument("--kind", choices=["auto", "basket", "session"], default="auto")
-    evaluate.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    evaluate.add_argument("--out", type=Path, help="write the JSON report here")
-    evaluate.set_defaults(func=_eval)
+    surfaces = evaluate.add_subparsers(dest="surface", required=True, metavar="SURFACE")
+    recommend = surfaces.add_parser("recommend", help="held-out baskets or clicks, beside tuned baselines")
+    recommend.add_argument("--url", default="127.0.0.1:50051")
+    recommend.add_argument("--events", type=Path, required=True, help="the events the served model was trained on")
+    recommend.add_argument("--kind", choices=["auto", "basket", "session"], default="auto")
+    recommend.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    recommend.add_argument("--out", type=Path, help="write the JSON report here")
+    recommend.set_defaults(func=_eval)
+    search = surfaces.add_parser("search", help="graded NDCG@10 on the dev queries, beside BM25 alone")
+    search.add_argument("--url", default="127.0.0.1:50051")
+    search.add_argument("--judgments", type=Path, required=True)
+    search.add_argument("--catalog", type=Path, required=True)
+    search.add_argument("--mode", choices=["full", "rerank"], default="full",
+                        help="retrieve from the whole catalogue, or re-rank each query's judged products")
+    search.add_argument("--seed", type=int, default=0, help="split and bootstrap seed")
+    search.add_argument("--out", type=Path, help="write the JSON report here")
+    search.set_defaults(func=_eval_search)
 
     batch = sub.add_parser("recommend-batch", help="the email placement: top-k for every active user, to a file")
     batch.add_argument("--url", default="127.0.0.1:50051")

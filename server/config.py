@@ -9,9 +9,10 @@ from typing import Any
 
 from .features.service import FeatureStoreConfig
 from .surfaces.recommend import RecommendConfig
+from .surfaces.search import SearchConfig
 
 # The TOML tables beside [server], each one dataclass of options.
-SECTIONS = {"features": FeatureStoreConfig, "recommend": RecommendConfig}
+SECTIONS = {"features": FeatureStoreConfig, "recommend": RecommendConfig, "search": SearchConfig}
 
 DEFAULT_PORT = 50051
 
@@ -38,6 +39,8 @@ class ServerConfig:
     features: FeatureStoreConfig = field(default_factory=FeatureStoreConfig)
     # The Recommend surface ([recommend]): candidates, ANN search depth, diversity, exploration.
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
+    # The Search surface ([search]): BM25 depth, caller candidates, configured synonyms.
+    search: SearchConfig = field(default_factory=SearchConfig)
 
     def __post_init__(self) -> None:
         self.model_repo = Path(self.model_repo)
@@ -58,7 +61,7 @@ class ServerConfig:
 
     @classmethod
     def from_toml(cls, path: Path, **overrides: Any) -> "ServerConfig":
-        """A TOML file's [server], [features] and [recommend] tables, then the overrides (CLI
+        """A TOML file's [server], [features], [recommend] and [search] tables, then the overrides (CLI
         flags) that are not None (a section's overrides are merged into its table)."""
         document = tomllib.loads(Path(path).read_text())
         data = dict(document.get("server", {}))

@@ -44,7 +44,6 @@ def test_empty_repository_gets_demo_models_and_commerce_contract_answers(tmp_pat
 
     commerce = commerce_pb2_grpc.CommerceStub(channel)
     calls = {
-        "Search": commerce_pb2.SearchRequest(query="lamp"),
         "ScoreFraud": commerce_pb2.FraudRequest(order=commerce_pb2.Order(order_id="o1")),
         "QuotePrice": commerce_pb2.PriceRequest(product_id="p1"),
         "PlanInventory": commerce_pb2.InventoryRequest(product_id="p1"),
@@ -55,6 +54,9 @@ def test_empty_repository_gets_demo_models_and_commerce_contract_answers(tmp_pat
         assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED, rpc
         assert "issue #" in info.value.details()
 
+    with pytest.raises(grpc.RpcError) as info:
+        commerce.Search(commerce_pb2.SearchRequest(query="lamp"), timeout=5)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "k" in info.value.details()
     with pytest.raises(grpc.RpcError) as info:
         commerce.Recommend(commerce_pb2.RecommendRequest(request_id="r1", user_id="u1", k=10), timeout=5)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "hanzo train recommend" in info.value.details()

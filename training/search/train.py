@@ -1,0 +1,142 @@
+"""Train the search re-ranker on graded judgments: listwise softmax over each training query's
+BM25 candidates (unjudged ones as gain 0, so the model learns what a judged-relevant product
+looks like among the ones BM25 brings), early-stopped on validation queries split off the
+training ones; then score the dev queries through the full path."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hanzo.server.search.lexical import LexicalIndex
+from hanzo.training.recommend.metrics import bootstrap
+
+from .judgments import Judgments, ndcg_at
+from hanzo.server.search.rerank_inputs import lexical_features, query_ids
+
+from .rerank_data import ProductTable, TrainingList, no_user, training_lists
+from .reranker import Reranker, RerankerConfig
+
+
+@dataclass
+class RerankTraining:
+    epochs: int = 6
+    list_size: int = 160  # candidates per query per step: its positives and sampled others
+    queries_per_step: int = 8
+    embedding_lr_share: float = 0.1
+    lr: float = 2e-3
+    weight_decay: float = 1e-5
+    depth: int = 1000  # the serving depth
+    seed: int = 0
+
+
+def _sample(item: TrainingList, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Its positives (up to half the list) and negatives, three quarters from BM25's head (the
+    hard ones, where the top of the served list is decided), a quarter from anywhere."""
+    positive = np.flatnonzero(item.gains > 0)
+    if len(positive) > size // 2:
+        positive = rng.choice(positive, size=size // 2, replace=False)
+    others = np.flatnonzero(item.gains <= 0)
+    room = size - len(positive)
+    if len(others) > room:
+        head = others[:3 * room // 4]
+        rest = np.setdiff1d(others, head)
+        others = np.concatenate([head, rng.choice(rest, size=room - len(head), replace=False)])
+    return np.sort(np.concatenate([positive, others]))
+
+
+def _batch(table: ProductTable, items: list[TrainingList], size: int, rng: np.random.Generator):
+    """Padded tensors for several queries; padding candidates have gain 0 and a -inf mask."""
+    b, lq = len(items), max(len(i.query) for i in items)
+    query = np.zeros((b, lq), np.int64)
+    ids = np.zeros((b, size, table.ids.shape[1]), np.int64)
+    features = np.zeros((b, size, table.features.shape[1]), np.float32)
+    lexical = np.zeros((b, size, items[0].lexical.shape[1]), np.float32)
+    gains = np.zeros((b, size), np.float32)
+    valid = np.zeros((b, size), bool)
+    users = np.stack([i.user for i in items])
+    for r, item in enumerate(items):
+        pick = _sample(item, size, rng)
+        n = len(pick)
+        query[r, :len(item.query)] = item.query
+        ids[r, :n] = table.ids[item.slots[pick]]
+        features[r, :n] = table.features[item.slots[pick]]
+        lexical[r, :n] = item.lexical[pick]
+        gains[r, :n] = item.gains[pick]
+        valid[r, :n] = True
+    return [torch.from_numpy(x) for x in (query, ids, features, lexical, users, gains, valid)]
+
+
+def train_reranker(index: LexicalIndex, table: ProductTable, train: Judgments, weighted_terms,
+                   config: RerankTraining | None = None, log=print) -> tuple[Reranker, dict]:
+    config = config or RerankTraining()
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    fit, validation = train.split(dev_share=0.1, seed=config.seed + 1)
+    lists = training_lists(index, fit.queries, train.gain, config.depth, weighted_terms)
+    log(f"re-ranker: {len(lists)} training lists, {len(validation.queries)} validation queries")
+    model = Reranker(RerankerConfig())
+    # The word table is most of the parameters and sees each word rarely: it learns slowly, so
+    # that a few thousand training queries do not simply memorise their words.
+    embedding = [model.embedding.weight]
+    others = [p for p in model.parameters() if p is not model.embedding.weight]
+    optimiser = torch.optim.AdamW([{"params": embedding, "lr": config.lr * config.embedding_lr_share},
+                                   {"params": others, "lr": config.lr}], weight_decay=config.weight_decay)
+    best, best_state, history = -1.0, None, []
+    for epoch in range(config.epochs):
+        model.train()
+        started, total, steps = time.monotonic(), 0.0, 0
+        order = rng.permutation(len(lists))
+        for start in range(0, len(order), config.queries_per_step):
+            items = [lists[i] for i in order[start:start + config.queries_per_step]]
+            query, ids, features, lexical, users, gains, valid = _batch(table, items, config.list_size, rng)
+            scores = model(query, ids, features, lexical, users).masked_fill(~valid, -1e4)
+            target = gains / gains.sum(dim=1, keepdim=True)
+            loss = -(target * torch.log_softmax(scores, dim=1)).sum(dim=1).mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total, steps = total + loss.item(), steps + 1
+        scored = evaluate(model, index, table, validation, weighted_terms, depth=config.depth)
+        score = scored["ndcg"]
+        history.append({"epoch": epoch + 1, "loss": total / steps, "validation_ndcg10": score,
+                        "seconds": time.monotonic() - started})
+        log(f"epoch {epoch + 1}: loss {total / steps:.4f} validation NDCG@10 {score:.4f} (BM25 {scored['bm25']:.4f}) "
+            f"({time.monotonic() - started:.0f} s)")
+        if score > best:
+            best, best_state = score, {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    return model, {"history": history, "validation_ndcg10": best, "training_lists": len(lists)}
+
+
+@torch.no_grad()
+def product_states(model: Reranker, table: ProductTable, batch: int = 4096) -> np.ndarray:
+    model.eval()
+    out = [model.products(torch.from_numpy(table.ids[s:s + batch])).numpy() for s in range(0, len(table.ids), batch)]
+    return np.concatenate(out) if out else np.zeros((0, table.ids.shape[1], model.config.dim), np.float32)
+
+
+@torch.no_grad()
+def evaluate(model: Reranker, index: LexicalIndex, table: ProductTable, judgments: Judgments, weighted_terms,
+             depth: int = 1000, states: np.ndarray | None = None, seed: int = 0) -> dict:
+    """NDCG@10 of BM25 alone and of BM25 then the re-ranker, over the whole catalogue."""
+    model.eval()
+    states = product_states(model, table) if states is None else states
+    bm25, reranked = [], []
+    for q in judgments.queries:
+        slots, scores = index.search(weighted_terms(q.query), depth)
+        bm25.append(ndcg_at([index.product_ids[s] for s in slots], q.judgments, judgments.gain))
+        if len(slots) == 0:
+            reranked.append(0.0)
+            continue
+        out = model.scorer(*[torch.from_numpy(x[None]) for x in (
+            query_ids(q.query), table.ids[slots], states[slots], table.features[slots], lexical_features(scores),
+            no_user())])[0].numpy()
+        order = np.lexsort((np.arange(len(out)), -out))
+        reranked.append(ndcg_at([index.product_ids[slots[j]] for j in order], q.judgments, judgments.gain))
+    bm25, reranked = np.asarray(bm25), np.asarray(reranked)
+    return {"queries": len(bm25), "bm25": float(bm25.mean()), "bm25_ci": bootstrap(bm25, seed),
+            "ndcg": float(reranked.mean()), "ndcg_ci": bootstrap(reranked, seed),
+            "gain_ci": bootstrap(reranked - bm25, seed)}
