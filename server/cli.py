@@ -105,7 +105,8 @@ def _train_search(args: argparse.Namespace) -> int:
     from hanzo.training.search.train import RerankTraining
 
     train_search(args.judgments, args.catalog, args.model_repo, args.events,
-                 RerankTraining(epochs=args.epochs, seed=args.seed), log=lambda m: print(m, file=sys.stderr))
+                 RerankTraining(epochs=args.epochs, seed=args.seed, task=args.task),
+                 log=lambda m: print(m, file=sys.stderr))
     return 0
 
 
@@ -202,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--catalog", type=Path, required=True, help="catalog.jsonl the judged products come from")
     search.add_argument("--events", type=Path, help="search logs (JSONL) to learn synonyms from")
     search.add_argument("--model-repo", type=Path, default=Path("model_repo"))
+    search.add_argument("--task", choices=["full", "rerank"], default="full",
+                        help="rank BM25's candidates over the catalogue, or re-rank given candidates")
     search.add_argument("--epochs", type=int, default=6)
     search.add_argument("--seed", type=int, default=0)
     search.set_defaults(func=_train_search)

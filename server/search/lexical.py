@@ -103,6 +103,7 @@ class LexicalIndex:
         self.main = Segment(np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32))
         self.delta = self.main
         self._delta_slots: list[int] = []
+        self.layout = 0  # bumped when a merge renumbers the slots
         self._refresh_statistics()
 
     @classmethod
@@ -161,6 +162,7 @@ class LexicalIndex:
         self.doc_len = self.doc_len[live] if live else np.zeros(0, np.float32)
         self.alive = np.ones(len(live), np.uint8)
         self.main = Segment.build(list(range(len(live))), self._counts, self.vocabulary)
+        self.layout += 1
         self.delta = Segment(np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32))
         self._delta_slots = []
 

@@ -201,6 +201,10 @@ class Searcher:
         self.log = ServedLog(features) if self.config.log_searches else None
         self._rows: ProductRows | None = None
         self._rows_for: object = None  # the artifacts the rows were built with
+        # Index slot -> row of the re-ranker's inputs, so a query maps its candidates without
+        # a Python loop; extended as slots are added, rebuilt when a merge renumbers them.
+        self._slot_rows = np.zeros(0, np.int64)
+        self._slot_layout: tuple | None = None
         self._ready = False
         self._merged, self._synonyms_for = self.configured_synonyms, None
 
@@ -232,7 +236,17 @@ class Searcher:
             self._rows, self._rows_for = rows, (artifacts, self.view.generation)
         elif changed:
             self._rows.put(changed, catalog, artifacts, fresh=True)
-        return self._rows
+        index, rows = self.view.index, self._rows
+        layout = (index.layout, id(index), id(rows))
+        if layout != self._slot_layout:
+            self._slot_rows = np.fromiter((rows.row_of[p] for p in index.product_ids), np.int64,
+                                          len(index.product_ids))
+            self._slot_layout = layout
+        elif len(self._slot_rows) < len(index.product_ids):
+            added = index.product_ids[len(self._slot_rows):]
+            self._slot_rows = np.concatenate([self._slot_rows, np.fromiter((rows.row_of[p] for p in added), np.int64,
+                                                                           len(added))])
+        return rows
 
     async def search(self, query: SearchQuery, deadline: float | None = None) -> SearchResult:
         version, artifacts = self._model()
@@ -251,19 +265,18 @@ class Searcher:
             slots, scores = slots[order], scores[order]
         else:
             slots, scores = index.search(weighted, self.config.candidates)
-        products = [index.product_ids[s] for s in slots]
-        if version is None or rows is None or not products:
-            hits = [SearchHit(p, float(s), "bm25") for p, s in zip(products[:query.k], scores[:query.k])]
+        if version is None or rows is None or len(slots) == 0:
+            hits = [SearchHit(index.product_ids[s], float(v), "bm25") for s, v in zip(slots[:query.k], scores[:query.k])]
             result = SearchResult(hits, corrected, "" if version is None else version.version_str)
         else:
             user = await self._user(query.user_id)
-            chosen = np.asarray([rows.row_of[p] for p in products], np.int64)
+            chosen = self._slot_rows[slots]
             feeds = {"query": query_ids(corrected)[None], "product_ids": rows.ids[chosen][None],
                      "states": rows.states[chosen][None], "product_features": rows.features[chosen][None],
                      "lexical": lexical_features(scores)[None], "user": user[None]}
             out = (await version.infer(feeds, deadline))["scores"][0]
             top = np.argsort(-out, kind="stable")[:query.k]
-            hits = [SearchHit(products[j], float(out[j]), "reranker") for j in top]
+            hits = [SearchHit(index.product_ids[slots[j]], float(out[j]), "reranker") for j in top]
             result = SearchResult(hits, corrected, version.version_str)
         if self.log is not None:
             self.log.record(self._event(query, result))

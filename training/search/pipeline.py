@@ -74,9 +74,10 @@ def train_search(judgments_path: Path, catalog_path: Path, model_repo: Path, eve
         f"{len(products)} products")
     model, training = train_reranker(index, table, train, understanding.weighted_terms, config, log)
     states = product_states(model, table)
-    full = evaluate(model, index, table, dev, understanding.weighted_terms, states=states, seed=config.seed)
-    plain = evaluate(model, index, table, dev, plain_terms, states=states, seed=config.seed)
-    report = {"judgments": str(judgments_path), "catalog": str(catalog_path), "seed": config.seed,
+    full = evaluate(model, index, table, dev, understanding.weighted_terms, states=states, seed=config.seed,
+                    task=config.task)
+    plain = evaluate(model, index, table, dev, plain_terms, states=states, seed=config.seed, task=config.task)
+    report = {"judgments": str(judgments_path), "catalog": str(catalog_path), "seed": config.seed, "task": config.task,
               "training": training, "dev_queries": len(dev.queries),
               "bm25": {"ndcg10": plain["bm25"], "ci95": plain["bm25_ci"]},
               "bm25_query_understanding": {"ndcg10": full["bm25"], "ci95": full["bm25_ci"]},

@@ -44,13 +44,26 @@ class TrainingList:
     user: np.ndarray
 
 
-def training_lists(index: LexicalIndex, queries, gain, depth: int, weighted_terms) -> list[TrainingList]:
-    """Per judged query: its BM25 top `depth` (the serving depth, so the lexical features mean
-    the same), each with its gain; judged products BM25 misses are left out, since the ranker
-    never sees them in service."""
+def candidates_for(index: LexicalIndex, query_terms, judged: dict[str, float] | None, depth: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(slots, BM25 scores) best first: the BM25 top `depth` over the catalogue, or, for the
+    re-ranking task, the query's judged products (what a caller passes as candidates)."""
+    if judged is None:
+        return index.search(query_terms, depth)
+    slots = np.asarray([index.slot_of[p] for p in judged if p in index.slot_of], np.int64)
+    scores = index.scores_for(query_terms, slots)
+    order = np.lexsort((slots, -scores))
+    return slots[order], scores[order]
+
+
+def training_lists(index: LexicalIndex, queries, gain, depth: int, weighted_terms,
+                   judged_only: bool = False) -> list[TrainingList]:
+    """Per judged query: its candidates as served (the BM25 top `depth`, the serving depth, so
+    the lexical features mean the same; or its judged products), each with its gain; judged
+    products BM25 misses are left out, since the ranker never sees them in service."""
     out = []
     for q in queries:
-        slots, scores = index.search(weighted_terms(q.query), depth)
+        slots, scores = candidates_for(index, weighted_terms(q.query), q.judgments if judged_only else None, depth)
         gains = np.asarray([gain(q.judgments[index.product_ids[s]]) if index.product_ids[s] in q.judgments else 0.0
                             for s in slots], np.float32)
         if gains.max(initial=0.0) <= 0:

@@ -66,9 +66,9 @@ class QueryScorer(nn.Module):
         self.position = nn.Parameter(torch.zeros(QUERY_LEN, d))
         self.layer = SelfAttention(d)
         self.query_proj = nn.Linear(d, d, bias=False)
-        self.token = nn.Sequential(nn.Linear(d + 3, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU())
+        self.token = nn.Sequential(nn.Linear(d + 5, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU())
         self.film = nn.Linear(USER_FEATURES, 2 * h)
-        self.head = nn.Sequential(nn.Linear(2 * h + LEXICAL_FEATURES + PRODUCT_FEATURES + 1, h), nn.ReLU())
+        self.head = nn.Sequential(nn.Linear(3 * h + LEXICAL_FEATURES + PRODUCT_FEATURES + 1, h), nn.ReLU())
         self.out = nn.Linear(h, 1)
         # The score is learned on top of BM25's: a freshly built ranker already orders as BM25
         # does, and training moves it only where the judgments say so.
@@ -90,18 +90,27 @@ class QueryScorer(nn.Module):
         sim = sim.masked_fill(p_pad.unsqueeze(2), -1e4)
         attention = torch.softmax(sim, dim=-1)
         attended = torch.einsum("bnqp,bnpd->bnqd", attention, states)  # what of the product each word finds
-        exact = (product_ids.unsqueeze(2) == query.view(query.shape[0], 1, lq, 1)) & ~p_pad.unsqueeze(2)
-        in_title = exact[..., :TITLE_LEN].any(-1).float()
-        in_category = exact[..., TITLE_LEN:].any(-1).float()
+        exact = ((product_ids.unsqueeze(2) == query.view(query.shape[0], 1, lq, 1)) & ~p_pad.unsqueeze(2)).float()
+        in_title = exact[..., :TITLE_LEN].amax(-1)
+        in_category = exact[..., TITLE_LEN:].amax(-1)
+        # Where in the title a word matches, 1 at the title's last word: a product's kind is
+        # usually named last ("Simpson Strong-Tie 12-Gauge Angle"), its maker and sizes first.
+        title_len = (~p_pad[..., :TITLE_LEN]).float().sum(-1, keepdim=True).clamp(min=1.0)  # [B, N, 1]
+        place = torch.arange(1, TITLE_LEN + 1, dtype=torch.float32) / title_len  # [B, N, T]
+        at_end = (exact[..., :TITLE_LEN] * place.unsqueeze(2)).amax(-1)  # [B, N, Lq]
+        # The query's last word, most often the kind of product wanted ("angle bracket").
+        last = (torch.cumsum(q_valid, dim=1) == q_valid.sum(1, keepdim=True)).float() * q_valid  # [B, Lq]
         best = sim.max(dim=-1).values
         tokens = self.token(torch.cat([attended * q.unsqueeze(1), in_title.unsqueeze(-1), in_category.unsqueeze(-1),
-                                       best.unsqueeze(-1)], dim=-1))  # [B, N, Lq, h]
+                                       best.unsqueeze(-1), at_end.unsqueeze(-1),
+                                       last.unsqueeze(1).expand_as(best).unsqueeze(-1)], dim=-1))  # [B, N, Lq, h]
         weight = q_valid.view(q_valid.shape[0], 1, lq, 1)
         mean = (tokens * weight).sum(2) / weight.sum(2).clamp(min=1.0)
         low = (tokens + (1.0 - weight) * 1e4).min(2).values
+        head = (tokens * last.view(last.shape[0], 1, lq, 1)).sum(2)
         categories = product_features[..., 4:4 + CATEGORY_SLOTS]
         affinity = (categories * user[:, :CATEGORY_SLOTS].unsqueeze(1)).sum(-1, keepdim=True)
-        hidden = self.head(torch.cat([mean, low, lexical, product_features, affinity], dim=-1))  # [B, N, h]
+        hidden = self.head(torch.cat([mean, low, head, lexical, product_features, affinity], dim=-1))  # [B, N, h]
         gamma, beta = self.film(user).unsqueeze(1).chunk(2, dim=-1)
         return self.out(hidden * (1.0 + gamma) + beta).squeeze(-1) + self.bm25_weight * lexical[..., 0]
 

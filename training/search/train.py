@@ -16,7 +16,7 @@ from hanzo.training.recommend.metrics import bootstrap
 from .judgments import Judgments, ndcg_at
 from hanzo.server.search.rerank_inputs import lexical_features, query_ids
 
-from .rerank_data import ProductTable, TrainingList, no_user, training_lists
+from .rerank_data import ProductTable, TrainingList, candidates_for, no_user, training_lists
 from .reranker import Reranker, RerankerConfig
 
 
@@ -29,6 +29,8 @@ class RerankTraining:
     lr: float = 2e-3
     weight_decay: float = 1e-5
     depth: int = 1000  # the serving depth
+    # "full": rank the BM25 candidates over the catalogue; "rerank": each query's judged products.
+    task: str = "full"
     seed: int = 0
 
 
@@ -75,7 +77,7 @@ def train_reranker(index: LexicalIndex, table: ProductTable, train: Judgments, w
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     fit, validation = train.split(dev_share=0.1, seed=config.seed + 1)
-    lists = training_lists(index, fit.queries, train.gain, config.depth, weighted_terms)
+    lists = training_lists(index, fit.queries, train.gain, config.depth, weighted_terms, config.task == "rerank")
     log(f"re-ranker: {len(lists)} training lists, {len(validation.queries)} validation queries")
     model = Reranker(RerankerConfig())
     # The word table is most of the parameters and sees each word rarely: it learns slowly, so
@@ -99,7 +101,7 @@ def train_reranker(index: LexicalIndex, table: ProductTable, train: Judgments, w
             loss.backward()
             optimiser.step()
             total, steps = total + loss.item(), steps + 1
-        scored = evaluate(model, index, table, validation, weighted_terms, depth=config.depth)
+        scored = evaluate(model, index, table, validation, weighted_terms, depth=config.depth, task=config.task)
         score = scored["ndcg"]
         history.append({"epoch": epoch + 1, "loss": total / steps, "validation_ndcg10": score,
                         "seconds": time.monotonic() - started})
@@ -120,13 +122,15 @@ def product_states(model: Reranker, table: ProductTable, batch: int = 4096) -> n
 
 @torch.no_grad()
 def evaluate(model: Reranker, index: LexicalIndex, table: ProductTable, judgments: Judgments, weighted_terms,
-             depth: int = 1000, states: np.ndarray | None = None, seed: int = 0) -> dict:
-    """NDCG@10 of BM25 alone and of BM25 then the re-ranker, over the whole catalogue."""
+             depth: int = 1000, states: np.ndarray | None = None, seed: int = 0, task: str = "full") -> dict:
+    """NDCG@10 of BM25 alone and of BM25 then the re-ranker: over the whole catalogue, or
+    re-ranking each query's judged products."""
     model.eval()
     states = product_states(model, table) if states is None else states
     bm25, reranked = [], []
     for q in judgments.queries:
-        slots, scores = index.search(weighted_terms(q.query), depth)
+        slots, scores = candidates_for(index, weighted_terms(q.query), q.judgments if task == "rerank" else None,
+                                       depth)
         bm25.append(ndcg_at([index.product_ids[s] for s in slots], q.judgments, judgments.gain))
         if len(slots) == 0:
             reranked.append(0.0)
