@@ -23,8 +23,8 @@ from .reranker import Reranker, RerankerConfig
 @dataclass
 class RerankTraining:
     epochs: int = 6
-    list_size: int = 160  # candidates per query per step: its positives and sampled others
-    queries_per_step: int = 8
+    list_size: int = 200  # candidates per query per step: BM25's head and the positives below it
+    queries_per_step: int = 4
     embedding_lr_share: float = 0.1
     lr: float = 2e-3
     weight_decay: float = 1e-5
@@ -35,39 +35,33 @@ class RerankTraining:
 
 
 def _sample(item: TrainingList, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Its positives (up to half the list) and negatives, three quarters from BM25's head (the
-    hard ones, where the top of the served list is decided), a quarter from anywhere."""
-    positive = np.flatnonzero(item.gains > 0)
-    if len(positive) > size // 2:
-        positive = rng.choice(positive, size=size // 2, replace=False)
-    others = np.flatnonzero(item.gains <= 0)
-    room = size - len(positive)
-    if len(others) > room:
-        head = others[:3 * room // 4]
-        rest = np.setdiff1d(others, head)
-        others = np.concatenate([head, rng.choice(rest, size=room - len(head), replace=False)])
-    return np.sort(np.concatenate([positive, others]))
+    """BM25's head of the list as served (the first `size` candidates, where the top of the
+    answer is decided) and the positives further down. Sampling negatives at random or
+    over-weighting positives trains a ranker that does worse on the whole list."""
+    head = np.arange(min(size, len(item.gains)))
+    deeper = np.flatnonzero(item.gains[size:] > 0) + size
+    return np.concatenate([head, deeper])
 
 
 def _batch(table: ProductTable, items: list[TrainingList], size: int, rng: np.random.Generator):
     """Padded tensors for several queries; padding candidates have gain 0 and a -inf mask."""
-    b, lq = len(items), max(len(i.query) for i in items)
+    picks = [_sample(item, size, rng) for item in items]
+    b, lq, n = len(items), max(len(i.query) for i in items), max(len(p) for p in picks)
     query = np.zeros((b, lq), np.int64)
-    ids = np.zeros((b, size, table.ids.shape[1]), np.int64)
-    features = np.zeros((b, size, table.features.shape[1]), np.float32)
-    lexical = np.zeros((b, size, items[0].lexical.shape[1]), np.float32)
-    gains = np.zeros((b, size), np.float32)
-    valid = np.zeros((b, size), bool)
+    ids = np.zeros((b, n, table.ids.shape[1]), np.int64)
+    features = np.zeros((b, n, table.features.shape[1]), np.float32)
+    lexical = np.zeros((b, n, items[0].lexical.shape[1]), np.float32)
+    gains = np.zeros((b, n), np.float32)
+    valid = np.zeros((b, n), bool)
     users = np.stack([i.user for i in items])
-    for r, item in enumerate(items):
-        pick = _sample(item, size, rng)
-        n = len(pick)
+    for r, (item, pick) in enumerate(zip(items, picks)):
+        k = len(pick)
         query[r, :len(item.query)] = item.query
-        ids[r, :n] = table.ids[item.slots[pick]]
-        features[r, :n] = table.features[item.slots[pick]]
-        lexical[r, :n] = item.lexical[pick]
-        gains[r, :n] = item.gains[pick]
-        valid[r, :n] = True
+        ids[r, :k] = table.ids[item.slots[pick]]
+        features[r, :k] = table.features[item.slots[pick]]
+        lexical[r, :k] = item.lexical[pick]
+        gains[r, :k] = item.gains[pick]
+        valid[r, :k] = True
     return [torch.from_numpy(x) for x in (query, ids, features, lexical, users, gains, valid)]
 
 
