@@ -106,7 +106,7 @@ def _train_search(args: argparse.Namespace) -> int:
 
     train_search(args.judgments, args.catalog, args.model_repo, args.events,
                  RerankTraining(epochs=args.epochs, seed=args.seed, task=args.task),
-                 log=lambda m: print(m, file=sys.stderr))
+                 log=lambda m: print(m, file=sys.stderr), init=args.init)
     return 0
 
 
@@ -205,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--model-repo", type=Path, default=Path("model_repo"))
     search.add_argument("--task", choices=["full", "rerank"], default="full",
                         help="rank BM25's candidates over the catalogue, or re-rank given candidates")
+    search.add_argument("--init", type=Path, help="a search model version to fine-tune from")
     search.add_argument("--epochs", type=int, default=6)
     search.add_argument("--seed", type=int, default=0)
     search.set_defaults(func=_train_search)

@@ -56,7 +56,9 @@ def load_catalog(path: Path) -> tuple[dict[str, dict], CatalogState]:
 
 
 def train_search(judgments_path: Path, catalog_path: Path, model_repo: Path, events: Path | None = None,
-                 config: RerankTraining | None = None, log=print) -> dict:
+                 config: RerankTraining | None = None, log=print, init: Path | None = None) -> dict:
+    """`init`: a search model version to fine-tune from (its reranker.pt), e.g. one trained
+    on a larger judgment set."""
     config = config or RerankTraining()
     torch.manual_seed(config.seed)
     products, catalog = load_catalog(catalog_path)
@@ -72,7 +74,8 @@ def train_search(judgments_path: Path, catalog_path: Path, model_repo: Path, eve
     train, dev = judgments.split(seed=config.seed)
     log(f"{len(judgments.queries)} queries: {len(train.queries)} train, {len(dev.queries)} dev; "
         f"{len(products)} products")
-    model, training = train_reranker(index, table, train, understanding.weighted_terms, config, log)
+    start = torch.load(Path(init) / "reranker.pt") if init is not None else None
+    model, training = train_reranker(index, table, train, understanding.weighted_terms, config, log, start)
     states = product_states(model, table)
     full = evaluate(model, index, table, dev, understanding.weighted_terms, states=states, seed=config.seed,
                     task=config.task)
@@ -82,7 +85,7 @@ def train_search(judgments_path: Path, catalog_path: Path, model_repo: Path, eve
               "bm25": {"ndcg10": plain["bm25"], "ci95": plain["bm25_ci"]},
               "bm25_query_understanding": {"ndcg10": full["bm25"], "ci95": full["bm25_ci"]},
               "full_path": {"ndcg10": full["ndcg"], "ci95": full["ndcg_ci"]},
-              "synonyms": len(synonyms.pairs())}
+              "synonyms": len(synonyms.pairs()), "fine_tuned_from": str(init) if init else None}
     log(f"dev NDCG@10: BM25 {plain['bm25']:.4f}, + query understanding {full['bm25']:.4f}, "
         f"+ re-ranker {full['ndcg']:.4f}")
     write_version(model_repo, model, index.product_ids, states, synonyms, report)
@@ -100,6 +103,7 @@ def write_version(model_repo: Path, model, product_ids: list[str], states: np.nd
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     model.export(staging / "model.onnx", staging / "encoder.onnx")
+    torch.save(model.state_dict(), staging / "reranker.pt")  # for fine-tuning on other judgments
     np.save(staging / "states.npy", states.astype(np.float32))
     (staging / "products.json").write_text(json.dumps(product_ids))
     (staging / "synonyms.json").write_text(json.dumps([list(p) for p in synonyms.pairs()]))

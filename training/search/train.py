@@ -66,7 +66,10 @@ def _batch(table: ProductTable, items: list[TrainingList], size: int, rng: np.ra
 
 
 def train_reranker(index: LexicalIndex, table: ProductTable, train: Judgments, weighted_terms,
-                   config: RerankTraining | None = None, log=print) -> tuple[Reranker, dict]:
+                   config: RerankTraining | None = None, log=print,
+                   start: dict | None = None) -> tuple[Reranker, dict]:
+    """Early-stopped on validation queries, the starting point included: when no epoch beats
+    it (BM25's order for a fresh model, or the model fine-tuned from `start`), that is kept."""
     config = config or RerankTraining()
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -74,13 +77,18 @@ def train_reranker(index: LexicalIndex, table: ProductTable, train: Judgments, w
     lists = training_lists(index, fit.queries, train.gain, config.depth, weighted_terms, config.task == "rerank")
     log(f"re-ranker: {len(lists)} training lists, {len(validation.queries)} validation queries")
     model = Reranker(RerankerConfig())
+    if start is not None:
+        model.load_state_dict(start)
     # The word table is most of the parameters and sees each word rarely: it learns slowly, so
     # that a few thousand training queries do not simply memorise their words.
     embedding = [model.embedding.weight]
     others = [p for p in model.parameters() if p is not model.embedding.weight]
     optimiser = torch.optim.AdamW([{"params": embedding, "lr": config.lr * config.embedding_lr_share},
                                    {"params": others, "lr": config.lr}], weight_decay=config.weight_decay)
-    best, best_state, history = -1.0, None, []
+    initial = evaluate(model, index, table, validation, weighted_terms, depth=config.depth, task=config.task)
+    best, best_state = initial["ndcg"], {k: v.clone() for k, v in model.state_dict().items()}
+    history = [{"epoch": 0, "validation_ndcg10": best}]
+    log(f"epoch 0: validation NDCG@10 {best:.4f} (BM25 {initial['bm25']:.4f})")
     for epoch in range(config.epochs):
         model.train()
         started, total, steps = time.monotonic(), 0.0, 0
