@@ -101,9 +101,17 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _train_search(args: argparse.Namespace) -> int:
-    from hanzo.training.search.pipeline import train_search
+    from hanzo.training.search.pipeline import train_search, train_search_clicks
     from hanzo.training.search.train import RerankTraining
 
+    if args.judgments is None:
+        if args.events is None:
+            print("hanzo train search: give --judgments, or --events with search logs", file=sys.stderr)
+            return 2
+        train_search_clicks(args.events, args.catalog, args.model_repo, RerankTraining(epochs=args.epochs,
+                                                                                       seed=args.seed),
+                            log=lambda m: print(m, file=sys.stderr))
+        return 0
     train_search(args.judgments, args.catalog, args.model_repo, args.events,
                  RerankTraining(epochs=args.epochs, seed=args.seed, task=args.task),
                  log=lambda m: print(m, file=sys.stderr), init=args.init)
@@ -198,10 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--seed", type=int, default=0)
     recommend.set_defaults(func=_train)
     search = surfaces.add_parser("search", help="the cross-attention re-ranker from graded judgments")
-    search.add_argument("--judgments", type=Path, required=True, help="judgments.csv (query_id,query,product_id,"
-                                                                      "relevance)")
+    search.add_argument("--judgments", type=Path, help="judgments.csv (query_id,query,product_id,relevance); "
+                                                       "without it, the search logs in --events are the labels")
     search.add_argument("--catalog", type=Path, required=True, help="catalog.jsonl the judged products come from")
-    search.add_argument("--events", type=Path, help="search logs (JSONL) to learn synonyms from")
+    search.add_argument("--events", type=Path, help="search logs (JSONL): synonyms, and the labels without "
+                                                    "--judgments (clicks corrected for position bias, purchases)")
     search.add_argument("--model-repo", type=Path, default=Path("model_repo"))
     search.add_argument("--task", choices=["full", "rerank"], default="full",
                         help="rank BM25's candidates over the catalogue, or re-rank given candidates")

@@ -68,14 +68,27 @@ def _batch(table: ProductTable, items: list[TrainingList], size: int, rng: np.ra
 def train_reranker(index: LexicalIndex, table: ProductTable, train: Judgments, weighted_terms,
                    config: RerankTraining | None = None, log=print,
                    start: dict | None = None) -> tuple[Reranker, dict]:
-    """Early-stopped on validation queries, the starting point included: when no epoch beats
-    it (BM25's order for a fresh model, or the model fine-tuned from `start`), that is kept."""
+    """On graded judgments: lists from the training queries, early-stopped on validation
+    queries split off them."""
     config = config or RerankTraining()
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
     fit, validation = train.split(dev_share=0.1, seed=config.seed + 1)
     lists = training_lists(index, fit.queries, train.gain, config.depth, weighted_terms, config.task == "rerank")
     log(f"re-ranker: {len(lists)} training lists, {len(validation.queries)} validation queries")
+
+    def validate(model: Reranker) -> tuple[float, float]:
+        scored = evaluate(model, index, table, validation, weighted_terms, depth=config.depth, task=config.task)
+        return scored["ndcg"], scored["bm25"]
+
+    return fit_reranker(table, lists, validate, config, log, start)
+
+
+def fit_reranker(table: ProductTable, lists: list[TrainingList], validate, config: RerankTraining, log=print,
+                 start: dict | None = None) -> tuple[Reranker, dict]:
+    """Listwise softmax over each list's candidates toward its gains. Early-stopped on
+    `validate(model) -> (score, baseline)`, the starting point included: when no epoch beats it
+    (BM25's order for a fresh model, or the model fine-tuned from `start`), that is kept."""
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
     model = Reranker(RerankerConfig())
     if start is not None:
         model.load_state_dict(start)
@@ -85,16 +98,16 @@ def train_reranker(index: LexicalIndex, table: ProductTable, train: Judgments, w
     others = [p for p in model.parameters() if p is not model.embedding.weight]
     optimiser = torch.optim.AdamW([{"params": embedding, "lr": config.lr * config.embedding_lr_share},
                                    {"params": others, "lr": config.lr}], weight_decay=config.weight_decay)
-    initial = evaluate(model, index, table, validation, weighted_terms, depth=config.depth, task=config.task)
-    best, best_state = initial["ndcg"], {k: v.clone() for k, v in model.state_dict().items()}
+    best, baseline = validate(model)
+    best_state = {k: v.clone() for k, v in model.state_dict().items()}
     history = [{"epoch": 0, "validation_ndcg10": best}]
-    log(f"epoch 0: validation NDCG@10 {best:.4f} (BM25 {initial['bm25']:.4f})")
+    log(f"epoch 0: validation NDCG@10 {best:.4f} (BM25 {baseline:.4f})")
     for epoch in range(config.epochs):
         model.train()
         started, total, steps = time.monotonic(), 0.0, 0
         order = rng.permutation(len(lists))
-        for start in range(0, len(order), config.queries_per_step):
-            items = [lists[i] for i in order[start:start + config.queries_per_step]]
+        for first in range(0, len(order), config.queries_per_step):
+            items = [lists[i] for i in order[first:first + config.queries_per_step]]
             query, ids, features, lexical, users, gains, valid = _batch(table, items, config.list_size, rng)
             scores = model(query, ids, features, lexical, users).masked_fill(~valid, -1e4)
             target = gains / gains.sum(dim=1, keepdim=True)
@@ -103,11 +116,10 @@ def train_reranker(index: LexicalIndex, table: ProductTable, train: Judgments, w
             loss.backward()
             optimiser.step()
             total, steps = total + loss.item(), steps + 1
-        scored = evaluate(model, index, table, validation, weighted_terms, depth=config.depth, task=config.task)
-        score = scored["ndcg"]
+        score, baseline = validate(model)
         history.append({"epoch": epoch + 1, "loss": total / steps, "validation_ndcg10": score,
                         "seconds": time.monotonic() - started})
-        log(f"epoch {epoch + 1}: loss {total / steps:.4f} validation NDCG@10 {score:.4f} (BM25 {scored['bm25']:.4f}) "
+        log(f"epoch {epoch + 1}: loss {total / steps:.4f} validation NDCG@10 {score:.4f} (BM25 {baseline:.4f}) "
             f"({time.monotonic() - started:.0f} s)")
         if score > best:
             best, best_state = score, {k: v.clone() for k, v in model.state_dict().items()}
