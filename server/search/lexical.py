@@ -194,12 +194,8 @@ class LexicalIndex:
     def knows(self, term: str) -> bool:
         return term in self.vocabulary
 
-    def search(self, weighted_terms: Iterable[tuple[str, float]], k: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-        """The k best products for the query terms, as (slots int64, scores float32), best
-        first; empty when no term is known."""
-        term_ids, weights = self.term_ids(weighted_terms)
-        if len(term_ids) == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    def _score_all(self, term_ids: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(scores per slot, the slots that scored), both segments accumulated."""
         scores = np.zeros(len(self.product_ids), np.float32)
         touched = np.empty(len(self.product_ids), np.int64)
         n = 0
@@ -207,9 +203,17 @@ class LexicalIndex:
             if len(segment.docs):
                 n = _accumulate(term_ids, weights, segment.pointers, segment.docs, segment.tfs, self.doc_len,
                                 np.float32(self.avg_len), self.idf, self.alive, scores, touched, n)
-        hits = touched[:n]
+        return scores, touched[:n]
+
+    def search(self, weighted_terms: Iterable[tuple[str, float]], k: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+        """The k best products for the query terms, as (slots int64, scores float32), best
+        first; empty when no term is known."""
+        term_ids, weights = self.term_ids(weighted_terms)
+        if len(term_ids) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        scores, hits = self._score_all(term_ids, weights)
         values = scores[hits]
-        if n > k:
+        if len(hits) > k:
             keep = np.argpartition(-values, k - 1)[:k]
             hits, values = hits[keep], values[keep]
         order = np.lexsort((hits, -values))  # score, then slot: deterministic on ties
@@ -219,13 +223,6 @@ class LexicalIndex:
         """BM25 scores of given products (0 where no term matches): for candidates brought by
         the caller."""
         term_ids, weights = self.term_ids(weighted_terms)
-        scores = np.zeros(len(self.product_ids), np.float32)
-        if len(term_ids):
-            touched = np.empty(len(self.product_ids), np.int64)
-            n = 0
-            for segment in (self.main, self.delta):
-                if len(segment.docs):
-                    n = _accumulate(term_ids, weights, segment.pointers, segment.docs, segment.tfs, self.doc_len,
-                                    np.float32(self.avg_len), self.idf, self.alive, scores, touched, n)
-        return scores[slots]
-
+        if len(term_ids) == 0:
+            return np.zeros(len(slots), np.float32)
+        return self._score_all(term_ids, weights)[0][slots]
