@@ -162,3 +162,9 @@ def test_exported_scorer_matches_torch_and_follows_the_user(served):
     user[0, 0], user[0, -1] = 0.9, 1.0
     personal = session.run(["scores"], {**feeds, "user": user})[0]
     assert plain.shape == (1, n) and not np.allclose(plain, personal)
+
+
+def test_a_query_nothing_matches_answers_empty(served):
+    _, stub, _, _, _ = served
+    response = stub.Search(commerce_pb2.SearchRequest(query="qqqxxz zzkkqq", k=5, request_id="none"), timeout=10)
+    assert list(response.items) == [] and response.request_id == "none"

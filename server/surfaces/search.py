@@ -164,12 +164,16 @@ class CatalogView:
         self.generation = -1
         self.revision = -1
 
-    def build(self) -> None:
-        """Everything from scratch (startup, or after the catalog was restored)."""
+    def snapshot(self) -> tuple:
+        """What a build reads of the catalog, taken on the event loop (the thread that changes it)."""
         catalog = self.catalog
-        generation, revision = catalog.generation, catalog.product_revision
-        _, position = catalog.changes_since(0)
-        products = list(catalog.products.values())
+        return catalog.generation, catalog.product_revision, catalog.changes_since(0)[1], \
+            list(catalog.products.values())
+
+    def build(self, snapshot: tuple | None = None) -> None:
+        """Everything from scratch (startup, or after the catalog was restored); the heavy part
+        may run on another thread when given a snapshot."""
+        generation, revision, position, products = snapshot or self.snapshot()
         index = LexicalIndex.build(products)
         corrector = SpellingCorrector.from_texts(product_text(p) for p in products)
         self.index, self.corrector = index, corrector
@@ -210,7 +214,7 @@ class Searcher:
 
     async def start(self) -> None:
         """Build the index over the catalogue off the event loop (seconds for 50k products)."""
-        await asyncio.get_running_loop().run_in_executor(None, self.view.build)
+        await asyncio.get_running_loop().run_in_executor(None, self.view.build, self.view.snapshot())
         self._ready = True
 
     def _model(self):
