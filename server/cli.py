@@ -20,12 +20,30 @@ def _serve(args: argparse.Namespace) -> int:
     config = _server_config(args)
     logs.configure(config.log_level, config.log_format)
     if config.demo_models and not _has_models(config.model_repo):
-        from hanzo.training.demo_models import build_demo_repository
-
-        names = build_demo_repository(config.model_repo)
-        print(f"hanzo: {config.model_repo} had no models; built the demo models {names}", file=sys.stderr)
+        _build_demo(config)
     uvloop.run(serve(config))
     return 0
+
+
+def _build_demo(config: ServerConfig) -> None:
+    """An empty repository gets the demo models; with torch installed and no data yet, a
+    simulated marketplace too (catalogue, history, trained Recommend and Search models)."""
+    from hanzo.training.demo_marketplace import build_demo_marketplace, torch_available
+    from hanzo.training.demo_models import build_demo_repository
+
+    names = build_demo_repository(config.model_repo)
+    print(f"hanzo: {config.model_repo} had no models; built the demo models {names}", file=sys.stderr)
+    data_dir = Path(config.features.data_dir)
+    if data_dir.exists() and any(data_dir.iterdir()):
+        return  # someone's own data: no simulated history goes into it
+    if not torch_available():
+        print("hanzo: install torch (pip install -e '.[train]') for a demo marketplace that Recommend and "
+              "Search answer from", file=sys.stderr)
+        return
+    world = Path(config.model_repo).resolve().parent / "demo_world"
+    build_demo_marketplace(world, config.model_repo, data_dir, log=lambda m: print(f"hanzo: {m}", file=sys.stderr))
+    if config.features.catalog is None:
+        config.features.catalog = world / "catalog.jsonl"
 
 
 def _server_config(args: argparse.Namespace) -> ServerConfig:

@@ -1,5 +1,7 @@
 """The server process: Commerce contract served (UNIMPLEMENTED until each surface lands),
-health and reflection, demo models on an empty repository, SIGTERM drains in-flight calls."""
+health and reflection, demo models and a simulated marketplace on an empty repository,
+SIGTERM drains in-flight calls."""
+import json
 import signal
 import subprocess
 import sys
@@ -28,8 +30,11 @@ def test_cli_help_lists_the_commands():
 
 
 def test_empty_repository_gets_demo_models_and_commerce_contract_answers(tmp_path, server_process):
-    server = server_process(tmp_path / "model_repo")
+    # A fresh machine: the demo models, and (torch being installed) a simulated marketplace
+    # with its history in the store and trained Recommend and Search models.
+    server = server_process(tmp_path / "model_repo", wait=False).wait_ready(timeout=300)
     assert (tmp_path / "model_repo" / "demo_risk_mlp" / "config.pbtxt").exists()
+    demo = json.loads((tmp_path / "demo_world" / "demo.json").read_text())
     channel = grpc.insecure_channel(server.url)
 
     health = health_pb2_grpc.HealthStub(channel)
@@ -57,19 +62,32 @@ def test_empty_repository_gets_demo_models_and_commerce_contract_answers(tmp_pat
     with pytest.raises(grpc.RpcError) as info:
         commerce.Search(commerce_pb2.SearchRequest(query="lamp"), timeout=5)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "k" in info.value.details()
-    with pytest.raises(grpc.RpcError) as info:
-        commerce.Recommend(commerce_pb2.RecommendRequest(request_id="r1", user_id="u1", k=10), timeout=5)
-    assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "hanzo train recommend" in info.value.details()
-    features = commerce.GetFeatures(commerce_pb2.FeaturesRequest(entity="user", entity_ids=["u1"]), timeout=5)
-    assert features.columns and features.entity_ids == ["u1"]
+    found = commerce.Search(commerce_pb2.SearchRequest(query=demo["query"], k=5), timeout=5)
+    assert len(found.items) == 5 and found.items[0].source == "reranker" and found.model_version == "1"
+    shown = commerce.Recommend(commerce_pb2.RecommendRequest(request_id="r1", user_id=demo["user_id"], k=10),
+                               timeout=5)
+    assert len(shown.items) == 10 and not shown.fallback and shown.model_version == "1"
+    features = commerce.GetFeatures(commerce_pb2.FeaturesRequest(entity="user", entity_ids=[demo["user_id"]]),
+                                    timeout=5)
+    assert features.entity_ids == [demo["user_id"]] and not all(features.missing)
 
     # The server's own histogram counted those calls.
     report = admin_pb2_grpc.AdminStub(channel).GetLatency(admin_pb2.LatencyRequest(reset=True))
     methods = {m.method: m for m in report.methods}
-    assert methods["/hanzo.v1.Commerce/Search"].count == 1
+    assert methods["/hanzo.v1.Commerce/Search"].count == 2
     assert methods["/hanzo.v1.Commerce/Search"].p99_us > 0
     again = admin_pb2_grpc.AdminStub(channel).GetLatency(admin_pb2.LatencyRequest())
     assert "/hanzo.v1.Commerce/Search" not in {m.method for m in again.methods}
+
+
+def test_without_models_recommend_says_how_to_build_one(tmp_path, server_process):
+    server = server_process(tmp_path / "model_repo", "--no-demo-models")
+    commerce = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(server.url))
+    with pytest.raises(grpc.RpcError) as info:
+        commerce.Recommend(commerce_pb2.RecommendRequest(request_id="r1", user_id="u1", k=10), timeout=5)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "hanzo train recommend" in info.value.details()
+    # Search without a model answers from BM25 (over an empty catalogue here: nothing).
+    assert list(commerce.Search(commerce_pb2.SearchRequest(query="lamp", k=3), timeout=5).items) == []
 
 
 def test_sigterm_drains_in_flight_calls_then_exits(tmp_path, server_process):
