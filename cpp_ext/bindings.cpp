@@ -169,6 +169,14 @@ class BlendPlan {
     for (std::int64_t i = 0; i < t_.items; ++i)
       if (ptr[i] < 0 || ptr[i] > ptr[i + 1] || ptr[i + 1] > next_items.shape(0))
         throw std::invalid_argument("next_pointers is not a valid CSR index");
+    // Every id the tables hold must name an item (or pad with -1): a stray one would be left
+    // out of the pool yet still scale the others' scores.
+    const auto* knn = t_.knn_index;
+    for (std::int64_t j = 0; j < t_.items * t_.neighbours; ++j)
+      if (knn[j] < -1 || knn[j] >= t_.items) throw std::invalid_argument("knn_index: item out of range");
+    for (py::ssize_t j = 0; j < next_items.shape(0); ++j)
+      if (t_.next_items[j] < 0 || t_.next_items[j] >= t_.items)
+        throw std::invalid_argument("next_items: item out of range");
     if (window < 0) throw std::invalid_argument("window must be >= 0");
     t_.window = window;
   }

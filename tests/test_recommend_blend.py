@@ -74,3 +74,24 @@ def test_blend_plan_rejects_bad_input():
     with pytest.raises(ValueError, match="knn_index"):
         _native.BlendPlan(embeddings, signals.knn_index[:10].astype(np.int64), signals.knn_weight[:10],
                           signals.popularity, signals.next_pointers, signals.next_items, signals.next_counts, 3)
+
+
+def test_tables_naming_unknown_items_are_refused_and_a_zero_window_agrees():
+    rng = np.random.default_rng(1)
+    signals = random_signals(rng, items=60, window=0)
+    embeddings = np.ones((60, 4), np.float32)
+    plan = plan_for(signals, embeddings)
+    candidates, _, _, parts = plan.score(np.arange(5), [3, 4, 5], [], np.arange(3), np.zeros(60, np.uint8),
+                                         np.ones(4, np.float32), np.ones(5))
+    reference = signals.parts(embeddings, np.ones(4, np.float32), [3, 4, 5], [], candidates)
+    np.testing.assert_allclose(parts[:, 2], reference["co_visitation"])  # no co-visitation at window 0
+    bad = signals.knn_index.astype(np.int64).copy()
+    bad[0, 0] = 60
+    with pytest.raises(ValueError, match="knn_index"):
+        _native.BlendPlan(embeddings, bad, signals.knn_weight, signals.popularity, signals.next_pointers,
+                          signals.next_items, signals.next_counts, 0)
+    bad_next = signals.next_items.copy()
+    bad_next[0] = -3
+    with pytest.raises(ValueError, match="next_items"):
+        _native.BlendPlan(embeddings, signals.knn_index.astype(np.int64), signals.knn_weight, signals.popularity,
+                          signals.next_pointers, bad_next, signals.next_counts, 0)

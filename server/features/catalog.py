@@ -80,6 +80,11 @@ class CatalogState:
     def state(self) -> dict[str, Any]:
         return {"products": self.products, "stock": self.stock, "roots": self.roots}
 
+    @property
+    def change_count(self) -> int:
+        """The position changes_since() starts from to see only later changes."""
+        return len(self._changes)
+
     def changes_since(self, position: int) -> tuple[list[str], int]:
         """Products whose records changed since `position` (each once), and the new position."""
         changed = list(dict.fromkeys(self._changes[position:]))

@@ -226,3 +226,12 @@ class LexicalIndex:
         if len(term_ids) == 0:
             return np.zeros(len(slots), np.float32)
         return self._score_all(term_ids, weights)[0][slots]
+
+    def rank_given(self, weighted_terms: Iterable[tuple[str, float]], product_ids: Iterable[str]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Candidates brought by the caller, in BM25 order (score, then slot): (slots, scores);
+        duplicates count once and products the index does not hold are left out."""
+        slots = np.fromiter((self.slot_of[p] for p in dict.fromkeys(product_ids) if p in self.slot_of), np.int64)
+        scores = self.scores_for(weighted_terms, slots)
+        order = np.lexsort((slots, -scores))
+        return slots[order], scores[order]

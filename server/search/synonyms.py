@@ -34,13 +34,16 @@ class Synonyms:
             known[phrase] = max(weight, known.get(phrase, 0.0))
             self.longest = max(self.longest, key.count(" ") + 1)
 
+    def add_pair(self, a: str, b: str, weight: float = WEIGHT) -> None:
+        """Symmetric: each side expands to the other."""
+        self._add(_phrase(a), _phrase(b), weight)
+        self._add(_phrase(b), _phrase(a), weight)
+
     @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[str, str]], weight: float = WEIGHT) -> "Synonyms":
-        """Symmetric: each side expands to the other."""
         synonyms = cls()
         for a, b in pairs:
-            synonyms._add(_phrase(a), _phrase(b), weight)
-            synonyms._add(_phrase(b), _phrase(a), weight)
+            synonyms.add_pair(a, b, weight)
         return synonyms
 
     def merge(self, other: "Synonyms") -> "Synonyms":

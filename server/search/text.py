@@ -30,7 +30,9 @@ def terms(text: str) -> list[str]:
 
 def product_text(product: dict) -> str:
     """What the lexical index and the re-ranker read of a catalog record."""
-    parts = [product.get("title") or "", " ".join(product.get("category") or []), product.get("description") or ""]
+    category = product.get("category") or []
+    parts = [product.get("title") or "", " ".join(category) if isinstance(category, list) else str(category),
+             product.get("description") or ""]
     attributes = product.get("attributes") or {}
     if isinstance(attributes, dict):
         parts.extend(f"{k} {v}" for k, v in attributes.items() if isinstance(v, (str, int, float)))

@@ -52,13 +52,17 @@ class Signals:
         return cls(arrays["knn_index"], arrays["knn_weight"], arrays["popularity"], arrays["next_pointers"],
                    arrays["next_items"], arrays["next_counts"], int(arrays["window"]))
 
+    def _recent(self, history: list[int], anchors: list[int]) -> list[int]:
+        """The last `window` items co-visitation looks at (none for a window of 0)."""
+        return (history + anchors)[-self.window:] if self.window > 0 else []
+
     def followers(self, item: int) -> tuple[np.ndarray, np.ndarray]:
         start, end = self.next_pointers[item], self.next_pointers[item + 1]
         return self.next_items[start:end], self.next_counts[start:end]
 
     def neighbours(self, history: list[int], anchors: list[int]) -> np.ndarray:
         """The items co-visitation can score (for a candidate set)."""
-        recent = (history + anchors)[-self.window:]
+        recent = self._recent(history, anchors)
         found = self.knn_index[recent].ravel() if recent else np.zeros(0, np.int64)
         return found[found >= 0]
 
@@ -72,7 +76,7 @@ class Signals:
         if history:
             items, counts = np.unique(np.asarray(history, np.int64), return_counts=True)
             repeat = np.log1p(_lookup(items, counts.astype(float), keys))
-        recent = (history + anchors)[-self.window:]
+        recent = self._recent(history, anchors)
         covisit = np.zeros(len(keys))
         if recent:
             found = self.knn_index[recent].ravel()

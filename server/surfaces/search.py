@@ -54,7 +54,7 @@ class SearchArtifacts:
             else []
         table = Synonyms()
         for a, b, weight in synonyms:
-            table = table.merge(Synonyms.from_pairs([(a, b)], weight))
+            table.add_pair(a, b, weight)
         return cls(encoder, {p: i for i, p in enumerate(ids)}, np.load(version_dir / "states.npy", mmap_mode="r"),
                    table)
 
@@ -122,6 +122,8 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if self.candidates < 1:
             raise ValueError(f"search candidates must be >= 1, not {self.candidates}")
+        if self.max_caller_candidates < 1:
+            raise ValueError(f"search max_caller_candidates must be >= 1, not {self.max_caller_candidates}")
         for pair in self.synonyms:
             if len(pair) != 2 or not all(isinstance(p, str) and p.strip() for p in pair):
                 raise ValueError(f"search synonyms: each entry is a pair of phrases, not {pair!r}")
@@ -167,17 +169,24 @@ class CatalogView:
     def snapshot(self) -> tuple:
         """What a build reads of the catalog, taken on the event loop (the thread that changes it)."""
         catalog = self.catalog
-        return catalog.generation, catalog.product_revision, catalog.changes_since(0)[1], \
-            list(catalog.products.values())
+        return catalog.generation, catalog.product_revision, catalog.change_count, list(catalog.products.values())
 
-    def build(self, snapshot: tuple | None = None) -> None:
-        """Everything from scratch (startup, or after the catalog was restored); the heavy part
-        may run on another thread when given a snapshot."""
-        generation, revision, position, products = snapshot or self.snapshot()
-        index = LexicalIndex.build(products)
-        corrector = SpellingCorrector.from_texts(product_text(p) for p in products)
-        self.index, self.corrector = index, corrector
-        self.generation, self.revision, self.position = generation, revision, position
+    @staticmethod
+    def compute(snapshot: tuple) -> tuple:
+        """The heavy part of a build (seconds for 50k products): safe on another thread."""
+        products = snapshot[3]
+        return LexicalIndex.build(products), SpellingCorrector.from_texts(product_text(p) for p in products)
+
+    def install(self, snapshot: tuple, built: tuple) -> None:
+        """Swap a build in, on the event loop, all at once; changes since its snapshot are
+        caught up on the next call."""
+        self.index, self.corrector = built
+        self.generation, self.revision, self.position = snapshot[:3]
+
+    def build(self) -> None:
+        """Everything from scratch, here and now (after the catalog was restored)."""
+        snapshot = self.snapshot()
+        self.install(snapshot, self.compute(snapshot))
 
     def catch_up(self) -> list[dict]:
         """Index the products changed since the last call; returns their records."""
@@ -204,17 +213,26 @@ class Searcher:
         self.configured_synonyms = Synonyms.from_pairs([tuple(p) for p in self.config.synonyms])
         self.log = ServedLog(features) if self.config.log_searches else None
         self._rows: ProductRows | None = None
-        self._rows_for: object = None  # the artifacts the rows were built with
+        self._rows_for: tuple = (None, -1)  # the artifacts and catalog generation the rows were built with
         # Index slot -> row of the re-ranker's inputs, so a query maps its candidates without
         # a Python loop; extended as slots are added, rebuilt when a merge renumbers them.
         self._slot_rows = np.zeros(0, np.int64)
         self._slot_layout: tuple | None = None
         self._ready = False
+        self._starting: asyncio.Future | None = None
         self._merged, self._synonyms_for = self.configured_synonyms, None
 
     async def start(self) -> None:
-        """Build the index over the catalogue off the event loop (seconds for 50k products)."""
-        await asyncio.get_running_loop().run_in_executor(None, self.view.build, self.view.snapshot())
+        """Build the index over the catalogue off the event loop (seconds for 50k products);
+        a search arriving meanwhile waits for it rather than building its own."""
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._build())
+        await asyncio.shield(self._starting)
+
+    async def _build(self) -> None:
+        snapshot = self.view.snapshot()
+        built = await asyncio.get_running_loop().run_in_executor(None, CatalogView.compute, snapshot)
+        self.view.install(snapshot, built)
         self._ready = True
 
     def _model(self):
@@ -227,14 +245,11 @@ class Searcher:
     def _sync(self, artifacts: SearchArtifacts | None) -> ProductRows | None:
         """Catch the index up with the catalog and keep the re-ranker's rows in step: built
         whole for a new model version or a restored catalog, extended for changed products."""
-        if not self._ready:
-            self.view.build()
-            self._ready = True
         changed = self.view.catch_up()
         if artifacts is None:
             return None
         catalog = self.view.catalog
-        if self._rows is None or self._rows_for != (artifacts, self.view.generation):
+        if self._rows is None or self._rows_for[0] is not artifacts or self._rows_for[1] != self.view.generation:
             rows = ProductRows(artifacts.states.shape[2], max(len(catalog.products), 1))
             rows.put(list(catalog.products.values()), catalog, artifacts, fresh=False)
             self._rows, self._rows_for = rows, (artifacts, self.view.generation)
@@ -253,34 +268,35 @@ class Searcher:
         return rows
 
     async def search(self, query: SearchQuery, deadline: float | None = None) -> SearchResult:
+        if not self._ready:
+            await self.start()
+        # The awaits come first or last: between them nothing else runs, so the index, its
+        # slots and the re-ranker's rows read here all belong to one moment of the catalog.
+        user = await self._user(query.user_id)
         version, artifacts = self._model()
         rows = self._sync(artifacts)
         corrected, changes = self.view.corrector.correct(query.query)
         if not changes:
             corrected = query.query
-        synonyms = self._synonyms(artifacts)
-        weighted = synonyms.expand(terms(corrected))
+        weighted = self._synonyms(artifacts).expand(terms(corrected))
         index = self.view.index
+        # A merge during the model's await below replaces this list; it never edits it.
+        product_ids = index.product_ids
         if query.candidates:
-            slots = np.asarray([index.slot_of[p] for p in dict.fromkeys(query.candidates) if p in index.slot_of],
-                               np.int64)
-            scores = index.scores_for(weighted, slots)
-            order = np.lexsort((slots, -scores))
-            slots, scores = slots[order], scores[order]
+            slots, scores = index.rank_given(weighted, query.candidates)
         else:
             slots, scores = index.search(weighted, self.config.candidates)
         if version is None or rows is None or len(slots) == 0:
-            hits = [SearchHit(index.product_ids[s], float(v), "bm25") for s, v in zip(slots[:query.k], scores[:query.k])]
+            hits = [SearchHit(product_ids[s], float(v), "bm25") for s, v in zip(slots[:query.k], scores[:query.k])]
             result = SearchResult(hits, corrected, "" if version is None else version.version_str)
         else:
-            user = await self._user(query.user_id)
             chosen = self._slot_rows[slots]
             feeds = {"query": query_ids(corrected)[None], "product_ids": rows.ids[chosen][None],
                      "states": rows.states[chosen][None], "product_features": rows.features[chosen][None],
                      "lexical": lexical_features(scores)[None], "user": user[None]}
             out = (await version.infer(feeds, deadline))["scores"][0]
             top = np.argsort(-out, kind="stable")[:query.k]
-            hits = [SearchHit(index.product_ids[slots[j]], float(out[j]), "reranker") for j in top]
+            hits = [SearchHit(product_ids[slots[j]], float(out[j]), "reranker") for j in top]
             result = SearchResult(hits, corrected, version.version_str)
         if self.log is not None:
             self.log.record(self._event(query, result))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 
 from ..features.service import FeatureService
 
@@ -28,8 +29,9 @@ class ServedLog:
         return self.features.store.watermark or int(time.time() * 1000)
 
     def auto_id(self, now: int) -> str:
-        """A request id for calls that brought none."""
-        return f"auto-{now}-{self._count}"
+        """A request id for calls that brought none: unique across restarts and replicas, so
+        the log's dedup never takes two answers for one."""
+        return f"auto-{now}-{uuid.uuid4().hex}"
 
     def record(self, event: dict) -> None:
         self._count += 1

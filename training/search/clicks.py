@@ -49,7 +49,9 @@ def read_searches(events: list[dict]) -> tuple[list[LoggedSearch], dict[str, dic
                                          event.get("session_id") or "", int(event["timestamp"])))
         elif kind == "product_view" and context.get("source") == "search" and context.get("search_event_id"):
             rank = int(context.get("position") or 0)
-            if rank >= 1:
+            # Ranks past those the bias was estimated for (a long result page) teach nothing
+            # a weight can be trusted for.
+            if 1 <= rank <= len(propensity):
                 weight = float(ips_weights(np.asarray([rank]), propensity)[0])
                 clicks[context["search_event_id"]][payload.get("product_id")] = weight
         elif kind == "purchase" and payload.get("product_id"):
@@ -79,7 +81,7 @@ def user_vectors(events: list[dict], searches: list[LoggedSearch]) -> dict[str, 
 
 
 def click_lists(index: LexicalIndex, searches: list[LoggedSearch], outcomes: dict[str, dict[str, float]],
-                users: dict[str, np.ndarray], weighted_terms) -> list[TrainingList]:
+                users: dict[str, np.ndarray], weighted_terms, corrected=lambda query: query) -> list[TrainingList]:
     """One list per search with an outcome: its shown products in BM25 order (as the server
     would hand them to the ranker), each with its gain."""
     out = []
@@ -87,16 +89,13 @@ def click_lists(index: LexicalIndex, searches: list[LoggedSearch], outcomes: dic
         gains_of = outcomes.get(search.event_id)
         if not gains_of:
             continue
-        slots = np.asarray([index.slot_of[p] for p in search.shown if p in index.slot_of], np.int64)
+        slots, scores = index.rank_given(weighted_terms(search.query), search.shown)
         if len(slots) < 2:
             continue
-        scores = index.scores_for(weighted_terms(search.query), slots)
-        order = np.lexsort((slots, -scores))
-        slots, scores = slots[order], scores[order]
         gains = np.asarray([gains_of.get(index.product_ids[s], 0.0) for s in slots], np.float32)
         if gains.max() <= 0:
             continue
-        out.append(TrainingList(query_ids(search.query), slots, lexical_features(scores), gains,
+        out.append(TrainingList(query_ids(corrected(search.query)), slots, lexical_features(scores), gains,
                                 users.get(search.event_id, user_features(None))))
     return out
 

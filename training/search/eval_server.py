@@ -33,11 +33,9 @@ def evaluate(url: str, judgments_path: Path, catalog_path: Path, mode: str = "fu
         for n, q in enumerate(dev.queries):
             request = commerce_pb2.SearchRequest(query=q.query, k=k, request_id=f"eval-{n}")
             if mode == "rerank":
-                judged = [p for p in q.judgments if p in index.slot_of]
-                request.candidate_product_ids.extend(judged)
-                slots = np.asarray([index.slot_of[p] for p in judged], np.int64)
-                scores = index.scores_for(plain_terms(q.query), slots)
-                baseline = [judged[j] for j in np.lexsort((slots, -scores))]
+                request.candidate_product_ids.extend(q.judgments)
+                slots, _ = index.rank_given(plain_terms(q.query), q.judgments)
+                baseline = [index.product_ids[s] for s in slots]
             else:
                 slots, _ = index.search(plain_terms(q.query), k)
                 baseline = [index.product_ids[s] for s in slots]

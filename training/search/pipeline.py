@@ -76,10 +76,11 @@ def train_search(judgments_path: Path, catalog_path: Path, model_repo: Path, eve
     log(f"{len(judgments.queries)} queries: {len(train.queries)} train, {len(dev.queries)} dev; "
         f"{len(products)} products")
     start = torch.load(Path(init) / "reranker.pt") if init is not None else None
-    model, training = train_reranker(index, table, train, understanding.weighted_terms, config, log, start)
+    model, training = train_reranker(index, table, train, understanding.weighted_terms, config, log, start,
+                                     understanding.corrected)
     states = product_states(model, table)
     full = evaluate(model, index, table, dev, understanding.weighted_terms, states=states, seed=config.seed,
-                    task=config.task)
+                    task=config.task, corrected=understanding.corrected)
     plain = evaluate(model, index, table, dev, plain_terms, states=states, seed=config.seed, task=config.task)
     report = {"judgments": str(judgments_path), "catalog": str(catalog_path), "seed": config.seed, "task": config.task,
               "training": training, "dev_queries": len(dev.queries),
@@ -114,7 +115,7 @@ def train_search_clicks(events_path: Path, catalog_path: Path, model_repo: Path,
     understanding = QueryUnderstanding(corrector, synonyms)
     searches, outcomes = read_searches(events)
     users = user_vectors(events, searches)
-    lists = click_lists(index, searches, outcomes, users, understanding.weighted_terms)
+    lists = click_lists(index, searches, outcomes, users, understanding.weighted_terms, understanding.corrected)
     train, validation, test = split_by_time(lists)
     log(f"{len(searches)} searches, {len(lists)} with an outcome: {len(train)} train, {len(validation)} validation, "
         f"{len(test)} test; {len(synonyms.pairs())} synonym pairs learned")

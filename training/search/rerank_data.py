@@ -50,14 +50,11 @@ def candidates_for(index: LexicalIndex, query_terms, judged: dict[str, float] | 
     re-ranking task, the query's judged products (what a caller passes as candidates)."""
     if judged is None:
         return index.search(query_terms, depth)
-    slots = np.asarray([index.slot_of[p] for p in judged if p in index.slot_of], np.int64)
-    scores = index.scores_for(query_terms, slots)
-    order = np.lexsort((slots, -scores))
-    return slots[order], scores[order]
+    return index.rank_given(query_terms, judged)
 
 
 def training_lists(index: LexicalIndex, queries, gain, depth: int, weighted_terms,
-                   judged_only: bool = False) -> list[TrainingList]:
+                   judged_only: bool = False, corrected=lambda query: query) -> list[TrainingList]:
     """Per judged query: its candidates as served (the BM25 top `depth`, the serving depth, so
     the lexical features mean the same; or its judged products), each with its gain; judged
     products BM25 misses are left out, since the ranker never sees them in service."""
@@ -68,5 +65,6 @@ def training_lists(index: LexicalIndex, queries, gain, depth: int, weighted_term
                             for s in slots], np.float32)
         if gains.max(initial=0.0) <= 0:
             continue  # nothing to learn from
-        out.append(TrainingList(query_ids(q.query), slots, lexical_features(scores), gains, no_user()))
+        # The words the ranker sees are the corrected query's, as in service.
+        out.append(TrainingList(query_ids(corrected(q.query)), slots, lexical_features(scores), gains, no_user()))
     return out

@@ -67,16 +67,18 @@ def _batch(table: ProductTable, items: list[TrainingList], size: int, rng: np.ra
 
 def train_reranker(index: LexicalIndex, table: ProductTable, train: Judgments, weighted_terms,
                    config: RerankTraining | None = None, log=print,
-                   start: dict | None = None) -> tuple[Reranker, dict]:
+                   start: dict | None = None, corrected=lambda query: query) -> tuple[Reranker, dict]:
     """On graded judgments: lists from the training queries, early-stopped on validation
     queries split off them."""
     config = config or RerankTraining()
     fit, validation = train.split(dev_share=0.1, seed=config.seed + 1)
-    lists = training_lists(index, fit.queries, train.gain, config.depth, weighted_terms, config.task == "rerank")
+    lists = training_lists(index, fit.queries, train.gain, config.depth, weighted_terms, config.task == "rerank",
+                           corrected)
     log(f"re-ranker: {len(lists)} training lists, {len(validation.queries)} validation queries")
 
     def validate(model: Reranker) -> tuple[float, float]:
-        scored = evaluate(model, index, table, validation, weighted_terms, depth=config.depth, task=config.task)
+        scored = evaluate(model, index, table, validation, weighted_terms, depth=config.depth, task=config.task,
+                          corrected=corrected)
         return scored["ndcg"], scored["bm25"]
 
     return fit_reranker(table, lists, validate, config, log, start)
@@ -136,7 +138,8 @@ def product_states(model: Reranker, table: ProductTable, batch: int = 4096) -> n
 
 @torch.no_grad()
 def evaluate(model: Reranker, index: LexicalIndex, table: ProductTable, judgments: Judgments, weighted_terms,
-             depth: int = 1000, states: np.ndarray | None = None, seed: int = 0, task: str = "full") -> dict:
+             depth: int = 1000, states: np.ndarray | None = None, seed: int = 0, task: str = "full",
+             corrected=lambda query: query) -> dict:
     """NDCG@10 of BM25 alone and of BM25 then the re-ranker: over the whole catalogue, or
     re-ranking each query's judged products."""
     model.eval()
@@ -150,7 +153,7 @@ def evaluate(model: Reranker, index: LexicalIndex, table: ProductTable, judgment
             reranked.append(0.0)
             continue
         out = model.scorer(*[torch.from_numpy(x[None]) for x in (
-            query_ids(q.query), table.ids[slots], states[slots], table.features[slots], lexical_features(scores),
+            query_ids(corrected(q.query)), table.ids[slots], states[slots], table.features[slots], lexical_features(scores),
             no_user())])[0].numpy()
         order = np.lexsort((np.arange(len(out)), -out))
         reranked.append(ndcg_at([index.product_ids[slots[j]] for j in order], q.judgments, judgments.gain))
