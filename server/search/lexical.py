@@ -104,6 +104,11 @@ class LexicalIndex:
         self.delta = self.main
         self._delta_slots: list[int] = []
         self.layout = 0  # bumped when a merge renumbers the slots
+        # Live documents' statistics, kept as products come and go so an update costs the
+        # size of the change, not of the catalogue.
+        self._df = np.zeros(0, np.float64)
+        self._live = 0
+        self._total_len = 0.0
         self._refresh_statistics()
 
     @classmethod
@@ -113,31 +118,47 @@ class LexicalIndex:
         return index
 
     def __len__(self) -> int:
-        return int(self.alive.sum())
+        return self._live
+
+    def _kill(self, slot: int) -> None:
+        if self.alive[slot]:
+            self.alive[slot] = 0
+            self._live -= 1
+            self._total_len -= float(self.doc_len[slot])
+            for term in self._counts[slot]:
+                self._df[self.vocabulary[term]] -= 1.0
+        self._counts[slot] = Counter()
 
     def upsert(self, products: Iterable[dict], merge: bool = False) -> None:
-        """Add or replace products: a replaced product's old slot goes dead and it takes a new one."""
-        added = []
-        for product in products:
-            product_id = str(product["product_id"])
+        """Add or replace products: a replaced product's old slot goes dead and it takes a new
+        one (a product given twice counts once, its last record)."""
+        latest = {str(p["product_id"]): p for p in products}
+        if not latest:
+            return
+        first = len(self.product_ids)
+        for product_id, product in latest.items():
             old = self.slot_of.get(product_id)
             if old is not None:
-                self.alive[old] = 0
-                self._counts[old] = Counter()
+                self._kill(old)
             counts = product_terms(product)
             for term in counts:
                 if term not in self.vocabulary:
                     self.vocabulary[term] = len(self.vocabulary)
-            slot = len(self.product_ids)
+            self.slot_of[product_id] = len(self.product_ids)
             self.product_ids.append(product_id)
-            self.slot_of[product_id] = slot
             self._counts.append(counts)
-            added.append((slot, counts))
-        if not added:
-            return
-        self.doc_len = np.concatenate([self.doc_len, np.asarray([sum(c.values()) for _, c in added], np.float32)])
-        self.alive = np.concatenate([self.alive, np.ones(len(added), np.uint8)])
-        self._delta_slots.extend(slot for slot, _ in added)
+        new = range(first, len(self.product_ids))
+        self.doc_len = np.concatenate([self.doc_len, np.asarray([sum(self._counts[s].values()) for s in new],
+                                                                np.float32)])
+        self.alive = np.concatenate([self.alive, np.ones(len(new), np.uint8)])
+        if len(self._df) < len(self.vocabulary):
+            self._df = np.pad(self._df, (0, len(self.vocabulary) - len(self._df)))
+        for slot in new:
+            self._live += 1
+            self._total_len += float(self.doc_len[slot])
+            for term in self._counts[slot]:
+                self._df[self.vocabulary[term]] += 1.0
+        self._delta_slots.extend(new)
         if merge or len(self._delta_slots) > self.merge_share * max(len(self.product_ids), 1):
             self._merge()
         else:
@@ -149,8 +170,7 @@ class LexicalIndex:
         for product_id in product_ids:
             slot = self.slot_of.pop(product_id, None)
             if slot is not None:
-                self.alive[slot] = 0
-                self._counts[slot] = Counter()
+                self._kill(slot)
         self._refresh_statistics()
 
     def _merge(self) -> None:
@@ -169,17 +189,10 @@ class LexicalIndex:
     def _refresh_statistics(self) -> None:
         # Document frequencies count only live documents, so a product replaced many times
         # does not inflate its terms' frequency.
-        n_terms = len(self.vocabulary)
-        df = np.zeros(n_terms, np.float64)
-        for segment in (self.main, self.delta):
-            if len(segment.docs):
-                owner = np.repeat(np.arange(len(segment.pointers) - 1), np.diff(segment.pointers))
-                live = self.alive[segment.docs] == 1
-                df += np.bincount(owner[live], minlength=n_terms)[:n_terms]
-        n = max(int(self.alive.sum()), 1)
+        n = max(self._live, 1)
+        df = self._df[:len(self.vocabulary)]
         self.idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)
-        live_len = self.doc_len[self.alive == 1]
-        self.avg_len = float(live_len.mean()) if len(live_len) else 1.0
+        self.avg_len = self._total_len / self._live if self._live else 1.0
 
     def term_ids(self, weighted_terms: Iterable[tuple[str, float]]) -> tuple[np.ndarray, np.ndarray]:
         """Known terms of a query as ids with their weights (repeats add up)."""
