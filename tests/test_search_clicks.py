@@ -68,8 +68,9 @@ def test_a_model_version_from_search_logs(world, tmp_path):
     report = train_search_clicks(root / "events.jsonl.gz", root / "catalog.jsonl", tmp_path / "model_repo",
                                  RerankTraining(epochs=1), log=lambda m: None)
     version = tmp_path / "model_repo" / "search" / "1"
-    assert {"model.onnx", "encoder.onnx", "states.npy", "products.json", "synonyms.json", "reranker.pt"} <= \
+    assert {"model.onnx", "states.npy", "products.json", "synonyms.json", "reranker.pt"} <= \
         {p.name for p in version.iterdir()}
+    assert (tmp_path / "model_repo" / "search_encoder" / "1" / "model.onnx").exists()
     saved = json.loads((version / "report.json").read_text())
     assert saved["test"]["lists"] > 0 and 0 < saved["test"]["bm25"] <= 1 and 0 < saved["test"]["ndcg"] <= 1
     assert report["training"]["history"][0]["epoch"] == 0

@@ -148,7 +148,8 @@ def test_exported_scorer_matches_torch_and_follows_the_user(served):
     rng = np.random.default_rng(0)
     n = 25
     slots = rng.choice(len(states), size=n, replace=False)
-    encoder = ort.InferenceSession(str(version / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    encoder = ort.InferenceSession(str(root / "model_repo" / "search_encoder" / "1" / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
     ids = rng.integers(1, 1000, size=(n, states.shape[1])).astype(np.int64)
     ids[:, 10:] = 0
     encoded = encoder.run(["states"], {"product_ids": ids})[0]

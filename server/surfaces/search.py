@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from ..errors import NotFound
+from ..errors import NotFound, Unavailable
 from ..features.catalog import CatalogState
 from ..features.definitions import CATEGORY_SLOTS
 from ..features.service import FeatureService
@@ -32,34 +31,29 @@ from .served_log import ServedLog
 log = logging.getLogger(__name__)
 
 MODEL = "search"
+ENCODER = "search_encoder"  # the product encoder, one version per scorer version
 AFFINITY = "user_category_affinity_30d"
 
 
 @dataclass
 class SearchArtifacts:
-    """What a search model version ships beside its scorer (model.onnx): the product encoder,
-    the product states it computed over the training catalogue, and learned synonyms."""
-    encoder: ort.InferenceSession
+    """What a search model version ships beside its scorer (model.onnx): the product states
+    its encoder computed over the training catalogue, and learned synonyms. The encoder itself
+    is the same version of the `search_encoder` model, run through the repository for products
+    that arrive later."""
     state_of: dict[str, int]
     states: np.ndarray  # float32 [products, PRODUCT_LEN, dim]
     synonyms: Synonyms
 
     @classmethod
     def load(cls, version_dir: Path) -> "SearchArtifacts":
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        encoder = ort.InferenceSession(str(version_dir / "encoder.onnx"), options, providers=["CPUExecutionProvider"])
         ids = json.loads((version_dir / "products.json").read_text())
-        synonyms = json.loads((version_dir / "synonyms.json").read_text()) if (version_dir / "synonyms.json").exists() \
+        pairs = json.loads((version_dir / "synonyms.json").read_text()) if (version_dir / "synonyms.json").exists() \
             else []
         table = Synonyms()
-        for a, b, weight in synonyms:
+        for a, b, weight in pairs:
             table.add_pair(a, b, weight)
-        return cls(encoder, {p: i for i, p in enumerate(ids)}, np.load(version_dir / "states.npy", mmap_mode="r"),
-                   table)
-
-    def encode(self, ids: np.ndarray) -> np.ndarray:
-        return self.encoder.run(["states"], {"product_ids": ids})[0]
+        return cls({p: i for i, p in enumerate(ids)}, np.load(version_dir / "states.npy", mmap_mode="r"), table)
 
 
 class ProductRows:
@@ -83,12 +77,11 @@ class ProductRows:
             new[:self.count] = old[:self.count]
             setattr(self, name, new)
 
-    def put(self, products: list[dict], catalog: CatalogState, artifacts: SearchArtifacts | None,
-            fresh: bool) -> None:
-        """Rows for `products`; `fresh`: their records changed since the version's states were
-        computed, so the encoder runs for them."""
+    def put(self, products: list[dict], catalog: CatalogState, artifacts: SearchArtifacts, fresh: bool) -> np.ndarray:
+        """Rows for `products`; returns the rows whose states the encoder must still compute
+        (`fresh`: the records changed since the version's states were made)."""
         if not products:
-            return
+            return np.zeros(0, np.int64)
         self._grow(self.count + len(products))
         rows = np.arange(self.count, self.count + len(products))
         to_encode = []
@@ -99,16 +92,13 @@ class ProductRows:
             slot = catalog.category_slot(product_id)
             self.features[row] = product_features_row(product, slot if slot is not None and slot < CATEGORY_SLOTS
                                                       else None)
-            known = None if fresh or artifacts is None else artifacts.state_of.get(product_id)
+            known = None if fresh else artifacts.state_of.get(product_id)
             if known is not None:
                 self.states[row] = artifacts.states[known]
             else:
                 to_encode.append(row)
-        if to_encode and artifacts is not None:
-            for start in range(0, len(to_encode), 4096):
-                chunk = np.asarray(to_encode[start:start + 4096])
-                self.states[chunk] = artifacts.encode(self.ids[chunk])
         self.count += len(products)
+        return np.asarray(to_encode, np.int64)
 
 
 @dataclass
@@ -220,6 +210,7 @@ class Searcher:
         self._slot_layout: tuple | None = None
         self._ready = False
         self._starting: asyncio.Future | None = None
+        self._syncing = asyncio.Lock()
         self._merged, self._synonyms_for = self.configured_synonyms, None
 
     async def start(self) -> None:
@@ -242,30 +233,47 @@ class Searcher:
             return None, None
         return version, version.artifacts
 
-    def _sync(self, artifacts: SearchArtifacts | None) -> ProductRows | None:
+    async def _sync(self, version, artifacts: SearchArtifacts | None) -> ProductRows | None:
         """Catch the index up with the catalog and keep the re-ranker's rows in step: built
-        whole for a new model version or a restored catalog, extended for changed products."""
-        changed = self.view.catch_up()
-        if artifacts is None:
-            return None
-        catalog = self.view.catalog
-        if self._rows is None or self._rows_for[0] is not artifacts or self._rows_for[1] != self.view.generation:
-            rows = ProductRows(artifacts.states.shape[2], max(len(catalog.products), 1))
-            rows.put(list(catalog.products.values()), catalog, artifacts, fresh=False)
+        whole for a new model version or a restored catalog, extended for changed products,
+        their states computed by the version's product encoder. One call at a time: a call
+        arriving meanwhile waits, so no search sees rows still waiting for their states."""
+        async with self._syncing:
+            changed = self.view.catch_up()
+            if artifacts is None:
+                return None
+            catalog = self.view.catalog
+            if self._rows is None or self._rows_for[0] is not artifacts or self._rows_for[1] != self.view.generation:
+                rows = ProductRows(artifacts.states.shape[2], max(len(catalog.products), 1))
+                pending = rows.put(list(catalog.products.values()), catalog, artifacts, fresh=False)
+            else:
+                rows = self._rows
+                pending = rows.put(changed, catalog, artifacts, fresh=True)
+            if len(pending):
+                await self._encode(version, rows, pending)
             self._rows, self._rows_for = rows, (artifacts, self.view.generation)
-        elif changed:
-            self._rows.put(changed, catalog, artifacts, fresh=True)
-        index, rows = self.view.index, self._rows
-        layout = (index.layout, id(index), id(rows))
-        if layout != self._slot_layout:
-            self._slot_rows = np.fromiter((rows.row_of[p] for p in index.product_ids), np.int64,
-                                          len(index.product_ids))
-            self._slot_layout = layout
-        elif len(self._slot_rows) < len(index.product_ids):
-            added = index.product_ids[len(self._slot_rows):]
-            self._slot_rows = np.concatenate([self._slot_rows, np.fromiter((rows.row_of[p] for p in added), np.int64,
-                                                                           len(added))])
-        return rows
+            index = self.view.index
+            layout = (index.layout, id(index), id(rows))
+            if layout != self._slot_layout:
+                self._slot_rows = np.fromiter((rows.row_of[p] for p in index.product_ids), np.int64,
+                                              len(index.product_ids))
+                self._slot_layout = layout
+            elif len(self._slot_rows) < len(index.product_ids):
+                added = index.product_ids[len(self._slot_rows):]
+                self._slot_rows = np.concatenate([self._slot_rows, np.fromiter((rows.row_of[p] for p in added),
+                                                                               np.int64, len(added))])
+            return rows
+
+    async def _encode(self, version, rows: ProductRows, pending: np.ndarray) -> None:
+        """States for new or changed products, by the scorer version's own encoder."""
+        try:
+            encoder = self.repository.get(ENCODER, version.version_str)
+        except (NotFound, Unavailable) as exc:
+            log.warning("products left without encoder states", extra={"products": len(pending), "reason": str(exc)})
+            return
+        for first in range(0, len(pending), 4096):
+            chunk = pending[first:first + 4096]
+            rows.states[chunk] = (await encoder.infer({"product_ids": rows.ids[chunk]}))["states"]
 
     async def search(self, query: SearchQuery, deadline: float | None = None) -> SearchResult:
         if not self._ready:
@@ -274,7 +282,7 @@ class Searcher:
         # slots and the re-ranker's rows read here all belong to one moment of the catalog.
         user = await self._user(query.user_id)
         version, artifacts = self._model()
-        rows = self._sync(artifacts)
+        rows = await self._sync(version, artifacts)
         corrected, changes = self.view.corrector.correct(query.query)
         if not changes:
             corrected = query.query

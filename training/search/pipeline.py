@@ -1,8 +1,9 @@
 """`hanzo train search`: the re-ranker trained on graded judgments over the catalogue's BM25
 candidates (queries corrected and expanded as the server does), synonyms learned from search
 logs when events are given, exported as one model version: the query scorer (model.onnx,
-served through the batcher), the product encoder (encoder.onnx, for products added later),
-the product states precomputed over the catalogue, the synonyms, and a report."""
+served through the batcher), the product states precomputed over the catalogue, the synonyms
+and a report; and the product encoder as the same version of `search_encoder`, which the
+server runs through the repository for products added later."""
 from __future__ import annotations
 
 import json
@@ -27,6 +28,7 @@ from .rerank_data import ProductTable
 from .train import RerankTraining, evaluate, fit_reranker, product_states, train_reranker
 
 MODEL = "search"
+ENCODER = "search_encoder"
 
 
 class QueryUnderstanding:
@@ -137,22 +139,31 @@ def train_search_clicks(events_path: Path, catalog_path: Path, model_repo: Path,
 
 def write_version(model_repo: Path, model, product_ids: list[str], states: np.ndarray, synonyms: Synonyms,
                   report: dict) -> Path:
-    """The next version of the `search` model, with its config.pbtxt."""
+    """The next version of the `search` model, with its config.pbtxt, and the product encoder
+    that made its states as the same version of `search_encoder` (written first, so a polling
+    server that sees the scorer finds its encoder)."""
     root = Path(model_repo) / MODEL
+    encoder_root = Path(model_repo) / ENCODER
     root.mkdir(parents=True, exist_ok=True)
-    existing = [int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit()]
-    version = root / str(max(existing, default=0) + 1)
-    staging = root / f".{version.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    model.export(staging / "model.onnx", staging / "encoder.onnx")
+    encoder_root.mkdir(parents=True, exist_ok=True)
+    existing = [int(p.name) for folder in (root, encoder_root) for p in folder.iterdir()
+                if p.is_dir() and p.name.isdigit()]
+    number = str(max(existing, default=0) + 1)
+    staging, encoder_staging = root / f".{number}.partial", encoder_root / f".{number}.partial"
+    for folder in (staging, encoder_staging):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+    model.export(staging / "model.onnx", encoder_staging / "model.onnx")
     torch.save(model.state_dict(), staging / "reranker.pt")  # for fine-tuning on other judgments
     np.save(staging / "states.npy", states.astype(np.float32))
     (staging / "products.json").write_text(json.dumps(product_ids))
     (staging / "synonyms.json").write_text(json.dumps([list(p) for p in synonyms.pairs()]))
     (staging / "report.json").write_text(json.dumps(report, indent=1))
+    encoder = mc.ModelConfig(name=ENCODER, backend="onnxruntime", max_batch_size=0)
+    (encoder_root / "config.pbtxt").write_text(text_format.MessageToString(encoder))
+    encoder_staging.rename(encoder_root / number)
     config = mc.ModelConfig(name=MODEL, backend="onnxruntime", max_batch_size=0)
     config.parameters["artifacts"].string_value = MODEL
     (root / "config.pbtxt").write_text(text_format.MessageToString(config))
-    staging.rename(version)  # a poller never sees half a version
-    return version
+    staging.rename(root / number)  # a poller never sees half a version
+    return root / number
