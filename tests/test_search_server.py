@@ -169,3 +169,21 @@ def test_a_query_nothing_matches_answers_empty(served):
     _, stub, _, _, _ = served
     response = stub.Search(commerce_pb2.SearchRequest(query="qqqxxz zzkkqq", k=5, request_id="none"), timeout=10)
     assert list(response.items) == [] and response.request_id == "none"
+
+
+def test_many_catalog_updates_merge_the_index_and_keep_rows_in_step(served):
+    _, stub, catalog, _, _ = served
+    renamed = [p["product_id"] for p in catalog[50:90]]
+    batch = commerce_pb2.EventBatch()
+    for n, product_id in enumerate(renamed):  # 40 of ~400 products: past the 5% merge threshold
+        record = {"event_id": f"rename-{n}", "event_type": "catalog_update", "timestamp": int(time.time() * 1000),
+                  "user_id": None, "session_id": "admin",
+                  "payload": {"product_id": product_id, "title": f"Glimmerwick widget {n}"}, "context": {}}
+        record_to_proto(record, batch.events.add())
+    assert not stub.IngestEvents(batch, timeout=10).rejects
+    response = stub.Search(commerce_pb2.SearchRequest(query="glimmerwick widget", k=100), timeout=10)
+    assert {i.product_id for i in response.items} >= set(renamed)
+    assert {i.source for i in response.items} == {"reranker"}
+    # The ranker scores each by its new words: they lead their own query.
+    top = stub.Search(commerce_pb2.SearchRequest(query="glimmerwick", k=40), timeout=10)
+    assert {i.product_id for i in top.items} == set(renamed)

@@ -77,6 +77,14 @@ class ProductRows:
             new[:self.count] = old[:self.count]
             setattr(self, name, new)
 
+    def compact(self, product_ids: list[str]) -> None:
+        """Keep only `product_ids`' rows, in that order (after the index merged its slots), so
+        rows left behind by changed products do not pile up."""
+        order = np.fromiter((self.row_of[p] for p in product_ids), np.int64, len(product_ids))
+        self.ids, self.features, self.states = self.ids[order], self.features[order], self.states[order]
+        self.row_of = {p: i for i, p in enumerate(product_ids)}
+        self.count = len(product_ids)
+
     def put(self, products: list[dict], catalog: CatalogState, artifacts: SearchArtifacts, fresh: bool) -> np.ndarray:
         """Rows for `products`; returns the rows whose states the encoder must still compute
         (`fresh`: the records changed since the version's states were made)."""
@@ -255,8 +263,8 @@ class Searcher:
             index = self.view.index
             layout = (index.layout, id(index), id(rows))
             if layout != self._slot_layout:
-                self._slot_rows = np.fromiter((rows.row_of[p] for p in index.product_ids), np.int64,
-                                              len(index.product_ids))
+                rows.compact(index.product_ids)  # the slots were renumbered: rows follow them
+                self._slot_rows = np.arange(len(index.product_ids), dtype=np.int64)
                 self._slot_layout = layout
             elif len(self._slot_rows) < len(index.product_ids):
                 added = index.product_ids[len(self._slot_rows):]
