@@ -185,3 +185,9 @@ def test_learned_from_a_simulation_recovers_true_synonyms() -> None:
     covered = [one for one, pairs in truth.items() if pairs & learned]
     assert len(right_pairs) / max(len(learned), 1) >= 0.6, (learned, right_pairs)
     assert len(covered) >= 3, (learned, covered)
+
+
+def test_very_long_words_are_left_alone():
+    corrector = SpellingCorrector.from_texts(["garage door opener"] * 5)
+    word = "garagedooropener" * 30
+    assert corrector.correct(f"{word} door") == (f"{word} door", [])

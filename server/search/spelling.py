@@ -24,6 +24,9 @@ from typing import Iterable, Mapping
 from .text import stem, words
 
 MIN_LENGTH = 4  # shorter words are kept: "led", "pvc", "tv" are not typos
+# Longer words are kept too: no catalogue word is that long, and the two-edit search grows with
+# the word's length squared (a 500-letter word would hold the event loop for 0.3 s).
+MAX_LENGTH = 30
 LONG_WORD = 8  # from this length two edits are allowed
 MIN_PART = 3  # a split's parts are at least this long ("re placment" is no split)
 _CACHE_LIMIT = 100_000
@@ -172,7 +175,7 @@ class SpellingCorrector:
         """The ways to rewrite one typed word, best first; none to keep it. Cached: shoppers
         repeat their typos, and an unknown word costs tens of microseconds the first time."""
         options: tuple[tuple[str, ...], ...] = ()
-        if len(word) >= MIN_LENGTH and word.isalpha() and not self.known(word):
+        if MIN_LENGTH <= len(word) <= MAX_LENGTH and word.isalpha() and not self.known(word):
             options = self._options(word)
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
