@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from hanzo.server.search.spelling import SpellingCorrector, distance
-from hanzo.server.search.synonyms import Synonyms, learn_synonyms
+from hanzo.server.search.synonyms import Synonyms
+from hanzo.training.search.synonym_learning import learn_synonyms
 from hanzo.server.search.text import product_text, terms, words
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -25,7 +25,8 @@ from ..search.rerank_inputs import (PRODUCT_FEATURES, PRODUCT_LEN, lexical_featu
                                     product_ids_row, query_ids, user_features)
 from ..search.spelling import SpellingCorrector
 from ..search.synonyms import Synonyms
-from ..search.text import product_text, terms
+from ..search.text import product_text
+from ..search.understanding import understand
 from .served_log import ServedLog
 
 log = logging.getLogger(__name__)
@@ -291,10 +292,7 @@ class Searcher:
         user = await self._user(query.user_id)
         version, artifacts = self._model()
         rows = await self._sync(version, artifacts)
-        corrected, changes = self.view.corrector.correct(query.query)
-        if not changes:
-            corrected = query.query
-        weighted = self._synonyms(artifacts).expand(terms(corrected))
+        corrected, weighted = understand(query.query, self.view.corrector, self._synonyms(artifacts))
         index = self.view.index
         # A merge during the model's await below replaces this list; it never edits it.
         product_ids = index.product_ids

@@ -19,31 +19,18 @@ from hanzo.server.features.catalog import CatalogState
 from hanzo.server.features.formats import read_catalog, read_records
 from hanzo.server.search.lexical import LexicalIndex
 from hanzo.server.search.spelling import SpellingCorrector
-from hanzo.server.search.synonyms import Synonyms, learn_synonyms
+from hanzo.server.search.synonyms import Synonyms
+from hanzo.server.search.understanding import QueryUnderstanding
 from hanzo.server.search.text import product_text, terms
 
 from .clicks import click_lists, evaluate_lists, read_searches, split_by_time, user_vectors
 from .judgments import Judgments
+from .synonym_learning import learn_synonyms
 from .rerank_data import ProductTable
 from .train import RerankTraining, evaluate, fit_reranker, product_states, train_reranker
 
 MODEL = "search"
 ENCODER = "search_encoder"
-
-
-class QueryUnderstanding:
-    """The server's query path, offline: correction, then terms, then synonym expansion."""
-
-    def __init__(self, corrector: SpellingCorrector, synonyms: Synonyms) -> None:
-        self.corrector = corrector
-        self.synonyms = synonyms
-
-    def corrected(self, query: str) -> str:
-        text, changes = self.corrector.correct(query)
-        return text if changes else query
-
-    def weighted_terms(self, query: str) -> list[tuple[str, float]]:
-        return self.synonyms.expand(terms(self.corrected(query)))
 
 
 def plain_terms(query: str) -> list[tuple[str, float]]:
