@@ -101,8 +101,10 @@ class FeatureGatherPlan {
     keep(op, {value, stamps});
   }
 
-  void add_span(int out_col, float fallback, const py::array& first, const py::array& last) {
-    hanzo::GatherOp op{hanzo::OpKind::Span};
+  // mode: 0 span (first to last), 1 since the latest event, 2 age (since the first event).
+  void add_span(int out_col, float fallback, const py::array& first, const py::array& last, int mode) {
+    if (mode < 0 || mode > 2) throw std::invalid_argument("span mode must be 0, 1 or 2");
+    hanzo::GatherOp op{mode == 0 ? hanzo::OpKind::Span : mode == 1 ? hanzo::OpKind::Since : hanzo::OpKind::Age};
     place(op, out_col, 1, fallback);
     op.stamp_a = live<std::int64_t>(first, 1, "first");
     op.stamp_b = live<std::int64_t>(last, 1, "last");
@@ -287,7 +289,7 @@ PYBIND11_MODULE(_native, m) {
       .def("add_last", &FeatureGatherPlan::add_last, py::arg("out_col"), py::arg("fallback"), py::arg("value"),
            py::arg("stamps"))
       .def("add_span", &FeatureGatherPlan::add_span, py::arg("out_col"), py::arg("fallback"), py::arg("first"),
-           py::arg("last"))
+           py::arg("last"), py::arg("mode") = 0)
       .def("gather", &FeatureGatherPlan::gather, py::arg("rows"), py::arg("as_of"),
            "(values float32 [rows, width], missing uint8 [rows, width])");
   py::class_<BlendPlan>(m, "BlendPlan", "The recommender's signal tables; score() blends one request's candidates.")

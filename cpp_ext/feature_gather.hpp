@@ -18,6 +18,8 @@ enum class OpKind : int {
   Distinct = 3,      // values seen within the window
   Last = 4,          // latest value, if set at or before as_of
   Span = 5,          // seconds from first to last event, up to as_of
+  Since = 6,         // seconds from the latest event to as_of
+  Age = 7,           // seconds from the first event to as_of
 };
 
 struct GatherOp {
@@ -110,6 +112,15 @@ inline void gather_features(const std::vector<GatherOp>& ops, const std::int64_t
           } else {
             row_out[op.out_col] = op.fallback;
           }
+          break;
+        }
+        case OpKind::Since:
+        case OpKind::Age: {
+          // A latest event after as_of hides the one before it: unknown, not zero.
+          absent = absent || op.stamp_a[e] < 0 || op.stamp_a[e] > as_of ||
+                   (op.kind == OpKind::Since && op.stamp_b[e] > as_of);
+          const std::int64_t from = op.kind == OpKind::Since ? (absent ? 0 : op.stamp_b[e]) : (absent ? 0 : op.stamp_a[e]);
+          row_out[op.out_col] = absent ? op.fallback : static_cast<float>(as_of - from) / 1000.0f;
           break;
         }
       }

@@ -57,6 +57,11 @@ def reference_value(feature: Feature, key: str, events: list[dict], as_of: int, 
     if agg == "span":
         stamps = [e["timestamp"] for e in mine if e["event_type"] in feature.sources]
         return (max(stamps) - min(stamps)) / 1000 if stamps else None
+    if agg in ("since", "age"):
+        stamps = [e["timestamp"] for e in mine if e["event_type"] in feature.sources]
+        if not stamps:
+            return None
+        return (as_of - (max(stamps) if agg == "since" else min(stamps))) / 1000
     if agg == "sequence":
         items = [field_value(e, feature.field) for e in mine
                  if e["event_type"] in feature.sources and field_value(e, feature.field)]

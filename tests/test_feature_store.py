@@ -44,7 +44,7 @@ def test_every_feature_matches_the_reference(stream, checkpoint, make_store):
         store.apply(events[i:i + 400])
     as_of = store.watermark
     checked = 0
-    for entity in ("user", "session", "product", "card", "device"):
+    for entity in ("user", "session", "product", "card", "device", "address"):
         keys = sample_keys(store, entity, events)
         names = store.feature_names(entity)
         scalar = [n for n in names if store.features[n].aggregation != "sequence"]
@@ -120,7 +120,7 @@ def test_eviction_reclaims_forgotten_entities_and_changes_no_answer(stream):
     for i in range(0, len(events), 500):
         store.apply(events[i:i + 500])
     before = {}
-    for entity in ("session", "card", "device", "user"):
+    for entity in ("session", "card", "device", "address", "user"):
         keys = list(store.entities[entity].keys)
         names = [n for n in store.feature_names(entity) if store.features[n].aggregation != "sequence"]
         before[entity] = (keys, names, *store.gather(entity, keys, names)[:2])

@@ -19,8 +19,10 @@ WINDOWS: dict[str, tuple[int, int]] = {
     "7d": (21_600_000, 28),
     "30d": (86_400_000, 30),
 }
-AGGREGATIONS = ("count", "sum", "mean", "rate", "share", "distinct", "last", "sequence", "span")
-ENTITIES = ("user", "session", "product", "card", "device")
+# span: seconds from the first source event to the latest; since: from the latest to the read's
+# moment (e.g. form filling: since the checkout page); age: from the first to the read's moment.
+AGGREGATIONS = ("count", "sum", "mean", "rate", "share", "distinct", "last", "sequence", "span", "since", "age")
+ENTITIES = ("user", "session", "product", "card", "device", "address")  # address: where an order ships
 # An entity not seen for this long is forgotten: reads answer it as unknown (missing), the
 # same online and offline, and the store reclaims its rows. Sessions end; cards and devices
 # outlive every window that reads them; users and products are kept.
@@ -30,6 +32,7 @@ ENTITY_TTL_MS: dict[str, int | None] = {
     "product": None,
     "card": 31 * 86_400_000,
     "device": 31 * 86_400_000,
+    "address": 31 * 86_400_000,
 }
 SESSION_EVENTS = ("page_view", "product_view", "add_to_cart", "purchase", "search", "recommendation_shown",
                   "recommendation_clicked")
@@ -129,6 +132,23 @@ FEATURES: tuple[Feature, ...] = (
     Feature("card_distinct_users_30d", "card", "distinct", ("order",), "30d", field="user_id"),
     Feature("device_distinct_users_30d", "device", "distinct", ("order",), "30d", field="user_id"),
     Feature("device_orders_24h", "device", "count", ("order",), "24h"),
+    # --- what the fraud model reads beside them (an order's own event is applied only after
+    # it is scored, so each counts the orders before it)
+    Feature("user_amount_24h", "user", "sum", ("order",), "24h", field="amount"),
+    Feature("user_age", "user", "age", SESSION_EVENTS + ("order",),
+            description="seconds since the account's first event: new accounts are riskier"),
+    Feature("session_product_views_24h", "session", "count", ("product_view",), "24h"),
+    Feature("session_since_page_view", "session", "since", ("page_view",),
+            description="seconds since the session's latest page view: at checkout, the form-filling time"),
+    Feature("card_orders_24h", "card", "count", ("order",), "24h"),
+    Feature("card_amount_24h", "card", "sum", ("order",), "24h", field="amount"),
+    Feature("card_age", "card", "age", ("order",), description="seconds since the card's first order"),
+    Feature("device_distinct_cards_24h", "device", "distinct", ("order",), "24h", field="card_id"),
+    Feature("device_age", "device", "age", SESSION_EVENTS + ("order",),
+            description="seconds since the device was first seen"),
+    Feature("address_orders_24h", "address", "count", ("order",), "24h"),
+    Feature("address_distinct_users_30d", "address", "distinct", ("order",), "30d", field="user_id"),
+    Feature("address_distinct_cards_30d", "address", "distinct", ("order",), "30d", field="card_id"),
 )
 
 BY_NAME = {f.name: f for f in FEATURES}

@@ -97,9 +97,10 @@ class FeatureService:
 
     def open(self) -> None:
         """Load the newest snapshot, then replay the log after it. Blocking."""
-        from hanzo.kernels import windows
+        from hanzo.kernels import union_find, windows
 
         windows.prepare()
+        union_find.prepare()
         started = time.monotonic()
         data = self.config.data_dir
         snapshot = self._load_snapshot()
@@ -236,10 +237,13 @@ class FeatureService:
             for i, table in enumerate(self.store.tables):
                 arrays.update({f"table{i}.{k}": v for k, v in table.arrays().items()})
             arrays.update({f"seen.{entity}": seen for entity, seen in self.store.last_seen.items()})
+        # The fraud network is held in process with either backend (see features/graph.py).
+        graph_state, graph_arrays = self.store.graph.state()
+        arrays.update(graph_arrays)
         np.savez(staging / "arrays.npz", **arrays)
         state = {"applied_seq": self.applied_seq, "watermark": self.store.watermark, "layout": self._layout(),
                  "entities": {name: index.keys for name, index in self.store.entities.items()},
-                 "catalog": self.store.catalog.state()}
+                 "catalog": self.store.catalog.state(), "graph": graph_state}
         (staging / "state.msgpack").write_bytes(msgpack.packb(state, use_bin_type=True))
         if target.exists():
             shutil.rmtree(target)
@@ -285,6 +289,11 @@ class FeatureService:
                     table.set_arrays({k: arrays[f"table{i}.{k}"] for k in table.arrays()})
                 for entity in self.store.last_seen:
                     self.store.last_seen[entity] = arrays[f"seen.{entity}"].copy()
+            if "graph" not in state:
+                log.warning("snapshot ignored: it predates the fraud network; replaying the log",
+                            extra={"snapshot": path.name})
+                return False
+            self.store.graph.restore(state["graph"], {k: arrays[k] for k in ("graph.parent", "graph.stats")})
         for name, keys in state["entities"].items():
             index = self.store.entities[name]
             index.keys = list(keys)

@@ -11,6 +11,7 @@ import numpy as np
 from hanzo import _native
 
 from .catalog import CatalogState
+from .graph import EntityGraph
 from .definitions import CATEGORY_SLOTS, ENTITIES, ENTITY_TTL_MS, FEATURES, Feature
 from .tables import DistinctTable, EntityIndex, LastTable, SequenceTable, SpanTable, Table, WindowTable
 
@@ -23,6 +24,7 @@ ENTITY_KEY: dict[str, Callable[[dict], Any]] = {
     "product": lambda r: r["payload"].get("product_id"),
     "card": lambda r: r["payload"].get("card_id"),
     "device": lambda r: r["payload"].get("device_id") or (r.get("context") or {}).get("device"),
+    "address": lambda r: r["payload"].get("shipping_address_id"),
 }
 
 
@@ -78,6 +80,7 @@ class FeatureStore:
         # Newest event time per entity row, for the entity TTL (definitions.ENTITY_TTL_MS).
         self.last_seen = {name: np.zeros(0, dtype=np.int64) for name in ENTITIES}
         self.catalog = CatalogState()
+        self.graph = EntityGraph()
         self.watermark = 0  # the store's clock: the newest event time applied (ms)
         self.tables: list[Table] = []
         self.reads: dict[str, FeatureRead] = {}
@@ -141,7 +144,7 @@ class FeatureStore:
                 table = SequenceTable(f.entity, f.length)
                 self._on(f.sources, _Update(table, f.entity, "sequence", field=f.field))
                 self.reads[f.name] = FeatureRead(f, table)
-            elif f.aggregation == "span":
+            elif f.aggregation in ("span", "since", "age"):
                 table = SpanTable(f.entity)
                 self._on(f.sources, _Update(table, f.entity, "span"))
                 self.reads[f.name] = FeatureRead(f, table)
@@ -180,6 +183,8 @@ class FeatureStore:
             group.append(record)
             if kind in CATALOG_EVENTS:
                 catalog.apply(record)
+        if "order" in by_kind or "chargeback" in by_kind:
+            self.graph.apply(by_kind.get("order", []), by_kind.get("chargeback", []), self.watermark)
         for kind, group in by_kind.items():
             updates = self._updates.get(kind)
             if not updates:
@@ -288,11 +293,16 @@ class FeatureStore:
             table.flush(self.watermark)
 
     def apply_catalog(self, records: list[dict]) -> None:
-        """Only what a batch does to the catalog (a replica catching up with a shared store
-        that already holds the batch's feature updates)."""
+        """Only what a batch does to the state held in process, the catalog and the fraud
+        network (a replica catching up with a shared store that already holds the batch's
+        feature updates)."""
         for record in records:
             if record["event_type"] in CATALOG_EVENTS:
                 self.catalog.apply(record)
+        orders = [r for r in records if r["event_type"] == "order"]
+        chargebacks = [r for r in records if r["event_type"] == "chargeback"]
+        if orders or chargebacks:
+            self.graph.apply(orders, chargebacks, max(self.watermark, max(r["timestamp"] for r in records)))
 
     def load_catalog(self, products: Iterable[dict]) -> None:
         for product in products:
@@ -347,8 +357,8 @@ class FeatureStore:
                 plan.add_distinct(col, f.default, table.hashes, table.last_seen, f.window_ms)
             elif f.aggregation == "last":
                 plan.add_last(col, f.default, table.value, table.stamps)
-            elif f.aggregation == "span":
-                plan.add_span(col, f.default, table.first, table.last)
+            elif f.aggregation in ("span", "since", "age"):
+                plan.add_span(col, f.default, table.first, table.last, ("span", "since", "age").index(f.aggregation))
             layout.append((name, col, f.width))
             col += f.width
         return plan, layout
