@@ -20,6 +20,7 @@ from .config import ServerConfig
 from .features.service import FeatureService
 from .latency import LatencyRecorder
 from .models import ModelRepository, RepositoryOptions
+from .surfaces.fraud import FraudArtifacts, FraudScorer
 from .surfaces.recommend import RecommendArtifacts, Recommender
 from .surfaces.search import SearchArtifacts, Searcher
 
@@ -37,11 +38,13 @@ class HanzoServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.latency = LatencyRecorder()
-        self.repository = ModelRepository(config.model_repo, RepositoryOptions(
-            device=config.device, artifact_loaders={"recommend": RecommendArtifacts.load, "search": SearchArtifacts.load}))
+        loaders = {"recommend": RecommendArtifacts.load, "search": SearchArtifacts.load, "fraud": FraudArtifacts.load}
+        self.repository = ModelRepository(config.model_repo, RepositoryOptions(device=config.device,
+                                                                               artifact_loaders=loaders))
         self.features = FeatureService(config.features)
         self.recommender = Recommender(self.repository, self.features, config.recommend)
         self.searcher = Searcher(self.repository, self.features, config.search)
+        self.fraud = FraudScorer(self.repository, self.features, config.fraud)
         self.port: int | None = None
         self._serving = False
         self._server: grpc.aio.Server | None = None
@@ -65,7 +68,7 @@ class HanzoServer:
         service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
             kserve.KServeServicer(self.repository, VERSION, self.serving, self.latency), server)
         commerce_pb2_grpc.add_CommerceServicer_to_server(
-            commerce.CommerceServicer(self.latency, self.features, self.recommender, self.searcher), server)
+            commerce.CommerceServicer(self.latency, self.features, self.recommender, self.searcher, self.fraud), server)
         admin_pb2_grpc.add_AdminServicer_to_server(admin.AdminServicer(self.latency), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -117,6 +120,7 @@ class HanzoServer:
         await self._server.stop(grace)
         await self.recommender.close()
         await self.searcher.close()
+        await self.fraud.close()
         await self.repository.close()
         await asyncio.to_thread(self.features.close)
         self._server = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from hanzo.training.simulator import SimulationConfig, simulate
 
     config = SimulationConfig(seed=args.seed, users=args.users, products=args.products, days=args.days,
-                              start=args.start)
+                              start=args.start, fraud_level=args.fraud_level)
     sim = simulate(config, args.out)
     print(f"{len(sim.events)} events, {len(sim.catalog)} products, {len(sim.shoppers)} shoppers -> {args.out}")
     return 0
@@ -147,6 +148,28 @@ def _eval_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_fraud(args: argparse.Namespace) -> int:
+    from hanzo.training.fraud.pipeline import train_fraud
+
+    report = train_fraud(args.events, args.model_repo, args.seed, log=lambda m: print(m, file=sys.stderr))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1, default=float))
+    return 0
+
+
+def _eval_fraud(args: argparse.Namespace) -> int:
+    from hanzo.training.fraud import eval_server
+
+    report = eval_server.evaluate(args.url, args.events, args.model_repo, args.merchant_id, args.seed,
+                                  log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps({k: report[k] for k in ("orders", "charged_back", "pr_auc", "pr_auc_ci95", "decisions")
+                      + tuple(k for k in ("at_review_rate", "offline_max_abs_difference") if k in report)},
+                     default=float))
+    if args.out:
+        eval_server.write(report, args.out)
+    return 0
+
+
 def _recommend_batch(args: argparse.Namespace) -> int:
     from . import recommend_batch
 
@@ -200,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--days", type=int, default=30)
     sim.add_argument("--start", default="2026-01-05", help="first day (UTC date)")
     sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--fraud-level", type=float, default=1.0,
+                     help="scales every fraud pattern's rate (1: about 0.45%% of orders are fraud)")
     sim.set_defaults(func=_simulate)
 
     ingest = sub.add_parser("ingest", help="events from a JSONL file (gzip or not) into a feature store")
@@ -236,6 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--epochs", type=int, default=6)
     search.add_argument("--seed", type=int, default=0)
     search.set_defaults(func=_train_search)
+    fraud = surfaces.add_parser("fraud", help="xgboost + MLP ensemble from orders and chargebacks")
+    fraud.add_argument("--events", type=Path, required=True, help="canonical events (JSONL, gzip or not) with orders "
+                                                                  "and chargebacks")
+    fraud.add_argument("--model-repo", type=Path, default=Path("model_repo"))
+    fraud.add_argument("--seed", type=int, default=0)
+    fraud.add_argument("--out", type=Path, help="write the JSON report here too")
+    fraud.set_defaults(func=_train_fraud)
 
     evaluate = sub.add_parser("eval", help="score a surface through a running server over gRPC")
     surfaces = evaluate.add_subparsers(dest="surface", required=True, metavar="SURFACE")
@@ -255,6 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--seed", type=int, default=0, help="split and bootstrap seed")
     search.add_argument("--out", type=Path, help="write the JSON report here")
     search.set_defaults(func=_eval_search)
+    fraud = surfaces.add_parser("fraud", help="the last 20% of orders scored as they happen, against chargebacks")
+    fraud.add_argument("--url", default="127.0.0.1:50051")
+    fraud.add_argument("--events", type=Path, required=True, help="the log the served model was trained on")
+    fraud.add_argument("--model-repo", type=Path, help="the server's repository: compare with offline scores")
+    fraud.add_argument("--merchant-id", default="")
+    fraud.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    fraud.add_argument("--out", type=Path, help="write the JSON report here")
+    fraud.set_defaults(func=_eval_fraud)
 
     batch = sub.add_parser("recommend-batch", help="the email placement: top-k for every active user, to a file")
     batch.add_argument("--url", default="127.0.0.1:50051")

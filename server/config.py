@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from .features.service import FeatureStoreConfig
+from .surfaces.fraud import FraudConfig
 from .surfaces.recommend import RecommendConfig
 from .surfaces.search import SearchConfig
 
 # The TOML tables beside [server], each one dataclass of options.
-SECTIONS = {"features": FeatureStoreConfig, "recommend": RecommendConfig, "search": SearchConfig}
+SECTIONS = {"features": FeatureStoreConfig, "recommend": RecommendConfig, "search": SearchConfig,
+            "fraud": FraudConfig}
 
 DEFAULT_PORT = 50051
 
@@ -41,6 +43,8 @@ class ServerConfig:
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
     # The Search surface ([search]): BM25 depth, caller candidates, configured synonyms.
     search: SearchConfig = field(default_factory=SearchConfig)
+    # The ScoreFraud surface ([fraud], [fraud.merchants.<id>]): decision thresholds per merchant.
+    fraud: FraudConfig = field(default_factory=FraudConfig)
 
     def __post_init__(self) -> None:
         self.model_repo = Path(self.model_repo)

@@ -35,7 +35,7 @@ def test_open_loop_report_with_floor_and_server_side_latency(demo_repo, server_p
 
 def test_closed_loop_on_a_commerce_rpc_reports_the_refusal(demo_repo, server_process):
     server = server_process(demo_repo)
-    run = loadtest(server.url, "--rpc", "ScoreFraud", "--mode", "closed", "--duration", "0.5")
+    run = loadtest(server.url, "--rpc", "QuotePrice", "--mode", "closed", "--duration", "0.5")
     assert run.returncode == 2
     assert "UNIMPLEMENTED" in run.stderr
 

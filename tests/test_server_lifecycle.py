@@ -49,7 +49,6 @@ def test_empty_repository_gets_demo_models_and_commerce_contract_answers(tmp_pat
 
     commerce = commerce_pb2_grpc.CommerceStub(channel)
     calls = {
-        "ScoreFraud": commerce_pb2.FraudRequest(order=commerce_pb2.Order(order_id="o1")),
         "QuotePrice": commerce_pb2.PriceRequest(product_id="p1"),
         "PlanInventory": commerce_pb2.InventoryRequest(product_id="p1"),
     }

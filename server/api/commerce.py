@@ -7,9 +7,11 @@ from hanzo.v1 import commerce_pb2_grpc
 from ..errors import Unimplemented
 from ..features.service import FeatureService
 from ..latency import LatencyRecorder
+from ..surfaces.fraud import FraudScorer
 from ..surfaces.recommend import Recommender
 from ..surfaces.search import Searcher
 from . import features as feature_api
+from . import fraud as fraud_api
 from . import recommend as recommend_api
 from . import search as search_api
 from .edge import deadline_of, wrap_servicer
@@ -18,11 +20,10 @@ SERVICE = "hanzo.v1.Commerce"
 
 # RPC -> the issue that implements it.
 _PENDING = {
-    "ScoreFraud": 6,
     "QuotePrice": 7,
     "PlanInventory": 7,
 }
-_SERVED = ["GetFeatures", "IngestEvents", "Recommend", "Search"]
+_SERVED = ["GetFeatures", "IngestEvents", "Recommend", "Search", "ScoreFraud"]
 
 
 def _pending(rpc: str, issue: int):
@@ -35,10 +36,11 @@ def _pending(rpc: str, issue: int):
 
 class CommerceServicer(commerce_pb2_grpc.CommerceServicer):
     def __init__(self, latency: LatencyRecorder, features: FeatureService, recommender: Recommender,
-                 searcher: Searcher) -> None:
+                 searcher: Searcher, fraud: FraudScorer) -> None:
         self._features = features
         self._recommender = recommender
         self._searcher = searcher
+        self._fraud = fraud
         for rpc, issue in _PENDING.items():
             setattr(self, rpc, _pending(rpc, issue))
         wrap_servicer(self, SERVICE, list(_PENDING) + _SERVED, latency)
@@ -51,6 +53,9 @@ class CommerceServicer(commerce_pb2_grpc.CommerceServicer):
 
     async def Search(self, request, context):
         return await search_api.search(self._searcher, request, deadline_of(context))
+
+    async def ScoreFraud(self, request, context):
+        return await fraud_api.score_fraud(self._fraud, request, deadline_of(context))
 
     async def GetFeatures(self, request, context):
         return await feature_api.get_features(self._features, request)

@@ -1,0 +1,206 @@
+"""Fraud: an order scored by the ensemble (`alpha * trees + (1 - alpha) * MLP`, one ONNX graph
+through the batcher) over its input vector (fraud_inputs), a decision from the merchant's
+thresholds, and reasons: the trees' largest TreeSHAP contributions toward fraud, computed
+here per order, in plain words. The scored order is then recorded as an `order` event
+(event id `order-<order_id>`, so a retried call counts once), so the next order's velocity
+counts it; a repeat of an order already scored gets the same answer back."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InvalidArgument, NotFound, Unavailable
+from ..features.service import FeatureService
+from ..models import ModelRepository
+from ..models.tree_ensemble import TreeEnsemble
+from .fraud_inputs import FraudInputs, FraudOrder
+from .fraud_reasons import reason_text
+from .served_log import ServedLog
+
+log = logging.getLogger(__name__)
+
+MODEL = "fraud"
+DECISIONS = ("APPROVE", "VERIFY", "REVIEW", "DECLINE")
+
+
+@dataclass
+class MerchantPolicy:
+    """Score < verify_at: APPROVE; < review_at: VERIFY (3-D Secure, a phone check); above:
+    `above_review` (REVIEW by a person, or DECLINE outright)."""
+    verify_at: float = 0.3
+    review_at: float = 0.7
+    above_review: str = "REVIEW"
+
+    def check(self, where: str) -> None:
+        if not 0.0 <= self.verify_at <= self.review_at <= 1.0:
+            raise ValueError(f"{where}: need 0 <= verify_at <= review_at <= 1, not {self.verify_at}, {self.review_at}")
+        if self.above_review not in ("REVIEW", "DECLINE"):
+            raise ValueError(f"{where}: above_review must be REVIEW or DECLINE, not {self.above_review!r}")
+
+    def decide(self, score: float) -> str:
+        if score < self.verify_at:
+            return "APPROVE"
+        if score < self.review_at:
+            return "VERIFY"
+        return self.above_review
+
+
+@dataclass
+class FraudConfig:
+    verify_at: float = 0.3
+    review_at: float = 0.7
+    above_review: str = "REVIEW"
+    reasons: int = 3  # the largest contributions toward fraud given back
+    remember_orders: int = 100_000  # recent answers kept, so a retried order gets the same one
+    # How the scored order reaches the event log and the velocity counters: "batched" (with the
+    # other served events, within 50 ms, off the request path), "sync" (before the answer: the
+    # next order is sure to count it, at the cost of a log write per call), or "off".
+    record_orders: str = "batched"
+    # merchant id -> any of verify_at, review_at, above_review (the rest from above)
+    merchants: dict[str, dict] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.default = MerchantPolicy(self.verify_at, self.review_at, self.above_review)
+        self.default.check("[fraud]")
+        if self.record_orders not in ("batched", "sync", "off"):
+            raise ValueError(f"[fraud] record_orders must be batched, sync or off, not {self.record_orders!r}")
+        if self.reasons < 0:
+            raise ValueError(f"[fraud] reasons must be >= 0, not {self.reasons}")
+        self.policies: dict[str, MerchantPolicy] = {}
+        for merchant, options in self.merchants.items():
+            unknown = set(options) - {"verify_at", "review_at", "above_review"}
+            if unknown:
+                raise ValueError(f"[fraud.merchants.{merchant}]: unknown options {sorted(unknown)}")
+            policy = MerchantPolicy(**{"verify_at": self.verify_at, "review_at": self.review_at,
+                                       "above_review": self.above_review, **options})
+            policy.check(f"[fraud.merchants.{merchant}]")
+            self.policies[merchant] = policy
+
+    def policy(self, merchant_id: str) -> MerchantPolicy:
+        return self.policies.get(merchant_id, self.default)
+
+
+@dataclass
+class FraudArtifacts:
+    """What a fraud model version ships beside its ONNX graph: the trees as arrays (for
+    TreeSHAP), its input layout and blend weight."""
+    trees: TreeEnsemble
+    inputs: FraudInputs
+    alpha: float
+
+    @classmethod
+    def load(cls, version_dir: Path) -> "FraudArtifacts":
+        meta = json.loads((version_dir / "inputs.json").read_text())
+        inputs = FraudInputs(tuple(meta["signals"]))
+        if list(inputs.names) != meta["names"]:
+            raise ValueError(f"{version_dir}: trained on inputs this server does not build "
+                             f"(first difference at {_first_difference(inputs.names, meta['names'])}); retrain it")
+        trees = TreeEnsemble.load(version_dir / "trees.npz")
+        if trees.n_features != len(inputs.names):
+            raise ValueError(f"{version_dir}: trees take {trees.n_features} inputs, the layout has {len(inputs.names)}")
+        return cls(trees, inputs, float(meta["alpha"]))
+
+
+def _first_difference(a, b) -> str:
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return f"input {i}: {x!r} here, {y!r} in the model"
+    return f"length {len(a)} here, {len(b)} in the model"
+
+
+@dataclass
+class FraudReason:
+    feature: str
+    value: float
+    contribution: float
+    text: str
+
+
+@dataclass
+class FraudResult:
+    score: float
+    decision: str
+    reasons: list[FraudReason]
+    model_version: str
+    request_id: str = ""
+
+
+class FraudScorer:
+    def __init__(self, repository: ModelRepository, features: FeatureService, config: FraudConfig | None = None):
+        self.repository = repository
+        self.features = features
+        self.config = config or FraudConfig()
+        self.log = ServedLog(features) if self.config.record_orders == "batched" else None
+        self._answers: OrderedDict[str, FraudResult] = OrderedDict()
+
+    async def score(self, order: FraudOrder, merchant_id: str = "", request_id: str = "",
+                    deadline: float | None = None) -> FraudResult:
+        if not order.order_id:
+            raise InvalidArgument("order.order_id", "an order id is required")
+        if not math.isfinite(order.amount) or order.amount < 0:
+            raise InvalidArgument("order.amount", f"must be a finite amount >= 0, not {order.amount}")
+        for name, value in (order.signals or {}).items():
+            if not math.isfinite(value):
+                raise InvalidArgument(f"order.signals[{name}]", f"must be a finite number, not {value}")
+        known = self._answers.get(order.order_id)
+        if known is not None:
+            return FraudResult(known.score, known.decision, known.reasons, known.model_version, request_id)
+        try:
+            version = self.repository.get(MODEL)
+        except NotFound:
+            raise Unavailable("no fraud model is loaded: build one with `hanzo train fraud`") from None
+        artifacts: FraudArtifacts = version.artifacts
+        if not order.timestamp:
+            order.timestamp = self.features.store.watermark
+        x = await self._inputs(artifacts.inputs, order)
+        out = await version.infer({"features": x}, deadline)
+        score = float(out["score"][0, 0])
+        reasons = self._reasons(artifacts, x) if self.config.reasons else []
+        result = FraudResult(score, self.config.policy(merchant_id).decide(score), reasons, version.version_str,
+                             request_id)
+        self._remember(order.order_id, result)
+        if self.log is not None:
+            self.log.record(self._event(order, merchant_id, request_id, result))
+        elif self.config.record_orders == "sync" and self.features.is_open:
+            await self.features.ingest([self._event(order, merchant_id, request_id, result)])
+        return result
+
+    async def _inputs(self, inputs: FraudInputs, order: FraudOrder) -> np.ndarray:
+        """Read before the order is recorded: velocity counts the orders before this one."""
+        blocks = [await self.features.read(entity, keys, list(names), as_of=order.timestamp)
+                  for entity, keys, names in inputs.reads([order])]
+        network = self.features.store.graph.tallies([order.event()])
+        return inputs.assemble([order], blocks, network)
+
+    def _reasons(self, artifacts: FraudArtifacts, x: np.ndarray) -> list[FraudReason]:
+        contributions = artifacts.trees.contributions(x)[0, :-1]
+        names = artifacts.inputs.names
+        top = [i for i in np.argsort(-contributions, kind="stable")[:self.config.reasons] if contributions[i] > 0]
+        return [FraudReason(names[i], float(x[0, i]), float(contributions[i]), reason_text(names[i], float(x[0, i])))
+                for i in top]
+
+    def _remember(self, order_id: str, result: FraudResult) -> None:
+        self._answers[order_id] = result
+        while len(self._answers) > self.config.remember_orders:
+            self._answers.popitem(last=False)
+
+    def _event(self, order: FraudOrder, merchant_id: str, request_id: str, result: FraudResult) -> dict:
+        event = order.event()
+        context = event["context"]
+        context.update({"fraud_score": f"{result.score:.6f}", "fraud_decision": result.decision,
+                        "model_version": f"{MODEL}:{result.model_version}"})
+        if request_id:
+            context["request_id"] = request_id
+        if merchant_id:
+            context["merchant_id"] = merchant_id
+        return event
+
+    async def close(self) -> None:
+        if self.log is not None:
+            await self.log.flush()
