@@ -151,7 +151,8 @@ def _eval_search(args: argparse.Namespace) -> int:
 def _train_fraud(args: argparse.Namespace) -> int:
     from hanzo.training.fraud.pipeline import train_fraud
 
-    report = train_fraud(args.events, args.model_repo, args.seed, log=lambda m: print(m, file=sys.stderr))
+    report = train_fraud(args.events, args.model_repo, args.seed, log=lambda m: print(m, file=sys.stderr),
+                         truth=args.truth)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1, default=float))
     return 0
@@ -266,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                   "and chargebacks")
     fraud.add_argument("--model-repo", type=Path, default=Path("model_repo"))
     fraud.add_argument("--seed", type=int, default=0)
+    fraud.add_argument("--truth", type=Path, help="a simulation's truth.json: also judge against real fraud")
     fraud.add_argument("--out", type=Path, help="write the JSON report here too")
     fraud.set_defaults(func=_train_fraud)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hanzo.server.features.graph import COLUMNS, EntityGraph, order_nodes
+from hanzo.server.features.graph import COLUMNS, READ_COLUMNS, EntityGraph, order_nodes
 
 
 def _orders(seed: int, n: int, start: int = 0) -> list[dict]:
@@ -37,7 +37,7 @@ def _brute(applied: list[dict], charged: set[str], pending: dict) -> np.ndarray:
             if other not in seen:
                 seen.add(other)
                 frontier.append(other)
-    tallies = dict.fromkeys(COLUMNS, 0.0)
+    tallies = dict.fromkeys(READ_COLUMNS, 0.0)
     tallies["entities"] = len(seen)
     plural = {"user": "users", "card": "cards", "device": "devices", "address": "addresses", "email": "emails"}
     for node in seen:
@@ -45,7 +45,9 @@ def _brute(applied: list[dict], charged: set[str], pending: dict) -> np.ndarray:
     members = [o for o in applied if set(order_nodes(o)) & seen]
     tallies["orders"] = len(members)
     tallies["chargebacks"] = sum(1 for o in members if o["payload"]["order_id"] in charged)
-    return np.array([tallies[c] for c in COLUMNS], np.float32)
+    blocked = {key for o in applied if o["payload"]["order_id"] in charged for key in order_nodes(o)}
+    tallies["blocklisted"] = sum(1 for key in start if key in blocked and not key.startswith("user:"))
+    return np.array([tallies[c] for c in READ_COLUMNS], np.float32)
 
 
 def _chargebacks(order_ids: list[str], at: int) -> list[dict]:
@@ -68,8 +70,8 @@ def test_tallies_match_connected_components_whatever_the_batching(batch):
     got = graph.tallies(pending)
     for row, order in zip(got, pending):
         np.testing.assert_array_equal(row, _brute(orders, set(charged), order))
-    assert got[-1].tolist() == [2, 1, 1, 0, 0, 0, 0, 0]  # two entities never seen: a fresh component
-    assert got[:, COLUMNS.index("chargebacks")].max() > 0
+    assert got[-1].tolist() == [2, 1, 1, 0, 0, 0, 0, 0, 0]  # two entities never seen: a fresh component
+    assert got[:, COLUMNS.index("chargebacks")].max() > 0 and got[:, -1].max() > 0
 
 
 def test_a_chargeback_in_the_same_batch_as_its_order_counts_and_late_ones_are_forgotten():

@@ -9,7 +9,7 @@ from hanzo.training.simulator import Simulation, SimulationConfig
 from hanzo.training.simulator.world import DAY_MS, FORM_FILL_SECONDS, is_checkout_page
 
 # Fraud five times the default rate on a small shop: a few percent of orders, every pattern present.
-SMALL = SimulationConfig(seed=5, users=400, products=120, days=20, fraud_level=5)
+SMALL = SimulationConfig(seed=13, users=400, products=120, days=20, fraud_level=5)
 
 
 @pytest.fixture(scope="module")

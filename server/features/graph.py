@@ -24,6 +24,9 @@ NODE_FIELDS = (("user", "user_id"), ("card", "card_id"), ("device", "device_id")
 COLUMNS = ("entities", "users", "cards", "devices", "addresses", "emails", "orders", "chargebacks")
 _KIND_COLUMN = {kind: 1 + k for k, (kind, _) in enumerate(NODE_FIELDS)}
 ORDERS, CHARGEBACKS = COLUMNS.index("orders"), COLUMNS.index("chargebacks")
+# What a read gives per order: the component's tallies, then how many of the order's own
+# card, device, address and email were in an order charged back (the blocklist).
+READ_COLUMNS = COLUMNS + ("blocklisted",)
 
 
 def order_nodes(record: dict) -> list[str]:
@@ -44,10 +47,11 @@ class EntityGraph:
         self.index = EntityIndex("graph")
         self.parent = np.zeros(0, np.int64)
         self.stats = np.zeros((0, len(COLUMNS)), np.float64)
-        # order_id -> (a node of that order, its time), for its chargeback weeks later. A
-        # chargeback more than the horizon after its order is not counted; the entries are
+        self.charged = np.zeros(0, np.int32)  # per node: chargebacks of orders that used it
+        # order_id -> (its nodes, its time, charged back yet), for its chargeback weeks later.
+        # A chargeback more than the horizon after its order is not counted; the entries are
         # dropped a horizon later still, so a late event cannot change what was counted.
-        self.order_node: dict[str, tuple[int, int]] = {}
+        self.order_node: dict[str, tuple[tuple[int, ...], int, bool]] = {}
         self._order_times: deque[tuple[int, str]] = deque()
         self.horizon_ms = chargeback_horizon_ms
 
@@ -66,7 +70,9 @@ class EntityGraph:
                 parent[:len(self.parent)] = self.parent
                 stats = np.zeros((size, len(COLUMNS)), np.float64)
                 stats[:len(self.stats)] = self.stats
-                self.parent, self.stats = parent, stats
+                charged = np.zeros(size, np.int32)
+                charged[:len(self.charged)] = self.charged
+                self.parent, self.stats, self.charged = parent, stats, charged
             for key, row in zip(self.index.keys[before:after], range(before, after)):
                 self.stats[row, 0] = 1.0
                 self.stats[row, _KIND_COLUMN[key.split(":", 1)[0]]] = 1.0
@@ -87,16 +93,19 @@ class EntityGraph:
             for i in counted:
                 order_id = orders[i]["payload"].get("order_id")
                 if order_id and order_id not in self.order_node:
-                    self.order_node[order_id] = (int(nodes[starts[i]]), orders[i]["timestamp"])
+                    self.order_node[order_id] = (tuple(nodes[starts[i]:ends[i]].tolist()), orders[i]["timestamp"],
+                                                 False)
                     self._order_times.append((orders[i]["timestamp"], order_id))
         if chargebacks:
             marked = []
             for record in chargebacks:
-                found = self.order_node.get(record["payload"].get("order_id"))
-                if found is not None and found[0] >= 0 and record["timestamp"] - found[1] <= self.horizon_ms:
-                    marked.append(found[0])
+                order_id = record["payload"].get("order_id")
+                found = self.order_node.get(order_id)
+                if found is not None and not found[2] and record["timestamp"] - found[1] <= self.horizon_ms:
+                    marked.append(found[0][0])
+                    self.charged[list(found[0])] += 1
                     # a second chargeback of the same order counts once
-                    self.order_node[record["payload"]["order_id"]] = (-1, found[1])
+                    self.order_node[order_id] = (found[0], found[1], True)
             marked = np.asarray(marked, np.int64)
             if len(marked):
                 uf.add_at_roots(self.parent, self.stats, marked, CHARGEBACKS, np.ones(len(marked)))
@@ -108,9 +117,10 @@ class EntityGraph:
             self.order_node.pop(times.popleft()[1], None)
 
     def tallies(self, orders: list[dict]) -> np.ndarray:
-        """float32 [len(orders), len(COLUMNS)]: the component each order would form with what
-        the graph holds now (its own new entities counted, the order itself not)."""
-        out = np.zeros((len(orders), len(COLUMNS)), np.float64)
+        """float32 [len(orders), len(READ_COLUMNS)]: the component each order would form with
+        what the graph holds now (its own new entities counted, the order itself not), and its
+        blocklisted entities."""
+        out = np.zeros((len(orders), len(READ_COLUMNS)), np.float64)
         groups = [order_nodes(r) for r in orders]
         known_rows, starts, ends = [], [], []
         for r, keys in enumerate(groups):
@@ -119,6 +129,8 @@ class EntityGraph:
             for key, row in zip(keys, rows.tolist()):
                 if row >= 0:
                     known_rows.append(row)
+                    # an account is not blocklisted by its own chargeback (a victim orders again)
+                    out[r, -1] += self.charged[row] > 0 and not key.startswith("user:")
                 else:  # an entity the graph has not met joins as a node of its own
                     out[r, 0] += 1.0
                     out[r, _KIND_COLUMN[key.split(":", 1)[0]]] += 1.0
@@ -127,15 +139,16 @@ class EntityGraph:
             found = np.zeros((len(orders), len(COLUMNS)), np.float64)
             uf.group_tallies(self.parent, self.stats, np.asarray(known_rows, np.int64), np.asarray(starts, np.int64),
                              np.asarray(ends, np.int64), found)
-            out += found
+            out[:, :len(COLUMNS)] += found
         return out.astype(np.float32)
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         """(JSON-able part, arrays) for a snapshot."""
         n = len(self.index)
         return ({"keys": self.index.keys, "orders": list(self._order_times),
-                 "order_node": self.order_node},
-                {"graph.parent": self.parent[:n].copy(), "graph.stats": self.stats[:n].copy()})
+                 "order_node": {k: [list(v[0]), v[1], v[2]] for k, v in self.order_node.items()}},
+                {"graph.parent": self.parent[:n].copy(), "graph.stats": self.stats[:n].copy(),
+                 "graph.charged": self.charged[:n].copy()})
 
     def restore(self, state: dict, arrays: dict[str, np.ndarray]) -> None:
         self.__init__(self.horizon_ms)
@@ -143,5 +156,7 @@ class EntityGraph:
         n = len(self.index)
         self.parent[:n] = arrays["graph.parent"]
         self.stats[:n] = arrays["graph.stats"]
-        self.order_node = {k: (int(v[0]), int(v[1])) for k, v in state["order_node"].items()}
+        self.charged[:n] = arrays["graph.charged"]
+        self.order_node = {k: (tuple(int(i) for i in v[0]), int(v[1]), bool(v[2]))
+                           for k, v in state["order_node"].items()}
         self._order_times = deque((int(t), o) for t, o in state["orders"])

@@ -293,7 +293,7 @@ class FeatureService:
                 log.warning("snapshot ignored: it predates the fraud network; replaying the log",
                             extra={"snapshot": path.name})
                 return False
-            self.store.graph.restore(state["graph"], {k: arrays[k] for k in ("graph.parent", "graph.stats")})
+            self.store.graph.restore(state["graph"], {k: arrays[k] for k in ("graph.parent", "graph.stats", "graph.charged")})
         for name, keys in state["entities"].items():
             index = self.store.entities[name]
             index.keys = list(keys)

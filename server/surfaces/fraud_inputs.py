@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..features.graph import COLUMNS as NETWORK_COLUMNS
+from ..features.graph import READ_COLUMNS as NETWORK_COLUMNS
 
 # entity -> (the order field naming it, the features read for it)
 STORE_FEATURES: dict[str, tuple[str, tuple[str, ...]]] = {

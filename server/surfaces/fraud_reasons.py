@@ -62,6 +62,8 @@ TEMPLATES = {
     "network_emails": lambda v: f"linked to {_count(v, 'email address', 'email addresses')}",
     "network_orders": lambda v: f"linked to {_count(v, 'earlier order', 'earlier orders')}",
     "network_chargebacks": lambda v: f"linked to {_count(v, 'charged-back order', 'charged-back orders')}",
+    "network_blocklisted": lambda v: _count(v, "card, device, address or email", "cards, devices, addresses or emails")
+    + " of the order used in a charged-back order",
     "order_amount": lambda v: f"an order of {v:,.2f}",
     "order_log_amount": lambda v: f"an order of {math.expm1(v):,.2f}",
     "order_items": lambda v: f"{_count(v, 'line', 'lines')} in the order",

@@ -55,3 +55,14 @@ def at_review(y: np.ndarray, amount: np.ndarray, flagged: np.ndarray) -> dict:
             "fraud_amount": fraud_amount, "fraud_amount_caught": caught, "fraud_loss": fraud_amount - caught,
             "caught_share": caught / fraud_amount if fraud_amount else float("nan"),
             "false_positives": false_positives, "false_positive_rate": false_positives / good if good else 0.0}
+
+
+def flag_to_catch(y: np.ndarray, amount: np.ndarray, score: np.ndarray, caught: float) -> np.ndarray:
+    """The fewest highest-scored orders whose fraud amount reaches `caught`: what a model must
+    review to catch as much as another system did."""
+    order = np.lexsort((np.arange(len(score)), -np.asarray(score, np.float64)))
+    running = np.cumsum(np.where(np.asarray(y, bool)[order], amount[order], 0.0))
+    count = int(np.searchsorted(running, caught - 1e-9) + 1) if caught > 0 else 0
+    flagged = np.zeros(len(score), bool)
+    flagged[order[:min(count, len(score))]] = True
+    return flagged

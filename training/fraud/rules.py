@@ -15,6 +15,8 @@ class Rule:
     op: str  # ">=" or "<="
     threshold: float
     text: str
+    # and every one of these (feature, op, threshold) too; "missing" as op: the value is unknown
+    also: tuple[tuple[str, str, float], ...] = ()
 
 
 def shop_rules(amount_threshold: float) -> tuple[Rule, ...]:
@@ -29,10 +31,12 @@ def shop_rules(amount_threshold: float) -> tuple[Rule, ...]:
         Rule("order_amount", ">=", amount_threshold, "a large order"),
         Rule(signal_feature("cvv_match"), "<=", 0.0, "CVV mismatch"),
         Rule(signal_feature("avs_match"), "<=", 0.0, "address verification failed"),
-        Rule(signal_feature("ip_distance_km"), ">=", 1000.0, "IP more than 1,000 km from the address"),
-        # The blocklist: an entity of the order (card, device, address, email, account) is tied
-        # to an order already charged back.
-        Rule("network_chargebacks", ">=", 1, "tied to a charged-back order"),
+        # Travellers order from far away on their own phones: only a far IP on a new device.
+        Rule(signal_feature("ip_distance_km"), ">=", 1000.0, "IP more than 1,000 km away, on a device seen today",
+             also=(("device_age", "<=", 86_400.0),)),
+        # The blocklist: the order's card, device, shipping address or email was in an order
+        # charged back.
+        Rule("network_blocklisted", ">=", 1, "a blocklisted card, device, address or email"),
     )
 
 
@@ -40,10 +44,16 @@ def rules_flag(x: np.ndarray, names: tuple[str, ...], rules: tuple[Rule, ...]) -
     """(flagged bool [n], rules tripped int [n]); a rule on a value not known does not trip."""
     tripped = np.zeros(len(x), np.int64)
     for rule in rules:
-        if rule.feature not in names:
+        conditions = ((rule.feature, rule.op, rule.threshold),) + rule.also
+        if any(feature not in names for feature, _, _ in conditions):
             continue
-        value = x[:, names.index(rule.feature)]
-        with np.errstate(invalid="ignore"):
-            hit = value >= rule.threshold if rule.op == ">=" else value <= rule.threshold
-        tripped += np.nan_to_num(hit).astype(bool)
+        hit = np.ones(len(x), bool)
+        for feature, op, threshold in conditions:
+            value = x[:, names.index(feature)]
+            with np.errstate(invalid="ignore"):
+                if op == "missing":
+                    hit &= np.isnan(value)
+                else:
+                    hit &= value >= threshold if op == ">=" else value <= threshold
+        tripped += hit
     return tripped > 0, tripped

@@ -189,7 +189,9 @@ class Simulation:
         user = None if rng.random() < self.config.anonymous_share else shopper.user_id
         device = shopper.devices[int(rng.integers(len(shopper.devices)))]
         d = self.detail_rng
-        if d.random() < 0.004:  # a new phone or laptop, or a borrowed one
+        # A new phone or laptop, a borrowed one, a cleared browser or a private window: device
+        # ids churn, so a device first seen today is common among honest orders too.
+        if d.random() < 0.06:
             device = f"dev-{shopper.user_id}-{len(shopper.devices)}"
             shopper.devices.append(device)
         context = {"device": device}
@@ -486,6 +488,7 @@ class Simulation:
         else:
             device = f"dev-{self._new_id()}-0"
             self._ato_devices.append(device)
+            self._warm_up(device, day_ms, launched)
         drop = f"addr-{self._new_id()}-0"
         n_victims = 1 if f.random() < 0.6 else int(f.integers(2, 5))
         victims = f.choice(len(self.shoppers), size=min(n_victims, len(self.shoppers)), replace=False)
@@ -501,6 +504,24 @@ class Simulation:
                               {"avs_match": 1.0, "cvv_match": float(f.random() < 0.9),
                                "ip_distance_km": round(float(distance), 1)}, launched)
 
+    def _warm_up(self, device: str, day_ms: int, launched: np.ndarray) -> None:
+        """Careful fraudsters age a device before using it: a visit or two, signed out, some
+        days ahead, so it does not look new on the day."""
+        f, catalog, market = self.fraud_rng, self.catalog, self.market
+        if f.random() >= 0.4:
+            return
+        for _ in range(int(f.integers(1, 3))):
+            t = day_ms - int(f.uniform(1, 10) * DAY_MS)
+            if t < self.start_ms:
+                continue
+            self._sessions += 1
+            session = f"s{self._sessions:07d}"
+            self.emit(t, "page_view", None, session, {}, {"device": device})
+            for i in f.choice(np.flatnonzero(launched), size=int(f.integers(1, 4)), replace=False):
+                t += int(f.exponential(20_000)) + 3000
+                self.emit(t, "product_view", None, session, {"product_id": catalog.ids[int(i)],
+                                                             "price": float(market.price[int(i)])}, {"device": device})
+
     def _ring(self, day: int, day_ms: int, launched: np.ndarray) -> None:
         """Several new accounts sharing devices and drop addresses (now and then a drop an earlier
         ring used), each ordering over some days."""
@@ -508,6 +529,8 @@ class Simulation:
         self._attacks += 1
         actor = f"ring-{self._attacks}"
         devices = [f"dev-{self._new_id()}-0" for _ in range(int(f.integers(1, 3)))]
+        for device in devices:
+            self._warm_up(device, day_ms, launched)
         drops = [f"addr-{self._new_id()}-0" for _ in range(int(f.integers(1, 3)))]
         if self._ring_drops and f.random() < 0.3:
             drops[-1] = self._ring_drops[int(f.integers(len(self._ring_drops)))]
