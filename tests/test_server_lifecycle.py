@@ -9,6 +9,7 @@ import threading
 import time
 
 import grpc
+from google.protobuf import json_format
 import numpy as np
 import pytest
 import tritonclient.grpc as tc
@@ -63,6 +64,10 @@ def test_empty_repository_gets_demo_models_and_commerce_contract_answers(tmp_pat
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "k" in info.value.details()
     found = commerce.Search(commerce_pb2.SearchRequest(query=demo["query"], k=5), timeout=5)
     assert len(found.items) == 5 and found.items[0].source == "reranker" and found.model_version == "1"
+    scored = commerce.ScoreFraud(json_format.ParseDict({"order": demo["order"]}, commerce_pb2.FraudRequest()),
+                                 timeout=5)
+    assert 0.0 <= scored.score <= 1.0 and scored.decision != commerce_pb2.DECISION_UNSPECIFIED
+    assert scored.model_version == "1"
     shown = commerce.Recommend(commerce_pb2.RecommendRequest(request_id="r1", user_id=demo["user_id"], k=10),
                                timeout=5)
     assert len(shown.items) == 10 and not shown.fallback and shown.model_version == "1"

@@ -1,6 +1,7 @@
 """A small simulated marketplace for a fresh `hanzo serve`: its catalogue, its event history
 in the feature store, and real models trained on it (the recommender, the search re-ranker
-from its search logs), so Recommend and Search answer at once. Seconds to build, seeded."""
+from its search logs, the fraud ensemble from its orders and chargebacks), so Recommend,
+Search and ScoreFraud answer at once. Seconds to build, seeded."""
 from __future__ import annotations
 
 import json
@@ -10,8 +11,18 @@ from pathlib import Path
 from hanzo.server.features.formats import read_records
 from hanzo.server.features.service import FeatureService, FeatureStoreConfig
 
-SIZE = {"users": 1000, "products": 300, "days": 30}
+# Fraud four times the usual rate, so a month of a small shop has enough to learn from.
+SIZE = {"users": 1000, "products": 300, "days": 30, "fraud_level": 4.0}
 SEED = 20261130
+
+
+def xgboost_available() -> bool:
+    try:
+        import onnxmltools  # noqa: F401
+        import xgboost  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def torch_available() -> bool:
@@ -44,6 +55,11 @@ def build_demo_marketplace(world: Path, model_repo: Path, data_dir: Path, log=pr
     train_search_clicks(world / "events.jsonl.gz", world / "catalog.jsonl", model_repo, RerankTraining(epochs=2),
                         log=quiet)
     log(f"demo marketplace: search model trained from its search logs ({time.monotonic() - started:.0f} s)")
+    if xgboost_available():
+        from hanzo.training.fraud.pipeline import train_fraud
+
+        train_fraud(world / "events.jsonl.gz", model_repo, seed=0, log=quiet)
+        log(f"demo marketplace: fraud ensemble trained ({time.monotonic() - started:.0f} s)")
     # The history up to the simulation's end (chargebacks land weeks later, past the store's
     # future cap), in time order, as the server would have received it.
     events = sorted((r for r in read_records(world / "events.jsonl.gz") if r["timestamp"] < end),
@@ -58,8 +74,13 @@ def build_demo_marketplace(world: Path, model_repo: Path, data_dir: Path, log=pr
         service.close()
     user = next(r["user_id"] for r in reversed(events) if r["event_type"] == "purchase" and r.get("user_id"))
     query = next(r["payload"]["query"] for r in reversed(events) if r["event_type"] == "search")
+    last = next(r for r in reversed(events) if r["event_type"] == "order")
+    fields = ("amount", "currency", "card_id", "device_id", "ip", "email", "shipping_address_id",
+              "billing_address_id", "signals")
+    order = {"order_id": "demo-order-1", "user_id": last["user_id"], "session_id": last["session_id"],
+             **{k: last["payload"][k] for k in fields if k in last["payload"]}}
     summary = {"catalog": str(world / "catalog.jsonl"), "events": len(events), "user_id": user, "query": query,
-               "seconds": round(time.monotonic() - started, 1)}
+               "order": order, "seconds": round(time.monotonic() - started, 1)}
     (world / "demo.json").write_text(json.dumps(summary, indent=1))
     log(f"demo marketplace: {len(events)} events in the feature store ({summary['seconds']} s); try "
         f"Recommend for user_id {user!r} and Search for {query!r}")
