@@ -77,7 +77,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from hanzo.training.simulator import SimulationConfig, simulate
 
     config = SimulationConfig(seed=args.seed, users=args.users, products=args.products, days=args.days,
-                              start=args.start, fraud_level=args.fraud_level)
+                              start=args.start, fraud_level=args.fraud_level, joining_share=args.joining_share)
     sim = simulate(config, args.out)
     print(f"{len(sim.events)} events, {len(sim.catalog)} products, {len(sim.shoppers)} shoppers -> {args.out}")
     return 0
@@ -226,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=7)
     sim.add_argument("--fraud-level", type=float, default=1.0,
                      help="scales every fraud pattern's rate (1: about 0.45%% of orders are fraud)")
+    sim.add_argument("--joining-share", type=float, default=0.0,
+                     help="share of shoppers who first arrive during the run (new customers; default 0)")
     sim.set_defaults(func=_simulate)
 
     ingest = sub.add_parser("ingest", help="events from a JSONL file (gzip or not) into a feature store")

@@ -86,7 +86,7 @@ def test_train_fraud_writes_a_version_and_a_report(world, tmp_path):
     meta = json.loads((version / "inputs.json").read_text())
     assert 0.0 <= meta["alpha"] <= 1.0 and meta["signals"] == ["avs_match", "cvv_match", "ip_distance_km"]
     systems = report["test"]["systems"]
-    assert set(systems) == {"rules", "ensemble", "xgboost", "mlp"}
+    assert set(systems) == {"rules", "ensemble", "xgboost", "mlp", "logistic_regression"}
     rate = report["test"]["review_rate"]
     for name in ("ensemble", "xgboost", "mlp"):
         assert systems[name]["at_rules_review_rate"]["review_rate"] == pytest.approx(rate, abs=1e-3)

@@ -19,6 +19,7 @@ from hanzo.training.repository_writer import write_version
 from .boosting import fit_xgb, predict_xgb
 from .dataset import FraudRows, build_rows, signal_names, split_by_time
 from .export import ensemble_onnx
+from .logistic import fit_logistic
 from .metrics import at_review, average_precision, average_precision_ci, flag_to_catch, flag_top
 from .mlp import fit_mlp, predict
 from .rules import rules_flag, shop_rules
@@ -52,18 +53,19 @@ def train_fraud(events_path: Path, model_repo: Path, seed: int = 0, log=print, t
         f"{len(test)} test; {len(inputs.names)} inputs")
     booster, tree_report = fit_xgb(train.x, train.y, validation.x, validation.y, seed, log=log)
     mlp, mlp_report = fit_mlp(train.x, train.y, validation.x, validation.y, seed, log=log)
+    logistic = fit_logistic(train.x, train.y, validation.x, validation.y, seed, log=log)
     alpha = choose_alpha(validation.y, predict_xgb(booster, validation.x), predict(mlp, validation.x))
     log(f"alpha {alpha}")
     amount_line = float(np.quantile(train.amount, 0.99)) if len(train) else 0.0
     report = {"events": str(events_path), "seed": seed, "orders": len(rows), "charged_back": int(rows.y.sum()),
               "split": {"train": len(train), "validation": len(validation), "test": len(test)},
               "alpha": alpha, "xgboost": tree_report, "mlp": mlp_report, "rules_amount_line": amount_line,
-              "test": compare(test, booster, mlp, alpha, amount_line, seed)}
+              "test": compare(test, booster, mlp, alpha, amount_line, seed, logistic)}
     if truth is not None:
         frauds = set(json.loads(Path(truth).read_text())["fraud_orders"])
         really = FraudRows(test.x, np.array([o in frauds for o in test.order_ids], np.float32), test.amount,
                            test.timestamp, test.order_ids, test.orders, test.names)
-        report["test_against_truth"] = compare(really, booster, mlp, alpha, amount_line, seed)
+        report["test_against_truth"] = compare(really, booster, mlp, alpha, amount_line, seed, logistic)
     for part in ("test", "test_against_truth"):
         for name, figures in report.get(part, {}).get("systems", {}).items():
             at = figures["at_rules_review_rate"]
@@ -75,13 +77,15 @@ def train_fraud(events_path: Path, model_repo: Path, seed: int = 0, log=print, t
     return report
 
 
-def compare(test: FraudRows, booster, mlp, alpha: float, amount_line: float, seed: int) -> dict:
+def compare(test: FraudRows, booster, mlp, alpha: float, amount_line: float, seed: int, logistic=None) -> dict:
     """Every system on the test rows: the precision-recall area, and what it catches at the
     review rate the rules engine runs at."""
     flagged, _ = rules_flag(test.x, test.names, shop_rules(amount_line))
     rate = float(flagged.mean()) if len(flagged) else 0.0
     p_xgb, p_mlp = predict_xgb(booster, test.x), predict(mlp, test.x)
     scores = {"ensemble": alpha * p_xgb + (1 - alpha) * p_mlp, "xgboost": p_xgb, "mlp": p_mlp}
+    if logistic is not None:
+        scores["logistic_regression"] = logistic.predict(test.x)
     systems = {"rules": {"at_rules_review_rate": at_review(test.y, test.amount, flagged), "pr_auc": float("nan")}}
     rules = systems["rules"]["at_rules_review_rate"]
     for name, score in scores.items():

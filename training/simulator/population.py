@@ -22,6 +22,7 @@ class Shopper:
     ip_prefix: str
     location: str  # the warehouse that serves this shopper
     needs: dict[str, float] = field(default_factory=dict)  # product_id -> day a repeat need falls due
+    joined_day: int = 0  # the first day the shopper visits: new customers keep arriving
 
 
 LOCATIONS = ("wh-east", "wh-west")

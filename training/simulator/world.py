@@ -66,6 +66,10 @@ class SimulationConfig:
     # 90 days of 5000 shoppers. More to train on: more shoppers or days, or a higher level (2 gives ~0.8%).
     fraud_level: float = 1.0
     new_product_share: float = 0.05
+    # Shoppers who first arrive during the run (on a uniform day), the rest shop from day 0: a
+    # shop's new customers, whose accounts and devices are as new as a fraudster's. 0 keeps
+    # earlier seeded runs as they were.
+    joining_share: float = 0.0
 
 
 @dataclass
@@ -87,6 +91,11 @@ class Simulation:
         self.rng = np.random.default_rng(config.seed)
         self.catalog: Catalog = build_catalog(self.rng, config.products, config.days, config.new_product_share)
         self.shoppers: list[Shopper] = build_shoppers(self.rng, config.users)
+        if config.joining_share > 0:  # its own stream: the rest of the run draws as before
+            arrivals = np.random.default_rng([config.seed, 1])
+            for shopper in self.shoppers:
+                if arrivals.random() < config.joining_share:
+                    shopper.joined_day = int(arrivals.integers(0, max(config.days, 1)))
         self.market = Market(self.rng, self.catalog)
         self.search = SearchEngine(self.rng, self.catalog)
         self.start_ms = int(datetime.fromisoformat(config.start).replace(
@@ -163,6 +172,8 @@ class Simulation:
         launched = self.catalog.launch_day <= day
         weekday = WEEKDAY[(datetime.fromtimestamp(day_ms / 1000, tz=timezone.utc).weekday())]  # noqa: UP017
         for shopper in self.shoppers:
+            if shopper.joined_day > day:
+                continue
             drift(rng, shopper)
             due = [p for p, when in shopper.needs.items() if when <= day]
             sessions = rng.poisson(shopper.activity * weekday) + (1 if due and rng.random() < 0.7 else 0)
@@ -491,9 +502,10 @@ class Simulation:
             self._warm_up(device, day_ms, launched)
         drop = f"addr-{self._new_id()}-0"
         n_victims = 1 if f.random() < 0.6 else int(f.integers(2, 5))
-        victims = f.choice(len(self.shoppers), size=min(n_victims, len(self.shoppers)), replace=False)
+        present = [s for s in self.shoppers if s.joined_day <= day]  # accounts that exist by now
+        victims = f.choice(len(present), size=min(n_victims, len(present)), replace=False)
         for v in victims:
-            victim = self.shoppers[int(v)]
+            victim = present[int(v)]
             t = self._later(day, day_ms, 3)
             address = drop if f.random() < 0.6 else f"addr-{self._new_id()}-0"
             # Most come from far away; a careful one through a proxy near the victim.
