@@ -5,10 +5,11 @@ chargebacks arrive weeks later. Every happening is an event in the canonical for
 Every checkout, honest or not, is a session: a landing page_view, browsing, add_to_cart, a
 page_view with context {"page": "checkout"} when checkout starts (the canonical payload, and
 hanzo.v1.EventPayload, have no page field; context is the string map that carries it), then the
-purchases and the order together once the form is filled. What tells fraud apart are tendencies, not tells: card-testing bots
-barely browse and fill the form in seconds, account takeovers browse a little and ship to a new
-address from a new device, rings browse like anyone; honest shoppers now and then order from a
-new device, to a new address, while travelling, or spend big."""
+purchases and the order together once the form is filled. What tells fraud apart are tendencies,
+not tells: card-testing bots barely browse and fill the form in seconds, account takeovers browse
+a little and ship to a new address from a new device, rings browse like anyone; honest shoppers
+now and then order from a new device, to a new address, while travelling, or spend big, and new
+customers (joining_share) arrive with accounts and devices as new as a fraudster's."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
