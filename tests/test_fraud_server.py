@@ -8,6 +8,7 @@ import math
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 pytest.importorskip("torch")
 pytest.importorskip("xgboost")
@@ -85,7 +86,10 @@ def test_decisions_reasons_retries_and_bad_input(trained, server_process):
                  "order.signals[cvv_match]"),
                 (commerce_pb2.FraudRequest(order=commerce_pb2.Order(
                     order_id="x", amount=1, items=[commerce_pb2.OrderItem(product_id="p", quantity=0)])),
-                 "order.items[0].quantity")):
+                 "order.items[0].quantity"),
+                (commerce_pb2.FraudRequest(order=commerce_pb2.Order(order_id="x", amount=1,
+                                                                    timestamp=Timestamp(seconds=4_102_444_800))),
+                 "order.timestamp")):
             with pytest.raises(grpc.RpcError) as info:
                 stub.ScoreFraud(request, timeout=10)
             assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT

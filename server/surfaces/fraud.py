@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,9 @@ class FraudConfig:
     # other served events, within 50 ms, off the request path), "sync" (before the answer: the
     # next order is sure to count it, at the cost of a log write per call), or "off".
     record_orders: str = "batched"
+    # batched: how often the scored orders are written; shorter keeps each write (which holds
+    # the event loop while the store applies it) short, and the velocity lag with it
+    record_every_ms: float = 10.0
     # merchant id -> any of verify_at, review_at, above_review (the rest from above)
     merchants: dict[str, dict] = field(default_factory=dict)
 
@@ -70,6 +74,8 @@ class FraudConfig:
         self.default.check("[fraud]")
         if self.record_orders not in ("batched", "sync", "off"):
             raise ValueError(f"[fraud] record_orders must be batched, sync or off, not {self.record_orders!r}")
+        if self.record_every_ms <= 0:
+            raise ValueError(f"[fraud] record_every_ms must be > 0, not {self.record_every_ms}")
         if self.reasons < 0:
             raise ValueError(f"[fraud] reasons must be >= 0, not {self.reasons}")
         self.policies: dict[str, MerchantPolicy] = {}
@@ -136,7 +142,8 @@ class FraudScorer:
         self.repository = repository
         self.features = features
         self.config = config or FraudConfig()
-        self.log = ServedLog(features) if self.config.record_orders == "batched" else None
+        self.log = ServedLog(features, every_s=self.config.record_every_ms / 1000) \
+            if self.config.record_orders == "batched" else None
         self._answers: OrderedDict[str, FraudResult] = OrderedDict()
 
     async def score(self, order: FraudOrder, merchant_id: str = "", request_id: str = "",
@@ -157,7 +164,11 @@ class FraudScorer:
             raise Unavailable("no fraud model is loaded: build one with `hanzo train fraud`") from None
         artifacts: FraudArtifacts = version.artifacts
         if not order.timestamp:
-            order.timestamp = self.features.store.watermark
+            order.timestamp = self.features.store.watermark or int(time.time() * 1000)
+        elif order.timestamp > time.time() * 1000 + self.features.config.max_future_seconds * 1000:
+            # the store would refuse its event, and its windows would read as empty
+            raise InvalidArgument("order.timestamp", "is further ahead of this server's clock than "
+                                                     f"{self.features.config.max_future_seconds:g} s")
         x = await self._inputs(artifacts.inputs, order)
         out = await version.infer({"features": x}, deadline)
         score = float(out["score"][0, 0])

@@ -16,10 +16,10 @@ def fit_xgb(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, 
     validation = xgboost.DMatrix(x_val, label=y_val, missing=np.nan)
     booster = xgboost.train(params, train, num_boost_round=rounds, evals=[(validation, "validation")],
                             early_stopping_rounds=60, verbose_eval=False)
-    best = booster.best_iteration
+    best, score = booster.best_iteration, float(booster.best_score)
     booster = booster[: best + 1]  # what serving exports: the trees up to the best round
-    log(f"xgboost: {best + 1} trees, validation PR-AUC {booster.best_score if hasattr(booster, 'best_score') else ''}")
-    return booster, {"trees": best + 1}
+    log(f"xgboost: {best + 1} trees, validation PR-AUC {score:.4f}")
+    return booster, {"trees": best + 1, "validation_aucpr": score}
 
 
 def predict_xgb(booster: xgboost.Booster, x: np.ndarray) -> np.ndarray:
