@@ -15,10 +15,10 @@ import numpy as np
 import onnxruntime as ort
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from hanzo.server.features.events import record_to_proto
 from hanzo.server.surfaces.fraud_inputs import FraudInputs, FraudOrder
 from hanzo.v1 import commerce_pb2, commerce_pb2_grpc
 
+from ..eval_client import send_events
 from .dataset import build_rows
 from .metrics import at_review, average_precision, average_precision_ci, flag_top
 from .pipeline import load_sorted
@@ -40,16 +40,6 @@ def order_request(order: FraudOrder, merchant_id: str, request_id: str) -> comme
     return commerce_pb2.FraudRequest(merchant_id=merchant_id, request_id=request_id, order=message)
 
 
-def _send(stub, records: list[dict], batch: int = 1000) -> None:
-    for first in range(0, len(records), batch):
-        request = commerce_pb2.EventBatch(request_id=f"eval-fraud-{records[first]['event_id']}")
-        for record in records[first:first + batch]:
-            record_to_proto(record, request.events.add())
-        ack = stub.IngestEvents(request, timeout=60)
-        if ack.rejects:
-            raise RuntimeError(f"the server rejected {len(ack.rejects)} events: {ack.rejects[0].reason}")
-
-
 def evaluate(url: str, events_path: Path, model_repo: Path | None = None, merchant_id: str = "", seed: int = 0,
              review_rate: float | None = None, log=print) -> dict:
     """`review_rate`: where to compare (default: the rules engine's rate from the served
@@ -67,7 +57,7 @@ def evaluate(url: str, events_path: Path, model_repo: Path | None = None, mercha
     version = ""
     with grpc.insecure_channel(url) as channel:
         stub = commerce_pb2_grpc.CommerceStub(channel)
-        _send(stub, history)
+        send_events(stub, history, "eval-fraud-history")
         log(f"{len(history)} events of history ingested in {time.monotonic() - started:.1f} s")
         pending: list[dict] = []
         for record in rest:
@@ -75,13 +65,13 @@ def evaluate(url: str, events_path: Path, model_repo: Path | None = None, mercha
                 pending.append(record)
                 continue
             if pending:
-                _send(stub, pending)
+                send_events(stub, pending, f"eval-fraud-{len(scores)}")
                 pending = []
             order = FraudOrder.from_event(record)
             answer = stub.ScoreFraud(order_request(order, merchant_id, f"eval-{order.order_id}"), timeout=10)
             # The order as the gateway streams it (the server recorded it under the same event
             # id, so whichever arrives second is a duplicate).
-            _send(stub, [order.event()])
+            send_events(stub, [order.event()], f"eval-fraud-order-{order.order_id}")
             scores.append(answer.score)
             labels.append(order.order_id in charged)
             amounts.append(order.amount)
@@ -90,7 +80,7 @@ def evaluate(url: str, events_path: Path, model_repo: Path | None = None, mercha
             decisions[name] = decisions.get(name, 0) + 1
             version = answer.model_version
         if pending:
-            _send(stub, pending)
+            send_events(stub, pending, "eval-fraud-tail")
     y, score, amount = np.asarray(labels, float), np.asarray(scores), np.asarray(amounts)
     report = {"events": str(events_path), "url": url, "model_version": version, "orders": len(y),
               "charged_back": int(y.sum()), "seconds": round(time.monotonic() - started, 1),

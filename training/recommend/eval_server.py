@@ -11,8 +11,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from hanzo.server.features.events import record_to_proto
 from hanzo.server.features.formats import read_records
+from hanzo.training.eval_client import send_events
 from hanzo.v1 import commerce_pb2, commerce_pb2_grpc
 
 from .data import next_basket_tasks, next_click_tasks
@@ -66,13 +66,7 @@ def evaluate(url: str, events: Path, kind: str = "auto", seed: int = 0, batch: i
         while position < len(stream) and stream[position]["timestamp"] <= case.as_of:
             pending.append(stream[position])
             position += 1
-        for start in range(0, len(pending), batch):
-            request = commerce_pb2.EventBatch(request_id=f"eval-{c}-{start}")
-            for record in pending[start:start + batch]:
-                record_to_proto(record, request.events.add())
-            ack = stub.IngestEvents(request, timeout=60)
-            if ack.rejects:
-                raise RuntimeError(f"the server refused {len(ack.rejects)} events, e.g. {ack.rejects[0].reason}")
+        send_events(stub, pending, f"eval-{c}", batch)
         query = commerce_pb2.RecommendRequest(k=test.k, request_id=f"eval-{case.key}")
         if kind == "basket":
             query.user_id = case.key
