@@ -49,6 +49,15 @@ class RedisFeatureStore(FeatureStore):
     def _key(self, table: Table, entity_key: str) -> str:
         return f"{self.prefix}:t{self._table_ids[id(table)]}:{entity_key}"
 
+    def load_catalog(self, products) -> None:
+        """The catalogue's products exist from the start, as in the embedded store: a product
+        no event has touched yet reads as zero views, not as unknown."""
+        products = list(products)
+        super().load_catalog(products)
+        for first in range(0, len(products), 10_000):
+            self.redis.zadd(self._members("product"), {p["product_id"]: 0 for p in products[first:first + 10_000]},
+                            nx=True)
+
     def _members(self, entity: str) -> str:
         return f"{self.prefix}:e:{entity}"
 
