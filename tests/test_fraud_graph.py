@@ -98,3 +98,28 @@ def test_state_restores_the_same_graph():
     for g in (graph, copy):
         g.apply(more, _chargebacks(["o10", "o6001"], 400_000), 400_000)
     np.testing.assert_array_equal(copy.tallies(pending), graph.tallies(pending))
+
+
+def _event(record: dict, n: int) -> dict:
+    return {"event_id": f"e{n}", "session_id": "", "context": {}, **record}
+
+
+def test_the_redis_graph_answers_as_the_embedded_one(redis_client):
+    """Replicas sharing Redis keep the network there (redis_graph.lua), applied in the feature
+    tables' own script call; it must answer exactly as the in-process graph."""
+    from hanzo.server.features.redis_store import RedisFeatureStore
+    from hanzo.server.features.store import FeatureStore
+
+    orders = _orders(7, 300)
+    charged = [f"o{i}" for i in range(0, 300, 13)]
+    events = [_event(r, n) for n, r in enumerate(orders + _chargebacks(charged + charged[:2], 300_000))]
+    embedded, shared = FeatureStore(), RedisFeatureStore(redis_client, prefix="graphtest")
+    for store in (embedded, shared):
+        for i in range(0, len(events), 37):
+            store.apply(events[i:i + 37])
+    pending = _orders(8, 60, start=20_000)
+    np.testing.assert_array_equal(shared.graph.tallies(pending), embedded.graph.tallies(pending))
+    assert embedded.graph.tallies(pending)[:, -1].max() > 0
+    # a replica catching up on events Redis already holds leaves the shared graph as it is
+    shared.apply_catalog(events)
+    np.testing.assert_array_equal(shared.graph.tallies(pending), embedded.graph.tallies(pending))

@@ -48,6 +48,15 @@ def test_served_scores_equal_the_offline_replay(trained, server_process):
     assert 0.0 <= report["at_review_rate"]["review_rate"] <= 1.0
 
 
+def test_served_on_the_redis_store_equal_the_offline_replay(trained, server_process, redis_server):
+    """The same with the feature store, and the fraud network, in Redis (as replicas share it)."""
+    root, _ = trained
+    server = server_process(root / "repo", "--config", str(root / "hanzo.toml"), "--feature-backend", "redis",
+                            "--redis-url", redis_server)
+    report = eval_server.evaluate(server.url, root / "sim" / "events.jsonl.gz", root / "repo", log=lambda *_: None)
+    assert report["orders"] > 50 and report["offline_max_abs_difference"] < 1e-4
+
+
 def test_decisions_reasons_retries_and_bad_input(trained, server_process):
     root, sim = trained
     server = server_process(root / "repo", "--config", str(root / "hanzo.toml"))

@@ -43,6 +43,8 @@ def order_nodes(record: dict) -> list[str]:
 
 
 class EntityGraph:
+    shared = False  # held in this process (see redis_graph.py for the shared one)
+
     def __init__(self, chargeback_horizon_ms: int = 180 * 86_400_000) -> None:
         self.index = EntityIndex("graph")
         self.parent = np.zeros(0, np.int64)
@@ -141,6 +143,9 @@ class EntityGraph:
                              np.asarray(ends, np.int64), found)
             out[:, :len(COLUMNS)] += found
         return out.astype(np.float32)
+
+    async def tallies_async(self, orders: list[dict]) -> np.ndarray:
+        return self.tallies(orders)
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         """(JSON-able part, arrays) for a snapshot."""

@@ -101,6 +101,10 @@ for i = 1, #ops do
   elseif kind == 8 then
     -- expiry, once per key and batch: {8, key, ttl_ms}
     redis.call('PEXPIRE', key, op[3])
+  elseif kind == 9 then
+    graph_order(op)  -- redis_graph.lua, prepended
+  elseif kind == 10 then
+    graph_chargeback(op)
   end
 end
 return #ops

@@ -18,11 +18,13 @@ import msgpack
 import numpy as np
 
 from .definitions import ENTITY_TTL_MS, WINDOWS
+from .redis_graph import LIBRARY as GRAPH_LIBRARY
+from .redis_graph import RedisEntityGraph
 from .store import FeatureBlock, FeatureStore
 from .tables import DistinctTable, LastTable, SequenceTable, SpanTable, Table, WindowTable
 
 DAY_MS = 86_400_000
-_SCRIPT = Path(__file__).with_name("redis_apply.lua").read_text()
+_SCRIPT = GRAPH_LIBRARY + Path(__file__).with_name("redis_apply.lua").read_text()
 _DEDUP_SCRIPT = Path(__file__).with_name("redis_dedup.lua").read_text()
 _READ_SCRIPT = Path(__file__).with_name("redis_read.lua").read_text()
 
@@ -36,6 +38,7 @@ class RedisFeatureStore(FeatureStore):
         self._apply = client.register_script(_SCRIPT)
         self._read = client.register_script(_READ_SCRIPT)
         self._read_async = async_client.register_script(_READ_SCRIPT) if async_client is not None else None
+        self.graph = RedisEntityGraph(client, prefix, async_client)
         # A table's keys carry a digest of its shape, so a store whose feature definitions
         # changed never reads another layout's hashes.
         self._table_ids = {id(t): f"{i}.{_shape_digest(t)}" for i, t in enumerate(self.tables)}
@@ -115,6 +118,7 @@ class RedisFeatureStore(FeatureStore):
             keys = self.entities[entity].keys
             for row, ts in last.items():
                 ops.append([6, self._members(entity), keys[row], ts])
+        ops.extend(self.graph.take_ops())
         if self.applied_marker is not None:
             replica, seq = self.applied_marker
             ops.append([7, f"{self.prefix}:applied:{replica}", seq])

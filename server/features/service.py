@@ -213,6 +213,10 @@ class FeatureService:
 
     # ------------------------------------------------------------------ reads
 
+    async def network(self, orders: list[dict]) -> np.ndarray:
+        """The fraud network's tallies for orders about to be applied (graph.READ_COLUMNS)."""
+        return await self.store.graph.tallies_async(orders)
+
     async def read(self, entity: str, keys: list[str], names: list[str], as_of: int | None = None) -> FeatureBlock:
         """Features of `keys`; with Redis the round trip leaves the event loop free."""
         if self.redis is not None:
@@ -237,9 +241,10 @@ class FeatureService:
             for i, table in enumerate(self.store.tables):
                 arrays.update({f"table{i}.{k}": v for k, v in table.arrays().items()})
             arrays.update({f"seen.{entity}": seen for entity, seen in self.store.last_seen.items()})
-        # The fraud network is held in process with either backend (see features/graph.py).
-        graph_state, graph_arrays = self.store.graph.state()
-        arrays.update(graph_arrays)
+        graph_state = None
+        if not self.store.graph.shared:  # the fraud network, where this process holds it
+            graph_state, graph_arrays = self.store.graph.state()
+            arrays.update(graph_arrays)
         np.savez(staging / "arrays.npz", **arrays)
         state = {"applied_seq": self.applied_seq, "watermark": self.store.watermark, "layout": self._layout(),
                  "entities": {name: index.keys for name, index in self.store.entities.items()},
@@ -289,11 +294,13 @@ class FeatureService:
                     table.set_arrays({k: arrays[f"table{i}.{k}"] for k in table.arrays()})
                 for entity in self.store.last_seen:
                     self.store.last_seen[entity] = arrays[f"seen.{entity}"].copy()
-            if "graph" not in state:
-                log.warning("snapshot ignored: it predates the fraud network; replaying the log",
-                            extra={"snapshot": path.name})
-                return False
-            self.store.graph.restore(state["graph"], {k: arrays[k] for k in ("graph.parent", "graph.stats", "graph.charged")})
+            if not self.store.graph.shared:
+                if not state.get("graph"):
+                    log.warning("snapshot ignored: it predates the fraud network; replaying the log",
+                                extra={"snapshot": path.name})
+                    return False
+                self.store.graph.restore(state["graph"], {k: arrays[k] for k in ("graph.parent", "graph.stats",
+                                                                                  "graph.charged")})
         for name, keys in state["entities"].items():
             index = self.store.entities[name]
             index.keys = list(keys)

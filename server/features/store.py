@@ -299,6 +299,8 @@ class FeatureStore:
         for record in records:
             if record["event_type"] in CATALOG_EVENTS:
                 self.catalog.apply(record)
+        if self.graph.shared:  # the shared store holds these already
+            return
         orders = [r for r in records if r["event_type"] == "order"]
         chargebacks = [r for r in records if r["event_type"] == "chargeback"]
         if orders or chargebacks:

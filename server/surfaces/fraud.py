@@ -186,7 +186,7 @@ class FraudScorer:
         """Read before the order is recorded: velocity counts the orders before this one."""
         blocks = [await self.features.read(entity, keys, list(names), as_of=order.timestamp)
                   for entity, keys, names in inputs.reads([order])]
-        network = self.features.store.graph.tallies([order.event()])
+        network = await self.features.network([order.event()])
         return inputs.assemble([order], blocks, network)
 
     def _reasons(self, artifacts: FraudArtifacts, x: np.ndarray) -> list[FraudReason]:
