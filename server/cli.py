@@ -171,6 +171,32 @@ def _eval_fraud(args: argparse.Namespace) -> int:
     return 0
 
 
+def _forecast(args: argparse.Namespace) -> int:
+    import csv
+
+    import numpy as np
+
+    from .inventory.forecast import fit_forecast
+    from .inventory.sales import future_steps, read_sales
+
+    if args.horizon < 1:
+        print("hanzo forecast: --horizon must be >= 1", file=sys.stderr)
+        return 2
+    history, known = read_sales(args.sales)
+    with open(args.out, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["date", "location", "sku", "forecast", "forecast_low", "forecast_high"])
+        for (location, sku), series in sorted(history.items()):
+            if len(series) < 2:
+                continue
+            forecast = fit_forecast(series, future_steps(series, args.horizon, known.get((location, sku))))
+            for d, mean, low, high in zip(np.datetime_as_string(forecast.dates, unit="D"), forecast.mean,
+                                          forecast.low, forecast.high):
+                writer.writerow([d, location, sku, f"{mean:.3f}", f"{low:.3f}", f"{high:.3f}"])
+    print(f"{len(history)} series, {args.horizon} steps each -> {args.out}", file=sys.stderr)
+    return 0
+
+
 def _recommend_batch(args: argparse.Namespace) -> int:
     from . import recommend_batch
 
@@ -299,6 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
     fraud.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     fraud.add_argument("--out", type=Path, help="write the JSON report here")
     fraud.set_defaults(func=_eval_fraud)
+
+    forecast = sub.add_parser("forecast", help="demand forecasts with 10-90% bounds for every series of a sales table")
+    forecast.add_argument("--sales", type=Path, required=True,
+                          help="date,location,sku,units,promo,holiday,open (rows with empty units: known future)")
+    forecast.add_argument("--horizon", type=int, required=True, help="steps ahead (days or weeks, as the table)")
+    forecast.add_argument("--out", type=Path, required=True, help="CSV: date,location,sku,forecast,low,high")
+    forecast.set_defaults(func=_forecast)
 
     batch = sub.add_parser("recommend-batch", help="the email placement: top-k for every active user, to a file")
     batch.add_argument("--url", default="127.0.0.1:50051")

@@ -1,0 +1,1 @@
+"""Inventory: demand forecasts, their reconciliation across levels, and reorder points."""

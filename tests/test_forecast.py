@@ -1,0 +1,92 @@
+"""Demand forecasts: a series built from known trend, weekly season, promotion and holiday
+effects is recovered; closed days forecast nothing; the seasonal naive baseline; the sales
+table reader; `hanzo forecast`; and, on ../shared/data, MASE at least 10% below seasonal naive."""
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hanzo.server.inventory.forecast import Series, fit_forecast, mase, seasonal_naive, wape
+from hanzo.server.inventory.sales import future_steps, read_sales
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _daily(days: int, seed: int = 0) -> Series:
+    rng = np.random.default_rng(seed)
+    dates = np.datetime64("2024-01-01") + np.arange(days)
+    weekday = (dates.astype(np.int64) + 3) % 7
+    promo = ((np.arange(days) // 7) % 2 == 0).astype(float) * (weekday < 5)
+    holiday = (rng.random(days) < 0.02).astype(float)
+    open_ = ((weekday != 6) & (holiday == 0)).astype(float)
+    level = 1000 * np.exp(0.0005 * np.arange(days) + 0.25 * np.sin(2 * np.pi * weekday / 7) + 0.3 * promo)
+    units = np.where(open_ > 0, level * np.exp(rng.normal(0, 0.05, days)), 0.0)
+    return Series(dates, units, promo, holiday, open_)
+
+
+def test_known_effects_are_recovered_and_closed_days_sell_nothing():
+    series = _daily(500)
+    past, held = series.take(slice(0, 458)), series.take(slice(458, None))
+    forecast = fit_forecast(past, held)
+    open_ = held.open > 0
+    assert (forecast.mean[~open_] == 0).all()
+    # noise is 5%: the forecast is within a few percent, and far better than last week's values
+    assert wape(held.units, forecast.mean) < 0.06
+    naive = np.where(open_, seasonal_naive(past, len(held)), 0.0)
+    assert mase(held.units, forecast.mean, past.units, 7) < 0.6 * mase(held.units, naive, past.units, 7)
+    inside = (held.units[open_] >= forecast.low[open_]) & (held.units[open_] <= forecast.high[open_])
+    assert 0.6 < inside.mean() <= 1.0
+
+
+def test_seasonal_naive_repeats_the_last_season():
+    dates = np.datetime64("2024-01-01") + np.arange(0, 14 * 7, 7)
+    series = Series(dates, np.arange(14.0), np.zeros(14), np.zeros(14), np.ones(14))
+    assert series.period == 52
+    daily = Series(np.datetime64("2024-01-01") + np.arange(10), np.arange(10.0), *(np.zeros(10),) * 2, np.ones(10))
+    assert seasonal_naive(daily, 9).tolist() == [3, 4, 5, 6, 7, 8, 9, 3, 4]
+
+
+def test_sales_table_with_known_future_rows_and_hanzo_forecast(tmp_path):
+    path = tmp_path / "sales.csv"
+    series = _daily(120)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["date", "location", "sku", "units", "promo", "holiday", "open"])
+        for d, u, p, h, o in zip(series.dates, series.units, series.promo, series.holiday, series.open):
+            writer.writerow([str(d), "s1", "p1", f"{u:.2f}", int(p), int(h), int(o)])
+        writer.writerow([str(series.dates[-1] + 1), "s1", "p1", "", 0, 0, 0])  # closed tomorrow, known ahead
+    history, known = read_sales(path)
+    assert len(history[("s1", "p1")]) == 120 and len(known[("s1", "p1")]) == 1
+    ahead = future_steps(history[("s1", "p1")], 3, known[("s1", "p1")])
+    assert ahead.open.tolist() == [0.0, 1.0, 1.0]
+    out = tmp_path / "forecast.csv"
+    run = subprocess.run([sys.executable, "-m", "hanzo.server.cli", "forecast", "--sales", str(path), "--horizon", "3",
+                          "--out", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    rows = list(csv.DictReader(open(out)))
+    assert len(rows) == 3 and float(rows[0]["forecast"]) == 0.0 and float(rows[1]["forecast"]) > 0
+    assert all(float(r["forecast_low"]) <= float(r["forecast"]) <= float(r["forecast_high"]) for r in rows[1:])
+
+
+def test_bad_sales_tables_are_refused_by_line(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("date,location,sku,units,promo,holiday,open\n2024-01-01,s,p,abc,0,0,1\n")
+    with pytest.raises(ValueError, match="bad.csv:2"):
+        read_sales(path)
+    path.write_text("date,location,units\n")
+    with pytest.raises(ValueError, match="missing columns"):
+        read_sales(path)
+
+
+@pytest.mark.skipif(not (SHARED / "walmart").exists(), reason=f"{SHARED} is absent (shared data sets)")
+@pytest.mark.parametrize("name, holdout", [("walmart", 13), ("rossmann", 42)])
+def test_mase_at_least_ten_percent_below_seasonal_naive(name, holdout):
+    from hanzo.training.inventory.backtest import backtest
+
+    report = backtest(SHARED / name / "sales.csv", holdout)
+    assert report["series"] >= 20 and report["mase"]["ratio"] <= 0.9, report

@@ -1,0 +1,1 @@
+"""Inventory: forecast backtests and policy replays."""
