@@ -1,0 +1,39 @@
+"""Reorder points from a forecast: demand over the lead time `mu_L` (the forecast summed over
+it) and its spread `sigma_L` (each step's spread from its 10-90% band, steps taken as
+independent), then `reorder_point = mu_L + z_alpha * sigma_L` for the service level alpha (the
+chance of no stockout while a replenishment is on its way); the safety stock is the second
+term."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+# the 10-90% band of a normal spans 2 * 1.2816 standard deviations
+_BAND_SIGMAS = 2 * NormalDist().inv_cdf(0.9)
+
+
+@dataclass
+class ReorderPoint:
+    lead_time_demand: float
+    sigma: float
+    safety_stock: float
+    reorder_point: float
+
+
+def step_sigma(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    return np.maximum(np.asarray(high, np.float64) - np.asarray(low, np.float64), 0.0) / _BAND_SIGMAS
+
+
+def reorder_point(mean: np.ndarray, low: np.ndarray, high: np.ndarray, lead_time: int,
+                  service_level: float) -> ReorderPoint:
+    """Over the first `lead_time` steps of a forecast (mean and 10-90% band per step)."""
+    if not 0.5 <= service_level < 1.0:
+        raise ValueError(f"service_level must be in [0.5, 1), not {service_level}")
+    if lead_time < 1 or lead_time > len(mean):
+        raise ValueError(f"lead time of {lead_time} steps needs a forecast that long (have {len(mean)})")
+    mu = float(np.sum(mean[:lead_time]))
+    sigma = float(np.sqrt(np.sum(step_sigma(low[:lead_time], high[:lead_time]) ** 2)))
+    safety = NormalDist().inv_cdf(service_level) * sigma
+    return ReorderPoint(mu, sigma, safety, mu + safety)
