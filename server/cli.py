@@ -197,6 +197,34 @@ def _forecast(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan_inventory(args: argparse.Namespace) -> int:
+    import csv
+    import time
+
+    from .inventory.plan import build_plan
+    from .inventory.policy import reorder_point
+
+    if args.horizon < 1 or args.lead_time < 1:
+        print("hanzo plan-inventory: --horizon and --lead-time must be >= 1", file=sys.stderr)
+        return 2
+    version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    plan = build_plan(args.sales, max(args.horizon, args.lead_time), version)
+    with open(args.out, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["location", "product_id", "step_days", "lead_time_demand", "safety_stock", "reorder_point"])
+        for row, (location, product_id) in enumerate(plan.keys):
+            step = int(plan.step_days[row])
+            lead = -(-args.lead_time // step)
+            point = reorder_point(plan.mean[row], plan.low[row], plan.high[row], lead, args.service_level)
+            writer.writerow([location, product_id, step, f"{point.lead_time_demand:.3f}", f"{point.safety_stock:.3f}",
+                             f"{point.reorder_point:.3f}"])
+    if args.plan:
+        plan.save(args.plan)
+    print(f"{len(plan.keys)} series: reorder points -> {args.out}" + (f", plan -> {args.plan}" if args.plan else ""),
+          file=sys.stderr)
+    return 0
+
+
 def _recommend_batch(args: argparse.Namespace) -> int:
     from . import recommend_batch
 
@@ -317,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--seed", type=int, default=0, help="split and bootstrap seed")
     search.add_argument("--out", type=Path, help="write the JSON report here")
     search.set_defaults(func=_eval_search)
-    fraud = surfaces.add_parser("fraud", help="the last 20% of orders scored as they happen, against chargebacks")
+    fraud = surfaces.add_parser("fraud", help="the last 20%% of orders scored as they happen, against chargebacks")
     fraud.add_argument("--url", default="127.0.0.1:50051")
     fraud.add_argument("--events", type=Path, required=True, help="the log the served model was trained on")
     fraud.add_argument("--model-repo", type=Path, help="the server's repository: compare with offline scores")
@@ -326,12 +354,22 @@ def build_parser() -> argparse.ArgumentParser:
     fraud.add_argument("--out", type=Path, help="write the JSON report here")
     fraud.set_defaults(func=_eval_fraud)
 
-    forecast = sub.add_parser("forecast", help="demand forecasts with 10-90% bounds for every series of a sales table")
+    forecast = sub.add_parser("forecast", help="demand forecasts with 10-90%% bounds for every series of a sales table")
     forecast.add_argument("--sales", type=Path, required=True,
                           help="date,location,sku,units,promo,holiday,open (rows with empty units: known future)")
     forecast.add_argument("--horizon", type=int, required=True, help="steps ahead (days or weeks, as the table)")
     forecast.add_argument("--out", type=Path, required=True, help="CSV: date,location,sku,forecast,low,high")
     forecast.set_defaults(func=_forecast)
+
+    plan = sub.add_parser("plan-inventory", help="the nightly job: reorder points for every product and location")
+    plan.add_argument("--sales", type=Path, required=True, help="date,location,sku,units,promo,holiday,open")
+    plan.add_argument("--horizon", type=int, default=28, help="days forecast (default 28)")
+    plan.add_argument("--lead-time", type=int, default=7, help="days a replenishment takes (default 7)")
+    plan.add_argument("--service-level", type=float, default=0.95,
+                      help="chance of no stockout while a replenishment is on its way (default 0.95)")
+    plan.add_argument("--out", type=Path, required=True, help="CSV of reorder points")
+    plan.add_argument("--plan", type=Path, help="also write the plan the server's PlanInventory reads")
+    plan.set_defaults(func=_plan_inventory)
 
     batch = sub.add_parser("recommend-batch", help="the email placement: top-k for every active user, to a file")
     batch.add_argument("--url", default="127.0.0.1:50051")

@@ -9,12 +9,13 @@ from typing import Any
 
 from .features.service import FeatureStoreConfig
 from .surfaces.fraud import FraudConfig
+from .surfaces.inventory import InventoryConfig
 from .surfaces.recommend import RecommendConfig
 from .surfaces.search import SearchConfig
 
 # The TOML tables beside [server], each one dataclass of options.
 SECTIONS = {"features": FeatureStoreConfig, "recommend": RecommendConfig, "search": SearchConfig,
-            "fraud": FraudConfig}
+            "fraud": FraudConfig, "inventory": InventoryConfig}
 
 DEFAULT_PORT = 50051
 
@@ -45,6 +46,8 @@ class ServerConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     # The ScoreFraud surface ([fraud], [fraud.merchants.<id>]): decision thresholds per merchant.
     fraud: FraudConfig = field(default_factory=FraudConfig)
+    # PlanInventory ([inventory]): the nightly plan file, defaults for requests that leave fields out.
+    inventory: InventoryConfig = field(default_factory=InventoryConfig)
 
     def __post_init__(self) -> None:
         self.model_repo = Path(self.model_repo)

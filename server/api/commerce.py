@@ -8,10 +8,12 @@ from ..errors import Unimplemented
 from ..features.service import FeatureService
 from ..latency import LatencyRecorder
 from ..surfaces.fraud import FraudScorer
+from ..surfaces.inventory import InventoryPlanner
 from ..surfaces.recommend import Recommender
 from ..surfaces.search import Searcher
 from . import features as feature_api
 from . import fraud as fraud_api
+from . import inventory as inventory_api
 from . import recommend as recommend_api
 from . import search as search_api
 from .edge import deadline_of, wrap_servicer
@@ -21,9 +23,8 @@ SERVICE = "hanzo.v1.Commerce"
 # RPC -> the issue that implements it.
 _PENDING = {
     "QuotePrice": 7,
-    "PlanInventory": 7,
 }
-_SERVED = ["GetFeatures", "IngestEvents", "Recommend", "Search", "ScoreFraud"]
+_SERVED = ["GetFeatures", "IngestEvents", "Recommend", "Search", "ScoreFraud", "PlanInventory"]
 
 
 def _pending(rpc: str, issue: int):
@@ -36,11 +37,12 @@ def _pending(rpc: str, issue: int):
 
 class CommerceServicer(commerce_pb2_grpc.CommerceServicer):
     def __init__(self, latency: LatencyRecorder, features: FeatureService, recommender: Recommender,
-                 searcher: Searcher, fraud: FraudScorer) -> None:
+                 searcher: Searcher, fraud: FraudScorer, inventory: InventoryPlanner) -> None:
         self._features = features
         self._recommender = recommender
         self._searcher = searcher
         self._fraud = fraud
+        self._inventory = inventory
         for rpc, issue in _PENDING.items():
             setattr(self, rpc, _pending(rpc, issue))
         wrap_servicer(self, SERVICE, list(_PENDING) + _SERVED, latency)
@@ -56,6 +58,9 @@ class CommerceServicer(commerce_pb2_grpc.CommerceServicer):
 
     async def ScoreFraud(self, request, context):
         return await fraud_api.score_fraud(self._fraud, request, deadline_of(context))
+
+    async def PlanInventory(self, request, context):
+        return await inventory_api.plan_inventory(self._inventory, request)
 
     async def GetFeatures(self, request, context):
         return await feature_api.get_features(self._features, request)

@@ -1,0 +1,76 @@
+"""The nightly inventory plan: every (product, location) series' forecast over the horizon
+(mean and 10-90% band per step), written by `hanzo plan-inventory` and read by the server's
+PlanInventory, which turns it into a safety stock and reorder point for the service level and
+lead time each call asks for."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .forecast import fit_forecast
+from .sales import future_steps, read_sales
+
+
+@dataclass
+class InventoryPlan:
+    keys: list[tuple[str, str]]  # (location, product_id)
+    start: np.ndarray  # datetime64[D] of each series' first forecast step
+    step_days: np.ndarray  # int, 1 (daily) or 7 (weekly)
+    mean: np.ndarray  # float64 [series, horizon]
+    low: np.ndarray
+    high: np.ndarray
+    version: str  # when it was made and from what, for the responses' model_version
+
+    def __post_init__(self) -> None:
+        self._row = {key: i for i, key in enumerate(self.keys)}
+
+    @property
+    def horizon(self) -> int:
+        return self.mean.shape[1]
+
+    def row(self, product_id: str, location: str) -> int | None:
+        return self._row.get((location, product_id))
+
+    def save(self, path: Path) -> None:
+        """Whole or not at all: written beside, then renamed over, so a server reloading it
+        never reads half a plan."""
+        path = Path(path)
+        handle, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
+        os.close(handle)
+        np.savez(staging, keys=np.array(json.dumps(self.keys)),
+                 start=self.start.astype("datetime64[D]").astype(np.int64), step_days=self.step_days,
+                 mean=self.mean, low=self.low, high=self.high, version=np.array(self.version))
+        os.replace(staging, path)
+
+    @classmethod
+    def load(cls, path: Path) -> "InventoryPlan":
+        with np.load(path) as data:
+            keys = [tuple(k) for k in json.loads(str(data["keys"]))]
+            return cls(keys, data["start"].astype("datetime64[D]"), data["step_days"], data["mean"], data["low"],
+                       data["high"], str(data["version"]))
+
+
+def build_plan(sales: Path, horizon: int, version: str) -> InventoryPlan:
+    """Forecast every series of a sales table `horizon` steps past its last known step (its
+    known future rows, planned promotions and closings, taken into account)."""
+    history, known = read_sales(sales)
+    keys, starts, steps, means, lows, highs = [], [], [], [], [], []
+    for (location, sku), series in sorted(history.items()):
+        if len(series) < 2:
+            continue
+        forecast = fit_forecast(series, future_steps(series, horizon, known.get((location, sku))))
+        keys.append((location, sku))
+        starts.append(forecast.dates[0])
+        steps.append(series.step_days)
+        means.append(forecast.mean)
+        lows.append(forecast.low)
+        highs.append(forecast.high)
+    empty = np.zeros((0, horizon))
+    return InventoryPlan(keys, np.array(starts, "datetime64[D]"), np.array(steps, np.int64),
+                         np.array(means) if means else empty, np.array(lows) if lows else empty,
+                         np.array(highs) if highs else empty, version)

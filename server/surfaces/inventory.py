@@ -1,0 +1,100 @@
+"""PlanInventory: one product's forecast at one location from the nightly plan
+(server/inventory/plan.py), with the safety stock and reorder point for the service level and
+lead time the caller asks. The plan file is reloaded when it changes on disk, so the nightly
+`hanzo plan-inventory` run needs no restart."""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InvalidArgument, NotFound, Unavailable
+from ..inventory.plan import InventoryPlan
+from ..inventory.policy import reorder_point
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InventoryConfig:
+    plan: str = ""  # the plan file `hanzo plan-inventory --plan` writes; empty: PlanInventory unavailable
+    default_location: str = "ALL"  # the location a request without one asks about
+    default_service_level: float = 0.95
+    default_lead_time_days: int = 7
+
+    def __post_init__(self) -> None:
+        if not 0.5 <= self.default_service_level < 1:
+            raise ValueError(f"[inventory] default_service_level must be in [0.5, 1), not {self.default_service_level}")
+        if self.default_lead_time_days < 1:
+            raise ValueError(f"[inventory] default_lead_time_days must be >= 1, not {self.default_lead_time_days}")
+
+
+@dataclass
+class InventoryQuery:
+    product_id: str
+    location: str = ""
+    horizon_days: int = 0
+    service_level: float = 0.0
+    lead_time_days: int = 0
+
+
+@dataclass
+class InventoryAnswer:
+    forecast: np.ndarray
+    forecast_low: np.ndarray
+    forecast_high: np.ndarray
+    safety_stock: float
+    reorder_point: float
+    model_version: str
+
+
+class InventoryPlanner:
+    def __init__(self, config: InventoryConfig | None = None) -> None:
+        self.config = config or InventoryConfig()
+        self._plan: InventoryPlan | None = None
+        self._stamp: tuple | None = None
+        self._lock = threading.Lock()
+
+    def _current(self) -> InventoryPlan:
+        if not self.config.plan:
+            raise Unavailable("no inventory plan is configured: run `hanzo plan-inventory --plan FILE` and set "
+                              "[inventory] plan")
+        path = Path(self.config.plan)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            raise Unavailable(f"the inventory plan {path} does not exist yet: run `hanzo plan-inventory`") from None
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp != self._stamp:
+            with self._lock:
+                if stamp != self._stamp:
+                    self._plan, self._stamp = InventoryPlan.load(path), stamp
+                    log.info("inventory plan loaded", extra={"plan": str(path), "series": len(self._plan.keys),
+                                                             "model_version": self._plan.version})
+        return self._plan
+
+    def plan(self, query: InventoryQuery) -> InventoryAnswer:
+        plan = self._current()
+        location = query.location or self.config.default_location
+        row = plan.row(query.product_id, location)
+        if row is None:
+            raise NotFound(f"no plan for product {query.product_id!r} at location {location!r}")
+        # the plan's steps are days for daily sales, weeks for weekly ones
+        step = int(plan.step_days[row])
+        steps = -(-query.horizon_days // step) if query.horizon_days else plan.horizon
+        if steps > plan.horizon:
+            raise InvalidArgument("horizon_days", f"{query.horizon_days} days is past the plan's "
+                                                  f"{plan.horizon * step} days")
+        lead_days = query.lead_time_days or self.config.default_lead_time_days
+        lead = -(-lead_days // step)
+        if lead > plan.horizon:
+            raise InvalidArgument("lead_time_days", f"{lead_days} days is past the plan's {plan.horizon * step} days")
+        service = query.service_level or self.config.default_service_level
+        if not 0.5 <= service < 1:
+            raise InvalidArgument("service_level", f"must be in [0.5, 1), not {service}")
+        point = reorder_point(plan.mean[row], plan.low[row], plan.high[row], lead, service)
+        return InventoryAnswer(plan.mean[row, :steps], plan.low[row, :steps], plan.high[row, :steps],
+                               point.safety_stock, point.reorder_point, plan.version)
