@@ -50,14 +50,78 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sales", type=Path, required=True)
     parser.add_argument("--holdout", type=int, required=True, help="steps held out at the end of every series")
+    parser.add_argument("--levels", action="store_true",
+                        help="also forecast the locations' total and reconcile (bottom-up, OLS, WLS)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     report = backtest(args.sales, args.holdout)
+    if args.levels:
+        report["levels"] = reconciled_backtest(args.sales, args.holdout)
     text = json.dumps(report, indent=1)
     print(text)
     if args.out:
         args.out.write_text(text)
     return 0
+
+
+
+def reconciled_backtest(sales: Path, holdout: int) -> dict:
+    """The locations and their total as a two-level hierarchy: every series forecast on its own
+    (the total from the summed sales), then made to add up by bottom-up and by WLS
+    reconciliation; MASE at the top and on average at the bottom, for each."""
+    from hanzo.server.inventory.forecast import Series
+    from hanzo.server.inventory.policy import step_sigma
+    from hanzo.server.inventory.reconcile import Hierarchy, bottom_up, reconcile
+
+    history, _ = read_sales(sales)
+    series = _aligned({f"{location}/{sku}": s for (location, sku), s in history.items()})
+    first = next(iter(series.values()))
+    total_units = np.sum([s.units for s in series.values()], axis=0)
+    any_open = np.max([s.open for s in series.values()], axis=0)
+    series["TOTAL"] = Series(first.dates, total_units, np.max([s.promo for s in series.values()], axis=0),
+                             np.max([s.holiday for s in series.values()], axis=0), any_open)
+    hierarchy = Hierarchy.from_parents({name: (None if name == "TOTAL" else "TOTAL") for name in series})
+    base, variance, actual, past_units = [], [], [], []
+    for name in hierarchy.names:
+        s = series[name]
+        past, held = s.take(slice(0, len(s) - holdout)), s.take(slice(len(s) - holdout, None))
+        forecast = fit_forecast(past, held)
+        base.append(forecast.mean)
+        variance.append(float(np.mean(step_sigma(forecast.low, forecast.high) ** 2)))
+        actual.append(held.units)
+        past_units.append(past.units)
+    base, actual = np.array(base), np.array(actual)
+    period = first.period
+    methods = {"base": base, "bottom_up": bottom_up(hierarchy, base),
+               "wls": reconcile(hierarchy, base, np.array(variance)), "ols": reconcile(hierarchy, base)}
+    top = hierarchy.names.index("TOTAL")
+    out = {"sales": str(sales), "holdout_steps": holdout, "bottom_series": len(hierarchy.bottom)}
+    for name, forecast in methods.items():
+        scores = [mase(actual[i], forecast[i], past_units[i], period) for i in range(len(hierarchy.names))]
+        out[name] = {"total_mase": scores[top],
+                     "bottom_mase": float(np.mean([v for i, v in enumerate(scores) if i != top])),
+                     "adds_up": bool(np.allclose(forecast[top], forecast[[i for i in range(len(forecast))
+                                                                          if i != top]].sum(axis=0), rtol=1e-6))}
+    return out
+
+
+def _aligned(series: dict) -> dict:
+    """Every series on the same dates (the union of theirs, at their common step); a date a
+    series lacks is a closed day that sold nothing (a store shut for a refit)."""
+    from hanzo.server.inventory.forecast import Series
+
+    step = np.timedelta64(next(iter(series.values())).step_days, "D")
+    start = min(s.dates[0] for s in series.values())
+    end = max(s.dates[-1] for s in series.values())
+    dates = np.arange(start, end + step, step)
+    out = {}
+    for name, s in series.items():
+        where = ((s.dates - start) // step).astype(np.int64)
+        columns = [np.zeros(len(dates)) for _ in range(4)]
+        for column, values in zip(columns, (s.units, s.promo, s.holiday, s.open)):
+            column[where] = values
+        out[name] = Series(dates, *columns)
+    return out
 
 
 if __name__ == "__main__":
