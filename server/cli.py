@@ -171,6 +171,19 @@ def _eval_fraud(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sales_table(path: Path, beside: Path) -> Path:
+    """A sales table as given, or one made from an event log's purchases (written beside the
+    output, so the run can be repeated from it)."""
+    if not (path.name.endswith(".jsonl") or path.name.endswith(".jsonl.gz")):
+        return path
+    from .features.formats import read_records
+    from .inventory.sales_from_events import write_sales_table
+
+    table = Path(beside).with_suffix(".sales.csv")
+    write_sales_table(read_records(path), table)
+    return table
+
+
 def _forecast(args: argparse.Namespace) -> int:
     import csv
 
@@ -182,7 +195,7 @@ def _forecast(args: argparse.Namespace) -> int:
     if args.horizon < 1:
         print("hanzo forecast: --horizon must be >= 1", file=sys.stderr)
         return 2
-    history, known = read_sales(args.sales)
+    history, known = read_sales(_sales_table(args.sales, args.out))
     with open(args.out, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["date", "location", "sku", "forecast", "forecast_low", "forecast_high"])
@@ -208,7 +221,7 @@ def _plan_inventory(args: argparse.Namespace) -> int:
         print("hanzo plan-inventory: --horizon and --lead-time must be >= 1", file=sys.stderr)
         return 2
     version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    plan = build_plan(args.sales, max(args.horizon, args.lead_time), version)
+    plan = build_plan(_sales_table(args.sales, args.out), max(args.horizon, args.lead_time), version)
     with open(args.out, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["location", "product_id", "step_days", "lead_time_demand", "safety_stock", "reorder_point"])
@@ -356,13 +369,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     forecast = sub.add_parser("forecast", help="demand forecasts with 10-90%% bounds for every series of a sales table")
     forecast.add_argument("--sales", type=Path, required=True,
-                          help="date,location,sku,units,promo,holiday,open (rows with empty units: known future)")
+                          help="date,location,sku,units,promo,holiday,open (rows with empty units: known future); "
+                               "or events (.jsonl[.gz]): daily units from their purchases")
     forecast.add_argument("--horizon", type=int, required=True, help="steps ahead (days or weeks, as the table)")
     forecast.add_argument("--out", type=Path, required=True, help="CSV: date,location,sku,forecast,low,high")
     forecast.set_defaults(func=_forecast)
 
     plan = sub.add_parser("plan-inventory", help="the nightly job: reorder points for every product and location")
-    plan.add_argument("--sales", type=Path, required=True, help="date,location,sku,units,promo,holiday,open")
+    plan.add_argument("--sales", type=Path, required=True,
+                      help="date,location,sku,units,promo,holiday,open; or events (.jsonl[.gz]): their purchases")
     plan.add_argument("--horizon", type=int, default=28, help="days forecast (default 28)")
     plan.add_argument("--lead-time", type=int, default=7, help="days a replenishment takes (default 7)")
     plan.add_argument("--service-level", type=float, default=0.95,

@@ -90,3 +90,24 @@ def test_mase_at_least_ten_percent_below_seasonal_naive(name, holdout):
 
     report = backtest(SHARED / name / "sales.csv", holdout)
     assert report["series"] >= 20 and report["mase"]["ratio"] <= 0.9, report
+
+
+def test_sales_table_from_purchase_events(tmp_path):
+    from hanzo.server.inventory.sales_from_events import write_sales_table
+
+    day = 86_400_000
+    base = 20_000 * day
+    events = [
+        {"event_type": "order", "timestamp": base + 10, "payload": {"order_id": "o1", "location": "wh-east"}},
+        {"event_type": "purchase", "timestamp": base + 10, "payload": {"order_id": "o1", "product_id": "p1",
+                                                                        "quantity": 2}},
+        {"event_type": "purchase", "timestamp": base + 2 * day, "payload": {"order_id": "o9", "product_id": "p1"}},
+        {"event_type": "purchase", "timestamp": base + 3 * day, "payload": {"order_id": "o1", "product_id": "p1",
+                                                                            "quantity": 1}},
+        {"event_type": "product_view", "timestamp": base, "payload": {"product_id": "p1"}},
+    ]
+    path = tmp_path / "sales.csv"
+    assert write_sales_table(events, path) == 4 + 2  # wh-east: days 0-3; ALL (no order found): days 2-3
+    history, _ = read_sales(path)
+    assert history[("wh-east", "p1")].units.tolist() == [2.0, 0.0, 0.0, 1.0]
+    assert history[("ALL", "p1")].units.tolist() == [1.0, 0.0]
