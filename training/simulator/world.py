@@ -84,6 +84,8 @@ class Truth:
     loss_aversion: float = LOSS_AVERSION
     reference_half_life_days: float = REFERENCE_HALF_LIFE_DAYS
     price_beta: dict[str, float] = field(default_factory=dict)  # user -> price sensitivity
+    # product -> arc elasticity of its units around its base price (see Simulation.true_elasticities)
+    price_elasticity: dict[str, float] = field(default_factory=dict)
 
 
 class Simulation:
@@ -104,6 +106,10 @@ class Simulation:
         self.events: list[dict] = []
         self.truth = Truth(config=asdict(config), price_beta={s.user_id: s.price_beta for s in self.shoppers})
         self.popularity = np.ones(len(self.catalog))
+        # units carted per product after weighing the price, and regardless of it (a repeat
+        # need, a splurge, a fraudster): the share that answers to price scales the elasticity
+        self._carted_on_price = np.zeros(len(self.catalog))
+        self._carted_regardless = np.zeros(len(self.catalog))
         self._ids = 0
         self._sessions = 0
         self._orders = 0
@@ -158,7 +164,30 @@ class Simulation:
         for day in range(self.config.days):
             self._day(day)
         self.events.sort(key=lambda e: (e["timestamp"], e["event_id"]))
+        self.truth.price_elasticity = self.true_elasticities()
         return self
+
+    def true_elasticities(self, step: float = 0.1) -> dict[str, float]:
+        """What a price change does to each product's units, from the simulation's own demand:
+        the arc elasticity of the chance a viewer carts it between 10% below and 10% above its
+        base price (the reference price at the base, shoppers as the run leaves them, each
+        weighted by how likely browsing shows them the product: exp of its appeal), scaled by
+        the share of its units that answer to price at all (repeat needs, splurges and fraud
+        buy regardless)."""
+        catalog, market = self.catalog, self.market
+        tastes = np.stack([s.taste for s in self.shoppers])
+        betas = np.array([s.price_beta for s in self.shoppers])
+        appeal = catalog.vectors @ tastes.T / np.sqrt(DIM) * 2.0 + catalog.quality[:, None]  # [products, shoppers]
+        weights = np.exp(appeal)
+        expected = []
+        for factor in (1 - step, 1 + step):
+            relative = catalog.base_price * factor / market.typical
+            utility = -1.2 + appeal - betas[None, :] * (relative[:, None] + LOSS_AVERSION * max(0.0, factor - 1.0))
+            expected.append((weights / (1 + np.exp(-utility))).sum(axis=1))
+        choice = (np.log(expected[1]) - np.log(expected[0])) / (np.log(1 + step) - np.log(1 - step))
+        total = self._carted_on_price + self._carted_regardless
+        share = np.where(total > 0, self._carted_on_price / np.maximum(total, 1e-9), 1.0)
+        return {catalog.ids[i]: round(float(choice[i] * share[i]), 4) for i in range(len(catalog))}
 
     def _day(self, day: int) -> None:
         day_ms = self.start_ms + day * DAY_MS
@@ -220,6 +249,7 @@ class Simulation:
                       {"product_id": catalog.ids[i], "price": float(self.market.price[i])}, context)
             if rng.random() < 0.8:
                 cart.append((i, 1.0))
+                self._carted_regardless[i] += 1.0
                 t += int(rng.exponential(15_000)) + 1000
                 self.emit(t, "add_to_cart", user, session, {"product_id": catalog.ids[i], "quantity": 1.0,
                                                             "price": float(self.market.price[i])}, context)
@@ -250,6 +280,7 @@ class Simulation:
             if rng.random() < 1 / (1 + np.exp(-utility)):
                 quantity = float(1 + (rng.random() < 0.15))
                 cart.append((i, quantity))
+                self._carted_on_price[i] += quantity
                 t += int(rng.exponential(20_000)) + 1000
                 self.emit(t, "add_to_cart", user, session, {"product_id": catalog.ids[i], "quantity": quantity,
                                                             "price": float(self.market.price[i])}, context)
@@ -274,6 +305,7 @@ class Simulation:
         self.popularity[i] += 1
         if d.random() < 0.6:
             cart.append((i, 1.0))
+            self._carted_regardless[i] += 1.0
             t += int(d.exponential(30_000)) + 1000
             self.emit(t, "add_to_cart", user, session, {"product_id": catalog.ids[i], "quantity": 1.0,
                                                         "price": float(self.market.price[i])}, context)
@@ -434,6 +466,7 @@ class Simulation:
         lines = []
         for i in buys:
             price = float(market.price[i])
+            self._carted_regardless[i] += 1.0
             if market.available(location, i, 1.0):
                 market.sell(location, i, 1.0)
             self.emit(t, "purchase", user, session, {"product_id": catalog.ids[i], "quantity": 1.0,

@@ -1,0 +1,1 @@
+"""Pricing: the demand model, its fit from events, and its evaluation."""

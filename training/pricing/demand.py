@@ -1,0 +1,176 @@
+"""The pricing demand model: `q(p) = exp(b0 + b1 log p + b2 x)` per product, x the day of the
+week, fitted as a Poisson regression of each day's units on that day's price, every product of
+a category fitted together so that sparse products borrow strength: each product's elasticity
+b1 is pulled toward its category's (a penalty `pooling * (b1_i - b1_category)^2`, the category's
+value fitted with them), the weekday effects shared by the category.
+
+Prices move by experiments (the simulator's; a shop's own price tests), which is what lets a
+slope be read from the data at all."""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+DAY_MS = 86_400_000
+
+
+@dataclass
+class ProductDays:
+    """One product's daily history: its price in effect, units sold, weekday."""
+    product_id: str
+    category: str
+    cost: float
+    price: np.ndarray  # [days]
+    units: np.ndarray  # [days]
+    weekday: np.ndarray  # [days], 0 = Monday
+    views: np.ndarray  # [days]: product views, the demand's exposure
+    short: np.ndarray  # [days] bool: a shopper carted it and checked out without it (sold out)
+
+
+def daily_panel(records: list[dict], catalog: list[dict], days: int | None = None) -> list[ProductDays]:
+    """From the catalogue (starting prices, costs, categories) and the events: each day's price
+    (the last price_change or catalog_update at or before noon) and units sold (purchases)."""
+    first_day = min(r["timestamp"] for r in records) // DAY_MS
+    last_day = max(r["timestamp"] for r in records) // DAY_MS if days is None else first_day + days - 1
+    n_days = last_day - first_day + 1
+    products = {p["product_id"]: p for p in catalog}
+    changes: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    units: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(n_days))
+    views: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(n_days))
+    short: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(n_days, bool))
+    carted: dict[str, set[str]] = defaultdict(set)  # session -> products put in its cart
+    launched: dict[str, int] = {}
+    for r in records:
+        payload = r["payload"]
+        kind = r["event_type"]
+        if kind == "catalog_update":
+            products.setdefault(payload["product_id"], payload)
+            launched.setdefault(payload["product_id"], r["timestamp"] // DAY_MS - first_day)
+            if payload.get("price") is not None:
+                changes[payload["product_id"]].append((r["timestamp"], float(payload["price"])))
+        elif kind == "price_change" and payload.get("price") is not None:
+            changes[payload["product_id"]].append((r["timestamp"], float(payload["price"])))
+        elif kind == "add_to_cart" and payload.get("product_id"):
+            carted[r.get("session_id") or ""].add(payload["product_id"])
+        elif kind == "order":
+            # carted, then ordered without it: it was out of stock (sales that day are censored)
+            bought = {line.get("product_id") for line in payload.get("items") or ()}
+            day = r["timestamp"] // DAY_MS - first_day
+            if 0 <= day < n_days:
+                for missing in carted.pop(r.get("session_id") or "", set()) - bought:
+                    short[missing][day] = True
+        elif kind in ("purchase", "product_view") and payload.get("product_id"):
+            day = r["timestamp"] // DAY_MS - first_day
+            if 0 <= day < n_days:
+                if kind == "purchase":
+                    units[payload["product_id"]][day] += float(payload.get("quantity") or 1.0)
+                else:
+                    views[payload["product_id"]][day] += 1.0
+    noon = (first_day + np.arange(n_days)) * DAY_MS + DAY_MS // 2
+    weekday = ((first_day + np.arange(n_days) + 3) % 7).astype(np.int64)
+    out = []
+    for product_id, product in sorted(products.items()):
+        if product.get("price") is None or product.get("cost") is None:
+            continue
+        moves = sorted(changes.get(product_id, []))
+        stamps = np.array([t for t, _ in moves], np.int64)
+        values = np.array([v for _, v in moves])
+        price = np.full(n_days, float(product["price"]))
+        if len(moves):
+            where = np.searchsorted(stamps, noon, side="right") - 1
+            price = np.where(where >= 0, values[np.maximum(where, 0)], price)
+        start = launched.get(product_id, 0)
+        category = (product.get("category") or ["?"])[-1]
+        out.append(ProductDays(product_id, category, float(product["cost"]), price[start:], units[product_id][start:],
+                               weekday[start:], views[product_id][start:], short[product_id][start:]))
+    return out
+
+
+@dataclass
+class DemandModel:
+    """Per product: intercept at its reference price, elasticity, weekday effects (Monday 0)."""
+    product_id: list[str]
+    category: list[str]
+    cost: np.ndarray
+    reference_price: np.ndarray  # the geometric mean of its prices: where b0 is read
+    b0: np.ndarray
+    b1: np.ndarray  # elasticity
+    weekday: np.ndarray  # [products, 7]
+
+    def expected_units(self, row: int, price: np.ndarray, weekday: int) -> np.ndarray:
+        return np.exp(self.b0[row] + self.b1[row] * np.log(np.asarray(price) / self.reference_price[row])
+                      + self.weekday[row, weekday])
+
+
+def _fit_category(items: list[ProductDays], pooling: float, exposure: bool, iterations: int = 50) -> tuple:
+    """Newton steps on the penalised Poisson log-likelihood of one category's products.
+    Parameters: a_i (n), b_i (n), b_category (1), weekday effects Tuesday..Sunday (6). With
+    `exposure` the day's product views are the offset (units per view: the traffic's own noise
+    taken out) and days without a view are left out."""
+    n = len(items)
+    reference = np.array([np.exp(np.mean(np.log(it.price))) for it in items])
+    rows = []
+    for i, it in enumerate(items):
+        keep = (it.views > 0 if exposure else np.ones(len(it.units), bool)) & ~it.short
+        rows.append((i, np.log(it.price[keep] / reference[i]), it.units[keep], it.weekday[keep],
+                     np.log(it.views[keep]) if exposure else np.zeros(int(keep.sum()))))
+    product = np.concatenate([np.full(len(r[1]), r[0]) for r in rows])
+    log_price = np.concatenate([r[1] for r in rows])
+    y = np.concatenate([r[2] for r in rows])
+    weekday = np.concatenate([r[3] for r in rows])
+    offset = np.concatenate([r[4] for r in rows])
+    k = 2 * n + 1 + 6
+    x = np.zeros((len(y), k))
+    x[np.arange(len(y)), product] = 1.0
+    x[np.arange(len(y)), n + product] = log_price
+    for d in range(1, 7):
+        x[:, 2 * n + 1 + d - 1] = weekday == d
+    penalty = np.zeros((k, k))
+    for i in range(n):  # pooling * (b_i - b_cat)^2
+        penalty[n + i, n + i] += pooling
+        penalty[2 * n, 2 * n] += pooling
+        penalty[n + i, 2 * n] -= pooling
+        penalty[2 * n, n + i] -= pooling
+    penalty += 1e-6 * np.eye(k)  # b_cat is otherwise free when pooling is 0
+    theta = np.zeros(k)
+    theta[:n] = np.log(np.array([max(it.units.sum(), 1e-3) / max(it.views.sum() if exposure else len(it.units), 1.0)
+                                 for it in items]))
+    for _ in range(iterations):
+        eta = np.clip(x @ theta + offset, -30, 30)
+        mu = np.exp(eta)
+        gradient = x.T @ (y - mu) - penalty @ theta
+        hessian = (x * mu[:, None]).T @ x + penalty
+        step = np.linalg.solve(hessian, gradient)
+        theta += step
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    weekdays = np.concatenate([[0.0], theta[2 * n + 1:]])
+    intercept = theta[:n]
+    if exposure:  # per day again: at the product's usual traffic
+        intercept = intercept + np.log(np.array([max(it.views.mean(), 1e-9) for it in items]))
+    return reference, intercept, theta[n:2 * n], np.tile(weekdays, (n, 1))
+
+
+def fit_demand(panel: list[ProductDays], pooling: float = 20.0, min_units: float = 1.0,
+               exposure: bool = True) -> DemandModel:
+    """Every category fitted on its own; products that never sold are left out."""
+    by_category: dict[str, list[ProductDays]] = defaultdict(list)
+    for item in panel:
+        if item.units.sum() >= min_units and len(item.price) >= 7:
+            by_category[item.category].append(item)
+    ids, categories, costs, references, b0, b1, weekday = [], [], [], [], [], [], []
+    for category, items in sorted(by_category.items()):
+        reference, a, b, w = _fit_category(items, pooling, exposure)
+        ids += [it.product_id for it in items]
+        categories += [category] * len(items)
+        costs += [it.cost for it in items]
+        references.append(reference)
+        b0.append(a)
+        b1.append(b)
+        weekday.append(w)
+    if not ids:
+        return DemandModel([], [], np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros((0, 7)))
+    return DemandModel(ids, categories, np.array(costs), np.concatenate(references), np.concatenate(b0),
+                       np.concatenate(b1), np.concatenate(weekday))
