@@ -12,7 +12,7 @@ import orjson
 
 from hanzo.v1 import commerce_pb2, commerce_pb2_grpc
 
-from .features.log import EventLog
+from .features.log import replay_log
 
 DAY_MS = 86_400_000
 
@@ -21,7 +21,7 @@ def active_users(data_dir: Path, days: float) -> list[str]:
     """Users with an event in the last `days` before the log's newest event."""
     last_seen: dict[str, int] = {}
     newest = 0
-    for _, batch in EventLog(Path(data_dir) / "log", fsync="never").replay():
+    for _, batch in replay_log(Path(data_dir) / "log"):
         for record in batch:
             ts = record["timestamp"]
             newest = max(newest, ts)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from hanzo.server.features.dedup import DedupIndex, id_hashes
-from hanzo.server.features.log import EventLog
+from hanzo.server.features.log import EventLog, replay_log
 
 
 def records(start, n):
@@ -37,6 +37,22 @@ def test_a_torn_tail_is_cut_on_open(tmp_path, cut):
     assert reopened.next_seq == 5
     assert [r["event_id"] for _, b in reopened.replay() for r in b] == [f"e{i}" for i in range(5)]
     assert reopened.append(records(5, 1)) == 5
+
+
+def test_a_reader_of_a_live_log_repairs_nothing(tmp_path):
+    """Training and batch jobs read a running server's log: a frame still being written is
+    not read yet, and the file is left exactly as it was (the writer finishes the frame)."""
+    log = EventLog(tmp_path)
+    log.append(records(0, 5))
+    log.append(records(5, 5))
+    segment = log.segments()[-1]
+    whole = segment.read_bytes()
+    segment.write_bytes(whole[:-7])  # the second frame half written
+    assert [r["event_id"] for _, b in replay_log(tmp_path) for r in b] == [f"e{i}" for i in range(5)]
+    assert segment.read_bytes() == whole[:-7]
+    segment.write_bytes(whole)  # the writer completes it
+    assert len([r for _, b in replay_log(tmp_path) for r in b]) == 10
+    log.close()
 
 
 def test_a_corrupt_frame_ends_the_log(tmp_path):

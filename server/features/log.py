@@ -109,20 +109,7 @@ class EventLog:
     def replay(self, from_seq: int = 0) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         """(first sequence number, records) of every batch holding records at or after
         `from_seq`, in log order; records before `from_seq` are left out."""
-        segments = self.segments()
-        for i, segment in enumerate(segments):
-            if i + 1 < len(segments) and int(segments[i + 1].stem) <= from_seq:
-                continue
-            with open(segment, "rb") as f:
-                data = f.read()
-            for _, first, count, payload in _frames(data):
-                if first + count <= from_seq:
-                    continue
-                records = msgpack.unpackb(payload, raw=False)
-                if first < from_seq:
-                    records = records[from_seq - first:]
-                    first = from_seq
-                yield first, records
+        return replay_log(self.directory, from_seq)
 
     def drop_segments_before(self, seq: int) -> int:
         """Delete whole segments whose records all precede `seq` (retention, once a snapshot
@@ -161,3 +148,23 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def replay_log(directory: Path, from_seq: int = 0) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """EventLog.replay for a reader of another process's log (training, batch jobs): it opens
+    nothing for writing and repairs nothing, so a frame the server is still writing is simply
+    not read yet (opening an EventLog would cut it as torn, under the server's feet)."""
+    segments = sorted(Path(directory).glob("*.log"))
+    for i, segment in enumerate(segments):
+        if i + 1 < len(segments) and int(segments[i + 1].stem) <= from_seq:
+            continue
+        with open(segment, "rb") as f:
+            data = f.read()
+        for _, first, count, payload in _frames(data):
+            if first + count <= from_seq:
+                continue
+            records = msgpack.unpackb(payload, raw=False)
+            if first < from_seq:
+                records = records[from_seq - first:]
+                first = from_seq
+            yield first, records

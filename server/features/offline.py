@@ -10,7 +10,7 @@ from typing import Iterable
 import numpy as np
 
 from .formats import read_catalog
-from .log import EventLog
+from .log import replay_log
 from .store import FeatureStore
 
 
@@ -24,7 +24,7 @@ class HistoricalFeatures:
 
 def load_log_records(data_dir: Path) -> list[dict]:
     """Every record of a server's log, in event-time order (ties in log order)."""
-    records = [r for _, batch in EventLog(Path(data_dir) / "log", fsync="never").replay() for r in batch]
+    records = [r for _, batch in replay_log(Path(data_dir) / "log") for r in batch]
     records.sort(key=lambda r: r["timestamp"])
     return records
 
