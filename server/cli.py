@@ -216,19 +216,21 @@ def _plan_inventory(args: argparse.Namespace) -> int:
 
     from .inventory.plan import build_plan
     from .inventory.policy import reorder_point
+    from .surfaces.inventory import daily
 
     if args.horizon < 1 or args.lead_time < 1:
         print("hanzo plan-inventory: --horizon and --lead-time must be >= 1", file=sys.stderr)
         return 2
     version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    # a weekly table plans in weeks: enough of them to cover the horizon and the lead time in days
     plan = build_plan(_sales_table(args.sales, args.out), max(args.horizon, args.lead_time), version)
     with open(args.out, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["location", "product_id", "step_days", "lead_time_demand", "safety_stock", "reorder_point"])
         for row, (location, product_id) in enumerate(plan.keys):
             step = int(plan.step_days[row])
-            lead = -(-args.lead_time // step)
-            point = reorder_point(plan.mean[row], plan.low[row], plan.high[row], lead, args.service_level)
+            point = reorder_point(*daily(plan.mean[row], plan.low[row], plan.high[row], step), args.lead_time,
+                                  args.service_level)
             writer.writerow([location, product_id, step, f"{point.lead_time_demand:.3f}", f"{point.safety_stock:.3f}",
                              f"{point.reorder_point:.3f}"])
     if args.plan:

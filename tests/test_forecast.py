@@ -111,3 +111,25 @@ def test_sales_table_from_purchase_events(tmp_path):
     history, _ = read_sales(path)
     assert history[("wh-east", "p1")].units.tolist() == [2.0, 0.0, 0.0, 1.0]
     assert history[("ALL", "p1")].units.tolist() == [1.0, 0.0]
+
+
+def test_weekly_plans_answer_in_days():
+    from hanzo.server.inventory.policy import reorder_point
+    from hanzo.server.surfaces.inventory import daily
+
+    mean, low, high = daily(np.array([700.0, 700.0]), np.array([600.0, 600.0]), np.array([800.0, 800.0]), 7)
+    assert len(mean) == 14 and np.allclose(mean, 100.0)
+    one_day = reorder_point(mean, low, high, 1, 0.95)
+    eight_days = reorder_point(mean, low, high, 8, 0.95)
+    assert one_day.lead_time_demand == pytest.approx(100.0) and eight_days.lead_time_demand == pytest.approx(800.0)
+    # the week's spread over seven independent days: a day carries 1/sqrt(7) of it
+    week = reorder_point(np.array([700.0]), np.array([600.0]), np.array([800.0]), 1, 0.95)
+    assert one_day.sigma == pytest.approx(week.sigma / np.sqrt(7), rel=1e-6)
+
+
+def test_a_series_never_open_forecasts_nothing():
+    dates = np.datetime64("2024-01-01") + np.arange(30)
+    closed = Series(dates, np.zeros(30), np.zeros(30), np.zeros(30), np.zeros(30))
+    ahead = Series(dates[-1] + 1 + np.arange(5), np.full(5, np.nan), np.zeros(5), np.zeros(5), np.ones(5))
+    forecast = fit_forecast(closed, ahead)
+    assert (forecast.mean == 0).all() and (forecast.high == 0).all()

@@ -46,3 +46,12 @@ def test_reasons_read_as_words():
     assert reason_text("signal_V14", -5.5) == "processor signal V14 = -5.5"
     assert reason_text("device_age", math.nan) == "a device never seen before"
     assert reason_text("network_chargebacks", 2.0) == "linked to 2 charged-back orders"
+
+
+def test_an_order_is_recorded_per_merchant():
+    from hanzo.server.surfaces.fraud_inputs import FraudOrder
+
+    order = FraudOrder(order_id="1001", timestamp=1, amount=5.0)
+    assert order.event()["event_id"] == "order-1001"
+    assert order.event("shop-a")["event_id"] != order.event("shop-b")["event_id"]
+    assert order.event("shop-a")["payload"]["order_id"] == "1001"

@@ -11,6 +11,7 @@ from ..surfaces.fraud_inputs import FraudOrder
 
 MAX_ITEMS = 1000
 MAX_SIGNALS = 256
+MAX_AMOUNT = 1e12  # beyond float32's comfort once summed into the windows
 
 
 def to_order(request: commerce_pb2.FraudRequest) -> FraudOrder:
@@ -19,8 +20,8 @@ def to_order(request: commerce_pb2.FraudRequest) -> FraudOrder:
     order = request.order
     if not order.order_id:
         raise InvalidArgument("order.order_id", "is empty")
-    if not math.isfinite(order.amount) or order.amount < 0:
-        raise InvalidArgument("order.amount", f"must be a finite amount >= 0, not {order.amount}")
+    if not math.isfinite(order.amount) or not 0 <= order.amount <= MAX_AMOUNT:
+        raise InvalidArgument("order.amount", f"must be an amount in 0..{MAX_AMOUNT:g}, not {order.amount}")
     if len(order.items) > MAX_ITEMS:
         raise InvalidArgument("order.items", f"{len(order.items)} lines is over the limit of {MAX_ITEMS}")
     if len(order.signals) > MAX_SIGNALS:

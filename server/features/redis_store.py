@@ -64,11 +64,13 @@ class RedisFeatureStore(FeatureStore):
     def _members(self, entity: str) -> str:
         return f"{self.prefix}:e:{entity}"
 
-    def _ttl(self, table: Table) -> int:
+    def _ttl(self, table: Table) -> int | None:
         if isinstance(table, WindowTable):
             return table.bucket_ms * (table.buckets + 2)
         if isinstance(table, DistinctTable):
             return max(b * n for b, n in WINDOWS.values()) + DAY_MS
+        if isinstance(table, SpanTable) and ENTITY_TTL_MS[table.entity] is None:
+            return None  # an account's age is read however long it was away: kept as long as the account
         return self.ttl_ms
 
     # ------------------------------------------------------------------ writes
@@ -113,7 +115,8 @@ class RedisFeatureStore(FeatureStore):
                 for row, ts in zip(rows, stamps):
                     ops.append([5, self._key(table, keys[row]), ts])
             ttl = self._ttl(table)
-            ops.extend([8, self._key(table, keys[row]), ttl] for row in set(rows))
+            if ttl is not None:
+                ops.extend([8, self._key(table, keys[row]), ttl] for row in set(rows))
         for entity, last in seen.items():
             keys = self.entities[entity].keys
             for row, ts in last.items():

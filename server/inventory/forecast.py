@@ -132,6 +132,9 @@ def fit_forecast(history: Series, future: Series, ridge: float | None = None,
     x = _design(dates, promo, holiday, step, origin, lags_all)
     x_hist, x_future = x[:n], x[n:]
     fit_rows = history.open > 0
+    if not fit_rows.any():  # never open: nothing to fit, nothing to sell
+        zeros = np.zeros(horizon)
+        return Forecast(future.dates, zeros, zeros.copy(), zeros.copy())
     a, y = x_hist[fit_rows], log_units[fit_rows]
     scale = np.maximum(a.std(axis=0), 1e-9)
     scale[0] = 1.0

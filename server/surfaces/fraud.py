@@ -155,7 +155,9 @@ class FraudScorer:
         for name, value in (order.signals or {}).items():
             if not math.isfinite(value):
                 raise InvalidArgument(f"order.signals[{name}]", f"must be a finite number, not {value}")
-        known = self._answers.get(order.order_id)
+        # one shop's order 1001 is not another's: answers and the recorded event are per merchant
+        key = f"{merchant_id}/{order.order_id}" if merchant_id else order.order_id
+        known = self._answers.get(key)
         if known is not None:
             return FraudResult(known.score, known.decision, known.reasons, known.model_version, request_id)
         try:
@@ -164,7 +166,8 @@ class FraudScorer:
             raise Unavailable("no fraud model is loaded: build one with `hanzo train fraud`") from None
         artifacts: FraudArtifacts = version.artifacts
         if not order.timestamp:
-            order.timestamp = self.features.store.watermark or int(time.time() * 1000)
+            # now, not the store's clock: stamped at the clock, orders would never move it on
+            order.timestamp = max(self.features.store.watermark, int(time.time() * 1000))
         elif order.timestamp > time.time() * 1000 + self.features.config.max_future_seconds * 1000:
             # the store would refuse its event, and its windows would read as empty
             raise InvalidArgument("order.timestamp", "is further ahead of this server's clock than "
@@ -175,7 +178,7 @@ class FraudScorer:
         reasons = self._reasons(artifacts, x) if self.config.reasons else []
         result = FraudResult(score, self.config.policy(merchant_id).decide(score), reasons, version.version_str,
                              request_id)
-        self._remember(order.order_id, result)
+        self._remember(key, result)
         if self.log is not None:
             self.log.record(self._event(order, merchant_id, request_id, result))
         elif self.config.record_orders == "sync" and self.features.is_open:
@@ -202,7 +205,7 @@ class FraudScorer:
             self._answers.popitem(last=False)
 
     def _event(self, order: FraudOrder, merchant_id: str, request_id: str, result: FraudResult) -> dict:
-        event = order.event()
+        event = order.event(merchant_id)
         context = event["context"]
         context.update({"fraud_score": f"{result.score:.6f}", "fraud_decision": result.decision,
                         "model_version": f"{MODEL}:{result.model_version}"})

@@ -64,8 +64,8 @@ class FraudOrder:
     def field(self, name: str) -> str:
         return getattr(self, name)
 
-    def event(self) -> dict:
-        """The `order` event this order is recorded as (idempotent by order_id)."""
+    def event(self, merchant_id: str = "") -> dict:
+        """The `order` event this order is recorded as (idempotent by merchant and order id)."""
         payload = {"order_id": self.order_id, "amount": self.amount}
         for name in ("currency", "card_id", "device_id", "ip", "email", "shipping_address_id", "billing_address_id"):
             value = getattr(self, name)
@@ -75,7 +75,8 @@ class FraudOrder:
             payload["items"] = self.items
         if self.signals:
             payload["signals"] = dict(self.signals)
-        return {"event_id": f"order-{self.order_id}", "event_type": "order", "timestamp": self.timestamp,
+        event_id = f"order-{merchant_id}/{self.order_id}" if merchant_id else f"order-{self.order_id}"
+        return {"event_id": event_id, "event_type": "order", "timestamp": self.timestamp,
                 "user_id": self.user_id or None, "session_id": self.session_id or f"order:{self.order_id}",
                 "payload": payload, "context": dict(self.context or {})}
 

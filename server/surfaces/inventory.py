@@ -8,14 +8,16 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 
 from ..errors import InvalidArgument, NotFound, Unavailable
 from ..inventory.plan import InventoryPlan
-from ..inventory.policy import reorder_point
+from ..inventory.policy import reorder_point, step_sigma
 
 log = logging.getLogger(__name__)
+_Z90 = NormalDist().inv_cdf(0.9)
 
 
 @dataclass
@@ -82,19 +84,26 @@ class InventoryPlanner:
         row = plan.row(query.product_id, location)
         if row is None:
             raise NotFound(f"no plan for product {query.product_id!r} at location {location!r}")
-        # the plan's steps are days for daily sales, weeks for weekly ones
-        step = int(plan.step_days[row])
-        steps = -(-query.horizon_days // step) if query.horizon_days else plan.horizon
-        if steps > plan.horizon:
-            raise InvalidArgument("horizon_days", f"{query.horizon_days} days is past the plan's "
-                                                  f"{plan.horizon * step} days")
-        lead_days = query.lead_time_days or self.config.default_lead_time_days
-        lead = -(-lead_days // step)
-        if lead > plan.horizon:
-            raise InvalidArgument("lead_time_days", f"{lead_days} days is past the plan's {plan.horizon * step} days")
+        mean, low, high = daily(plan.mean[row], plan.low[row], plan.high[row], int(plan.step_days[row]))
+        days = query.horizon_days or len(mean)
+        if days > len(mean):
+            raise InvalidArgument("horizon_days", f"{query.horizon_days} days is past the plan's {len(mean)} days")
+        lead = query.lead_time_days or self.config.default_lead_time_days
+        if lead > len(mean):
+            raise InvalidArgument("lead_time_days", f"{lead} days is past the plan's {len(mean)} days")
         service = query.service_level or self.config.default_service_level
         if not 0.5 <= service < 1:
             raise InvalidArgument("service_level", f"must be in [0.5, 1), not {service}")
-        point = reorder_point(plan.mean[row], plan.low[row], plan.high[row], lead, service)
-        return InventoryAnswer(plan.mean[row, :steps], plan.low[row, :steps], plan.high[row, :steps],
-                               point.safety_stock, point.reorder_point, plan.version)
+        point = reorder_point(mean, low, high, lead, service)
+        return InventoryAnswer(mean[:days], low[:days], high[:days], point.safety_stock, point.reorder_point,
+                               plan.version)
+
+
+def daily(mean: np.ndarray, low: np.ndarray, high: np.ndarray, step_days: int) -> tuple:
+    """A plan's steps as days: a weekly step's demand spread evenly over its seven days, its
+    spread shared as independent days' would be (variance / 7), the band rebuilt around that."""
+    if step_days == 1:
+        return mean, low, high
+    sigma = np.repeat(step_sigma(low, high) / np.sqrt(step_days), step_days)
+    mean = np.repeat(np.asarray(mean, np.float64) / step_days, step_days)
+    return mean, np.maximum(mean - _Z90 * sigma, 0.0), mean + _Z90 * sigma
