@@ -287,6 +287,10 @@ class FeatureService:
             log.warning("snapshot ignored: the feature definitions changed since it was written; replaying the log",
                         extra={"snapshot": path.name})
             return False
+        if not self.store.graph.shared and not state.get("graph"):
+            log.warning("snapshot ignored: it predates the fraud network; replaying the log",
+                        extra={"snapshot": path.name})
+            return False
         with np.load(path / "arrays.npz") as arrays:
             if self.redis is None:
                 self.dedup.restore({k: arrays[f"dedup.{k}"] for k in ("keys", "stamps")})
@@ -295,10 +299,6 @@ class FeatureService:
                 for entity in self.store.last_seen:
                     self.store.last_seen[entity] = arrays[f"seen.{entity}"].copy()
             if not self.store.graph.shared:
-                if not state.get("graph"):
-                    log.warning("snapshot ignored: it predates the fraud network; replaying the log",
-                                extra={"snapshot": path.name})
-                    return False
                 self.store.graph.restore(state["graph"], {k: arrays[k] for k in ("graph.parent", "graph.stats",
                                                                                   "graph.charged")})
         for name, keys in state["entities"].items():
