@@ -215,8 +215,7 @@ def _plan_inventory(args: argparse.Namespace) -> int:
     import time
 
     from .inventory.plan import build_plan
-    from .inventory.policy import reorder_point
-    from .surfaces.inventory import daily
+    from .inventory.policy import daily, reorder_point
 
     if args.horizon < 1 or args.lead_time < 1:
         print("hanzo plan-inventory: --horizon and --lead-time must be >= 1", file=sys.stderr)

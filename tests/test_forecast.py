@@ -114,8 +114,7 @@ def test_sales_table_from_purchase_events(tmp_path):
 
 
 def test_weekly_plans_answer_in_days():
-    from hanzo.server.inventory.policy import reorder_point
-    from hanzo.server.surfaces.inventory import daily
+    from hanzo.server.inventory.policy import daily, reorder_point
 
     mean, low, high = daily(np.array([700.0, 700.0]), np.array([600.0, 600.0]), np.array([800.0, 800.0]), 7)
     assert len(mean) == 14 and np.allclose(mean, 100.0)

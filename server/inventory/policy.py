@@ -11,7 +11,8 @@ from statistics import NormalDist
 import numpy as np
 
 # the 10-90% band of a normal spans 2 * 1.2816 standard deviations
-_BAND_SIGMAS = 2 * NormalDist().inv_cdf(0.9)
+_Z90 = NormalDist().inv_cdf(0.9)
+_BAND_SIGMAS = 2 * _Z90
 
 
 @dataclass
@@ -37,3 +38,13 @@ def reorder_point(mean: np.ndarray, low: np.ndarray, high: np.ndarray, lead_time
     sigma = float(np.sqrt(np.sum(step_sigma(low[:lead_time], high[:lead_time]) ** 2)))
     safety = NormalDist().inv_cdf(service_level) * sigma
     return ReorderPoint(mu, sigma, safety, mu + safety)
+
+
+def daily(mean: np.ndarray, low: np.ndarray, high: np.ndarray, step_days: int) -> tuple:
+    """A plan's steps as days: a weekly step's demand spread evenly over its seven days, its
+    spread shared as independent days' would be (variance / 7), the band rebuilt around that."""
+    if step_days == 1:
+        return mean, low, high
+    sigma = np.repeat(step_sigma(low, high) / np.sqrt(step_days), step_days)
+    mean = np.repeat(np.asarray(mean, np.float64) / step_days, step_days)
+    return mean, np.maximum(mean - _Z90 * sigma, 0.0), mean + _Z90 * sigma

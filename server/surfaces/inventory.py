@@ -8,16 +8,14 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from statistics import NormalDist
 
 import numpy as np
 
 from ..errors import InvalidArgument, NotFound, Unavailable
 from ..inventory.plan import InventoryPlan
-from ..inventory.policy import reorder_point, step_sigma
+from ..inventory.policy import daily, reorder_point
 
 log = logging.getLogger(__name__)
-_Z90 = NormalDist().inv_cdf(0.9)
 
 
 @dataclass
@@ -97,13 +95,3 @@ class InventoryPlanner:
         point = reorder_point(mean, low, high, lead, service)
         return InventoryAnswer(mean[:days], low[:days], high[:days], point.safety_stock, point.reorder_point,
                                plan.version)
-
-
-def daily(mean: np.ndarray, low: np.ndarray, high: np.ndarray, step_days: int) -> tuple:
-    """A plan's steps as days: a weekly step's demand spread evenly over its seven days, its
-    spread shared as independent days' would be (variance / 7), the band rebuilt around that."""
-    if step_days == 1:
-        return mean, low, high
-    sigma = np.repeat(step_sigma(low, high) / np.sqrt(step_days), step_days)
-    mean = np.repeat(np.asarray(mean, np.float64) / step_days, step_days)
-    return mean, np.maximum(mean - _Z90 * sigma, 0.0), mean + _Z90 * sigma
