@@ -1,0 +1,1 @@
+"""Pricing: the constrained profit-maximising price over a demand model."""

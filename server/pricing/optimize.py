@@ -1,0 +1,74 @@
+"""The price that maximises expected profit `(p - c) q(p)` under the demand model
+`q(p) = q_ref (p / p_ref)^b1` (the weekday and other drivers fold into q_ref), subject to:
+
+- a margin floor `p >= (1 + m) c`;
+- price consistency `|p - p_prev| <= delta * p_prev` (no jumps that shoppers notice);
+- competitor parity `p <= max(competitor prices) + eps` (as the paper writes it).
+
+Unconstrained, profit peaks at `p = c b1 / (1 + b1)` when demand is elastic (b1 < -1); with
+inelastic demand it rises with price, so the upper constraints decide. Constraints that
+conflict are settled by precedence: the margin floor wins (a price below cost plus margin is
+never quoted), and the result says which were active and which could not be met: after the floor, price consistency comes before competitor parity."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+@dataclass
+class PriceRules:
+    min_margin: float = 0.10  # m: price at least (1 + m) x cost
+    max_change: float = 0.15  # delta: at most this share from the previous price
+    parity_slack: float = 0.0  # eps: at most this above the dearest competitor
+
+
+@dataclass
+class PriceChoice:
+    price: float
+    expected_units: float
+    expected_profit: float
+    unconstrained: float  # the profit-maximising price before constraints (inf: inelastic)
+    active: list[str] = field(default_factory=list)  # constraints that set or bound the price
+    violated: list[str] = field(default_factory=list)  # constraints the margin floor overrode
+
+
+def units_at(price: float, reference_units: float, reference_price: float, elasticity: float) -> float:
+    return reference_units * (price / reference_price) ** elasticity
+
+
+def best_price(cost: float, reference_price: float, reference_units: float, elasticity: float,
+               previous_price: float, competitor_prices: list[float] | None = None,
+               rules: PriceRules | None = None) -> PriceChoice:
+    rules = rules or PriceRules()
+    if cost < 0 or reference_price <= 0 or previous_price <= 0 or reference_units < 0:
+        raise ValueError("cost must be >= 0, prices > 0 and units >= 0")
+    unconstrained = cost * elasticity / (1 + elasticity) if elasticity < -1 else math.inf
+    floor = (1 + rules.min_margin) * cost
+    # in order of precedence: a rule that cannot hold with those before it gives way, and the
+    # price goes as near it as they allow
+    bounds = [("margin_floor", floor, math.inf),
+              ("price_consistency", previous_price * (1 - rules.max_change), previous_price * (1 + rules.max_change))]
+    if competitor_prices:
+        bounds.append(("competitor_parity", 0.0, max(competitor_prices) + rules.parity_slack))
+    lower, upper, lower_name, upper_name = 0.0, math.inf, "", ""
+    for name, lo, hi in bounds:
+        if hi < lower:  # wants lower than the rules above allow: as low as they allow
+            upper, upper_name = lower, lower_name
+            continue
+        if lo > upper:
+            lower, lower_name = upper, upper_name
+            continue
+        if lo > lower:
+            lower, lower_name = lo, name
+        if hi < upper:
+            upper, upper_name = hi, name
+    price = min(max(unconstrained, lower), upper)
+    active = []
+    if price == lower and unconstrained < lower:
+        active.append(lower_name)
+    if price == upper and unconstrained > upper:
+        active.append(upper_name)
+    price = max(round(price, 2), math.ceil(floor * 100 - 1e-9) / 100)  # cents, never under the floor
+    violated = [name for name, lo, hi in bounds if not lo - 0.005 <= price <= hi + 0.005]
+    units = units_at(price, reference_units, reference_price, elasticity)
+    return PriceChoice(price, units, (price - cost) * units, unconstrained, active, violated)
