@@ -8,7 +8,8 @@
 Unconstrained, profit peaks at `p = c b1 / (1 + b1)` when demand is elastic (b1 < -1); with
 inelastic demand it rises with price, so the upper constraints decide. Constraints that
 conflict are settled by precedence: the margin floor wins (a price below cost plus margin is
-never quoted), and the result says which were active and which could not be met: after the floor, price consistency comes before competitor parity."""
+never quoted), then price consistency, then competitor parity; a rule that cannot hold is
+priced as near as the others allow, and the result says which were active and which broken."""
 from __future__ import annotations
 
 import math
@@ -29,7 +30,7 @@ class PriceChoice:
     expected_profit: float
     unconstrained: float  # the profit-maximising price before constraints (inf: inelastic)
     active: list[str] = field(default_factory=list)  # constraints that set or bound the price
-    violated: list[str] = field(default_factory=list)  # constraints the margin floor overrode
+    violated: list[str] = field(default_factory=list)  # rules that gave way to those before them
 
 
 def units_at(price: float, reference_units: float, reference_price: float, elasticity: float) -> float:
