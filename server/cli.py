@@ -186,27 +186,25 @@ def _sales_table(path: Path, beside: Path) -> Path:
 
 def _forecast(args: argparse.Namespace) -> int:
     import csv
+    import time
 
     import numpy as np
 
-    from .inventory.forecast import fit_forecast
-    from .inventory.sales import future_steps, read_sales
+    from .inventory.plan import build_plan
 
     if args.horizon < 1:
         print("hanzo forecast: --horizon must be >= 1", file=sys.stderr)
         return 2
-    history, known = read_sales(_sales_table(args.sales, args.out))
+    plan = build_plan(_sales_table(args.sales, args.out), args.horizon, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
     with open(args.out, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["date", "location", "sku", "forecast", "forecast_low", "forecast_high"])
-        for (location, sku), series in sorted(history.items()):
-            if len(series) < 2:
-                continue
-            forecast = fit_forecast(series, future_steps(series, args.horizon, known.get((location, sku))))
-            for d, mean, low, high in zip(np.datetime_as_string(forecast.dates, unit="D"), forecast.mean,
-                                          forecast.low, forecast.high):
+        for row, (location, sku) in enumerate(plan.keys):
+            dates = plan.start[row] + np.timedelta64(int(plan.step_days[row]), "D") * np.arange(plan.horizon)
+            for d, mean, low, high in zip(np.datetime_as_string(dates, unit="D"), plan.mean[row], plan.low[row],
+                                          plan.high[row]):
                 writer.writerow([d, location, sku, f"{mean:.3f}", f"{low:.3f}", f"{high:.3f}"])
-    print(f"{len(history)} series, {args.horizon} steps each -> {args.out}", file=sys.stderr)
+    print(f"{len(plan.keys)} series, {args.horizon} steps each -> {args.out}", file=sys.stderr)
     return 0
 
 

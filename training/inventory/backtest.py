@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hanzo.server.inventory.forecast import fit_forecast, mase, seasonal_naive, wape
+from hanzo.server.inventory.forecast import Series, fit_forecast, mase, seasonal_naive, wape
+from hanzo.server.inventory.policy import step_sigma
+from hanzo.server.inventory.reconcile import Hierarchy, bottom_up, reconcile
 from hanzo.server.inventory.sales import read_sales
 
 
@@ -69,10 +71,6 @@ def reconciled_backtest(sales: Path, holdout: int) -> dict:
     """The locations and their total as a two-level hierarchy: every series forecast on its own
     (the total from the summed sales), then made to add up by bottom-up and by WLS
     reconciliation; MASE at the top and on average at the bottom, for each."""
-    from hanzo.server.inventory.forecast import Series
-    from hanzo.server.inventory.policy import step_sigma
-    from hanzo.server.inventory.reconcile import Hierarchy, bottom_up, reconcile
-
     history, _ = read_sales(sales)
     series = _aligned({f"{location}/{sku}": s for (location, sku), s in history.items()})
     first = next(iter(series.values()))
@@ -108,8 +106,6 @@ def reconciled_backtest(sales: Path, holdout: int) -> dict:
 def _aligned(series: dict) -> dict:
     """Every series on the same dates (the union of theirs, at their common step); a date a
     series lacks is a closed day that sold nothing (a store shut for a refit)."""
-    from hanzo.server.inventory.forecast import Series
-
     step = np.timedelta64(next(iter(series.values())).step_days, "D")
     start = min(s.dates[0] for s in series.values())
     end = max(s.dates[-1] for s in series.values())
