@@ -22,6 +22,7 @@ from .latency import LatencyRecorder
 from .models import ModelRepository, RepositoryOptions
 from .surfaces.fraud import FraudArtifacts, FraudScorer
 from .surfaces.inventory import InventoryPlanner
+from .surfaces.pricing import PriceQuoter
 from .surfaces.recommend import RecommendArtifacts, Recommender
 from .surfaces.search import SearchArtifacts, Searcher
 
@@ -46,6 +47,7 @@ class HanzoServer:
         self.recommender = Recommender(self.repository, self.features, config.recommend)
         self.searcher = Searcher(self.repository, self.features, config.search)
         self.fraud = FraudScorer(self.repository, self.features, config.fraud)
+        self.pricing = PriceQuoter(self.features, config.pricing)
         self.inventory = InventoryPlanner(config.inventory)
         self.port: int | None = None
         self._serving = False
@@ -71,7 +73,7 @@ class HanzoServer:
             kserve.KServeServicer(self.repository, VERSION, self.serving, self.latency), server)
         commerce_pb2_grpc.add_CommerceServicer_to_server(
             commerce.CommerceServicer(self.latency, self.features, self.recommender, self.searcher, self.fraud,
-                                      self.inventory), server)
+                                      self.pricing, self.inventory), server)
         admin_pb2_grpc.add_AdminServicer_to_server(admin.AdminServicer(self.latency), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(

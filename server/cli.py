@@ -22,8 +22,18 @@ def _serve(args: argparse.Namespace) -> int:
     logs.configure(config.log_level, config.log_format)
     if config.demo_models and not _has_models(config.model_repo):
         _build_demo(config)
+    _demo_pricing_model(config)
     uvloop.run(serve(config))
     return 0
+
+
+def _demo_pricing_model(config: ServerConfig) -> None:
+    """With no [pricing] model configured, a demo world beside the repository lends its own."""
+    from hanzo.training.demo_marketplace import DEMO_PRICING_MODEL
+
+    demo = Path(config.model_repo).resolve().parent / "demo_world" / DEMO_PRICING_MODEL
+    if config.demo_models and not config.pricing.model and demo.exists():
+        config.pricing.model = str(demo)
 
 
 def _build_demo(config: ServerConfig) -> None:
@@ -77,7 +87,8 @@ def _simulate(args: argparse.Namespace) -> int:
     from hanzo.training.simulator import SimulationConfig, simulate
 
     config = SimulationConfig(seed=args.seed, users=args.users, products=args.products, days=args.days,
-                              start=args.start, fraud_level=args.fraud_level, joining_share=args.joining_share)
+                              start=args.start, fraud_level=args.fraud_level, joining_share=args.joining_share,
+                              price_experiment_rate=args.price_experiments)
     sim = simulate(config, args.out)
     print(f"{len(sim.events)} events, {len(sim.catalog)} products, {len(sim.shoppers)} shoppers -> {args.out}")
     return 0
@@ -155,6 +166,16 @@ def _train_fraud(args: argparse.Namespace) -> int:
                          truth=args.truth)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1, default=float))
+    return 0
+
+
+def _train_pricing(args: argparse.Namespace) -> int:
+    from hanzo.training.pricing.pipeline import train_pricing
+
+    report = train_pricing(args.events, args.out, args.catalog, args.truth, args.pooling,
+                           log=lambda m: print(m, file=sys.stderr))
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=1))
     return 0
 
 
@@ -294,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="scales every fraud pattern's rate (1: about 0.45%% of orders are fraud)")
     sim.add_argument("--joining-share", type=float, default=0.0,
                      help="share of shoppers who first arrive during the run (new customers; default 0)")
+    sim.add_argument("--price-experiments", type=float, default=0.02,
+                     help="chance a day that a product starts a price test (-20%% to +20%% for 3-10 days)")
     sim.set_defaults(func=_simulate)
 
     ingest = sub.add_parser("ingest", help="events from a JSONL file (gzip or not) into a feature store")
@@ -338,6 +361,15 @@ def build_parser() -> argparse.ArgumentParser:
     fraud.add_argument("--truth", type=Path, help="a simulation's truth.json: also judge against real fraud")
     fraud.add_argument("--out", type=Path, help="write the JSON report here too")
     fraud.set_defaults(func=_train_fraud)
+    pricing = surfaces.add_parser("pricing", help="the demand model QuotePrice prices from")
+    pricing.add_argument("--events", type=Path, required=True, help="canonical events with prices, purchases, views")
+    pricing.add_argument("--catalog", type=Path, help="catalog.jsonl: starting prices, costs, categories")
+    pricing.add_argument("--out", type=Path, required=True, help="the model file ([pricing] model)")
+    pricing.add_argument("--pooling", type=float, default=5.0,
+                         help="how strongly a product's elasticity is pulled toward its category's (default 5)")
+    pricing.add_argument("--truth", type=Path, help="a simulation's truth.json: compare with true elasticities")
+    pricing.add_argument("--report", type=Path, help="write the JSON report here too")
+    pricing.set_defaults(func=_train_pricing)
 
     evaluate = sub.add_parser("eval", help="score a surface through a running server over gRPC")
     surfaces = evaluate.add_subparsers(dest="surface", required=True, metavar="SURFACE")

@@ -10,12 +10,13 @@ from typing import Any
 from .features.service import FeatureStoreConfig
 from .surfaces.fraud import FraudConfig
 from .surfaces.inventory import InventoryConfig
+from .surfaces.pricing import PricingConfig
 from .surfaces.recommend import RecommendConfig
 from .surfaces.search import SearchConfig
 
 # The TOML tables beside [server], each one dataclass of options.
 SECTIONS = {"features": FeatureStoreConfig, "recommend": RecommendConfig, "search": SearchConfig,
-            "fraud": FraudConfig, "inventory": InventoryConfig}
+            "fraud": FraudConfig, "pricing": PricingConfig, "inventory": InventoryConfig}
 
 DEFAULT_PORT = 50051
 
@@ -46,6 +47,8 @@ class ServerConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     # The ScoreFraud surface ([fraud], [fraud.merchants.<id>]): decision thresholds per merchant.
     fraud: FraudConfig = field(default_factory=FraudConfig)
+    # QuotePrice ([pricing]): the demand model file, margin floor, price consistency, competitor parity.
+    pricing: PricingConfig = field(default_factory=PricingConfig)
     # PlanInventory ([inventory]): the nightly plan file, defaults for requests that leave fields out.
     inventory: InventoryConfig = field(default_factory=InventoryConfig)
 

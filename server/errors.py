@@ -40,5 +40,11 @@ class Unavailable(HanzoError):
     code = "UNAVAILABLE"
 
 
+class FailedPrecondition(HanzoError):
+    """The call is well formed but what it asks about lacks something it needs (a product
+    with no cost to hold a margin above)."""
+    code = "FAILED_PRECONDITION"
+
+
 class Unimplemented(HanzoError):
     code = "UNIMPLEMENTED"

@@ -1,7 +1,7 @@
 """A small simulated marketplace for a fresh `hanzo serve`: its catalogue, its event history
 in the feature store, and real models trained on it (the recommender, the search re-ranker
-from its search logs, the fraud ensemble from its orders and chargebacks), so Recommend,
-Search and ScoreFraud answer at once. Seconds to build, seeded."""
+from its search logs, the fraud ensemble from its orders and chargebacks, the pricing demand
+model), so Recommend, Search, ScoreFraud and QuotePrice answer at once. Seconds to build, seeded."""
 from __future__ import annotations
 
 import json
@@ -14,6 +14,7 @@ from hanzo.server.features.service import FeatureService, FeatureStoreConfig
 # Fraud four times the usual rate, so a month of a small shop has enough to learn from.
 SIZE = {"users": 1000, "products": 300, "days": 30, "fraud_level": 4.0}
 SEED = 20261130
+DEMO_PRICING_MODEL = "pricing_demand.npz"  # in the demo world: QuotePrice's model when none is configured
 
 
 def xgboost_available() -> bool:
@@ -60,6 +61,10 @@ def build_demo_marketplace(world: Path, model_repo: Path, data_dir: Path, log=pr
 
         train_fraud(world / "events.jsonl.gz", model_repo, seed=0, log=quiet)
         log(f"demo marketplace: fraud ensemble trained ({time.monotonic() - started:.0f} s)")
+    from hanzo.training.pricing.pipeline import train_pricing
+
+    train_pricing(world / "events.jsonl.gz", world / DEMO_PRICING_MODEL, world / "catalog.jsonl", log=quiet)
+    log(f"demo marketplace: pricing demand model fitted ({time.monotonic() - started:.0f} s)")
     # The history up to the simulation's end (chargebacks land weeks later, past the store's
     # future cap), in time order, as the server would have received it.
     events = sorted((r for r in read_records(world / "events.jsonl.gz") if r["timestamp"] < end),
@@ -79,9 +84,10 @@ def build_demo_marketplace(world: Path, model_repo: Path, data_dir: Path, log=pr
               "billing_address_id", "signals")
     order = {"order_id": "demo-order-1", "user_id": last["user_id"], "session_id": last["session_id"],
              **{k: last["payload"][k] for k in fields if k in last["payload"]}}
+    product = next(r["payload"]["product_id"] for r in reversed(events) if r["event_type"] == "purchase")
     summary = {"catalog": str(world / "catalog.jsonl"), "events": len(events), "user_id": user, "query": query,
-               "order": order, "seconds": round(time.monotonic() - started, 1)}
+               "order": order, "product_id": product, "seconds": round(time.monotonic() - started, 1)}
     (world / "demo.json").write_text(json.dumps(summary, indent=1))
     log(f"demo marketplace: {len(events)} events in the feature store ({summary['seconds']} s); try "
-        f"Recommend for user_id {user!r} and Search for {query!r}")
+        f"Recommend for user_id {user!r}, Search for {query!r}, QuotePrice for {product!r}")
     return summary

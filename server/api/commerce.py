@@ -9,11 +9,13 @@ from ..features.service import FeatureService
 from ..latency import LatencyRecorder
 from ..surfaces.fraud import FraudScorer
 from ..surfaces.inventory import InventoryPlanner
+from ..surfaces.pricing import PriceQuoter
 from ..surfaces.recommend import Recommender
 from ..surfaces.search import Searcher
 from . import features as feature_api
 from . import fraud as fraud_api
 from . import inventory as inventory_api
+from . import pricing as pricing_api
 from . import recommend as recommend_api
 from . import search as search_api
 from .edge import deadline_of, wrap_servicer
@@ -21,10 +23,8 @@ from .edge import deadline_of, wrap_servicer
 SERVICE = "hanzo.v1.Commerce"
 
 # RPC -> the issue that implements it.
-_PENDING = {
-    "QuotePrice": 7,
-}
-_SERVED = ["GetFeatures", "IngestEvents", "Recommend", "Search", "ScoreFraud", "PlanInventory"]
+_PENDING: dict[str, int] = {}
+_SERVED = ["GetFeatures", "IngestEvents", "Recommend", "Search", "ScoreFraud", "QuotePrice", "PlanInventory"]
 
 
 def _pending(rpc: str, issue: int):
@@ -37,11 +37,12 @@ def _pending(rpc: str, issue: int):
 
 class CommerceServicer(commerce_pb2_grpc.CommerceServicer):
     def __init__(self, latency: LatencyRecorder, features: FeatureService, recommender: Recommender,
-                 searcher: Searcher, fraud: FraudScorer, inventory: InventoryPlanner) -> None:
+                 searcher: Searcher, fraud: FraudScorer, pricing: PriceQuoter, inventory: InventoryPlanner) -> None:
         self._features = features
         self._recommender = recommender
         self._searcher = searcher
         self._fraud = fraud
+        self._pricing = pricing
         self._inventory = inventory
         for rpc, issue in _PENDING.items():
             setattr(self, rpc, _pending(rpc, issue))
@@ -58,6 +59,9 @@ class CommerceServicer(commerce_pb2_grpc.CommerceServicer):
 
     async def ScoreFraud(self, request, context):
         return await fraud_api.score_fraud(self._fraud, request, deadline_of(context))
+
+    async def QuotePrice(self, request, context):
+        return await pricing_api.quote_price(self._pricing, request)
 
     async def PlanInventory(self, request, context):
         return await inventory_api.plan_inventory(self._inventory, request)

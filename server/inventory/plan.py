@@ -5,13 +5,12 @@ lead time each call asks for."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic_npz import save_npz_atomic
 from .forecast import fit_forecast
 from .sales import future_steps, read_sales
 
@@ -37,15 +36,9 @@ class InventoryPlan:
         return self._row.get((location, product_id))
 
     def save(self, path: Path) -> None:
-        """Whole or not at all: written beside, then renamed over, so a server reloading it
-        never reads half a plan."""
-        path = Path(path)
-        handle, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-        os.close(handle)
-        np.savez(staging, keys=np.array(json.dumps(self.keys)),
-                 start=self.start.astype("datetime64[D]").astype(np.int64), step_days=self.step_days,
-                 mean=self.mean, low=self.low, high=self.high, version=np.array(self.version))
-        os.replace(staging, path)
+        save_npz_atomic(path, keys=np.array(json.dumps(self.keys)),
+                        start=self.start.astype("datetime64[D]").astype(np.int64), step_days=self.step_days,
+                        mean=self.mean, low=self.low, high=self.high, version=np.array(self.version))
 
     @classmethod
     def load(cls, path: Path) -> "InventoryPlan":

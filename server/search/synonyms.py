@@ -1,6 +1,7 @@
 """Query expansion with synonyms: a configured list ("sofa" = "couch", phrases allowed:
 "fry pan" = "frying pan") merged with pairs learned from what shoppers click and buy after a
-search (training/search/synonym_learning.py). Everything is kept as index terms (`terms()`), so "sofas" expands like "sofa"."""
+search (training/search/synonym_learning.py). Everything is kept as index terms (`terms()`), so
+"sofas" expands like "sofa"."""
 from __future__ import annotations
 
 from typing import Iterable, Mapping

@@ -4,18 +4,14 @@ lead time the caller asks. The plan file is reloaded when it changes on disk, so
 `hanzo plan-inventory` run needs no restart."""
 from __future__ import annotations
 
-import logging
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidArgument, NotFound, Unavailable
+from ..errors import InvalidArgument, NotFound
 from ..inventory.plan import InventoryPlan
 from ..inventory.policy import daily, reorder_point
-
-log = logging.getLogger(__name__)
+from ..reloading import ReloadingFile
 
 
 @dataclass
@@ -54,30 +50,11 @@ class InventoryAnswer:
 class InventoryPlanner:
     def __init__(self, config: InventoryConfig | None = None) -> None:
         self.config = config or InventoryConfig()
-        self._plan: InventoryPlan | None = None
-        self._stamp: tuple | None = None
-        self._lock = threading.Lock()
-
-    def _current(self) -> InventoryPlan:
-        if not self.config.plan:
-            raise Unavailable("no inventory plan is configured: run `hanzo plan-inventory --plan FILE` and set "
-                              "[inventory] plan")
-        path = Path(self.config.plan)
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            raise Unavailable(f"the inventory plan {path} does not exist yet: run `hanzo plan-inventory`") from None
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp != self._stamp:
-            with self._lock:
-                if stamp != self._stamp:
-                    self._plan, self._stamp = InventoryPlan.load(path), stamp
-                    log.info("inventory plan loaded", extra={"plan": str(path), "series": len(self._plan.keys),
-                                                             "model_version": self._plan.version})
-        return self._plan
+        self._plan = ReloadingFile(self.config.plan, InventoryPlan.load, "inventory plan",
+                                   "run `hanzo plan-inventory --plan FILE` and set [inventory] plan")
 
     def plan(self, query: InventoryQuery) -> InventoryAnswer:
-        plan = self._current()
+        plan = self._plan.current()
         location = query.location or self.config.default_location
         row = plan.row(query.product_id, location)
         if row is None:

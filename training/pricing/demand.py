@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hanzo.server.pricing.demand_model import DemandModel
+
 DAY_MS = 86_400_000
 
 
@@ -33,7 +35,9 @@ def daily_panel(records: list[dict], catalog: list[dict], days: int | None = Non
     """From the catalogue (starting prices, costs, categories) and the events: each day's price
     (the last price_change or catalog_update at or before noon) and units sold (purchases)."""
     first_day = min(r["timestamp"] for r in records) // DAY_MS
-    last_day = max(r["timestamp"] for r in records) // DAY_MS if days is None else first_day + days - 1
+    # the last day anything sold or was seen (chargebacks arrive weeks after the shop's last day)
+    last_day = (max(r["timestamp"] for r in records if r["event_type"] in ("purchase", "product_view")) // DAY_MS
+                if days is None else first_day + days - 1)
     n_days = last_day - first_day + 1
     products = {p["product_id"]: p for p in catalog}
     changes: dict[str, list[tuple[int, float]]] = defaultdict(list)
@@ -82,26 +86,10 @@ def daily_panel(records: list[dict], catalog: list[dict], days: int | None = Non
             where = np.searchsorted(stamps, noon, side="right") - 1
             price = np.where(where >= 0, values[np.maximum(where, 0)], price)
         start = launched.get(product_id, 0)
-        category = (product.get("category") or ["?"])[-1]
+        category = (product.get("category") or ["?"])[0]  # pooled by top-level category
         out.append(ProductDays(product_id, category, float(product["cost"]), price[start:], units[product_id][start:],
                                weekday[start:], views[product_id][start:], short[product_id][start:]))
     return out
-
-
-@dataclass
-class DemandModel:
-    """Per product: intercept at its reference price, elasticity, weekday effects (Monday 0)."""
-    product_id: list[str]
-    category: list[str]
-    cost: np.ndarray
-    reference_price: np.ndarray  # the geometric mean of its prices: where b0 is read
-    b0: np.ndarray
-    b1: np.ndarray  # elasticity
-    weekday: np.ndarray  # [products, 7]
-
-    def expected_units(self, row: int, price: np.ndarray, weekday: int) -> np.ndarray:
-        return np.exp(self.b0[row] + self.b1[row] * np.log(np.asarray(price) / self.reference_price[row])
-                      + self.weekday[row, weekday])
 
 
 def _fit_category(items: list[ProductDays], pooling: float, exposure: bool, iterations: int = 50) -> tuple:
@@ -150,27 +138,34 @@ def _fit_category(items: list[ProductDays], pooling: float, exposure: bool, iter
     intercept = theta[:n]
     if exposure:  # per day again: at the product's usual traffic
         intercept = intercept + np.log(np.array([max(it.views.mean(), 1e-9) for it in items]))
-    return reference, intercept, theta[n:2 * n], np.tile(weekdays, (n, 1))
+    return reference, intercept, theta[n:2 * n], np.tile(weekdays, (n, 1)), float(theta[2 * n])
 
 
-def fit_demand(panel: list[ProductDays], pooling: float = 20.0, min_units: float = 1.0,
-               exposure: bool = True) -> DemandModel:
-    """Every category fitted on its own; products that never sold are left out."""
+def fit_demand(panel: list[ProductDays], pooling: float = 5.0, min_units: float = 1.0,
+               exposure: bool = True, version: str = "") -> DemandModel:
+    """Every category fitted on its own; products that never sold are left out (QuotePrice
+    prices them from their category's elasticity)."""
     by_category: dict[str, list[ProductDays]] = defaultdict(list)
     for item in panel:
         if item.units.sum() >= min_units and len(item.price) >= 7:
             by_category[item.category].append(item)
     ids, categories, costs, references, b0, b1, weekday = [], [], [], [], [], [], []
+    views, low, high, by_category_b1 = [], [], [], {}
     for category, items in sorted(by_category.items()):
-        reference, a, b, w = _fit_category(items, pooling, exposure)
+        reference, a, b, w, b_category = _fit_category(items, pooling, exposure)
         ids += [it.product_id for it in items]
         categories += [category] * len(items)
         costs += [it.cost for it in items]
+        views += [float(it.views.mean()) for it in items]
+        low += [float(it.price.min()) for it in items]
+        high += [float(it.price.max()) for it in items]
+        by_category_b1[category] = b_category if pooling > 0 else float(np.median(b))
         references.append(reference)
         b0.append(a)
         b1.append(b)
         weekday.append(w)
     if not ids:
-        return DemandModel([], [], np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros((0, 7)))
+        return DemandModel.empty()
     return DemandModel(ids, categories, np.array(costs), np.concatenate(references), np.concatenate(b0),
-                       np.concatenate(b1), np.concatenate(weekday))
+                       np.concatenate(b1), np.concatenate(weekday), np.array(views), np.array(low), np.array(high),
+                       by_category_b1, version)

@@ -15,8 +15,10 @@ PRICE_STEPS = (0.8, 0.85, 0.9, 0.95, 1.05, 1.1, 1.15, 1.2)
 
 
 class Market:
-    def __init__(self, rng: np.random.Generator, catalog: Catalog) -> None:
+    def __init__(self, rng: np.random.Generator, catalog: Catalog, experiment_rate: float = 0.02) -> None:
         self.rng = rng
+        self.experiment_rate = experiment_rate  # chance a product not under test starts one today
+        self.policy = None  # (day, market) -> every product's price today, in place of experiments
         self.catalog = catalog
         n = len(catalog)
         self.price = catalog.base_price.copy()
@@ -40,14 +42,21 @@ class Market:
         return -beta * relative - LOSS_AVERSION * beta * above
 
     def start_day(self, day: int) -> list[tuple[str, int, float]]:
-        """Price moves for the day: [(kind, product, value)] with kind 'price'."""
+        """Price moves for the day: [(kind, product, value)] with kind 'price'. With a pricing
+        policy set (a closed-loop replay), it sets every price and no experiments run."""
+        if self.policy is not None:
+            prices = np.round(np.asarray(self.policy(day, self), dtype=float), 2)
+            moved = np.flatnonzero(prices != self.price)
+            self.price[moved] = prices[moved]
+            return [("price", int(i), float(self.price[i])) for i in moved]
         changes = []
         ended = np.flatnonzero(self.experiment_ends == day)
         for i in ended:
             self.price[i] = self.catalog.base_price[i]
             self.experiment_ends[i] = -1
             changes.append(("price", int(i), float(self.price[i])))
-        starting = np.flatnonzero((self.rng.random(len(self.price)) < 0.02) & (self.experiment_ends < 0))
+        draws = self.rng.random(len(self.price))
+        starting = np.flatnonzero((draws < self.experiment_rate) & (self.experiment_ends < 0))
         for i in starting:
             step = PRICE_STEPS[int(self.rng.integers(len(PRICE_STEPS)))]
             self.price[i] = round(self.catalog.base_price[i] * step, 2)

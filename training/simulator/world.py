@@ -71,6 +71,9 @@ class SimulationConfig:
     # shop's new customers, whose accounts and devices are as new as a fraudster's. 0 keeps
     # earlier seeded runs as they were.
     joining_share: float = 0.0
+    # Chance a day that a product not already under a price test starts one (a step of -20% to
+    # +20% for 3-10 days): what lets a demand model read elasticities from the log.
+    price_experiment_rate: float = 0.02
 
 
 @dataclass
@@ -86,6 +89,8 @@ class Truth:
     price_beta: dict[str, float] = field(default_factory=dict)  # user -> price sensitivity
     # product -> arc elasticity of its units around its base price (see Simulation.true_elasticities)
     price_elasticity: dict[str, float] = field(default_factory=dict)
+    # the same once the shoppers' reference price has caught up (no loss aversion left)
+    price_elasticity_long_run: dict[str, float] = field(default_factory=dict)
 
 
 class Simulation:
@@ -99,7 +104,7 @@ class Simulation:
             for shopper in self.shoppers:
                 if arrivals.random() < config.joining_share:
                     shopper.joined_day = int(arrivals.integers(0, max(config.days, 1)))
-        self.market = Market(self.rng, self.catalog)
+        self.market = Market(self.rng, self.catalog, config.price_experiment_rate)
         self.search = SearchEngine(self.rng, self.catalog)
         self.start_ms = int(datetime.fromisoformat(config.start).replace(
             tzinfo=timezone.utc).timestamp() * 1000)  # noqa: UP017 (python 3.10)
@@ -165,15 +170,17 @@ class Simulation:
             self._day(day)
         self.events.sort(key=lambda e: (e["timestamp"], e["event_id"]))
         self.truth.price_elasticity = self.true_elasticities()
+        self.truth.price_elasticity_long_run = self.true_elasticities(loss_aversion=0.0)
         return self
 
-    def true_elasticities(self, step: float = 0.1) -> dict[str, float]:
+    def true_elasticities(self, step: float = 0.1, loss_aversion: float = LOSS_AVERSION) -> dict[str, float]:
         """What a price change does to each product's units, from the simulation's own demand:
         the arc elasticity of the chance a viewer carts it between 10% below and 10% above its
         base price (the reference price at the base, shoppers as the run leaves them, each
         weighted by how likely browsing shows them the product: exp of its appeal), scaled by
         the share of its units that answer to price at all (repeat needs, splurges and fraud
-        buy regardless)."""
+        buy regardless). With loss_aversion 0 it is the long-run response: the shoppers'
+        reference price has caught up with the new price."""
         catalog, market = self.catalog, self.market
         tastes = np.stack([s.taste for s in self.shoppers])
         betas = np.array([s.price_beta for s in self.shoppers])
@@ -182,7 +189,7 @@ class Simulation:
         expected = []
         for factor in (1 - step, 1 + step):
             relative = catalog.base_price * factor / market.typical
-            utility = -1.2 + appeal - betas[None, :] * (relative[:, None] + LOSS_AVERSION * max(0.0, factor - 1.0))
+            utility = -1.2 + appeal - betas[None, :] * (relative[:, None] + loss_aversion * max(0.0, factor - 1.0))
             expected.append((weights / (1 + np.exp(-utility))).sum(axis=1))
         choice = (np.log(expected[1]) - np.log(expected[0])) / (np.log(1 + step) - np.log(1 - step))
         total = self._carted_on_price + self._carted_regardless

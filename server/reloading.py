@@ -1,0 +1,41 @@
+"""A file the server reads at its first use and again whenever it changes on disk (a nightly
+job rewrites it by rename), so a new plan or model needs no restart."""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Callable, Generic, TypeVar
+
+from .errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class ReloadingFile(Generic[T]):
+    def __init__(self, path: str, load: Callable[[Path], T], what: str, how_to_make: str) -> None:
+        self.path = path
+        self._load = load
+        self._what = what  # "inventory plan": for messages
+        self._how_to_make = how_to_make  # the command that writes it
+        self._value: T | None = None
+        self._stamp: tuple | None = None
+        self._lock = threading.Lock()
+
+    def current(self) -> T:
+        if not self.path:
+            raise Unavailable(f"no {self._what} is configured: {self._how_to_make}")
+        path = Path(self.path)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            raise Unavailable(f"the {self._what} {path} does not exist yet: {self._how_to_make}") from None
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp != self._stamp:
+            with self._lock:
+                if stamp != self._stamp:
+                    self._value, self._stamp = self._load(path), stamp
+                    log.info(f"{self._what} loaded", extra={"path": str(path)})
+        return self._value

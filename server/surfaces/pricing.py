@@ -1,0 +1,107 @@
+"""QuotePrice: the constrained profit-maximising price for one product now, from the demand
+model `hanzo train pricing` writes (reloaded when it changes on disk), the catalogue's cost,
+price and stock, and the product's traffic from the feature store."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from ..errors import FailedPrecondition, InvalidArgument, NotFound
+from ..features.service import FeatureService
+from ..pricing.demand_model import DemandModel
+from ..pricing.optimize import PriceRules
+from ..pricing.quote import ProductNow, Quote, quote
+from ..reloading import ReloadingFile
+
+TRAFFIC = ("product_views_24h", "product_views_7d", "product_units_sold_30d")
+
+
+@dataclass
+class PricingConfig:
+    model: str = ""  # the demand model `hanzo train pricing --out` writes; empty: QuotePrice unavailable
+    min_margin: float = 0.10  # the margin floor: price >= (1 + min_margin) x cost
+    max_change: float = 0.15  # price consistency: at most this share from the current price per quote
+    parity_slack: float = 0.0  # competitor parity: at most this above the dearest competitor's price
+    restock_days: float = 7.0  # how long today's stock has to last (a request's days_to_restock overrides)
+    # how far past the prices the demand curve was fitted on the target may go (0.1: 10%)
+    extrapolation: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("min_margin", "parity_slack"):
+            if not 0 <= getattr(self, name) < 100:
+                raise ValueError(f"[pricing] {name} must be in [0, 100), not {getattr(self, name)}")
+        if not 0 < self.max_change <= 1:
+            raise ValueError(f"[pricing] max_change must be in (0, 1], not {self.max_change}")
+        if not 0 <= self.extrapolation <= 10:
+            raise ValueError(f"[pricing] extrapolation must be in [0, 10], not {self.extrapolation}")
+        if not 0 < self.restock_days <= 365:
+            raise ValueError(f"[pricing] restock_days must be in (0, 365], not {self.restock_days}")
+
+    @property
+    def rules(self) -> PriceRules:
+        return PriceRules(self.min_margin, self.max_change, self.parity_slack)
+
+
+@dataclass
+class PriceQuery:
+    product_id: str
+    competitor_prices: list[float] = field(default_factory=list)
+    location: str = ""  # stock at this location only (default: all locations together)
+    cost: float | None = None  # overrides the catalogue's
+    current_price: float | None = None  # overrides the catalogue's
+    stock: float | None = None  # overrides the catalogue's
+    days_to_restock: float | None = None
+
+
+@dataclass
+class PriceAnswer:
+    quote: Quote
+    model_version: str
+
+
+class PriceQuoter:
+    def __init__(self, features: FeatureService, config: PricingConfig | None = None,
+                 clock=time.time) -> None:
+        self.features = features
+        self.config = config or PricingConfig()
+        self._rules = self.config.rules
+        self._model = ReloadingFile(self.config.model, DemandModel.load, "demand model",
+                                    "run `hanzo train pricing --out FILE` and set [pricing] model")
+        self._clock = clock
+
+    def _stock(self, product_id: str, location: str) -> float | None:
+        by_location = self.features.store.catalog.stock.get(product_id)
+        if not by_location:
+            return None
+        if location:
+            if location not in by_location:
+                raise InvalidArgument("context[location]", f"product {product_id!r} has no stock record at "
+                                                           f"{location!r} (known: {sorted(by_location)})")
+            return by_location[location]
+        return sum(by_location.values())
+
+    async def quote(self, query: PriceQuery) -> PriceAnswer:
+        model = self._model.current()
+        product = self.features.store.catalog.products.get(query.product_id)
+        if product is None:
+            raise NotFound(f"product {query.product_id!r} is not in the catalogue")
+        cost = query.cost if query.cost is not None else product.get("cost")
+        if cost is None:
+            raise FailedPrecondition(f"product {query.product_id!r} has no cost in the catalogue, so no margin "
+                                     f"floor can hold: pass context cost")
+        price = query.current_price if query.current_price is not None else product.get("price")
+        if price is None or price <= 0:
+            raise FailedPrecondition(f"product {query.product_id!r} has no price in the catalogue to move from: "
+                                     f"pass context current_price")
+        stock = query.stock if query.stock is not None else self._stock(query.product_id, query.location)
+        block = await self.features.read("product", [query.product_id], list(TRAFFIC))
+        values = [math.nan if block.missing[0, i] else float(block.values[0, i]) for i in range(len(TRAFFIC))]
+        views_24h, views_7d, sold_30d = values
+        now = ProductNow(query.product_id, (product.get("category") or ["?"])[0], float(cost), float(price), stock,
+                         views_24h if math.isfinite(views_7d) else math.nan, views_7d / 7.0,
+                         sold_30d / 30.0 if math.isfinite(sold_30d) else 0.0)
+        weekday = time.gmtime(self._clock()).tm_wday
+        restock = query.days_to_restock or self.config.restock_days
+        return PriceAnswer(quote(model, now, weekday, query.competitor_prices, self._rules, restock,
+                                         self.config.extrapolation), model.version)
