@@ -1,9 +1,12 @@
 """A file the server reads at its first use and again whenever it changes on disk (a nightly
-job rewrites it by rename), so a new plan or model needs no restart."""
+job rewrites it by rename; looked at no more than once a second), so a new plan or model needs
+no restart."""
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Generic, TypeVar
 
@@ -15,7 +18,8 @@ T = TypeVar("T")
 
 
 class ReloadingFile(Generic[T]):
-    def __init__(self, path: str, load: Callable[[Path], T], what: str, how_to_make: str) -> None:
+    def __init__(self, path: str, load: Callable[[Path], T], what: str, how_to_make: str,
+                 check_every_s: float = 1.0) -> None:
         self.path = path
         self._load = load
         self._what = what  # "inventory plan": for messages
@@ -23,8 +27,12 @@ class ReloadingFile(Generic[T]):
         self._value: T | None = None
         self._stamp: tuple | None = None
         self._lock = threading.Lock()
+        self._check_every_s = check_every_s  # a stat() per call is measurable at hundreds of calls a second
+        self._checked = -math.inf
 
     def current(self) -> T:
+        if self._value is not None and time.monotonic() - self._checked < self._check_every_s:
+            return self._value
         if not self.path:
             raise Unavailable(f"no {self._what} is configured: {self._how_to_make}")
         path = Path(self.path)
@@ -33,6 +41,7 @@ class ReloadingFile(Generic[T]):
         except FileNotFoundError:
             raise Unavailable(f"the {self._what} {path} does not exist yet: {self._how_to_make}") from None
         stamp = (stat.st_mtime_ns, stat.st_size)
+        self._checked = time.monotonic()
         if stamp != self._stamp:
             with self._lock:
                 if stamp != self._stamp:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import grpc
 import numpy as np
@@ -103,5 +104,6 @@ def test_quote_price_over_grpc(shop, demo_repo, server_process):
         model.b1[:] = -0.3
         model.version = "demand-retrained"
         model.save(root / "demand.npz")
+        time.sleep(1.1)  # the server looks at the file at most once a second
         again = stub.QuotePrice(commerce_pb2.PriceRequest(product_id=product_id), timeout=5)
         assert again.model_version == "demand-retrained" and "inelastic" in again.explanation

@@ -5,6 +5,7 @@ not seen (new, or never sold). Written by `hanzo train pricing`, one .npz."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,8 +47,16 @@ class DemandModel:
 
     def __post_init__(self) -> None:
         self._row = {p: i for i, p in enumerate(self.product_id)}
-        self._category_weekday = {c: self.weekday[[i for i, x in enumerate(self.category) if x == c]].mean(axis=0)
-                                  for c in self.category_elasticity if c in set(self.category)}
+        category_weekday = {c: self.weekday[[i for i, x in enumerate(self.category) if x == c]].mean(axis=0)
+                            for c in self.category_elasticity if c in set(self.category)}
+        # what a quote reads, as plain floats (a call touches one row: numpy scalars cost more)
+        lift = np.exp(self.weekday - np.log(np.exp(self.weekday).mean(axis=1, keepdims=True)))
+        units = np.exp(self.b0[:, None] + self.weekday)
+        self._rows = [(float(self.b1[i]), float(self.reference_price[i]), units[i].tolist(),
+                       float(self.views_per_day[i]), lift[i].tolist(), float(self.price_low[i]),
+                       float(self.price_high[i])) for i in range(len(self.product_id))]
+        self._category_lift = {c: [float(x) for x in np.exp(w - np.log(np.exp(w).mean()))]
+                               for c, w in category_weekday.items()}
 
     def __len__(self) -> int:
         return len(self.product_id)
@@ -65,16 +74,12 @@ class DemandModel:
         current price and recent sales (`units_per_day`); None when neither is known."""
         row = self._row.get(product_id)
         if row is not None:
-            effects = self.weekday[row]
-            lift = float(np.exp(effects[weekday] - np.log(np.mean(np.exp(effects)))))
-            return DemandCurve(float(self.b1[row]), float(self.reference_price[row]),
-                               float(np.exp(self.b0[row] + effects[weekday])), float(self.views_per_day[row]), lift,
-                               float(self.price_low[row]), float(self.price_high[row]), False)
+            b1, reference, units, views, lift, low, high = self._rows[row]
+            return DemandCurve(b1, reference, units[weekday], views, lift[weekday], low, high, False)
         if category not in self.category_elasticity:
             return None
-        effects = self._category_weekday.get(category, np.zeros(7))
-        lift = float(np.exp(effects[weekday] - np.log(np.mean(np.exp(effects)))))
-        return DemandCurve(self.category_elasticity[category], price, units_per_day * lift, 0.0, lift, 0.0, np.inf,
+        lift = self._category_lift.get(category, [1.0] * 7)[weekday]
+        return DemandCurve(self.category_elasticity[category], price, units_per_day * lift, 0.0, lift, 0.0, math.inf,
                            True)
 
     def save(self, path: Path) -> None:

@@ -92,7 +92,8 @@ def daily_panel(records: list[dict], catalog: list[dict], days: int | None = Non
     return out
 
 
-def _fit_category(items: list[ProductDays], pooling: float, exposure: bool, iterations: int = 50) -> tuple:
+def _fit_category(items: list[ProductDays], pooling: float, exposure: bool, half_life_days: float = 0.0,
+                  iterations: int = 50) -> tuple:
     """Newton steps on the penalised Poisson log-likelihood of one category's products.
     Parameters: a_i (n), b_i (n), b_category (1), weekday effects Tuesday..Sunday (6). With
     `exposure` the day's product views are the offset (units per view: the traffic's own noise
@@ -102,13 +103,16 @@ def _fit_category(items: list[ProductDays], pooling: float, exposure: bool, iter
     rows = []
     for i, it in enumerate(items):
         keep = (it.views > 0 if exposure else np.ones(len(it.units), bool)) & ~it.short
+        age = (len(it.units) - 1 - np.arange(len(it.units)))[keep]  # days before the panel's last
+        weight = 0.5 ** (age / half_life_days) if half_life_days > 0 else np.ones(len(age))
         rows.append((i, np.log(it.price[keep] / reference[i]), it.units[keep], it.weekday[keep],
-                     np.log(it.views[keep]) if exposure else np.zeros(int(keep.sum()))))
+                     np.log(it.views[keep]) if exposure else np.zeros(int(keep.sum())), weight))
     product = np.concatenate([np.full(len(r[1]), r[0]) for r in rows])
     log_price = np.concatenate([r[1] for r in rows])
     y = np.concatenate([r[2] for r in rows])
     weekday = np.concatenate([r[3] for r in rows])
     offset = np.concatenate([r[4] for r in rows])
+    w = np.concatenate([r[5] for r in rows])
     k = 2 * n + 1 + 6
     x = np.zeros((len(y), k))
     x[np.arange(len(y)), product] = 1.0
@@ -128,8 +132,8 @@ def _fit_category(items: list[ProductDays], pooling: float, exposure: bool, iter
     for _ in range(iterations):
         eta = np.clip(x @ theta + offset, -30, 30)
         mu = np.exp(eta)
-        gradient = x.T @ (y - mu) - penalty @ theta
-        hessian = (x * mu[:, None]).T @ x + penalty
+        gradient = x.T @ (w * (y - mu)) - penalty @ theta
+        hessian = (x * (w * mu)[:, None]).T @ x + penalty
         step = np.linalg.solve(hessian, gradient)
         theta += step
         if np.max(np.abs(step)) < 1e-8:
@@ -142,9 +146,11 @@ def _fit_category(items: list[ProductDays], pooling: float, exposure: bool, iter
 
 
 def fit_demand(panel: list[ProductDays], pooling: float = 5.0, min_units: float = 1.0,
-               exposure: bool = True, version: str = "") -> DemandModel:
+               exposure: bool = True, version: str = "", half_life_days: float = 0.0) -> DemandModel:
     """Every category fitted on its own; products that never sold are left out (QuotePrice
-    prices them from their category's elasticity)."""
+    prices them from their category's elasticity). With `half_life_days` a day's weight halves
+    every that many days back: the curve is read near today's prices (a log-log curve's slope
+    is local when the true demand is not log-log)."""
     by_category: dict[str, list[ProductDays]] = defaultdict(list)
     for item in panel:
         if item.units.sum() >= min_units and len(item.price) >= 7:
@@ -152,7 +158,7 @@ def fit_demand(panel: list[ProductDays], pooling: float = 5.0, min_units: float 
     ids, categories, costs, references, b0, b1, weekday = [], [], [], [], [], [], []
     views, low, high, by_category_b1 = [], [], [], {}
     for category, items in sorted(by_category.items()):
-        reference, a, b, w, b_category = _fit_category(items, pooling, exposure)
+        reference, a, b, w, b_category = _fit_category(items, pooling, exposure, half_life_days)
         ids += [it.product_id for it in items]
         categories += [category] * len(items)
         costs += [it.cost for it in items]

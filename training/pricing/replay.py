@@ -35,18 +35,19 @@ from hanzo.training.simulator.world import DAY_MS, Simulation
 from .demand import daily_panel, fit_demand
 
 
-def _fit(sim: Simulation, pooling: float) -> DemandModel:
+def _fit(sim: Simulation, pooling: float, half_life_days: float = 0.0) -> DemandModel:
     events = sorted(sim.events, key=lambda e: e["timestamp"])
     starting = [sim.catalog.record(i, sim.catalog.base_price[i], 0.0) for i in range(len(sim.catalog))]
-    return fit_demand(daily_panel(events, starting), pooling)
+    return fit_demand(daily_panel(events, starting), pooling, half_life_days=half_life_days)
 
 
 class ModelPolicy:
     """Every morning, each product priced by the server's quote from the model and its stock."""
 
     def __init__(self, sim: Simulation, model: DemandModel, rules: PriceRules, restock_days: float,
-                 refit_days: int, pooling: float, extrapolation: float) -> None:
+                 refit_days: int, pooling: float, extrapolation: float, half_life_days: float) -> None:
         self.sim, self.model, self.rules, self.extrapolation = sim, model, rules, extrapolation
+        self.half_life_days = half_life_days
         self.restock_days, self.refit_days, self.pooling = restock_days, refit_days, pooling
         self.group = [c[0] for c in sim.catalog.categories]
         self.started: int | None = None
@@ -58,7 +59,7 @@ class ModelPolicy:
         if self.started is None:
             self.started = day
         elif self.refit_days and (day - self.started) % self.refit_days == 0:
-            self.model = _fit(self.sim, self.pooling)
+            self.model = _fit(self.sim, self.pooling, self.half_life_days)
         catalog = self.sim.catalog
         stock = sum(market.stock.values())
         prices = market.price.copy()
@@ -117,21 +118,24 @@ def _run(base: Simulation, policy, first_day: int, days: int) -> Simulation:
 
 def replay(config: SimulationConfig, train_days: int, eval_days: int, markups: list[float], rules: PriceRules,
            restock_days: float = 7.0, refit_days: int = 7, pooling: float = 5.0, extrapolation: float = 0.1,
-           log=print) -> dict:
+           half_life_days: float = 0.0, only: list[str] | None = None, log=print) -> dict:
     started = time.monotonic()
     config.days = train_days + eval_days
     base = Simulation(config)
     for day in range(train_days):
         base._day(day)
     log(f"trained shop: {train_days} days, {len(base.events)} events ({time.monotonic() - started:.0f} s)")
-    model = _fit(base, pooling)
+    model = _fit(base, pooling, half_life_days)
     log(f"demand model: {len(model)} products, median elasticity {np.median(model.b1):.2f}")
     catalog = base.catalog
     median_markup = float(np.median(catalog.base_price / catalog.cost - 1))
     policies = {"status_quo": lambda day, market: catalog.base_price}
     for markup in sorted(set([round(median_markup, 2)] + markups)):
         policies[f"cost_plus_{markup:.2f}"] = (lambda m: lambda day, market: catalog.cost * (1 + m))(markup)
-    policies["model"] = ModelPolicy(base, model, rules, restock_days, refit_days, pooling, extrapolation)
+    policies["model"] = ModelPolicy(base, model, rules, restock_days, refit_days, pooling, extrapolation,
+                                    half_life_days)
+    if only:
+        policies = {k: v for k, v in policies.items() if k in only}
     results = {}
     for name, policy in policies.items():
         sim = _run(base, policy, train_days, eval_days)
@@ -139,23 +143,30 @@ def replay(config: SimulationConfig, train_days: int, eval_days: int, markups: l
         results[name]["mean_price_over_base"] = round(float(np.exp(np.mean(np.log(sim.market.price /
                                                                                    catalog.base_price)))), 4)
         log(f"{name}: {results[name]} ({time.monotonic() - started:.0f} s)")
-    cost_plus = {k: v for k, v in results.items() if k.startswith("cost_plus_")}
-    best = max(cost_plus, key=lambda k: cost_plus[k]["profit"])
-    usual = f"cost_plus_{round(median_markup, 2):.2f}"
-    model_profit = results["model"]["profit"]
-    policy = policies["model"]
-    return {
+    report = {
         "config": {**vars(config), "train_days": train_days, "eval_days": eval_days, "restock_days": restock_days,
                    "refit_days": refit_days, "pooling": pooling, "extrapolation": extrapolation,
-                   "rules": vars(rules)},
+                   "half_life_days": half_life_days, "rules": vars(rules)},
         "median_markup": round(median_markup, 4), "results": results,
-        "model_vs_cost_plus_median_markup": round(model_profit / results[usual]["profit"] - 1, 4),
-        "model_vs_best_cost_plus": {"policy": best, "lift": round(model_profit / cost_plus[best]["profit"] - 1, 4)},
-        "model_vs_status_quo": round(model_profit / results["status_quo"]["profit"] - 1, 4),
-        "model_quotes": {"quotes": policy.quoted, "pooled_share": round(policy.pooled / max(policy.quoted, 1), 4),
-                         "drivers_and_constraints": policy.active},
-        "seconds": round(time.monotonic() - started, 1),
     }
+    if "model" in results:
+        model_profit = results["model"]["profit"]
+        cost_plus = {k: v for k, v in results.items() if k.startswith("cost_plus_")}
+        usual = f"cost_plus_{round(median_markup, 2):.2f}"
+        if usual in results:
+            report["model_vs_cost_plus_median_markup"] = round(model_profit / results[usual]["profit"] - 1, 4)
+        if cost_plus:
+            best = max(cost_plus, key=lambda k: cost_plus[k]["profit"])
+            report["model_vs_best_cost_plus"] = {"policy": best,
+                                                 "lift": round(model_profit / cost_plus[best]["profit"] - 1, 4)}
+        if "status_quo" in results:
+            report["model_vs_status_quo"] = round(model_profit / results["status_quo"]["profit"] - 1, 4)
+        policy = policies["model"]
+        report["model_quotes"] = {"quotes": policy.quoted, "pooled_share": round(policy.pooled / max(policy.quoted, 1),
+                                                                                 4),
+                                  "drivers_and_constraints": policy.active}
+    report["seconds"] = round(time.monotonic() - started, 1)
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refit-days", type=int, default=7, help="refit the model every N days (0: never)")
     parser.add_argument("--extrapolation", type=float, default=0.1,
                         help="how far past the prices it was fitted on the model's target may go")
+    parser.add_argument("--half-life-days", type=float, default=0.0,
+                        help="weight of a day in the fit halves every N days back (0: all days alike)")
     parser.add_argument("--policies", default="", help="run only these (comma-separated names; default all)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
@@ -181,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                               price_experiment_rate=args.price_experiments)
     report = replay(config, args.train_days, args.eval_days, [float(m) for m in args.markups.split(",") if m],
                     PriceRules(args.min_margin, args.max_change), args.restock_days, args.refit_days,
-                    extrapolation=args.extrapolation)
+                    extrapolation=args.extrapolation, half_life_days=args.half_life_days,
+                    only=[p for p in args.policies.split(",") if p] or None)
     text = json.dumps(report, indent=1, default=lambda x: x if not isinstance(x, float) or math.isfinite(x) else None)
     print(text)
     if args.out:
