@@ -41,6 +41,15 @@ class Market:
         above = max(0.0, self.price[i] / self.reference[i] - 1.0)
         return -beta * relative - LOSS_AVERSION * beta * above
 
+    def rebuy_factor(self, i: int, beta: float, loss_aversion: float = LOSS_AVERSION) -> float:
+        """How a price above the usual one thins a shopper's repeat or planned purchase (1 at
+        or below it): the price's distance from the base relative to the category's typical
+        price (lasting), plus loss aversion above the remembered reference (fading as the
+        reference catches up)."""
+        over = (self.price[i] - self.catalog.base_price[i]) / self.typical[i]
+        above = max(0.0, self.price[i] / self.reference[i] - 1.0)
+        return float(min(1.0, np.exp(-beta * (over + loss_aversion * above))))
+
     def start_day(self, day: int) -> list[tuple[str, int, float]]:
         """Price moves for the day: [(kind, product, value)] with kind 'price'. With a pricing
         policy set (a closed-loop replay), it sets every price and no experiments run."""

@@ -111,9 +111,11 @@ class Simulation:
         self.events: list[dict] = []
         self.truth = Truth(config=asdict(config), price_beta={s.user_id: s.price_beta for s in self.shoppers})
         self.popularity = np.ones(len(self.catalog))
-        # units carted per product after weighing the price, and regardless of it (a repeat
-        # need, a splurge, a fraudster): the share that answers to price scales the elasticity
+        # units carted per product after weighing the price among others (browsing), by a
+        # shopper set on it who balks only at a price above the usual (a repeat need, a
+        # splurge), and regardless of price (a fraudster): the true elasticity mixes them
         self._carted_on_price = np.zeros(len(self.catalog))
+        self._carted_rebuy = np.zeros(len(self.catalog))
         self._carted_regardless = np.zeros(len(self.catalog))
         self._ids = 0
         self._sessions = 0
@@ -177,10 +179,11 @@ class Simulation:
         """What a price change does to each product's units, from the simulation's own demand:
         the arc elasticity of the chance a viewer carts it between 10% below and 10% above its
         base price (the reference price at the base, shoppers as the run leaves them, each
-        weighted by how likely browsing shows them the product: exp of its appeal), scaled by
-        the share of its units that answer to price at all (repeat needs, splurges and fraud
-        buy regardless). With loss_aversion 0 it is the long-run response: the shoppers'
-        reference price has caught up with the new price."""
+        weighted by how likely browsing shows them the product: exp of its appeal), mixed by
+        the shares of its units with the response of shoppers set on it (repeat needs,
+        splurges: they balk above the usual price only) and fraud's (none). With loss_aversion 0
+        it is the long-run response: the shoppers' reference price has caught up with the new
+        price."""
         catalog, market = self.catalog, self.market
         tastes = np.stack([s.taste for s in self.shoppers])
         betas = np.array([s.price_beta for s in self.shoppers])
@@ -191,10 +194,17 @@ class Simulation:
             relative = catalog.base_price * factor / market.typical
             utility = -1.2 + appeal - betas[None, :] * (relative[:, None] + loss_aversion * max(0.0, factor - 1.0))
             expected.append((weights / (1 + np.exp(-utility))).sum(axis=1))
-        choice = (np.log(expected[1]) - np.log(expected[0])) / (np.log(1 + step) - np.log(1 - step))
-        total = self._carted_on_price + self._carted_regardless
-        share = np.where(total > 0, self._carted_on_price / np.maximum(total, 1e-9), 1.0)
-        return {catalog.ids[i]: round(float(choice[i] * share[i]), 4) for i in range(len(catalog))}
+        arc = np.log(1 + step) - np.log(1 - step)
+        choice = (np.log(expected[1]) - np.log(expected[0])) / arc
+        # a set-on-it shopper: no gain below the usual price, market.rebuy_factor above it
+        over = step * catalog.base_price / market.typical
+        rebuy = np.log(np.exp(-betas[None, :] * (over[:, None] + loss_aversion * step)).mean(axis=1)) / arc
+        total = self._carted_on_price + self._carted_rebuy + self._carted_regardless
+        safe = np.maximum(total, 1e-9)
+        on_price = np.where(total > 0, self._carted_on_price / safe, 1.0)
+        on_rebuy = np.where(total > 0, self._carted_rebuy / safe, 0.0)
+        mixed = choice * on_price + rebuy * on_rebuy
+        return {catalog.ids[i]: round(float(mixed[i]), 4) for i in range(len(catalog))}
 
     def _day(self, day: int) -> None:
         day_ms = self.start_ms + day * DAY_MS
@@ -254,9 +264,9 @@ class Simulation:
             t += int(rng.exponential(20_000)) + 1000
             self.emit(t, "product_view", user, session,
                       {"product_id": catalog.ids[i], "price": float(self.market.price[i])}, context)
-            if rng.random() < 0.8:
+            if rng.random() < 0.8 * self.market.rebuy_factor(i, shopper.price_beta):
                 cart.append((i, 1.0))
-                self._carted_regardless[i] += 1.0
+                self._carted_rebuy[i] += 1.0
                 t += int(rng.exponential(15_000)) + 1000
                 self.emit(t, "add_to_cart", user, session, {"product_id": catalog.ids[i], "quantity": 1.0,
                                                             "price": float(self.market.price[i])}, context)
@@ -310,9 +320,9 @@ class Simulation:
         self.emit(t, "product_view", user, session, {"product_id": catalog.ids[i],
                                                      "price": float(self.market.price[i])}, context)
         self.popularity[i] += 1
-        if d.random() < 0.6:
+        if d.random() < 0.6 * self.market.rebuy_factor(i, shopper.price_beta):
             cart.append((i, 1.0))
-            self._carted_regardless[i] += 1.0
+            self._carted_rebuy[i] += 1.0
             t += int(d.exponential(30_000)) + 1000
             self.emit(t, "add_to_cart", user, session, {"product_id": catalog.ids[i], "quantity": 1.0,
                                                         "price": float(self.market.price[i])}, context)
