@@ -49,3 +49,22 @@ def test_the_simulator_reports_true_elasticities():
     sim = Simulation(SimulationConfig(seed=3, users=300, products=40, days=5)).run()
     values = np.array(list(sim.truth.price_elasticity.values()))
     assert len(values) == 40 and (values < 0).all() and (values > -6).all()
+
+
+def test_curvature_is_read_when_demand_bends_and_stays_near_zero_when_it_does_not():
+    rng = np.random.default_rng(4)
+
+    def bent(product_id, b2):
+        days = 300
+        price = 10.0 * rng.choice([0.7, 0.8, 0.9, 1.0, 1.0, 1.1, 1.25, 1.4], size=days)
+        views = rng.poisson(60, days).astype(float)
+        x = np.log(price / 10.0)
+        mu = views * 0.1 * np.exp(-1.5 * x + b2 * x * x)
+        return ProductDays(product_id, "c", 5.0, price, rng.poisson(mu).astype(float), np.arange(days) % 7, views,
+                           np.zeros(days, bool))
+
+    curved = fit_demand([bent(f"p{i}", -2.0) for i in range(6)])
+    straight = fit_demand([bent(f"p{i}", 0.0) for i in range(6)])
+    assert -3.0 < curved.b2[0] < -1.0, curved.b2[0]
+    assert straight.b2[0] > -0.5, straight.b2[0]
+    assert abs(np.median(straight.b1) + 1.5) < 0.3

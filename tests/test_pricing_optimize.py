@@ -45,3 +45,19 @@ def test_the_margin_floor_wins_a_conflict():
 def test_bad_inputs_are_refused():
     with pytest.raises(ValueError):
         best_price(10.0, 0.0, 100.0, -2.0, previous_price=10.0)
+
+
+def test_curved_demand_optimum_and_scarcity():
+    # demand growing more elastic with price: the optimum is where p / (p - c) = -elasticity there
+    for elasticity, curvature in ((-0.8, -1.5), (-2.5, -0.5), (-1.2, -4.0)):
+        choice = best_price(10.0, 20.0, 100.0, elasticity, previous_price=20.0, curvature=curvature,
+                            rules=PriceRules(min_margin=0.0, max_change=10.0))
+        grid = np.exp(np.linspace(np.log(10.01), np.log(200), 20000))
+        profit = [(p - 10.0) * units_at(p, 100.0, 20.0, elasticity, curvature) for p in grid]
+        assert choice.unconstrained == pytest.approx(grid[int(np.argmax(profit))], rel=1e-3)
+        assert np.isfinite(choice.unconstrained)
+    from hanzo.server.pricing.optimize import scarcity_price
+    for curvature in (0.0, -0.7, -3.0):
+        price = scarcity_price(20.0, 7.0, 20.0, 10.0, -1.3, curvature)
+        assert price > 20.0 and 7 * units_at(price, 10.0, 20.0, -1.3, curvature) == pytest.approx(20.0)
+    assert scarcity_price(200.0, 7.0, 20.0, 10.0, -1.3, -0.5) < 20.0  # plenty: a price under the reference

@@ -1,5 +1,5 @@
-"""The fitted demand model QuotePrice prices from: per product `q(p) = exp(b0 + b1 log(p /
-p_ref) + w[weekday])` units a day at the product's usual traffic, the range of prices it was
+"""The fitted demand model QuotePrice prices from: per product `q(p) = exp(b0 + b1 x + b2 x^2 +
+w[weekday])`, x = log(p / p_ref), units a day at the product's usual traffic, the range of prices it was
 fitted on, and per category the pooled elasticity and weekday effects for products the fit has
 not seen (new, or never sold). Written by `hanzo train pricing`, one .npz."""
 from __future__ import annotations
@@ -17,7 +17,8 @@ from ..atomic_npz import save_npz_atomic
 @dataclass
 class DemandCurve:
     """One product's demand as QuotePrice needs it."""
-    elasticity: float  # b1
+    elasticity: float  # b1: at the reference price
+    curvature: float  # b2 <= 0: how much more elastic demand grows per unit of log price
     reference_price: float
     reference_units: float  # units a day at the reference price, at the usual traffic, today's weekday
     usual_views: float  # product views a day the fit saw (0: unknown)
@@ -27,7 +28,11 @@ class DemandCurve:
     pooled: bool  # the category's elasticity (the product has no fit of its own)
 
     def units(self, price: float, traffic: float = 1.0) -> float:
-        return self.reference_units * traffic * (price / self.reference_price) ** self.elasticity
+        x = math.log(price / self.reference_price)
+        return self.reference_units * traffic * math.exp(self.elasticity * x + self.curvature * x * x)
+
+    def elasticity_at(self, price: float) -> float:
+        return self.elasticity + 2.0 * self.curvature * math.log(price / self.reference_price)
 
 
 @dataclass
@@ -44,6 +49,12 @@ class DemandModel:
     price_high: np.ndarray
     category_elasticity: dict[str, float]
     version: str = ""
+    # b2 per product (its category's: shared), 0 for the paper's log-log curve
+    curvature: np.ndarray | None = None
+
+    @property
+    def b2(self) -> np.ndarray:
+        return self.curvature if self.curvature is not None else np.zeros(len(self.product_id))
 
     def __post_init__(self) -> None:
         self._row = {p: i for i, p in enumerate(self.product_id)}
@@ -52,7 +63,9 @@ class DemandModel:
         # what a quote reads, as plain floats (a call touches one row: numpy scalars cost more)
         lift = np.exp(self.weekday - np.log(np.exp(self.weekday).mean(axis=1, keepdims=True)))
         units = np.exp(self.b0[:, None] + self.weekday)
-        self._rows = [(float(self.b1[i]), float(self.reference_price[i]), units[i].tolist(),
+        b2 = self.b2
+        self._category_b2 = {c: float(b2[self.category.index(c)]) for c in set(self.category)}
+        self._rows = [(float(self.b1[i]), float(b2[i]), float(self.reference_price[i]), units[i].tolist(),
                        float(self.views_per_day[i]), lift[i].tolist(), float(self.price_low[i]),
                        float(self.price_high[i])) for i in range(len(self.product_id))]
         self._category_lift = {c: [float(x) for x in np.exp(w - np.log(np.exp(w).mean()))]
@@ -74,13 +87,13 @@ class DemandModel:
         current price and recent sales (`units_per_day`); None when neither is known."""
         row = self._row.get(product_id)
         if row is not None:
-            b1, reference, units, views, lift, low, high = self._rows[row]
-            return DemandCurve(b1, reference, units[weekday], views, lift[weekday], low, high, False)
+            b1, b2, reference, units, views, lift, low, high = self._rows[row]
+            return DemandCurve(b1, b2, reference, units[weekday], views, lift[weekday], low, high, False)
         if category not in self.category_elasticity:
             return None
         lift = self._category_lift.get(category, [1.0] * 7)[weekday]
-        return DemandCurve(self.category_elasticity[category], price, units_per_day * lift, 0.0, lift, 0.0, math.inf,
-                           True)
+        return DemandCurve(self.category_elasticity[category], self._category_b2.get(category, 0.0), price,
+                           units_per_day * lift, 0.0, lift, 0.0, math.inf, True)
 
     def save(self, path: Path) -> None:
         save_npz_atomic(path, product_id=np.array(json.dumps(self.product_id)),
@@ -88,7 +101,7 @@ class DemandModel:
                         reference_price=self.reference_price, b0=self.b0, b1=self.b1, weekday=self.weekday,
                         views_per_day=self.views_per_day, price_low=self.price_low, price_high=self.price_high,
                         category_elasticity=np.array(json.dumps(self.category_elasticity)),
-                        version=np.array(self.version))
+                        version=np.array(self.version), curvature=self.b2)
 
     @classmethod
     def load(cls, path: Path) -> "DemandModel":
@@ -96,7 +109,7 @@ class DemandModel:
             return cls(json.loads(str(data["product_id"])), json.loads(str(data["category"])), data["cost"],
                        data["reference_price"], data["b0"], data["b1"], data["weekday"], data["views_per_day"],
                        data["price_low"], data["price_high"], json.loads(str(data["category_elasticity"])),
-                       str(data["version"]))
+                       str(data["version"]), data["curvature"] if "curvature" in data else None)
 
     @classmethod
     def empty(cls) -> "DemandModel":

@@ -54,8 +54,8 @@ def quote(model: DemandModel, now: ProductNow, weekday: int, competitor_prices: 
     traffic = _traffic(now, curve.usual_views)
     scale = traffic if math.isfinite(traffic) else 1.0
     units_now = curve.units(now.price, scale)
-    situation = Situation(now.price, now.cost, curve.elasticity, curve.pooled, traffic, weekday, curve.weekday_lift,
-                          now.stock, restock_days, units_now * restock_days,
+    situation = Situation(now.price, now.cost, curve.elasticity_at(now.price), curve.pooled, traffic, weekday,
+                          curve.weekday_lift, now.stock, restock_days, units_now * restock_days,
                           max(competitor_prices) if competitor_prices else None)
     if now.stock is not None and now.stock <= 0:
         held = PriceChoice(now.price, 0.0, 0.0, math.nan, now.price, ["out_of_stock"])
@@ -64,12 +64,12 @@ def quote(model: DemandModel, now: ProductNow, weekday: int, competitor_prices: 
     scarce = 0.0
     if now.stock is not None:
         scarce = scarcity_price(now.stock, restock_days, curve.reference_price, curve.reference_units * scale,
-                                curve.elasticity)
+                                curve.elasticity, curve.curvature)
     evidence = (curve.price_low / (1 + extrapolation), curve.price_high * (1 + extrapolation))
     if curve.pooled:  # no range of its own: the rules' steps from today's price
         evidence = (0.0, math.inf)
     choice = best_price(now.cost, curve.reference_price, curve.reference_units * scale, curve.elasticity, now.price,
-                        competitor_prices, rules, scarcity=scarce, evidence=evidence)
+                        competitor_prices, rules, scarcity=scarce, evidence=evidence, curvature=curve.curvature)
     if now.stock is not None and choice.expected_units * restock_days > now.stock:
         # a rule kept the price under the scarcity price: no more than the stock sells
         choice.expected_units = now.stock / restock_days

@@ -16,6 +16,9 @@ import numpy as np
 from hanzo.server.pricing.demand_model import DemandModel
 
 DAY_MS = 86_400_000
+# The ridge on a category's curvature b2: price tests move prices by 5-20%, so (log p)^2 varies
+# little and b2 is weakly identified; the ridge keeps it near 0 (log-log) until the data say more.
+CURVATURE_RIDGE = 1.0
 
 
 @dataclass
@@ -93,9 +96,10 @@ def daily_panel(records: list[dict], catalog: list[dict], days: int | None = Non
 
 
 def _fit_category(items: list[ProductDays], pooling: float, exposure: bool, half_life_days: float = 0.0,
-                  iterations: int = 50) -> tuple:
+                  curvature: bool = True, iterations: int = 50) -> tuple:
     """Newton steps on the penalised Poisson log-likelihood of one category's products.
-    Parameters: a_i (n), b_i (n), b_category (1), weekday effects Tuesday..Sunday (6). With
+    Parameters: a_i (n), b_i (n), b_category (1), weekday effects Tuesday..Sunday (6), and with
+    `curvature` the category's b2 on (log p / p_ref)^2 (kept <= 0, ridge-penalised). With
     `exposure` the day's product views are the offset (units per view: the traffic's own noise
     taken out) and days without a view are left out."""
     n = len(items)
@@ -113,13 +117,16 @@ def _fit_category(items: list[ProductDays], pooling: float, exposure: bool, half
     weekday = np.concatenate([r[3] for r in rows])
     offset = np.concatenate([r[4] for r in rows])
     w = np.concatenate([r[5] for r in rows])
-    k = 2 * n + 1 + 6
+    k = 2 * n + 1 + 6 + int(curvature)
     x = np.zeros((len(y), k))
     x[np.arange(len(y)), product] = 1.0
     x[np.arange(len(y)), n + product] = log_price
     for d in range(1, 7):
         x[:, 2 * n + 1 + d - 1] = weekday == d
     penalty = np.zeros((k, k))
+    if curvature:
+        x[:, -1] = log_price ** 2
+        penalty[-1, -1] = CURVATURE_RIDGE
     for i in range(n):  # pooling * (b_i - b_cat)^2
         penalty[n + i, n + i] += pooling
         penalty[2 * n, 2 * n] += pooling
@@ -138,15 +145,17 @@ def _fit_category(items: list[ProductDays], pooling: float, exposure: bool, half
         theta += step
         if np.max(np.abs(step)) < 1e-8:
             break
-    weekdays = np.concatenate([[0.0], theta[2 * n + 1:]])
+    weekdays = np.concatenate([[0.0], theta[2 * n + 1:2 * n + 7]])
+    b2 = min(float(theta[-1]), 0.0) if curvature else 0.0
     intercept = theta[:n]
     if exposure:  # per day again: at the product's usual traffic
         intercept = intercept + np.log(np.array([max(it.views.mean(), 1e-9) for it in items]))
-    return reference, intercept, theta[n:2 * n], np.tile(weekdays, (n, 1)), float(theta[2 * n])
+    return reference, intercept, theta[n:2 * n], np.tile(weekdays, (n, 1)), float(theta[2 * n]), b2
 
 
 def fit_demand(panel: list[ProductDays], pooling: float = 5.0, min_units: float = 1.0,
-               exposure: bool = True, version: str = "", half_life_days: float = 0.0) -> DemandModel:
+               exposure: bool = True, version: str = "", half_life_days: float = 0.0,
+               curvature: bool = True) -> DemandModel:
     """Every category fitted on its own; products that never sold are left out (QuotePrice
     prices them from their category's elasticity). With `half_life_days` a day's weight halves
     every that many days back: the curve is read near today's prices (a log-log curve's slope
@@ -156,9 +165,10 @@ def fit_demand(panel: list[ProductDays], pooling: float = 5.0, min_units: float 
         if item.units.sum() >= min_units and len(item.price) >= 7:
             by_category[item.category].append(item)
     ids, categories, costs, references, b0, b1, weekday = [], [], [], [], [], [], []
-    views, low, high, by_category_b1 = [], [], [], {}
+    views, low, high, by_category_b1, curvatures = [], [], [], {}, []
     for category, items in sorted(by_category.items()):
-        reference, a, b, w, b_category = _fit_category(items, pooling, exposure, half_life_days)
+        reference, a, b, w, b_category, b2 = _fit_category(items, pooling, exposure, half_life_days, curvature)
+        curvatures += [b2] * len(items)
         ids += [it.product_id for it in items]
         categories += [category] * len(items)
         costs += [it.cost for it in items]
@@ -174,4 +184,4 @@ def fit_demand(panel: list[ProductDays], pooling: float = 5.0, min_units: float 
         return DemandModel.empty()
     return DemandModel(ids, categories, np.array(costs), np.concatenate(references), np.concatenate(b0),
                        np.concatenate(b1), np.concatenate(weekday), np.array(views), np.array(low), np.array(high),
-                       by_category_b1, version)
+                       by_category_b1, version, np.array(curvatures))
