@@ -173,6 +173,7 @@ def _train_pricing(args: argparse.Namespace) -> int:
     from hanzo.training.pricing.pipeline import train_pricing
 
     report = train_pricing(args.events, args.out, args.catalog, args.truth, args.pooling,
+                           half_life_days=args.half_life_days, curvature=not args.log_log,
                            log=lambda m: print(m, file=sys.stderr))
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=1))
@@ -367,6 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
     pricing.add_argument("--out", type=Path, required=True, help="the model file ([pricing] model)")
     pricing.add_argument("--pooling", type=float, default=5.0,
                          help="how strongly a product's elasticity is pulled toward its category's (default 5)")
+    pricing.add_argument("--half-life-days", type=float, default=21.0,
+                         help="a day's weight in the fit halves every N days back (default 21; 0: all days alike)")
+    pricing.add_argument("--log-log", action="store_true",
+                         help="the paper's plain log-log curve (no curvature: elasticity the same at every price)")
     pricing.add_argument("--truth", type=Path, help="a simulation's truth.json: compare with true elasticities")
     pricing.add_argument("--report", type=Path, help="write the JSON report here too")
     pricing.set_defaults(func=_train_pricing)

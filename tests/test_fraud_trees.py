@@ -11,8 +11,8 @@ xgb = pytest.importorskip("xgboost")
 pytest.importorskip("onnxmltools")
 ort = pytest.importorskip("onnxruntime")
 
-from hanzo.server.models.tree_ensemble import TreeEnsemble
-from hanzo.training.fraud.xgb_export import export_onnx, tree_ensemble
+from hanzo.server.models.tree_ensemble import TreeEnsemble  # noqa: E402 (after the skip)
+from hanzo.training.fraud.xgb_export import export_onnx, tree_ensemble  # noqa: E402
 
 N_ROWS = 2_000
 N_FEATURES = 12
@@ -100,7 +100,8 @@ def test_onnx_probability_matches_predict(model, data, tmp_path):
     export_onnx(booster, N_FEATURES, path)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["features"]
-    assert [(o.name, o.type, o.shape) for o in session.get_outputs()] == [("probability", "tensor(float)", ["batch", 1])]
+    outputs = [(o.name, o.type, o.shape) for o in session.get_outputs()]
+    assert outputs == [("probability", "tensor(float)", ["batch", 1])]
     (probability,) = session.run(None, {"features": X})
     assert probability.shape == (N_ROWS, 1)
     np.testing.assert_allclose(probability[:, 0], booster.predict(xgb.DMatrix(X)), rtol=0, atol=1e-5)

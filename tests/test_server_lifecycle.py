@@ -31,8 +31,8 @@ def test_cli_help_lists_the_commands():
         assert command in out
     # every command's own help renders (a stray % in a help text breaks only that page)
     for command in (["serve"], ["simulate"], ["ingest"], ["train", "recommend"], ["train", "search"],
-                    ["train", "fraud"], ["train", "pricing"], ["eval", "recommend"], ["eval", "search"], ["eval", "fraud"], ["forecast"],
-                    ["plan-inventory"], ["recommend-batch"], ["loadtest"]):
+                    ["train", "fraud"], ["train", "pricing"], ["eval", "recommend"], ["eval", "search"],
+                    ["eval", "fraud"], ["forecast"], ["plan-inventory"], ["recommend-batch"], ["loadtest"]):
         subprocess.run([sys.executable, "-m", "hanzo.server.cli", *command, "--help"], capture_output=True,
                        check=True)
 

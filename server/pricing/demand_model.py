@@ -78,8 +78,8 @@ class DemandModel:
         return self._row.get(product_id)
 
     def expected_units(self, row: int, price: np.ndarray, weekday: int) -> np.ndarray:
-        return np.exp(self.b0[row] + self.b1[row] * np.log(np.asarray(price) / self.reference_price[row])
-                      + self.weekday[row, weekday])
+        x = np.log(np.asarray(price) / self.reference_price[row])
+        return np.exp(self.b0[row] + self.b1[row] * x + self.b2[row] * x * x + self.weekday[row, weekday])
 
     def curve(self, product_id: str, category: str, weekday: int, price: float, units_per_day: float
               ) -> DemandCurve | None:

@@ -43,9 +43,9 @@ def _traffic(now: ProductNow, usual_views: float) -> float:
 
 
 def quote(model: DemandModel, now: ProductNow, weekday: int, competitor_prices: list[float], rules: PriceRules,
-          restock_days: float, extrapolation: float = 0.1) -> Quote:
+          restock_days: float, extrapolation: float = 0.5) -> Quote:
     """`extrapolation`: how far past the range of prices the curve was fitted on its target may
-    go (0.1: 10% beyond the highest and below the lowest), so that a shop that reprices and
+    go (0.5: 50% beyond the highest and a third below the lowest), so that a shop that reprices and
     refits explores step by step rather than trusting a log-log curve far from its data."""
     curve = model.curve(now.product_id, now.category, weekday, now.price, now.units_per_day)
     if curve is None:

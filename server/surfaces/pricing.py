@@ -24,8 +24,9 @@ class PricingConfig:
     max_change: float = 0.15  # price consistency: at most this share from the current price per quote
     parity_slack: float = 0.0  # competitor parity: at most this above the dearest competitor's price
     restock_days: float = 7.0  # how long today's stock has to last (a request's days_to_restock overrides)
-    # how far past the prices the demand curve was fitted on the target may go (0.1: 10%)
-    extrapolation: float = 0.1
+    # how far past the prices the demand curve was fitted on the target may go (0.5: 50%; the
+    # closed-loop replay's best with a refit every 3 days)
+    extrapolation: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("min_margin", "parity_slack"):

@@ -136,6 +136,14 @@ def replay(sales: Path, holdout: int, lead_time: int, service_level: float = 0.9
     turnover_at_same_stockouts = float(np.interp(ours.stockout_rate, n_stockout[order], n_turnover[order]))
     order = np.argsort(n_turnover)
     stockouts_at_same_turnover = float(np.interp(ours.turnover, n_turnover[order], n_stockout[order]))
+    # past the naive policy's leanest turnover np.interp would clamp to it: then the fair
+    # comparison runs the other way, the forecast policy at the naive one's leanest turnover
+    leanest = int(np.argmax(n_turnover))
+    o_turnover = np.array([v.turnover for v in ours_curve.values()])
+    o_stockout = np.array([v.stockout_rate for v in ours_curve.values()])
+    o_order = np.argsort(o_turnover)
+    ours_at_leanest = float(np.interp(n_turnover[leanest], o_turnover[o_order], o_stockout[o_order]))
+    beyond = bool(ours.turnover > n_turnover[leanest])
     return {"sales": str(sales), "series": len(runs), "holdout_steps": holdout, "lead_time_steps": lead_time,
             "service_level": service_level, "forecast_policy": ours.report(),
             "naive_at_same_stockout_rate": {"turnover": turnover_at_same_stockouts},
@@ -143,6 +151,12 @@ def replay(sales: Path, holdout: int, lead_time: int, service_level: float = 0.9
             "turnover_change": ours.turnover / turnover_at_same_stockouts - 1,
             "stockout_change": ours.stockout_rate / stockouts_at_same_turnover - 1
             if stockouts_at_same_turnover > 0 else None,
+            "beyond_naive_turnover": beyond,
+            "at_naive_leanest_turnover": {"turnover": float(n_turnover[leanest]),
+                                          "naive_stockout_rate": float(n_stockout[leanest]),
+                                          "forecast_stockout_rate": ours_at_leanest,
+                                          "stockout_change": ours_at_leanest / n_stockout[leanest] - 1
+                                          if n_stockout[leanest] > 0 else None},
             "naive_without_cover": naive_curve[0.0].report(),
             "curves": {"forecast": {str(k): v.report() for k, v in ours_curve.items()},
                        "naive": {str(k): v.report() for k, v in naive_curve.items() if k in (0.0, 0.5, 1.0, 2.0, 4.0,

@@ -21,7 +21,8 @@ def _predicted(model: DemandModel, item: ProductDays, row: int) -> np.ndarray:
     return units * (item.views / max(model.views_per_day[row], 1e-9))
 
 
-def holdout_check(panel: list[ProductDays], holdout_days: int, pooling: float) -> dict:
+def holdout_check(panel: list[ProductDays], holdout_days: int, pooling: float, half_life_days: float = 0.0,
+                  curvature: bool = True) -> dict:
     """Fit on all but the last `holdout_days`, then predict those days' units (at their
     prices and traffic) against a model that knows the traffic but not the price: units per
     view as before. WAPE over every product-day that was not sold out, and over the days a
@@ -29,7 +30,7 @@ def holdout_check(panel: list[ProductDays], holdout_days: int, pooling: float) -
     train = [ProductDays(p.product_id, p.category, p.cost, p.price[:-holdout_days], p.units[:-holdout_days],
                          p.weekday[:-holdout_days], p.views[:-holdout_days], p.short[:-holdout_days])
              for p in panel if len(p.price) > holdout_days + 7]
-    model = fit_demand(train, pooling)
+    model = fit_demand(train, pooling, half_life_days=half_life_days, curvature=curvature)
     errors = {"model": [0.0, 0.0], "no_price": [0.0, 0.0]}
     moved_errors = {"model": [0.0, 0.0], "no_price": [0.0, 0.0]}
     by_id = {p.product_id: p for p in panel}
@@ -72,20 +73,23 @@ def recovery(model: DemandModel, truth: dict[str, float], panel: list[ProductDay
 
 
 def train_pricing(events: Path, out: Path, catalog: Path | None = None, truth: Path | None = None,
-                  pooling: float = 5.0, holdout_days: int = 14, log=print) -> dict:
+                  pooling: float = 5.0, holdout_days: int = 14, half_life_days: float = 21.0, curvature: bool = True,
+                  log=print) -> dict:
     started = time.monotonic()
     records = sorted(read_records(events), key=lambda r: r["timestamp"])
     products = list(read_catalog(catalog)) if catalog else []
     panel = daily_panel(records, products)
     version = f"demand-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-    model = fit_demand(panel, pooling, version=version)
+    model = fit_demand(panel, pooling, version=version, half_life_days=half_life_days, curvature=curvature)
     model.save(out)
     report = {"events": str(events), "model": str(out), "version": version, "products_fitted": len(model),
               "products_seen": len(panel), "categories": len(model.category_elasticity),
               "median_elasticity": round(float(np.median(model.b1)), 4) if len(model) else None,
+              "curvature_by_category": {c: round(float(model.b2[model.category.index(c)]), 4)
+                                        for c in sorted(set(model.category))},
               "elastic_share": round(float(np.mean(model.b1 < -1)), 4) if len(model) else None}
     if holdout_days and panel and max(len(p.price) for p in panel) > holdout_days + 14:
-        report["holdout"] = holdout_check(panel, holdout_days, pooling)
+        report["holdout"] = holdout_check(panel, holdout_days, pooling, half_life_days, curvature)
     if truth:
         known = json.loads(Path(truth).read_text())
         report["recovery"] = recovery(model, known["price_elasticity"], panel)

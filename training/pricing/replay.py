@@ -7,7 +7,7 @@ random state and all) runs `eval_days` under each pricing policy:
   others around it (the best of them, chosen after the fact, is the strongest baseline);
 - the model: QuotePrice's own code (server/pricing/quote.py) every morning for every product,
   with its rules (margin floor, at most max_change a day), from stock on hand, refitted every
-  `refit_days` on the log so far.
+  `refit_days` on the log so far (recent days weighted more: `half_life_days`).
 
 Profit is (price - cost) x units over the evaluation days' purchases; also revenue, units and
 the share of carted units lost to stockouts.
@@ -117,8 +117,8 @@ def _run(base: Simulation, policy, first_day: int, days: int) -> Simulation:
 
 
 def replay(config: SimulationConfig, train_days: int, eval_days: int, markups: list[float], rules: PriceRules,
-           restock_days: float = 7.0, refit_days: int = 7, pooling: float = 5.0, extrapolation: float = 0.1,
-           half_life_days: float = 0.0, only: list[str] | None = None, log=print) -> dict:
+           restock_days: float = 7.0, refit_days: int = 3, pooling: float = 5.0, extrapolation: float = 0.5,
+           half_life_days: float = 21.0, only: list[str] | None = None, log=print) -> dict:
     started = time.monotonic()
     config.days = train_days + eval_days
     base = Simulation(config)
@@ -178,14 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--price-experiments", type=float, default=0.10,
                         help="chance a day a product starts a price test during the training days")
-    parser.add_argument("--markups", default="0.3,0.5,0.9,1.2", help="cost-plus markups beside the median one")
+    parser.add_argument("--markups", default="0.3,0.5,0.9,1.2,1.5", help="cost-plus markups beside the median one")
     parser.add_argument("--min-margin", type=float, default=0.10)
     parser.add_argument("--max-change", type=float, default=0.15)
     parser.add_argument("--restock-days", type=float, default=7.0)
-    parser.add_argument("--refit-days", type=int, default=7, help="refit the model every N days (0: never)")
-    parser.add_argument("--extrapolation", type=float, default=0.1,
+    parser.add_argument("--refit-days", type=int, default=3, help="refit the model every N days (0: never)")
+    parser.add_argument("--extrapolation", type=float, default=0.5,
                         help="how far past the prices it was fitted on the model's target may go")
-    parser.add_argument("--half-life-days", type=float, default=0.0,
+    parser.add_argument("--half-life-days", type=float, default=21.0,
                         help="weight of a day in the fit halves every N days back (0: all days alike)")
     parser.add_argument("--policies", default="", help="run only these (comma-separated names; default all)")
     parser.add_argument("--out", type=Path)

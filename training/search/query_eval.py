@@ -107,7 +107,8 @@ def main(data: Path = DATA) -> None:
     changed = changed_queries(judged, corrector)
     agree, total, _ = correction_agreement(data / "homedepot" / "judgments.csv", products, corrector)
     print(f"homedepot judgments: {len(changed)} of {len(judged)} distinct queries changed; zero-result rate "
-          f"{zero_result_rate(judged, known):.4f} as typed, {zero_result_rate(judged, known, corrector):.4f} corrected; "
+          f"{zero_result_rate(judged, known):.4f} as typed, "
+          f"{zero_result_rate(judged, known, corrector):.4f} corrected; "
           f"{agree} of {total} changes put a word of a product judged relevant into the query")
     for query, corrected in random.Random(0).sample(changed, min(30, len(changed))):
         print(f"    {query!r} -> {corrected!r}")

@@ -50,7 +50,8 @@ def learn_synonyms(events: Iterable[dict], catalog: Iterable[dict], corrector: S
             query_terms = list(dict.fromkeys(terms(corrector.correct(query)[0] if corrector else query)))
             searches[event["event_id"]] = (query_terms, set(payload.get("product_ids") or ()))
             session_searches[event.get("session_id") or ""].append(event["event_id"])
-        elif kind == "product_view" and context.get("source") == "search" and context.get("search_event_id") in searches:
+        elif (kind == "product_view" and context.get("source") == "search"
+              and context.get("search_event_id") in searches):
             searches[context["search_event_id"]][1].add(payload["product_id"])
             led_to.add((context["search_event_id"], payload["product_id"], "click"))
         elif kind == "purchase" and event.get("session_id"):

@@ -153,8 +153,8 @@ def evaluate(model: Reranker, index: LexicalIndex, table: ProductTable, judgment
             reranked.append(0.0)
             continue
         out = model.scorer(*[torch.from_numpy(x[None]) for x in (
-            query_ids(corrected(q.query)), table.ids[slots], states[slots], table.features[slots], lexical_features(scores),
-            no_user())])[0].numpy()
+            query_ids(corrected(q.query)), table.ids[slots], states[slots], table.features[slots],
+            lexical_features(scores), no_user())])[0].numpy()
         order = np.lexsort((np.arange(len(out)), -out))
         reranked.append(ndcg_at([index.product_ids[slots[j]] for j in order], q.judgments, judgments.gain))
     bm25, reranked = np.asarray(bm25), np.asarray(reranked)
