@@ -44,6 +44,7 @@ INSTALL_REQUIRES = [
     "orjson>=3.9",
     "uvloop>=0.19",
     "hdrhistogram>=0.10",
+    "prometheus-client>=0.20",
 ]
 
 EXTRAS = {

@@ -19,6 +19,7 @@ from .api import admin, commerce, kserve
 from .config import ServerConfig
 from .features.service import FeatureService
 from .latency import LatencyRecorder
+from .metrics import ServerCollector, registry_for, serve_metrics
 from .models import ModelRepository, RepositoryOptions
 from .surfaces.fraud import FraudArtifacts, FraudScorer
 from .surfaces.inventory import InventoryPlanner
@@ -55,6 +56,8 @@ class HanzoServer:
         self._health = health.aio.HealthServicer()
         self._poller: asyncio.Task | None = None
         self._stopped = asyncio.Event()
+        self._metrics: asyncio.AbstractServer | None = None
+        self.metrics_port: int | None = None
 
     def serving(self) -> bool:
         return self._serving
@@ -86,6 +89,10 @@ class HanzoServer:
         await server.start()
         self._server = server
         log.info("listening", extra={"address": f"{self.config.host}:{self.port}", "version": VERSION})
+        if self.config.metrics_port:
+            registry = registry_for(ServerCollector(self.repository, self.latency, self.features))
+            self._metrics = await serve_metrics(registry, self.config.host, self.config.metrics_port)
+            self.metrics_port = self._metrics.sockets[0].getsockname()[1]
         await asyncio.to_thread(self.features.open)
         await self.repository.load_all()
         await self.searcher.start()
@@ -128,6 +135,8 @@ class HanzoServer:
         await self.fraud.close()
         await self.repository.close()
         await asyncio.to_thread(self.features.close)
+        if self._metrics is not None:
+            self._metrics.close()
         self._server = None
         self._stopped.set()
         log.info("stopped")

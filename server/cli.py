@@ -61,6 +61,7 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
     overrides = dict(host=args.host, port=args.port, model_repo=args.model_repo, device=args.device,
                      poll_seconds=args.poll_seconds, log_level=args.log_level, log_format=args.log_format,
                      reuse_port=args.reuse_port or None, demo_models=False if args.no_demo_models else None,
+                     metrics_port=args.metrics_port,
                      features=_feature_overrides(args))
     if args.config:
         return ServerConfig.from_toml(args.config, **overrides)
@@ -300,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--poll-seconds", type=float, help="rescan the repository this often (default off)")
     serve.add_argument("--no-demo-models", action="store_true", help="do not build demo models into an empty repo")
     serve.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT: several processes on one port")
+    serve.add_argument("--metrics-port", type=int,
+                       help="Prometheus metrics at http://HOST:PORT/metrics (default 0: off; Triton uses 8002)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING ...")
     serve.add_argument("--log-format", choices=["json", "text"])
     _add_feature_arguments(serve)

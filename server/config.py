@@ -39,6 +39,8 @@ class ServerConfig:
     log_format: str = "json"  # json | text
     # Several server processes on one port (SO_REUSEPORT).
     reuse_port: bool = False
+    # Prometheus metrics over HTTP at http://host:metrics_port/metrics; 0: off (Triton uses 8002).
+    metrics_port: int = 0
     # The event log and online feature store ([features] in a TOML file).
     features: FeatureStoreConfig = field(default_factory=FeatureStoreConfig)
     # The Recommend surface ([recommend]): candidates, ANN search depth, diversity, exploration.

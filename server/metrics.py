@@ -1,0 +1,142 @@
+"""Prometheus metrics on their own HTTP port (`[server] metrics_port`): Triton's metric names
+and labels under a `hanzo_` prefix (counters end in `_total`, as Prometheus names them:
+`hanzo_inference_count_total` is Triton's `nv_inference_count`), per-RPC latency histograms,
+batch-size histograms, and the feature store's and event log's gauges.
+
+Everything is read from the counters the server keeps anyway, when Prometheus scrapes, on the
+event loop (a small asyncio HTTP responder, not a thread), so the hot paths pay nothing and no
+counter is read while the loop changes it."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily,
+                                    CollectorRegistry, Metric)
+
+from .features.service import FeatureService
+from .latency import LatencyRecorder
+from .models import ModelRepository
+
+log = logging.getLogger(__name__)
+
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# Triton's per-model counters: (metric, what, ModelStatistics field, count or microseconds)
+_DURATIONS = (
+    ("inference_request_duration_us", "cumulative end-to-end inference request handling time", "success"),
+    ("inference_queue_duration_us", "cumulative time requests spent waiting in the scheduling queue", "queue"),
+    ("inference_compute_input_duration_us", "cumulative compute input time", "compute_input"),
+    ("inference_compute_infer_duration_us", "cumulative compute inference time", "compute_infer"),
+    ("inference_compute_output_duration_us", "cumulative compute output time", "compute_output"),
+)
+
+
+class ServerCollector:
+    def __init__(self, repository: ModelRepository, latency: LatencyRecorder, features: FeatureService) -> None:
+        self.repository = repository
+        self.latency = latency
+        self.features = features
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._models()
+        yield self._rpc_latency()
+        yield from self._store()
+
+    def _models(self) -> Iterator[Metric]:
+        labels = ["model", "version"]
+        success = CounterMetricFamily("hanzo_inference_request_success", "successful inference requests", labels=labels)
+        failure = CounterMetricFamily("hanzo_inference_request_failure", "failed inference requests, by reason",
+                                      labels=labels + ["reason"])
+        count = CounterMetricFamily("hanzo_inference_count", "inferences performed (batch rows)", labels=labels)
+        executions = CounterMetricFamily("hanzo_inference_exec_count", "model executions (batches) performed",
+                                         labels=labels)
+        durations = {name: CounterMetricFamily(f"hanzo_{name}", what, labels=labels) for name, what, _ in _DURATIONS}
+        pending = GaugeMetricFamily("hanzo_inference_pending_request_count", "requests queued, not yet executing",
+                                    labels=labels)
+        ready = GaugeMetricFamily("hanzo_model_ready", "1 while the version serves", labels=labels)
+        batches = HistogramMetricFamily("hanzo_batch_size", "rows per executed batch", labels=labels)
+        for name in self.repository.names():
+            for version in self.repository.ready_versions(name):
+                key = [name, version.version_str]
+                stats = version.stats
+                success.add_metric(key, stats.success.count)
+                for reason, n in sorted(stats.failures.items()):
+                    failure.add_metric(key + [reason], n)
+                count.add_metric(key, stats.inference_count)
+                executions.add_metric(key, stats.execution_count)
+                for metric, _, field in _DURATIONS:
+                    durations[metric].add_metric(key, getattr(stats, field).ns / 1000.0)
+                pending.add_metric(key, version.batcher.queue_size)
+                ready.add_metric(key, 1.0)
+                by_size = {size: d.compute_infer.count for size, d in stats.batches.items()}
+                buckets, total = [], 0
+                for bound in BATCH_BUCKETS:
+                    total = sum(n for size, n in by_size.items() if size <= bound)
+                    buckets.append((str(bound), total))
+                buckets.append(("+Inf", sum(by_size.values())))
+                batches.add_metric(key, buckets, sum_value=stats.inference_count)
+        yield from (success, failure, count, executions, *durations.values(), pending, ready, batches)
+
+    def _rpc_latency(self) -> Metric:
+        family = HistogramMetricFamily("hanzo_rpc_duration_seconds",
+                                       "handler entry to response written, per gRPC method", labels=["method"])
+        for method, (bounds, counts, total_ns) in sorted(self.latency.cumulative().items()):
+            running, buckets = 0, []
+            for bound, n in zip(bounds, counts):
+                running += n
+                buckets.append((repr(bound / 1e9), running))
+            buckets.append(("+Inf", running + counts[-1]))
+            family.add_metric([method], buckets, sum_value=total_ns / 1e9)
+        return family
+
+    def _store(self) -> Iterator[Metric]:
+        service = self.features
+        applied = CounterMetricFamily("hanzo_events_applied", "events applied to the feature store")
+        applied.add_metric([], service.applied_seq)
+        yield applied
+        if service.log is not None:
+            size = GaugeMetricFamily("hanzo_event_log_bytes", "event log size on disk")
+            size.add_metric([], service.log.size_bytes())
+            yield size
+        entities = GaugeMetricFamily("hanzo_feature_entities", "entities the store holds, by kind", labels=["entity"])
+        for name, index in service.store.entities.items():
+            entities.add_metric([name], len(index))
+        yield entities
+        watermark = GaugeMetricFamily("hanzo_feature_watermark_seconds", "the newest event time applied")
+        watermark.add_metric([], service.store.watermark / 1000.0)
+        yield watermark
+        if service.redis is None:
+            tables = GaugeMetricFamily("hanzo_feature_table_bytes", "feature tables' memory")
+            tables.add_metric([], service.store.nbytes())
+            yield tables
+
+
+async def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> asyncio.AbstractServer:
+    """GET /metrics (any path answers the same) over HTTP/1.0, on the running loop."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+            if not request.startswith(b"GET "):
+                writer.write(b"HTTP/1.0 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+            else:
+                body = generate_latest(registry)
+                writer.write(f"HTTP/1.0 200 OK\r\nContent-Type: {CONTENT_TYPE_LATEST}\r\n"
+                             f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            await writer.drain()
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, host, port)
+    log.info("metrics listening", extra={"port": server.sockets[0].getsockname()[1]})
+    return server
+
+
+def registry_for(collector: ServerCollector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
