@@ -45,6 +45,8 @@ INSTALL_REQUIRES = [
     "uvloop>=0.19",
     "hdrhistogram>=0.10",
     "prometheus-client>=0.20",
+    "matplotlib>=3.8",  # load reports' plots
+    "tqdm>=4.66",  # load progress
 ]
 
 EXTRAS = {

@@ -6,6 +6,7 @@ import contextlib
 import json
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -16,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--ingest", type=Path, metavar="EVENTS",
                       help="IngestEvents throughput: the file's distinct events in batches of --batch")
     what.add_argument("--rpc", help="a Commerce RPC: Recommend, Search, ScoreFraud, ...")
+    what.add_argument("--scenario", type=Path,
+                      help="a JSON scenario mixing RPCs and models by weight (see loadtest/scenarios/)")
     parser.add_argument("--request", help="the Commerce request as JSON (default: an example)")
     parser.add_argument("--request-file", type=Path,
                         help="JSON lines of Commerce requests, sent in turn (e.g. many user ids)")
@@ -38,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the server's repository, for --compare-triton (default ./model_repo)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-floor", action="store_true", help="skip the no-op floor server")
+    parser.add_argument("--rates", help="open loop: a sweep of rates, comma-separated (e.g. 100,200,500,1000), "
+                                       "each a full run; the plots then show throughput against p99")
+    parser.add_argument("--plots", type=Path, metavar="DIR",
+                        help="write PNG plots and a self-contained report.html into DIR")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--out", type=Path, help="write the JSON report here")
 
 
@@ -52,12 +60,21 @@ def run(args: argparse.Namespace) -> int:
     from .runner import format_report, measure
 
     try:
-        target = (targets.model_infer(args.url, args.model, args.batch or 1, args.seed) if args.model
-                  else targets.commerce(args.rpc, args.request, args.request_file))
-        spec = LoadSpec(args.url, target.method, target.request, mode=args.mode, rate=args.rate,
+        if args.scenario:
+            target = targets.scenario_file(args.scenario, args.url, args.seed)
+            method, request = target.parts[0][0].method, target.parts[0][0].request
+        else:
+            target = (targets.model_infer(args.url, args.model, args.batch or 1, args.seed) if args.model
+                      else targets.commerce(args.rpc, args.request, args.request_file))
+            method, request = target.method, target.request
+        rates = [float(r) for r in args.rates.split(",") if r.strip()] if args.rates else [args.rate]
+        if len(rates) > 1 and args.mode not in ("poisson", "constant"):
+            raise ValueError("--rates sweeps an open-loop load (--mode poisson or constant)")
+        spec = LoadSpec(args.url, method, request, mode=args.mode, rate=rates[0],
                         concurrency=args.concurrency, duration_s=args.duration, warmup_s=args.warmup,
                         timeout_s=args.timeout, processes=args.processes, seed=args.seed,
-                        h2_clients=args.clients, h2_streams=args.streams)
+                        h2_clients=args.clients, h2_streams=args.streams,
+                        progress=not args.no_progress and sys.stderr.isatty())
         log = lambda m: print(m, file=sys.stderr)  # noqa: E731
         with contextlib.ExitStack() as stack:
             peers = {}
@@ -71,7 +88,11 @@ def run(args: argparse.Namespace) -> int:
                 config = tc.InferenceServerClient(args.url).get_model_config(args.model).config
                 workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hanzo-triton-")))
                 peers["triton"] = stack.enter_context(TritonServer(args.model_repo, [config], workdir, log)).url
-            report = measure(spec, target, with_floor=not args.no_floor, peers=peers, log=log)
+            reports = []
+            for rate in rates:
+                reports.append(measure(replace(spec, rate=rate), target, with_floor=not args.no_floor, peers=peers,
+                                       log=log))
+                print(format_report(reports[-1]))
     except grpc.RpcError as exc:
         print(f"hanzo loadtest: the server refused the request: {exc.code().name}: {exc.details()}",
               file=sys.stderr)
@@ -79,10 +100,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"hanzo loadtest: {exc}", file=sys.stderr)
         return 2
-    print(format_report(report))
+    dicts = [r.as_dict() for r in reports]
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report.as_dict(), indent=2))
+        args.out.write_text(json.dumps(dicts[0] if len(dicts) == 1 else {"sweep": dicts}, indent=2))
+    if args.plots:
+        from .plots import write
+
+        for path in write(dicts, args.plots):
+            print(f"wrote {path}", file=sys.stderr)
     return 0
 
 

@@ -18,18 +18,24 @@ from hanzo.v1 import admin_pb2_grpc
 from .targets import deserializer
 
 
-async def _serve(method: str, request_type: str, response: bytes, port_out, stop) -> None:
-    service, name = method.strip("/").split("/")
-    parse = deserializer(request_type)
-
+def _canned(response: bytes):
     async def answer(request, context):
         return response
 
+    return answer
+
+
+async def _serve(methods: list[tuple[str, str, bytes]], port_out, stop) -> None:
     latency = LatencyRecorder()
-    handler = grpc.unary_unary_rpc_method_handler(wrap(method, answer, latency), request_deserializer=parse,
-                                                  response_serializer=None)
+    services: dict[str, dict] = {}
+    for method, request_type, response in methods:
+        service, name = method.strip("/").split("/")
+        services.setdefault(service, {})[name] = grpc.unary_unary_rpc_method_handler(
+            wrap(method, _canned(response), latency), request_deserializer=deserializer(request_type),
+            response_serializer=None)
     server = grpc.aio.server()
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {name: handler}),))
+    server.add_generic_rpc_handlers(tuple(grpc.method_handlers_generic_handler(service, handlers)
+                                          for service, handlers in services.items()))
     admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(latency), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -39,19 +45,19 @@ async def _serve(method: str, request_type: str, response: bytes, port_out, stop
     await server.stop(0)
 
 
-def _main(method, request_type, response, port_out, stop) -> None:
-    uvloop.run(_serve(method, request_type, response, port_out, stop))
+def _main(methods, port_out, stop) -> None:
+    uvloop.run(_serve(methods, port_out, stop))
 
 
 class FloorServer:
-    """Context manager: a floor server in its own process; `.url` once entered."""
+    """Context manager: a floor server in its own process; `.url` once entered. It answers
+    each (method, request type, canned response) given."""
 
-    def __init__(self, method: str, request_type: str, response: bytes) -> None:
+    def __init__(self, methods: list[tuple[str, str, bytes]]) -> None:
         ctx = mp.get_context("spawn")
         self._port = ctx.Queue()
         self._stop = ctx.Event()
-        self._proc = ctx.Process(target=_main, args=(method, request_type, response, self._port, self._stop),
-                                 daemon=True)
+        self._proc = ctx.Process(target=_main, args=(methods, self._port, self._stop), daemon=True)
         self.url = ""
 
     def __enter__(self) -> "FloorServer":

@@ -2,10 +2,15 @@
 loop (Poisson or constant arrivals at a target rate, never waiting for answers) or closed loop
 (a fixed number of calls outstanding). Latencies go into HDR histograms twice: from the moment
 a call was sent, and from the moment it was due (the coordinated-omission correction, which
-also shows when the client itself falls behind)."""
+also shows when the client itself falls behind).
+
+A load may mix several methods (a scenario: each call picks one by weight, each with its own
+request bodies); what each kind saw is kept apart, and every measured second's sends, answers
+and due-time latencies are kept for the series over time."""
 from __future__ import annotations
 
 import asyncio
+import math
 import multiprocessing as mp
 import time
 from dataclasses import dataclass, field, replace
@@ -39,6 +44,12 @@ class LoadSpec:
     max_message_bytes: int = 64 * 1024 * 1024
     h2_clients: int = 4  # h2load: connections
     h2_streams: int = 8  # h2load: concurrent streams per connection
+    # a scenario: (label, method, bodies, weight) per kind of call; empty: `method` alone
+    mix: tuple[tuple[str, str, tuple[bytes, ...], float], ...] = ()
+    progress: bool = False  # a progress bar on stderr (the first client process only)
+
+    def kinds(self) -> tuple[tuple[str, str, tuple[bytes, ...], float], ...]:
+        return self.mix or ((self.method, self.method, self.requests or (self.request,), 1.0),)
 
     def __post_init__(self) -> None:
         if self.mode not in ("poisson", "constant", "closed", "h2load"):
@@ -47,6 +58,27 @@ class LoadSpec:
             raise ValueError("rate must be > 0 for an open-loop load")
         if self.duration_s <= 0 or self.processes < 1 or self.concurrency < 1:
             raise ValueError("duration, processes and concurrency must be positive")
+        if self.mix and (any(w <= 0 or not bodies for _, _, bodies, w in self.mix)):
+            raise ValueError("every kind of a scenario needs a weight > 0 and a request")
+        if self.mix and self.mode == "h2load":
+            raise ValueError("h2load sends one request; a scenario needs an open or closed loop")
+
+
+@dataclass
+class KindResult:
+    sent: int = 0
+    ok: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    latency: HdrHistogram = field(default_factory=new_histogram)  # from send
+    corrected: HdrHistogram = field(default_factory=new_histogram)  # from due time
+
+    def merge(self, other: "KindResult") -> None:
+        self.sent += other.sent
+        self.ok += other.ok
+        for code, n in other.errors.items():
+            self.errors[code] = self.errors.get(code, 0) + n
+        self.latency.add(other.latency)
+        self.corrected.add(other.corrected)
 
 
 @dataclass
@@ -58,6 +90,20 @@ class LoadResult:
     latency: HdrHistogram = field(default_factory=new_histogram)  # from send
     corrected: HdrHistogram = field(default_factory=new_histogram)  # from due time
     late_sends: int = 0  # sent more than 2 ms after due: the client fell behind
+    kinds: dict[str, KindResult] = field(default_factory=dict)
+    # per measured second (by due time): calls due, answered, failed, and the answered calls'
+    # due-time latencies in microseconds
+    second_sent: list[int] = field(default_factory=list)
+    second_ok: list[int] = field(default_factory=list)
+    second_errors: list[int] = field(default_factory=list)
+    second_latency_us: list[list[int]] = field(default_factory=list)
+
+    def ensure_seconds(self, n: int) -> None:
+        while len(self.second_sent) < n:
+            self.second_sent.append(0)
+            self.second_ok.append(0)
+            self.second_errors.append(0)
+            self.second_latency_us.append([])
 
     def merge(self, other: "LoadResult") -> None:
         self.sent += other.sent
@@ -68,16 +114,32 @@ class LoadResult:
         self.latency.add(other.latency)
         self.corrected.add(other.corrected)
         self.late_sends += other.late_sends
+        for label, kind in other.kinds.items():
+            self.kinds.setdefault(label, KindResult()).merge(kind)
+        self.ensure_seconds(len(other.second_sent))
+        for i in range(len(other.second_sent)):
+            self.second_sent[i] += other.second_sent[i]
+            self.second_ok[i] += other.second_ok[i]
+            self.second_errors[i] += other.second_errors[i]
+            self.second_latency_us[i].extend(other.second_latency_us[i])
 
     def encode(self) -> dict:
         return {"sent": self.sent, "ok": self.ok, "errors": self.errors, "elapsed_s": self.elapsed_s,
-                "latency": self.latency.encode(), "corrected": self.corrected.encode(), "late_sends": self.late_sends}
+                "latency": self.latency.encode(), "corrected": self.corrected.encode(), "late_sends": self.late_sends,
+                "kinds": {label: {"sent": k.sent, "ok": k.ok, "errors": k.errors, "latency": k.latency.encode(),
+                                  "corrected": k.corrected.encode()} for label, k in self.kinds.items()},
+                "seconds": [self.second_sent, self.second_ok, self.second_errors, self.second_latency_us]}
 
     @classmethod
     def decode(cls, data: dict) -> "LoadResult":
         result = cls(data["sent"], data["ok"], data["errors"], data["elapsed_s"], late_sends=data["late_sends"])
         result.latency.add(HdrHistogram.decode(data["latency"]))
         result.corrected.add(HdrHistogram.decode(data["corrected"]))
+        for label, k in data["kinds"].items():
+            kind = result.kinds[label] = KindResult(k["sent"], k["ok"], k["errors"])
+            kind.latency.add(HdrHistogram.decode(k["latency"]))
+            kind.corrected.add(HdrHistogram.decode(k["corrected"]))
+        result.second_sent, result.second_ok, result.second_errors, result.second_latency_us = data["seconds"]
         return result
 
 
@@ -87,36 +149,61 @@ async def _drive(spec: LoadSpec) -> LoadResult:
     result = LoadResult()
     async with grpc.aio.insecure_channel(spec.url, options=options) as channel:
         await asyncio.wait_for(channel.channel_ready(), 30)
-        call = channel.unary_unary(spec.method)  # bytes in, bytes out
+        kinds = spec.kinds()
+        calls = [channel.unary_unary(method) for _, method, _, _ in kinds]  # bytes in, bytes out
+        bodies = [list(b) for _, _, b, _ in kinds]
+        turns = [spec.seed % len(b) for b in bodies]
+        stats = [result.kinds.setdefault(label, KindResult()) for label, _, _, _ in kinds]
+        weights = np.array([w for _, _, _, w in kinds], dtype=float)
+        # which kind each call is, drawn once: no random draw on the sending path
+        picks = np.random.default_rng([spec.seed, 7]).choice(len(kinds), size=65536, p=weights / weights.sum())
+        picks = picks.tolist()
+        pick_at = [0]
         perf = time.perf_counter_ns
         latency, corrected, errors = result.latency, result.corrected, result.errors
-        bodies, timeout = spec.requests or (spec.request,), spec.timeout_s
-        turn = [spec.seed % len(bodies)]
+        timeout = spec.timeout_s
+        start = perf()
+        measure_from = start + int(spec.warmup_s * 1e9)
+        end = measure_from + int(spec.duration_s * 1e9)
+        result.ensure_seconds(int(math.ceil(spec.duration_s)))
 
         async def one(due: int, record: bool) -> None:
-            body = bodies[turn[0]]
-            turn[0] = (turn[0] + 1) % len(bodies)
+            k = picks[pick_at[0]]
+            pick_at[0] = (pick_at[0] + 1) & 65535
+            body = bodies[k][turns[k]]
+            turns[k] = (turns[k] + 1) % len(bodies[k])
             sent = perf()
             try:
-                await call(body, timeout=timeout)
+                await calls[k](body, timeout=timeout)
                 code = None
             except grpc.aio.AioRpcError as exc:
                 code = exc.code().name
             done = perf()
             if record:
+                second = min((due - measure_from) // 1_000_000_000, len(result.second_sent) - 1)
+                kind = stats[k]
                 result.sent += 1
+                kind.sent += 1
+                result.second_sent[second] += 1
                 if code is None:
                     result.ok += 1
-                    latency.record_value(max((done - sent) // 1000, 1))
-                    corrected.record_value(max((done - due) // 1000, 1))
+                    kind.ok += 1
+                    late_us = max((done - due) // 1000, 1)
+                    took_us = max((done - sent) // 1000, 1)
+                    latency.record_value(took_us)
+                    kind.latency.record_value(took_us)
+                    corrected.record_value(late_us)
+                    kind.corrected.record_value(late_us)
+                    result.second_ok[second] += 1
+                    result.second_latency_us[second].append(late_us)
                 else:
                     errors[code] = errors.get(code, 0) + 1
+                    kind.errors[code] = kind.errors.get(code, 0) + 1
+                    result.second_errors[second] += 1
                 if sent - due > 2_000_000:
                     result.late_sends += 1
 
-        start = perf()
-        measure_from = start + int(spec.warmup_s * 1e9)
-        end = measure_from + int(spec.duration_s * 1e9)
+        bar = _progress(spec, start) if spec.progress else None
         if spec.mode == "closed":
             async def worker() -> None:
                 while True:
@@ -145,8 +232,27 @@ async def _drive(spec: LoadSpec) -> LoadResult:
                     await asyncio.sleep(wait)
             if pending:
                 await asyncio.wait(pending, timeout=spec.timeout_s + 5)
+        if bar is not None:
+            bar.cancel()
         result.elapsed_s = (min(perf(), end) - measure_from) / 1e9 if spec.mode != "closed" else spec.duration_s
     return result
+
+
+def _progress(spec: LoadSpec, start_ns: int) -> asyncio.Task:
+    """A tqdm bar over the run's seconds (warm-up included), ticking on the client's loop."""
+    from tqdm import tqdm
+
+    total = spec.warmup_s + spec.duration_s
+
+    async def tick() -> None:
+        with tqdm(total=round(total, 1), unit="s", desc=f"{spec.mode} load", leave=False,
+                  bar_format="{desc}: {bar} {n:.0f}/{total:.0f} s") as bar:
+            while True:
+                await asyncio.sleep(1.0)
+                bar.n = min(round((time.perf_counter_ns() - start_ns) / 1e9, 1), total)
+                bar.refresh()
+
+    return asyncio.get_running_loop().create_task(tick())
 
 
 def _worker(spec: LoadSpec, out) -> None:
@@ -163,7 +269,7 @@ def run_load(spec: LoadSpec) -> LoadResult:
     per_process, extra = divmod(spec.concurrency, spec.processes)
     for i in range(spec.processes):
         share = replace(spec, seed=spec.seed * 1000 + i, processes=1, rate=spec.rate / spec.processes,
-                        concurrency=max(1, per_process + (i < extra)))
+                        concurrency=max(1, per_process + (i < extra)), progress=spec.progress and i == 0)
         shares.append(ctx.Process(target=_worker, args=(share, out), daemon=True))
     for proc in shares:
         proc.start()

@@ -8,6 +8,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 
 import grpc
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from tritonclient.grpc import service_pb2, service_pb2_grpc
@@ -16,8 +17,8 @@ from hanzo.v1 import admin_pb2, admin_pb2_grpc
 
 from .floor import FloorServer
 from .h2load import run_h2load
-from .openloop import LoadResult, LoadSpec, run_load
-from .targets import KSERVE_INFER, Target
+from .openloop import LoadResult, LoadSpec, new_histogram, run_load
+from .targets import KSERVE_INFER, Scenario, Target
 
 PERCENTILES = (50, 90, 99, 99.9)
 
@@ -45,6 +46,10 @@ class Phase:
     e2e_corrected_ms: dict[str, float]
     server_ms: dict[str, float] = field(default_factory=dict)  # the server's own histogram
     server_count: int = 0
+    # per kind of call in a scenario: sent, ok, errors, e2e_corrected_ms, server_ms
+    kinds: dict[str, dict] = field(default_factory=dict)
+    # per measured second: t, sent, ok, errors, p50_ms, p99_ms, max_ms (due-time latencies)
+    series: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -67,9 +72,19 @@ class Report:
 
 
 def _phase(name: str, url: str, result: LoadResult) -> Phase:
-    return Phase(name, url, result.sent, result.ok, result.errors,
-                 result.sent / result.elapsed_s if result.elapsed_s else 0.0, result.late_sends,
-                 summarize(result.latency), summarize(result.corrected))
+    phase = Phase(name, url, result.sent, result.ok, result.errors,
+                  result.sent / result.elapsed_s if result.elapsed_s else 0.0, result.late_sends,
+                  summarize(result.latency), summarize(result.corrected))
+    phase.kinds = {label: {"sent": k.sent, "ok": k.ok, "errors": k.errors, "e2e_ms": summarize(k.latency),
+                           "e2e_corrected_ms": summarize(k.corrected)} for label, k in result.kinds.items()}
+    for t, (sent, ok, errors, values) in enumerate(zip(result.second_sent, result.second_ok, result.second_errors,
+                                                       result.second_latency_us)):
+        row = {"t": t, "sent": sent, "ok": ok, "errors": errors}
+        if values:
+            p50, p99 = np.percentile(values, [50, 99])
+            row.update(p50_ms=round(p50 / 1000, 4), p99_ms=round(p99 / 1000, 4), max_ms=max(values) / 1000)
+        phase.series.append(row)
+    return phase
 
 
 def call_once(url: str, target: Target, timeout: float = 30) -> bytes:
@@ -126,35 +141,54 @@ def _add_server_latency(phase: Phase, url: str, method: str) -> None:
         phase.server_ms, phase.server_count = summarize(HdrHistogram.decode(own.hdr_histogram)), own.count
 
 
-def _load_phase(name: str, spec: LoadSpec, method: str) -> Phase:
-    _server_latency(spec.url, method, reset=True)
+def _load_phase(name: str, spec: LoadSpec, scenario: Scenario) -> Phase:
+    _server_latency(spec.url, scenario.parts[0][0].method, reset=True)  # resets every method's window
     phase = _phase(name, spec.url, run_load(spec))
     # The window also holds the warm-up calls; at a steady rate they share its percentiles.
-    _add_server_latency(phase, spec.url, method)
+    if len(scenario.parts) == 1:
+        _add_server_latency(phase, spec.url, scenario.parts[0][0].method)
+        return phase
+    merged, seen = new_histogram(), set()
+    for target, _ in scenario.parts:
+        own = _server_latency(spec.url, target.method, reset=False)
+        if own is None or not own.count:
+            continue
+        histogram = HdrHistogram.decode(own.hdr_histogram)
+        phase.kinds[target.label]["server_ms"] = summarize(histogram)
+        if target.method not in seen:  # two kinds of one method share its histogram: count it once
+            seen.add(target.method)
+            merged.add(histogram)
+            phase.server_count += own.count
+    phase.server_ms = summarize(merged)
     return phase
 
 
-def measure(spec: LoadSpec, target: Target, with_floor: bool = True, peers: dict[str, str] | None = None,
+def measure(spec: LoadSpec, target: Target | Scenario, with_floor: bool = True, peers: dict[str, str] | None = None,
             log=print) -> Report:
-    """`spec.url` is the server; its method and request come from `target`. `peers` are other
-    servers (e.g. a Triton) loaded the same way after it."""
-    spec = replace(spec, method=target.method, request=target.request, requests=target.requests)
-    response = call_once(spec.url, target)
+    """`spec.url` is the server; what is sent comes from `target` (one method) or a scenario
+    (several, by weight). `peers` are other servers (e.g. a Triton) loaded the same way after it."""
+    scenario = target if isinstance(target, Scenario) else Scenario.single(target)
+    first = scenario.parts[0][0]
+    spec = replace(spec, method=first.method, request=first.request, requests=first.requests,
+                   mix=scenario.mix() if len(scenario.parts) > 1 else ())
+    responses = {t.method: (t.request_type, call_once(spec.url, t)) for t, _ in scenario.parts}
     urls = {"server": spec.url, **(peers or {})}
     phases = []
     with contextlib.ExitStack() as stack:
         if with_floor:
-            urls = {"floor": stack.enter_context(FloorServer(target.method, target.request_type, response)).url,
-                    **urls}
+            floor = FloorServer([(m, kind, response) for m, (kind, response) in responses.items()])
+            urls = {"floor": stack.enter_context(floor).url, **urls}
         for name, url in urls.items():
             if name != "server":
-                call_once(url, target)
+                for t, _ in scenario.parts:
+                    call_once(url, t)
             log(f"{name}: {spec.mode} load on {url} ...")
             if spec.mode == "h2load":
-                phases.append(_h2load_phase(name, replace(spec, url=url), target))
+                phases.append(_h2load_phase(name, replace(spec, url=url), first))
             else:
-                phases.append(_load_phase(name, replace(spec, url=url), target.method))
-    return Report(target.label, target.method, spec.mode, spec.rate, spec.concurrency, spec.duration_s,
+                phases.append(_load_phase(name, replace(spec, url=url), scenario))
+    method = first.method if len(scenario.parts) == 1 else "mixed"
+    return Report(scenario.label, method, spec.mode, spec.rate, spec.concurrency, spec.duration_s,
                   spec.processes, spec.h2_clients, spec.h2_streams, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   f"{platform.node()} {platform.machine()} {_cpus()} CPUs", phases)
 
@@ -188,4 +222,10 @@ def format_report(report: Report) -> str:
             lines.append(f"         errors: {p.errors}")
         if p.late_sends:
             lines.append(f"         {p.late_sends} calls left the client > 2 ms late: add --processes")
+        if len(p.kinds) > 1:
+            for label, k in p.kinds.items():
+                c, own = k["e2e_ms"], k.get("server_ms") or {}
+                lines.append(f"  {label:<22} {k['ok']:>7} {sum(k['errors'].values()):>6} | e2e p50 "
+                             f"{c.get('p50', 0):>7.3f} p99 {c.get('p99', 0):>7.3f} | server p50 "
+                             + (f"{own['p50']:>7.3f} p99 {own['p99']:>7.3f}" if own else "-"))
     return "\n".join(lines)

@@ -43,6 +43,51 @@ class Target:
     requests: tuple[bytes, ...] = ()  # all the bodies, when the load cycles through several
 
 
+@dataclass(frozen=True)
+class Scenario:
+    """Several targets loaded together, each call picking one by weight."""
+    label: str
+    parts: tuple[tuple[Target, float], ...]
+
+    @classmethod
+    def single(cls, target: Target) -> "Scenario":
+        return cls(target.label, ((target, 1.0),))
+
+    def mix(self) -> tuple[tuple[str, str, tuple[bytes, ...], float], ...]:
+        return tuple((t.label, t.method, t.requests or (t.request,), w) for t, w in self.parts)
+
+
+def scenario_file(path: str, url: str, seed: int = 0) -> Scenario:
+    """A JSON scenario: {"name": ..., "mix": [{"rpc": "Recommend", "request_file": "r.jsonl",
+    "weight": 6}, {"rpc": "Search", "request": {...}, "weight": 3}, {"model": "demo_risk_mlp",
+    "batch": 1, "weight": 1}]}; relative request_file paths are read beside the scenario."""
+    from pathlib import Path
+
+    spec = json.loads(Path(path).read_text())
+    parts, labels = [], set()
+    for i, entry in enumerate(spec.get("mix") or ()):
+        weight = float(entry.get("weight", 1.0))
+        if weight <= 0:
+            raise ValueError(f"{path}: mix[{i}].weight must be > 0")
+        if "model" in entry:
+            target = model_infer(url, entry["model"], int(entry.get("batch", 1)), seed)
+        elif "rpc" in entry:
+            request_file = entry.get("request_file")
+            if request_file and not Path(request_file).is_absolute():
+                request_file = str(Path(path).parent / request_file)
+            request = json.dumps(entry["request"]) if "request" in entry else None
+            target = commerce(entry["rpc"], request, request_file)
+        else:
+            raise ValueError(f"{path}: mix[{i}] names neither an rpc nor a model")
+        if target.label in labels:  # the same RPC twice: tell them apart
+            target = Target(target.method, target.request, target.request_type, f"{target.label}#{i}", target.requests)
+        labels.add(target.label)
+        parts.append((target, weight))
+    if not parts:
+        raise ValueError(f"{path}: the scenario's mix is empty")
+    return Scenario(spec.get("name") or Path(path).stem, tuple(parts))
+
+
 def model_infer(url: str, model: str, batch: int = 1, seed: int = 0) -> Target:
     """A ModelInfer request of `batch` random rows for every input of `model`."""
     stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(url))

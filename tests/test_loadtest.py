@@ -52,3 +52,36 @@ def test_h2load_throughput_confirmed_by_server_counters(demo_repo, server_proces
     # Every HTTP answer h2load counted was a gRPC success by the server's own statistics.
     assert phases["server"]["ok"] >= phases["server"]["sent"] > 0
     assert phases["floor"]["ok"] >= phases["floor"]["sent"] > 0
+
+
+def test_scenario_sweep_with_series_and_plots(demo_repo, server_process, tmp_path):
+    server = server_process(demo_repo)
+    requests = tmp_path / "features.jsonl"
+    requests.write_text("".join(json.dumps({"entity": "user", "entity_ids": [f"u{i}"]}) + "\n" for i in range(20)))
+    scenario = tmp_path / "mix.json"
+    scenario.write_text(json.dumps({"name": "mix", "mix": [
+        {"rpc": "GetFeatures", "request_file": "features.jsonl", "weight": 3},
+        {"model": "demo_risk_mlp", "weight": 1}]}))
+    out, plots = tmp_path / "sweep.json", tmp_path / "plots"
+    run = loadtest(server.url, "--scenario", str(scenario), "--rates", "100,200", "--duration", "2",
+                   "--warmup", "0.3", "--out", str(out), "--plots", str(plots))
+    assert run.returncode == 0, run.stderr
+    sweep = json.loads(out.read_text())["sweep"]
+    assert [r["rate"] for r in sweep] == [100, 200] and all(r["method"] == "mixed" for r in sweep)
+    for report in sweep:
+        for phase in report["phases"]:
+            kinds = phase["kinds"]
+            assert set(kinds) == {"GetFeatures", "ModelInfer demo_risk_mlp"}
+            assert sum(k["sent"] for k in kinds.values()) == phase["sent"] > 100
+            assert 0.6 < kinds["GetFeatures"]["sent"] / phase["sent"] < 0.9  # weight 3 of 4
+            assert all(k["errors"] == {} and k["e2e_ms"]["p50"] > 0 for k in kinds.values())
+            # one row a measured second, adding up to the phase
+            assert [row["t"] for row in phase["series"]] == [0, 1]
+            assert sum(row["sent"] for row in phase["series"]) == phase["sent"]
+            assert all(row["p50_ms"] <= row["p99_ms"] for row in phase["series"])
+        server_phase = next(p for p in report["phases"] if p["name"] == "server")
+        assert server_phase["server_count"] >= server_phase["ok"]  # both methods' own histograms
+        assert all(k["server_ms"]["p99"] > 0 for k in server_phase["kinds"].values())
+    page = (plots / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3  # throughput vs p99, and one over time per rate
+    assert (plots / "throughput-vs-p99.png").stat().st_size > 1000
