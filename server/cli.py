@@ -288,6 +288,31 @@ def _loadtest(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from hanzo.loadtest.tune import format_table, plot, tune
+
+    def ints(text: str) -> list[int]:
+        return [int(x) for x in text.split(",") if x.strip()]
+
+    try:
+        report = tune(args.url, args.model_repo, args.model, args.p99_budget_ms, args.rate, ints(args.batch_sizes),
+                      ints(args.delays_us), ints(args.instances), args.duration, args.warmup, args.processes,
+                      args.max_rate, args.apply, log=lambda m: print(m, file=sys.stderr))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"hanzo tune: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(report))
+    if report["recommended"]:
+        verb = "written to" if report["applied"] else "for"
+        print(f"\nrecommended ({verb} {args.model_repo / args.model / 'config.pbtxt'}):\n{report['config_pbtxt']}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1, default=str))
+    if args.plot:
+        plot(report, args.plot)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hanzo", description="Hanzo: an AI-first commerce inference server.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -443,6 +468,25 @@ def build_parser() -> argparse.ArgumentParser:
     load = sub.add_parser("loadtest", help="open-loop load against a server, beside the no-op floor")
     add_arguments(load)
     load.set_defaults(func=_loadtest)
+
+    tune = sub.add_parser("tune", help="sweep a model's batching and instances under live load; recommend the "
+                                       "fastest inside a p99 budget")
+    tune.add_argument("model")
+    tune.add_argument("--p99-budget-ms", type=float, required=True, help="the server-side p99 to stay inside")
+    tune.add_argument("--rate", type=float, default=200.0, help="the load's starting rate; doubled each step")
+    tune.add_argument("--url", default="127.0.0.1:50051")
+    tune.add_argument("--model-repo", type=Path, default=Path("model_repo"), help="the server's repository")
+    tune.add_argument("--batch-sizes", default="1,8,32", help="max_batch_size values (default 1,8,32)")
+    tune.add_argument("--delays-us", default="0,200,1000", help="max_queue_delay_microseconds values")
+    tune.add_argument("--instances", default="1,2", help="instance counts (default 1,2)")
+    tune.add_argument("--duration", type=float, default=4.0, help="measured seconds per step (default 4)")
+    tune.add_argument("--warmup", type=float, default=1.0)
+    tune.add_argument("--processes", type=int, default=1, help="client processes")
+    tune.add_argument("--max-rate", type=float, default=20000.0)
+    tune.add_argument("--apply", action="store_true", help="leave the recommended config in config.pbtxt")
+    tune.add_argument("--out", type=Path, help="JSON report")
+    tune.add_argument("--plot", type=Path, help="PNG: throughput against p99 per configuration")
+    tune.set_defaults(func=_tune)
     return parser
 
 
