@@ -88,6 +88,30 @@ def write_twin(source_repo: Path, config: mc.ModelConfig, target_repo: Path) -> 
     (out / "config.pbtxt").write_text(text_format.MessageToString(twin))
 
 
+def completed_config(repo: Path, model: str) -> mc.ModelConfig:
+    """The model's config.pbtxt with its inputs and outputs stated (read from the model file),
+    as a twin needs it; the remote-backend parameters left out (the twin runs the model)."""
+    from hanzo.server.models.config import complete_io, load_config
+    from hanzo.server.models.onnx_backend import OnnxRuntimeBackend
+    from hanzo.server.models.triton_backend import NAME_PARAMETER, URL_PARAMETER
+
+    model_dir = Path(repo) / model
+    config = load_config(model_dir)
+    versions = sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit())
+    if not versions:
+        raise ValueError(f"{model_dir}: no version folder")
+    backend = OnnxRuntimeBackend(model_dir / str(versions[-1]) / config.default_model_filename, 1,
+                                 ["CPUExecutionProvider"])
+    try:
+        complete_io(config, backend.inputs, backend.outputs)
+    finally:
+        backend.close()
+    for key in (URL_PARAMETER, NAME_PARAMETER):
+        if key in config.parameters:
+            del config.parameters[key]
+    return config
+
+
 def install(log=print) -> tuple[Path, Path]:
     """Unpack the wheel and build the server's venv once; returns (wheel dir, venv dir)."""
     root = CACHE / "pytriton"

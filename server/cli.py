@@ -313,6 +313,16 @@ def _tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _triton_twin(args: argparse.Namespace) -> int:
+    from hanzo.loadtest.tritonserver import completed_config, write_twin
+
+    models = args.models or sorted(p.name for p in args.model_repo.iterdir() if (p / "config.pbtxt").exists())
+    for model in models:
+        write_twin(args.model_repo, completed_config(args.model_repo, model), args.out)
+        print(args.out / model)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hanzo", description="Hanzo: an AI-first commerce inference server.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -487,6 +497,13 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--out", type=Path, help="JSON report")
     tune.add_argument("--plot", type=Path, help="PNG: throughput against p99 per configuration")
     tune.set_defaults(func=_tune)
+
+    twin = sub.add_parser("triton-twin", help="Python-backend twins of models for a Triton without the ONNX "
+                                              "Runtime backend (the nvidia-pytriton wheel's server)")
+    twin.add_argument("models", nargs="*", help="models to twin (default: every model of the repository)")
+    twin.add_argument("--model-repo", type=Path, default=Path("model_repo"))
+    twin.add_argument("--out", type=Path, required=True, help="the twin repository to write")
+    twin.set_defaults(func=_triton_twin)
     return parser
 
 

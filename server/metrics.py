@@ -122,9 +122,14 @@ async def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> as
             if not request.startswith(b"GET "):
                 writer.write(b"HTTP/1.0 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
             else:
-                body = generate_latest(registry)
-                writer.write(f"HTTP/1.0 200 OK\r\nContent-Type: {CONTENT_TYPE_LATEST}\r\n"
-                             f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+                try:
+                    body = generate_latest(registry)
+                except Exception:  # a scrape must never take the server down
+                    log.exception("metrics collection failed")
+                    writer.write(b"HTTP/1.0 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
+                else:
+                    writer.write(f"HTTP/1.0 200 OK\r\nContent-Type: {CONTENT_TYPE_LATEST}\r\n"
+                                 f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
             await writer.drain()
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             pass

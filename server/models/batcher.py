@@ -56,10 +56,14 @@ class BatcherClosed(Unavailable):
 
 
 class DynamicBatcher:
-    def __init__(self, name: str, policy: BatchingPolicy, run_batch: RunBatch, stats: ModelStatistics) -> None:
+    def __init__(self, name: str, policy: BatchingPolicy, run_batch: RunBatch, stats: ModelStatistics,
+                 run_batch_async=None) -> None:
         self.name = name
         self.policy = policy
         self._run_batch = run_batch
+        # a backend that waits on the network (a remote Triton) runs its batches as tasks on
+        # the loop: no thread held while the batch is away
+        self._run_batch_async = run_batch_async
         self._stats = stats
         count = max(policy.instance_count, 1)
         self._instance_count = count
@@ -267,29 +271,49 @@ class DynamicBatcher:
                 outcome, error = None, exc
             self._finish(instance, batch, outcome, error)
             return
+        if self._run_batch_async is not None:
+            done = self._loop.create_task(self._execute_async(instance, batch))
+            done.add_done_callback(lambda fut: self._complete(instance, batch, fut))
+            return
         done = self._loop.run_in_executor(self._executor, self._execute, instance, batch)
         done.add_done_callback(lambda fut: self._complete(instance, batch, fut))
 
     # ------------------------------------------------------------------ worker thread
 
+    @staticmethod
+    def _feeds(batch: list[_Pending]) -> dict[str, np.ndarray]:
+        if len(batch) == 1:
+            return batch[0].inputs
+        return {name: np.concatenate([item.inputs[name] for item in batch]) for name in batch[0].inputs}
+
+    def _split(self, batch: list[_Pending], outputs: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+        if len(batch) == 1 or not self.policy.max_batch_size:
+            return [outputs]
+        results = []
+        start = 0
+        for item in batch:
+            end = start + item.rows
+            results.append({name: value[start:end] for name, value in outputs.items()})
+            start = end
+        return results
+
     def _execute(self, instance: int, batch: list[_Pending]):
         t0 = time.perf_counter_ns()
-        if len(batch) == 1:
-            feeds = batch[0].inputs
-        else:
-            feeds = {name: np.concatenate([item.inputs[name] for item in batch]) for name in batch[0].inputs}
+        feeds = self._feeds(batch)
         t1 = time.perf_counter_ns()
         outputs = self._run_batch(instance, feeds)
         t2 = time.perf_counter_ns()
-        if len(batch) == 1 or not self.policy.max_batch_size:
-            results = [outputs]
-        else:
-            results = []
-            start = 0
-            for item in batch:
-                end = start + item.rows
-                results.append({name: value[start:end] for name, value in outputs.items()})
-                start = end
+        results = self._split(batch, outputs)
+        t3 = time.perf_counter_ns()
+        return results, t1 - t0, t2 - t1, t3 - t2
+
+    async def _execute_async(self, instance: int, batch: list[_Pending]):
+        t0 = time.perf_counter_ns()
+        feeds = self._feeds(batch)
+        t1 = time.perf_counter_ns()
+        outputs = await self._run_batch_async(instance, feeds)
+        t2 = time.perf_counter_ns()
+        results = self._split(batch, outputs)
         t3 = time.perf_counter_ns()
         return results, t1 - t0, t2 - t1, t3 - t2
 

@@ -21,6 +21,9 @@ from ..errors import NotFound, Unavailable
 from .config import (CONFIG_FILE, ConfigError, batching_policy, complete_io, instance_kind, load_config,
                      parameter, select_versions)
 from .onnx_backend import OnnxRuntimeBackend, choose_providers
+from .triton_backend import NAME_PARAMETER as REMOTE_NAME
+from .triton_backend import URL_PARAMETER as REMOTE_URL
+from .triton_backend import RemoteTritonBackend
 from .version import ModelVersion
 
 log = logging.getLogger(__name__)
@@ -219,15 +222,19 @@ class ModelRepository:
     def _build(self, name: str, number: int, version_dir: Path, config: mc.ModelConfig):
         """Blocking: build the backend, complete and check the config, warm up."""
         config = copy.deepcopy(config)
-        providers = choose_providers(instance_kind(config), self.options.device)
         policy = batching_policy(config)
-        backend = OnnxRuntimeBackend(
-            version_dir / config.default_model_filename,
-            instance_count=policy.instance_count,
-            providers=providers,
-            intra_op_threads=int(parameter(config, "intra_op_thread_count", "1")),
-            inter_op_threads=int(parameter(config, "inter_op_thread_count", "1")),
-        )
+        remote = parameter(config, REMOTE_URL, "")
+        if remote:
+            backend = RemoteTritonBackend(remote, parameter(config, REMOTE_NAME, name), str(number),
+                                          policy.instance_count)
+        else:
+            backend = OnnxRuntimeBackend(
+                version_dir / config.default_model_filename,
+                instance_count=policy.instance_count,
+                providers=choose_providers(instance_kind(config), self.options.device),
+                intra_op_threads=int(parameter(config, "intra_op_thread_count", "1")),
+                inter_op_threads=int(parameter(config, "inter_op_thread_count", "1")),
+            )
         try:
             complete_io(config, backend.inputs, backend.outputs)
             version = ModelVersion(name, number, version_dir, config, backend, policy)

@@ -33,7 +33,8 @@ class ModelVersion:
         self.input_by_name: dict[str, TensorSpec] = {t.name: t for t in self.inputs}
         self.output_by_name: dict[str, TensorSpec] = {t.name: t for t in self.outputs}
         self.stats = ModelStatistics()
-        self.batcher = DynamicBatcher(f"{name}:{version}", policy, backend.run, self.stats)
+        self.batcher = DynamicBatcher(f"{name}:{version}", policy, backend.run, self.stats,
+                                      getattr(backend, "run_async", None))
         self.artifacts: Any = None  # what the version ships beside the model (repository artifact loaders)
 
     def check_inputs(self, tensors: dict[str, np.ndarray]) -> int:
@@ -98,6 +99,8 @@ class ModelVersion:
     def _runs_inline(self, max_batch_ns: int) -> bool:
         """config.pbtxt parameters: execution = auto | inline | thread; inline_max_us (auto:
         inline when one instance runs a full batch faster than this, default 1000)."""
+        if getattr(self.backend, "run_async", None) is not None:
+            return False  # batches wait on the network as tasks, never on the loop's own time
         mode = parameter(self.config, "execution", "auto")
         if mode not in ("auto", "inline", "thread"):
             raise ConfigError(f"{self.name}: parameter execution must be auto, inline or thread, not {mode!r}")
