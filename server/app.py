@@ -57,6 +57,7 @@ class HanzoServer:
         self._poller: asyncio.Task | None = None
         self._stopped = asyncio.Event()
         self._metrics: asyncio.AbstractServer | None = None
+        self._feed: asyncio.Task | None = None  # replicas: the other replicas' catalogue changes
         self.metrics_port: int | None = None
 
     def serving(self) -> bool:
@@ -94,6 +95,7 @@ class HanzoServer:
             self._metrics = await serve_metrics(registry, self.config.host, self.config.metrics_port)
             self.metrics_port = self._metrics.sockets[0].getsockname()[1]
         await asyncio.to_thread(self.features.open)
+        self._feed = asyncio.get_running_loop().create_task(self.features.follow_catalog())
         await self.repository.load_all()
         await self.searcher.start()
         # What exists now (models, sessions, modules) lives as long as the server: keep it out
@@ -130,6 +132,8 @@ class HanzoServer:
         if self._poller:
             self._poller.cancel()
         await self._server.stop(grace)
+        if self._feed is not None:
+            self._feed.cancel()
         await self.recommender.close()
         await self.searcher.close()
         await self.fraud.close()

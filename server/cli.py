@@ -20,6 +20,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = _server_config(args)
     logs.configure(config.log_level, config.log_format)
+    if args.workers > 1:
+        from .workers import run_workers
+
+        return run_workers(sys.argv[1:], config, args.workers)
     if config.demo_models and not _has_models(config.model_repo):
         _build_demo(config)
     _demo_pricing_model(config)
@@ -336,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--poll-seconds", type=float, help="rescan the repository this often (default off)")
     serve.add_argument("--no-demo-models", action="store_true", help="do not build demo models into an empty repo")
     serve.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT: several processes on one port")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes on the port (SO_REUSEPORT; needs --feature-backend redis)")
     serve.add_argument("--metrics-port", type=int,
                        help="Prometheus metrics at http://HOST:PORT/metrics (default 0: off; Triton uses 8002)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING ...")

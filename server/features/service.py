@@ -16,6 +16,7 @@ import numpy as np
 
 from .dedup import DedupIndex, id_hashes
 from .events import EventError, check_record, format_timestamp
+from .catalog_feed import CatalogFeed
 from .formats import read_catalog
 from .log import EventLog
 from .store import FeatureBlock, FeatureStore
@@ -81,10 +82,13 @@ class FeatureService:
                                            async_client=redis.asyncio.Redis.from_url(config.redis_url))
             self.dedup = RedisDedup(self.redis, horizon_ms)
             self.replica = config.replica or str(config.data_dir.resolve())
+            self.feed = CatalogFeed(self.redis, self.store.prefix, self.replica)
         else:
             self.store = FeatureStore()
             self.dedup = DedupIndex(horizon_ms)
         self.log: EventLog | None = None
+        if self.redis is None:
+            self.feed = None  # one process: nobody to share the catalogue with
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hanzo-log")
         self._since_snapshot = 0
         self.applied_seq = 0  # records of the log applied to the store
@@ -182,10 +186,31 @@ class FeatureService:
     def commit(self, records: list[dict], first_seq: int) -> None:
         """Apply records the log holds from `first_seq` on to the online store."""
         self._apply(records, first_seq)
+        if self.feed is not None:
+            self.feed.publish(records)
         self.applied_seq = first_seq + len(records)
         self._since_snapshot += len(records)
         if self._since_snapshot >= self.config.snapshot_every_events:
             self.snapshot()
+
+    async def follow_catalog(self) -> None:
+        """With replicas: apply the other replicas' catalogue changes as they come (runs until
+        cancelled; the wait for the stream happens in a worker thread)."""
+        if self.feed is None:
+            return
+        self.feed.check_trimmed()
+        while True:
+            try:
+                batches, last = await asyncio.to_thread(self.feed.read, 1000)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis away: try again shortly, the position is unchanged
+                log.exception("catalog feed read failed")
+                await asyncio.sleep(1.0)
+                continue
+            for records in batches:
+                self.store.apply_catalog(records)
+            self.feed.position = last
 
     async def ingest(self, items: list[dict[str, Any] | EventError]) -> IngestResult:
         """One batch: acknowledged (returned) only after its events are in the log."""
@@ -248,7 +273,8 @@ class FeatureService:
         np.savez(staging / "arrays.npz", **arrays)
         state = {"applied_seq": self.applied_seq, "watermark": self.store.watermark, "layout": self._layout(),
                  "entities": {name: index.keys for name, index in self.store.entities.items()},
-                 "catalog": self.store.catalog.state(), "graph": graph_state}
+                 "catalog": self.store.catalog.state(), "graph": graph_state,
+                 "catalog_feed": self.feed.position if self.feed is not None else None}
         (staging / "state.msgpack").write_bytes(msgpack.packb(state, use_bin_type=True))
         if target.exists():
             shutil.rmtree(target)
@@ -306,6 +332,8 @@ class FeatureService:
             index.keys = list(keys)
             index.rows = {key: row for row, key in enumerate(keys)}
         self.store.catalog.restore(state["catalog"])
+        if self.feed is not None and state.get("catalog_feed"):
+            self.feed.position = state["catalog_feed"]
         self.store.watermark = state["watermark"]
         self.applied_seq = state["applied_seq"]
         return True
