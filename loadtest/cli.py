@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-floor", action="store_true", help="skip the no-op floor server")
     parser.add_argument("--rates", help="open loop: a sweep of rates, comma-separated (e.g. 100,200,500,1000), "
                                        "each a full run; the plots then show throughput against p99")
+    parser.add_argument("--metrics-url", help="the server's Prometheus endpoint(s), comma-separated (one per "
+                                             "worker): server-side latency from its histograms as well")
     parser.add_argument("--plots", type=Path, metavar="DIR",
                         help="write PNG plots and a self-contained report.html into DIR")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -90,8 +92,9 @@ def run(args: argparse.Namespace) -> int:
                 peers["triton"] = stack.enter_context(TritonServer(args.model_repo, [config], workdir, log)).url
             reports = []
             for rate in rates:
+                metrics = [u.strip() for u in args.metrics_url.split(",") if u.strip()] if args.metrics_url else None
                 reports.append(measure(replace(spec, rate=rate), target, with_floor=not args.no_floor, peers=peers,
-                                       log=log))
+                                       log=log, metrics_urls=metrics))
                 print(format_report(reports[-1]))
     except grpc.RpcError as exc:
         print(f"hanzo loadtest: the server refused the request: {exc.code().name}: {exc.details()}",

@@ -18,6 +18,7 @@ from hanzo.v1 import admin_pb2, admin_pb2_grpc
 from .floor import FloorServer
 from .h2load import run_h2load
 from .openloop import LoadResult, LoadSpec, new_histogram, run_load
+from .scrape import quantiles, scrape
 from .targets import KSERVE_INFER, Scenario, Target
 
 PERCENTILES = (50, 90, 99, 99.9)
@@ -50,6 +51,8 @@ class Phase:
     kinds: dict[str, dict] = field(default_factory=dict)
     # per measured second: t, sent, ok, errors, p50_ms, p99_ms, max_ms (due-time latencies)
     series: list[dict] = field(default_factory=list)
+    # from the servers' Prometheus histograms (--metrics-url), summed over every process given
+    server_metrics_ms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -141,9 +144,18 @@ def _add_server_latency(phase: Phase, url: str, method: str) -> None:
         phase.server_ms, phase.server_count = summarize(HdrHistogram.decode(own.hdr_histogram)), own.count
 
 
-def _load_phase(name: str, spec: LoadSpec, scenario: Scenario) -> Phase:
+def _load_phase(name: str, spec: LoadSpec, scenario: Scenario, metrics_urls: list[str] | None = None) -> Phase:
     _server_latency(spec.url, scenario.parts[0][0].method, reset=True)  # resets every method's window
+    methods = sorted({t.method for t, _ in scenario.parts})
+    before = {m: scrape(metrics_urls, m) for m in methods} if metrics_urls else {}
     phase = _phase(name, spec.url, run_load(spec))
+    if metrics_urls:
+        time.sleep(0.2)  # the last calls' latencies are recorded when gRPC reports them done
+        after = {m: scrape(metrics_urls, m) for m in methods}
+        bounds = sorted({b for m in methods for b in after[m]})  # every method of a scenario together
+        merged_before = {b: sum(before[m].get(b, 0.0) for m in methods) for b in bounds}
+        merged_after = {b: sum(after[m].get(b, 0.0) for m in methods) for b in bounds}
+        phase.server_metrics_ms = quantiles(merged_before, merged_after)
     # The window also holds the warm-up calls; at a steady rate they share its percentiles.
     if len(scenario.parts) == 1:
         _add_server_latency(phase, spec.url, scenario.parts[0][0].method)
@@ -164,7 +176,7 @@ def _load_phase(name: str, spec: LoadSpec, scenario: Scenario) -> Phase:
 
 
 def measure(spec: LoadSpec, target: Target | Scenario, with_floor: bool = True, peers: dict[str, str] | None = None,
-            log=print) -> Report:
+            log=print, metrics_urls: list[str] | None = None) -> Report:
     """`spec.url` is the server; what is sent comes from `target` (one method) or a scenario
     (several, by weight). `peers` are other servers (e.g. a Triton) loaded the same way after it."""
     scenario = target if isinstance(target, Scenario) else Scenario.single(target)
@@ -186,7 +198,8 @@ def measure(spec: LoadSpec, target: Target | Scenario, with_floor: bool = True, 
             if spec.mode == "h2load":
                 phases.append(_h2load_phase(name, replace(spec, url=url), first))
             else:
-                phases.append(_load_phase(name, replace(spec, url=url), scenario))
+                phases.append(_load_phase(name, replace(spec, url=url), scenario,
+                                          metrics_urls if name == "server" else None))
     method = first.method if len(scenario.parts) == 1 else "mixed"
     return Report(scenario.label, method, spec.mode, spec.rate, spec.concurrency, spec.duration_s,
                   spec.processes, spec.h2_clients, spec.h2_streams, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -222,6 +235,10 @@ def format_report(report: Report) -> str:
             lines.append(f"         errors: {p.errors}")
         if p.late_sends:
             lines.append(f"         {p.late_sends} calls left the client > 2 ms late: add --processes")
+        if p.server_metrics_ms.get("count"):
+            m = p.server_metrics_ms
+            lines.append(f"         server from its metrics ({m['count']:.0f} calls): p50 {m.get('p50', 0):.3f} "
+                         f"p99 {m.get('p99', 0):.3f} p99.9 {m.get('p99.9', 0):.3f} ms (bucket-interpolated)")
         if len(p.kinds) > 1:
             for label, k in p.kinds.items():
                 c, own = k["e2e_ms"], k.get("server_ms") or {}

@@ -85,3 +85,24 @@ def test_scenario_sweep_with_series_and_plots(demo_repo, server_process, tmp_pat
     page = (plots / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3  # throughput vs p99, and one over time per rate
     assert (plots / "throughput-vs-p99.png").stat().st_size > 1000
+
+
+def test_server_latency_from_the_metrics_endpoint(demo_repo, server_process, tmp_path):
+    from hanzo.loadtest.scrape import quantiles
+    from hanzo.loadtest.targets import free_port
+
+    metrics = free_port()
+    server = server_process(demo_repo, "--metrics-port", str(metrics))
+    out = tmp_path / "report.json"
+    run = loadtest(server.url, "--model", "demo_risk_mlp", "--rate", "200", "--duration", "1", "--warmup", "0.3",
+                   "--no-floor", "--metrics-url", f"127.0.0.1:{metrics}", "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    phase = json.loads(out.read_text())["phases"][0]
+    scraped = phase["server_metrics_ms"]
+    # the scrape window holds the warm-up and measured calls, as the Admin histogram's does
+    assert scraped["count"] == phase["server_count"] >= phase["ok"]
+    assert 0 < scraped["p50"] <= scraped["p99"] <= scraped["p99.9"]
+    assert "server from its metrics" in run.stdout
+    # interpolation within buckets, as Prometheus' histogram_quantile
+    q = quantiles({0.001: 0, 0.002: 0, float("inf"): 0}, {0.001: 50, 0.002: 100, float("inf"): 100})
+    assert q["count"] == 100 and abs(q["p50"] - 1.0) < 1e-9 and abs(q["p99"] - 1.98) < 1e-9
