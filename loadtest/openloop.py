@@ -160,7 +160,7 @@ async def _drive(spec: LoadSpec) -> LoadResult:
         picks = picks.tolist()
         pick_at = [0]
         perf = time.perf_counter_ns
-        latency, corrected, errors = result.latency, result.corrected, result.errors
+        errors = result.errors
         timeout = spec.timeout_s
         start = perf()
         measure_from = start + int(spec.warmup_s * 1e9)
@@ -190,9 +190,7 @@ async def _drive(spec: LoadSpec) -> LoadResult:
                     kind.ok += 1
                     late_us = max((done - due) // 1000, 1)
                     took_us = max((done - sent) // 1000, 1)
-                    latency.record_value(took_us)
                     kind.latency.record_value(took_us)
-                    corrected.record_value(late_us)
                     kind.corrected.record_value(late_us)
                     result.second_ok[second] += 1
                     result.second_latency_us[second].append(late_us)
@@ -234,6 +232,9 @@ async def _drive(spec: LoadSpec) -> LoadResult:
                 await asyncio.wait(pending, timeout=spec.timeout_s + 5)
         if bar is not None:
             bar.cancel()
+        for kind in stats:  # the whole load's histograms: its kinds' together
+            result.latency.add(kind.latency)
+            result.corrected.add(kind.corrected)
         result.elapsed_s = (min(perf(), end) - measure_from) / 1e9 if spec.mode != "closed" else spec.duration_s
     return result
 

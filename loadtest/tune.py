@@ -90,12 +90,12 @@ def reload(url: str, model: str, timeout_s: float = 120) -> None:
             time.sleep(0.2)
 
 
-def ramp(url: str, model: str, rate: float, budget_ms: float, duration_s: float, warmup_s: float,
-         processes: int, max_rate: float, log, refine: int = 2) -> Outcome:
+def ramp(candidate: Candidate, url: str, model: str, rate: float, budget_ms: float, duration_s: float,
+         warmup_s: float, processes: int, max_rate: float, log, refine: int = 2) -> Outcome:
     """Double the rate until a step fails the budget, then bisect between the last good step
     and the failing one `refine` times."""
     target = model_infer(url, model, 1)
-    outcome = Outcome(Candidate(0, 0, 0))
+    outcome = Outcome(candidate)
 
     def step(current: float) -> bool:
         # constant arrivals: a short step's count is the rate's, not a Poisson draw around it
@@ -148,11 +148,11 @@ def tune(url: str, model_repo: Path, model: str, budget_ms: float, rate: float, 
             try:
                 write_config(model_dir, render(base, candidate))
                 reload(url, model)
-                outcome = ramp(url, model, rate, budget_ms, duration_s, warmup_s, processes, max_rate, log)
+                outcome = ramp(candidate, url, model, rate, budget_ms, duration_s, warmup_s, processes, max_rate,
+                               log)
             except (grpc.RpcError, TimeoutError) as exc:
                 outcome = Outcome(candidate, error=str(exc.details() if isinstance(exc, grpc.RpcError) else exc))
                 log(f"    failed: {outcome.error}")
-            outcome.candidate = candidate
             outcomes.append(outcome)
         fit = [o for o in outcomes if o.best_rps > 0]
         best = max(fit, key=lambda o: (o.best_rps, -o.p99_at_best_ms)) if fit else None

@@ -95,7 +95,8 @@ class HanzoServer:
             self._metrics = await serve_metrics(registry, self.config.host, self.config.metrics_port)
             self.metrics_port = self._metrics.sockets[0].getsockname()[1]
         await asyncio.to_thread(self.features.open)
-        self._feed = asyncio.get_running_loop().create_task(self.features.follow_catalog())
+        if self.features.feed is not None:
+            self._feed = asyncio.get_running_loop().create_task(self.features.follow_catalog())
         await self.repository.load_all()
         await self.searcher.start()
         # What exists now (models, sessions, modules) lives as long as the server: keep it out

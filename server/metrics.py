@@ -71,11 +71,8 @@ class ServerCollector:
                 pending.add_metric(key, version.batcher.queue_size)
                 ready.add_metric(key, 1.0)
                 by_size = {size: d.compute_infer.count for size, d in stats.batches.items()}
-                buckets, total = [], 0
-                for bound in BATCH_BUCKETS:
-                    total = sum(n for size, n in by_size.items() if size <= bound)
-                    buckets.append((str(bound), total))
-                buckets.append(("+Inf", sum(by_size.values())))
+                buckets = [(str(bound), sum(n for size, n in by_size.items() if size <= bound))
+                           for bound in BATCH_BUCKETS] + [("+Inf", sum(by_size.values()))]
                 batches.add_metric(key, buckets, sum_value=stats.inference_count)
         yield from (success, failure, count, executions, *durations.values(), pending, ready, batches)
 

@@ -70,6 +70,7 @@ class FeatureService:
         self.config = config
         horizon_ms = int(config.dedup_horizon_hours * HOUR_MS)
         self.redis = None
+        self.feed: CatalogFeed | None = None  # replicas only: nobody to share the catalogue with otherwise
         if config.backend == "redis":
             import redis
 
@@ -87,8 +88,6 @@ class FeatureService:
             self.store = FeatureStore()
             self.dedup = DedupIndex(horizon_ms)
         self.log: EventLog | None = None
-        if self.redis is None:
-            self.feed = None  # one process: nobody to share the catalogue with
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hanzo-log")
         self._since_snapshot = 0
         self.applied_seq = 0  # records of the log applied to the store

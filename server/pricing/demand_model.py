@@ -77,7 +77,8 @@ class DemandModel:
     def row(self, product_id: str) -> int | None:
         return self._row.get(product_id)
 
-    def expected_units(self, row: int, price: np.ndarray, weekday: int) -> np.ndarray:
+    def expected_units(self, row: int, price: np.ndarray, weekday: int | np.ndarray) -> np.ndarray:
+        """Units a day at each price, on each weekday given (one, or one per price)."""
         x = np.log(np.asarray(price) / self.reference_price[row])
         return np.exp(self.b0[row] + self.b1[row] * x + self.b2[row] * x * x + self.weekday[row, weekday])
 

@@ -17,8 +17,7 @@ from .demand import ProductDays, daily_panel, fit_demand
 
 def _predicted(model: DemandModel, item: ProductDays, row: int) -> np.ndarray:
     """Units a day the model expects on the item's days, at each day's price and traffic."""
-    units = model.expected_units(row, item.price, 0) * np.exp(model.weekday[row, item.weekday] - model.weekday[row, 0])
-    return units * (item.views / max(model.views_per_day[row], 1e-9))
+    return model.expected_units(row, item.price, item.weekday) * (item.views / max(model.views_per_day[row], 1e-9))
 
 
 def holdout_check(panel: list[ProductDays], holdout_days: int, pooling: float, half_life_days: float = 0.0,
