@@ -2,6 +2,14 @@
 products BM25's top k holds (recall at 10, 100, 1,000), where they rank, and the NDCG@10 of the
 perfect re-ranking of BM25's top 100 and top 1,000 (unjudged products gain 0).
 
+It also measures how the judgment set was made: a catalogue built from the judged products
+alone (Home Depot's) holds every product because some query judged it, so a product no training
+query judged is, by construction, likely one of a dev query's. `catalogue_construction` gives
+the share judged among BM25's top 100 with and without a training query's judgment, and the
+NDCG@10 of a "ranker" that knows nothing of relevance: BM25's top 100 with the products no
+training query judged moved first. A learned feature from training queries' judgments
+(history, popularity, query-log expansion) can score through this and not through relevance.
+
     python -m hanzo.training.search.headroom --judgments J --catalog C
 """
 from __future__ import annotations
@@ -21,7 +29,9 @@ from .pipeline import load_catalog, plain_terms
 def headroom(judgments_path: Path, catalog_path: Path, seed: int = 0, depth: int = 1000) -> dict:
     products, _ = load_catalog(catalog_path)
     index = LexicalIndex.build(products.values())
-    _, dev = Judgments.read(judgments_path).split(seed=seed)
+    train, dev = Judgments.read(judgments_path).split(seed=seed)
+    seen = {p for q in train.queries for p in q.judgments}
+    judged_with, judged_without, no_history = [], [], []
     recall = {10: [], 100: [], depth: []}
     bm25, perfect_100, perfect_all, ranks = [], [], [], []
     for q in dev.queries:
@@ -35,12 +45,21 @@ def headroom(judgments_path: Path, catalog_path: Path, seed: int = 0, depth: int
         by_gain = lambda p: -q.judgments.get(p, 0.0)  # noqa: E731
         perfect_100.append(ndcg_at(sorted(ids[:100], key=by_gain), q.judgments, dev.gain))
         perfect_all.append(ndcg_at(sorted(ids, key=by_gain), q.judgments, dev.gain))
+        for p in ids[:100]:
+            (judged_with if p in seen else judged_without).append(p in q.judgments)
+        no_history.append(ndcg_at(sorted(ids[:100], key=lambda p: p in seen), q.judgments, dev.gain))
     return {"queries": len(bm25), "judged_per_query": float(np.mean([len(q.judgments) for q in dev.queries])),
             "recall": {str(k): float(np.mean(v)) for k, v in recall.items()},
             "relevant_rank_percentiles": dict(zip(("p25", "p50", "p75", "p90"),
                                                   np.percentile(ranks, [25, 50, 75, 90]).tolist())) if ranks else {},
             "bm25_ndcg10": float(np.mean(bm25)), "perfect_rerank_top100_ndcg10": float(np.mean(perfect_100)),
-            f"perfect_rerank_top{depth}_ndcg10": float(np.mean(perfect_all))}
+            f"perfect_rerank_top{depth}_ndcg10": float(np.mean(perfect_all)),
+            "catalogue_construction": {
+                "products_no_training_query_judged": len(index.product_ids) - len(seen & set(index.product_ids)),
+                "products": len(index.product_ids),
+                "top100_judged_share_if_a_training_query_judged_it": float(np.mean(judged_with or [0.0])),
+                "top100_judged_share_if_none_did": float(np.mean(judged_without or [0.0])),
+                "ndcg10_unjudged_in_training_first": float(np.mean(no_history))}}
 
 
 def main() -> int:

@@ -28,7 +28,9 @@ class RerankTraining:
     embedding_lr_share: float = 0.1
     lr: float = 2e-3
     weight_decay: float = 1e-5
-    depth: int = 1000  # the serving depth
+    # The serving depth ([search] candidates), so the lists are the ones the ranker will see;
+    # trained at 1,000 and served at 100 it scored the same on Home Depot (0.3981 / 0.3982).
+    depth: int = 100
     # "full": rank the BM25 candidates over the catalogue; "rerank": each query's judged products.
     task: str = "full"
     seed: int = 0
