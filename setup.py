@@ -156,6 +156,6 @@ setup(
               "generate_stubs": GenerateStubs},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["hanzo = hanzo.server.cli:main"]},
+    entry_points={"console_scripts": ["hanzo = hanzo.server.commands:main"]},
     zip_safe=False,
 )

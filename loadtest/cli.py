@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+
+from .reports import write_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--rpc", help="a Commerce RPC: Recommend, Search, ScoreFraud, ...")
     what.add_argument("--scenario", type=Path,
                       help="a JSON scenario mixing RPCs and models by weight (see loadtest/scenarios/)")
-    parser.add_argument("--request", help="the Commerce request as JSON (default: an example)")
+    parser.add_argument("--request", help="the Commerce request as JSON (default: an example with the demo's ids)")
     parser.add_argument("--request-file", type=Path,
                         help="JSON lines of Commerce requests, sent in turn (e.g. many user ids)")
     parser.add_argument("--batch", type=int, help="rows per ModelInfer request (default 1); events per "
@@ -38,8 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare-triton", action="store_true",
                         help="also load a real tritonserver serving Python-backend twins of --model-repo")
     parser.add_argument("--model-repo", type=Path, default=Path("model_repo"),
-                        help="the server's repository, for --compare-triton (default ./model_repo)")
-    parser.add_argument("--seed", type=int, default=0)
+                        help="the server's repository: for --compare-triton, and the demo world beside it whose ids "
+                             "the example requests use")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the arrivals and the random model inputs")
     parser.add_argument("--no-floor", action="store_true", help="skip the no-op floor server")
     parser.add_argument("--rates", help="open loop: a sweep of rates, comma-separated (e.g. 100,200,500,1000), "
                                        "each a full run; the plots then show throughput against p99")
@@ -67,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
             method, request = target.parts[0][0].method, target.parts[0][0].request
         else:
             target = (targets.model_infer(args.url, args.model, args.batch or 1, args.seed) if args.model
-                      else targets.commerce(args.rpc, args.request, args.request_file))
+                      else targets.commerce(args.rpc, args.request, args.request_file,
+                                            args.model_repo.resolve().parent / "demo_world" / "demo.json"))
             method, request = target.method, target.request
         rates = [float(r) for r in args.rates.split(",") if r.strip()] if args.rates else [args.rate]
         if len(rates) > 1 and args.mode not in ("poisson", "constant"):
@@ -105,8 +108,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     dicts = [r.as_dict() for r in reports]
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(dicts[0] if len(dicts) == 1 else {"sweep": dicts}, indent=2))
+        write_report(args.out, dicts[0] if len(dicts) == 1 else {"sweep": dicts})
     if args.plots:
         from .plots import write
 
@@ -141,8 +143,6 @@ def _ingest(args: argparse.Namespace) -> int:
     print(f"ack latency ms: p50 {a.get('p50', 0):.2f} p99 {a.get('p99', 0):.2f} max {a.get('max', 0):.2f}"
           + (f" | server p50 {server_ms['p50']:.2f} p99 {server_ms['p99']:.2f}" if server_ms else ""))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({**report.__dict__, "events_per_s": report.events_per_s,
-                                        "server_ms": server_ms, "batch": batch,
-                                        "concurrency": args.concurrency}, indent=2))
+        write_report(args.out, {**report.__dict__, "events_per_s": report.events_per_s, "server_ms": server_ms,
+                                "batch": batch, "concurrency": args.concurrency})
     return 0

@@ -25,6 +25,7 @@ import numpy as np
 
 from hanzo.v1 import commerce_pb2, commerce_pb2_grpc
 
+from .reports import write_report
 from .targets import free_port
 
 
@@ -89,7 +90,7 @@ def main() -> int:
         result[f"ratio_p50_{label}"] = feast[label]["p50_ms"] / result["hanzo"][label]["p50_ms"]
     print(json.dumps(result, indent=1))
     if args.out:
-        args.out.write_text(json.dumps(result, indent=1))
+        write_report(args.out, result)
     return 0 if feast["same_values"] else 1
 
 

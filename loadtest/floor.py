@@ -12,7 +12,7 @@ import uvloop
 
 from hanzo.server.api.admin import AdminServicer
 from hanzo.server.api.edge import wrap
-from hanzo.server.latency import LatencyRecorder
+from hanzo.server.api.latency import LatencyRecorder
 from hanzo.v1 import admin_pb2_grpc
 
 from .targets import deserializer

@@ -18,6 +18,8 @@ import numpy as np
 
 from hanzo.server.features.service import FeatureService, FeatureStoreConfig
 
+from .reports import write_report
+
 DAY_MS = 86_400_000
 
 
@@ -96,7 +98,7 @@ def main() -> int:
     print(json.dumps(rows[-1]), flush=True)
     service.close()
     if args.out:
-        args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=1))
+        write_report(args.out, {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows})
     return 0
 
 

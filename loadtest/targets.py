@@ -4,7 +4,9 @@ requests from JSON (or an example per RPC)."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -16,18 +18,53 @@ from hanzo.v1 import commerce_pb2
 
 KSERVE_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
-# An example request per Commerce RPC, for a load that names only the RPC.
+# An example request per Commerce RPC, for a load that names only the RPC: ids the demo
+# marketplace has (`hanzo serve` on an empty repository), replaced by the ones its manifest
+# suggests where the demo world is found.
 EXAMPLES: dict[str, dict[str, Any]] = {
-    "Recommend": {"user_id": "u1", "placement": "HOME", "k": 10},
-    "Search": {"query": "table lamp", "k": 10},
-    "ScoreFraud": {"order": {"order_id": "o1", "user_id": "u1", "amount": 120.0, "card_id": "c1"}},
-    "QuotePrice": {"product_id": "p1", "competitor_prices": [10.5, 11.0]},
-    "PlanInventory": {"product_id": "p1", "location": "store1", "horizon_days": 14, "service_level": 0.95,
+    "Recommend": {"user_id": "u00001", "placement": "HOME", "k": 10},
+    "Search": {"query": "black keyboard", "k": 10},
+    "ScoreFraud": {"order": {"order_id": "o1", "user_id": "u00001", "amount": 120.0, "card_id": "card-u00001-0"}},
+    "QuotePrice": {"product_id": "p00001", "competitor_prices": [10.5, 11.0]},
+    "PlanInventory": {"product_id": "p00001", "location": "wh-east", "horizon_days": 14, "service_level": 0.95,
                       "lead_time_days": 3},
-    "GetFeatures": {"entity": "user", "entity_ids": ["u1"]},
-    "IngestEvents": {"events": [{"event_id": "lt-1", "event_type": "page_view", "session_id": "s1",
-                                 "timestamp": "2026-01-01T00:00:00Z"}]},
+    "GetFeatures": {"entity": "user", "entity_ids": ["u00001"]},
+    "IngestEvents": {"events": [{"event_id": "lt-1", "event_type": "page_view", "session_id": "s1"}]},
 }
+
+
+def example(rpc: str, demo_manifest: Path | None = None) -> dict[str, Any]:
+    """The example request of `rpc`, with the demo world's own ids where its manifest exists."""
+    request = json.loads(json.dumps(EXAMPLES[rpc]))
+    if rpc == "IngestEvents":  # now: an event far behind the store's clock would be refused as too late
+        request["events"][0]["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    try:
+        demo = json.loads(Path(demo_manifest).read_text()) if demo_manifest else None
+    except (OSError, ValueError):
+        demo = None
+    if demo:
+        ids = {"Recommend": {"user_id": demo["user_id"]}, "Search": {"query": demo["query"]},
+               "ScoreFraud": {"order": demo["order"]}, "QuotePrice": {"product_id": demo["product_id"]},
+               "PlanInventory": {"product_id": demo["product_id"], "location": demo.get("location", "ALL")},
+               "GetFeatures": {"entity_ids": [demo["user_id"]]}}
+        request.update(ids.get(rpc, {}))
+    return request
+
+
+def parse_request(cls: type, obj: Any, where: str):
+    """A request message from JSON-like data; a ValueError naming `where` and the field."""
+    try:
+        return json_format.ParseDict(obj, cls())
+    except json_format.ParseError as exc:
+        raise ValueError(f"{where}: {' '.join(str(exc).split())}") from None
+
+
+def _json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where} is not JSON: {exc}") from None
+
 
 _NUMPY = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "INT64": np.int64, "INT32": np.int32,
           "INT16": np.int16, "INT8": np.int8, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
@@ -61,8 +98,6 @@ def scenario_file(path: str, url: str, seed: int = 0) -> Scenario:
     """A JSON scenario: {"name": ..., "mix": [{"rpc": "Recommend", "request_file": "r.jsonl",
     "weight": 6}, {"rpc": "Search", "request": {...}, "weight": 3}, {"model": "demo_risk_mlp",
     "batch": 1, "weight": 1}]}; relative request_file paths are read beside the scenario."""
-    from pathlib import Path
-
     spec = json.loads(Path(path).read_text())
     parts, labels = [], set()
     for i, entry in enumerate(spec.get("mix") or ()):
@@ -108,7 +143,8 @@ def model_infer(url: str, model: str, batch: int = 1, seed: int = 0) -> Target:
     return Target(KSERVE_INFER, request.SerializeToString(), "inference.ModelInferRequest", f"ModelInfer {model}")
 
 
-def commerce(rpc: str, request_json: str | None = None, request_file: str | None = None) -> Target:
+def commerce(rpc: str, request_json: str | None = None, request_file: str | None = None,
+             demo_manifest: Path | None = None) -> Target:
     """A Commerce RPC with one request (JSON, or the RPC's example), or the JSON lines of a
     file sent in turn."""
     service = commerce_pb2.DESCRIPTOR.services_by_name["Commerce"]
@@ -118,13 +154,13 @@ def commerce(rpc: str, request_json: str | None = None, request_file: str | None
     cls = message_factory.GetMessageClass(method.input_type)
     if request_file:
         with open(request_file) as lines:
-            bodies = [json_format.ParseDict(json.loads(line), cls()).SerializeToString() for line in lines
-                      if line.strip()]
+            bodies = [parse_request(cls, _json(line, f"{request_file}:{n}"), f"{request_file}:{n}").SerializeToString()
+                      for n, line in enumerate(lines, 1) if line.strip()]
         if not bodies:
             raise ValueError(f"{request_file} holds no request")
     else:
-        bodies = [json_format.ParseDict(json.loads(request_json) if request_json else EXAMPLES[rpc],
-                                        cls()).SerializeToString()]
+        obj = _json(request_json, "--request") if request_json else example(rpc, demo_manifest)
+        bodies = [parse_request(cls, obj, "--request").SerializeToString()]
     return Target(f"/{service.full_name}/{rpc}", bodies[0], method.input_type.full_name, rpc, tuple(bodies))
 
 

@@ -112,8 +112,22 @@ def completed_config(repo: Path, model: str) -> mc.ModelConfig:
     return config
 
 
+class TritonUnavailable(RuntimeError):
+    """What this machine lacks to run the wheel's tritonserver (the wheel from PyPI, Debian's
+    python3.11 with venv): the one reason a Triton comparison may be skipped."""
+
+
+def _run(command: list[str], what: str) -> None:
+    try:
+        subprocess.run(command, check=True, capture_output=True, text=True)
+    except (subprocess.CalledProcessError, FileNotFoundError) as exc:
+        detail = exc.stderr.strip().splitlines()[-1:] if isinstance(exc, subprocess.CalledProcessError) else [str(exc)]
+        raise TritonUnavailable(f"{what} failed: {' '.join(detail)}") from None
+
+
 def install(log=print) -> tuple[Path, Path]:
-    """Unpack the wheel and build the server's venv once; returns (wheel dir, venv dir)."""
+    """Unpack the wheel and build the server's venv once; returns (wheel dir, venv dir).
+    Raises TritonUnavailable for what the machine lacks."""
     root = CACHE / "pytriton"
     server = root / "pytriton" / "tritonserver" / "bin" / "tritonserver"
     if not server.exists():
@@ -121,8 +135,8 @@ def install(log=print) -> tuple[Path, Path]:
         wheels = list(CACHE.glob("nvidia_pytriton-*.whl"))
         if not wheels:
             log(f"downloading {WHEEL} ...")
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", WHEEL, "-d", str(CACHE)],
-                           check=True, capture_output=True)
+            _run([sys.executable, "-m", "pip", "download", "--no-deps", WHEEL, "-d", str(CACHE)],
+                 f"pip download {WHEEL}")
             wheels = list(CACHE.glob("nvidia_pytriton-*.whl"))
         zipfile.ZipFile(wheels[0]).extractall(root)
     tritonserver = root / "pytriton" / "tritonserver"
@@ -137,10 +151,10 @@ def install(log=print) -> tuple[Path, Path]:
     venv = CACHE / "triton-venv"
     if not (venv / "bin" / "python").exists():
         if not Path(SYSTEM_PYTHON).exists():
-            raise RuntimeError(f"{SYSTEM_PYTHON} is missing: apt-get install python3.11 python3.11-venv")
+            raise TritonUnavailable(f"{SYSTEM_PYTHON} is missing: apt-get install python3.11 python3.11-venv")
         log("building the Triton Python-backend venv (numpy<2, onnxruntime) ...")
-        subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "numpy<2", "onnxruntime"], check=True)
+        _run([SYSTEM_PYTHON, "-m", "venv", str(venv)], f"{SYSTEM_PYTHON} -m venv")
+        _run([str(venv / "bin" / "pip"), "install", "-q", "numpy<2", "onnxruntime"], "the venv's pip install")
     return root, venv
 
 

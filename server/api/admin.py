@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from hanzo.v1 import admin_pb2, admin_pb2_grpc
 
-from ..latency import LatencyRecorder
+from .latency import LatencyRecorder
 
 SERVICE = "hanzo.v1.Admin"
 

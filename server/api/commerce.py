@@ -1,12 +1,9 @@
-"""The Commerce API servicer. Each RPC hands a plain request to its surface; until a
-surface lands, its RPC answers UNIMPLEMENTED and names the issue that brings it."""
+"""The Commerce API servicer. Each RPC hands a plain request to its surface."""
 from __future__ import annotations
 
 from hanzo.v1 import commerce_pb2_grpc
 
-from ..errors import Unimplemented
 from ..features.service import FeatureService
-from ..latency import LatencyRecorder
 from ..surfaces.fraud import FraudScorer
 from ..surfaces.inventory import InventoryPlanner
 from ..surfaces.pricing import PriceQuoter
@@ -19,20 +16,11 @@ from . import pricing as pricing_api
 from . import recommend as recommend_api
 from . import search as search_api
 from .edge import deadline_of, wrap_servicer
+from .latency import LatencyRecorder
 
 SERVICE = "hanzo.v1.Commerce"
 
-# RPC -> the issue that implements it.
-_PENDING: dict[str, int] = {}
-_SERVED = ["GetFeatures", "IngestEvents", "Recommend", "Search", "ScoreFraud", "QuotePrice", "PlanInventory"]
-
-
-def _pending(rpc: str, issue: int):
-    async def handler(request, context):
-        raise Unimplemented(f"{rpc} is not implemented yet (issue #{issue})")
-
-    handler.__name__ = rpc
-    return handler
+RPCS = ["GetFeatures", "IngestEvents", "Recommend", "Search", "ScoreFraud", "QuotePrice", "PlanInventory"]
 
 
 class CommerceServicer(commerce_pb2_grpc.CommerceServicer):
@@ -44,9 +32,7 @@ class CommerceServicer(commerce_pb2_grpc.CommerceServicer):
         self._fraud = fraud
         self._pricing = pricing
         self._inventory = inventory
-        for rpc, issue in _PENDING.items():
-            setattr(self, rpc, _pending(rpc, issue))
-        wrap_servicer(self, SERVICE, list(_PENDING) + _SERVED, latency)
+        wrap_servicer(self, SERVICE, RPCS, latency)
 
     async def IngestEvents(self, request, context):
         return await feature_api.ingest_events(self._features, request, deadline_of(context))

@@ -10,8 +10,8 @@ from typing import Any, Awaitable, Callable
 
 import grpc
 
-from ..errors import HanzoError
-from ..latency import LatencyRecorder
+from ..models.errors import HanzoError
+from .latency import LatencyRecorder
 
 log = logging.getLogger("hanzo.rpc")
 

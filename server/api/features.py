@@ -5,7 +5,7 @@ import time
 
 from hanzo.v1 import commerce_pb2
 
-from ..errors import DeadlineExceeded, InvalidArgument, Unavailable
+from ..models.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from ..features.definitions import ENTITIES
 from ..features.events import format_timestamp, record_from_proto
 from ..features.service import FeatureService

@@ -5,7 +5,7 @@ import math
 
 from hanzo.v1 import commerce_pb2
 
-from ..errors import InvalidArgument
+from ..models.errors import InvalidArgument
 from ..surfaces.inventory import InventoryPlanner, InventoryQuery
 
 MAX_DAYS = 3660

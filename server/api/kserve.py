@@ -7,8 +7,8 @@ from typing import Callable
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
-from ..errors import HanzoError, InvalidArgument, Unavailable, Unimplemented
-from ..latency import LatencyRecorder
+from ..models.errors import HanzoError, InvalidArgument, Unavailable, Unimplemented
+from .latency import LatencyRecorder
 from ..models.repository import READY, ModelRepository
 from ..models.statistics import Duration, ModelStatistics
 from ..models.version import ModelVersion

@@ -7,7 +7,7 @@ import math
 
 from hanzo.v1 import commerce_pb2
 
-from ..errors import InvalidArgument
+from ..models.errors import InvalidArgument
 from ..surfaces.pricing import PriceQuery, PriceQuoter
 
 MAX_PRICE = 1e9

@@ -3,18 +3,20 @@ from __future__ import annotations
 
 from hanzo.v1 import commerce_pb2
 
-from ..errors import InvalidArgument
+from ..models.errors import InvalidArgument
 from ..surfaces.recommend import RecommendQuery, Recommender
 
 MAX_K = 100
+DEFAULT_K = 10  # a request that leaves k out (proto3: 0)
 PLACEMENTS = {commerce_pb2.PLACEMENT_UNSPECIFIED: "home", commerce_pb2.HOME: "home",
               commerce_pb2.PRODUCT_PAGE: "product_page", commerce_pb2.CART: "cart", commerce_pb2.EMAIL: "email"}
 
 
 def to_query(request: commerce_pb2.RecommendRequest) -> RecommendQuery:
-    if request.k <= 0:
-        raise InvalidArgument("k", f"{request.k}: ask for at least one product")
-    if request.k > MAX_K:
+    k = request.k or DEFAULT_K
+    if k < 0:
+        raise InvalidArgument("k", f"{request.k}: ask for at least one product (0 or unset: {DEFAULT_K})")
+    if k > MAX_K:
         raise InvalidArgument("k", f"{request.k} is over the limit of {MAX_K}")
     placement = PLACEMENTS.get(request.placement)
     if placement is None:
@@ -22,7 +24,7 @@ def to_query(request: commerce_pb2.RecommendRequest) -> RecommendQuery:
                                            f"({', '.join(commerce_pb2.Placement.keys())})")
     if not request.user_id and not request.session_id:
         raise InvalidArgument("user_id", "give a user_id or a session_id (or both)")
-    return RecommendQuery(k=request.k, placement=placement, user_id=request.user_id, session_id=request.session_id,
+    return RecommendQuery(k=k, placement=placement, user_id=request.user_id, session_id=request.session_id,
                           anchors=list(request.anchor_product_ids), exclude=list(request.exclude_product_ids),
                           request_id=request.request_id, merchant_id=request.merchant_id)
 

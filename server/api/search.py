@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from hanzo.v1 import commerce_pb2
 
-from ..errors import InvalidArgument
+from ..models.errors import InvalidArgument
 from ..surfaces.search import SearchQuery, Searcher
 
 MAX_K = 1000
+DEFAULT_K = 10  # a request that leaves k out (proto3: 0)
 MAX_QUERY_CHARS = 512
 
 
@@ -15,14 +16,15 @@ def to_query(request: commerce_pb2.SearchRequest, max_candidates: int) -> Search
         raise InvalidArgument("query", "is empty")
     if len(request.query) > MAX_QUERY_CHARS:
         raise InvalidArgument("query", f"{len(request.query)} characters is over the limit of {MAX_QUERY_CHARS}")
-    if request.k <= 0:
-        raise InvalidArgument("k", f"{request.k}: ask for at least one product")
-    if request.k > MAX_K:
+    k = request.k or DEFAULT_K
+    if k < 0:
+        raise InvalidArgument("k", f"{request.k}: ask for at least one product (0 or unset: {DEFAULT_K})")
+    if k > MAX_K:
         raise InvalidArgument("k", f"{request.k} is over the limit of {MAX_K}")
     if len(request.candidate_product_ids) > max_candidates:
         raise InvalidArgument("candidate_product_ids", f"{len(request.candidate_product_ids)} candidates is over "
                                                        f"the limit of {max_candidates}")
-    return SearchQuery(query=request.query, k=request.k, user_id=request.user_id, session_id=request.session_id,
+    return SearchQuery(query=request.query, k=k, user_id=request.user_id, session_id=request.session_id,
                        candidates=list(request.candidate_product_ids), request_id=request.request_id,
                        merchant_id=request.merchant_id)
 

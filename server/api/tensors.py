@@ -6,7 +6,7 @@ import math
 import numpy as np
 from tritonclient.grpc import service_pb2 as pb
 
-from ..errors import InvalidArgument
+from ..models.errors import InvalidArgument
 from ..models.datatypes import BY_KSERVE
 from ..models.version import ModelVersion
 

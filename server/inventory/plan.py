@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic_npz import save_npz_atomic
+from ..models.files import save_npz_atomic
 from .forecast import fit_forecast
 from .sales import future_steps, read_sales
 

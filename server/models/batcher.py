@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import DeadlineExceeded, HanzoError, ResourceExhausted, Unavailable
+from .errors import DeadlineExceeded, HanzoError, ResourceExhausted, Unavailable
 from .config import BatchingPolicy
 from .statistics import ModelStatistics
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from ..errors import InvalidArgument
+from .errors import InvalidArgument
 from .datatypes import BY_CONFIG, DataType
 
 CONFIG_FILE = "config.pbtxt"

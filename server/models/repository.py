@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from ..errors import NotFound, Unavailable
+from .errors import NotFound, Unavailable
 from .config import (CONFIG_FILE, ConfigError, batching_policy, complete_io, instance_kind, load_config,
                      parameter, select_versions)
 from .onnx_backend import OnnxRuntimeBackend, choose_providers

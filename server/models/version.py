@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
-from ..errors import InvalidArgument
+from .errors import InvalidArgument
 from .backend import Backend
 from .batcher import DynamicBatcher
 from .config import BatchingPolicy, ConfigError, TensorSpec, io_specs, parameter

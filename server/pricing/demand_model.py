@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic_npz import save_npz_atomic
+from ..models.files import save_npz_atomic
 
 
 @dataclass

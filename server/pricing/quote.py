@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..errors import FailedPrecondition
+from ..models.errors import FailedPrecondition
 from .demand_model import DemandModel
 from .explain import Situation, explain
 from .optimize import PriceChoice, PriceRules, best_price, scarcity_price

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidArgument, NotFound, Unavailable
+from ..models.errors import InvalidArgument, NotFound, Unavailable
 from ..features.service import FeatureService
 from ..models import ModelRepository
 from ..models.tree_ensemble import TreeEnsemble
@@ -169,7 +169,7 @@ class FraudScorer:
         x = await self._inputs(artifacts.inputs, order)
         out = await version.infer({"features": x}, deadline)
         score = float(out["score"][0, 0])
-        reasons = self._reasons(artifacts, x) if self.config.reasons else []
+        reasons = self._reasons(artifacts, x, artifacts.inputs.not_given(order)) if self.config.reasons else []
         result = FraudResult(score, self.config.policy(merchant_id).decide(score), reasons, version.version_str,
                              request_id)
         self._remember(key, result)
@@ -186,8 +186,8 @@ class FraudScorer:
         network = await self.features.network([order.event()])
         return inputs.assemble([order], blocks, network)
 
-    def _reasons(self, artifacts: FraudArtifacts, x: np.ndarray) -> list[FraudReason]:
-        contributions = artifacts.trees.contributions(x)[0, :-1]
+    def _reasons(self, artifacts: FraudArtifacts, x: np.ndarray, not_given: np.ndarray) -> list[FraudReason]:
+        contributions = np.where(not_given, 0.0, artifacts.trees.contributions(x)[0, :-1])
         names = artifacts.inputs.names
         top = [i for i in np.argsort(-contributions, kind="stable")[:self.config.reasons] if contributions[i] > 0]
         return [FraudReason(names[i], float(x[0, i]), float(contributions[i]), reason_text(names[i], float(x[0, i])))

@@ -107,6 +107,23 @@ class FraudInputs:
         """(entity, keys, feature names) the store is asked for: one read per entity."""
         return [(entity, [o.field(field) for o in orders], names) for entity, (field, names) in STORE_FEATURES.items()]
 
+    def not_given(self, order: FraudOrder) -> np.ndarray:
+        """bool [len(names)]: the inputs `order` left out (no card named, no items listed, a
+        processor signal not sent). Their values say nothing about the order, so they are
+        never given back as a reason, whatever the trees made of their absence."""
+        mask = np.zeros(len(self.names), bool)
+        col = 0
+        for field, names in STORE_FEATURES.values():
+            mask[col:col + len(names)] = not order.field(field)
+            col += len(names)
+        col += len(NETWORK_FEATURES)
+        mask[col + ORDER_FEATURES.index("order_items")] = not order.items
+        signals = order.signals or {}
+        for k, name in enumerate(self.signals):
+            value = signals.get(name)
+            mask[col + len(ORDER_FEATURES) + k] = value is None or not math.isfinite(value)
+        return mask
+
     def assemble(self, orders: list[FraudOrder], blocks: list, network: np.ndarray) -> np.ndarray:
         """float32 [len(orders), len(names)] from the store's answers to `reads` (in order) and
         the graph's tallies; NaN where a value is not known."""

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InvalidArgument, NotFound
+from ..models.errors import InvalidArgument, NotFound
 from ..inventory.plan import InventoryPlan
 from ..inventory.policy import daily, reorder_point
-from ..reloading import ReloadingFile
+from .reloading import ReloadingFile
 
 
 @dataclass

@@ -7,12 +7,12 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from ..errors import FailedPrecondition, InvalidArgument, NotFound
+from ..models.errors import FailedPrecondition, InvalidArgument, NotFound
 from ..features.service import FeatureService
 from ..pricing.demand_model import DemandModel
 from ..pricing.optimize import PriceRules
 from ..pricing.quote import ProductNow, Quote, quote
-from ..reloading import ReloadingFile
+from .reloading import ReloadingFile
 
 TRAFFIC = ("product_views_24h", "product_views_7d", "product_units_sold_30d")
 
@@ -24,8 +24,8 @@ class PricingConfig:
     max_change: float = 0.15  # price consistency: at most this share from the current price per quote
     parity_slack: float = 0.0  # competitor parity: at most this above the dearest competitor's price
     restock_days: float = 7.0  # how long today's stock has to last (a request's days_to_restock overrides)
-    # how far past the prices the demand curve was fitted on the target may go (0.5: 50%; the
-    # closed-loop replay's best with a refit every 3 days)
+    # how far past the prices the demand curve was fitted on the target may go (0.5: 50%),
+    # chosen on the closed-loop replay's tuning seed (docs/results.md, pricing)
     extrapolation: float = 0.5
 
     def __post_init__(self) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from hanzo import _native
 
-from ..errors import NotFound, Unavailable
+from ..models.errors import NotFound, Unavailable
 from ..features.service import FeatureService
 from ..models import ModelRepository
 from ..retrieval.ann import ItemIndex
@@ -134,8 +134,8 @@ class RecommendResult:
 @dataclass
 class RecommendConfig:
     candidates: int = 100  # from the ANN index, before the blend
-    # HNSW search depth: 150 keeps recall@100 against exact search at 0.965 on 200,000 items
-    # (loadtest/recommend_scale.py measures it); 200 gives 0.98 for a third more time.
+    # HNSW search depth: recall against exact search for time (loadtest/recommend_scale.py
+    # measures both; docs/results.md, recommend)
     ann_ef: int = 150
     max_category_share: float = 0.5  # no more than this share of a list from one root category
     exploration: bool = True  # one slot (the last, for k >= 4) from further down the ranking

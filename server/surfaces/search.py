@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import NotFound, Unavailable
+from ..models.errors import NotFound, Unavailable
 from ..features.catalog import CatalogState
 from ..features.definitions import CATEGORY_SLOTS
 from ..features.service import FeatureService
@@ -112,9 +112,8 @@ class ProductRows:
 
 @dataclass
 class SearchConfig:
-    # BM25 depth the re-ranker sees: on Home Depot 100 scores NDCG@10 0.3977 against 0.3981 at
-    # 1,000 and halves the server p99 (README); a stronger re-ranker has room up to 1,000
-    # (a perfect one: 0.756 on the top 100, 0.889 on the top 1,000)
+    # BM25 depth the re-ranker sees: deeper costs latency for every call and pays only for a
+    # re-ranker strong enough to lift what BM25 ranks low (docs/results.md, search)
     candidates: int = 100
     max_caller_candidates: int = 1000
     log_searches: bool = True

@@ -107,6 +107,3 @@ def _offline_scores(records: list[dict], version_dir: Path, order_ids: list[str]
     session = ort.InferenceSession(str(version_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     return session.run(["score"], {"features": x})[0][:, 0].astype(np.float64)
 
-
-def write(report: dict, path: Path) -> None:
-    Path(path).write_text(json.dumps(report, indent=1, default=float))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hanzo.training.metrics import bootstrap_statistic
+
 
 def average_precision(y: np.ndarray, score: np.ndarray) -> float:
     """Area under the precision-recall curve as the mean precision at each fraud's rank (ties
@@ -21,18 +23,10 @@ def average_precision(y: np.ndarray, score: np.ndarray) -> float:
 
 def average_precision_ci(y: np.ndarray, score: np.ndarray, seed: int = 0, resamples: int = 1000,
                          level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of the area, resampling orders with replacement."""
-    rng = np.random.default_rng(seed)
-    n = len(y)
-    values = []
-    for _ in range(resamples):
-        pick = rng.integers(0, n, n)
-        if y[pick].any():
-            values.append(average_precision(y[pick], score[pick]))
-    if not values:  # no fraud among the orders: no area to bound
-        return float("nan"), float("nan")
-    tail = (1 - level) / 2
-    return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
+    """Percentile interval of the area, resampling orders with replacement (NaN where no
+    resample holds a fraud)."""
+    y, score = np.asarray(y, bool), np.asarray(score)
+    return bootstrap_statistic(lambda pick: average_precision(y[pick], score[pick]), len(y), seed, resamples, level)
 
 
 def flag_top(score: np.ndarray, rate: float) -> np.ndarray:

@@ -175,7 +175,9 @@ def main() -> int:
     text = json.dumps(report, indent=1)
     print(text)
     if args.out:
-        args.out.write_text(text)
+        from hanzo.loadtest.reports import write_report
+
+        write_report(args.out, report)
     return 0
 
 

@@ -199,8 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(report, indent=1, default=lambda x: x if not isinstance(x, float) or math.isfinite(x) else None)
     print(text)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        from hanzo.loadtest.reports import write_report
+
+        write_report(args.out, json.loads(text))
     return 0
 
 

@@ -4,7 +4,6 @@ clicks left out), and each case asks Recommend at its own moment, once everythin
 is in. Reports the metrics with a bootstrap interval and the share of fallback answers."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -16,7 +15,9 @@ from hanzo.training.eval_client import send_events
 from hanzo.v1 import commerce_pb2, commerce_pb2_grpc
 
 from .data import next_basket_tasks, next_click_tasks
-from .metrics import METRICS, bootstrap
+from hanzo.training.metrics import bootstrap
+
+from .metrics import METRICS
 
 
 def held_out_events(records: list[dict], kind: str, cases) -> set[str]:
@@ -92,6 +93,3 @@ def main_report(report: dict) -> str:
     return (f"{report['task']} task, {report['cases']} cases through the server: " + ", ".join(parts) +
             f"; fallback answers {100 * report['fallback_share']:.1f}%")
 
-
-def write(report: dict, out: Path) -> None:
-    out.write_text(json.dumps(report, indent=1))

@@ -17,7 +17,7 @@ from hanzo.server.retrieval.ann import ItemIndex
 
 from .baselines import ItemKNN, LastItemTransitions, OwnMostBought, Popularity, evaluate, tune_item_knn
 from .data import next_basket_tasks, next_click_tasks
-from .metrics import bootstrap
+from hanzo.training.metrics import bootstrap
 from .pipeline import HISTORY, Trained, evaluate_blend, train_and_score, tune_signals
 from .two_tower import TrainingConfig
 

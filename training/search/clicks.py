@@ -15,9 +15,9 @@ from hanzo.server.features.offline import get_historical_features
 from hanzo.server.search.lexical import LexicalIndex
 from hanzo.server.search.rerank_inputs import lexical_features, query_ids, user_features
 
-from .judgments import ndcg_at
+from hanzo.training.metrics import bootstrap, graded_ndcg_at
+
 from .position_bias import estimate_position_bias, ips_weights, search_impressions
-from hanzo.training.recommend.metrics import bootstrap
 
 from .rerank_data import ProductTable, TrainingList
 
@@ -102,7 +102,7 @@ def click_lists(index: LexicalIndex, searches: list[LoggedSearch], outcomes: dic
 
 def list_ndcg(order: np.ndarray, gains: np.ndarray, k: int = 10) -> float:
     ranked = [str(j) for j in order]
-    return ndcg_at(ranked, {str(j): float(g) for j, g in enumerate(gains)}, lambda g: g, k)
+    return graded_ndcg_at(ranked, {str(j): float(g) for j, g in enumerate(gains)}, lambda g: g, k)
 
 
 def split_by_time(lists: list[TrainingList], shares: tuple[float, float] = (0.7, 0.1)):

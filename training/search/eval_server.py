@@ -6,7 +6,6 @@ query as typed).
   rerank: the server re-ranks each query's judged products, passed as candidates."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -14,10 +13,12 @@ import grpc
 import numpy as np
 
 from hanzo.server.search.lexical import LexicalIndex
-from hanzo.training.recommend.metrics import bootstrap
+from hanzo.training.metrics import bootstrap
 from hanzo.v1 import commerce_pb2, commerce_pb2_grpc
 
-from .judgments import Judgments, ndcg_at
+from hanzo.training.metrics import graded_ndcg_at
+
+from .judgments import Judgments
 from .pipeline import load_catalog, plain_terms
 
 
@@ -41,8 +42,8 @@ def evaluate(url: str, judgments_path: Path, catalog_path: Path, mode: str = "fu
                 baseline = [index.product_ids[s] for s in slots]
             response = stub.Search(request, timeout=10)
             corrected += response.corrected_query != q.query
-            served.append(ndcg_at([i.product_id for i in response.items], q.judgments, dev.gain, k))
-            bm25.append(ndcg_at(baseline, q.judgments, dev.gain, k))
+            served.append(graded_ndcg_at([i.product_id for i in response.items], q.judgments, dev.gain, k))
+            bm25.append(graded_ndcg_at(baseline, q.judgments, dev.gain, k))
     served, bm25 = np.asarray(served), np.asarray(bm25)
     report = {"judgments": str(judgments_path), "mode": mode, "queries": len(served), "k": k, "seed": seed,
               "corrected_queries": corrected, "model_version": response.model_version if len(served) else "",
@@ -63,6 +64,3 @@ def main_report(report: dict) -> str:
             f"served {s['ndcg']:.4f} [{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}], "
             f"relative {100 * report['relative_gain']:+.1f}%, gap closed {100 * report['gap_closed']:.1f}%")
 
-
-def write(report: dict, path: Path) -> None:
-    Path(path).write_text(json.dumps(report, indent=1))

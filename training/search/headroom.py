@@ -22,7 +22,9 @@ import numpy as np
 
 from hanzo.server.search.lexical import LexicalIndex
 
-from .judgments import Judgments, ndcg_at
+from hanzo.training.metrics import graded_ndcg_at
+
+from .judgments import Judgments
 from .pipeline import load_catalog, plain_terms
 
 
@@ -41,13 +43,13 @@ def headroom(judgments_path: Path, catalog_path: Path, seed: int = 0, depth: int
         for k, values in recall.items():
             values.append(len(relevant & set(ids[:k])) / max(len(relevant), 1))
         ranks.extend(i + 1 for i, p in enumerate(ids) if p in relevant)
-        bm25.append(ndcg_at(ids, q.judgments, dev.gain))
+        bm25.append(graded_ndcg_at(ids, q.judgments, dev.gain))
         by_gain = lambda p: -q.judgments.get(p, 0.0)  # noqa: E731
-        perfect_100.append(ndcg_at(sorted(ids[:100], key=by_gain), q.judgments, dev.gain))
-        perfect_all.append(ndcg_at(sorted(ids, key=by_gain), q.judgments, dev.gain))
+        perfect_100.append(graded_ndcg_at(sorted(ids[:100], key=by_gain), q.judgments, dev.gain))
+        perfect_all.append(graded_ndcg_at(sorted(ids, key=by_gain), q.judgments, dev.gain))
         for p in ids[:100]:
             (judged_with if p in seen else judged_without).append(p in q.judgments)
-        no_history.append(ndcg_at(sorted(ids[:100], key=lambda p: p in seen), q.judgments, dev.gain))
+        no_history.append(graded_ndcg_at(sorted(ids[:100], key=lambda p: p in seen), q.judgments, dev.gain))
     return {"queries": len(bm25), "judged_per_query": float(np.mean([len(q.judgments) for q in dev.queries])),
             "recall": {str(k): float(np.mean(v)) for k, v in recall.items()},
             "relevant_rank_percentiles": dict(zip(("p25", "p50", "p75", "p90"),

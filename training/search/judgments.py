@@ -51,13 +51,3 @@ class Judgments:
     def gain(self, relevance: float) -> float:
         return 2.0 ** (relevance - self.lowest) - 1.0
 
-
-def ndcg_at(ranked: list[str], judged: dict[str, float], gain, k: int = 10) -> float:
-    """NDCG@k of a ranking against graded judgments; unjudged products gain 0. A query whose
-    judged products all have gain 0 scores 0 (it is kept, so every system is judged on the
-    same queries)."""
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = sum(gain(judged[p]) * discounts[i] for i, p in enumerate(ranked[:k]) if p in judged)
-    ideal = sorted((gain(r) for r in judged.values()), reverse=True)[:k]
-    idcg = float(np.dot(ideal, discounts[:len(ideal)]))
-    return dcg / idcg if idcg > 0 else 0.0

@@ -7,12 +7,12 @@ the corrector changes, with a sample to read for over-correction.
 from __future__ import annotations
 
 import csv
-import json
 import random
 import sys
 from pathlib import Path
 from typing import Collection, Iterable, Sequence
 
+from hanzo.server.features.formats import read_catalog
 from hanzo.server.search.spelling import SpellingCorrector
 from hanzo.server.search.synonyms import Synonyms
 from hanzo.server.search.text import terms, words
@@ -32,11 +32,6 @@ def zero_result_rate(queries: Sequence[str], known_terms: Collection[str], corre
         expanded = [t for t, _ in synonyms.expand(query_terms)] if synonyms is not None else query_terms
         empty += not any(t in known_terms for t in expanded)
     return empty / len(queries) if queries else 0.0
-
-
-def read_catalog(path: Path) -> list[dict]:
-    with open(path) as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 def catalog_texts(products: Iterable[dict]) -> list[str]:

@@ -5,6 +5,7 @@ event log and snapshots under DATA_DIR/worker-<i>, and its own metrics port (the
 The parent forwards SIGTERM / SIGINT, and if one worker dies the others are stopped too."""
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import time
 from pathlib import Path
 
 from .config import ServerConfig
+
+log = logging.getLogger(__name__)
 
 
 def _without(argv: list[str], flag: str) -> list[str]:
@@ -35,20 +38,17 @@ def worker_argv(argv: list[str], config: ServerConfig, index: int) -> list[str]:
     args += ["--reuse-port", "--no-demo-models", "--data-dir", str(Path(config.features.data_dir) / f"worker-{index}")]
     if config.metrics_port:
         args += ["--metrics-port", str(config.metrics_port + index)]
-    return [sys.executable, "-m", "hanzo.server.cli", *args]
+    return [sys.executable, "-m", "hanzo.server.commands", *args]
 
 
 def run_workers(argv: list[str], config: ServerConfig, workers: int) -> int:
     if config.features.backend != "redis":
-        print("hanzo serve: --workers needs the shared Redis feature store (--feature-backend redis): with one "
-              "embedded store per process the workers would not agree", file=sys.stderr)
-        return 2
+        raise ValueError("--workers needs the shared Redis feature store (--feature-backend redis): with one "
+                         "embedded store per process the workers would not agree")
     if not config.port:
-        print("hanzo serve: --workers needs a fixed --port for the workers to share", file=sys.stderr)
-        return 2
+        raise ValueError("--workers needs a fixed --port for the workers to share")
     procs = [subprocess.Popen(worker_argv(argv, config, i)) for i in range(workers)]
-    print(f"hanzo serve: {workers} workers on port {config.port}: pids {[p.pid for p in procs]}", file=sys.stderr,
-          flush=True)
+    log.info(f"{workers} workers on port {config.port}", extra={"pids": [p.pid for p in procs]})
     stopping = False
 
     def stop(signum, frame) -> None:
@@ -62,7 +62,7 @@ def run_workers(argv: list[str], config: ServerConfig, workers: int) -> int:
     signal.signal(signal.SIGINT, stop)
     while any(p.poll() is None for p in procs):
         if not stopping and any(p.poll() is not None for p in procs):
-            print("hanzo serve: a worker exited; stopping the others", file=sys.stderr, flush=True)
+            log.error("a worker exited; stopping the others")
             stop(None, None)
         time.sleep(0.2)
     codes = [p.returncode for p in procs]

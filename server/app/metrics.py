@@ -16,9 +16,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily,
                                     CollectorRegistry, Metric)
 
-from .features.service import FeatureService
-from .latency import LatencyRecorder
-from .models import ModelRepository
+from ..features.service import FeatureService
+from ..api.latency import LatencyRecorder
+from ..models import ModelRepository
 
 log = logging.getLogger(__name__)
 

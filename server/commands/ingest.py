@@ -2,13 +2,61 @@
 IngestEvents, or in bulk straight into a data directory (no server running on it)."""
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import time
 from pathlib import Path
 
-from .features.events import EventError
-from .features.formats import iter_records
+from ..features.events import EventError
+from ..features.formats import iter_records
+from .common import CommandError, add_command, positive
+
+
+def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the events and features live: shared by `serve` and `ingest`."""
+    parser.add_argument("--data-dir", type=Path, help="event log and feature store snapshots (default ./hanzo_data)")
+    parser.add_argument("--catalog", type=Path, help="catalog.jsonl loaded into an empty store")
+    parser.add_argument("--fsync", choices=["always", "interval", "never"],
+                        help="when the log fsyncs: every batch (default), at most every 50 ms, or never")
+    parser.add_argument("--feature-backend", choices=["embedded", "redis"],
+                        help="where the online features live (default embedded)")
+    parser.add_argument("--redis-url", help="for --feature-backend redis (default redis://127.0.0.1:6379/0)")
+
+
+def feature_overrides(args: argparse.Namespace) -> dict:
+    return dict(data_dir=args.data_dir, catalog=args.catalog, fsync=args.fsync, backend=args.feature_backend,
+                redis_url=args.redis_url)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = add_command(sub, "ingest", "events from a JSONL file (gzip or not) into a feature store",
+                         "Events from a JSONL file (gzip or not): through a running server's IngestEvents "
+                         "(--url), or in bulk straight into a data directory no server is running on.")
+    parser.add_argument("file", type=Path, help="canonical events, one JSON object a line")
+    parser.add_argument("--url", help="a running server: batches through IngestEvents")
+    parser.add_argument("--batch", type=int, default=500, help="events a batch")
+    parser.add_argument("--concurrency", type=int, default=4, help="batches in flight over gRPC")
+    parser.add_argument("--sort", action="store_true",
+                        help="read the whole file and send it in event-time order (for unordered history)")
+    add_feature_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.file.is_file():
+        raise CommandError(f"{args.file}: no such file")
+    positive("--batch", args.batch)
+    positive("--concurrency", args.concurrency)
+    if args.url:
+        totals = asyncio.run(over_grpc(args.file, args.url, args.batch, args.concurrency, sort=args.sort))
+    else:
+        from ..features.service import FeatureStoreConfig
+
+        config = FeatureStoreConfig(**{k: v for k, v in feature_overrides(args).items() if v is not None})
+        totals = bulk(args.file, config, args.batch, sort=args.sort)
+    totals.report()
+    return 0
 
 
 def _batches(path: Path, size: int, sort: bool = False):
@@ -42,7 +90,7 @@ class Totals:
 
 def bulk(path: Path, config, batch: int = 5000, sort: bool = False) -> Totals:
     """In-process: the same validation, dedup, log and store as the server, then a snapshot."""
-    from .features.service import FeatureService
+    from ..features.service import FeatureService
 
     service = FeatureService(config)
     service.open()
@@ -69,7 +117,7 @@ async def over_grpc(path: Path, url: str, batch: int = 500, concurrency: int = 4
 
     from hanzo.v1 import commerce_pb2, commerce_pb2_grpc
 
-    from .features.events import record_to_proto
+    from ..features.events import record_to_proto
 
     totals = Totals()
     queue: asyncio.Queue = asyncio.Queue(maxsize=concurrency * 2)

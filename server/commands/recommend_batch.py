@@ -3,6 +3,7 @@ in the last days (read from the server's event log), asked of a running server's
 placement EMAIL, written as JSON lines {user_id, items: [{product_id, score, source}], ...}."""
 from __future__ import annotations
 
+import argparse
 import asyncio
 import time
 from pathlib import Path
@@ -12,9 +13,33 @@ import orjson
 
 from hanzo.v1 import commerce_pb2, commerce_pb2_grpc
 
-from .features.log import replay_log
+from ..features.log import replay_log
+from .common import CommandError, add_command, positive
 
 DAY_MS = 86_400_000
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = add_command(sub, "recommend-batch", "the email placement: top-k for every active user, to a file")
+    parser.add_argument("--url", default="127.0.0.1:50051", help="a running server")
+    parser.add_argument("--data-dir", type=Path, default=Path("hanzo_data"), help="the server's data directory")
+    parser.add_argument("--out", type=Path, required=True, help="JSON lines, one user each")
+    parser.add_argument("--k", type=int, default=10, help="products per user")
+    parser.add_argument("--active-days", type=float, default=30.0, help="users with an event in these last days")
+    parser.add_argument("--concurrency", type=int, default=8, help="calls in flight")
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    if not (args.data_dir / "log").is_dir():
+        raise CommandError(f"--data-dir {args.data_dir}: no event log there (a server's data directory has log/)")
+    for flag in ("k", "active_days", "concurrency"):
+        positive(f"--{flag.replace('_', '-')}", getattr(args, flag))
+    users = active_users(args.data_dir, args.active_days)
+    counts = asyncio.run(run(args.url, users, args.out, args.k, args.concurrency))
+    print(f"{counts['users']} users ({counts['fallback']} from the popularity fallback) in {counts['seconds']} s "
+          f"-> {args.out}")
+    return 0
 
 
 def active_users(data_dir: Path, days: float) -> list[str]:

@@ -1,12 +1,12 @@
-"""The server's lifecycle: listen, load and warm every model, report SERVING; on SIGTERM or
-SIGINT report NOT_SERVING, let in-flight calls finish (within the grace period), retire the
+"""The server's lifecycle: listen (health NOT_SERVING), load and warm every model, report SERVING;
+on stop report NOT_SERVING, let in-flight calls finish (within the grace period), retire the
 models, exit."""
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
-import signal
+import socket
 from importlib.metadata import PackageNotFoundError, version as package_version
 
 import grpc
@@ -15,17 +15,17 @@ from grpc_reflection.v1alpha import reflection
 from hanzo.v1 import admin_pb2_grpc, commerce_pb2_grpc
 from tritonclient.grpc import service_pb2_grpc
 
-from .api import admin, commerce, kserve
+from ..api import admin, commerce, kserve
 from .config import ServerConfig
-from .features.service import FeatureService
-from .latency import LatencyRecorder
+from ..features.service import FeatureService
+from ..api.latency import LatencyRecorder
 from .metrics import ServerCollector, registry_for, serve_metrics
-from .models import ModelRepository, RepositoryOptions
-from .surfaces.fraud import FraudArtifacts, FraudScorer
-from .surfaces.inventory import InventoryPlanner
-from .surfaces.pricing import PriceQuoter
-from .surfaces.recommend import RecommendArtifacts, Recommender
-from .surfaces.search import SearchArtifacts, Searcher
+from ..models import ModelRepository, RepositoryOptions
+from ..surfaces.fraud import FraudArtifacts, FraudScorer
+from ..surfaces.inventory import InventoryPlanner
+from ..surfaces.pricing import PriceQuoter
+from ..surfaces.recommend import RecommendArtifacts, Recommender
+from ..surfaces.search import SearchArtifacts, Searcher
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,15 @@ class HanzoServer:
         return self._serving
 
     async def start(self) -> int:
-        """Listen at once (clients see UNAVAILABLE, not a refused connection, while models
-        load), then load and warm every model and report SERVING. Returns the port."""
+        """listen(), then load(): SERVING once every model is warm. Returns the port."""
+        port = await self.listen()
+        await self.load()
+        return port
+
+    async def listen(self) -> int:
+        """Bind the port and answer at once: health NOT_SERVING and UNAVAILABLE calls, not a
+        refused connection, while the store opens and the models load. Returns the port; raises
+        OSError naming the address when it cannot be bound."""
         limit = self.config.max_message_bytes
         options = [
             ("grpc.max_receive_message_length", limit),
@@ -84,9 +91,14 @@ class HanzoServer:
             SERVICES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         address = f"{self.config.host}:{self.config.port}"
-        self.port = server.add_insecure_port(address)
+        if not self.config.reuse_port:
+            _check_bindable(self.config.host, self.config.port)
+        try:
+            self.port = server.add_insecure_port(address)
+        except RuntimeError:  # grpc's words for a taken port or an address this host does not have
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {address}")
+            raise OSError(f"cannot listen on {address}: the port is taken or the address is not this machine's")
         await server.start()
         self._server = server
         log.info("listening", extra={"address": f"{self.config.host}:{self.port}", "version": VERSION})
@@ -94,6 +106,10 @@ class HanzoServer:
             registry = registry_for(ServerCollector(self.repository, self.latency, self.features))
             self._metrics = await serve_metrics(registry, self.config.host, self.config.metrics_port)
             self.metrics_port = self._metrics.sockets[0].getsockname()[1]
+        return self.port
+
+    async def load(self) -> None:
+        """Open the feature store, load and warm every model, then report SERVING."""
         await asyncio.to_thread(self.features.open)
         if self.features.feed is not None:
             self._feed = asyncio.get_running_loop().create_task(self.features.follow_catalog())
@@ -108,7 +124,6 @@ class HanzoServer:
         if self.config.poll_seconds > 0:
             self._poller = asyncio.get_running_loop().create_task(self._poll())
         log.info("serving", extra={"models": [f"{e.name}:{e.version}:{e.state}" for e in self.repository.index()]})
-        return self.port
 
     async def _set_health(self, status) -> None:
         for name in ("",) + SERVICES:
@@ -150,13 +165,15 @@ class HanzoServer:
         await self._stopped.wait()
 
 
-async def serve(config: ServerConfig) -> None:
-    """Run until SIGTERM or SIGINT, then drain and return."""
-    server = HanzoServer(config)
-    loop = asyncio.get_running_loop()
-    stop_requested = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop_requested.set)
-    await server.start()
-    await stop_requested.wait()
-    await server.stop()
+def _check_bindable(host: str, port: int) -> None:
+    """An OSError in plain words for a port someone else holds (gRPC's own report of it is a
+    log line and a bare failure)."""
+    if port == 0:
+        return
+    bare = host.strip("[]")
+    with socket.socket(socket.AF_INET6 if ":" in bare else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((bare, port))
+        except OSError as exc:
+            raise OSError(f"cannot listen on {host}:{port}: {exc.strerror.lower()}") from None

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable, Generic, TypeVar
 
-from .errors import Unavailable
+from ..models.errors import Unavailable
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,137 @@
+"""Every server option in one place, built by the CLI or read from a TOML file."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..features.service import FeatureStoreConfig
+from ..surfaces.fraud import FraudConfig
+from ..surfaces.inventory import InventoryConfig
+from ..surfaces.pricing import PricingConfig
+from ..surfaces.recommend import RecommendConfig
+from ..surfaces.search import SearchConfig
+
+# The TOML tables beside [server], each one dataclass of options.
+SECTIONS = {"features": FeatureStoreConfig, "recommend": RecommendConfig, "search": SearchConfig,
+            "fraud": FraudConfig, "pricing": PricingConfig, "inventory": InventoryConfig}
+
+DEFAULT_PORT = 50051
+
+
+@dataclass
+class ServerConfig:
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT  # 0: pick a free port (tests)
+    model_repo: Path = field(default_factory=lambda: Path("model_repo"))
+    # Build the demo models into an empty repository, so a fresh clone serves something.
+    demo_models: bool = True
+    device: str = "auto"  # auto | cpu | cuda
+    # Seconds between repository scans that load new, changed or removed models; 0: off.
+    poll_seconds: float = 0.0
+    # gRPC message limits, both directions.
+    max_message_bytes: int = 64 * 1024 * 1024
+    # SIGTERM: seconds in-flight calls get to finish before they are cancelled.
+    grace_seconds: float = 10.0
+    log_level: str = "INFO"
+    log_format: str = "json"  # json | text
+    # Several server processes on one port (SO_REUSEPORT).
+    reuse_port: bool = False
+    # Prometheus metrics over HTTP at http://host:metrics_port/metrics; 0: off (Triton uses 8002).
+    metrics_port: int = 0
+    # The event log and online feature store ([features] in a TOML file).
+    features: FeatureStoreConfig = field(default_factory=FeatureStoreConfig)
+    # The Recommend surface ([recommend]): candidates, ANN search depth, diversity, exploration.
+    recommend: RecommendConfig = field(default_factory=RecommendConfig)
+    # The Search surface ([search]): BM25 depth, caller candidates, configured synonyms.
+    search: SearchConfig = field(default_factory=SearchConfig)
+    # The ScoreFraud surface ([fraud], [fraud.merchants.<id>]): decision thresholds per merchant.
+    fraud: FraudConfig = field(default_factory=FraudConfig)
+    # QuotePrice ([pricing]): the demand model file, margin floor, price consistency, competitor parity.
+    pricing: PricingConfig = field(default_factory=PricingConfig)
+    # PlanInventory ([inventory]): the nightly plan file, defaults for requests that leave fields out.
+    inventory: InventoryConfig = field(default_factory=InventoryConfig)
+
+    def __post_init__(self) -> None:
+        self.model_repo = Path(self.model_repo)
+        for name, kind in SECTIONS.items():
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                setattr(self, name, kind(**checked_options(kind, value, f"[{name}]")))
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
+        if self.log_format not in ("json", "text"):
+            raise ValueError(f"log_format must be json or text, not {self.log_format!r}")
+        if not 0 <= self.port < 65536:
+            raise ValueError(f"port must be in 0..65535, not {self.port}")
+
+    @classmethod
+    def from_toml(cls, path: Path, **overrides: Any) -> "ServerConfig":
+        """A TOML file's [server] table and its sections' tables ([features], [recommend] ...),
+        then the overrides (CLI flags) that are not None (a section's overrides are merged into
+        its table). Every error names the file and the option."""
+        try:
+            document = tomllib.loads(Path(path).read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not TOML: {exc}") from None
+        tables = {"server"} | set(SECTIONS)
+        for table in document:
+            if table not in tables:
+                raise ValueError(f"{path}: unknown table [{table}]{_suggestion(table, tables)}")
+        try:
+            data = checked_options(cls, document.get("server", {}), "[server]", exclude=set(SECTIONS))
+            sections = {}
+            for name, kind in SECTIONS.items():
+                sections[name] = checked_options(kind, document.get(name, {}), f"[{name}]")
+                sections[name].update({k: v for k, v in overrides.pop(name, {}).items() if v is not None})
+            data.update({k: v for k, v in overrides.items() if v is not None})
+            return cls(**sections, **data)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+
+def checked_options(kind: type, values: dict[str, Any], table: str, exclude: set[str] = frozenset()) -> dict:
+    """`values` for the dataclass `kind`: a ValueError naming the first unknown option (with the
+    nearest known name) or a value of the wrong type (for plain str, int, float, bool and path
+    options)."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{table} must be a table")
+    hints = typing.get_type_hints(kind)
+    known = {f.name for f in dataclasses.fields(kind)} - set(exclude)
+    for key, value in values.items():
+        if key not in known:
+            raise ValueError(f"unknown option {key!r} in {table}{_suggestion(key, known)}")
+        expected = _plain_type(hints.get(key))
+        if expected is not None and not _is_a(value, expected):
+            kind_name = "a path (a string)" if expected is Path else expected.__name__
+            raise ValueError(f"{table} {key} must be {kind_name}, not {value!r}")
+    return dict(values)
+
+
+def _plain_type(hint: Any) -> type | None:
+    """The scalar type an option takes (Path options take a string), or None when its type is
+    richer than a scalar (tables, lists, unions of several kinds)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # Optional: the type it allows
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _plain_type(args[0]) if len(args) == 1 else None
+    return hint if hint in (str, int, float, bool, Path) else None
+
+
+def _is_a(value: Any, expected: type) -> bool:
+    if expected is Path:
+        return isinstance(value, (str, Path))
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def _suggestion(name: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,48 @@
+"""`hanzo`: the command line. One module per command, each holding its own arguments beside
+the code it drives (imported when the command runs, so `hanzo serve` loads neither the training
+nor the load-testing code)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# gRPC's own INFO lines (plain text) would interleave with the JSON log on stderr.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+from . import (demo_models, evaluate, forecast, ingest, loadtest, recommend_batch, serve,  # noqa: E402
+               simulate, train, triton_twin, tune)
+from .common import CommandError, HelpFormatter  # noqa: E402
+
+COMMANDS = (serve, simulate, ingest, train, evaluate, forecast, recommend_batch, demo_models, loadtest, tune,
+            triton_twin)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError, version as package_version
+
+    try:
+        return package_version("hanzo")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hanzo", description="Hanzo: an AI-first commerce inference server.",
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"hanzo {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CommandError as exc:
+        print(f"hanzo {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

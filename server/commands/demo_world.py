@@ -1,0 +1,165 @@
+"""The demo world of a first `hanzo serve`: where its parts live, how they are built whole or
+not at all, how a later start finds them (complete, partial, or left half-moved by a crash),
+and how they are removed again.
+
+A first start builds in a staging folder beside the repository. Only when everything there is
+built does it write a journal of the moves into place (COMMIT); the moves are renames and are
+finished by the next start if a crash cuts them short. A build that never reached COMMIT
+leaves nothing but the staging folder, which the next start removes."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from hanzo.training.demo_marketplace import CATALOG, DATA_MARKER, DEMO_INVENTORY_PLAN, DEMO_PRICING_MODEL, MANIFEST
+
+from ..app.config import ServerConfig
+from ..features.rebase import recover_rebase
+from .common import CommandError
+
+log = logging.getLogger("hanzo.demo")
+
+DEMO_MODELS = ("demo_risk_mlp", "demo_user_tower")
+# Every model folder a demo may write: what --reset-demo may remove.
+DEMO_MODEL_FOLDERS = DEMO_MODELS + ("recommend", "fraud", "search", "search_encoder")
+COMMIT = "COMMIT"
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    model_repo: Path
+    data_dir: Path
+    world: Path  # the simulated marketplace: its catalogue, events, manifest, pricing model, plan
+    staging: Path  # where a first start builds before moving in
+    search_staging: Path  # where the background re-ranker is trained
+
+    @classmethod
+    def of(cls, config: ServerConfig) -> "DemoPaths":
+        return cls.of_paths(config.model_repo, config.features.data_dir)
+
+    @classmethod
+    def of_paths(cls, model_repo: Path, data_dir: Path) -> "DemoPaths":
+        """The demo world and the staging folders live beside the repository."""
+        repo = Path(model_repo).resolve()
+        return cls(repo, Path(data_dir).resolve(), repo.parent / "demo_world", repo.parent / ".hanzo-first-start",
+                   repo.parent / ".hanzo-demo-search")
+
+    def manifest(self) -> dict | None:
+        try:
+            return json.loads((self.world / MANIFEST).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def write_manifest(self, manifest: dict) -> None:
+        staging = self.world / f".{MANIFEST}.tmp"
+        staging.write_text(json.dumps(manifest, indent=1, default=float))
+        staging.replace(self.world / MANIFEST)
+
+
+def model_folders(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if root.is_dir() else []
+
+
+def has_models(root: Path) -> bool:
+    return bool(model_folders(root))
+
+
+def is_empty_dir(path: Path) -> bool:
+    return not path.exists() or (path.is_dir() and not any(path.iterdir()))
+
+
+def use_demo_files(config: ServerConfig, paths: DemoPaths) -> None:
+    """Point what the configuration leaves unset at the demo world's catalogue, pricing model
+    and inventory plan (read when first needed, so they may still be being built)."""
+    if not config.demo_models:
+        return
+    if config.features.catalog is None and (paths.world / CATALOG).exists():
+        config.features.catalog = paths.world / CATALOG
+    if not config.pricing.model:
+        config.pricing.model = str(paths.world / DEMO_PRICING_MODEL)
+    if not config.inventory.plan:
+        config.inventory.plan = str(paths.world / DEMO_INVENTORY_PLAN)
+
+
+def recover(paths: DemoPaths) -> None:
+    """Finish what a crash interrupted: a committed first start's moves, a history moved in time;
+    remove a build that never committed."""
+    recover_rebase(paths.data_dir)
+    if (paths.staging / COMMIT).exists():
+        log.warning("finishing the moves of a first start that was interrupted after its build",
+                    extra={"staging": str(paths.staging)})
+        roll_forward(paths.staging)
+    elif paths.staging.exists():
+        log.warning("removing an unfinished demo build (a first start was interrupted)",
+                    extra={"staging": str(paths.staging)})
+        shutil.rmtree(paths.staging)
+    shutil.rmtree(paths.search_staging, ignore_errors=True)
+
+
+def commit(staging: Path, moves: list[tuple[Path, Path]]) -> None:
+    """Journal the moves, then make them."""
+    journal = staging / f".{COMMIT}.tmp"
+    with open(journal, "w") as handle:
+        json.dump([[str(a), str(b)] for a, b in moves], handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    journal.replace(staging / COMMIT)
+    roll_forward(staging)
+
+
+def roll_forward(staging: Path) -> None:
+    """Every journalled move not yet made, in order (each is a rename, so each is whole), then
+    the staging folder removed."""
+    for source, target in (map(Path, pair) for pair in json.loads((staging / COMMIT).read_text())):
+        if not source.exists():
+            continue  # moved before the crash
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()  # an empty folder waiting for it
+        elif target.exists() and (target / MANIFEST).exists():
+            shutil.rmtree(target)  # an older demo world, replaced whole
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(source), str(target))  # a rename on one file system
+    shutil.rmtree(staging)
+
+
+def problems(paths: DemoPaths) -> list[str]:
+    """What is missing from a demo that a start found built: each a sentence."""
+    found = set(model_folders(paths.model_repo))
+    manifest = paths.manifest()
+    out = []
+    if manifest is not None:
+        expected = set(DEMO_MODELS) | set(manifest.get("models", []))
+        if manifest.get("search", {}).get("state") == "reranker":
+            expected |= {"search", "search_encoder"}
+        missing = sorted(expected - found)
+        if missing:
+            out.append(f"{paths.model_repo} lacks the demo models {missing} that {paths.world / MANIFEST} lists")
+        if not (paths.data_dir / DATA_MARKER).exists() and is_empty_dir(paths.data_dir):
+            out.append(f"{paths.data_dir} has none of the demo's history")
+    elif found & set(DEMO_MODELS) and not found - set(DEMO_MODEL_FOLDERS) and "recommend" not in found:
+        out.append(f"{paths.model_repo} holds the demo models {sorted(found)} but not the demo marketplace "
+                   f"({paths.world / MANIFEST} is missing): a first start of an earlier Hanzo was interrupted")
+    return out
+
+
+def reset(paths: DemoPaths) -> list[Path]:
+    """Remove what a demo built: its model folders (only when the repository holds nothing
+    else), its history, its world. Returns what was removed."""
+    others = sorted(set(model_folders(paths.model_repo)) - set(DEMO_MODEL_FOLDERS))
+    if others:
+        raise CommandError(f"--reset-demo: {paths.model_repo} also holds {others}, which no demo builds; "
+                           f"remove the demo's folders by hand")
+    if (paths.data_dir.exists() and not is_empty_dir(paths.data_dir)
+            and not (paths.data_dir / DATA_MARKER).exists()):
+        raise CommandError(f"--reset-demo: {paths.data_dir} holds events that are not the demo's; give another "
+                           f"--data-dir or remove it by hand")
+    removed = [paths.model_repo / name for name in model_folders(paths.model_repo)]
+    removed += [p for p in (paths.data_dir, paths.world, paths.staging, paths.search_staging) if p.exists()]
+    for path in removed:
+        shutil.rmtree(path)
+    return removed

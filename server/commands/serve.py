@@ -1,0 +1,133 @@
+"""`hanzo serve`: the gRPC server (KServe V2 + the Commerce API). The port answers at once
+(health NOT_SERVING) while a first start builds the demo world and the models load; SIGTERM or
+SIGINT drains in-flight calls and exits."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from ..app.config import DEFAULT_PORT, ServerConfig
+from .common import CommandError, add_command
+from .ingest import add_feature_arguments, feature_overrides
+
+log = logging.getLogger("hanzo.serve")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    defaults = ServerConfig()
+    parser = add_command(sub, "serve", "run the gRPC server (KServe V2 + Commerce API)",
+                         "Run the gRPC server. An empty model repository gets a demo marketplace built beside it "
+                         "(demo_world/, the data directory); flags override the --config file.")
+    parser.add_argument("--config", type=Path, help="TOML file with [server], [features], [recommend] ... tables")
+    parser.add_argument("--host", help=f"address to listen on (default {defaults.host})")
+    parser.add_argument("--port", type=int, help=f"gRPC port (default {DEFAULT_PORT}; 0 picks a free one)")
+    parser.add_argument("--model-repo", type=Path, help=f"Triton-layout model repository (default ./{defaults.model_repo})")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help=f"execution provider (default {defaults.device})")
+    parser.add_argument("--poll-seconds", type=float, help="rescan the repository this often (default 0: off)")
+    parser.add_argument("--no-demo-models", action="store_true",
+                        help="build nothing into an empty repository (no demo models, no demo marketplace)")
+    parser.add_argument("--reset-demo", action="store_true",
+                        help="remove what a demo built (its models, history and world), then build it again")
+    parser.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT: several processes on one port")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server processes on the port (SO_REUSEPORT; needs --feature-backend redis)")
+    parser.add_argument("--metrics-port", type=int,
+                        help="Prometheus metrics at http://HOST:PORT/metrics (default 0: off; Triton uses 8002)")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help=f"(default {defaults.log_level})")
+    parser.add_argument("--log-format", choices=["json", "text"],
+                        help=f"the log lines on stderr (default {defaults.log_format})")
+    add_feature_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def server_config(args: argparse.Namespace) -> ServerConfig:
+    overrides = dict(host=args.host, port=args.port, model_repo=args.model_repo, device=args.device,
+                     poll_seconds=args.poll_seconds, log_level=args.log_level, log_format=args.log_format,
+                     reuse_port=args.reuse_port or None, demo_models=False if args.no_demo_models else None,
+                     metrics_port=args.metrics_port, features=feature_overrides(args))
+    try:
+        if args.config:
+            if not args.config.is_file():
+                raise CommandError(f"--config {args.config}: no such file")
+            return ServerConfig.from_toml(args.config, **overrides)
+        features = {k: v for k, v in overrides.pop("features").items() if v is not None}
+        return ServerConfig(features=features, **{k: v for k, v in overrides.items() if v is not None})
+    except (ValueError, TypeError) as exc:
+        raise CommandError(str(exc)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from ..app import logs
+    from .first_start import DemoBuildFailed
+
+    config = server_config(args)
+    logs.configure(config.log_level, config.log_format)
+    if args.workers > 1:
+        from ..app.workers import run_workers
+
+        try:
+            return run_workers(sys.argv[1:], config, args.workers)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+    if args.reset_demo:
+        from .demo_world import DemoPaths, reset
+
+        for path in reset(DemoPaths.of(config)):
+            log.info("removed", extra={"path": str(path)})
+    try:
+        return uvloop.run(_serve(config))
+    except (OSError, DemoBuildFailed) as exc:
+        raise CommandError(str(exc)) from None
+
+
+async def _serve(config: ServerConfig) -> int:
+    from ..app.server import HanzoServer
+    from .first_start import FirstStart
+
+    first = FirstStart(config)
+    first.prepare_config()
+    server = HanzoServer(config)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    port = await server.listen()
+    background: asyncio.Task | None = None
+    try:
+        if await _until_stopped(_start(first, server), stop):
+            for line in first.try_lines(config.host, port):
+                print(line, flush=True)
+            background = loop.create_task(first.improve_search(server.repository))
+            await stop.wait()
+    finally:
+        if background is not None:
+            background.cancel()
+            await asyncio.gather(background, return_exceptions=True)
+        await server.stop()
+    return 0
+
+
+async def _start(first, server) -> None:
+    await first.prepare()
+    await server.load()
+
+
+async def _until_stopped(work, stop: asyncio.Event) -> bool:
+    """Run `work` unless a stop signal comes first (then cancel it); True if it finished."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if task.done():
+        task.result()  # its error, if any
+        return True
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return False

@@ -1,0 +1,83 @@
+"""A store's whole history moved forward in time: every event of its log re-applied, in log
+order, `delta_ms` later, into a fresh data directory that then replaces the old one.
+
+For a demonstration's simulated history only (a shop's real events keep their times): a demo
+built days ago and started again would otherwise find its windows empty as soon as a call
+stamped now moves the store's clock to today."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from .log import replay_log
+from .service import FeatureService, FeatureStoreConfig
+
+log = logging.getLogger(__name__)
+
+
+def history_end(data_dir: Path) -> int | None:
+    """The newest event time (ms) in a data directory's log; None for an empty log."""
+    newest = None
+    for _, records in replay_log(Path(data_dir) / "log"):
+        last = max(r["timestamp"] for r in records)
+        newest = last if newest is None else max(newest, last)
+    return newest
+
+
+def log_is_whole(data_dir: Path) -> bool:
+    """Whether the log still starts at its first event (retention has dropped nothing)."""
+    segments = sorted((Path(data_dir) / "log").glob("*.log"))
+    return bool(segments) and int(segments[0].stem) == 0
+
+
+def rebase_history(config: FeatureStoreConfig, delta_ms: int, batch: int = 5000) -> int:
+    """Move the history of `config.data_dir` `delta_ms` later; returns the events re-applied.
+    Crash-safe: the new directory is built beside the old and swapped in by renames, and
+    `recover_rebase` finishes or undoes an interrupted swap."""
+    data_dir = Path(config.data_dir)
+    if config.backend != "embedded":
+        raise ValueError("only an embedded store's history can be moved (Redis holds the tables of every replica)")
+    if not log_is_whole(data_dir):
+        raise ValueError(f"{data_dir}: the log no longer starts at its first event (log retention dropped "
+                         f"segments), so its history cannot be rebuilt from it")
+    staging, old = _beside(data_dir, "rebase"), _beside(data_dir, "before-rebase")
+    shutil.rmtree(staging, ignore_errors=True)
+    service = FeatureService(dataclasses.replace(config, data_dir=staging, fsync="never",
+                                                 max_future_seconds=10 ** 10, log_retention_days=0.0))
+    service.open()
+    events = 0
+    try:
+        for _, records in replay_log(data_dir / "log"):
+            for first in range(0, len(records), batch):
+                chunk = [{**r, "timestamp": r["timestamp"] + delta_ms} for r in records[first:first + batch]]
+                events += service.ingest_blocking(chunk).accepted
+    finally:
+        service.close()
+    for name in os.listdir(data_dir):  # what lives beside the log and snapshots (a demo's marker)
+        if name not in ("log", "snapshots") and (data_dir / name).is_file():
+            shutil.copy2(data_dir / name, staging / name)
+    os.sync()
+    os.rename(data_dir, old)
+    os.rename(staging, data_dir)
+    shutil.rmtree(old)
+    log.info("history moved forward", extra={"data_dir": str(data_dir), "events": events,
+                                             "hours": round(delta_ms / 3_600_000, 2)})
+    return events
+
+
+def recover_rebase(data_dir: Path) -> None:
+    """After a crash inside rebase_history: keep the new directory if it was swapped in, else
+    the old one; remove the leftovers."""
+    data_dir = Path(data_dir)
+    staging, old = _beside(data_dir, "rebase"), _beside(data_dir, "before-rebase")
+    if old.exists() and not data_dir.exists():
+        os.rename(staging if staging.exists() else old, data_dir)
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _beside(data_dir: Path, what: str) -> Path:
+    return data_dir.with_name(f".{data_dir.name}.{what}")
