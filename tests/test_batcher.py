@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from helpers import SLOW_WIDTH, write_slow_model
 
-from hanzo.server.errors import DeadlineExceeded, HanzoError, ResourceExhausted
+from hanzo.server.models.errors import DeadlineExceeded, HanzoError, ResourceExhausted
 from hanzo.server.models import ModelRepository
 
 

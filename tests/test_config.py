@@ -2,7 +2,7 @@
 rather than silently ignored."""
 import pytest
 
-from hanzo.server.config import ServerConfig
+from hanzo.server.app.config import ServerConfig
 
 
 def test_toml_tables_reach_their_sections(tmp_path):
@@ -14,8 +14,8 @@ def test_toml_tables_reach_their_sections(tmp_path):
     assert (config.recommend.ann_ef, config.recommend.max_category_share, config.recommend.candidates) == (120, 0.3, 60)
 
 
-@pytest.mark.parametrize("text, words", [("[recommend]\nann_eff = 1\n", r"unknown \[recommend\] options \['ann_eff'\]"),
-                                         ("[server]\nprot = 1\n", "unknown \\[server\\] options"),
+@pytest.mark.parametrize("text, words", [("[recommend]\nann_eff = 1\n", r"unknown option 'ann_eff' in \[recommend\] \(did you mean 'ann_ef'\?\)"),
+                                         ("[server]\nprot = 1\n", "unknown option 'prot' in \\[server\\]"),
                                          ("[recommend]\nmax_category_share = 0\n", "max_category_share"),
                                          ("[recommend]\nann_ef = 0\n", "ann_ef")])
 def test_bad_options_are_named(tmp_path, text, words):

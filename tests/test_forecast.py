@@ -6,15 +6,14 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import SHARED_DATA, shared_data
 
 from hanzo.server.inventory.forecast import Series, fit_forecast, mase, seasonal_naive, wape
 from hanzo.server.inventory.sales import future_steps, read_sales
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _daily(days: int, seed: int = 0) -> Series:
@@ -40,7 +39,8 @@ def test_known_effects_are_recovered_and_closed_days_sell_nothing():
     naive = np.where(open_, seasonal_naive(past, len(held)), 0.0)
     assert mase(held.units, forecast.mean, past.units, 7) < 0.6 * mase(held.units, naive, past.units, 7)
     inside = (held.units[open_] >= forecast.low[open_]) & (held.units[open_] <= forecast.high[open_])
-    assert 0.6 < inside.mean() <= 1.0
+    # a 10-90% interval: about 80% of the held-out days inside; one that held them all would be too wide
+    assert 0.65 <= inside.mean() <= 0.95
 
 
 def test_seasonal_naive_repeats_the_last_season():
@@ -65,7 +65,7 @@ def test_sales_table_with_known_future_rows_and_hanzo_forecast(tmp_path):
     ahead = future_steps(history[("s1", "p1")], 3, known[("s1", "p1")])
     assert ahead.open.tolist() == [0.0, 1.0, 1.0]
     out = tmp_path / "forecast.csv"
-    run = subprocess.run([sys.executable, "-m", "hanzo.server.cli", "forecast", "--sales", str(path), "--horizon", "3",
+    run = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "forecast", "--sales", str(path), "--horizon", "3",
                           "--out", str(out)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     rows = list(csv.DictReader(open(out)))
@@ -83,12 +83,12 @@ def test_bad_sales_tables_are_refused_by_line(tmp_path):
         read_sales(path)
 
 
-@pytest.mark.skipif(not (SHARED / "walmart").exists(), reason=f"{SHARED} is absent (shared data sets)")
-@pytest.mark.parametrize("name, holdout", [("walmart", 13), ("rossmann", 42)])
+@pytest.mark.parametrize("name, holdout", [pytest.param("walmart", 13, marks=shared_data("walmart")),
+                                           pytest.param("rossmann", 42, marks=shared_data("rossmann"))])
 def test_mase_at_least_ten_percent_below_seasonal_naive(name, holdout):
     from hanzo.training.inventory.backtest import backtest
 
-    report = backtest(SHARED / name / "sales.csv", holdout)
+    report = backtest(SHARED_DATA / name / "sales.csv", holdout)
     assert report["series"] >= 20 and report["mase"]["ratio"] <= 0.9, report
 
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from hanzo.server.config import ServerConfig
+from hanzo.server.app.config import ServerConfig
 from hanzo.server.surfaces.fraud import FraudConfig
 from hanzo.server.surfaces.fraud_reasons import reason_text
 

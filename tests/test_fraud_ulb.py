@@ -4,9 +4,9 @@ the same inputs, and the trees' served graph scores as xgboost does."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from helpers import SHARED_DATA, shared_data
 
 pytest.importorskip("torch")
 pytest.importorskip("xgboost")
@@ -14,12 +14,11 @@ pytest.importorskip("onnxmltools")
 
 from hanzo.training.fraud.pipeline import train_fraud  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-@pytest.mark.skipif(not (SHARED / "fraud_ulb").exists(), reason=f"{SHARED} is absent (shared data sets)")
+@shared_data("fraud_ulb")
 def test_ensemble_is_not_worse_than_logistic_regression_on_ulb(tmp_path):
-    report = train_fraud(SHARED / "fraud_ulb" / "events.jsonl.gz", tmp_path / "repo", seed=0, log=lambda *_: None)
+    report = train_fraud(SHARED_DATA / "fraud_ulb" / "events.jsonl.gz", tmp_path / "repo", seed=0, log=lambda *_: None)
     systems = report["test"]["systems"]
     ensemble, logistic = systems["ensemble"], systems["logistic_regression"]
     assert report["split"]["test"] > 200 and report["test"]["systems"]["rules"]["at_rules_review_rate"]["frauds"] > 50

@@ -1,11 +1,10 @@
 """Ingestion in process: per-event rejects by index, duplicates once, time rules, snapshot
 and restart, the offline join, and the canonical files from the simulator and shared data."""
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import simulated_world
+from helpers import SHARED_DATA, shared_data, simulated_world
 
 from hanzo.server.features.events import (EventError, check_record, format_timestamp, parse_timestamp,
                                           record_from_proto, record_to_proto)
@@ -195,16 +194,15 @@ def _invalid(record, now):
     return False
 
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-@pytest.mark.skipif(not (SHARED / "tafeng").exists(), reason=f"{SHARED} is absent (shared data sets)")
-def test_shared_data_sets_ingest_in_time_order_without_rejects(tmp_path):
-    for name in ("tafeng", "yoochoose", "cdnow", "fraud_ulb", "groceries"):
-        svc = service(tmp_path / name)
-        records = sorted(read_records(SHARED / name / "events.jsonl.gz"), key=lambda r: r["timestamp"])[:30000]
-        for start in range(0, len(records), 5000):
-            result = svc.ingest_blocking(records[start:start + 5000])
-            assert not result.rejects, (name, result.rejects[:3])
-        assert svc.applied_seq == len({r["event_id"] for r in records})
-        svc.close()
+@pytest.mark.parametrize("name", [pytest.param(name, marks=shared_data(name, "events.jsonl.gz"))
+                                  for name in ("tafeng", "yoochoose", "cdnow", "fraud_ulb", "groceries")])
+def test_shared_data_sets_ingest_in_time_order_without_rejects(tmp_path, name):
+    svc = service(tmp_path / name)
+    records = sorted(read_records(SHARED_DATA / name / "events.jsonl.gz"), key=lambda r: r["timestamp"])[:30000]
+    for start in range(0, len(records), 5000):
+        result = svc.ingest_blocking(records[start:start + 5000])
+        assert not result.rejects, (name, result.rejects[:3])
+    assert svc.applied_seq == len({r["event_id"] for r in records})
+    svc.close()

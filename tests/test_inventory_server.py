@@ -29,7 +29,7 @@ def _write_sales(path, scale: float = 1.0) -> None:
 
 
 def _plan(tmp_path, sales, plan_path):
-    run = subprocess.run([sys.executable, "-m", "hanzo.server.cli", "plan-inventory", "--sales", str(sales),
+    run = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "plan-inventory", "--sales", str(sales),
                           "--horizon", "28", "--lead-time", "5", "--out", str(tmp_path / "reorder.csv"),
                           "--plan", str(plan_path)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr

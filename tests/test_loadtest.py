@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def loadtest(url: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hanzo.server.cli", "loadtest", "--url", url, *args],
+    return subprocess.run([sys.executable, "-m", "hanzo.server.commands", "loadtest", "--url", url, *args],
                           capture_output=True, text=True, timeout=120)
 
 

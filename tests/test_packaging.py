@@ -3,6 +3,7 @@ import importlib.util
 from importlib.metadata import PackageNotFoundError, version
 
 import pytest
+from helpers import SHARED_DATA, shared_data
 
 
 def test_grpc_family_is_pinned_together():
@@ -39,20 +40,17 @@ def test_commerce_contract_declares_every_rpc():
         assert "merchant_id" in fields and "request_id" in fields, name
 
 
-@pytest.mark.parametrize("path", ["cdnow", "fraud_ulb", "groceries", "tafeng", "yoochoose"])
+@pytest.mark.parametrize("path", [pytest.param(name, marks=shared_data(name, "events.jsonl.gz"))
+                                  for name in ("cdnow", "fraud_ulb", "groceries", "tafeng", "yoochoose")])
 def test_every_canonical_event_maps_to_the_event_message(path):
     """JSONL events and Event messages map one to one (../shared/data)."""
     import gzip
     import json
-    from pathlib import Path
-
     from google.protobuf import json_format
 
     from hanzo.v1 import commerce_pb2
 
-    events = Path(__file__).resolve().parents[1].parent / "shared" / "data" / path / "events.jsonl.gz"
-    if not events.exists():
-        pytest.skip(f"{events} is absent (the shared data sets are not on this machine)")
+    events = SHARED_DATA / path / "events.jsonl.gz"
     with gzip.open(events, "rt") as lines:
         for i, line in enumerate(lines):
             if i == 2000:

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from hanzo.server.errors import FailedPrecondition
+from hanzo.server.models.errors import FailedPrecondition
 from hanzo.server.pricing.demand_model import DemandModel
 from hanzo.server.pricing.optimize import PriceRules, scarcity_price
 from hanzo.server.pricing.quote import ProductNow, quote

@@ -3,7 +3,10 @@ copied state, and the model's prices keep the rules day after day (margin floor,
 max_change from the day before)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pytest
 
 from hanzo.server.pricing.optimize import PriceRules
 from hanzo.training.pricing.replay import ModelPolicy, _fit, _outcome, _run, replay
@@ -24,12 +27,20 @@ def test_model_prices_keep_the_rules_in_the_loop():
     since = sim.start_ms + 14 * DAY_MS
     cost = dict(zip(sim.catalog.ids, sim.catalog.cost))
     last = {pid: float(p) for pid, p in zip(sim.catalog.ids, base.market.price)}
+    steps = jumps = 0
     for event in sorted((e for e in sim.events if e["event_type"] == "price_change" and e["timestamp"] >= since),
                         key=lambda e: e["timestamp"]):
         product, price = event["payload"]["product_id"], event["payload"]["price"]
-        assert price >= round(1.1 * cost[product], 2) - 0.01
-        assert abs(price / last[product] - 1) <= 0.15 + 0.01 or last[product] < 1.1 * cost[product]
+        floor = 1.1 * cost[product]
+        assert price >= round(floor, 2) - 0.01
+        if last[product] * 1.15 < floor:  # the margin floor outranks the step limit: straight to the floor
+            assert price == pytest.approx(math.ceil(floor * 100 - 1e-9) / 100, abs=0.006)
+            jumps += 1
+        else:
+            assert abs(price / last[product] - 1) <= 0.15 + 0.01 / last[product] + 1e-9
+            steps += 1
         last[product] = price
+    assert steps > 50  # the step limit was exercised, not only the floor
     assert _outcome(sim, 14)["profit"] > 0
     # the copy is the policy's own: the base shop stayed at day 14
     assert max(e["timestamp"] for e in base.events) < since

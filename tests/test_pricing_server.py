@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    run = subprocess.run([sys.executable, "-m", "hanzo.server.cli", *args], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "hanzo.server.commands", *args], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     return run
 

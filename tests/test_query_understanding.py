@@ -6,17 +6,16 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from pathlib import Path
 
 import pytest
+from helpers import SHARED_DATA, shared_data
 
 from hanzo.server.search.spelling import SpellingCorrector, distance
 from hanzo.server.search.synonyms import Synonyms
 from hanzo.training.search.synonym_learning import learn_synonyms
 from hanzo.server.search.text import product_text, terms, words
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-HOMEDEPOT = DATA / "homedepot" / "catalog.jsonl"
+HOMEDEPOT = SHARED_DATA / "homedepot" / "catalog.jsonl"
 
 VOCABULARY = {"angle bracket": 20, "large tile": 30, "garage door opener": 10, "dishwasher": 10, "dish rack": 5,
               "washer dryer": 5, "door knob": 5, "kitchen faucet": 10, "refrigerator": 8, "bolt": 10, "boat": 5,
@@ -82,7 +81,7 @@ def test_distance() -> None:
     assert distance("abc", "xyzuvw", 2) == 3  # capped at bound + 1
 
 
-@pytest.mark.skipif(not HOMEDEPOT.exists(), reason=f"the Home Depot catalog is not at {HOMEDEPOT}")
+@shared_data("homedepot", "catalog.jsonl")
 def test_homedepot_typos_come_back() -> None:
     """One random edit to common title words of the real catalog, corrected word by word
     without context: 370 of the 397 typos that are not themselves known words come back

@@ -1,22 +1,23 @@
 """Recommendation evaluation: splits, metrics, and the baselines to beat."""
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import SHARED_DATA, shared_data
 
 from hanzo.server.features.formats import write_records
 from hanzo.training.recommend.baselines import (ItemKNN, LastItemTransitions, OwnMostBought, Popularity, evaluate,
                                                 tune_item_knn)
 from hanzo.training.recommend.data import Case, Task, Vocabulary, next_basket_tasks, next_click_tasks
-from hanzo.training.recommend.metrics import bootstrap, mrr_at, ndcg_at, recall_at
+from hanzo.training.metrics import binary_ndcg_at, bootstrap
+from hanzo.training.recommend.metrics import mrr_at, recall_at
 
 
 def test_metrics_by_hand():
     assert recall_at([1, 2, 3], [3, 9], 3) == 0.5
     assert mrr_at([5, 3, 1], [1], 3) == pytest.approx(1 / 3)
     assert mrr_at([5, 3, 1], [1], 2) == 0.0
-    assert ndcg_at([1, 2], [1, 2], 2) == pytest.approx(1.0)
-    assert ndcg_at([2, 1], [1], 2) == pytest.approx(1 / np.log2(3))
+    assert binary_ndcg_at([1, 2], [1, 2], 2) == pytest.approx(1.0)
+    assert binary_ndcg_at([2, 1], [1], 2) == pytest.approx(1 / np.log2(3))
     values = np.random.default_rng(0).random(500)
     low, high = bootstrap(values, seed=1)
     assert low < values.mean() < high and bootstrap(values, seed=1) == (low, high)
@@ -75,12 +76,11 @@ def test_baselines_on_a_toy_task():
     assert best["neighbours"] in (1, 3) and best["self_weight"] in (0.0, 1.0) and 0 <= score <= 1
 
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-@pytest.mark.skipif(not (SHARED / "yoochoose").exists(), reason=f"{SHARED} is absent (shared data sets)")
+@shared_data("yoochoose")
 def test_real_data_baselines_order_as_expected():
-    validation, test = next_click_tasks(SHARED / "yoochoose" / "events.jsonl.gz")
+    validation, test = next_click_tasks(SHARED_DATA / "yoochoose" / "events.jsonl.gz")
     popularity = evaluate(Popularity().fit(test), test, ("recall",))["recall"].mean()
     transitions = evaluate(LastItemTransitions().fit(test), test, ("recall",))["recall"].mean()
     assert transitions > 2 * popularity

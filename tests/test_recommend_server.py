@@ -103,7 +103,7 @@ def test_cold_start_falls_back_to_popularity_and_is_logged(served):
 
 
 @pytest.mark.parametrize("request_fields, field", [
-    ({"user_id": "u1", "k": 0}, "k"),
+    ({"user_id": "u1", "k": -1}, "k"),
     ({"user_id": "u1", "k": 101}, "k"),
     ({"user_id": "u1", "k": 5, "placement": 99}, "placement"),
     ({"k": 5}, "user_id"),
@@ -116,6 +116,12 @@ def test_bad_requests_name_the_field(served, request_fields, field):
     assert info.value.details().startswith(field)
 
 
+def test_k_left_out_asks_for_ten(served):
+    _, stub, sim, _, _ = served
+    user = next(e["user_id"] for e in sim.events if e["event_type"] == "purchase" and e.get("user_id"))
+    assert len(stub.Recommend(commerce_pb2.RecommendRequest(user_id=user), timeout=10).items) == 10
+
+
 def test_email_batch_writes_every_active_user(served, tmp_path):
     import json
     import subprocess
@@ -123,12 +129,12 @@ def test_email_batch_writes_every_active_user(served, tmp_path):
 
     server, stub, sim, end, root = served
     out = tmp_path / "email.jsonl"
-    run = subprocess.run([sys.executable, "-m", "hanzo.server.cli", "recommend-batch", "--url", server.url,
+    run = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "recommend-batch", "--url", server.url,
                           "--data-dir", str(root / "data"), "--out", str(out), "--k", "5", "--active-days", "3"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    from hanzo.server.recommend_batch import active_users
+    from hanzo.server.commands.recommend_batch import active_users
 
     assert [r["user_id"] for r in sorted(rows, key=lambda r: r["user_id"])] == active_users(root / "data", 3)
     assert rows and all(len(r["items"]) == 5 for r in rows)

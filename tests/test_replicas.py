@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 
+from helpers import HANG_GUARD_S
+
 from hanzo.loadtest.readiness import wait_until_ready
 from hanzo.loadtest.targets import free_port
 from hanzo.server.pricing.demand_model import DemandModel
@@ -107,7 +109,7 @@ def _check_stock(url: str, product: str) -> None:
 
 def test_workers_share_one_port(demo_repo, redis_client, redis_server, tmp_path):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "hanzo.server.cli", "serve", "--host", "127.0.0.1", "--port",
+    proc = subprocess.Popen([sys.executable, "-m", "hanzo.server.commands", "serve", "--host", "127.0.0.1", "--port",
                              str(port), "--model-repo", str(demo_repo), "--data-dir", str(tmp_path / "data"),
                              "--feature-backend", "redis", "--redis-url", redis_server, "--workers", "2"],
                             stderr=subprocess.PIPE, text=True)
@@ -115,20 +117,22 @@ def test_workers_share_one_port(demo_repo, redis_client, redis_server, tmp_path)
         line = proc.stderr.readline()
         assert "2 workers on port" in line, line
         url = f"127.0.0.1:{port}"
-        wait_until_ready(url, proc, 60, lambda: "")
-        time.sleep(1.0)  # the second worker may come up a moment after the first
+        wait_until_ready(url, proc, HANG_GUARD_S, lambda: "")
+        workers = [tmp_path / "data" / f"worker-{i}" for i in range(2)]
+        while not all(w.is_dir() for w in workers):  # the second worker may come up after the first
+            assert proc.poll() is None, "the workers exited"
+            time.sleep(0.1)
         for _ in range(10):  # fresh connections land on either worker
             with grpc.insecure_channel(url) as channel:
                 stub = commerce_pb2_grpc.CommerceStub(channel)
                 stub.GetFeatures(commerce_pb2.FeaturesRequest(entity="user", entity_ids=["u1"]), timeout=5)
-        assert (tmp_path / "data" / "worker-0").is_dir() and (tmp_path / "data" / "worker-1").is_dir()
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
 
 
 def test_workers_need_the_shared_store(demo_repo, tmp_path):
-    run = subprocess.run([sys.executable, "-m", "hanzo.server.cli", "serve", "--port", str(free_port()),
+    run = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "serve", "--port", str(free_port()),
                           "--model-repo", str(demo_repo), "--data-dir", str(tmp_path), "--workers", "2"],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "--feature-backend redis" in run.stderr

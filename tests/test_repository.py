@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from hanzo.server.errors import NotFound, Unavailable
+from hanzo.server.models.errors import NotFound, Unavailable
 from hanzo.server.models import ModelRepository
 from hanzo.server.models.repository import READY, UNAVAILABLE
 from hanzo.training.demo_models import _config, risk_mlp

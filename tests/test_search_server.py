@@ -115,7 +115,7 @@ def test_new_products_are_found_after_a_catalog_update(served):
 
 
 @pytest.mark.parametrize("request_fields, field", [
-    ({"query": "", "k": 5}, "query"), ({"query": "   ", "k": 5}, "query"), ({"query": "lamp", "k": 0}, "k"),
+    ({"query": "", "k": 5}, "query"), ({"query": "   ", "k": 5}, "query"), ({"query": "lamp", "k": -1}, "k"),
     ({"query": "lamp", "k": 1001}, "k"), ({"query": "x" * 600, "k": 5}, "query"),
     ({"query": "lamp", "k": 5, "candidate_product_ids": [str(i) for i in range(1001)]}, "candidate_product_ids")])
 def test_bad_requests_name_the_field(served, request_fields, field):

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 
 def _tune(url: str, repo, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hanzo.server.cli", "tune", "demo_risk_mlp", "--url", url,
+    return subprocess.run([sys.executable, "-m", "hanzo.server.commands", "tune", "demo_risk_mlp", "--url", url,
                            "--model-repo", str(repo), "--rate", "100", "--max-rate", "400", "--duration", "0.5",
                            "--warmup", "0.2", "--delays-us", "0", "--instances", "1", *args],
                           capture_output=True, text=True, timeout=300)
