@@ -147,7 +147,7 @@ setup(
     name="hanzo",
     version=VERSION,
     description="Hanzo: an AI-first commerce inference server (gRPC, dynamic batching, ONNX Runtime)",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=PACKAGES,
     package_dir=PACKAGE_DIR,
     package_data={"hanzo.v1": ["*.proto", "*.pyi"], "hanzo.server.features": ["*.lua"]},
