@@ -23,6 +23,20 @@ SLOW_WIDTH = 1024
 HANG_GUARD_S = float(os.environ.get("HANZO_TEST_HANG_GUARD_S", "1800"))
 
 
+def until(ask, done, what: str = "the answer to change"):
+    """`ask()` again and again until `done(answer)`: for what the server picks up on its own
+    schedule (a file it looks at once a second). The bound only catches a hang."""
+    import time
+
+    end = time.monotonic() + HANG_GUARD_S
+    while True:
+        answer = ask()
+        if done(answer):
+            return answer
+        assert time.monotonic() < end, f"waited for {what}"
+        time.sleep(0.05)
+
+
 def shared_data(*parts: str) -> pytest.MarkDecorator:
     """Skip where a shared data set is absent (a fresh clone without ../shared), naming the path.
     CI has ../shared, and there (HANZO_CI=1) such a skip fails instead (conftest.py)."""

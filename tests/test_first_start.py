@@ -89,6 +89,8 @@ def test_first_start_serves_the_demo_then_a_restart_days_later_finds_it_current(
     plan = commerce.PlanInventory(commerce_pb2.InventoryRequest(product_id=demo["product_id"],
                                                                 location=demo["location"]), timeout=5)
     assert plan.reorder_point > 0 and len(plan.forecast) > 0
+    everywhere = commerce.PlanInventory(commerce_pb2.InventoryRequest(product_id=demo["product_id"]), timeout=5)
+    assert sum(everywhere.forecast) >= sum(plan.forecast)  # no location: all warehouses together
     assert commerce.QuotePrice(commerce_pb2.PriceRequest(product_id=demo["product_id"]), timeout=5).price > 0
     scored = commerce.ScoreFraud(json_format.ParseDict({"order": demo["order"]}, commerce_pb2.FraudRequest()),
                                  timeout=5)
@@ -157,8 +159,11 @@ def test_a_committed_build_cut_short_is_finished_by_the_next_start(tmp_path):
                                                             for n in ("demo_risk_mlp", "demo_user_tower")]
     paths.model_repo.mkdir()
     (paths.model_repo / "README.md").write_text("kept")
+    (paths.model_repo / "demo_user_tower").mkdir()  # someone's own, made while the demo was building
+    (paths.model_repo / "demo_user_tower" / "mine").write_text("theirs")
     commit(paths.staging, moves)
     assert not paths.staging.exists() and (paths.model_repo / "demo_risk_mlp" / "config.pbtxt").exists()
+    assert sorted(p.name for p in (paths.model_repo / "demo_user_tower").iterdir()) == ["mine"]  # kept, not mixed
     assert (paths.model_repo / "README.md").read_text() == "kept" and (paths.world / "demo.json").exists()
 
     # a crash after the journal and the first move: the next start makes the others

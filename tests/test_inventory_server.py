@@ -6,11 +6,11 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
-import time
 
 import grpc
 import numpy as np
 import pytest
+from helpers import until
 from test_forecast import _daily
 
 from hanzo.server.inventory.plan import InventoryPlan
@@ -63,9 +63,10 @@ def test_plan_inventory_over_grpc(tmp_path, demo_repo, server_process):
         # tonight's plan replaces yesterday's without a restart
         _write_sales(sales, scale=2.0)
         _plan(tmp_path, sales, plan_path)
-        time.sleep(1.1)  # the server looks at the file at most once a second
-        doubled = stub.PlanInventory(commerce_pb2.InventoryRequest(product_id="p1", location="store1",
-                                                                   horizon_days=14, lead_time_days=5), timeout=5)
+        ask = commerce_pb2.InventoryRequest(product_id="p1", location="store1", horizon_days=14, lead_time_days=5)
+        # the server looks at the file at most once a second: asked until the new plan answers
+        doubled = until(lambda: stub.PlanInventory(ask, timeout=5),
+                        lambda a: sum(a.forecast) > 1.5 * sum(answer.forecast), "tonight's plan")
         assert sum(doubled.forecast) == pytest.approx(2 * sum(answer.forecast), rel=0.05)
         for request, code, field in (
                 (commerce_pb2.InventoryRequest(), grpc.StatusCode.INVALID_ARGUMENT, "product_id"),

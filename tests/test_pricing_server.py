@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import grpc
 import numpy as np
 import pytest
+from helpers import until
 
 from hanzo.server.pricing.demand_model import DemandModel
 from hanzo.v1 import commerce_pb2, commerce_pb2_grpc
@@ -104,6 +104,7 @@ def test_quote_price_over_grpc(shop, demo_repo, server_process):
         model.b1[:] = -0.3
         model.version = "demand-retrained"
         model.save(root / "demand.npz")
-        time.sleep(1.1)  # the server looks at the file at most once a second
-        again = stub.QuotePrice(commerce_pb2.PriceRequest(product_id=product_id), timeout=5)
+        # the server looks at the file at most once a second: asked until the new model answers
+        again = until(lambda: stub.QuotePrice(commerce_pb2.PriceRequest(product_id=product_id), timeout=5),
+                      lambda a: a.model_version == "demand-retrained", "the retrained model")
         assert again.model_version == "demand-retrained" and "inelastic" in again.explanation

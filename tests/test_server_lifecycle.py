@@ -3,7 +3,7 @@ model named with how to build it, SIGTERM drains in-flight calls. (The first sta
 repository: test_first_start.py.)"""
 import signal
 import threading
-import time
+import urllib.request
 
 import grpc
 import numpy as np
@@ -11,9 +11,10 @@ import pytest
 import tritonclient.grpc as tc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from helpers import SLOW_WIDTH, write_slow_model
+from helpers import SLOW_WIDTH, until, write_slow_model
 from tritonclient.utils import InferenceServerException
 
+from hanzo.loadtest.targets import free_port
 from hanzo.v1 import admin_pb2, admin_pb2_grpc, commerce_pb2, commerce_pb2_grpc
 
 pytestmark = pytest.mark.slow
@@ -63,7 +64,8 @@ def test_without_models_recommend_says_how_to_build_one(tmp_path, server_process
 def test_sigterm_drains_in_flight_calls_then_exits(tmp_path, server_process):
     root = tmp_path / "model_repo"
     write_slow_model(root, name="slow", max_batch_size=1)
-    server = server_process(root, "--no-demo-models")
+    metrics_port = free_port()
+    server = server_process(root, "--no-demo-models", "--metrics-port", str(metrics_port))
     x = np.ones((1, SLOW_WIDTH), np.float32)
     outcomes: list[str] = []
 
@@ -77,11 +79,16 @@ def test_sigterm_drains_in_flight_calls_then_exits(tmp_path, server_process):
         except InferenceServerException as exc:
             outcomes.append(exc.status())
 
-    # Eight calls on a one-instance model: most are still queued when SIGTERM arrives.
+    def queued() -> float:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("hanzo_inference_pending_request_count{") and 'model="slow"' in line)
+
+    # Eight calls on a one-instance model: SIGTERM once several wait in its queue.
     threads = [threading.Thread(target=call) for _ in range(8)]
     for t in threads:
         t.start()
-    time.sleep(0.15)
+    until(queued, lambda waiting: waiting >= 3, "calls to queue up")
     server.proc.send_signal(signal.SIGTERM)
     for t in threads:
         t.join(30)

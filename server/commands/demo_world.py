@@ -122,6 +122,10 @@ def roll_forward(staging: Path) -> None:
             target.rmdir()  # an empty folder waiting for it
         elif target.exists() and (target / MANIFEST).exists():
             shutil.rmtree(target)  # an older demo world, replaced whole
+        elif target.exists():  # made by someone else meanwhile: theirs is kept, never mixed with the demo's
+            log.warning("kept what appeared during the demo's build; the demo's copy is dropped",
+                        extra={"path": str(target)})
+            continue
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(source), str(target))  # a rename on one file system
     shutil.rmtree(staging)
