@@ -51,7 +51,8 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     "redis": ["redis>=5", "hiredis>=2"],
-    "train": ["torch==2.13.0", "xgboost>=2.1", "onnxmltools>=1.13", "scikit-learn>=1.5"],
+    # xgboost-cpu: the same `xgboost` module without the 350 MB CUDA collective library
+    "train": ["torch==2.13.0", "xgboost-cpu>=2.1", "onnxmltools>=1.13", "scikit-learn>=1.5"],
     "test": ["pytest>=8", "pytest-asyncio>=0.24", f"grpcio-tools=={GRPC_VERSION}", "redis>=5", "hiredis>=2"],
 }
 

@@ -63,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
     from .openloop import LoadSpec
     from .runner import format_report, measure
 
+    for flag, path in (("--scenario", args.scenario), ("--request-file", args.request_file)):
+        if path is not None and not Path(path).is_file():
+            print(f"hanzo loadtest: {flag} {path}: no such file", file=sys.stderr)
+            return 2
     try:
         if args.scenario:
             target = targets.scenario_file(args.scenario, args.url, args.seed)

@@ -83,3 +83,23 @@ def test_a_taken_port_is_one_line(tmp_path):
         run = _hanzo("serve", "--host", "127.0.0.1", "--port", str(port), "--no-demo-models", "--model-repo",
                      str(tmp_path / "repo"), "--data-dir", str(tmp_path / "data"), "--log-level", "ERROR")
     _one_line_error(run, f"127.0.0.1:{port}", "cannot listen")
+
+
+@pytest.mark.slow
+def test_a_second_server_or_a_bulk_ingest_on_a_servers_data_is_refused(tmp_path, demo_repo, server_process):
+    data = tmp_path / "data"
+    server_process(demo_repo, "--data-dir", str(data))
+    second = _hanzo("serve", "--host", "127.0.0.1", "--port", "0", "--model-repo", str(demo_repo), "--data-dir",
+                    str(data), "--log-level", "ERROR")
+    _one_line_error(second, str(data), "in use by another hanzo process")
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"event_id": "e1", "event_type": "page_view", "timestamp": "2026-01-01T00:00:00Z", '
+                      '"session_id": "s1", "payload": {}}\n')
+    _one_line_error(_hanzo("ingest", str(events), "--data-dir", str(data)), "in use by another hanzo process")
+
+
+def test_a_server_that_cannot_be_reached_is_one_line(tmp_path):
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"event_id": "e1", "event_type": "page_view", "timestamp": "2026-01-01T00:00:00Z", '
+                      '"session_id": "s1", "payload": {}}\n')
+    _one_line_error(_hanzo("ingest", str(events), "--url", "127.0.0.1:1"), "--url 127.0.0.1:1", "UNAVAILABLE")

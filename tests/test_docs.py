@@ -65,3 +65,15 @@ def test_every_sample_request_in_the_quickstart_is_a_valid_message():
         json_format.Parse(body, messages[rpc]())
         found += 1
     assert found == len(messages)
+
+
+def test_the_event_format_table_is_the_codes():
+    from hanzo.server.features.events import EVENT_TYPES, REQUIRED, SESSION_TYPES
+
+    text = (ROOT / "docs" / "surfaces" / "features.md").read_text()
+    rows = dict((m[0], (m[1], m[2])) for m in re.findall(r"^\| (\w+) \| (yes|no) \| (.+) \|$", text, re.M))
+    assert set(rows) == set(EVENT_TYPES)
+    for kind, (session, fields) in rows.items():
+        assert (session == "yes") == (kind in SESSION_TYPES), kind
+        assert set(re.findall(r"`(\w+)`", fields)) == set(REQUIRED.get(kind, ())) | (
+            {"product_id", "amount"} if kind == "purchase" else set()), kind

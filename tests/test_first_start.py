@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -30,8 +32,9 @@ DAY_MS = 86_400_000
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-def _health_until_serving(server) -> list[int]:
-    """Every distinct health status seen, from the first answer to SERVING."""
+def _health_until_serving(server, while_starting=lambda: None) -> list[int]:
+    """Every distinct health status seen, from the first answer to SERVING; `while_starting`
+    runs once, at the first NOT_SERVING."""
     stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(server.url))
     seen: list[int] = []
     end = time.monotonic() + HANG_GUARD_S
@@ -44,6 +47,8 @@ def _health_until_serving(server) -> list[int]:
             continue
         if not seen or seen[-1] != status:
             seen.append(status)
+            if status == NOT_SERVING and len(seen) == 1:
+                while_starting()
         if status == SERVING:
             return seen
         time.sleep(0.05)
@@ -66,8 +71,17 @@ def _user_features(stub, user: str) -> tuple[dict[str, float], int]:
 def test_first_start_serves_the_demo_then_a_restart_days_later_finds_it_current(tmp_path, server_process):
     repo = tmp_path / "model_repo"
     server = server_process(repo, "--data-dir", str(tmp_path / "hanzo_data"), wait=False)
-    statuses = _health_until_serving(server)
+    refused = []
+
+    def ask_too_early():
+        stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(server.url))
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Search(commerce_pb2.SearchRequest(query="keyboard"), timeout=5)
+        refused.append(info.value.code())
+
+    statuses = _health_until_serving(server, ask_too_early)
     assert statuses[0] == NOT_SERVING and statuses[-1] == SERVING  # the port answered during the build
+    assert refused == [grpc.StatusCode.UNAVAILABLE]  # and refused every call until SERVING
     paths = DemoPaths.of_paths(repo, tmp_path / "hanzo_data")
     demo = paths.manifest()
     assert not paths.staging.exists()
@@ -95,6 +109,12 @@ def test_first_start_serves_the_demo_then_a_restart_days_later_finds_it_current(
     scored = commerce.ScoreFraud(json_format.ParseDict({"order": demo["order"]}, commerce_pb2.FraudRequest()),
                                  timeout=5)
     assert scored.model_version == "1" and all("not given" not in r.text for r in scored.reasons)
+
+    # what the printed lines suggest, as a user types it
+    called = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "call", "--url", server.url,
+                             "GetFeatures", json.dumps({"entity": "user", "entity_ids": [demo["user_id"]]})],
+                            capture_output=True, text=True, timeout=120)
+    assert json.loads(called.stdout)["features"][demo["user_id"]]["user_purchase_count_7d"] > 0, called.stderr
 
     # the re-ranker, trained beside the serving server, answers only if it beat BM25
     _until(lambda: paths.manifest()["search"]["state"] != "pending", "the re-ranker's training", server)
@@ -203,8 +223,85 @@ def test_reset_removes_only_what_a_demo_built(tmp_path):
     (paths.model_repo / "my_model").rmdir()
     paths.data_dir.mkdir()
     (paths.data_dir / "log").mkdir()  # a shop's own events: no demo marker
+    (paths.data_dir / "log" / "00000000000000000000.log").write_bytes(b"events")
     with pytest.raises(CommandError, match="not the demo's"):
         reset(paths)
     (paths.data_dir / "demo-history.json").write_text("{}")
     removed = reset(paths)
     assert paths.data_dir in removed and not paths.data_dir.exists() and not any(paths.model_repo.iterdir())
+
+
+def test_a_reset_cut_short_is_finished_by_the_next_start(tmp_path):
+    paths = DemoPaths.of_paths(tmp_path / "model_repo", tmp_path / "hanzo_data")
+    build_demo_repository(paths.model_repo)
+    paths.world.mkdir()
+    (paths.world / "demo.json").write_text("{}")
+    paths.data_dir.mkdir()
+    (paths.data_dir / "demo-history.json").write_text("{}")
+    # what --reset-demo journals before it removes anything, then a crash after its first removal
+    listed = [paths.data_dir, paths.world, paths.model_repo / "demo_risk_mlp", paths.model_repo / "demo_user_tower"]
+    paths.reset_journal.write_text(json.dumps([str(p) for p in listed]))
+    import shutil
+    shutil.rmtree(paths.data_dir)
+    recover(paths)
+    assert not any(p.exists() for p in listed) and not paths.reset_journal.exists()
+
+
+def test_a_half_removed_demo_world_is_replaced_not_kept(tmp_path):
+    paths = DemoPaths.of_paths(tmp_path / "model_repo", tmp_path / "hanzo_data")
+    paths.world.mkdir()
+    (paths.world / "catalog.jsonl").write_text("")  # what a removal cut short left: no demo.json
+    (paths.staging / "demo_world").mkdir(parents=True)
+    (paths.staging / "demo_world" / "demo.json").write_text('{"user_id": "u1"}')
+    commit(paths.staging, [(paths.staging / "demo_world", paths.world)])
+    assert paths.manifest() == {"user_id": "u1"} and not (paths.world / "catalog.jsonl").exists()
+
+
+def test_a_shops_own_data_gets_the_demo_models_and_no_false_alarm(tmp_path, server_process):
+    from hanzo.server.features.service import FeatureService
+
+    data = tmp_path / "shop_data"
+    service = FeatureService(FeatureStoreConfig(data_dir=data))
+    service.open()
+    service.ingest_blocking([{"event_id": "e1", "event_type": "page_view", "timestamp": int(time.time() * 1000),
+                              "user_id": "shopper-1", "session_id": "s1", "payload": {}}])
+    service.close()
+    server = server_process(tmp_path / "model_repo", "--data-dir", str(data))
+    assert "no demo marketplace: the data directory holds events already" in server.log()
+    assert "--reset-demo" not in server.log() and not (data / "demo-history.json").exists()
+    assert sorted(p.name for p in (tmp_path / "model_repo").iterdir()) == ["demo_risk_mlp", "demo_user_tower"]
+    assert server.out().splitlines() == [f"hanzo: SERVING on {server.url}"]
+
+
+async def test_an_encoder_left_without_its_scorer_is_replaced_whole(tmp_path):
+    from hanzo.server.app.config import ServerConfig
+    from hanzo.server.commands.first_start import FirstStart
+
+    config = ServerConfig(model_repo=tmp_path / "model_repo", features={"data_dir": tmp_path / "hanzo_data"})
+    first = FirstStart(config)
+    (first.paths.model_repo / "search_encoder" / "1").mkdir(parents=True)  # a move cut short: no search/
+    (first.paths.model_repo / "search_encoder" / "1" / "old").write_text("")
+    first.paths.world.mkdir()
+    first.paths.write_manifest({"search": {"state": "pending"}})
+
+    async def trained(step, *args, nice=False):  # the child's work: a version of both models, and its report
+        repo = first.paths.search_staging / "repo"
+        for name in ("search_encoder", "search"):
+            (repo / name / "1").mkdir(parents=True)
+            (repo / name / "config.pbtxt").write_text("")
+        (first.paths.search_staging / "report.json").write_text(json.dumps({
+            "beats_bm25": True, "training": {"validation_ndcg10": 0.7, "validation_bm25_ndcg10": 0.6},
+            "test": {}}))
+
+    loaded = []
+
+    class Repository:
+        async def load(self, name):
+            loaded.append(name)
+
+    first._run_child = trained
+    await first.improve_search(Repository())
+    assert loaded == ["search_encoder", "search"]
+    assert sorted(p.name for p in (first.paths.model_repo / "search_encoder").iterdir()) == ["1", "config.pbtxt"]
+    assert not (first.paths.model_repo / "search_encoder" / "1" / "old").exists()
+    assert first.paths.manifest()["search"]["state"] == "reranker" and not first.paths.search_staging.exists()

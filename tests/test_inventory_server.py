@@ -40,8 +40,13 @@ def test_plan_inventory_over_grpc(tmp_path, demo_repo, server_process):
     sales, plan_path = tmp_path / "sales.csv", tmp_path / "plan.npz"
     _write_sales(sales)
     rows = _plan(tmp_path, sales, plan_path)
-    assert {(r["location"], r["product_id"]) for r in rows} == {("store1", "p1"), ("store2", "p1")}
+    assert {(r["location"], r["product_id"]) for r in rows} == {("store1", "p1"), ("store2", "p1"), ("ALL", "p1")}
     plan = InventoryPlan.load(plan_path)
+    # ALL is the stores added up: their forecasts summed, their spreads combined as independent
+    stores = [plan.row("p1", s) for s in ("store1", "store2")]
+    np.testing.assert_allclose(plan.mean[plan.row("p1", "ALL")], plan.mean[stores].sum(axis=0))
+    width = lambda r: plan.high[r] - plan.low[r]  # noqa: E731
+    assert (width(plan.row("p1", "ALL")) < width(stores[0]) + width(stores[1])).all()
     (tmp_path / "hanzo.toml").write_text(f'[inventory]\nplan = "{plan_path}"\n')
     server = server_process(demo_repo, "--config", str(tmp_path / "hanzo.toml"))
     with grpc.insecure_channel(server.url) as channel:

@@ -11,7 +11,9 @@ import pytest
 import tritonclient.grpc as tc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from helpers import SLOW_WIDTH, until, write_slow_model
+from helpers import SLOW_WIDTH, slow_config, slow_model, until
+
+from hanzo.training.repository_writer import write_version
 from tritonclient.utils import InferenceServerException
 
 from hanzo.loadtest.targets import free_port
@@ -63,7 +65,8 @@ def test_without_models_recommend_says_how_to_build_one(tmp_path, server_process
 
 def test_sigterm_drains_in_flight_calls_then_exits(tmp_path, server_process):
     root = tmp_path / "model_repo"
-    write_slow_model(root, name="slow", max_batch_size=1)
+    # slow enough (hundreds of ms a call) that all eight arrive while the first one runs
+    write_version(root, slow_config(name="slow", max_batch_size=1), 1, slow_model(layers=5000))
     metrics_port = free_port()
     server = server_process(root, "--no-demo-models", "--metrics-port", str(metrics_port))
     x = np.ones((1, SLOW_WIDTH), np.float32)
@@ -84,11 +87,11 @@ def test_sigterm_drains_in_flight_calls_then_exits(tmp_path, server_process):
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                    if line.startswith("hanzo_inference_pending_request_count{") and 'model="slow"' in line)
 
-    # Eight calls on a one-instance model: SIGTERM once several wait in its queue.
+    # Eight calls on a one-instance model: SIGTERM once all have arrived (one runs, seven wait).
     threads = [threading.Thread(target=call) for _ in range(8)]
     for t in threads:
         t.start()
-    until(queued, lambda waiting: waiting >= 3, "calls to queue up")
+    until(queued, lambda waiting: waiting >= 7, "the calls to queue up")
     server.proc.send_signal(signal.SIGTERM)
     for t in threads:
         t.join(30)

@@ -10,12 +10,10 @@ answers health checks while it works and an interrupted build leaves only a stag
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -99,23 +97,14 @@ def build_demo_marketplace(world: Path, model_repo: Path, data_dir: Path, now_ms
 
 
 def _plan_inventory(events: list[dict], world: Path) -> None:
-    """The nightly plan for every product at each warehouse and in all ("ALL", what a request
-    without a location asks about)."""
-    from hanzo.server.inventory.plan import build_plan
+    """The nightly plan for every product at each warehouse, and in all of them ("ALL", what a
+    request without a location asks about)."""
+    from hanzo.server.inventory.plan import build_plan, with_totals
     from hanzo.server.inventory.sales_from_events import write_sales_table
 
     table = world / "sales.csv"
     write_sales_table(events, table)
-    with open(table, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    total: dict[tuple[str, str], float] = defaultdict(float)
-    for row in rows:
-        total[(row["date"], row["sku"])] += float(row["units"])
-    with open(table, "a", newline="") as handle:
-        writer = csv.writer(handle)
-        for (day, sku), units in sorted(total.items()):
-            writer.writerow([day, "ALL", sku, f"{units:g}", 0, 0, 1])
-    build_plan(table, 28, "demo").save(world / DEMO_INVENTORY_PLAN)
+    with_totals(build_plan(table, 28, "demo")).save(world / DEMO_INVENTORY_PLAN)
 
 
 def _load_history(events: list[dict], catalog: Path, data_dir: Path) -> None:

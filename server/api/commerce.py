@@ -1,6 +1,8 @@
 """The Commerce API servicer. Each RPC hands a plain request to its surface."""
 from __future__ import annotations
 
+from typing import Callable
+
 from hanzo.v1 import commerce_pb2_grpc
 
 from ..features.service import FeatureService
@@ -25,14 +27,15 @@ RPCS = ["GetFeatures", "IngestEvents", "Recommend", "Search", "ScoreFraud", "Quo
 
 class CommerceServicer(commerce_pb2_grpc.CommerceServicer):
     def __init__(self, latency: LatencyRecorder, features: FeatureService, recommender: Recommender,
-                 searcher: Searcher, fraud: FraudScorer, pricing: PriceQuoter, inventory: InventoryPlanner) -> None:
+                 searcher: Searcher, fraud: FraudScorer, pricing: PriceQuoter, inventory: InventoryPlanner,
+                 serving: Callable[[], bool] | None = None) -> None:
         self._features = features
         self._recommender = recommender
         self._searcher = searcher
         self._fraud = fraud
         self._pricing = pricing
         self._inventory = inventory
-        wrap_servicer(self, SERVICE, RPCS, latency)
+        wrap_servicer(self, SERVICE, RPCS, latency, serving)  # nothing answers before the store and models
 
     async def IngestEvents(self, request, context):
         return await feature_api.ingest_events(self._features, request, deadline_of(context))

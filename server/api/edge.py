@@ -10,7 +10,7 @@ from typing import Any, Awaitable, Callable
 
 import grpc
 
-from ..models.errors import HanzoError
+from ..models.errors import HanzoError, Unavailable
 from .latency import LatencyRecorder
 
 log = logging.getLogger("hanzo.rpc")
@@ -47,8 +47,10 @@ def describe(request: Any) -> dict[str, str]:
     return fields
 
 
-def wrap(method: str, handler: Handler, latency: LatencyRecorder) -> Handler:
-    """`method` is the full gRPC method name, e.g. /hanzo.v1.Commerce/Recommend."""
+def wrap(method: str, handler: Handler, latency: LatencyRecorder,
+         ready: Callable[[], bool] | None = None) -> Handler:
+    """`method` is the full gRPC method name, e.g. /hanzo.v1.Commerce/Recommend. With `ready`, a
+    call that arrives while it says False is refused UNAVAILABLE before any work."""
     record = latency.record
     perf = time.perf_counter_ns
 
@@ -56,6 +58,9 @@ def wrap(method: str, handler: Handler, latency: LatencyRecorder) -> Handler:
         start = perf()
         context.add_done_callback(lambda _: record(method, perf() - start))
         try:
+            if ready is not None and not ready():
+                raise Unavailable("the server is not serving yet (starting: health says NOT_SERVING) or is "
+                                  "draining; retry")
             return await handler(request, context)
         except HanzoError as exc:
             code, message = STATUS[exc.code], exc.message
@@ -72,7 +77,8 @@ def wrap(method: str, handler: Handler, latency: LatencyRecorder) -> Handler:
     return edge
 
 
-def wrap_servicer(servicer: Any, service: str, methods: list[str], latency: LatencyRecorder) -> None:
+def wrap_servicer(servicer: Any, service: str, methods: list[str], latency: LatencyRecorder,
+                  ready: Callable[[], bool] | None = None) -> None:
     """Replace each named handler of `servicer` by its edge-wrapped version."""
     for name in methods:
-        setattr(servicer, name, wrap(f"/{service}/{name}", getattr(servicer, name), latency))
+        setattr(servicer, name, wrap(f"/{service}/{name}", getattr(servicer, name), latency, ready))

@@ -84,7 +84,7 @@ class HanzoServer:
             kserve.KServeServicer(self.repository, VERSION, self.serving, self.latency), server)
         commerce_pb2_grpc.add_CommerceServicer_to_server(
             commerce.CommerceServicer(self.latency, self.features, self.recommender, self.searcher, self.fraud,
-                                      self.pricing, self.inventory), server)
+                                      self.pricing, self.inventory, self.serving), server)
         admin_pb2_grpc.add_AdminServicer_to_server(admin.AdminServicer(self.latency), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(

@@ -3,18 +3,17 @@ the code it drives (imported when the command runs, so `hanzo serve` loads neith
 nor the load-testing code)."""
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 # gRPC's own INFO lines (plain text) would interleave with the JSON log on stderr.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from . import (demo_models, evaluate, forecast, ingest, loadtest, recommend_batch, serve,  # noqa: E402
+from . import (call, demo_models, evaluate, forecast, ingest, loadtest, recommend_batch, serve,  # noqa: E402
                simulate, train, triton_twin, tune)
-from .common import CommandError, HelpFormatter  # noqa: E402
+from .common import CommandError, HelpFormatter, Parser  # noqa: E402
 
-COMMANDS = (serve, simulate, ingest, train, evaluate, forecast, recommend_batch, demo_models, loadtest, tune,
+COMMANDS = (serve, call, simulate, ingest, train, evaluate, forecast, recommend_batch, demo_models, loadtest, tune,
             triton_twin)
 
 
@@ -27,18 +26,23 @@ def version() -> str:
         return "0+unknown"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hanzo", description="Hanzo: an AI-first commerce inference server.",
-                                     formatter_class=HelpFormatter)
+def build_parser() -> Parser:
+    parser = Parser(prog="hanzo", description="Hanzo: an AI-first commerce inference server.",
+                    formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"hanzo {version()}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for command in COMMANDS:
         command.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        command = " ".join(c for c in (args.command, getattr(args, "surface", None)) if c)
+        print(f"hanzo {command}: unrecognized arguments: {' '.join(unknown)} (see hanzo {command} --help)",
+              file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except CommandError as exc:

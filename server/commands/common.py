@@ -13,6 +13,14 @@ class CommandError(Exception):
     """A mistake in how a command was called: printed as one line, exit status 2."""
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument mistake in one line that names the command and the flag (not the usage
+    block argparse prints)."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Appends "(default: X)" to a flag's help unless the help already says its default, or
     the default is None or False (nothing to show)."""
@@ -28,7 +36,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 def add_command(sub: argparse._SubParsersAction, name: str, summary: str,
                 description: str | None = None) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=summary, description=description or summary, formatter_class=HelpFormatter)
+    # the description is printed as it is, the summary %-formatted by argparse
+    return sub.add_parser(name, help=summary, description=description or summary.replace("%%", "%"),
+                          formatter_class=HelpFormatter)
 
 
 def stderr(message: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_command
+from .common import CommandError, add_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,6 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from hanzo.training.demo_models import build_demo_repository
 
-    for name in build_demo_repository(args.model_repo):
+    try:
+        names = build_demo_repository(args.model_repo)
+    except OSError as exc:
+        raise CommandError(f"--model-repo {args.model_repo}: {exc.strerror or exc}") from None
+    for name in names:
         print(f"{args.model_repo / name}")
     return 0

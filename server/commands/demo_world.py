@@ -18,7 +18,7 @@ from pathlib import Path
 from hanzo.training.demo_marketplace import CATALOG, DATA_MARKER, DEMO_INVENTORY_PLAN, DEMO_PRICING_MODEL, MANIFEST
 
 from ..app.config import ServerConfig
-from ..features.rebase import recover_rebase
+from ..features import lock
 from .common import CommandError
 
 log = logging.getLogger("hanzo.demo")
@@ -27,6 +27,9 @@ DEMO_MODELS = ("demo_risk_mlp", "demo_user_tower")
 # Every model folder a demo may write: what --reset-demo may remove.
 DEMO_MODEL_FOLDERS = DEMO_MODELS + ("recommend", "fraud", "search", "search_encoder")
 COMMIT = "COMMIT"
+RESET = ".hanzo-reset"  # beside the repository: the journal of a --reset-demo under way
+WORLD_FILES = {MANIFEST, CATALOG, DEMO_PRICING_MODEL, DEMO_INVENTORY_PLAN, "events.jsonl.gz", "truth.json", "sales.csv",
+               f".{MANIFEST}.tmp"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,10 @@ class DemoPaths:
     world: Path  # the simulated marketplace: its catalogue, events, manifest, pricing model, plan
     staging: Path  # where a first start builds before moving in
     search_staging: Path  # where the background re-ranker is trained
+
+    @property
+    def reset_journal(self) -> Path:
+        return self.model_repo.parent / RESET
 
     @classmethod
     def of(cls, config: ServerConfig) -> "DemoPaths":
@@ -69,10 +76,6 @@ def has_models(root: Path) -> bool:
     return bool(model_folders(root))
 
 
-def is_empty_dir(path: Path) -> bool:
-    return not path.exists() or (path.is_dir() and not any(path.iterdir()))
-
-
 def use_demo_files(config: ServerConfig, paths: DemoPaths) -> None:
     """Point what the configuration leaves unset at the demo world's catalogue, pricing model
     and inventory plan (read when first needed, so they may still be being built)."""
@@ -87,9 +90,12 @@ def use_demo_files(config: ServerConfig, paths: DemoPaths) -> None:
 
 
 def recover(paths: DemoPaths) -> None:
-    """Finish what a crash interrupted: a committed first start's moves, a history moved in time;
-    remove a build that never committed."""
-    recover_rebase(paths.data_dir)
+    """Finish what a crash interrupted: a reset, a committed first start's moves; remove a build
+    that never committed and a search training's leftovers. (A history moved in time is
+    recovered by the server that holds the data directory.)"""
+    if paths.reset_journal.exists():
+        log.warning("finishing a --reset-demo that was interrupted", extra={"journal": str(paths.reset_journal)})
+        _remove_journalled(paths.reset_journal)
     if (paths.staging / COMMIT).exists():
         log.warning("finishing the moves of a first start that was interrupted after its build",
                     extra={"staging": str(paths.staging)})
@@ -101,14 +107,19 @@ def recover(paths: DemoPaths) -> None:
     shutil.rmtree(paths.search_staging, ignore_errors=True)
 
 
-def commit(staging: Path, moves: list[tuple[Path, Path]]) -> None:
-    """Journal the moves, then make them."""
-    journal = staging / f".{COMMIT}.tmp"
-    with open(journal, "w") as handle:
-        json.dump([[str(a), str(b)] for a, b in moves], handle)
+def _journal(path: Path, entries: list) -> None:
+    """`entries` as JSON at `path`, whole and on disk before anything it names is touched."""
+    staging = path.with_name(f".{path.name}.tmp")
+    with open(staging, "w") as handle:
+        json.dump(entries, handle)
         handle.flush()
         os.fsync(handle.fileno())
-    journal.replace(staging / COMMIT)
+    staging.replace(path)
+
+
+def commit(staging: Path, moves: list[tuple[Path, Path]]) -> None:
+    """Journal the moves, then make them."""
+    _journal(staging / COMMIT, [[str(a), str(b)] for a, b in moves])
     roll_forward(staging)
 
 
@@ -118,10 +129,8 @@ def roll_forward(staging: Path) -> None:
     for source, target in (map(Path, pair) for pair in json.loads((staging / COMMIT).read_text())):
         if not source.exists():
             continue  # moved before the crash
-        if target.is_dir() and not any(target.iterdir()):
-            target.rmdir()  # an empty folder waiting for it
-        elif target.exists() and (target / MANIFEST).exists():
-            shutil.rmtree(target)  # an older demo world, replaced whole
+        if target.exists() and (demo_made(target) or holds_nothing(target)):
+            shutil.rmtree(target)  # an empty folder waiting for it, or an older (or half-removed) demo world
         elif target.exists():  # made by someone else meanwhile: theirs is kept, never mixed with the demo's
             log.warning("kept what appeared during the demo's build; the demo's copy is dropped",
                         extra={"path": str(target)})
@@ -129,6 +138,20 @@ def roll_forward(staging: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(source), str(target))  # a rename on one file system
     shutil.rmtree(staging)
+
+
+def holds_nothing(path: Path) -> bool:
+    """A folder whose files are all empty (a store opened once and never written to)."""
+    return path.is_dir() and all(p.stat().st_size == 0 for p in path.rglob("*") if p.is_file())
+
+
+def holds_events(data_dir: Path) -> bool:
+    return Path(data_dir).is_dir() and not holds_nothing(data_dir)
+
+
+def demo_made(world: Path) -> bool:
+    """A world folder holding nothing but what a demo writes there."""
+    return world.is_dir() and {p.name for p in world.iterdir()} <= WORLD_FILES
 
 
 def problems(paths: DemoPaths) -> list[str]:
@@ -143,7 +166,8 @@ def problems(paths: DemoPaths) -> list[str]:
         missing = sorted(expected - found)
         if missing:
             out.append(f"{paths.model_repo} lacks the demo models {missing} that {paths.world / MANIFEST} lists")
-        if not (paths.data_dir / DATA_MARKER).exists() and is_empty_dir(paths.data_dir):
+        if manifest.get("marketplace", True) and not (paths.data_dir / DATA_MARKER).exists() \
+                and not holds_events(paths.data_dir):
             out.append(f"{paths.data_dir} has none of the demo's history")
     elif found & set(DEMO_MODELS) and not found - set(DEMO_MODEL_FOLDERS) and "recommend" not in found:
         out.append(f"{paths.model_repo} holds the demo models {sorted(found)} but not the demo marketplace "
@@ -158,12 +182,27 @@ def reset(paths: DemoPaths) -> list[Path]:
     if others:
         raise CommandError(f"--reset-demo: {paths.model_repo} also holds {others}, which no demo builds; "
                            f"remove the demo's folders by hand")
-    if (paths.data_dir.exists() and not is_empty_dir(paths.data_dir)
-            and not (paths.data_dir / DATA_MARKER).exists()):
+    if holds_events(paths.data_dir) and not (paths.data_dir / DATA_MARKER).exists():
         raise CommandError(f"--reset-demo: {paths.data_dir} holds events that are not the demo's; give another "
                            f"--data-dir or remove it by hand")
-    removed = [paths.model_repo / name for name in model_folders(paths.model_repo)]
-    removed += [p for p in (paths.data_dir, paths.world, paths.staging, paths.search_staging) if p.exists()]
-    for path in removed:
-        shutil.rmtree(path)
+    removed = [p for p in (paths.data_dir, paths.world, paths.staging, paths.search_staging) if p.exists()]
+    removed += [paths.model_repo / name for name in model_folders(paths.model_repo)]
+    lock.acquire(paths.data_dir, "server")  # never under a server that is running on them
+    try:
+        lock.acquire(paths.world, "demo build")
+        try:
+            _journal(paths.reset_journal, [str(p) for p in removed])
+            _remove_journalled(paths.reset_journal)
+        finally:
+            lock.release(paths.world)
+    finally:
+        lock.release(paths.data_dir)
     return removed
+
+
+def _remove_journalled(journal: Path) -> None:
+    """Remove every path the journal names (those already gone are skipped), then the journal:
+    a reset cut short is finished by the next start, never left half done."""
+    for path in json.loads(journal.read_text()):
+        shutil.rmtree(path, ignore_errors=True)
+    journal.unlink()

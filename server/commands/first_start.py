@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 
 from ..app.config import ServerConfig
-from ..features.rebase import history_end, rebase_history
+from ..features import lock
+from ..features.lock import DirectoryBusy
+from ..features.rebase import history_end, rebase_history, recover_rebase
 from . import demo_world
 from .demo_world import DATA_MARKER, DemoPaths
 
@@ -46,22 +48,50 @@ class FirstStart:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.paths = DemoPaths.of(config)
+        self._own_catalog = config.features.catalog is not None  # before the demo's is filled in
         self._child: asyncio.subprocess.Process | None = None
 
     def prepare_config(self) -> None:
         demo_world.use_demo_files(self.config, self.paths)
 
     async def prepare(self) -> None:
-        """Everything before the models load: recovery, the build, the history's move."""
-        await asyncio.to_thread(demo_world.recover, self.paths)
-        if self.config.demo_models and not demo_world.has_models(self.paths.model_repo):
-            await self._build()
-        for problem in demo_world.problems(self.paths):
-            log.warning(f"{problem}; `hanzo serve --reset-demo` removes the demo's parts and builds it again",
-                        extra={"model_repo": str(self.paths.model_repo)})
+        """Everything before the models load: recovery, the build, the history's move. Holds
+        the data directory for the server's life (released by close()), and the demo world
+        while it is recovered or built."""
+        lock.acquire(self.config.features.data_dir, "server")
+        self._holds_data = True
+        await asyncio.to_thread(recover_rebase, self.config.features.data_dir)
+        if self.config.demo_models and self._hold_demo(needed=not demo_world.has_models(self.paths.model_repo)
+                                                       or self.paths.staging.exists()):
+            try:
+                await asyncio.to_thread(demo_world.recover, self.paths)
+                if not demo_world.has_models(self.paths.model_repo):
+                    await self._build()
+            finally:
+                lock.release(self.paths.world)
+        if self.config.demo_models:
+            for problem in demo_world.problems(self.paths):
+                log.warning(f"{problem}; `hanzo serve --reset-demo` removes the demo's parts and builds it again",
+                            extra={"model_repo": str(self.paths.model_repo)})
         if self.config.features.catalog is None and (self.paths.world / demo_world.CATALOG).exists():
             self.config.features.catalog = self.paths.world / demo_world.CATALOG
         await asyncio.to_thread(self._move_history_forward)
+
+    def _hold_demo(self, needed: bool) -> bool:
+        """The demo world's lock, if no other server holds it; when this start must build or
+        recover the demo and another server holds it, DirectoryBusy."""
+        try:
+            lock.acquire(self.paths.world, "demo build")
+            return True
+        except DirectoryBusy:
+            if needed:
+                raise
+            return False
+
+    def close(self) -> None:
+        if getattr(self, "_holds_data", False):
+            lock.release(self.config.features.data_dir)
+            self._holds_data = False
 
     async def _build(self) -> None:
         from hanzo.training.demo_marketplace import torch_available
@@ -72,12 +102,22 @@ class FirstStart:
         repo = paths.staging / "model_repo"
         names = await asyncio.to_thread(build_demo_repository, repo)
         moves = [(repo / name, paths.model_repo / name) for name in names]
-        if not demo_world.is_empty_dir(paths.data_dir):
-            log.info("no demo marketplace: the data directory holds events already (a shop's own history is "
-                     "never mixed with a simulated one)", extra={"data_dir": str(paths.data_dir)})
+        without = None
+        if demo_world.holds_events(paths.data_dir):
+            without = "the data directory holds events already (a shop's own history is never mixed with a " \
+                      "simulated one)"
+        elif self._own_catalog:
+            without = "a catalogue was given (--catalog): the demo's would not be yours"
         elif not torch_available():
-            log.info("no demo marketplace: install torch (pip install -e '.[train]') for one that Recommend and "
-                     "Search answer from")
+            without = "torch is not installed (pip install -e '.[train]' for a marketplace Recommend and Search " \
+                      "answer from)"
+        if without is not None:
+            log.info(f"no demo marketplace: {without}", extra={"data_dir": str(paths.data_dir)})
+            world = paths.staging / "demo_world"
+            world.mkdir()
+            (world / demo_world.MANIFEST).write_text(json.dumps({"marketplace": False, "why": without,
+                                                                 "models": list(names)}))
+            moves = [(world, paths.world)] + moves
         else:
             world, data = paths.staging / "demo_world", paths.staging / "hanzo_data"
             await self._run_child("build", "--world", str(world), "--model-repo", str(repo), "--data-dir", str(data))
@@ -120,10 +160,18 @@ class FirstStart:
         """Train the demo's re-ranker at low priority; serve it only if it beats BM25 on the
         validation searches. Search answers from BM25 meanwhile."""
         manifest = self.paths.manifest()
-        if manifest is None or manifest.get("search", {}).get("state") != "pending":
+        if not self.config.demo_models or manifest is None or manifest.get("search", {}).get("state") != "pending":
             return
-        if demo_world.has_models(self.paths.model_repo / "search"):
-            return
+        if demo_world.has_models(self.paths.model_repo / "search") or not self._hold_demo(needed=False):
+            return  # done, or another server beside this one is training it
+        try:
+            await self._train_search(repository, manifest)
+        finally:
+            lock.release(self.paths.world)
+
+    async def _train_search(self, repository, manifest: dict) -> None:
+        # an encoder without its scorer: a move cut short; the training below makes both again
+        shutil.rmtree(self.paths.model_repo / "search_encoder", ignore_errors=True)
         staging = self.paths.search_staging
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -134,7 +182,7 @@ class FirstStart:
                                   "--report", str(report_path), nice=True)
             report = json.loads(report_path.read_text())
             if report["beats_bm25"]:
-                await asyncio.to_thread(self._move_search_in, staging / "repo")
+                self._move_search_in(staging / "repo")  # two renames: never left half done by a cancel
                 await repository.load("search_encoder")
                 await repository.load("search")
             manifest["search"] = {"state": "reranker" if report["beats_bm25"] else "bm25",
@@ -159,7 +207,7 @@ class FirstStart:
         address = f"{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
         lines = [f"hanzo: SERVING on {address}"]
         manifest = self.paths.manifest()
-        if manifest is None:
+        if manifest is None or not manifest.get("marketplace", True):
             return lines
         calls = [("Recommend", {"user_id": manifest["user_id"], "k": 10}),
                  ("Search", {"query": manifest["query"], "k": 10}),
@@ -167,9 +215,11 @@ class FirstStart:
                  ("ScoreFraud", {"order": manifest["order"]}),
                  ("PlanInventory", {"product_id": manifest["product_id"], "location": manifest.get("location", "ALL")}),
                  ("GetFeatures", {"entity": "user", "entity_ids": [manifest["user_id"]]})]
-        lines.append("hanzo: the demo marketplace answers; try, from another shell:")
+        lines.append("hanzo: the demo marketplace answers; try, from another shell (or with grpcurl, through "
+                     "the server's reflection):")
+        url = "" if address == "127.0.0.1:50051" else f" --url {address}"
         for rpc, request in calls:
-            lines.append(f"  grpcurl -plaintext -d '{json.dumps(request)}' {address} hanzo.v1.Commerce/{rpc}")
-        lines.append(f"  hanzo loadtest --url {address} --rpc Recommend --request "
+            lines.append(f"  hanzo call{url} {rpc} '{json.dumps(request)}'")
+        lines.append(f"  hanzo loadtest{url} --rpc Recommend --request "
                      f"'{json.dumps(calls[0][1])}' --rate 200 --duration 10")
         return lines

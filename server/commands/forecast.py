@@ -69,7 +69,7 @@ def _forecast(args: argparse.Namespace) -> int:
 
 
 def _plan_inventory(args: argparse.Namespace) -> int:
-    from ..inventory.plan import build_plan
+    from ..inventory.plan import build_plan, with_totals
     from ..inventory.policy import daily, reorder_point
 
     existing_file("--sales", args.sales)
@@ -78,7 +78,7 @@ def _plan_inventory(args: argparse.Namespace) -> int:
     if not 0.5 <= args.service_level < 1.0:
         raise CommandError(f"--service-level must be in [0.5, 1), not {args.service_level:g}")
     # a weekly table plans in weeks: enough of them to cover the horizon and the lead time in days
-    plan = build_plan(sales_table(args.sales, args.out), max(args.horizon, args.lead_time), _version())
+    plan = with_totals(build_plan(sales_table(args.sales, args.out), max(args.horizon, args.lead_time), _version()))
     with open(args.out, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["location", "product_id", "step_days", "lead_time_demand", "safety_stock", "reorder_point"])

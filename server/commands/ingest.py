@@ -49,12 +49,21 @@ def run(args: argparse.Namespace) -> int:
     positive("--batch", args.batch)
     positive("--concurrency", args.concurrency)
     if args.url:
-        totals = asyncio.run(over_grpc(args.file, args.url, args.batch, args.concurrency, sort=args.sort))
+        import grpc
+
+        try:
+            totals = asyncio.run(over_grpc(args.file, args.url, args.batch, args.concurrency, sort=args.sort))
+        except* grpc.aio.AioRpcError as group:
+            exc = group.exceptions[0]
+            raise CommandError(f"--url {args.url}: {exc.code().name}: {exc.details()}") from None
     else:
         from ..features.service import FeatureStoreConfig
 
         config = FeatureStoreConfig(**{k: v for k, v in feature_overrides(args).items() if v is not None})
-        totals = bulk(args.file, config, args.batch, sort=args.sort)
+        try:
+            totals = bulk(args.file, config, args.batch, sort=args.sort)
+        except OSError as exc:  # the directory is a running server's
+            raise CommandError(str(exc)) from None
     totals.report()
     return 0
 
@@ -142,9 +151,7 @@ async def over_grpc(path: Path, url: str, batch: int = 500, concurrency: int = 4
             for reject in ack.rejects[:5]:
                 print(f"{path}:{lines[reject.index]}: {reject.field}: {reject.reason}", file=sys.stderr)
 
-    async with grpc.aio.insecure_channel(url) as channel:
-        stub = commerce_pb2_grpc.CommerceStub(channel)
-        senders = [asyncio.ensure_future(sender(stub)) for _ in range(concurrency)]
+    async def producer() -> None:
         for records, lines in _batches(path, batch, sort):
             request = commerce_pb2.EventBatch(request_id=f"ingest-{path.name}-{lines[0]}")
             sent_lines = []
@@ -158,7 +165,14 @@ async def over_grpc(path: Path, url: str, batch: int = 500, concurrency: int = 4
             totals.sent += len(records)
             if sent_lines:
                 await queue.put((request, sent_lines))
-        for _ in senders:
+        for _ in range(concurrency):
             await queue.put(None)
-        await asyncio.gather(*senders)
+
+    async with grpc.aio.insecure_channel(url) as channel:
+        stub = commerce_pb2_grpc.CommerceStub(channel)
+        # a sender that gives up stops the others and the reading, rather than leave it waiting
+        async with asyncio.TaskGroup() as group:
+            for _ in range(concurrency):
+                group.create_task(sender(stub))
+            group.create_task(producer())
     return totals

@@ -37,8 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="server processes on the port (SO_REUSEPORT; needs --feature-backend redis)")
     parser.add_argument("--metrics-port", type=int,
                         help="Prometheus metrics at http://HOST:PORT/metrics (default 0: off; Triton uses 8002)")
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help=f"(default {defaults.log_level})")
+    parser.add_argument("--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help=f"the least severe log lines written (default {defaults.log_level})")
     parser.add_argument("--log-format", choices=["json", "text"],
                         help=f"the log lines on stderr (default {defaults.log_format})")
     add_feature_arguments(parser)
@@ -54,11 +54,23 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         if args.config:
             if not args.config.is_file():
                 raise CommandError(f"--config {args.config}: no such file")
-            return ServerConfig.from_toml(args.config, **overrides)
+            config = ServerConfig.from_toml(args.config, **overrides)
+            return checked_paths(config, "--catalog" if args.catalog else "[features] catalog")
         features = {k: v for k, v in overrides.pop("features").items() if v is not None}
-        return ServerConfig(features=features, **{k: v for k, v in overrides.items() if v is not None})
+        config = ServerConfig(features=features, **{k: v for k, v in overrides.items() if v is not None})
     except (ValueError, TypeError) as exc:
         raise CommandError(str(exc)) from None
+    return checked_paths(config, "--catalog" if args.catalog else "[features] catalog")
+
+
+def checked_paths(config: ServerConfig, catalog_flag: str) -> ServerConfig:
+    """The paths the server reads at start, checked now: a missing one named in one line."""
+    if config.features.catalog is not None and not Path(config.features.catalog).is_file():
+        raise CommandError(f"{catalog_flag} {config.features.catalog}: no such file")
+    repo = Path(config.model_repo)
+    if not repo.exists() and not repo.resolve().parent.is_dir():
+        raise CommandError(f"--model-repo {repo}: neither it nor the folder it would go in exists")
+    return config
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,12 +88,12 @@ def run(args: argparse.Namespace) -> int:
             return run_workers(sys.argv[1:], config, args.workers)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-    if args.reset_demo:
-        from .demo_world import DemoPaths, reset
-
-        for path in reset(DemoPaths.of(config)):
-            log.info("removed", extra={"path": str(path)})
     try:
+        if args.reset_demo:
+            from .demo_world import DemoPaths, reset
+
+            for path in reset(DemoPaths.of(config)):
+                log.info("removed", extra={"path": str(path)})
         return uvloop.run(_serve(config))
     except (OSError, DemoBuildFailed) as exc:
         raise CommandError(str(exc)) from None
@@ -106,11 +118,14 @@ async def _serve(config: ServerConfig) -> int:
                 print(line, flush=True)
             background = loop.create_task(first.improve_search(server.repository))
             await stop.wait()
+        else:
+            log.warning("stopped before serving; the next start finishes or removes what this one began")
     finally:
         if background is not None:
             background.cancel()
             await asyncio.gather(background, return_exceptions=True)
         await server.stop()
+        first.close()
     return 0
 
 

@@ -42,6 +42,9 @@ def _ints(flag: str, text: str) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     from hanzo.loadtest.tune import format_table, plot, tune
 
+    if not (args.model_repo / args.model / "config.pbtxt").is_file():
+        raise CommandError(f"{args.model}: no {args.model_repo / args.model / 'config.pbtxt'} (give the server's "
+                           f"repository with --model-repo)")
     positive("--p99-budget-ms", args.p99_budget_ms)
     positive("--rate", args.rate)
     grid = (_ints("--batch-sizes", args.batch_sizes), _ints("--delays-us", args.delays_us),

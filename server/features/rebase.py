@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+from . import lock
 from .log import replay_log
 from .service import FeatureService, FeatureStoreConfig
 
@@ -38,6 +39,14 @@ def rebase_history(config: FeatureStoreConfig, delta_ms: int, batch: int = 5000)
     Crash-safe: the new directory is built beside the old and swapped in by renames, and
     `recover_rebase` finishes or undoes an interrupted swap."""
     data_dir = Path(config.data_dir)
+    lock.acquire(data_dir, "server")
+    try:
+        return _rebase(config, data_dir, delta_ms, batch)
+    finally:
+        lock.release(data_dir)
+
+
+def _rebase(config: FeatureStoreConfig, data_dir: Path, delta_ms: int, batch: int) -> int:
     if config.backend != "embedded":
         raise ValueError("only an embedded store's history can be moved (Redis holds the tables of every replica)")
     if not log_is_whole(data_dir):
@@ -56,6 +65,7 @@ def rebase_history(config: FeatureStoreConfig, delta_ms: int, batch: int = 5000)
                 events += service.ingest_blocking(chunk).accepted
     finally:
         service.close()
+        lock.lock_file(staging).unlink(missing_ok=True)  # nobody else ever opens the staging copy
     for name in os.listdir(data_dir):  # what lives beside the log and snapshots (a demo's marker)
         if name not in ("log", "snapshots") and (data_dir / name).is_file():
             shutil.copy2(data_dir / name, staging / name)

@@ -17,6 +17,7 @@ import numpy as np
 from .dedup import DedupIndex, id_hashes
 from .events import EventError, check_record, format_timestamp
 from .catalog_feed import CatalogFeed
+from . import lock
 from .formats import read_catalog
 from .log import EventLog
 from .store import FeatureBlock, FeatureStore
@@ -106,6 +107,14 @@ class FeatureService:
         union_find.prepare()
         started = time.monotonic()
         data = self.config.data_dir
+        lock.acquire(data, "server or bulk ingest")
+        try:
+            self._open_locked(data, started)
+        except BaseException:
+            lock.release(data)
+            raise
+
+    def _open_locked(self, data: Path, started: float) -> None:
         snapshot = self._load_snapshot()
         if not snapshot and self.config.catalog:
             self.store.load_catalog(read_catalog(self.config.catalog))
@@ -141,6 +150,7 @@ class FeatureService:
         event_log.close()
         if self._since_snapshot:
             self.snapshot()
+        lock.release(self.config.data_dir)
 
     # ------------------------------------------------------------------ ingestion
 

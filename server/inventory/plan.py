@@ -12,6 +12,7 @@ import numpy as np
 
 from ..models.files import save_npz_atomic
 from .forecast import fit_forecast
+from .policy import Z90, step_sigma
 from .sales import future_steps, read_sales
 
 
@@ -46,6 +47,31 @@ class InventoryPlan:
             keys = [tuple(k) for k in json.loads(str(data["keys"]))]
             return cls(keys, data["start"].astype("datetime64[D]"), data["step_days"], data["mean"], data["low"],
                        data["high"], str(data["version"]))
+
+
+def with_totals(plan: InventoryPlan, location: str = "ALL") -> InventoryPlan:
+    """The plan with every product's locations added up under `location`, bottom-up (the sum
+    of the locations' forecasts, their spreads combined as independent), for the products
+    that have no series of that name already; series of different step lengths or starts
+    are not added."""
+    groups: dict[str, list[int]] = {}
+    for row, (where, product) in enumerate(plan.keys):
+        groups.setdefault(product, []).append(row)
+    keys, starts, steps, means, lows, highs = list(plan.keys), [plan.start], [plan.step_days], [plan.mean], \
+        [plan.low], [plan.high]
+    for product, rows in groups.items():
+        if plan.row(product, location) is not None or len({(int(plan.step_days[r]), plan.start[r]) for r in rows}) > 1:
+            continue
+        mean = plan.mean[rows].sum(axis=0)
+        spread = np.sqrt((step_sigma(plan.low[rows], plan.high[rows]) ** 2).sum(axis=0)) * Z90
+        keys.append((location, product))
+        starts.append(plan.start[rows[:1]])
+        steps.append(plan.step_days[rows[:1]])
+        means.append(mean[None])
+        lows.append(np.maximum(mean - spread, 0.0)[None])
+        highs.append((mean + spread)[None])
+    return InventoryPlan(keys, np.concatenate(starts), np.concatenate(steps), np.concatenate(means),
+                         np.concatenate(lows), np.concatenate(highs), plan.version)
 
 
 def build_plan(sales: Path, horizon: int, version: str) -> InventoryPlan:

@@ -11,8 +11,8 @@ from statistics import NormalDist
 import numpy as np
 
 # the 10-90% band of a normal spans 2 * 1.2816 standard deviations
-_Z90 = NormalDist().inv_cdf(0.9)
-_BAND_SIGMAS = 2 * _Z90
+Z90 = NormalDist().inv_cdf(0.9)
+_BAND_SIGMAS = 2 * Z90
 
 
 @dataclass
@@ -47,4 +47,4 @@ def daily(mean: np.ndarray, low: np.ndarray, high: np.ndarray, step_days: int) -
         return mean, low, high
     sigma = np.repeat(step_sigma(low, high) / np.sqrt(step_days), step_days)
     mean = np.repeat(np.asarray(mean, np.float64) / step_days, step_days)
-    return mean, np.maximum(mean - _Z90 * sigma, 0.0), mean + _Z90 * sigma
+    return mean, np.maximum(mean - Z90 * sigma, 0.0), mean + Z90 * sigma

@@ -118,6 +118,7 @@ class FraudInputs:
             col += len(names)
         col += len(NETWORK_FEATURES)
         mask[col + ORDER_FEATURES.index("order_items")] = not order.items
+        mask[col + ORDER_FEATURES.index("order_amount_over_user_average")] = not order.user_id
         signals = order.signals or {}
         for k, name in enumerate(self.signals):
             value = signals.get(name)
