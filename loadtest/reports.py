@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hanzo.server.models.files import write_text_atomic
+
 
 def machine() -> dict[str, Any]:
     return {"host": platform.node(), "platform": platform.platform(), "python": platform.python_version(),
@@ -45,8 +47,4 @@ def provenance() -> dict[str, Any]:
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
     """The report as JSON with its provenance, written whole (renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(json.dumps({**report, "provenance": provenance()}, indent=1, default=float))
-    staging.replace(path)
+    write_text_atomic(path, json.dumps({**report, "provenance": provenance()}, indent=1, default=float))

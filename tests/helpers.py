@@ -23,13 +23,16 @@ SLOW_WIDTH = 1024
 HANG_GUARD_S = float(os.environ.get("HANZO_TEST_HANG_GUARD_S", "1800"))
 
 
-def until(ask, done, what: str = "the answer to change"):
+def until(ask, done, what: str = "the answer to change", process: "ServerProcess | None" = None):
     """`ask()` again and again until `done(answer)`: for what the server picks up on its own
-    schedule (a file it looks at once a second). The bound only catches a hang."""
+    schedule (a file it looks at once a second). With `process`, fails at once if it exits.
+    The bound only catches a hang."""
     import time
 
     end = time.monotonic() + HANG_GUARD_S
     while True:
+        if process is not None:
+            assert process.proc.poll() is None, process.log()
         answer = ask()
         if done(answer):
             return answer

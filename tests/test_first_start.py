@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from helpers import HANG_GUARD_S
+from helpers import HANG_GUARD_S, until
 
 from hanzo.server.commands.demo_world import DemoPaths, commit, problems, recover, reset
 from hanzo.server.commands.common import CommandError
@@ -53,14 +53,6 @@ def _health_until_serving(server, while_starting=lambda: None) -> list[int]:
             return seen
         time.sleep(0.05)
     raise AssertionError(f"no SERVING: {server.log()}")
-
-
-def _until(condition, what: str, server) -> None:
-    end = time.monotonic() + HANG_GUARD_S
-    while not condition():
-        assert server.proc.poll() is None, server.log()
-        assert time.monotonic() < end, f"{what}: {server.log()}"
-        time.sleep(0.2)
 
 
 def _user_features(stub, user: str) -> tuple[dict[str, float], int]:
@@ -117,7 +109,8 @@ def test_first_start_serves_the_demo_then_a_restart_days_later_finds_it_current(
     assert json.loads(called.stdout)["features"][demo["user_id"]]["user_purchase_count_7d"] > 0, called.stderr
 
     # the re-ranker, trained beside the serving server, answers only if it beat BM25
-    _until(lambda: paths.manifest()["search"]["state"] != "pending", "the re-ranker's training", server)
+    until(lambda: paths.manifest()["search"]["state"], lambda state: state != "pending", "the re-ranker's training",
+          server)
     search = paths.manifest()["search"]
     assert (search["state"] == "reranker") == (search["validation_ndcg10"] > search["validation_bm25_ndcg10"])
     found = commerce.Search(commerce_pb2.SearchRequest(query=demo["query"], k=3), timeout=5)
@@ -151,7 +144,7 @@ def test_a_first_start_killed_mid_build_leaves_nothing_and_the_next_builds_whole
     repo = tmp_path / "model_repo"
     server = server_process(repo, "--data-dir", str(tmp_path / "hanzo_data"), wait=False)
     staging = tmp_path / ".hanzo-first-start"
-    _until(lambda: (staging / "demo_world" / "catalog.jsonl").exists(), "the build to start", server)
+    until(lambda: (staging / "demo_world" / "catalog.jsonl").exists(), bool, "the build to start", server)
     builders = _children_of(server.proc.pid)
     assert builders
     server.proc.send_signal(signal.SIGKILL)

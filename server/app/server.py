@@ -63,12 +63,6 @@ class HanzoServer:
     def serving(self) -> bool:
         return self._serving
 
-    async def start(self) -> int:
-        """listen(), then load(): SERVING once every model is warm. Returns the port."""
-        port = await self.listen()
-        await self.load()
-        return port
-
     async def listen(self) -> int:
         """Bind the port and answer at once: health NOT_SERVING and UNAVAILABLE calls, not a
         refused connection, while the store opens and the models load. Returns the port; raises

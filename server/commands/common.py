@@ -1,12 +1,11 @@
 """What every `hanzo` command shares: help that shows each flag's default, one-line errors
-naming the flag or file, and JSON reports that say where they were made."""
+naming the flag or file, the feature store's flags."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
-from hanzo.loadtest.reports import write_report  # noqa: F401 (the commands' report writer)
 
 
 class CommandError(Exception):
@@ -57,3 +56,19 @@ def existing_file(flag: str, path: Path | None) -> Path | None:
 def positive(flag: str, value: float) -> None:
     if not value > 0:
         raise CommandError(f"{flag} must be > 0, not {value:g}")
+
+
+def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the events and features live: the flags of `serve` and `ingest`."""
+    parser.add_argument("--data-dir", type=Path, help="event log and feature store snapshots (default ./hanzo_data)")
+    parser.add_argument("--catalog", type=Path, help="catalog.jsonl loaded into an empty store")
+    parser.add_argument("--fsync", choices=["always", "interval", "never"],
+                        help="when the log fsyncs: every batch (default), at most every 50 ms, or never")
+    parser.add_argument("--feature-backend", choices=["embedded", "redis"],
+                        help="where the online features live (default embedded)")
+    parser.add_argument("--redis-url", help="for --feature-backend redis (default redis://127.0.0.1:6379/0)")
+
+
+def feature_overrides(args: argparse.Namespace) -> dict:
+    return dict(data_dir=args.data_dir, catalog=args.catalog, fsync=args.fsync, backend=args.feature_backend,
+                redis_url=args.redis_url)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from hanzo.training.demo_marketplace import CATALOG, DATA_MARKER, DEMO_INVENTORY
 
 from ..app.config import ServerConfig
 from ..features import lock
+from ..models.files import write_text_atomic
 from .common import CommandError
 
 log = logging.getLogger("hanzo.demo")
@@ -62,9 +62,7 @@ class DemoPaths:
             return None
 
     def write_manifest(self, manifest: dict) -> None:
-        staging = self.world / f".{MANIFEST}.tmp"
-        staging.write_text(json.dumps(manifest, indent=1, default=float))
-        staging.replace(self.world / MANIFEST)
+        write_text_atomic(self.world / MANIFEST, json.dumps(manifest, indent=1, default=float))
 
 
 def model_folders(root: Path) -> list[str]:
@@ -107,19 +105,10 @@ def recover(paths: DemoPaths) -> None:
     shutil.rmtree(paths.search_staging, ignore_errors=True)
 
 
-def _journal(path: Path, entries: list) -> None:
-    """`entries` as JSON at `path`, whole and on disk before anything it names is touched."""
-    staging = path.with_name(f".{path.name}.tmp")
-    with open(staging, "w") as handle:
-        json.dump(entries, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    staging.replace(path)
-
-
 def commit(staging: Path, moves: list[tuple[Path, Path]]) -> None:
     """Journal the moves, then make them."""
-    _journal(staging / COMMIT, [[str(a), str(b)] for a, b in moves])
+    # whole and on disk before anything it names is touched
+    write_text_atomic(staging / COMMIT, json.dumps([[str(a), str(b)] for a, b in moves]), fsync=True)
     roll_forward(staging)
 
 
@@ -191,7 +180,7 @@ def reset(paths: DemoPaths) -> list[Path]:
     try:
         lock.acquire(paths.world, "demo build")
         try:
-            _journal(paths.reset_journal, [str(p) for p in removed])
+            write_text_atomic(paths.reset_journal, json.dumps([str(p) for p in removed]), fsync=True)
             _remove_journalled(paths.reset_journal)
         finally:
             lock.release(paths.world)

@@ -6,7 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import HelpFormatter, add_command, existing_file, stderr, write_report
+from hanzo.loadtest.reports import write_report
+
+from .common import HelpFormatter, add_command, existing_file, stderr
 
 
 def _server_and_report(parser: argparse.ArgumentParser, seed_help: str) -> None:

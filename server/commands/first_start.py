@@ -50,6 +50,7 @@ class FirstStart:
         self.paths = DemoPaths.of(config)
         self._own_catalog = config.features.catalog is not None  # before the demo's is filled in
         self._child: asyncio.subprocess.Process | None = None
+        self._holds_data = False
 
     def prepare_config(self) -> None:
         demo_world.use_demo_files(self.config, self.paths)
@@ -73,8 +74,7 @@ class FirstStart:
             for problem in demo_world.problems(self.paths):
                 log.warning(f"{problem}; `hanzo serve --reset-demo` removes the demo's parts and builds it again",
                             extra={"model_repo": str(self.paths.model_repo)})
-        if self.config.features.catalog is None and (self.paths.world / demo_world.CATALOG).exists():
-            self.config.features.catalog = self.paths.world / demo_world.CATALOG
+        demo_world.use_demo_files(self.config, self.paths)  # the catalogue a build has just made
         await asyncio.to_thread(self._move_history_forward)
 
     def _hold_demo(self, needed: bool) -> bool:
@@ -89,7 +89,7 @@ class FirstStart:
             return False
 
     def close(self) -> None:
-        if getattr(self, "_holds_data", False):
+        if self._holds_data:
             lock.release(self.config.features.data_dir)
             self._holds_data = False
 

@@ -10,23 +10,7 @@ from pathlib import Path
 
 from ..features.events import EventError
 from ..features.formats import iter_records
-from .common import CommandError, add_command, positive
-
-
-def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
-    """Where the events and features live: shared by `serve` and `ingest`."""
-    parser.add_argument("--data-dir", type=Path, help="event log and feature store snapshots (default ./hanzo_data)")
-    parser.add_argument("--catalog", type=Path, help="catalog.jsonl loaded into an empty store")
-    parser.add_argument("--fsync", choices=["always", "interval", "never"],
-                        help="when the log fsyncs: every batch (default), at most every 50 ms, or never")
-    parser.add_argument("--feature-backend", choices=["embedded", "redis"],
-                        help="where the online features live (default embedded)")
-    parser.add_argument("--redis-url", help="for --feature-backend redis (default redis://127.0.0.1:6379/0)")
-
-
-def feature_overrides(args: argparse.Namespace) -> dict:
-    return dict(data_dir=args.data_dir, catalog=args.catalog, fsync=args.fsync, backend=args.feature_backend,
-                redis_url=args.redis_url)
+from .common import CommandError, add_command, add_feature_arguments, feature_overrides, positive
 
 
 def register(sub: argparse._SubParsersAction) -> None:

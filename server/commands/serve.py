@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 from ..app.config import DEFAULT_PORT, ServerConfig
-from .common import CommandError, add_command
-from .ingest import add_feature_arguments, feature_overrides
+from .common import CommandError, add_command, add_feature_arguments, feature_overrides
 
 log = logging.getLogger("hanzo.serve")
 

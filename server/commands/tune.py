@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import CommandError, add_command, positive, stderr, write_report
+from hanzo.loadtest.reports import write_report
+
+from .common import CommandError, add_command, positive, stderr
 
 
 def register(sub: argparse._SubParsersAction) -> None:
