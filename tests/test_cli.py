@@ -103,3 +103,9 @@ def test_a_server_that_cannot_be_reached_is_one_line(tmp_path):
     events.write_text('{"event_id": "e1", "event_type": "page_view", "timestamp": "2026-01-01T00:00:00Z", '
                       '"session_id": "s1", "payload": {}}\n')
     _one_line_error(_hanzo("ingest", str(events), "--url", "127.0.0.1:1"), "--url 127.0.0.1:1", "UNAVAILABLE")
+
+
+def test_a_reader_that_stops_early_is_no_error(tmp_path):
+    run = subprocess.run(f"{sys.executable} -m hanzo.server.commands demo-models --model-repo {tmp_path / 'r'} "
+                         f"| head -c 0", shell=True, capture_output=True, text=True, timeout=120)
+    assert run.stderr == "", run.stderr
