@@ -5,6 +5,19 @@ the call from the message alone.
 """
 from __future__ import annotations
 
+QUOTE_CHARS = 64  # a bad value is quoted to this length: a 5 MiB id must not become a 5 MiB message
+
+
+def quote(value: object, limit: int = QUOTE_CHARS) -> str:
+    """repr() of a value, cut to `limit` characters with the full length said, for messages
+    and log lines that quote what a caller sent."""
+    if isinstance(value, (str, bytes)) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value)} long)"  # never repr() all of a huge value
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
 
 class HanzoError(Exception):
     """Base of the errors a client can be told about."""
