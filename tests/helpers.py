@@ -97,6 +97,8 @@ class ServerProcess:
         self._out = open(self.out_path, "w")
         if "--data-dir" not in extra:
             extra = ("--data-dir", str(Path(model_repo).parent / f"data-{self.port}"), *extra)
+        if "--drain-delay" not in extra:  # no load balancer to wait for; the drain tests set their own
+            extra = ("--drain-delay", "0", *extra)
         cmd = [sys.executable, "-m", "hanzo.server.commands", "serve", "--host", "127.0.0.1", "--port",
                str(self.port), "--model-repo", str(model_repo), *extra]
         self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._log, cwd=cwd,

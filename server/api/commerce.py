@@ -1,8 +1,6 @@
 """The Commerce API servicer. Each RPC hands a plain request to its surface."""
 from __future__ import annotations
 
-from typing import Callable
-
 from hanzo.v1 import commerce_pb2_grpc
 
 from ..features.service import FeatureService
@@ -17,8 +15,7 @@ from . import inventory as inventory_api
 from . import pricing as pricing_api
 from . import recommend as recommend_api
 from . import search as search_api
-from .edge import deadline_of, wrap_servicer
-from .latency import LatencyRecorder
+from .edge import Edge, deadline_of
 
 SERVICE = "hanzo.v1.Commerce"
 
@@ -26,16 +23,15 @@ RPCS = ["GetFeatures", "IngestEvents", "Recommend", "Search", "ScoreFraud", "Quo
 
 
 class CommerceServicer(commerce_pb2_grpc.CommerceServicer):
-    def __init__(self, latency: LatencyRecorder, features: FeatureService, recommender: Recommender,
-                 searcher: Searcher, fraud: FraudScorer, pricing: PriceQuoter, inventory: InventoryPlanner,
-                 serving: Callable[[], bool] | None = None) -> None:
+    def __init__(self, edge: Edge, features: FeatureService, recommender: Recommender,
+                 searcher: Searcher, fraud: FraudScorer, pricing: PriceQuoter, inventory: InventoryPlanner) -> None:
         self._features = features
         self._recommender = recommender
         self._searcher = searcher
         self._fraud = fraud
         self._pricing = pricing
         self._inventory = inventory
-        wrap_servicer(self, SERVICE, RPCS, latency, serving)  # nothing answers before the store and models
+        edge.wrap_servicer(self, SERVICE, RPCS)  # nothing answers before the store and models
 
     async def IngestEvents(self, request, context):
         return await feature_api.ingest_events(self._features, request, deadline_of(context))

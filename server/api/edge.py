@@ -9,9 +9,12 @@ import time
 from typing import Any, Awaitable, Callable
 
 import grpc
+from google.protobuf import message
 
-from ..models.errors import HanzoError, Unavailable
+from ..models.errors import HanzoError, InvalidArgument, Unavailable
 from .latency import LatencyRecorder
+from .limits import RequestLimits
+from .services import Undecodable
 
 log = logging.getLogger("hanzo.rpc")
 
@@ -26,6 +29,11 @@ STATUS = {
     "INTERNAL": grpc.StatusCode.INTERNAL,
 }
 
+# A status message travels in a trailer that gRPC caps (8 KiB by default): a longer one would
+# turn the answer into RESOURCE_EXHAUSTED on the client's side.
+MAX_STATUS_CHARS = 1024
+LOGGED_ID_CHARS = 128
+
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
@@ -39,46 +47,90 @@ def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
 
 def describe(request: Any) -> dict[str, str]:
     """What a log line of a failed call says about its request."""
-    fields = {"request_id": getattr(request, "request_id", "") or getattr(request, "id", "")}
+    # cut, because the call may have failed for an over-long id
+    fields = {"request_id": (getattr(request, "request_id", "") or getattr(request, "id", ""))[:LOGGED_ID_CHARS]}
     model = getattr(request, "model_name", "")
     if model:
-        fields["model"] = model
-        fields["model_version"] = getattr(request, "model_version", "") or "latest"
+        fields["model"] = model[:LOGGED_ID_CHARS]
+        fields["model_version"] = (getattr(request, "model_version", "") or "latest")[:LOGGED_ID_CHARS]
     return fields
 
 
-def wrap(method: str, handler: Handler, latency: LatencyRecorder,
-         ready: Callable[[], bool] | None = None) -> Handler:
-    """`method` is the full gRPC method name, e.g. /hanzo.v1.Commerce/Recommend. With `ready`, a
-    call that arrives while it says False is refused UNAVAILABLE before any work."""
-    record = latency.record
-    perf = time.perf_counter_ns
+class Edge:
+    """What every call passes through on its way in and out: the latency histogram, the
+    accepting gate (starting or draining: UNAVAILABLE before any work), decoding and field
+    limits, error mapping, and the count of calls in flight that a drain waits for."""
 
-    async def edge(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        start = perf()
-        context.add_done_callback(lambda _: record(method, perf() - start))
+    def __init__(self, latency: LatencyRecorder, limits: RequestLimits | None = None,
+                 accepting: Callable[[], bool] | None = None) -> None:
+        self.latency = latency
+        self.limits = limits
+        self.accepting = accepting
+        self.in_flight = 0
+        self._idle: asyncio.Event | None = None
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no call is in flight, at most `timeout` seconds; True if none is."""
+        if self.in_flight == 0:
+            return True
+        self._idle = asyncio.Event()
         try:
-            if ready is not None and not ready():
-                raise Unavailable("the server is not serving yet (starting: health says NOT_SERVING) or is "
-                                  "draining; retry")
-            return await handler(request, context)
-        except HanzoError as exc:
-            code, message = STATUS[exc.code], exc.message
-            log.info("call failed", extra={"method": method, "code": exc.code, "reason": message, **describe(request)})
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            code = grpc.StatusCode.INTERNAL
-            log.exception("call crashed", extra={"method": method, **describe(request)})
-            message = f"internal error in {method} ({type(exc).__name__}); the server log has the details"
-        await context.abort(code, message)
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
-    edge.__name__ = handler.__name__
-    return edge
+    def wrap_servicer(self, servicer: Any, service: str, methods: list[str], gated: bool = True) -> None:
+        """Replace each named handler of `servicer` by its edge-wrapped version; `gated`: refused
+        while the server is not accepting calls."""
+        for name in methods:
+            setattr(servicer, name, self.wrap(f"/{service}/{name}", getattr(servicer, name), gated))
+
+    def wrap(self, method: str, handler: Handler, gated: bool = True) -> Handler:
+        """`method` is the full gRPC method name, e.g. /hanzo.v1.Commerce/Recommend. A body that
+        did not decode (services.Undecodable) and a field over its limit are refused
+        INVALID_ARGUMENT before the handler runs."""
+        record = self.latency.record
+        perf = time.perf_counter_ns
+        accepting = self.accepting if gated else None
+        limits = self.limits
+        Message = message.Message
+
+        async def edge(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            start = perf()
+            context.add_done_callback(lambda _: record(method, perf() - start))
+            self.in_flight += 1
+            try:
+                if accepting is not None and not accepting():
+                    raise Unavailable("the server is not serving yet (starting: health says NOT_SERVING) or is "
+                                      "draining; retry")
+                if request.__class__ is Undecodable:
+                    raise InvalidArgument("request", request.message())
+                if limits is not None and isinstance(request, Message):
+                    limits.check(request)
+                return await handler(request, context)
+            except HanzoError as exc:
+                code, text = STATUS[exc.code], exc.message
+                if len(text) > MAX_STATUS_CHARS:
+                    text = text[:MAX_STATUS_CHARS] + f"... ({len(exc.message)} characters)"
+                log.info("call failed", extra={"method": method, "code": exc.code, "reason": text,
+                                               **describe(request)})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                code = grpc.StatusCode.INTERNAL
+                log.exception("call crashed", extra={"method": method, **describe(request)})
+                text = f"internal error in {method} ({type(exc).__name__}); the server log has the details"
+            finally:
+                self.in_flight -= 1
+                if self.in_flight == 0 and self._idle is not None:
+                    self._idle.set()
+            await context.abort(code, text)
+
+        edge.__name__ = handler.__name__
+        return edge
 
 
-def wrap_servicer(servicer: Any, service: str, methods: list[str], latency: LatencyRecorder,
-                  ready: Callable[[], bool] | None = None) -> None:
-    """Replace each named handler of `servicer` by its edge-wrapped version."""
-    for name in methods:
-        setattr(servicer, name, wrap(f"/{service}/{name}", getattr(servicer, name), latency, ready))
+def wrap(method: str, handler: Handler, latency: LatencyRecorder) -> Handler:
+    """One handler through an edge of its own (the load harness's do-nothing floor)."""
+    return Edge(latency).wrap(method, handler)

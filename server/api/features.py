@@ -10,8 +10,6 @@ from ..features.definitions import ENTITIES
 from ..features.events import format_timestamp, record_from_proto
 from ..features.service import FeatureService
 
-MAX_ENTITIES = 1000
-
 
 def _check_open(features: FeatureService) -> None:
     if not features.is_open:
@@ -48,8 +46,6 @@ async def get_features(features: FeatureService,
     ids = list(request.entity_ids)
     if not ids:
         raise InvalidArgument("entity_ids", "empty: name at least one entity")
-    if len(ids) > MAX_ENTITIES:
-        raise InvalidArgument("entity_ids", f"{len(ids)} entities; the limit is {MAX_ENTITIES} a call")
     names = list(request.feature_names) or store.feature_names(entity)
     for name in names:
         feature = store.features.get(name)

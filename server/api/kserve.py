@@ -8,11 +8,10 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
 from ..models.errors import HanzoError, InvalidArgument, Unavailable, Unimplemented
-from .latency import LatencyRecorder
 from ..models.repository import READY, ModelRepository
 from ..models.statistics import Duration, ModelStatistics
 from ..models.version import ModelVersion
-from .edge import deadline_of, wrap_servicer
+from .edge import Edge, deadline_of
 from .tensors import decode_inputs, encode_response, requested_outputs
 
 SERVICE = "inference.GRPCInferenceService"
@@ -47,12 +46,13 @@ def _statistics(version: ModelVersion) -> pb.ModelStatistics:
 
 
 class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, repository: ModelRepository, version: str, serving: Callable[[], bool],
-                 latency: LatencyRecorder) -> None:
+    def __init__(self, repository: ModelRepository, version: str, serving: Callable[[], bool], edge: Edge) -> None:
         self._repo = repository
         self._version = version
         self._serving = serving  # False while starting or draining
-        wrap_servicer(self, SERVICE, _SERVED + _NOT_SERVED, latency)
+        # metadata and health answer while starting and draining; inference does not
+        edge.wrap_servicer(self, SERVICE, ["ModelInfer"])
+        edge.wrap_servicer(self, SERVICE, [m for m in _SERVED + _NOT_SERVED if m != "ModelInfer"], gated=False)
 
     # ------------------------------------------------------------------ health and metadata
 
@@ -128,8 +128,9 @@ class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         if request.parameters:
             raise InvalidArgument("parameters", f"load overrides {sorted(request.parameters)} are not served; "
                                                 "edit config.pbtxt in the repository instead")
+        # A failed load raises FAILED_PRECONDITION with each reason (ModelRepository.load);
+        # a name that is no model folder, NOT_FOUND.
         await self._repo.load(request.model_name)
-        self._repo.get(request.model_name)  # a failed load answers with its reason
         return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(self, request, context):

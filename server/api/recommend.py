@@ -6,7 +6,6 @@ from hanzo.v1 import commerce_pb2
 from ..models.errors import InvalidArgument
 from ..surfaces.recommend import RecommendQuery, Recommender
 
-MAX_K = 100
 DEFAULT_K = 10  # a request that leaves k out (proto3: 0)
 PLACEMENTS = {commerce_pb2.PLACEMENT_UNSPECIFIED: "home", commerce_pb2.HOME: "home",
               commerce_pb2.PRODUCT_PAGE: "product_page", commerce_pb2.CART: "cart", commerce_pb2.EMAIL: "email"}
@@ -16,8 +15,6 @@ def to_query(request: commerce_pb2.RecommendRequest) -> RecommendQuery:
     k = request.k or DEFAULT_K
     if k < 0:
         raise InvalidArgument("k", f"{request.k}: ask for at least one product (0 or unset: {DEFAULT_K})")
-    if k > MAX_K:
-        raise InvalidArgument("k", f"{request.k} is over the limit of {MAX_K}")
     placement = PLACEMENTS.get(request.placement)
     if placement is None:
         raise InvalidArgument("placement", f"{request.placement} is not a known placement "

@@ -6,7 +6,6 @@ from hanzo.v1 import commerce_pb2
 from ..models.errors import InvalidArgument
 from ..surfaces.search import SearchQuery, Searcher
 
-MAX_K = 1000
 DEFAULT_K = 10  # a request that leaves k out (proto3: 0)
 MAX_QUERY_CHARS = 512
 
@@ -19,8 +18,6 @@ def to_query(request: commerce_pb2.SearchRequest, max_candidates: int) -> Search
     k = request.k or DEFAULT_K
     if k < 0:
         raise InvalidArgument("k", f"{request.k}: ask for at least one product (0 or unset: {DEFAULT_K})")
-    if k > MAX_K:
-        raise InvalidArgument("k", f"{request.k} is over the limit of {MAX_K}")
     if len(request.candidate_product_ids) > max_candidates:
         raise InvalidArgument("candidate_product_ids", f"{len(request.candidate_product_ids)} candidates is over "
                                                        f"the limit of {max_candidates}")

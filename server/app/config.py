@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..features.service import FeatureStoreConfig
+from ..models.limits import FieldLimits
 from ..surfaces.fraud import FraudConfig
 from ..surfaces.inventory import InventoryConfig
 from ..surfaces.pricing import PricingConfig
@@ -19,7 +20,7 @@ from ..surfaces.search import SearchConfig
 
 # The TOML tables beside [server], each one dataclass of options.
 SECTIONS = {"features": FeatureStoreConfig, "recommend": RecommendConfig, "search": SearchConfig,
-            "fraud": FraudConfig, "pricing": PricingConfig, "inventory": InventoryConfig}
+            "fraud": FraudConfig, "pricing": PricingConfig, "inventory": InventoryConfig, "limits": FieldLimits}
 
 DEFAULT_PORT = 50051
 
@@ -38,6 +39,10 @@ class ServerConfig:
     max_message_bytes: int = 64 * 1024 * 1024
     # SIGTERM: seconds in-flight calls get to finish before they are cancelled.
     grace_seconds: float = 10.0
+    # SIGTERM: seconds between health NOT_SERVING and refusing new calls UNAVAILABLE, while
+    # calls are still served, so load balancers move away first (their health-check interval
+    # times their failure threshold). SIGINT (Ctrl-C) drains without it.
+    drain_delay_seconds: float = 1.0
     log_level: str = "INFO"
     log_format: str = "json"  # json | text
     # Several server processes on one port (SO_REUSEPORT).
@@ -56,6 +61,8 @@ class ServerConfig:
     pricing: PricingConfig = field(default_factory=PricingConfig)
     # PlanInventory ([inventory]): the nightly plan file, defaults for requests that leave fields out.
     inventory: InventoryConfig = field(default_factory=InventoryConfig)
+    # What one field of a request may hold ([limits]): id and text lengths, repeated fields, k.
+    limits: FieldLimits = field(default_factory=FieldLimits)
 
     def __post_init__(self) -> None:
         self.model_repo = Path(self.model_repo)

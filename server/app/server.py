@@ -7,15 +7,17 @@ import asyncio
 import gc
 import logging
 import socket
+from typing import Callable
 from importlib.metadata import PackageNotFoundError, version as package_version
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
-from hanzo.v1 import admin_pb2_grpc, commerce_pb2_grpc
-from tritonclient.grpc import service_pb2_grpc
 
 from ..api import admin, commerce, kserve
+from ..api.edge import Edge
+from ..api.limits import RequestLimits
+from ..api.services import add_service
 from .config import ServerConfig
 from ..features.service import FeatureService
 from ..api.latency import LatencyRecorder
@@ -45,13 +47,16 @@ class HanzoServer:
         self.repository = ModelRepository(config.model_repo, RepositoryOptions(device=config.device,
                                                                                artifact_loaders=loaders))
         self.features = FeatureService(config.features)
+        self.features.limits = config.limits
         self.recommender = Recommender(self.repository, self.features, config.recommend)
         self.searcher = Searcher(self.repository, self.features, config.search)
         self.fraud = FraudScorer(self.repository, self.features, config.fraud)
         self.pricing = PriceQuoter(self.features, config.pricing)
         self.inventory = InventoryPlanner(config.inventory)
         self.port: int | None = None
-        self._serving = False
+        self._serving = False  # health and ServerReady: SERVING
+        self._accepting = False  # the edge lets calls in: from SERVING until a drain ends
+        self.edge = Edge(self.latency, RequestLimits(config.limits), lambda: self._accepting)
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self._poller: asyncio.Task | None = None
@@ -74,15 +79,14 @@ class HanzoServer:
             ("grpc.so_reuseport", 1 if self.config.reuse_port else 0),
         ]
         server = grpc.aio.server(options=options)
-        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-            kserve.KServeServicer(self.repository, VERSION, self.serving, self.latency), server)
-        commerce_pb2_grpc.add_CommerceServicer_to_server(
-            commerce.CommerceServicer(self.latency, self.features, self.recommender, self.searcher, self.fraud,
-                                      self.pricing, self.inventory, self.serving), server)
-        admin_pb2_grpc.add_AdminServicer_to_server(admin.AdminServicer(self.latency), server)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            SERVICES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
+        add_service(server, kserve.KServeServicer(self.repository, VERSION, self.serving, self.edge), kserve.SERVICE)
+        add_service(server, commerce.CommerceServicer(self.edge, self.features, self.recommender, self.searcher,
+                                                      self.fraud, self.pricing, self.inventory), commerce.SERVICE)
+        add_service(server, admin.AdminServicer(self.latency), admin.SERVICE, guard=True)
+        health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+        add_service(server, self._health, health_name, guard=True)
+        add_service(server, reflection.aio.ReflectionServicer(SERVICES + (health_name, reflection.SERVICE_NAME)),
+                    reflection.SERVICE_NAME, guard=True)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         address = f"{self.config.host}:{self.config.port}"
         if not self.config.reuse_port:
@@ -102,8 +106,9 @@ class HanzoServer:
             self.metrics_port = self._metrics.sockets[0].getsockname()[1]
         return self.port
 
-    async def load(self) -> None:
-        """Open the feature store, load and warm every model, then report SERVING."""
+    async def load(self, announce: Callable[[], None] | None = None) -> None:
+        """Open the feature store, load and warm every model, then report SERVING; `announce`
+        runs just before health says so (what a watcher of health may then read is written)."""
         await asyncio.to_thread(self.features.open)
         if self.features.feed is not None:
             self._feed = asyncio.get_running_loop().create_task(self.features.follow_catalog())
@@ -113,11 +118,25 @@ class HanzoServer:
         # of every later garbage collection pass.
         gc.collect()
         gc.freeze()
-        self._serving = True
-        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        if announce is not None:
+            announce()
+        self._serving = self._accepting = True
+        ready = self.repository.is_ready()
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING if ready else
+                               health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.repository.on_readiness(self._readiness_changed)
+        if not ready:
+            log.error("not ready: a model has no version that loads (RepositoryIndex says why); health says "
+                      "NOT_SERVING until it loads")
         if self.config.poll_seconds > 0:
             self._poller = asyncio.get_running_loop().create_task(self._poll())
         log.info("serving", extra={"models": [f"{e.name}:{e.version}:{e.state}" for e in self.repository.index()]})
+
+    async def _readiness_changed(self, ready: bool) -> None:
+        """Health agrees with ServerReady: NOT_SERVING while a model has no version that loads."""
+        if self._serving:  # never SERVING while starting or draining
+            await self._set_health(health_pb2.HealthCheckResponse.SERVING if ready else
+                                   health_pb2.HealthCheckResponse.NOT_SERVING)
 
     async def _set_health(self, status) -> None:
         for name in ("",) + SERVICES:
@@ -131,17 +150,28 @@ class HanzoServer:
             except Exception:
                 log.exception("repository poll failed")
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Drain: refuse new calls, finish in-flight ones within `grace`, retire models."""
+    async def stop(self, grace: float | None = None, delay: float | None = None, release_port: bool = True) -> None:
+        """Drain. Health says NOT_SERVING at once, while calls are still served for `delay`
+        seconds (drain_delay_seconds), so load balancers move away first; then every new call is
+        refused UNAVAILABLE, and calls in flight get up to `grace` seconds to finish before the
+        models and the store close. `release_port=False` leaves the listening socket to the
+        process's exit: gRPC's own shutdown cancels calls that reached the server in the moment
+        it begins (the client sees CANCELLED, which no retry policy retries), where a socket
+        closed by the exit makes them UNAVAILABLE."""
         if self._server is None:
             return
         grace = self.config.grace_seconds if grace is None else grace
-        log.info("draining", extra={"grace_seconds": grace})
+        delay = self.config.drain_delay_seconds if delay is None else delay
+        log.info("draining", extra={"grace_seconds": grace, "delay_seconds": delay})
         self._serving = False
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._poller:
             self._poller.cancel()
-        await self._server.stop(grace)
+        if delay > 0 and self._accepting:
+            await asyncio.sleep(delay)
+        self._accepting = False
+        if not await self.edge.wait_idle(grace):
+            log.warning("calls still in flight after the grace period", extra={"in_flight": self.edge.in_flight})
         if self._feed is not None:
             self._feed.cancel()
         await self.recommender.close()
@@ -151,6 +181,8 @@ class HanzoServer:
         await asyncio.to_thread(self.features.close)
         if self._metrics is not None:
             self._metrics.close()
+        if release_port:
+            await self._server.stop(0)
         self._server = None
         self._stopped.set()
         log.info("stopped")

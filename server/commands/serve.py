@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -34,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT: several processes on one port")
     parser.add_argument("--workers", type=int, default=1,
                         help="server processes on the port (SO_REUSEPORT; needs --feature-backend redis)")
+    parser.add_argument("--drain-delay", type=float,
+                        help=f"SIGTERM: seconds of health NOT_SERVING while calls are still served, before new calls "
+                             f"are refused (default {defaults.drain_delay_seconds})")
     parser.add_argument("--metrics-port", type=int,
                         help="Prometheus metrics at http://HOST:PORT/metrics (default 0: off; Triton uses 8002)")
     parser.add_argument("--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -48,7 +52,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     overrides = dict(host=args.host, port=args.port, model_repo=args.model_repo, device=args.device,
                      poll_seconds=args.poll_seconds, log_level=args.log_level, log_format=args.log_format,
                      reuse_port=args.reuse_port or None, demo_models=False if args.no_demo_models else None,
-                     metrics_port=args.metrics_port, features=feature_overrides(args))
+                     metrics_port=args.metrics_port, drain_delay_seconds=args.drain_delay,
+                     features=feature_overrides(args))
     try:
         if args.config:
             if not args.config.is_file():
@@ -107,30 +112,47 @@ async def _serve(config: ServerConfig) -> int:
     server = HanzoServer(config)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    signals: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, lambda sig=sig: (signals.append(sig), stop.set()))
     port = await server.listen()
     background: asyncio.Task | None = None
+
+    def announce() -> None:
+        for line in first.try_lines(config.host, port):
+            print(line, flush=True)
+
+    clean = False
     try:
-        if await _until_stopped(_start(first, server), stop):
-            for line in first.try_lines(config.host, port):
-                print(line, flush=True)
+        if await _until_stopped(_start(first, server, announce), stop):
             background = loop.create_task(first.improve_search(server.repository))
             await stop.wait()
         else:
             log.warning("stopped before serving; the next start finishes or removes what this one began")
+        clean = True
     finally:
         if background is not None:
             background.cancel()
             await asyncio.gather(background, return_exceptions=True)
-        await server.stop()
+        # a person's Ctrl-C needs no time for load balancers to move away
+        await server.stop(delay=0.0 if signals[:1] == [signal.SIGINT] else None, release_port=not clean)
         first.close()
-    return 0
+    _exit(0)
 
 
-async def _start(first, server) -> None:
+def _exit(code: int) -> None:
+    """End the process with its port still open, so the kernel, not gRPC's shutdown, closes it:
+    a call that arrives in that last moment then fails UNAVAILABLE, which clients retry (see
+    HanzoServer.stop)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+async def _start(first, server, announce) -> None:
     await first.prepare()
-    await server.load()
+    await server.load(announce)
 
 
 async def _until_stopped(work, stop: asyncio.Event) -> bool:

@@ -4,8 +4,11 @@ held as integer milliseconds since the epoch (UTC). Conversions from JSON object
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
+
+from ..models.errors import quote
+from ..models.limits import DEFAULT_LIMITS, FieldLimits
 
 EVENT_TYPES = (
     "page_view", "product_view", "add_to_cart", "purchase", "search", "recommendation_shown",
@@ -36,6 +39,11 @@ STRING_FIELDS = frozenset({"product_id", "query", "order_id", "currency", "card_
                            "request_id", "model_version", "placement"})
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MAX_TIMESTAMP_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last moment RFC 3339 can write
+# payload strings that are ids (the id limit); the other strings are text
+ID_FIELDS = frozenset({"product_id", "order_id", "currency", "card_id", "device_id", "ip", "email",
+                       "shipping_address_id", "billing_address_id", "location", "request_id", "model_version",
+                       "placement"})
 
 
 class EventError(ValueError):
@@ -58,7 +66,7 @@ def parse_timestamp(value: str) -> int:
 
 def format_timestamp(ms: int) -> str:
     """Milliseconds since the epoch -> RFC 3339, UTC, millisecond precision."""
-    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    moment = _EPOCH + timedelta(milliseconds=ms)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
@@ -72,7 +80,7 @@ def record_from_json(obj: dict[str, Any]) -> dict[str, Any]:
     try:
         ts = parse_timestamp(stamp)
     except ValueError:
-        raise EventError("timestamp", f"{stamp!r} is not RFC 3339") from None
+        raise EventError("timestamp", f"{quote(stamp)} is not RFC 3339") from None
     payload = obj.get("payload") or {}
     context = obj.get("context") or {}
     if not isinstance(payload, dict):
@@ -146,17 +154,21 @@ def record_to_proto(record: dict[str, Any], event) -> None:
         event.context[key] = str(value)
 
 
-def check_record(record: dict[str, Any], max_future_ms: int, now_ms: int) -> None:
+def check_record(record: dict[str, Any], max_future_ms: int, now_ms: int,
+                 limits: FieldLimits = DEFAULT_LIMITS) -> None:
     """Raise EventError for a record that must not enter the log."""
     event_id = record.get("event_id")
     if not isinstance(event_id, str) or not event_id:
         raise EventError("event_id", "missing")
+    _check_sizes(record, limits)
     kind = record.get("event_type")
     if kind not in TYPE_CODE:
-        raise EventError("event_type", f"{kind!r} is not one of {', '.join(EVENT_TYPES)}")
+        raise EventError("event_type", f"{quote(kind)} is not one of {', '.join(EVENT_TYPES)}")
     ts = record.get("timestamp")
     if ts is None:
         raise EventError("timestamp", "missing")
+    if ts > MAX_TIMESTAMP_MS:
+        raise EventError("timestamp", "after 9999-12-31")
     if ts > now_ms + max_future_ms:
         raise EventError("timestamp", f"{format_timestamp(ts)} is more than {max_future_ms // 1000} s ahead of "
                                       f"the server's clock ({format_timestamp(now_ms)})")
@@ -187,3 +199,38 @@ def check_record(record: dict[str, Any], max_future_ms: int, now_ms: int) -> Non
             raise EventError(f"payload.{name}", f"{value!r} is not a string")
     if kind == "purchase" and (payload.get("quantity") or 1) <= 0:
         raise EventError("payload.quantity", f"{payload['quantity']!r}: a purchase needs a positive quantity")
+
+
+def _check_sizes(record: dict[str, Any], limits: FieldLimits) -> None:
+    """Ids, texts, lists and maps of one event within [limits], so a 5 MiB id is one reject
+    and never a key in the store or a line in the log."""
+    ids, texts = limits.max_id_chars, limits.max_text_chars
+    for name in ("event_id", "event_type", "user_id", "session_id"):
+        value = record.get(name)
+        if value.__class__ is str and len(value) > ids:
+            raise EventError(name, _too_long(value, ids))
+    payload = record["payload"]
+    for name, value in payload.items():
+        if value.__class__ is str:
+            limit = ids if name in ID_FIELDS else texts
+            if len(value) > limit:
+                raise EventError(f"payload.{name}", _too_long(value, limit))
+        elif isinstance(value, (list, dict)):
+            limit = limits.max_map_entries if isinstance(value, dict) else limits.max_repeated
+            if len(value) > limit:
+                raise EventError(f"payload.{name}", f"{len(value)} entries; the limit is {limit}")
+            if name == "items" and any(len(str(i.get("product_id", ""))) > ids for i in value if isinstance(i, dict)):
+                raise EventError("payload.items", f"a product_id is over the limit of {ids} characters")
+            if name in ("product_ids", "category") and any(len(str(v)) > ids for v in value):
+                raise EventError(f"payload.{name}", f"an element is over the limit of {ids} characters")
+            if isinstance(value, dict) and any(len(str(k)) > ids or len(str(v)) > texts for k, v in value.items()):
+                raise EventError(f"payload.{name}", f"a key over {ids} or a value over {texts} characters")
+    context = record.get("context") or {}
+    if len(context) > limits.max_map_entries:
+        raise EventError("context", f"{len(context)} entries; the limit is {limits.max_map_entries}")
+    if any(len(str(k)) > ids or len(str(v)) > texts for k, v in context.items()):
+        raise EventError("context", f"a key over {ids} or a value over {texts} characters")
+
+
+def _too_long(value: str, limit: int) -> str:
+    return f"{len(value)} characters is over the limit of {limit} ({quote(value, 32)})"
