@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from hanzo.server.models.errors import NotFound, Unavailable
+from hanzo.server.models.errors import FailedPrecondition, NotFound, Unavailable
 from hanzo.server.models import ModelRepository
 from hanzo.server.models.repository import READY, UNAVAILABLE
 from hanzo.training.demo_models import _config, risk_mlp
@@ -119,7 +119,8 @@ async def test_failed_load_keeps_the_serving_version(tmp_path):
     await repo.load_all()
     (root / "risk" / "2").mkdir()
     (root / "risk" / "2" / "model.onnx").write_bytes(b"not an onnx model")
-    await repo.load("risk")
+    with pytest.raises(FailedPrecondition, match="version 2"):  # an explicit load answers its failure
+        await repo.load("risk")
     assert repo.get("risk").version == 1
     states = {e.version: (e.state, e.reason) for e in repo.index()}
     assert states["1"][0] == READY

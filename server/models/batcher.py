@@ -17,7 +17,14 @@ Forming a batch:
   model idle (alone in the queue, nothing arrived in the delay before it) leaves at once.
   Timers run at the event loop's resolution (about 1 ms under uvloop).
 - Expired (client deadline, or the queue policy's timeout) and cancelled requests are
-  dropped before a batch runs; a full queue (max_queue_size) rejects at once.
+  dropped before a batch runs; a full queue (max_queue_size) rejects at once with
+  RESOURCE_EXHAUSTED.
+- The queue is always bounded: max_queue_size 0 (Triton's "unbounded", and the default when
+  config.pbtxt sets no default_queue_policy) means DEFAULT_QUEUE_BATCHES full batches,
+  64 x max_batch_size requests (64 for a model that does not batch). Deeper than that, a
+  request would wait out dozens of batches: shedding it is kinder to its caller and to memory.
+- A batch whose run is cancelled (a remote call torn down) fails its callers with
+  UNAVAILABLE; the instance is freed and the batcher goes on.
 """
 from __future__ import annotations
 
@@ -35,6 +42,12 @@ from .config import BatchingPolicy
 from .statistics import ModelStatistics
 
 RunBatch = Callable[[int, dict[str, np.ndarray]], dict[str, np.ndarray]]
+DEFAULT_QUEUE_BATCHES = 64
+
+
+def default_queue_size(max_batch_size: int) -> int:
+    """The queue bound where config.pbtxt gives none (max_queue_size 0)."""
+    return DEFAULT_QUEUE_BATCHES * max(max_batch_size, 1)
 
 
 class _Pending:
@@ -55,6 +68,10 @@ class BatcherClosed(Unavailable):
     pass
 
 
+class BatchCancelled(Unavailable):
+    pass
+
+
 class DynamicBatcher:
     def __init__(self, name: str, policy: BatchingPolicy, run_batch: RunBatch, stats: ModelStatistics,
                  run_batch_async=None) -> None:
@@ -65,6 +82,7 @@ class DynamicBatcher:
         # the loop: no thread held while the batch is away
         self._run_batch_async = run_batch_async
         self._stats = stats
+        self.max_queue_size = policy.max_queue_size or default_queue_size(policy.max_batch_size)
         count = max(policy.instance_count, 1)
         self._instance_count = count
         self._free = list(range(count - 1, -1, -1))
@@ -106,12 +124,12 @@ class DynamicBatcher:
             loop = self._loop = asyncio.get_running_loop()
         policy = self.policy
         now = time.monotonic()
-        if policy.max_queue_size and len(self._queue) >= policy.max_queue_size:
+        if len(self._queue) >= self.max_queue_size:
             self._purge_done_head()
-            if len(self._queue) >= policy.max_queue_size:
+            if len(self._queue) >= self.max_queue_size:
                 self._stats.record_failure("queue_full", 0)
                 raise ResourceExhausted(
-                    f"model {self.name!r}: queue full ({policy.max_queue_size} requests waiting); retry with backoff"
+                    f"model {self.name!r}: queue full ({self.max_queue_size} requests waiting); retry with backoff"
                 )
         timeout = policy.queue_timeout_s
         if queue_timeout_s is not None and policy.allow_timeout_override:
@@ -320,7 +338,12 @@ class DynamicBatcher:
     # ------------------------------------------------------------------ back on the loop
 
     def _complete(self, instance: int, batch: list[_Pending], fut: asyncio.Future) -> None:
-        error = fut.exception()
+        # exception() on a cancelled future raises inside this callback: the instance would
+        # never be freed and the batch's callers would wait for ever
+        if fut.cancelled():
+            error: BaseException | None = BatchCancelled(f"model {self.name!r}: the batch's run was cancelled")
+        else:
+            error = fut.exception()
         self._finish(instance, batch, None if error else fut.result(), error)
         self._dispatch()
 

@@ -46,7 +46,7 @@ class BatchingPolicy:
     dynamic: bool  # dynamic_batching present: requests are combined
     preferred_batch_sizes: tuple[int, ...]
     max_queue_delay_s: float
-    max_queue_size: int  # 0: unbounded
+    max_queue_size: int  # 0: the batcher's default bound (batcher.default_queue_size)
     queue_timeout_s: float | None  # default_timeout_microseconds with timeout_action REJECT
     allow_timeout_override: bool
     instance_count: int
@@ -105,6 +105,19 @@ def select_versions(config: mc.ModelConfig, available: list[int]) -> list[int]:
         return sorted(wanted)
     count = policy.latest.num_versions if which == "latest" and policy.latest.num_versions > 0 else 1
     return available[-count:]
+
+
+def version_candidates(config: mc.ModelConfig, available: list[int]) -> tuple[list[int], int]:
+    """The versions to try, in order, and how many of them to serve. Under version_policy
+    latest (the default) every version is a candidate, newest first, so a newest version
+    that fails to load falls back to the next older one that loads; all and specific name
+    their versions, and a failed one is not replaced by another."""
+    which = config.version_policy.WhichOneof("policy_choice")
+    if which in ("all", "specific"):
+        wanted = select_versions(config, available)
+        return wanted, len(wanted)
+    count = len(select_versions(config, available))
+    return sorted(available, reverse=True), count
 
 
 def complete_io(config: mc.ModelConfig, model_inputs: list[TensorSpec], model_outputs: list[TensorSpec]) -> None:

@@ -4,23 +4,34 @@ folders <root>/<model>/<n>/model.onnx, selected by version_policy.
 A version loads off the event loop (session build and warm-up in a thread), becomes visible
 in one assignment, and the version it replaces retires only after its queued and running
 requests finish, so a swap drops nothing in flight. A failed load leaves what was serving in
-place and says why in the index.
+place and says why in the index; under version_policy latest a newest version that fails
+falls back to the next older one that loads. A version that failed is not rebuilt on every
+poll (models/retry.py).
 """
 from __future__ import annotations
 
 import asyncio
 import copy
-import hashlib
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from .errors import NotFound, Unavailable
-from .config import (CONFIG_FILE, ConfigError, batching_policy, complete_io, instance_kind, load_config,
-                     parameter, select_versions)
+from .config import (
+    ConfigError,
+    batching_policy,
+    complete_io,
+    instance_kind,
+    parameter,
+    version_candidates,
+)
+from .errors import FailedPrecondition, NotFound, Unavailable, quote
+from .model_folder import fingerprint, read_model_folder
 from .onnx_backend import OnnxRuntimeBackend, choose_providers
+from .retry import DEFAULT_FIRST_RETRY_S, DEFAULT_MAX_RETRY_S, FailedBuilds
 from .triton_backend import NAME_PARAMETER as REMOTE_NAME
 from .triton_backend import URL_PARAMETER as REMOTE_URL
 from .triton_backend import RemoteTritonBackend
@@ -38,6 +49,10 @@ class RepositoryOptions:
     # `artifacts` (e.g. "recommend": embeddings and an ANN index): loader(version_dir) -> object,
     # run in the loading thread, so a version and its artifacts swap in as one unit.
     artifact_loaders: dict = field(default_factory=dict)
+    # An unchanged version that failed to build is tried again by a poll after retry_first_s,
+    # the wait doubling on each failure up to retry_max_s; changed files are tried at once.
+    retry_first_s: float = DEFAULT_FIRST_RETRY_S
+    retry_max_s: float = DEFAULT_MAX_RETRY_S
 
 
 @dataclass(frozen=True)
@@ -52,34 +67,42 @@ class IndexEntry:
 class _Model:
     versions: dict[int, ModelVersion] = field(default_factory=dict)  # serving now
     latest: ModelVersion | None = None
-    config: mc.ModelConfig | None = None
-    fingerprints: dict[int, str] = field(default_factory=dict)
+    fingerprints: dict[int, str] = field(default_factory=dict)  # of the builds serving now
     states: dict[int, tuple[str, str]] = field(default_factory=dict)  # version -> (state, reason)
-    error: str = ""  # model-level failure (bad config, no versions)
+    error: str = ""  # the last load's model-level failure (config.pbtxt, no version folder)
     loading: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-def _numeric_versions(model_dir: Path) -> list[int]:
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+@dataclass
+class _Attempt:
+    """One load's outcome, before it is swapped in."""
+
+    chosen: dict[int, ModelVersion] = field(default_factory=dict)  # to serve: new builds and unchanged ones
+    built: dict[int, ModelVersion] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)  # version -> reason (this load's or a remembered one)
+    tried: set[int] = field(default_factory=set)  # versions this load built or tried to
+    prints: dict[int, str] = field(default_factory=dict)
 
 
-def _fingerprint(config_bytes: bytes, version_dir: Path) -> str:
-    """Changes when config.pbtxt or any file of the version folder changes."""
-    digest = hashlib.sha256(config_bytes)
-    for path in sorted(version_dir.rglob("*")):
-        if path.is_file():
-            st = path.stat()
-            digest.update(f"{path.relative_to(version_dir)}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return digest.hexdigest()
+def _load_error(name: str, attempt: _Attempt, serving: dict[int, ModelVersion]) -> str:
+    if not attempt.failed:
+        return ""
+    parts = "; ".join(f"version {v}: {reason}" for v, reason in sorted(attempt.failed.items(), reverse=True))
+    tail = f"serving version {', '.join(map(str, sorted(serving)))}" if serving else "no version of it serves"
+    return f"model {quote(name)} failed to load {parts} ({tail})"
 
 
 class ModelRepository:
-    def __init__(self, root: Path, options: RepositoryOptions | None = None) -> None:
+    def __init__(self, root: Path, options: RepositoryOptions | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.root = Path(root)
         self.options = options or RepositoryOptions()
         self._models: dict[str, _Model] = {}
         self._retiring: set[asyncio.Task] = set()
+        self._failures = FailedBuilds(self.options.retry_first_s, self.options.retry_max_s, clock)
+        self._readiness: list[Callable[[bool], Awaitable[None]]] = []
+        self._reported: bool | None = None
 
     # ------------------------------------------------------------------ lookups (hot path)
 
@@ -92,7 +115,7 @@ class ModelRepository:
             if model.latest is None:
                 if model.loading:
                     raise Unavailable(f"model {name!r} is loading")
-                raise Unavailable(f"model {name!r} is not available: {model.error or 'no version loaded'}")
+                raise Unavailable(f"model {name!r} is not available: {self._why_unavailable(model)}")
             return model.latest
         try:
             number = int(version)
@@ -106,6 +129,12 @@ class ModelRepository:
             raise NotFound(f"model {name!r} has no ready version {number} (ready: {sorted(model.versions)})")
         return found
 
+    @staticmethod
+    def _why_unavailable(model: _Model) -> str:
+        reasons = [f"version {v}: {reason}" for v, (state, reason) in sorted(model.states.items())
+                   if state == UNAVAILABLE and reason]
+        return model.error or "; ".join(reasons) or "no version loaded"
+
     def names(self) -> list[str]:
         return sorted(self._models)
 
@@ -114,14 +143,36 @@ class ModelRepository:
         return [model.versions[v] for v in sorted(model.versions)] if model else []
 
     def is_ready(self) -> bool:
-        """Every model in the repository serves a version and none is loading."""
-        return all(m.latest is not None and not m.loading for m in self._models.values())
+        """Every model in the repository serves a version: False while a model is loading for
+        the first time, and while one has no version that loads (a bad config.pbtxt, every
+        version failing, a GPU asked for where there is none). A reload of a model that
+        serves does not make it unready: its old version answers until the swap. The KServe
+        ServerReady and the gRPC health service both answer from this."""
+        return all(m.latest is not None for m in self._models.values())
+
+    def on_readiness(self, callback: Callable[[bool], Awaitable[None]]) -> None:
+        """Await `callback(is_ready())` after each load, poll or unload that changes it (an
+        explicit RepositoryModelLoad included). Register once the start-up load is done and
+        the caller has stated the readiness it starts from."""
+        self._readiness.append(callback)
+        self._reported = self.is_ready()
+
+    async def _notify_readiness(self) -> None:
+        ready = self.is_ready()
+        if ready == self._reported or not self._readiness:
+            return
+        self._reported = ready
+        for callback in self._readiness:
+            await callback(ready)
 
     def index(self) -> list[IndexEntry]:
+        """Per model, its versions' states; a model with no version state, or whose config
+        keeps any version from serving, gets one entry with version "" saying why. A version
+        that serves while a later load of the model failed is READY with that reason."""
         entries = []
         for name in sorted(self._models):
             model = self._models[name]
-            if not model.states:
+            if not model.states or (model.error and model.latest is None):
                 entries.append(IndexEntry(name, "", LOADING if model.loading else UNAVAILABLE, model.error))
             for version in sorted(model.states):
                 state, reason = model.states[version]
@@ -129,12 +180,13 @@ class ModelRepository:
         return entries
 
     def config(self, name: str) -> mc.ModelConfig:
+        """The completed config of the newest version serving."""
         model = self._models.get(name)
         if model is None:
             raise NotFound(f"model {name!r} is not in the repository")
-        if model.config is None:
-            raise Unavailable(f"model {name!r} has no loaded config: {model.error or 'loading'}")
-        return model.config
+        if model.latest is None:
+            raise Unavailable(f"model {name!r} has no loaded config: {self._why_unavailable(model)}")
+        return model.latest.config
 
     # ------------------------------------------------------------------ loading
 
@@ -144,23 +196,55 @@ class ModelRepository:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     async def load_all(self) -> None:
+        """The start-up load: every model folder, each model's failure logged and shown in the
+        index, never raised."""
         names = self.discover()
         for name in names:
             self._models.setdefault(name, _Model()).loading = True
         for name in names:
-            await self.load(name)
+            await self._load_quietly(name)
+        await self._notify_readiness()
 
     async def poll(self) -> None:
-        """Load new or changed models and unload removed ones (Triton's poll mode)."""
+        """Load new or changed models and unload removed ones (Triton's poll mode). A version
+        that failed is tried again when its files change, or unchanged after a backoff."""
         present = set(self.discover())
         for name in sorted(present):
-            await self.load(name)
+            await self._load_quietly(name)
         for name in sorted(set(self._models) - present):
-            await self.unload(name)
+            await self._unload(name)
+        await self._notify_readiness()
+
+    async def _load_quietly(self, name: str) -> None:
+        try:
+            await self._load(name, retry=False)
+        except NotFound:
+            pass  # the folder went between the listing and the load: the next poll unloads it
 
     async def load(self, name: str) -> None:
-        """Load or reload a model: versions whose config or files changed are rebuilt and
-        swapped in; versions the policy no longer selects retire."""
+        """An explicit load (RepositoryModelLoad): rebuild the versions whose config or files
+        changed, and every version that failed before, however recently; swap in what builds,
+        retire what the policy no longer selects.
+
+        Raises NotFound for a name that is no model folder, and FailedPrecondition, naming the
+        model and each reason, when the load failed: config.pbtxt cannot be served, or a
+        version the policy selects did not build. As in Triton, a load with any failed version
+        is a failed load even where other versions did build: those swap in all the same, and
+        what served before serves on where nothing new replaces it. Under version_policy latest
+        a failed newest version is therefore an error although an older version serves in its
+        place; the message names the versions serving.
+        """
+        if name not in self.discover():  # a name, never a path: "", ".", "../x" and "/etc" are no model
+            raise NotFound(f"model {quote(name)} is not in the repository (models: {self.discover()})")
+        try:
+            error = await self._load(name, retry=True)
+        finally:
+            await self._notify_readiness()
+        if error:
+            raise FailedPrecondition(error)
+
+    async def _load(self, name: str, retry: bool) -> str:
+        """Load or reload a model; returns why the load failed, "" when it did not."""
         model_dir = self.root / name
         if not model_dir.is_dir():
             raise NotFound(f"model {name!r} is not in the repository at {self.root}")
@@ -168,59 +252,102 @@ class ModelRepository:
         async with model.lock:
             model.loading = True
             try:
-                await self._load_locked(name, model_dir, model)
+                return await self._load_locked(name, model_dir, model, retry)
             finally:
                 model.loading = False
 
-    async def _load_locked(self, name: str, model_dir: Path, model: _Model) -> None:
+    async def _load_locked(self, name: str, model_dir: Path, model: _Model, retry: bool) -> str:
         try:
-            config = load_config(model_dir)
-            config_bytes = (model_dir / CONFIG_FILE).read_bytes() if (model_dir / CONFIG_FILE).exists() else b""
-            present = [v for v in _numeric_versions(model_dir)
-                       if (model_dir / str(v) / config.default_model_filename).is_file()]
-            if not present:
-                raise ConfigError(f"{model_dir}: no version folder holds {config.default_model_filename}")
-            wanted = select_versions(config, present)
+            config, config_bytes, present = read_model_folder(model_dir)
+            candidates, count = version_candidates(config, present)
         except (ConfigError, OSError) as exc:
-            model.error = str(exc)
-            log.error("model not loaded", extra={"model": name, "reason": str(exc)})
-            return
-        prints = {v: _fingerprint(config_bytes, model_dir / str(v)) for v in wanted}
-        to_build = [v for v in wanted if model.fingerprints.get(v) != prints[v] or v not in model.versions]
-        if not to_build and set(model.versions) == set(wanted):
-            return
-        for v in to_build:
-            model.states[v] = (LOADING, "")
-        built: dict[int, ModelVersion] = {}
-        completed = config
-        for v in to_build:
-            try:
-                version, completed = await asyncio.to_thread(self._build, name, v, model_dir / str(v), completed)
-                built[v] = version
-                model.states[v] = (READY, "")
-            except Exception as exc:  # one bad version must not take the others down
-                reason = f"{type(exc).__name__}: {exc}"
-                model.states[v] = (UNAVAILABLE, reason)
-                log.error("model version failed to load", extra={"model": name, "model_version": str(v),
-                                                                 "reason": reason})
-        if not built and to_build:
-            model.error = "; ".join(model.states[v][1] for v in to_build)
-            return
+            return self._model_failed(name, model, str(exc))
+        model.error = ""
+        self._failures.keep_only(name, set(present))
+        attempt = _Attempt()
+        for v in candidates:
+            if len(attempt.chosen) == count:
+                break
+            files = attempt.prints[v] = fingerprint(config_bytes, model_dir / str(v))
+            serving = model.versions.get(v)
+            if serving is not None and model.fingerprints.get(v) == files:
+                attempt.chosen[v] = serving
+                continue
+            reason = None if retry else self._failures.held_back(name, v, files)
+            if reason is None:
+                reason = await self._try_build(name, v, model_dir, model, config, attempt)
+                if reason is None:
+                    continue
+            attempt.failed[v] = reason
+            if serving is not None:
+                attempt.chosen[v] = serving  # the build loaded before serves on
+        return self._swap(name, model, attempt)
+
+    async def _try_build(self, name: str, number: int, model_dir: Path, model: _Model, config: mc.ModelConfig,
+                         attempt: _Attempt) -> str | None:
+        """Build one version into `attempt`; returns why it failed, None when it built."""
+        attempt.tried.add(number)
+        model.states[number] = (LOADING, "")
+        try:
+            version = await asyncio.to_thread(self._build, name, number, model_dir / str(number), config)
+        except Exception as exc:  # noqa: BLE001 - one bad version must not take the others down
+            reason = f"{type(exc).__name__}: {exc}"
+            retry_s = self._failures.failed(name, number, attempt.prints[number], reason)
+            log.error("model version failed to load", extra={"model": name, "model_version": str(number),
+                                                             "reason": reason, "retry_after_s": retry_s})
+            return reason
+        self._failures.succeeded(name, number)
+        attempt.built[number] = attempt.chosen[number] = version
+        return None
+
+    def _model_failed(self, name: str, model: _Model, reason: str) -> str:
+        """config.pbtxt or the listing failed: what serves keeps serving, and says why the
+        load failed beside it; the reason is logged once, not on every poll."""
+        if reason != model.error:
+            log.error("model not loaded", extra={"model": name, "reason": reason})
+        model.error = reason
+        model.states = {v: s for v, s in model.states.items() if s[0] == UNLOADING}
+        for v in model.versions:
+            model.states[v] = (READY, f"serving what loaded before; the last load failed: {reason}")
+        return f"model {quote(name)} failed to load: {reason}"
+
+    def _swap(self, name: str, model: _Model, attempt: _Attempt) -> str:
         old = model.versions
-        serving = {v: built.get(v) or old[v] for v in wanted if v in built or v in old}
+        # Nothing chosen loads: what served keeps serving rather than nothing.
+        keep_old = not attempt.chosen and bool(old)
+        serving = dict(old) if keep_old else attempt.chosen
+        error = _load_error(name, attempt, serving)
+        states = {v: s for v, s in model.states.items() if s[0] == UNLOADING}
+        states.update({v: (UNAVAILABLE, reason) for v, reason in attempt.failed.items()})
+        for v in serving:
+            failed = attempt.failed.get(v) or (error if keep_old else "")
+            states[v] = (READY, f"serving the build loaded before; the last load failed: {failed}" if failed else "")
+        fingerprints = {v: attempt.prints[v] if v in attempt.built else model.fingerprints[v] for v in serving}
         # The swap: one assignment each, with no await in between.
+        model.states = states
         model.versions = serving
         model.latest = serving[max(serving)] if serving else None
-        model.config = completed if built else model.config
-        model.error = ""
-        model.fingerprints.update({v: prints[v] for v in built})
+        model.fingerprints = fingerprints
         for v, version in old.items():
             if serving.get(v) is not version:
                 self._retire(model, version, keep_state=v in serving)
-        log.info("model loaded", extra={"model": name, "versions": sorted(serving)})
+        self._log_outcome(name, attempt, serving, changed=serving != old)
+        return error
 
-    def _build(self, name: str, number: int, version_dir: Path, config: mc.ModelConfig):
-        """Blocking: build the backend, complete and check the config, warm up."""
+    @staticmethod
+    def _log_outcome(name: str, attempt: _Attempt, serving: dict[int, ModelVersion], changed: bool) -> None:
+        newest = max(serving, default=None)
+        skipped = {v: r for v, r in attempt.failed.items() if v in attempt.tried and (newest is None or v > newest)}
+        if skipped and newest is not None:
+            log.warning("model version fell back", extra={
+                "model": name, "model_version": str(newest), "failed_versions": sorted(skipped),
+                "reason": "; ".join(f"version {v}: {r}" for v, r in sorted(skipped.items(), reverse=True))})
+        if changed and serving:
+            log.info("model loaded", extra={"model": name, "versions": sorted(serving)})
+
+    def _build(self, name: str, number: int, version_dir: Path, config: mc.ModelConfig) -> ModelVersion:
+        """Blocking: build the backend, complete and check the config (a copy: each version
+        completes it from its own model file), warm up."""
         config = copy.deepcopy(config)
         policy = batching_policy(config)
         remote = parameter(config, REMOTE_URL, "")
@@ -248,7 +375,7 @@ class ModelRepository:
         except Exception:
             backend.close()
             raise
-        return version, config
+        return version
 
     def _retire(self, model: _Model, version: ModelVersion, keep_state: bool) -> None:
         if not keep_state:
@@ -258,13 +385,19 @@ class ModelRepository:
             await version.retire()
             if not keep_state and model.states.get(version.version, ("",))[0] == UNLOADING:
                 model.states.pop(version.version, None)
-                model.fingerprints.pop(version.version, None)
 
         task = asyncio.get_running_loop().create_task(retire())
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
     async def unload(self, name: str) -> None:
+        """Retire every version of a model (after its requests finish) and forget it."""
+        try:
+            await self._unload(name)
+        finally:
+            await self._notify_readiness()
+
+    async def _unload(self, name: str) -> None:
         model = self._models.get(name)
         if model is None:
             raise NotFound(f"model {name!r} is not loaded")
@@ -274,6 +407,7 @@ class ModelRepository:
                 self._retire(model, version, keep_state=False)
         await self.wait_retired()
         self._models.pop(name, None)
+        self._failures.forget(name)
 
     async def wait_retired(self) -> None:
         if self._retiring:
@@ -281,4 +415,4 @@ class ModelRepository:
 
     async def close(self) -> None:
         for name in list(self._models):
-            await self.unload(name)
+            await self._unload(name)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
-from .errors import InvalidArgument
+from .errors import InvalidArgument, quote
 from .backend import Backend
 from .batcher import DynamicBatcher
 from .config import BatchingPolicy, ConfigError, TensorSpec, io_specs, parameter
@@ -36,6 +36,11 @@ class ModelVersion:
         self.batcher = DynamicBatcher(f"{name}:{version}", policy, backend.run, self.stats,
                                       getattr(backend, "run_async", None))
         self.artifacts: Any = None  # what the version ships beside the model (repository artifact loaders)
+        # (input, low, high, table): integer inputs that index a table of the model, whose
+        # values must lie in [low, high) or the backend fails the whole batch.
+        self.index_ranges: list[tuple[str, int, int, str]] = [
+            (name, r.low, r.high, r.table) for name, r in getattr(backend, "index_ranges", {}).items()
+            if name in self.input_by_name]
 
     def check_inputs(self, tensors: dict[str, np.ndarray]) -> int:
         """Validate tensors against the model; returns the batch size (1 for models that
@@ -67,7 +72,20 @@ class ModelVersion:
             if rows > self.policy.max_batch_size:
                 raise InvalidArgument(f'input "{first}"', f"batch size {rows} exceeds max_batch_size "
                                                           f"{self.policy.max_batch_size}")
+        for name, low, high, table in self.index_ranges:
+            self._check_range(name, tensors[name], low, high, table)
         return rows
+
+    @staticmethod
+    def _check_range(name: str, value: np.ndarray, low: int, high: int, table: str) -> None:
+        if value.size == 0:
+            return
+        smallest, largest = int(value.min()), int(value.max())
+        if smallest >= low and largest < high:
+            return
+        got = f"max {largest}" if largest >= high else f"min {smallest}"
+        raise InvalidArgument(f'input "{name}"', f"values must lie in [{low}, {high}), the rows of the model's "
+                                                 f"table {quote(table)}; got {got}")
 
     async def infer(self, tensors: dict[str, np.ndarray], deadline: float | None = None,
                     queue_timeout_s: float | None = None) -> dict[str, np.ndarray]:
