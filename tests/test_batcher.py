@@ -167,3 +167,84 @@ async def test_inline_model_answers_at_once_and_batches_only_while_traffic_flows
     # behind it, so they waited (up to the 50 ms delay) and ran as one batch.
     assert {size: d.compute_infer.count for size, d in model.stats.batches.items()} == {1: 1, 4: 1}
     await repo.close()
+
+
+# ---------------------------------------------------------------- bounded queue, cancelled runs
+
+def gated_batcher(max_batch_size: int = 1, max_queue_size: int = 0):
+    """A real DynamicBatcher over a backend that waits on `gate` (a remote model's shape): a
+    batch holds its instance until the test lets it go."""
+    from hanzo.server.models.batcher import DynamicBatcher
+    from hanzo.server.models.config import BatchingPolicy
+    from hanzo.server.models.statistics import ModelStatistics
+
+    gate = asyncio.Event()
+    calls = []
+
+    async def run(instance, feeds):
+        calls.append(len(feeds["x"]))
+        if len(calls) == 1 and getattr(gate, "cancel_first", False):
+            raise asyncio.CancelledError()  # the remote call torn down under the batch
+        await gate.wait()
+        return {"y": feeds["x"] * 2}
+
+    policy = BatchingPolicy(max_batch_size, True, (), 0.0, max_queue_size, None, False, 1)
+    batcher = DynamicBatcher("gated", policy, lambda i, f: None, ModelStatistics(), run_batch_async=run)
+    return batcher, gate, calls
+
+
+def one_row(value: float = 1.0) -> dict[str, np.ndarray]:
+    return {"x": np.full((1, 2), value, dtype=np.float32)}
+
+
+async def test_default_queue_is_bounded_and_sheds(tmp_path):
+    from hanzo.server.models.batcher import DEFAULT_QUEUE_BATCHES
+
+    batcher, gate, _ = gated_batcher(max_batch_size=1)
+    assert batcher.max_queue_size == DEFAULT_QUEUE_BATCHES
+    callers = [asyncio.ensure_future(batcher.infer(one_row(), 1)) for _ in range(3 * DEFAULT_QUEUE_BATCHES)]
+    await asyncio.sleep(0.01)
+    gate.set()
+    results = await asyncio.gather(*callers, return_exceptions=True)
+    shed = [r for r in results if isinstance(r, ResourceExhausted)]
+    served = [r for r in results if isinstance(r, dict)]
+    # all arrive in one loop turn: the bound's worth queue, the rest are shed at once
+    assert len(served) == DEFAULT_QUEUE_BATCHES and len(shed) == len(results) - len(served)
+    assert "queue full" in str(shed[0])
+    await batcher.close()
+    # a config's own bound still wins; the default scales with the batch size
+    assert gated_batcher(max_queue_size=5)[0].max_queue_size == 5
+    assert gated_batcher(max_batch_size=8)[0].max_queue_size == 8 * DEFAULT_QUEUE_BATCHES
+    repo, model = await load_slow(tmp_path, max_batch_size=8)
+    assert model.batcher.max_queue_size == 8 * DEFAULT_QUEUE_BATCHES
+    await repo.close()
+
+
+async def test_a_cancelled_batch_run_fails_its_callers_and_the_batcher_goes_on(caplog):
+    batcher, gate, calls = gated_batcher()
+    gate.cancel_first = True
+    gate.set()
+    with pytest.raises(HanzoError, match="cancelled"):
+        await asyncio.wait_for(batcher.infer(one_row(), 1), 5)
+    out = await asyncio.wait_for(batcher.infer(one_row(3.0), 1), 5)  # the instance was freed
+    assert out["y"][0, 0] == 6.0 and len(calls) == 2
+    assert "Exception in callback" not in caplog.text
+    await batcher.close()
+
+
+async def test_a_cancelled_waiting_caller_leaves_the_batcher_serving(caplog):
+    batcher, gate, calls = gated_batcher(max_batch_size=1)
+    running = asyncio.ensure_future(batcher.infer(one_row(1.0), 1))
+    await asyncio.sleep(0.01)  # the first holds the only instance
+    waiting = [asyncio.ensure_future(batcher.infer(one_row(v), 1)) for v in (2.0, 3.0)]
+    await asyncio.sleep(0.01)
+    waiting[0].cancel()
+    await asyncio.sleep(0)
+    gate.set()
+    assert (await asyncio.wait_for(running, 5))["y"][0, 0] == 2.0
+    assert (await asyncio.wait_for(waiting[1], 5))["y"][0, 0] == 6.0
+    assert waiting[0].cancelled()
+    assert (await asyncio.wait_for(batcher.infer(one_row(4.0), 1), 5))["y"][0, 0] == 8.0
+    assert len(calls) == 3  # the cancelled request never ran
+    assert "Exception in callback" not in caplog.text
+    await batcher.close()

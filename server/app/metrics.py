@@ -19,6 +19,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, Hist
 from ..features.service import FeatureService
 from ..api.latency import LatencyRecorder
 from ..models import ModelRepository
+from ..surfaces.served_log import STATS as SERVED_LOG
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class ServerCollector:
         yield from self._models()
         yield self._rpc_latency()
         yield from self._store()
+        yield from self._served_log()
 
     def _models(self) -> Iterator[Metric]:
         labels = ["model", "version"]
@@ -108,6 +110,20 @@ class ServerCollector:
             tables = GaugeMetricFamily("hanzo_feature_table_bytes", "feature tables' memory")
             tables.add_metric([], service.store.nbytes())
             yield tables
+
+
+    @staticmethod
+    def _served_log() -> Iterator[Metric]:
+        lost = CounterMetricFamily("hanzo_served_events_lost", "served events (recommendation_shown, search, "
+                                   "order) that never reached the event log: full buffer, failed flush, store closed",
+                                   labels=["event_type", "reason"])
+        for (kind, reason), n in sorted(SERVED_LOG.lost.items()):
+            lost.add_metric([kind, reason], n)
+        failures = CounterMetricFamily("hanzo_served_log_flush_failures", "served-log flushes that failed")
+        failures.add_metric([], SERVED_LOG.flush_failures)
+        flushed = CounterMetricFamily("hanzo_served_events_flushed", "served events handed to the event log")
+        flushed.add_metric([], SERVED_LOG.flushed)
+        yield from (lost, failures, flushed)
 
 
 async def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> asyncio.AbstractServer:

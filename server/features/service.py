@@ -15,6 +15,7 @@ import msgpack
 import numpy as np
 
 from .dedup import DedupIndex, id_hashes
+from ..models.limits import DEFAULT_LIMITS
 from .events import EventError, check_record, format_timestamp
 from .catalog_feed import CatalogFeed
 from . import lock
@@ -69,6 +70,7 @@ class IngestResult:
 class FeatureService:
     def __init__(self, config: FeatureStoreConfig) -> None:
         self.config = config
+        self.limits = DEFAULT_LIMITS  # the server's [limits] replace these
         horizon_ms = int(config.dedup_horizon_hours * HOUR_MS)
         self.redis = None
         self.feed: CatalogFeed | None = None  # replicas only: nobody to share the catalogue with otherwise
@@ -165,7 +167,7 @@ class FeatureService:
                 rejects.append(Reject(index, "", item.field, item.reason))
                 continue
             try:
-                check_record(item, max_future, now_ms)
+                check_record(item, max_future, now_ms, self.limits)
             except EventError as exc:
                 rejects.append(Reject(index, str(item.get("event_id") or ""), exc.field, exc.reason))
                 continue
@@ -275,6 +277,7 @@ class FeatureService:
             for i, table in enumerate(self.store.tables):
                 arrays.update({f"table{i}.{k}": v for k, v in table.arrays().items()})
             arrays.update({f"seen.{entity}": seen for entity, seen in self.store.last_seen.items()})
+            arrays.update({f"real.{entity}": real for entity, real in self.store.real.items()})
         graph_state = None
         if not self.store.graph.shared:  # the fraud network, where this process holds it
             graph_state, graph_arrays = self.store.graph.state()
@@ -333,6 +336,10 @@ class FeatureService:
                     table.set_arrays({k: arrays[f"table{i}.{k}"] for k in table.arrays()})
                 for entity in self.store.last_seen:
                     self.store.last_seen[entity] = arrays[f"seen.{entity}"].copy()
+                for entity in self.store.real:  # a snapshot from before: every row kept, as then
+                    name = f"real.{entity}"
+                    self.store.real[entity] = arrays[name].copy() if name in arrays.files else \
+                        np.ones(len(state["entities"][entity]), dtype=np.uint8)
             if not self.store.graph.shared:
                 self.store.graph.restore(state["graph"], {k: arrays[k] for k in ("graph.parent", "graph.stats",
                                                                                   "graph.charged")})

@@ -10,9 +10,11 @@ import numpy as np
 
 from hanzo import _native
 
+from . import expiry
 from .catalog import CatalogState
 from .graph import EntityGraph
 from .definitions import CATEGORY_SLOTS, ENTITIES, ENTITY_TTL_MS, FEATURES, Feature
+from .plans import PlanCache
 from .tables import DistinctTable, EntityIndex, LastTable, SequenceTable, SpanTable, Table, WindowTable
 
 CATALOG_EVENTS = frozenset({"catalog_update", "price_change", "stock_update", "purchase"})
@@ -74,18 +76,20 @@ class FeatureRead:
 
 
 class FeatureStore:
-    def __init__(self, features: Iterable[Feature] = FEATURES) -> None:
+    def __init__(self, features: Iterable[Feature] = FEATURES, plan_cache: int = 64) -> None:
         self.features = {f.name: f for f in features}
         self.entities = {name: EntityIndex(name) for name in ENTITIES}
         # Newest event time per entity row, for the entity TTL (definitions.ENTITY_TTL_MS).
         self.last_seen = {name: np.zeros(0, dtype=np.int64) for name in ENTITIES}
+        # 1 where a row has had an event no read logs (expiry.READ_TTL_MS's entities only).
+        self.real = {name: np.zeros(0, dtype=np.uint8) for name in expiry.READ_TTL_MS}
         self.catalog = CatalogState()
         self.graph = EntityGraph()
         self.watermark = 0  # the store's clock: the newest event time applied (ms)
         self.tables: list[Table] = []
         self.reads: dict[str, FeatureRead] = {}
         self._updates: dict[str, list[_Update]] = {}
-        self._plans: dict[tuple, tuple[int, Any, list]] = {}
+        self._plans = PlanCache(plan_cache)
         self._product_keys: np.ndarray | None = None
         self._compile()
 
@@ -190,6 +194,7 @@ class FeatureStore:
             if not updates:
                 continue
             stamps = [r["timestamp"] for r in group]
+            real = kind not in expiry.READ_EVENTS
             # Keys and rows of each entity, found once per event type and shared by its updates.
             located: dict[str, tuple[list[int], list[int], list[int]]] = {}
             for u in updates:
@@ -199,6 +204,8 @@ class FeatureStore:
                     picked = [i for i, key in enumerate(keys) if key]
                     where = located[u.entity] = (picked, entities[u.entity].rows_for([keys[i] for i in picked]),
                                                  [stamps[i] for i in picked])
+                    if real and u.entity in self.real and picked:
+                        self._mark_real(u.entity, where[1])
                 picked, rows, times = where
                 if not picked:
                     continue
@@ -237,8 +244,14 @@ class FeatureStore:
         self._note_seen()
         self._flush()
 
+    def _mark_real(self, entity: str, rows: list[int]) -> None:
+        flags = self.real[entity] = expiry.grown(self.real[entity], len(self.entities[entity]))
+        flags[np.asarray(rows, dtype=np.int64)] = 1
+
     def _note_seen(self) -> None:
         """Advance last_seen from every table's buffered rows (before they are flushed)."""
+        for entity in self.real:  # rows only reads created are unmarked, but present
+            self.real[entity] = expiry.grown(self.real[entity], len(self.entities[entity]))
         for table in self.tables:
             rows = table.pending_rows
             if not rows:
@@ -252,15 +265,11 @@ class FeatureStore:
             np.maximum.at(seen, np.asarray(rows, dtype=np.int64), np.asarray(table.pending_stamps, dtype=np.int64))
 
     def rows(self, entity: str, keys: list[str], as_of: int) -> np.ndarray:
-        """Rows of `keys`; -1 for keys never seen or forgotten (not seen within the entity's
-        TTL before as_of)."""
+        """Rows of `keys`; -1 for keys never seen or forgotten (expiry.forgotten at as_of)."""
         rows = self.entities[entity].lookup(keys)
-        ttl = ENTITY_TTL_MS[entity]
-        if ttl is not None and len(rows):
-            seen = self.last_seen[entity]
-            known = rows >= 0
-            stale = np.zeros(len(rows), dtype=bool)
-            stale[known] = seen[rows[known]] <= as_of - ttl
+        if len(rows) and expiry.expires(entity) and len(self.last_seen[entity]):
+            # an unknown key (-1) reads row 0's state here, and stays -1 whatever it says
+            stale = expiry.forgotten(entity, np.maximum(rows, 0), self.last_seen[entity], self.real.get(entity), as_of)
             rows[stale] = -1
         return rows
 
@@ -268,29 +277,37 @@ class FeatureStore:
         """Reclaim the rows of entities past their TTL at the store's clock, for each entity
         type where at least `min_share` of the rows are stale. Returns rows dropped by type."""
         dropped = {}
-        for entity, ttl in ENTITY_TTL_MS.items():
+        for entity in ENTITY_TTL_MS:
             index = self.entities[entity]
-            if ttl is None or not len(index):
+            if not expiry.expires(entity) or not len(index):
                 continue
             seen = self.last_seen[entity][: len(index)]
-            keep = seen > self.watermark - ttl
+            real = self.real.get(entity)
+            keep = ~expiry.forgotten(entity, np.arange(len(index)), seen, real, self.watermark)
             stale = int(len(keep) - keep.sum())
             if stale == 0 or stale < min_share * len(keep):
                 continue
             index.keys = [key for key, kept in zip(index.keys, keep.tolist()) if kept]
             index.rows = {key: row for row, key in enumerate(index.keys)}
             self.last_seen[entity] = seen[keep].copy()
+            if real is not None:
+                self.real[entity] = expiry.grown(real, len(keep))[: len(keep)][keep].copy()
             for table in self.tables:
                 if table.entity == entity:
                     table.set_arrays({name: array[: len(keep)][keep].copy() for name, array in table.arrays().items()})
             dropped[entity] = stale
+        if dropped:
+            self._plans.drop_stale()
         return dropped
 
     def _flush(self) -> None:
         """Run the buffered updates of every table (in place, by the Numba kernels)."""
+        replaced = False
         for table in self.tables:
-            table.ensure(len(self.entities[table.entity]))
+            replaced |= table.ensure(len(self.entities[table.entity]))
             table.flush(self.watermark)
+        if replaced:  # plans over the old arrays would keep them alive
+            self._plans.drop_stale()
 
     def apply_catalog(self, records: list[dict]) -> None:
         """Only what a batch does to the state held in process, the catalog and the fraud
@@ -329,13 +346,11 @@ class FeatureStore:
         return out
 
     def _plan(self, entity: str, names: tuple[str, ...]):
-        generation = sum(self.reads[n].table.generation for n in names)
-        cached = self._plans.get((entity, names))
-        if cached and cached[0] == generation:
-            return cached[1], cached[2]
-        plan, layout = self._build_plan(list(names), lambda name: self.reads[name].table)
-        self._plans[(entity, names)] = (generation, plan, layout)
-        return plan, layout
+        """(plan, columns, layout) for `names` in the caller's order (plans.PlanCache)."""
+        def build(order: tuple[str, ...]):
+            plan, layout = self._build_plan(list(order), lambda name: self.reads[name].table)
+            return plan, layout, [self.reads[name].table for name in order]
+        return self._plans.get(entity, names, build)
 
     def _build_plan(self, names: list[str], table_of: Callable[[str], Table]):
         """A native gather plan over the tables `table_of` gives for each feature, and the
@@ -369,9 +384,11 @@ class FeatureStore:
         """Scalar features of `keys` as one float32 matrix [len(keys), width] with a missing
         mask of the same shape, and the (name, first column, width) layout. Sequences are
         read with `sequences`."""
-        plan, layout = self._plan(entity, tuple(names))
+        plan, columns, layout = self._plan(entity, tuple(names))
         as_of = self.watermark if as_of is None else as_of
         values, missing = plan.gather(self.rows(entity, keys, as_of), as_of)
+        if columns is not None:  # the canonical plan's columns in the order asked
+            values, missing = values[:, columns], missing[:, columns]
         return values, missing, layout
 
     def read(self, entity: str, keys: list[str], names: list[str], as_of: int | None = None) -> FeatureBlock:

@@ -113,11 +113,13 @@ class Table:
     def capacity(self) -> int:
         return next(iter(self.arrays().values())).shape[0]
 
-    def ensure(self, rows: int) -> None:
+    def ensure(self, rows: int) -> bool:
+        """Room for `rows` rows; True when that replaced the arrays."""
         if rows <= self.capacity:
-            return
+            return False
         target = max(rows, self.capacity * 2, 64)
         self.set_arrays({name: _grow(a, target, self.FILL[name]) for name, a in self.arrays().items()})
+        return True
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.arrays().values())
