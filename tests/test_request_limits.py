@@ -15,6 +15,7 @@ from hanzo.server.models.limits import FieldLimits
 from hanzo.v1 import commerce_pb2, commerce_pb2_grpc
 
 BIG = "u" * (5 << 20)
+LONG = "u" * (1 << 20)  # within the message limit, over every field limit
 LIMITS = RequestLimits(FieldLimits())
 
 
@@ -119,12 +120,15 @@ def test_over_long_ids_and_bad_timestamps_are_refused_naming_the_field(server):
     commerce = commerce_pb2_grpc.CommerceStub(channel)
     for _ in range(5):
         with pytest.raises(grpc.RpcError) as info:
-            commerce.Recommend(commerce_pb2.RecommendRequest(user_id=BIG, request_id="r1"), timeout=30)
+            commerce.Recommend(commerce_pb2.RecommendRequest(user_id=LONG, request_id="r1"), timeout=30)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert info.value.details().startswith("user_id: 5242880 characters") and len(info.value.details()) < 300
+        assert info.value.details().startswith("user_id: 1048576 characters") and len(info.value.details()) < 300
     with pytest.raises(grpc.RpcError) as info:  # the log line of this failure must not carry the id either
-        commerce.Recommend(commerce_pb2.RecommendRequest(user_id="u1", request_id=BIG), timeout=30)
-    assert info.value.details().startswith("request_id: 5242880 characters")
+        commerce.Recommend(commerce_pb2.RecommendRequest(user_id="u1", request_id=LONG), timeout=30)
+    assert info.value.details().startswith("request_id: 1048576 characters")
+    with pytest.raises(grpc.RpcError) as info:  # over max_message_bytes: refused before it is read
+        commerce.Recommend(commerce_pb2.RecommendRequest(user_id=BIG), timeout=30)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     with pytest.raises(grpc.RpcError) as info:
         commerce.QuotePrice(commerce_pb2.PriceRequest(product_id="p" * 20_000), timeout=10)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and info.value.details().startswith("product_id:")
@@ -132,7 +136,7 @@ def test_over_long_ids_and_bad_timestamps_are_refused_naming_the_field(server):
         commerce.GetFeatures(commerce_pb2.FeaturesRequest(entity="user", entity_ids=["u1"],
                                                           as_of={"seconds": 1, "nanos": -5}), timeout=10)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and info.value.details().startswith("as_of.nanos")
-    assert BIG[:1000] not in server.log(), "the log quotes the whole id"
+    assert LONG[:1000] not in server.log(), "the log quotes the whole id"
     health = channel.unary_unary("/grpc.health.v1.Health/Check",
                                  request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
                                  response_deserializer=health_pb2.HealthCheckResponse.FromString)

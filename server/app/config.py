@@ -35,8 +35,10 @@ class ServerConfig:
     device: str = "auto"  # auto | cpu | cuda
     # Seconds between repository scans that load new, changed or removed models; 0: off.
     poll_seconds: float = 0.0
-    # gRPC message limits, both directions.
-    max_message_bytes: int = 64 * 1024 * 1024
+    # gRPC message limits, both directions; over it, RESOURCE_EXHAUSTED before the body is
+    # read. gRPC keeps what large bodies cost in the process's memory long after the call, so
+    # the default is gRPC's own; raise it for large tensors.
+    max_message_bytes: int = 4 * 1024 * 1024
     # SIGTERM: seconds in-flight calls get to finish before they are cancelled.
     grace_seconds: float = 10.0
     # SIGTERM: seconds between health NOT_SERVING and refusing new calls UNAVAILABLE, while

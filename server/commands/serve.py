@@ -85,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
 
     config = server_config(args)
     logs.configure(config.log_level, config.log_format)
+    from ..app.memory import tune_malloc
+
+    tune_malloc()
     if args.workers > 1:
         from ..app.workers import run_workers
 
