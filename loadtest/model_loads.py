@@ -29,10 +29,10 @@ import tritonclient.grpc as tc
 from google.protobuf import text_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hanzo.training.repository_writer import write_version
-from onnx import TensorProto, helper, numpy_helper
 from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException
 
+from .tanh_chain import tanh_chain
 from .reports import write_report
 from .targets import free_port
 
@@ -50,14 +50,7 @@ NOT_MODEL_NAMES = ("", ".", "..", "../x", "/etc", "nope")
 
 def tiny_model(seed: int) -> Any:
     """x [n, 4] FP32 -> y = tanh(x @ w): valid, and built in milliseconds."""
-    w = np.random.default_rng(seed).standard_normal((WIDTH, WIDTH)).astype(np.float32)
-    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Tanh", ["m"], ["y"])]
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", WIDTH])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", WIDTH])],
-                              [numpy_helper.from_array(w, "w")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    return tanh_chain(WIDTH, 1, seed, "tiny")
 
 
 def model_config(name: str) -> mc.ModelConfig:

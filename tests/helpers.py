@@ -7,13 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 from tritonclient.grpc import model_config_pb2 as mc
 
 from hanzo.loadtest.readiness import wait_until_ready
+from hanzo.loadtest.tanh_chain import tanh_chain
 from hanzo.loadtest.targets import free_port
 from hanzo.training.repository_writer import write_version
 
@@ -51,20 +50,7 @@ def shared_data(*parts: str) -> pytest.MarkDecorator:
 def slow_model(layers: int = 150, seed: int = 0) -> onnx.ModelProto:
     """x [N, 1024] FP32 -> y [N, 1024]: `layers` chained MatMul+Tanh with one shared weight,
     tens of milliseconds a batch on one thread: long enough to watch a queue form."""
-    rng = np.random.default_rng(seed)
-    w = (rng.standard_normal((SLOW_WIDTH, SLOW_WIDTH)) / np.sqrt(SLOW_WIDTH)).astype(np.float32)
-    nodes, x = [], "x"
-    for i in range(layers):
-        nodes.append(helper.make_node("MatMul", [x, "w"], [f"m{i}"]))
-        nodes.append(helper.make_node("Tanh", [f"m{i}"], [f"t{i}"]))
-        x = f"t{i}"
-    nodes.append(helper.make_node("Identity", [x], ["y"]))
-    graph = helper.make_graph(nodes, "slow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", SLOW_WIDTH])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", SLOW_WIDTH])],
-                              [numpy_helper.from_array(w, "w")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    return tanh_chain(SLOW_WIDTH, layers, seed, "slow")
 
 
 def slow_config(name: str = "slow", max_batch_size: int = 8, delay_us: int = 0, max_queue_size: int = 0,
