@@ -52,8 +52,9 @@ def test_served_scores_equal_the_offline_replay(trained, server_process):
     assert abs(report["at_review_rate"]["review_rate"] - report["review_rate"]) <= 1 / report["orders"]
 
 
-def test_served_on_the_redis_store_equal_the_offline_replay(trained, server_process, redis_server):
-    """The same with the feature store, and the fraud network, in Redis (as replicas share it)."""
+def test_served_on_the_redis_store_equal_the_offline_replay(trained, server_process, redis_server, redis_client):
+    """The same with the feature store, and the fraud network, in Redis (as replicas share it);
+    redis_client empties Redis first, so keys other tests left there do not count."""
     root, _ = trained
     server = server_process(root / "repo", "--config", str(root / "hanzo.toml"), "--feature-backend", "redis",
                             "--redis-url", redis_server)

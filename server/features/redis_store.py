@@ -8,6 +8,13 @@ Layout (all keys under `hz:`): a hash per (table, entity key) holding the ring b
 sequences: i<slot>/t<slot> and the push count n; distinct: h<slot>/s<slot>; last: v/t; span:
 f/l); a sorted set per entity type of the keys seen; the store's clock in hz:watermark. Keys
 expire a little after the longest window that reads them (`ttl_days` for the others).
+
+In process, a replica keeps no per-entity state that grows with the shoppers: the entity rows
+the shared apply path makes only number a batch's keys for its script call (every read goes to
+Redis by key), so an index past `index_limit` keys starts over before the next batch; the
+last-seen times and "real event" marks the embedded store keeps for expiry are never made
+(presence and its TTL are the sorted sets'). Products stay, as in the embedded store: the
+catalogue bounds them.
 """
 from __future__ import annotations
 
@@ -17,7 +24,7 @@ from pathlib import Path
 import msgpack
 import numpy as np
 
-from .definitions import ENTITY_TTL_MS, WINDOWS
+from .definitions import ENTITIES, ENTITY_TTL_MS, WINDOWS
 from .redis_graph import LIBRARY as GRAPH_LIBRARY
 from .redis_graph import RedisEntityGraph
 from .store import FeatureBlock, FeatureStore
@@ -27,11 +34,17 @@ DAY_MS = 86_400_000
 _SCRIPT = GRAPH_LIBRARY + Path(__file__).with_name("redis_apply.lua").read_text()
 _DEDUP_SCRIPT = Path(__file__).with_name("redis_dedup.lua").read_text()
 _READ_SCRIPT = Path(__file__).with_name("redis_read.lua").read_text()
+_BOUNDED_ENTITIES = tuple(entity for entity in ENTITIES if entity != "product")
+# Keys an entity index may hold between batches. Any limit gives the same answers; this one
+# keeps a small store's keys listed (tests sample them) and a large one's a few MB.
+INDEX_LIMIT = 16_384
 
 
 class RedisFeatureStore(FeatureStore):
-    def __init__(self, client, ttl_days: float = 35.0, prefix: str = "hz", async_client=None) -> None:
+    def __init__(self, client, ttl_days: float = 35.0, prefix: str = "hz", async_client=None,
+                 index_limit: int = INDEX_LIMIT) -> None:
         super().__init__()
+        self.index_limit = index_limit
         self.redis = client
         self.prefix = prefix
         self.ttl_ms = int(ttl_days * DAY_MS)
@@ -130,8 +143,31 @@ class RedisFeatureStore(FeatureStore):
             self._apply(args=[msgpack.packb(ops, use_bin_type=True), self.watermark])
             self.ops_sent += len(ops)
 
+    def apply(self, records: list[dict]) -> None:
+        self._bound_indexes()
+        super().apply(records)
+
+    def _bound_indexes(self) -> None:
+        """Start over an entity index past `index_limit` keys, so one holds at most that many
+        plus a batch's. Nothing reads a row once its batch is flushed; an entity whose rows
+        still wait in a buffer (a batch that failed before its flush) keeps its index, as
+        those rows go out with the next flush."""
+        buffered = {table.entity for table in self.tables if table.pending_rows}
+        for entity in _BOUNDED_ENTITIES:
+            index = self.entities[entity]
+            if len(index.keys) > self.index_limit and entity not in buffered:
+                index.keys.clear()
+                index.rows.clear()
+
     def _flush(self) -> None:
         self._flush_tables()
+
+    def _note_seen(self) -> None:
+        """Nothing: an entity's newest event time is its score in the presence set, which is
+        what reads and evict() use; a copy by row here would only grow."""
+
+    def _mark_real(self, entity: str, rows: list[int]) -> None:
+        """Nothing, for the same reason: the in-process marks are read by no Redis path."""
 
     def applied(self, replica: str) -> int:
         value = self.redis.get(f"{self.prefix}:applied:{replica}")
@@ -301,7 +337,7 @@ class RedisFeatureStore(FeatureStore):
 
     def evict(self, min_share: float = 0.25) -> dict[str, int]:
         """Forget entity keys past their TTL in Redis's presence sets (their table keys expire
-        on their own)."""
+        on their own). Nothing in process to reclaim: the indexes bound themselves (apply)."""
         dropped = {}
         for entity, ttl in ENTITY_TTL_MS.items():
             if ttl is not None:
