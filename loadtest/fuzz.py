@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import gc
 import json
 import shutil
 import sys
@@ -166,6 +167,10 @@ def fuzz(served: Served, settings: Settings, world: Path | None = None, big_ids:
         report: dict = {"target": served.url, "pid": served.pid, "settings": settings.__dict__,
                         "methods_from": source, "methods": [m.path for m in methods], "models": vocab.models,
                         "rss_before_kib": served.rss_kib(), "log_bytes_before": served.log_bytes(), "passes": []}
+        # the vocabulary and the cases' makers live all run long: keep them out of the collector's
+        # full passes, whose pauses would show as calls answered late
+        gc.collect()
+        gc.freeze()
         for _ in range(settings.passes if settings.calls else 0):
             result = run_pass(caller, makers, settings)
             result.update(rss_after_kib=served.rss_kib(), log_bytes_after=served.log_bytes())
@@ -175,10 +180,26 @@ def fuzz(served: Served, settings: Settings, world: Path | None = None, big_ids:
 
             report["big_ids"] = check_big_ids(served, big_ids, big_id_bytes, settings.concurrency)
         report["alive"] = alive(served)
+        report["memory"] = memory(report)
         report["verdict"] = verdict(report)
         return report
     finally:
         channel.close()
+
+
+def memory(report: dict) -> dict:
+    """RSS growth as fractions: the second pass over the same calls against the first (what
+    the first left behind for good shows as growth there), and the big-ids check."""
+    out: dict = {}
+    rss = [p.get("rss_after_kib") for p in report["passes"]]
+    if len(rss) >= 2 and rss[0] and rss[1]:
+        out["rss_growth_second_pass"] = round((rss[1] - rss[0]) / rss[0], 4)
+    big = report.get("big_ids")
+    if big and big.get("rss_before_kib") and big.get("rss_after_kib"):
+        out["big_ids_rss_growth"] = round((big["rss_after_kib"] - big["rss_before_kib"]) / big["rss_before_kib"], 4)
+        out["big_ids_log_bytes_added"] = (big.get("log_bytes_after") or 0) - (big.get("log_bytes_before") or 0)
+        out["big_ids_data_bytes_added"] = (big.get("data_bytes_after") or 0) - (big.get("data_bytes_before") or 0)
+    return out
 
 
 def verdict(report: dict) -> dict:
