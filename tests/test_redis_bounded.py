@@ -1,6 +1,7 @@
 """Issue #16 with `[features] backend = "redis"`: a replica's in-process state does not grow with
 the shoppers it has seen (the tables, presence and clocks live in Redis), while every read
 answers as the embedded store fed the same batches does. Against a real redis-server."""
+import asyncio
 import time
 
 import msgpack
@@ -9,7 +10,7 @@ import pytest
 
 from hanzo.server.features.redis_store import RedisFeatureStore
 from hanzo.server.features.service import FeatureService, FeatureStoreConfig
-from hanzo.server.features.store import ENTITY_KEY, FeatureStore
+from hanzo.server.features.store import ENTITY_KEY, FeatureBlock, FeatureStore
 
 DAY = 86_400_000
 START = int(time.time() * 1000) - 5 * DAY  # inside the dedup horizon, with room for a later batch
@@ -153,3 +154,99 @@ def test_a_batch_that_fails_before_its_flush_keeps_its_rows(redis_client):
     embedded.apply(first)
     embedded.apply(second)
     assert_same_reads(store, embedded, first + second)
+
+
+def shown_event(user: str, ts: int, n: int = 0) -> dict:
+    """What the served-decision log writes for a Recommend call: the only event a reader makes."""
+    return {"event_id": f"shown-{user}-{n}", "event_type": "recommendation_shown", "timestamp": ts, "user_id": user,
+            "session_id": f"user:{user}", "payload": {"product_ids": ["p1", "p2"], "request_id": f"{user}-{n}"},
+            "context": {}}
+
+
+def view_event(user: str, ts: int) -> dict:
+    return {"event_id": f"view-{user}-{ts}", "event_type": "product_view", "timestamp": ts, "user_id": user,
+            "session_id": f"s-{user}", "context": {}, "payload": {"product_id": "p3", "category": "c1", "price": 7.0}}
+
+
+def user_keys(client, store: RedisFeatureStore) -> list[str]:
+    """Every key of the user tables in Redis (SCAN), by entity key."""
+    out = []
+    for table in store.tables:
+        if table.entity == "user":
+            prefix = store._key(table, "")
+            out += [k.decode()[len(prefix):] for k in client.scan_iter(match=prefix + "*", count=1_000)]
+    return out
+
+
+def test_users_only_reads_created_are_forgotten_in_redis_as_in_the_embedded_store(tmp_path, redis_client,
+                                                                                    redis_server):
+    """expiry.READ_TTL_MS in Redis: 2,000 users served recommendations and nothing else read as
+    unknown once the store's clock is past it, as in the embedded store, and evict() deletes their
+    members and keys; shoppers, whether their real event came first or after being served, stay
+    (their untimed keys persisted), and reads agree before and after."""
+    from hanzo.server.features.expiry import READ_TTL_MS
+
+    svc = redis_service(tmp_path / "data", redis_server)
+    embedded = FeatureStore()
+    start = int(time.time() * 1000) - READ_TTL_MS["user"] - 3 * DAY
+    readers = [f"reader-{i}" for i in range(2_000)]
+    shoppers = [f"shopper-{i}" for i in range(10)]  # a real event first, then only served
+    converts = [f"convert-{i}" for i in range(10)]  # served first, a real event a batch later
+    batches = [[shown_event(u, start + i) for i, u in enumerate(readers[first:first + 500])]
+               for first in range(0, len(readers), 500)]
+    batches.insert(1, [view_event(u, start + 10 + i) for i, u in enumerate(shoppers)]
+                   + [shown_event(u, start + 20 + i) for i, u in enumerate(converts)])
+    batches.append([shown_event(u, start + DAY + i, 1) for i, u in enumerate(shoppers)]
+                   + [view_event(u, start + DAY + i) for i, u in enumerate(converts)])
+    batches.append([view_event("later", start + READ_TTL_MS["user"] + 2 * DAY)])  # the clock moves on
+    for batch in batches:
+        assert svc.ingest_blocking(batch).accepted == len(batch)
+        embedded.apply(batch)
+    events = [e for batch in batches for e in batch]
+    kept = shoppers + converts + ["later"]
+    spans = [t for t in svc.store.tables if t.entity == "user" and svc.store._ttl(t) is None]
+    assert spans and all(redis_client.pttl(svc.store._key(t, u)) == -1 for t in spans for u in kept)
+    assert all(0 < redis_client.pttl(svc.store._key(t, u)) for t in spans for u in readers[::97])
+
+    names = embedded.feature_names("user")
+    keys = readers[::37] + kept + ["never-seen"]
+    loop = asyncio.new_event_loop()  # one loop: the async client's connections belong to it
+
+    def same_reads() -> FeatureBlock:
+        got, want = svc.store.read("user", keys, names), embedded.read("user", keys, names)
+        async_got = loop.run_until_complete(svc.read("user", keys, names))
+        for block in (got, async_got):
+            np.testing.assert_array_equal(block.values, want.values)
+            np.testing.assert_array_equal(block.missing, want.missing)
+            for name, (flat, counts) in want.sequences.items():
+                assert block.sequences[name][0] == flat, name
+                np.testing.assert_array_equal(block.sequences[name][1], counts, err_msg=name)
+        return want
+
+    def readers_unknown(want: FeatureBlock) -> bool:
+        age = next(col for name, col, _ in want.layout if name == "user_age")
+        return want.missing[: len(readers[::37])].all() and not want.missing[len(readers[::37]):-1, age].any()
+
+    assert readers_unknown(same_reads())
+    assert assert_same_reads(svc.store, embedded, events) > 0
+    assert redis_client.zcard("hz:e:user") == len(readers) + len(kept)
+
+    dropped = svc.store.evict()
+    assert dropped["user"] == len(readers) == embedded.evict(min_share=0.0)["user"]
+    assert redis_client.zcard("hz:r:user") == 0
+    assert sorted(m.decode() for m in redis_client.zrange("hz:e:user", 0, -1)) == sorted(kept)
+    assert not [u for u in user_keys(redis_client, svc.store) if u.startswith("reader-")]
+    assert set(user_keys(redis_client, svc.store)) == set(kept)
+    assert svc.store.evict().get("user") is None  # nothing left to forget
+    assert readers_unknown(same_reads())
+    assert_same_reads(svc.store, embedded, events)
+
+    # A forgotten reader served again starts over, as a new row of the embedded store does.
+    again = [shown_event(u, start + READ_TTL_MS["user"] + 2 * DAY + 1, 2) for u in readers[:5]]
+    assert svc.ingest_blocking(again).accepted == len(again)
+    embedded.apply(again)
+    want = same_reads()
+    age = next(col for name, col, _ in want.layout if name == "user_age")
+    assert want.missing[0, age] == 0 and want.values[0, age] == 0.0  # reader-0, first seen just now
+    svc.close()
+    loop.close()

@@ -101,6 +101,19 @@ for i = 1, #ops do
   elseif kind == 8 then
     -- expiry, once per key and batch: {8, key, ttl_ms}
     redis.call('PEXPIRE', key, op[3])
+  elseif kind == 11 then
+    -- an entity kept for good once a real event names it (expiry.READ_TTL_MS):
+    -- {11, presence_key, read_only_key, member, ts (-1: none), real (0/1), ttl_ms, {untimed keys}}
+    local presence, reading, member, ts, real, untimed = op[2], op[3], op[4], op[5], op[6], op[8]
+    if real == 1 then
+      redis.call('ZREM', reading, member)
+      for j = 1, #untimed do redis.call('PERSIST', untimed[j]) end
+    elseif not redis.call('ZSCORE', presence, member) or redis.call('ZSCORE', reading, member) then
+      -- new, or no real event yet: forgotten READ_TTL_MS after its newest event
+      if ts >= 0 then redis.call('ZADD', reading, 'GT', ts, member) end
+      for j = 1, #untimed do redis.call('PEXPIRE', untimed[j], op[7]) end
+    end
+    if ts >= 0 then redis.call('ZADD', presence, ts, member) end
   elseif kind == 9 then
     graph_order(op)  -- redis_graph.lua, prepended
   elseif kind == 10 then

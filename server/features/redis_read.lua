@@ -1,7 +1,8 @@
 -- One read, one round trip: the store's clock, which entity keys exist (ARGV[1]: the entity
 -- type's sorted set, ARGV[2]: msgpack list of entity keys), and the hashes of the table keys in
 -- ARGV[3] (msgpack list), each as a flat field, value list (a hash) or as its items (a list,
--- where ARGV[5], a msgpack list of 1 = hash, 2 = list, says so); ARGV[4] is the clock's key.
+-- where ARGV[5], a msgpack list of 1 = hash, 2 = list, says so); ARGV[4] is the clock's key;
+-- ARGV[6], where given, the type's read-only set (expiry.READ_TTL_MS): its scores come fourth.
 local clock = redis.call('GET', ARGV[4])
 local members = cmsgpack.unpack(ARGV[2])
 local exists = {}
@@ -18,4 +19,8 @@ for i = 1, #keys do
     hashes[i] = redis.call('HGETALL', keys[i])
   end
 end
-return {clock or false, exists, hashes}
+local reading = {}
+if ARGV[6] and #members > 0 then
+  reading = redis.call('ZMSCORE', ARGV[6], unpack(members))
+end
+return {clock or false, exists, hashes, reading}

@@ -6,15 +6,23 @@ gathers through the same native code.
 Layout (all keys under `hz:`): a hash per (table, entity key) holding the ring buffer's slots
 (windows: e<slot> = bucket, v<slot> = the slot's columns as packed little-endian doubles;
 sequences: i<slot>/t<slot> and the push count n; distinct: h<slot>/s<slot>; last: v/t; span:
-f/l); a sorted set per entity type of the keys seen; the store's clock in hz:watermark. Keys
-expire a little after the longest window that reads them (`ttl_days` for the others).
+f/l); a sorted set per entity type of the keys seen, scored by last sight (hz:e:<entity>); the
+store's clock in hz:watermark. Keys expire a little after the longest window that reads them
+(`ttl_days` for the others).
+
+Users follow expiry.READ_TTL_MS as in the embedded store: one that no real event has named
+is also in hz:r:user, scored by its newest event, and the keys of its untimed tables expire a
+little after READ_TTL_MS; reads answer it as unknown once that score is READ_TTL_MS old, and
+evict() deletes its keys and members. The script call that applies a user's first real event
+takes it out of hz:r:user and persists those keys, for good. A user already in hz:e:user but
+not in hz:r:user counts as real (so a store written before this rule forgets no one).
 
 In process, a replica keeps no per-entity state that grows with the shoppers: the entity rows
 the shared apply path makes only number a batch's keys for its script call (every read goes to
 Redis by key), so an index past `index_limit` keys starts over before the next batch; the
 last-seen times and "real event" marks the embedded store keeps for expiry are never made
-(presence and its TTL are the sorted sets'). Products stay, as in the embedded store: the
-catalogue bounds them.
+(presence, its TTL and realness are the sorted sets'; a batch's marks live until its flush).
+Products stay, as in the embedded store: the catalogue bounds them.
 """
 from __future__ import annotations
 
@@ -24,9 +32,11 @@ from pathlib import Path
 import msgpack
 import numpy as np
 
+from . import expiry
 from .definitions import ENTITIES, ENTITY_TTL_MS, WINDOWS
 from .redis_graph import LIBRARY as GRAPH_LIBRARY
 from .redis_graph import RedisEntityGraph
+from .redis_tables import materialize
 from .store import FeatureBlock, FeatureStore
 from .tables import DistinctTable, LastTable, SequenceTable, SpanTable, Table, WindowTable
 
@@ -34,10 +44,13 @@ DAY_MS = 86_400_000
 _SCRIPT = GRAPH_LIBRARY + Path(__file__).with_name("redis_apply.lua").read_text()
 _DEDUP_SCRIPT = Path(__file__).with_name("redis_dedup.lua").read_text()
 _READ_SCRIPT = Path(__file__).with_name("redis_read.lua").read_text()
+_FORGET_SCRIPT = Path(__file__).with_name("redis_forget.lua").read_text()
 _BOUNDED_ENTITIES = tuple(entity for entity in ENTITIES if entity != "product")
 # Keys an entity index may hold between batches. Any limit gives the same answers; this one
 # keeps a small store's keys listed (tests sample them) and a large one's a few MB.
 INDEX_LIMIT = 16_384
+# Read-created users forgotten per evict() script call: each call holds the server alone.
+FORGET_BATCH = 1_000
 
 
 class RedisFeatureStore(FeatureStore):
@@ -51,6 +64,9 @@ class RedisFeatureStore(FeatureStore):
         self._apply = client.register_script(_SCRIPT)
         self._read = client.register_script(_READ_SCRIPT)
         self._read_async = async_client.register_script(_READ_SCRIPT) if async_client is not None else None
+        self._forget = client.register_script(_FORGET_SCRIPT)
+        # Rows of this batch named by a real event (expiry.READ_TTL_MS's entities), until its flush.
+        self._real_rows: dict[str, set[int]] = {}
         self.graph = RedisEntityGraph(client, prefix, async_client)
         # A table's keys carry a digest of its shape, so a store whose feature definitions
         # changed never reads another layout's hashes.
@@ -76,6 +92,10 @@ class RedisFeatureStore(FeatureStore):
 
     def _members(self, entity: str) -> str:
         return f"{self.prefix}:e:{entity}"
+
+    def _read_only(self, entity: str) -> str:
+        """The sorted set of an expiry.READ_TTL_MS entity's keys no real event has named."""
+        return f"{self.prefix}:r:{entity}"
 
     def _ttl(self, table: Table) -> int | None:
         if isinstance(table, WindowTable):
@@ -131,9 +151,12 @@ class RedisFeatureStore(FeatureStore):
             if ttl is not None:
                 ops.extend([8, self._key(table, keys[row]), ttl] for row in set(rows))
         for entity, last in seen.items():
+            if entity in expiry.READ_TTL_MS:
+                continue
             keys = self.entities[entity].keys
             for row, ts in last.items():
                 ops.append([6, self._members(entity), keys[row], ts])
+        ops.extend(self._lasting_ops(seen))
         ops.extend(self.graph.take_ops())
         if self.applied_marker is not None:
             replica, seq = self.applied_marker
@@ -142,6 +165,25 @@ class RedisFeatureStore(FeatureStore):
         if ops:
             self._apply(args=[msgpack.packb(ops, use_bin_type=True), self.watermark])
             self.ops_sent += len(ops)
+
+    def _lasting_ops(self, seen: dict[str, dict[int, int]]) -> list[list]:
+        """Presence of the batch's expiry.READ_TTL_MS entities (op 11): its newest event by
+        key (-1: none in a table) and whether a real event named it, with the keys of its
+        untimed tables, which the script expires or persists by what it finds."""
+        ops: list[list] = []
+        for entity, read_ttl in expiry.READ_TTL_MS.items():
+            real = self._real_rows.pop(entity, set())
+            last = seen.get(entity, {})
+            untimed = [t for t in self.tables if t.entity == entity and self._ttl(t) is None]
+            keys = self.entities[entity].keys
+            # a margin past the rule, so a key outlives its user while the store's clock
+            # keeps up with the wall clock Redis expires by
+            ttl = read_ttl + DAY_MS
+            for row in sorted(set(last) | real):
+                key = keys[row]
+                ops.append([11, self._members(entity), self._read_only(entity), key, last.get(row, -1),
+                            int(row in real), ttl, [self._key(t, key) for t in untimed]])
+        return ops
 
     def apply(self, records: list[dict]) -> None:
         self._bound_indexes()
@@ -152,7 +194,7 @@ class RedisFeatureStore(FeatureStore):
         plus a batch's. Nothing reads a row once its batch is flushed; an entity whose rows
         still wait in a buffer (a batch that failed before its flush) keeps its index, as
         those rows go out with the next flush."""
-        buffered = {table.entity for table in self.tables if table.pending_rows}
+        buffered = {table.entity for table in self.tables if table.pending_rows} | set(self._real_rows)
         for entity in _BOUNDED_ENTITIES:
             index = self.entities[entity]
             if len(index.keys) > self.index_limit and entity not in buffered:
@@ -167,7 +209,9 @@ class RedisFeatureStore(FeatureStore):
         what reads and evict() use; a copy by row here would only grow."""
 
     def _mark_real(self, entity: str, rows: list[int]) -> None:
-        """Nothing, for the same reason: the in-process marks are read by no Redis path."""
+        """Only noted for this batch's flush, which tells Redis (op 11): a mark by row kept
+        here would only grow."""
+        self._real_rows.setdefault(entity, set()).update(rows)
 
     def applied(self, replica: str) -> int:
         value = self.redis.get(f"{self.prefix}:applied:{replica}")
@@ -183,13 +227,16 @@ class RedisFeatureStore(FeatureStore):
     def _read_args(self, entity: str, keys: list[str], tables: list[Table]) -> list:
         table_keys = [self._key(table, key) for table in tables for key in keys]
         kinds = [2 if isinstance(table, SequenceTable) else 1 for table in tables for _ in keys]
-        return [self._members(entity), msgpack.packb(keys), msgpack.packb(table_keys), f"{self.prefix}:watermark",
+        args = [self._members(entity), msgpack.packb(keys), msgpack.packb(table_keys), f"{self.prefix}:watermark",
                 msgpack.packb(kinds)]
+        if entity in expiry.READ_TTL_MS:
+            args.append(self._read_only(entity))
+        return args
 
-    def _decode(self, keys: list[str], tables: list[Table], reply) -> tuple[list, list]:
+    def _decode(self, keys: list[str], tables: list[Table], reply) -> tuple[list, list, list]:
         """(presence scores, per table the hashes of the keys: dicts, or for window tables
-        the list of slot blobs)."""
-        clock, scores, flats = reply
+        the list of slot blobs, and the read-only scores: None where real or not asked)."""
+        clock, scores, flats, reading = reply
         if clock:
             self.watermark = max(self.watermark, int(float(clock)))
         hashes = []
@@ -201,7 +248,7 @@ class RedisFeatureStore(FeatureStore):
                 hashes.append(chunk)  # list items, newest first
             else:
                 hashes.append([dict(zip(flat[::2], flat[1::2])) for flat in chunk])
-        return scores, hashes
+        return scores, hashes, reading or [None] * len(keys)
 
     def _tables_for(self, names: list[str]) -> list[Table]:
         tables: list[Table] = []
@@ -226,14 +273,14 @@ class RedisFeatureStore(FeatureStore):
         return self._answer(entity, keys, names, tables, *self._decode(keys, tables, reply), as_of)
 
     def _answer(self, entity: str, keys: list[str], names: list[str], tables: list[Table], scores: list,
-                hashes: list, as_of: int | None) -> FeatureBlock:
+                hashes: list, reading: list, as_of: int | None) -> FeatureBlock:
         as_of = self.watermark if as_of is None else as_of
-        exists = self._alive(entity, scores, as_of)
+        exists = self._alive(entity, scores, reading, as_of)
         rows = np.where(np.array(exists, dtype=bool), np.arange(len(keys)), -1).astype(np.int64)
         by_table = {id(table): hashes[t] for t, table in enumerate(tables)}
         scalar = [n for n in names if self.features[n].aggregation != "sequence"]
         if scalar:
-            local = {id(t): self._materialize(t, by_table[id(t)]) for t in tables if not isinstance(t, SequenceTable)}
+            local = {id(t): materialize(t, by_table[id(t)]) for t in tables if not isinstance(t, SequenceTable)}
             plan, layout = self._build_plan(scalar, lambda name: local[id(self.reads[name].table)])
             values, missing = plan.gather(rows, as_of)
         else:
@@ -263,58 +310,16 @@ class RedisFeatureStore(FeatureStore):
             counts[r] = taken
         return flat, counts
 
-    def _alive(self, entity: str, scores: list, as_of: int) -> list[bool]:
-        """Seen at all, and (for entities with a TTL) seen within it before as_of."""
+    def _alive(self, entity: str, scores: list, reading: list, as_of: int) -> list[bool]:
+        """Seen at all, and (for entities with a TTL) seen within it before as_of, and (for one
+        no real event named) seen within expiry.READ_TTL_MS: expiry.forgotten's rule."""
         ttl = ENTITY_TTL_MS[entity]
         floor = None if ttl is None else as_of - ttl
-        return [score is not None and (floor is None or float(score) > floor) for score in scores]
-
-    def _materialize(self, table: Table, hashes: list[dict]) -> Table:
-        """A table of len(hashes) rows (row r = the r-th requested key) from Redis hashes."""
-        n = len(hashes)
-        if isinstance(table, WindowTable):
-            copy = WindowTable(table.entity, table.window, table.bucket_ms, table.buckets, table.columns)
-            values = np.zeros((n, table.buckets, table.columns))
-            epoch = np.full((n, table.buckets), -1, dtype=np.int64)
-            layout = np.dtype([("slot", "<i8"), ("bucket", "<i8"), ("values", "<f8", (table.columns,))])
-            sizes = [len(h) for h in hashes]
-            if sum(sizes):
-                slots = np.frombuffer(b"".join(b"".join(h) for h in hashes), dtype=layout)
-                owner = np.repeat(np.arange(n), sizes)
-                epoch[owner, slots["slot"]] = slots["bucket"]
-                values[owner, slots["slot"]] = slots["values"]
-            copy.set_arrays({"values": values, "epoch": epoch})
-        elif isinstance(table, DistinctTable):
-            copy = DistinctTable(table.entity, table.field)
-            hashed = np.zeros((n, table.SLOTS), dtype=np.uint64)
-            seen = np.full((n, table.SLOTS), -1, dtype=np.int64)
-            for r, h in enumerate(hashes):
-                for field, value in h.items():
-                    slot = int(field[1:])
-                    if field[:1] == b"h":
-                        hashed[r, slot] = int(value)
-                    else:
-                        seen[r, slot] = int(value)
-            copy.set_arrays({"hashes": hashed, "last_seen": seen})
-        elif isinstance(table, LastTable):
-            copy = LastTable(table.entity)
-            value = np.zeros(n)
-            stamps = np.full(n, -1, dtype=np.int64)
-            for r, h in enumerate(hashes):
-                if b"t" in h:
-                    value[r], stamps[r] = float(h[b"v"]), int(h[b"t"])
-            copy.set_arrays({"value": value, "stamps": stamps})
-        elif isinstance(table, SpanTable):
-            copy = SpanTable(table.entity)
-            first = np.full(n, -1, dtype=np.int64)
-            last = np.full(n, -1, dtype=np.int64)
-            for r, h in enumerate(hashes):
-                if b"f" in h:
-                    first[r], last[r] = int(h[b"f"]), int(h[b"l"])
-            copy.set_arrays({"first": first, "last": last})
-        else:
-            raise TypeError(type(table).__name__)
-        return copy
+        read_ttl = expiry.READ_TTL_MS.get(entity)
+        read_floor = None if read_ttl is None else as_of - read_ttl
+        return [score is not None and (floor is None or float(score) > floor)
+                and (read is None or read_floor is None or float(read) > read_floor)
+                for score, read in zip(scores, reading)]
 
     def gather(self, entity: str, keys: list[str], names: list[str], as_of: int | None = None):
         block = self.read(entity, keys, names, as_of)
@@ -337,12 +342,25 @@ class RedisFeatureStore(FeatureStore):
 
     def evict(self, min_share: float = 0.25) -> dict[str, int]:
         """Forget entity keys past their TTL in Redis's presence sets (their table keys expire
-        on their own). Nothing in process to reclaim: the indexes bound themselves (apply)."""
+        on their own), and delete read-created users past expiry.READ_TTL_MS with their keys
+        (theirs expire by the wall clock, a later one than the store's when the stream is
+        replayed). Nothing in process to reclaim: the indexes bound themselves (apply)."""
         dropped = {}
         for entity, ttl in ENTITY_TTL_MS.items():
             if ttl is not None:
                 dropped[entity] = int(self.redis.zremrangebyscore(self._members(entity), "-inf",
                                                                   self.watermark - ttl))
+        for entity, read_ttl in expiry.READ_TTL_MS.items():
+            prefixes = msgpack.packb([self._key(t, "") for t in self.tables if t.entity == entity])
+            args = [self._members(entity), self._read_only(entity), self.watermark - read_ttl, FORGET_BATCH, prefixes]
+            forgotten = 0
+            while True:
+                taken = int(self._forget(args=args))
+                forgotten += taken
+                if taken < FORGET_BATCH:
+                    break
+            if forgotten:  # as the embedded store, which names only the entities it dropped
+                dropped[entity] = forgotten
         return dropped
 
     def nbytes(self) -> int:
