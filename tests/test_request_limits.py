@@ -77,9 +77,10 @@ def test_an_event_over_a_limit_or_past_9999_is_one_reject():
             "payload": {"product_id": "p1"}, "context": {}}
     check_record(good, 300_000, now)
     for change, field in (({"user_id": BIG}, "user_id"), ({"event_type": BIG}, "event_type"),
-                          ({"payload": {"product_id": "p" * 300}}, "payload.product_id"),
+                          ({"payload": {"product_id": "p" * 600}}, "payload.product_id"),
                           ({"payload": {"product_id": "p1", "product_ids": ["p"] * 1001}}, "payload.product_ids"),
                           ({"context": {f"k{i}": "v" for i in range(300)}}, "context"),
+                          ({"session_id": "s" * 529}, "session_id"),
                           ({"timestamp": 253_402_300_800_000}, "timestamp")):
         with pytest.raises(EventError) as info:
             check_record({**good, **change}, 10**18, now)
@@ -148,7 +149,7 @@ def test_one_bad_event_is_one_reject_and_the_rest_go_in(server):
     commerce = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(server.url))
     batch = commerce_pb2.EventBatch(request_id="b1")
     now = int(time.time())
-    for i, (seconds, product) in enumerate(((now, "p1"), (253_402_300_800, "p2"), (now, "p" * 300), (now, "p4"))):
+    for i, (seconds, product) in enumerate(((now, "p1"), (253_402_300_800, "p2"), (now, "p" * 600), (now, "p4"))):
         event = batch.events.add(event_id=f"limits-{i}", event_type="product_view", user_id="u1", session_id="s1")
         event.timestamp.seconds = seconds
         event.payload.product_id = product

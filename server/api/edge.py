@@ -68,6 +68,7 @@ class Edge:
         self.accepting = accepting
         self.in_flight = 0
         self._idle: asyncio.Event | None = None
+        self._tasks: set[asyncio.Task] = set()  # the handlers running, for a drain past its grace
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until no call is in flight, at most `timeout` seconds; True if none is."""
@@ -79,6 +80,23 @@ class Edge:
         except asyncio.TimeoutError:
             return False
         return True
+
+    async def cancel_in_flight(self, timeout: float = 2.0) -> int:
+        """Cancel the handlers still running (a drain past its grace, before the store and
+        models close under them); returns how many there were."""
+        tasks = [t for t in self._tasks if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+        return len(tasks)
+
+    def _finished(self, task: asyncio.Task | None) -> None:
+        """A call's status was sent (gRPC's done callback): only now is it out of flight."""
+        self.in_flight -= 1
+        self._tasks.discard(task)
+        if self.in_flight == 0 and self._idle is not None:
+            self._idle.set()
 
     def wrap_servicer(self, servicer: Any, service: str, methods: list[str], gated: bool = True) -> None:
         """Replace each named handler of `servicer` by its edge-wrapped version; `gated`: refused
@@ -98,8 +116,15 @@ class Edge:
 
         async def edge(request: Any, context: grpc.aio.ServicerContext) -> Any:
             start = perf()
-            context.add_done_callback(lambda _: record(method, perf() - start))
+            task = asyncio.current_task()
             self.in_flight += 1
+            self._tasks.add(task)
+
+            def done(_: Any) -> None:
+                record(method, perf() - start)
+                self._finished(task)
+
+            context.add_done_callback(done)
             try:
                 if accepting is not None and not accepting():
                     raise Unavailable("the server is not serving yet (starting: health says NOT_SERVING) or is "
@@ -121,10 +146,6 @@ class Edge:
                 code = grpc.StatusCode.INTERNAL
                 log.exception("call crashed", extra={"method": method, **describe(request)})
                 text = f"internal error in {method} ({type(exc).__name__}); the server log has the details"
-            finally:
-                self.in_flight -= 1
-                if self.in_flight == 0 and self._idle is not None:
-                    self._idle.set()
             await context.abort(code, text)
 
         edge.__name__ = handler.__name__

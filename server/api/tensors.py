@@ -18,6 +18,9 @@ _CONTENTS_FIELD = {
 }
 
 
+MAX_ELEMENTS_BYTES = 2**62
+
+
 def decode_inputs(request: pb.ModelInferRequest, version: ModelVersion) -> dict[str, np.ndarray]:
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
@@ -38,6 +41,9 @@ def decode_inputs(request: pb.ModelInferRequest, version: ModelVersion) -> dict[
         shape = tuple(tensor.shape)
         if any(d < 0 for d in shape):
             raise InvalidArgument(field, f"shape {list(shape)} has a negative dimension")
+        # numpy refuses an empty array whose other dimensions multiply past its size limit
+        if math.prod(d for d in shape if d) * 16 > MAX_ELEMENTS_BYTES:
+            raise InvalidArgument(field, f"shape {list(shape)} is larger than any tensor can be")
         count = math.prod(shape)
         dtype = spec.datatype.numpy
         if raw:

@@ -75,7 +75,8 @@ class HanzoServer:
         limit = self.config.max_message_bytes
         options = [
             ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", limit),
+            # answers are ours, and may outgrow the question (an ack's rejects, reflection's echo)
+            ("grpc.max_send_message_length", 4 * limit),
             ("grpc.so_reuseport", 1 if self.config.reuse_port else 0),
         ]
         server = grpc.aio.server(options=options)
@@ -121,10 +122,11 @@ class HanzoServer:
         if announce is not None:
             announce()
         self._serving = self._accepting = True
+        # registered before the first status is set, so a load in between is not missed
+        self.repository.on_readiness(self._readiness_changed)
         ready = self.repository.is_ready()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING if ready else
                                health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.repository.on_readiness(self._readiness_changed)
         if not ready:
             log.error("not ready: a model has no version that loads (RepositoryIndex says why); health says "
                       "NOT_SERVING until it loads")
@@ -171,13 +173,18 @@ class HanzoServer:
             await asyncio.sleep(delay)
         self._accepting = False
         if not await self.edge.wait_idle(grace):
-            log.warning("calls still in flight after the grace period", extra={"in_flight": self.edge.in_flight})
+            # past the grace period: cancelled, so that nothing runs while the store closes
+            cancelled = await self.edge.cancel_in_flight()
+            log.warning("calls cancelled after the grace period", extra={"calls": cancelled})
         if self._feed is not None:
             self._feed.cancel()
         await self.recommender.close()
         await self.searcher.close()
         await self.fraud.close()
-        await self.repository.close()
+        try:  # queued model requests finish first, within what is left of a sensible bound
+            await asyncio.wait_for(self.repository.close(), max(grace, 1.0))
+        except asyncio.TimeoutError:
+            log.warning("models still busy after the grace period; closing the store regardless")
         await asyncio.to_thread(self.features.close)
         if self._metrics is not None:
             self._metrics.close()

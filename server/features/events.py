@@ -39,6 +39,7 @@ STRING_FIELDS = frozenset({"product_id", "query", "order_id", "currency", "card_
                            "request_id", "model_version", "placement"})
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+ID_ROOM = 16  # for the prefixes of ids the server derives
 MAX_TIMESTAMP_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last moment RFC 3339 can write
 # payload strings that are ids (the id limit); the other strings are text
 ID_FIELDS = frozenset({"product_id", "order_id", "currency", "card_id", "device_id", "ip", "email",
@@ -204,7 +205,9 @@ def check_record(record: dict[str, Any], max_future_ms: int, now_ms: int,
 def _check_sizes(record: dict[str, Any], limits: FieldLimits) -> None:
     """Ids, texts, lists and maps of one event within [limits], so a 5 MiB id is one reject
     and never a key in the store or a line in the log."""
-    ids, texts = limits.max_id_chars, limits.max_text_chars
+    # The server derives ids and context from a caller's (order-<merchant>/<order_id>,
+    # shown-<request_id>, five fraud context keys): the events it writes itself get that room.
+    ids, texts = 2 * limits.max_id_chars + ID_ROOM, limits.max_text_chars
     for name in ("event_id", "event_type", "user_id", "session_id"):
         value = record.get(name)
         if value.__class__ is str and len(value) > ids:
@@ -226,8 +229,8 @@ def _check_sizes(record: dict[str, Any], limits: FieldLimits) -> None:
             if isinstance(value, dict) and any(len(str(k)) > ids or len(str(v)) > texts for k, v in value.items()):
                 raise EventError(f"payload.{name}", f"a key over {ids} or a value over {texts} characters")
     context = record.get("context") or {}
-    if len(context) > limits.max_map_entries:
-        raise EventError("context", f"{len(context)} entries; the limit is {limits.max_map_entries}")
+    if len(context) > limits.max_map_entries + ID_ROOM:
+        raise EventError("context", f"{len(context)} entries; the limit is {limits.max_map_entries + ID_ROOM}")
     if any(len(str(k)) > ids or len(str(v)) > texts for k, v in context.items()):
         raise EventError("context", f"a key over {ids} or a value over {texts} characters")
 

@@ -169,7 +169,9 @@ class FeatureService:
             try:
                 check_record(item, max_future, now_ms, self.limits)
             except EventError as exc:
-                rejects.append(Reject(index, str(item.get("event_id") or ""), exc.field, exc.reason))
+                # an over-long id is echoed cut: an ack must never outgrow its batch
+                rejects.append(Reject(index, str(item.get("event_id") or "")[:self.limits.max_id_chars], exc.field,
+                                      exc.reason))
                 continue
             if item["timestamp"] <= floor:
                 rejects.append(Reject(index, item["event_id"], "timestamp",

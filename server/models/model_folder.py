@@ -11,16 +11,20 @@ from .config import CONFIG_FILE, ConfigError, load_config
 
 
 def numeric_versions(model_dir: Path) -> list[int]:
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isascii() and p.name.isdigit())
 
 
 def fingerprint(config_bytes: bytes, version_dir: Path) -> str:
     """Changes when config.pbtxt or any file of the version folder changes."""
     digest = hashlib.sha256(config_bytes)
     for path in sorted(version_dir.rglob("*")):
-        if path.is_file():
+        try:
+            if not path.is_file():
+                continue
             st = path.stat()
-            digest.update(f"{path.relative_to(version_dir)}:{st.st_size}:{st.st_mtime_ns}".encode())
+        except OSError:  # gone between the listing and the stat (a copy's temporary file)
+            continue
+        digest.update(f"{path.relative_to(version_dir)}:{st.st_size}:{st.st_mtime_ns}".encode())
     return digest.hexdigest()
 
 

@@ -220,6 +220,8 @@ class ModelRepository:
             await self._load(name, retry=False)
         except NotFound:
             pass  # the folder went between the listing and the load: the next poll unloads it
+        except Exception:  # one model's surprise must not stop the others' loads and polls
+            log.exception("model load failed unexpectedly", extra={"model": name})
 
     async def load(self, name: str) -> None:
         """An explicit load (RepositoryModelLoad): rebuild the versions whose config or files

@@ -46,7 +46,8 @@ class FailedBuilds:
         """Remember a failed build; returns the seconds until it is tried again unchanged."""
         earlier = self._failures.get((model, version))
         attempts = earlier.attempts + 1 if earlier and earlier.fingerprint == fingerprint else 1
-        delay = min(self.first_retry_s * 2 ** (attempts - 1), self.max_retry_s)
+        # the exponent capped: a version failing for days must not overflow the float
+        delay = min(self.first_retry_s * 2.0 ** min(attempts - 1, 32), self.max_retry_s)
         self._failures[(model, version)] = _Failure(fingerprint, reason, attempts, self._clock() + delay)
         return delay
 

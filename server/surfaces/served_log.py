@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class ServedLogStats:
     """Process-wide counters of served events that never reached the event log, keyed by
     (event_type, reason): full (the pending buffer was full), flush_failed, closed (the
-    feature store was not open)."""
+    feature store was not open), rejected (the event log refused the event)."""
     lost: Counter = field(default_factory=Counter)
     flush_failures: int = 0
     flushed: int = 0  # events handed to the feature service
@@ -130,10 +130,10 @@ class ServedLog:
             self._error = f"{type(exc).__name__}: {exc.strerror}" if isinstance(exc, OSError) else type(exc).__name__
             self._lose("flush_failed", pending)
             return
-        STATS.flushed += len(pending)
+        STATS.flushed += len(pending) - len(result.rejects)
         if result.rejects:
-            log.warning("served events rejected", extra={"rejects": len(result.rejects),
-                                                        "field": result.rejects[0].field})
+            self._lose("rejected", [pending[r.index] for r in result.rejects])
+            self._error = f"rejected at {result.rejects[0].field}"
 
     def _ended(self, task: asyncio.Task) -> None:
         if self._task is task:
@@ -163,6 +163,6 @@ class ServedLog:
         self._reported_at = now
         counts, self._unreported = dict(self._unreported), Counter()
         extra = {"lost": counts, "capacity": self.capacity}
-        if "flush_failed" in counts:
+        if "flush_failed" in counts or "rejected" in counts:
             extra["error"] = self._error
         log.warning("served events lost", extra=extra)
