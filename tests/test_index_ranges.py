@@ -107,3 +107,54 @@ def test_exported_embedding_models_get_their_ranges(tmp_path):
     encoder = graph_index_ranges(onnx.load(str(tmp_path / "encoder.onnx")).graph)
     assert {k: (r.low, r.high) for k, r in scorer.items()} == {"query": (-VOCAB, VOCAB)}
     assert {k: (r.low, r.high) for k, r in encoder.items()} == {"product_ids": (-VOCAB, VOCAB)}
+
+
+def positional_model():
+    """query INT64 [1, words] -> embedding [1, words, 3] + position[:words] (a [4, 3] table,
+    sliced by the query's own length); lexical FP32 [1, candidates, 2] and ids INT64
+    [1, candidates] share `candidates`."""
+    inits = [numpy_helper.from_array(np.ones((ROWS, DIM), np.float32), "embedding"),
+             numpy_helper.from_array(np.ones((4, DIM), np.float32), "position"),
+             numpy_helper.from_array(np.array(1, np.int64), "one"),
+             numpy_helper.from_array(np.array([0], np.int64), "zero1"),
+             numpy_helper.from_array(np.array([2], np.int64), "axis2")]
+    nodes = [
+        helper.make_node("Gather", ["embedding", "query"], ["embedded"]),
+        helper.make_node("Shape", ["query"], ["shape"]),
+        helper.make_node("Gather", ["shape", "one"], ["words"], axis=0),
+        helper.make_node("Unsqueeze", ["words", "zero1"], ["end"]),
+        helper.make_node("Slice", ["position", "zero1", "end", "zero1"], ["positions"]),
+        helper.make_node("Add", ["embedded", "positions"], ["tokens"]),
+        helper.make_node("ReduceSum", ["lexical", "axis2"], ["lex"], keepdims=0),
+        helper.make_node("Cast", ["ids"], ["idsf"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["lex", "idsf"], ["scores"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "positional",
+        [helper.make_tensor_value_info("query", TensorProto.INT64, [1, "words"]),
+         helper.make_tensor_value_info("lexical", TensorProto.FLOAT, [1, "candidates", 2]),
+         helper.make_tensor_value_info("ids", TensorProto.INT64, [1, "candidates"])],
+        [helper.make_tensor_value_info("tokens", TensorProto.FLOAT, [1, "words", DIM]),
+         helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, "candidates"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+async def test_a_length_past_a_sliced_table_and_unequal_shared_dims_are_invalid_argument(tmp_path):
+    write_version(tmp_path / "repo", mc.ModelConfig(name="positional", backend="onnxruntime"), 1,
+                  positional_model())
+    repo = ModelRepository(tmp_path / "repo")
+    await repo.load_all()
+    model = repo.get("positional")
+
+    def run(words: int, candidates: int, ids: int | None = None):
+        return {"query": np.zeros((1, words), np.int64), "lexical": np.zeros((1, candidates, 2), np.float32),
+                "ids": np.zeros((1, candidates if ids is None else ids), np.int64)}
+
+    assert (await model.infer(run(4, 3)))["tokens"].shape == (1, 4, DIM)
+    with pytest.raises(InvalidArgument, match='input "query".*dimension 1 is 5.*position'):
+        await model.infer(run(5, 3))
+    with pytest.raises(InvalidArgument, match='input "ids".*candidates'):
+        await model.infer(run(2, 3, ids=4))
+    await repo.close()

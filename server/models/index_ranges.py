@@ -18,6 +18,8 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto
 
+from .sliced_dims import graph_dim_limits, shared_dims
+
 _INTEGER = {TensorProto.INT8, TensorProto.INT16, TensorProto.INT32, TensorProto.INT64, TensorProto.UINT8,
             TensorProto.UINT16, TensorProto.UINT32, TensorProto.UINT64}
 # Ops whose output holds every element of input 0 and nothing else (Expand only repeats).
@@ -35,13 +37,21 @@ class IndexRange:
 
 
 def index_ranges(model_path: Path) -> dict[str, IndexRange]:
-    """Input name -> the range its values must lie in, for the graph at `model_path`.
+    """Input name -> the range its values must lie in, for the graph at `model_path`."""
+    return graph_limits(model_path)[0]
+
+
+def graph_limits(model_path: Path) -> tuple[dict[str, IndexRange], dict[str, dict[int, tuple[int, str]]],
+                                           list[tuple[str, list[tuple[str, int]]]]]:
+    """The index ranges, the longest dimensions and the shared named dimensions (sliced_dims)
+    of the graph at `model_path`.
 
     Reads the graph without external data, and the parsed model is dropped on return: call
     it before the sessions are built, so the peak is one copy of the model, not two.
     """
     model = onnx.load(str(model_path), load_external_data=False)
-    return graph_index_ranges(model.graph)
+    graph = model.graph
+    return graph_index_ranges(graph), graph_dim_limits(graph, _tables(graph)), shared_dims(graph)
 
 
 def _attribute(node: onnx.NodeProto, name: str, default):

@@ -10,7 +10,7 @@ import onnxruntime as ort
 
 from .config import ConfigError, TensorSpec
 from .datatypes import BY_ONNX
-from .index_ranges import IndexRange, index_ranges
+from .index_ranges import graph_limits
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +43,16 @@ def _spec(arg) -> TensorSpec:
     return TensorSpec(arg.name, BY_ONNX[arg.type], dims)
 
 
-def _inspect(model_path: Path) -> dict[str, IndexRange]:
+def _inspect(model_path: Path):
     """The graph's index ranges, read before the sessions exist so the parsed graph and the
     sessions never hold memory together. A file onnx cannot parse (an ORT-format model, or
     garbage) gets no ranges here: the session build says what is wrong with it."""
     try:
-        return index_ranges(model_path)
+        return graph_limits(model_path)
     except Exception as exc:  # noqa: BLE001 - inspection is an extra check, never the reason a load fails
         log.warning("model graph not inspected for index ranges",
                     extra={"model_path": str(model_path), "reason": f"{type(exc).__name__}: {exc}"})
-        return {}
+        return {}, {}, []
 
 
 class OnnxRuntimeBackend:
@@ -73,7 +73,7 @@ class OnnxRuntimeBackend:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         options.log_severity_level = 3
-        self.index_ranges = _inspect(model_path)
+        self.index_ranges, self.dim_limits, self.shared_dims = _inspect(model_path)
         self._sessions = [
             ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
             for _ in range(max(instance_count, 1))

@@ -41,6 +41,13 @@ class ModelVersion:
         self.index_ranges: list[tuple[str, int, int, str]] = [
             (name, r.low, r.high, r.table) for name, r in getattr(backend, "index_ranges", {}).items()
             if name in self.input_by_name]
+        # (input, dimension, longest, table): lengths that slice a fixed table of the model
+        self.dim_limits: list[tuple[str, int, int, str]] = [
+            (name, dim, longest, table) for name, dims in getattr(backend, "dim_limits", {}).items()
+            if name in self.input_by_name for dim, (longest, table) in dims.items()]
+        # named dimensions several inputs share, each with its (input, dimension) places
+        self.shared_dims = [(label, places) for label, places in getattr(backend, "shared_dims", [])
+                            if all(name in self.input_by_name for name, _ in places)]
 
     def check_inputs(self, tensors: dict[str, np.ndarray]) -> int:
         """Validate tensors against the model; returns the batch size (1 for models that
@@ -74,7 +81,23 @@ class ModelVersion:
                                                           f"{self.policy.max_batch_size}")
         for name, low, high, table in self.index_ranges:
             self._check_range(name, tensors[name], low, high, table)
+        for name, dim, longest, table in self.dim_limits:
+            shape = tensors[name].shape
+            if dim < len(shape) and shape[dim] > longest:
+                raise InvalidArgument(f'input "{name}"', f"dimension {dim} is {shape[dim]}, longer than the "
+                                                         f"{longest} rows of the model's table {quote(table)}")
+        for label, places in self.shared_dims:
+            self._check_shared(tensors, label, places)
         return rows
+
+    @staticmethod
+    def _check_shared(tensors: dict[str, np.ndarray], label: str, places: list[tuple[str, int]]) -> None:
+        first, first_dim = places[0]
+        size = tensors[first].shape[first_dim]
+        for name, dim in places[1:]:
+            if tensors[name].shape[dim] != size:
+                raise InvalidArgument(f'input "{name}"', f"dimension {dim} ({label}) is {tensors[name].shape[dim]}, "
+                                                         f"but {size} in input {first!r}: the model needs them equal")
 
     @staticmethod
     def _check_range(name: str, value: np.ndarray, low: int, high: int, table: str) -> None:
