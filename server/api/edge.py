@@ -9,12 +9,14 @@ import time
 from typing import Any, Awaitable, Callable
 
 import grpc
-from google.protobuf import message
+from google.protobuf import descriptor_pool, message
+from google.protobuf.message_factory import GetMessageClass
 
 from ..models.errors import HanzoError, InvalidArgument, Unavailable
+from .admission import Admission, Refused
 from .latency import LatencyRecorder
 from .limits import RequestLimits
-from .services import Undecodable
+from .services import Undecodable, lenient_decoder
 
 log = logging.getLogger("hanzo.rpc")
 
@@ -58,14 +60,16 @@ def describe(request: Any) -> dict[str, str]:
 
 class Edge:
     """What every call passes through on its way in and out: the latency histogram, the
-    accepting gate (starting or draining: UNAVAILABLE before any work), decoding and field
-    limits, error mapping, and the count of calls in flight that a drain waits for."""
+    accepting gate (starting or draining: UNAVAILABLE before any work), admission control
+    (RESOURCE_EXHAUSTED before the body is decoded), decoding and field limits, error mapping,
+    and the count of calls in flight that a drain waits for."""
 
     def __init__(self, latency: LatencyRecorder, limits: RequestLimits | None = None,
-                 accepting: Callable[[], bool] | None = None) -> None:
+                 accepting: Callable[[], bool] | None = None, admission: Admission | None = None) -> None:
         self.latency = latency
         self.limits = limits
         self.accepting = accepting
+        self.admission = admission
         self.in_flight = 0
         self._idle: asyncio.Event | None = None
         self._tasks: set[asyncio.Task] = set()  # the handlers running, for a drain past its grace
@@ -99,18 +103,24 @@ class Edge:
             self._idle.set()
 
     def wrap_servicer(self, servicer: Any, service: str, methods: list[str], gated: bool = True) -> None:
-        """Replace each named handler of `servicer` by its edge-wrapped version; `gated`: refused
-        while the server is not accepting calls."""
+        """Replace each named handler of `servicer` by its edge-wrapped version, which decodes
+        the request body itself (services.add_service then registers it undecoded); `gated`:
+        refused while the server is not accepting calls, and admission-controlled."""
+        descriptor = descriptor_pool.Default().FindServiceByName(service)
         for name in methods:
-            setattr(servicer, name, self.wrap(f"/{service}/{name}", getattr(servicer, name), gated))
+            request_class = GetMessageClass(descriptor.methods_by_name[name].input_type)
+            setattr(servicer, name, self.wrap(f"/{service}/{name}", getattr(servicer, name), gated, request_class))
 
-    def wrap(self, method: str, handler: Handler, gated: bool = True) -> Handler:
-        """`method` is the full gRPC method name, e.g. /hanzo.v1.Commerce/Recommend. A body that
-        did not decode (services.Undecodable) and a field over its limit are refused
+    def wrap(self, method: str, handler: Handler, gated: bool = True, request_class: type | None = None) -> Handler:
+        """`method` is the full gRPC method name, e.g. /hanzo.v1.Commerce/Recommend. With
+        `request_class` the call arrives as bytes and is decoded here, after admission. A body
+        that did not decode (services.Undecodable) and a field over its limit are refused
         INVALID_ARGUMENT before the handler runs."""
         record = self.latency.record
         perf = time.perf_counter_ns
         accepting = self.accepting if gated else None
+        gate = self.admission.gate(method) if gated and self.admission is not None else None
+        decode = lenient_decoder(request_class) if request_class is not None else None
         limits = self.limits
         Message = message.Message
 
@@ -125,31 +135,56 @@ class Edge:
                 self._finished(task)
 
             context.add_done_callback(done)
+            admitted = 0
             try:
                 if accepting is not None and not accepting():
                     raise Unavailable("the server is not serving yet (starting: health says NOT_SERVING) or is "
                                       "draining; retry")
+                if gate is not None:
+                    waiting = gate.admit(context)
+                    if waiting is not None:
+                        try:
+                            await waiting
+                        except asyncio.CancelledError:
+                            gate.abandon(waiting)
+                            raise
+                    admitted = perf()
+                if decode is not None:
+                    request = decode(request)
                 if request.__class__ is Undecodable:
                     raise InvalidArgument("request", request.message())
                 if limits is not None and isinstance(request, Message):
                     limits.check(request)
                 return await handler(request, context)
+            except Refused as exc:  # counted by reason in the gate's metrics; a log line each would add load
+                code, text = grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message
             except HanzoError as exc:
-                code, text = STATUS[exc.code], exc.message
-                if len(text) > MAX_STATUS_CHARS:
-                    text = text[:MAX_STATUS_CHARS] + f"... ({len(exc.message)} characters)"
-                log.info("call failed", extra={"method": method, "code": exc.code, "reason": text,
-                                               **describe(request)})
+                code, text = _failed(method, exc, request)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 code = grpc.StatusCode.INTERNAL
                 log.exception("call crashed", extra={"method": method, **describe(request)})
                 text = f"internal error in {method} ({type(exc).__name__}); the server log has the details"
+            finally:
+                if admitted:
+                    now = perf()
+                    remaining = context.time_remaining()
+                    gate.release(now - admitted, now, remaining is not None and remaining <= 0)
             await context.abort(code, text)
 
         edge.__name__ = handler.__name__
+        edge.decodes = decode is not None  # services.add_service: register it without a deserializer
         return edge
+
+
+def _failed(method: str, exc: HanzoError, request: Any) -> tuple[grpc.StatusCode, str]:
+    """The status of a call that raised `exc`, logged with its request id."""
+    text = exc.message
+    if len(text) > MAX_STATUS_CHARS:
+        text = text[:MAX_STATUS_CHARS] + f"... ({len(exc.message)} characters)"
+    log.info("call failed", extra={"method": method, "code": exc.code, "reason": text, **describe(request)})
+    return STATUS[exc.code], text
 
 
 def wrap(method: str, handler: Handler, latency: LatencyRecorder) -> Handler:

@@ -1,6 +1,7 @@
-"""Services registered on the gRPC server from their descriptors, with request bodies handed
-over undecoded: gRPC's own decoding failure is UNKNOWN ("Unexpected DecodeError"), so a body
-that does not decode reaches the edge as an `Undecodable` and is refused INVALID_ARGUMENT there.
+"""Services registered on the gRPC server from their descriptors, with request bodies decoded
+leniently: gRPC's own decoding failure is UNKNOWN ("Unexpected DecodeError"), so a body that
+does not decode reaches the edge as an `Undecodable` and is refused INVALID_ARGUMENT there.
+Edge-wrapped methods get their bodies as bytes and decode them after admission control.
 Services without an edge (health, reflection) get the same refusal from a thin wrapper."""
 from __future__ import annotations
 
@@ -41,12 +42,13 @@ def lenient_decoder(message_class: type) -> Callable[[bytes], Any]:
 def add_service(server: grpc.aio.Server, servicer: Any, service_name: str, guard: bool = False) -> None:
     """Register every method of `service_name` (found in the default descriptor pool) on
     `server`, each handled by the servicer's method of the same name. `guard`: the servicer is
-    not edge-wrapped, so wrap each method to refuse an undecodable body itself."""
+    not edge-wrapped, so wrap each method to refuse an undecodable body itself. A method the
+    edge decodes itself (after admission: edge.Edge.wrap) is registered without a deserializer."""
     service = descriptor_pool.Default().FindServiceByName(service_name)
     handlers = {}
     for method in service.methods:
         behaviour = getattr(servicer, method.name)
-        decode = lenient_decoder(GetMessageClass(method.input_type))
+        decode = None if getattr(behaviour, "decodes", False) else lenient_decoder(GetMessageClass(method.input_type))
         encode = GetMessageClass(method.output_type).SerializeToString
         if method.client_streaming:
             behaviour = _guard_stream(behaviour) if guard else behaviour

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..api.admission import AdmissionConfig
 from ..features.service import FeatureStoreConfig
 from ..models.limits import FieldLimits
 from ..surfaces.fraud import FraudConfig
@@ -20,7 +21,8 @@ from ..surfaces.search import SearchConfig
 
 # The TOML tables beside [server], each one dataclass of options.
 SECTIONS = {"features": FeatureStoreConfig, "recommend": RecommendConfig, "search": SearchConfig,
-            "fraud": FraudConfig, "pricing": PricingConfig, "inventory": InventoryConfig, "limits": FieldLimits}
+            "fraud": FraudConfig, "pricing": PricingConfig, "inventory": InventoryConfig, "limits": FieldLimits,
+            "admission": AdmissionConfig}
 
 DEFAULT_PORT = 50051
 
@@ -65,6 +67,9 @@ class ServerConfig:
     inventory: InventoryConfig = field(default_factory=InventoryConfig)
     # What one field of a request may hold ([limits]): id and text lengths, repeated fields, k.
     limits: FieldLimits = field(default_factory=FieldLimits)
+    # Which calls the server takes on ([admission]): adaptive concurrency limits per RPC, a
+    # small queue, RESOURCE_EXHAUSTED at once for a call whose deadline cannot be met.
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
 
     def __post_init__(self) -> None:
         self.model_repo = Path(self.model_repo)

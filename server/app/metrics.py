@@ -14,9 +14,10 @@ from typing import Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily,
-                                    CollectorRegistry, Metric)
+                                    CollectorRegistry, Metric, SummaryMetricFamily)
 
 from ..features.service import FeatureService
+from ..api.admission import REASONS, Admission
 from ..api.latency import LatencyRecorder
 from ..models import ModelRepository
 from ..surfaces.served_log import STATS as SERVED_LOG
@@ -35,14 +36,18 @@ _DURATIONS = (
 
 
 class ServerCollector:
-    def __init__(self, repository: ModelRepository, latency: LatencyRecorder, features: FeatureService) -> None:
+    def __init__(self, repository: ModelRepository, latency: LatencyRecorder, features: FeatureService,
+                 admission: Admission | None = None) -> None:
         self.repository = repository
         self.latency = latency
         self.features = features
+        self.admission = admission
 
     def collect(self) -> Iterator[Metric]:
         yield from self._models()
         yield self._rpc_latency()
+        if self.admission is not None:
+            yield from admission_metrics(self.admission)
         yield from self._store()
         yield from self._served_log()
 
@@ -124,6 +129,39 @@ class ServerCollector:
         flushed = CounterMetricFamily("hanzo_served_events_flushed", "served events handed to the event log")
         flushed.add_metric([], SERVED_LOG.flushed)
         yield from (lost, failures, flushed)
+
+
+def admission_metrics(admission: Admission) -> Iterator[Metric]:
+    """Per gated RPC: the adaptive limit, calls in flight and waiting, queue wait, refusals by
+    reason, and calls whose handler returned after the client's deadline."""
+    labels = ["method"]
+    limit = GaugeMetricFamily("hanzo_admission_limit", "concurrency limit per RPC (adapts to latency)",
+                              labels=labels)
+    in_flight = GaugeMetricFamily("hanzo_admission_in_flight", "admitted calls not yet returned", labels=labels)
+    queued = GaugeMetricFamily("hanzo_admission_queued", "calls waiting for a slot", labels=labels)
+    admitted = CounterMetricFamily("hanzo_admission_admitted", "calls admitted", labels=labels)
+    waited = SummaryMetricFamily("hanzo_admission_queue_wait_seconds",
+                                 "time admitted calls waited for a slot (count: calls that waited)", labels=labels)
+    refused = CounterMetricFamily("hanzo_admission_refused", "calls refused RESOURCE_EXHAUSTED or dropped, by "
+                                  "reason (queue_full, deadline, cancelled)", labels=labels + ["reason"])
+    late = CounterMetricFamily("hanzo_admission_late", "admitted calls whose handler returned after the "
+                               "client's deadline", labels=labels)
+    service = GaugeMetricFamily("hanzo_admission_service_seconds", "moving average of admitted calls' "
+                                "service time (admission to handler return)", labels=labels)
+    total = GaugeMetricFamily("hanzo_admission_total_in_flight", "admitted calls of every RPC")
+    total.add_metric([], admission.in_flight)
+    for method, gate in sorted(admission.gates.items()):
+        key = [method]
+        limit.add_metric(key, int(gate.limit))
+        in_flight.add_metric(key, gate.in_flight)
+        queued.add_metric(key, len(gate.queue))
+        admitted.add_metric(key, gate.admitted)
+        waited.add_metric(key, count_value=gate.waited, sum_value=gate.wait_ns / 1e9)
+        for reason in REASONS:
+            refused.add_metric(key + [reason], gate.refused[reason])
+        late.add_metric(key, gate.late)
+        service.add_metric(key, gate.service_ns / 1e9)
+    yield from (limit, in_flight, queued, admitted, waited, refused, late, service, total)
 
 
 async def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> asyncio.AbstractServer:

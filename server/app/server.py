@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 
 from ..api import admin, commerce, kserve
+from ..api.admission import Admission
 from ..api.edge import Edge
 from ..api.limits import RequestLimits
 from ..api.services import add_service
@@ -56,7 +57,8 @@ class HanzoServer:
         self.port: int | None = None
         self._serving = False  # health and ServerReady: SERVING
         self._accepting = False  # the edge lets calls in: from SERVING until a drain ends
-        self.edge = Edge(self.latency, RequestLimits(config.limits), lambda: self._accepting)
+        self.admission = Admission(config.admission) if config.admission.enabled else None
+        self.edge = Edge(self.latency, RequestLimits(config.limits), lambda: self._accepting, self.admission)
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self._poller: asyncio.Task | None = None
@@ -102,7 +104,7 @@ class HanzoServer:
         self._server = server
         log.info("listening", extra={"address": f"{self.config.host}:{self.port}", "version": VERSION})
         if self.config.metrics_port:
-            registry = registry_for(ServerCollector(self.repository, self.latency, self.features))
+            registry = registry_for(ServerCollector(self.repository, self.latency, self.features, self.admission))
             self._metrics = await serve_metrics(registry, self.config.host, self.config.metrics_port)
             self.metrics_port = self._metrics.sockets[0].getsockname()[1]
         return self.port

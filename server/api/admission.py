@@ -1,0 +1,232 @@
+"""Admission control: which calls the server takes on, before it spends anything on them.
+
+Each gated RPC has a concurrency limit that adapts to the latency it measures (AIMD around a
+no-load estimate, as Netflix's concurrency-limits and Envoy's adaptive concurrency do): the
+limit grows by one per round while calls finish near the no-load latency, and is cut by a
+factor when they take longer than `tolerance` times it. A call beyond the limit waits in a
+small queue; one that finds the queue full, or whose remaining deadline is shorter than the
+queue's expected wait plus a call's service time, is refused RESOURCE_EXHAUSTED at once, so
+overload reaches the client as a quick refusal it can retry elsewhere rather than as a
+timeout after the server has done the work anyway.
+
+All RPCs share one pool: past `total_limit` calls in flight, an RPC is only admitted within
+its first `min_limit` slots, so a burst on one RPC cannot take every slot from the others.
+Per-merchant shares (tenancy) become further gates on the same pool."""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from ..models.errors import ResourceExhausted
+
+# Weight of the newest call in the service-time average (a 1-in-10 moving average).
+SERVICE_WEIGHT = 0.1
+INFINITY = float("inf")
+REASONS = ("queue_full", "deadline", "cancelled")
+
+
+@dataclass
+class AdmissionConfig:
+    # Off: every call goes straight in (the model queues still shed load).
+    enabled: bool = True
+    # Calls in flight per RPC: where the limit starts and the bounds it adapts within.
+    initial_limit: int = 32
+    min_limit: int = 4
+    max_limit: int = 256
+    # All gated RPCs together; past it an RPC still gets its first min_limit slots.
+    total_limit: int = 512
+    # Calls that wait for a slot, per RPC; more are refused at once.
+    queue_size: int = 32
+    # A call slower than tolerance x the no-load latency cuts the limit by `backoff`.
+    tolerance: float = 2.0
+    backoff: float = 0.9
+    # The no-load latency is the fastest call of the last one or two windows of this length.
+    window_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_limit <= self.initial_limit <= self.max_limit:
+            raise ValueError("[admission] needs 1 <= min_limit <= initial_limit <= max_limit")
+        if self.total_limit < self.min_limit or self.queue_size < 0:
+            raise ValueError("[admission] total_limit must be at least min_limit, queue_size at least 0")
+        if self.tolerance <= 1.0 or not 0.0 < self.backoff < 1.0 or self.window_seconds <= 0:
+            raise ValueError("[admission] needs tolerance > 1, 0 < backoff < 1, window_seconds > 0")
+
+
+class Refused(ResourceExhausted):
+    """Refused by admission control; `reason` is one of REASONS."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class _Waiter:
+    __slots__ = ("future", "context", "deadline", "since_ns")
+
+    def __init__(self, future: asyncio.Future, context: Any, deadline: float, since_ns: int) -> None:
+        self.future = future
+        self.context = context
+        self.deadline = deadline
+        self.since_ns = since_ns
+
+
+class Gate:
+    """One RPC's limit, queue and counters. Everything runs on the event loop."""
+
+    __slots__ = ("method", "pool", "limit", "in_flight", "queue", "service_ns", "_min_ns", "_prev_min_ns",
+                 "_window_end_ns", "_since_cut", "admitted", "refused", "waited", "wait_ns", "late",
+                 "_min", "_max", "_tolerance", "_backoff", "_window_ns", "_queue_size")
+
+    def __init__(self, method: str, pool: "Admission", config: AdmissionConfig) -> None:
+        self.method = method
+        self.pool = pool
+        self.limit = float(config.initial_limit)
+        self._min, self._max = float(config.min_limit), float(config.max_limit)
+        self._tolerance, self._backoff = config.tolerance, config.backoff
+        self._window_ns = int(config.window_seconds * 1e9)
+        self._queue_size = config.queue_size
+        self.in_flight = 0
+        self.queue: deque[_Waiter] = deque()
+        self.service_ns = 0.0  # moving average of admission to handler return
+        self._min_ns = self._prev_min_ns = INFINITY
+        self._window_end_ns = 0
+        self._since_cut = 0
+        self.admitted = 0
+        self.refused = dict.fromkeys(REASONS, 0)
+        self.waited = 0  # calls that queued and were admitted, and their total wait
+        self.wait_ns = 0
+        self.late = 0  # handler returned after the client's deadline
+
+    def has_room(self) -> bool:
+        pool = self.pool
+        return self.in_flight < self.limit and (pool.in_flight < pool.total_limit or self.in_flight < self._min)
+
+    def admit(self, context: Any) -> asyncio.Future | None:
+        """None: admitted, run now. A future: queued, admitted when it resolves (it raises
+        Refused when the call is dropped instead). Raises Refused at once when the queue is
+        full or the deadline cannot be met; asyncio.CancelledError when the client is gone."""
+        if context.done():
+            self.refused["cancelled"] += 1
+            raise asyncio.CancelledError()
+        remaining = context.time_remaining()
+        budget_ns = INFINITY if remaining is None else remaining * 1e9
+        queued = len(self.queue)
+        if queued == 0 and self.has_room():
+            if budget_ns < self.service_ns:
+                self._refuse("deadline", f"the deadline leaves {budget_ns / 1e6:.1f} ms; calls take "
+                                         f"{self.service_ns / 1e6:.1f} ms here now")
+            self.in_flight += 1
+            self.pool.in_flight += 1
+            self.admitted += 1
+            return None
+        if queued >= self._queue_size:
+            self._refuse("queue_full", f"{self.in_flight} calls in flight (the limit) and {queued} waiting")
+        expected_ns = (queued + 1) * self.service_ns / self.limit + self.service_ns
+        if budget_ns < expected_ns:
+            self._refuse("deadline", f"the deadline leaves {budget_ns / 1e6:.1f} ms; a call waits and runs "
+                                     f"about {expected_ns / 1e6:.1f} ms here now")
+        future = asyncio.get_running_loop().create_future()
+        deadline = INFINITY if remaining is None else time.monotonic() + remaining
+        self.queue.append(_Waiter(future, context, deadline, time.perf_counter_ns()))
+        self.pool.queued += 1
+        return future
+
+    def abandon(self, future: asyncio.Future) -> None:
+        """The caller of a queued call is gone (its task was cancelled while it waited)."""
+        for waiter in self.queue:
+            if waiter.future is future:
+                self.queue.remove(waiter)
+                self.pool.queued -= 1
+                self.refused["cancelled"] += 1
+                return
+        if future.done() and not future.cancelled() and future.exception() is None:
+            self.release(0, 0)  # the slot was handed over just before the cancellation
+
+    def release(self, elapsed_ns: int, now_ns: int, late: bool = False) -> None:
+        """An admitted call's handler returned after `elapsed_ns` (0: no sample)."""
+        in_flight = self.in_flight
+        self.in_flight = in_flight - 1
+        pool = self.pool
+        pool.in_flight -= 1
+        if late:
+            self.late += 1
+        if elapsed_ns > 0:
+            self._sample(elapsed_ns, now_ns, in_flight)
+        if pool.queued:
+            pool.dispatch(self)
+
+    def _sample(self, elapsed_ns: int, now_ns: int, in_flight: int) -> None:
+        service = self.service_ns
+        self.service_ns = elapsed_ns if service == 0.0 else service + (elapsed_ns - service) * SERVICE_WEIGHT
+        if now_ns >= self._window_end_ns:
+            self._prev_min_ns, self._min_ns = self._min_ns, INFINITY
+            self._window_end_ns = now_ns + self._window_ns
+        if elapsed_ns < self._min_ns:
+            self._min_ns = elapsed_ns
+        floor = self._min_ns if self._min_ns < self._prev_min_ns else self._prev_min_ns
+        self._since_cut += 1
+        limit = self.limit
+        if elapsed_ns > floor * self._tolerance:
+            # once per round of `limit` calls: the calls of one round all saw the same crowd
+            if self._since_cut >= limit:
+                self.limit = max(self._min, limit * self._backoff)
+                self._since_cut = 0
+        elif in_flight * 2 >= limit:  # grow only a limit that is in use
+            self.limit = min(self._max, limit + 1.0 / limit)
+
+    def take_waiter(self, now: float) -> None:
+        """Admit the head of the queue, or drop it: its client is gone, or its deadline would
+        pass before it could finish."""
+        waiter = self.queue.popleft()
+        self.pool.queued -= 1
+        future = waiter.future
+        if future.done():
+            return
+        if waiter.context.done():
+            self.refused["cancelled"] += 1
+            future.cancel()
+            return
+        if (waiter.deadline - now) * 1e9 < self.service_ns:
+            self.refused["deadline"] += 1
+            future.set_exception(Refused("deadline", "the deadline would pass before the call could finish; "
+                                                     "it waited for a slot"))
+            return
+        self.in_flight += 1
+        self.pool.in_flight += 1
+        self.admitted += 1
+        self.waited += 1
+        self.wait_ns += time.perf_counter_ns() - waiter.since_ns
+        future.set_result(None)
+
+    def _refuse(self, reason: str, detail: str) -> None:
+        self.refused[reason] += 1
+        raise Refused(reason, f"overloaded: {self.method} refused ({detail}); retry with backoff or elsewhere")
+
+
+class Admission:
+    """The pool every gate draws from."""
+
+    def __init__(self, config: AdmissionConfig) -> None:
+        self.config = config
+        self.total_limit = config.total_limit
+        self.in_flight = 0
+        self.queued = 0
+        self.gates: dict[str, Gate] = {}
+
+    def gate(self, method: str) -> Gate:
+        gate = self.gates.get(method)
+        if gate is None:
+            gate = self.gates[method] = Gate(method, self, self.config)
+        return gate
+
+    def dispatch(self, first: Gate) -> None:
+        """Hand freed slots to waiting calls: the releasing RPC's own first, then the others."""
+        now = time.monotonic()
+        for gate in (first, *self.gates.values()):
+            while gate.queue and gate.has_room():
+                gate.take_waiter(now)
+            if not self.queued:
+                return

@@ -1,0 +1,290 @@
+"""Admission control: the adaptive limit, the queue's refusals, dropped callers, one RPC's
+burst against another's calls, and a real server under overload with short deadlines."""
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from hanzo.server.api.admission import Admission, AdmissionConfig, Refused
+from hanzo.server.api.edge import Edge
+from hanzo.server.api.latency import LatencyRecorder
+
+MS = 1_000_000
+
+
+class Aborted(Exception):
+    def __init__(self, code: grpc.StatusCode, text: str) -> None:
+        super().__init__(code, text)
+        self.code = code
+
+
+class FakeContext:
+    """What the edge asks of a call's context; `gone` is the client having left."""
+
+    def __init__(self, remaining: float | None = None) -> None:
+        self.remaining = remaining
+        self.gone = False
+
+    def done(self) -> bool:
+        return self.gone
+
+    def cancelled(self) -> bool:
+        return self.gone
+
+    def time_remaining(self) -> float | None:
+        return self.remaining
+
+    def add_done_callback(self, callback) -> None:
+        pass
+
+    async def abort(self, code: grpc.StatusCode, text: str) -> None:
+        raise Aborted(code, text)
+
+
+def config(**options) -> AdmissionConfig:
+    base = dict(initial_limit=8, min_limit=2, max_limit=16, total_limit=64, queue_size=4, window_seconds=60.0)
+    return AdmissionConfig(**{**base, **options})
+
+
+def run_rounds(gate, latency_ns: int, calls: int, clock: list[int]) -> None:
+    """Keep the gate full: each finished call is replaced by a new one."""
+    while gate.in_flight < int(gate.limit):
+        assert gate.admit(FakeContext()) is None
+    for _ in range(calls):
+        clock[0] += MS
+        gate.release(latency_ns, clock[0])
+        while gate.in_flight < int(gate.limit):
+            assert gate.admit(FakeContext()) is None
+
+
+def test_the_limit_grows_while_latency_stays_near_the_floor_up_to_its_bound():
+    gate = Admission(config()).gate("/a")
+    clock = [0]
+    run_rounds(gate, 1 * MS, 40, clock)
+    assert gate.limit > 10
+    run_rounds(gate, 1 * MS, 2000, clock)
+    assert gate.limit == 16
+
+
+def test_the_limit_is_cut_when_latency_rises_down_to_its_bound():
+    gate = Admission(config()).gate("/a")
+    clock = [0]
+    run_rounds(gate, 1 * MS, 20, clock)
+    before = gate.limit
+    run_rounds(gate, 5 * MS, 20, clock)
+    assert gate.limit < before
+    run_rounds(gate, 5 * MS, 2000, clock)
+    assert gate.limit == 2
+
+
+def test_an_idle_limit_does_not_grow():
+    gate = Admission(config()).gate("/a")
+    for i in range(1000):
+        assert gate.admit(FakeContext()) is None
+        gate.release(MS, i * MS)
+    assert gate.limit == 8
+
+
+def test_a_call_whose_deadline_cannot_be_met_is_refused_at_once_and_a_full_queue_refuses():
+    async def scenario():
+        gate = Admission(config(initial_limit=2, min_limit=1, max_limit=2)).gate("/a")
+        for i in range(4):  # calls take 10 ms here now
+            gate.admit(FakeContext())
+            gate.release(10 * MS, i * MS)
+        held = [gate.admit(FakeContext()) for _ in range(2)]
+        assert held == [None, None]
+        with pytest.raises(Refused) as info:  # 5 ms left: less than the wait and the call itself
+            gate.admit(FakeContext(remaining=0.005))
+        assert info.value.reason == "deadline" and info.value.code == "RESOURCE_EXHAUSTED"
+        waiting = [gate.admit(FakeContext(remaining=10.0)) for _ in range(4)]
+        assert all(isinstance(w, asyncio.Future) for w in waiting)
+        with pytest.raises(Refused) as info:
+            gate.admit(FakeContext())
+        assert info.value.reason == "queue_full"
+        assert gate.refused == {"queue_full": 1, "deadline": 1, "cancelled": 0}
+        gate.release(10 * MS, 10 * MS)  # a slot frees: the first waiter goes in
+        assert waiting[0].done() and not waiting[1].done() and len(gate.queue) == 3
+
+    asyncio.run(scenario())
+
+
+def test_with_a_free_slot_a_deadline_shorter_than_a_call_is_refused():
+    gate = Admission(config()).gate("/a")
+    gate.admit(FakeContext())
+    gate.release(20 * MS, 0)
+    with pytest.raises(Refused):
+        gate.admit(FakeContext(remaining=0.001))
+    assert gate.admit(FakeContext(remaining=1.0)) is None
+
+
+async def _serve(edge: Edge, method: str, calls: list[tuple[FakeContext, bytes]], handler):
+    wrapped = edge.wrap(method, handler, request_class=_Request)
+    results = []
+
+    async def one(context, body):
+        try:
+            results.append(await wrapped(body, context))
+        except Aborted as exc:
+            results.append(exc.code)
+
+    tasks = [asyncio.ensure_future(one(c, b)) for c, b in calls]
+    return tasks, results
+
+
+class _Request:
+    """A stand-in for a message class: decoding counts itself."""
+
+    decoded = 0
+    DESCRIPTOR = type("D", (), {"full_name": "test.Request"})
+
+    @classmethod
+    def FromString(cls, body: bytes) -> "_Request":
+        cls.decoded += 1
+        return cls()
+
+
+def test_a_waiting_caller_that_has_gone_is_dropped_before_it_runs_and_never_decoded():
+    async def scenario():
+        admission = Admission(config(initial_limit=1, min_limit=1))
+        edge = Edge(LatencyRecorder(), admission=admission)
+        release = asyncio.Event()
+        ran = []
+
+        async def handler(request, context):
+            ran.append(context)
+            await release.wait()
+            return "ok"
+
+        first, leaving, cancelled, last = (FakeContext(10.0) for _ in range(4))
+        _Request.decoded = 0
+        tasks, results = await _serve(edge, "/a", [(first, b""), (leaving, b""), (cancelled, b""), (last, b"")],
+                                      handler)
+        await asyncio.sleep(0.01)
+        assert ran == [first] and len(admission.gates["/a"].queue) == 3 and _Request.decoded == 1
+        leaving.gone = True  # its client went away while it waited
+        tasks[2].cancel()  # gRPC cancels a call's task when its client goes
+        await asyncio.sleep(0.01)
+        release.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert ran == [first, last] and _Request.decoded == 2
+        gate = admission.gates["/a"]
+        assert gate.refused["cancelled"] == 2 and gate.in_flight == 0 and admission.in_flight == 0
+        assert results.count("ok") == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_burst_on_one_rpc_does_not_starve_another():
+    async def scenario():
+        admission = Admission(config(initial_limit=16, max_limit=16, min_limit=2, total_limit=16, queue_size=64))
+        edge = Edge(LatencyRecorder(), admission=admission)
+        release = asyncio.Event()
+
+        async def slow(request, context):
+            await release.wait()
+            return "slow"
+
+        async def quick(request, context):
+            return "quick"
+
+        burst, burst_results = await _serve(edge, "/burst", [(FakeContext(), b"") for _ in range(40)], slow)
+        await asyncio.sleep(0.01)
+        assert admission.in_flight == 16 and len(admission.gates["/burst"].queue) == 24
+        other, other_results = await _serve(edge, "/other", [(FakeContext(), b"") for _ in range(5)], quick)
+        await asyncio.gather(*other)
+        assert other_results == ["quick"] * 5  # within its reserved slots, while the burst holds the total
+        release.set()
+        await asyncio.gather(*burst)
+        assert burst_results == ["slow"] * 40
+
+    asyncio.run(scenario())
+
+
+def test_a_refusal_comes_before_decoding():
+    async def scenario():
+        admission = Admission(config(initial_limit=1, min_limit=1, queue_size=0))
+        edge = Edge(LatencyRecorder(), admission=admission)
+        release = asyncio.Event()
+
+        async def handler(request, context):
+            await release.wait()
+            return "ok"
+
+        _Request.decoded = 0
+        tasks, results = await _serve(edge, "/a", [(FakeContext(), b"") for _ in range(3)], handler)
+        await asyncio.sleep(0.01)
+        assert results == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2 and _Request.decoded == 1
+        release.set()
+        await asyncio.gather(*tasks)
+
+    asyncio.run(scenario())
+
+
+def test_the_configuration_is_checked():
+    with pytest.raises(ValueError):
+        AdmissionConfig(min_limit=64, initial_limit=32)
+    with pytest.raises(ValueError):
+        AdmissionConfig(tolerance=1.0)
+
+
+@pytest.mark.slow
+def test_overload_with_short_deadlines_is_refused_quickly_not_timed_out(tmp_path, server_process):
+    from helpers import SLOW_WIDTH, slow_config, slow_model
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    from hanzo.loadtest.targets import free_port
+    from hanzo.training.repository_writer import write_version
+
+    root = tmp_path / "model_repo"
+    write_version(root, slow_config(name="slow", max_batch_size=4), 1, slow_model())
+    settings = Path(tmp_path / "hanzo.toml")
+    settings.write_text("[admission]\ninitial_limit = 4\nmin_limit = 2\nmax_limit = 8\nqueue_size = 8\n")
+    metrics_port = free_port()
+    server = server_process(root, "--no-demo-models", "--config", str(settings), "--metrics-port", str(metrics_port))
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(server.url))
+    request = service_pb2.ModelInferRequest(model_name="slow")
+    request.inputs.add(name="x", datatype="FP32", shape=[1, SLOW_WIDTH])
+    request.raw_input_contents.append(np.ones((1, SLOW_WIDTH), np.float32).tobytes())
+    stub.ModelInfer(request, timeout=30)  # warm
+
+    started = time.perf_counter()
+    unloaded = [stub.ModelInfer(request, timeout=30) for _ in range(5)]
+    service_s = (time.perf_counter() - started) / len(unloaded)
+    deadline_s = max(0.1, 4 * service_s)
+    # open loop, several times what the model can do, for about 2 s
+    interval_s = service_s / 8
+    outcomes: list[tuple[str, float]] = []
+    pending = []
+    begin = time.perf_counter()
+    for i in range(int(2.0 / interval_s)):
+        while time.perf_counter() < begin + i * interval_s:
+            time.sleep(interval_s / 4)
+        sent = time.perf_counter()
+        future = stub.ModelInfer.future(request, timeout=deadline_s)
+        future.add_done_callback(lambda f, sent=sent: outcomes.append(
+            (f.code().name, time.perf_counter() - sent)))
+        pending.append(future)
+    for future in pending:
+        try:
+            future.result()
+        except grpc.RpcError:
+            pass
+    codes = [code for code, _ in outcomes]
+    refused = [elapsed for code, elapsed in outcomes if code == "RESOURCE_EXHAUSTED"]
+    summary = {code: codes.count(code) for code in set(codes)}
+    assert codes.count("OK") > 0 and len(refused) > len(codes) / 3, summary
+    # overload reaches the client as refusals, well before the deadline, not as timeouts
+    assert codes.count("DEADLINE_EXCEEDED") < len(refused) / 4, summary
+    assert sorted(refused)[len(refused) // 2] < deadline_s / 2, summary
+    assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"}, summary
+    # the server saw few calls through whose client had already given up
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    late = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("hanzo_admission_late_total{"))
+    assert late <= codes.count("DEADLINE_EXCEEDED") + len(codes) / 100, (late, summary)
