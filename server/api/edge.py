@@ -108,7 +108,9 @@ class Edge:
         refused while the server is not accepting calls, and admission-controlled."""
         descriptor = descriptor_pool.Default().FindServiceByName(service)
         for name in methods:
-            request_class = GetMessageClass(descriptor.methods_by_name[name].input_type)
+            rpc = descriptor.methods_by_name[name]
+            # a stream of requests is decoded message by message, by gRPC (services.add_service)
+            request_class = None if rpc.client_streaming else GetMessageClass(rpc.input_type)
             setattr(servicer, name, self.wrap(f"/{service}/{name}", getattr(servicer, name), gated, request_class))
 
     def wrap(self, method: str, handler: Handler, gated: bool = True, request_class: type | None = None) -> Handler:
