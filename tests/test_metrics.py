@@ -72,6 +72,11 @@ def test_metrics_follow_the_traffic(demo_repo, server_process):
     buckets = [s.value for s in rpc if s.name.endswith("_bucket") and s.labels["method"] == method]
     assert buckets == sorted(buckets) and buckets[-1] == count
     assert 0 < _value(rpc, "hanzo_rpc_duration_seconds_sum", method=method) < count * 5
+    # admission: the calls went through ModelInfer's gate, none refused
+    assert _value(after["hanzo_admission_admitted"], "hanzo_admission_admitted_total", method=method) >= len(rows)
+    assert _value(after["hanzo_admission_limit"], "hanzo_admission_limit", method=method) >= 1
+    assert _value(after["hanzo_admission_refused"], "hanzo_admission_refused_total", method=method,
+                  reason="queue_full") == 0
     assert "hanzo_feature_entities" in after and "hanzo_events_applied" in after
     assert np.isfinite(_value(after["hanzo_event_log_bytes"], "hanzo_event_log_bytes"))
     # every series the Grafana dashboard asks for is one the server exports
