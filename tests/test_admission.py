@@ -288,3 +288,11 @@ def test_overload_with_short_deadlines_is_refused_quickly_not_timed_out(tmp_path
     late = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("hanzo_admission_late_total{"))
     assert late <= codes.count("DEADLINE_EXCEEDED") + len(codes) / 100, (late, summary)
+
+
+def test_the_refusal_cost_benchmark_runs():
+    from hanzo.loadtest.admission_bench import main
+
+    report = main(["--calls", "400", "--grpc-calls", "64"])
+    assert report["grpc_served_codes"] == {"OK": 64}
+    assert report["grpc_refused_codes"] == {"RESOURCE_EXHAUSTED": 64}
