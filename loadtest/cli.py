@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring (default 2)")
     parser.add_argument("--timeout", type=float, default=5.0, help="per-call deadline in seconds (default 5)")
     parser.add_argument("--processes", type=int, default=1, help="client processes (default 1)")
+    parser.add_argument("--client-cpus", metavar="CPUS",
+                        help="run the load generator on these CPUs only (as taskset -c takes them: 1, 1,3, 2-3); "
+                             "start the server on others (taskset -c 0 hanzo serve ...) so they do not share a core")
     parser.add_argument("--clients", type=int, default=4, help="h2load: connections (default 4)")
     parser.add_argument("--streams", type=int, default=8, help="h2load: streams per connection (default 8)")
     parser.add_argument("--compare-triton", action="store_true",
@@ -60,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         return _ingest(args)
 
     from . import targets
-    from .openloop import LoadSpec
+    from .openloop import LoadSpec, parse_cpus
     from .runner import format_report, measure
 
     for flag, path in (("--scenario", args.scenario), ("--request-file", args.request_file)):
@@ -82,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         spec = LoadSpec(args.url, method, request, mode=args.mode, rate=rates[0],
                         concurrency=args.concurrency, duration_s=args.duration, warmup_s=args.warmup,
                         timeout_s=args.timeout, processes=args.processes, seed=args.seed,
-                        h2_clients=args.clients, h2_streams=args.streams,
+                        h2_clients=args.clients, h2_streams=args.streams, cpus=parse_cpus(args.client_cpus),
                         progress=not args.no_progress and sys.stderr.isatty())
         log = lambda m: print(m, file=sys.stderr)  # noqa: E731
         with contextlib.ExitStack() as stack:

@@ -17,8 +17,8 @@ from hanzo.v1 import admin_pb2, admin_pb2_grpc
 
 from .floor import FloorServer
 from .h2load import run_h2load
-from .openloop import LoadResult, LoadSpec, new_histogram, run_load
-from .scrape import quantiles, scrape
+from .openloop import LoadResult, LoadSpec, new_histogram, pinned, run_load
+from .scrape import counter_deltas, overload_counters, quantiles, scrape
 from .targets import KSERVE_INFER, Scenario, Target
 
 PERCENTILES = (50, 90, 99, 99.9)
@@ -53,6 +53,17 @@ class Phase:
     series: list[dict] = field(default_factory=list)
     # from the servers' Prometheus histograms (--metrics-url), summed over every process given
     server_metrics_ms: dict[str, float] = field(default_factory=dict)
+    # OK answers per measured second, and as a share of the offered rate (open loop: the rate
+    # asked for; closed loop: the calls sent)
+    goodput_rps: float = 0.0
+    goodput_share: float = 0.0
+    # each status code's share of the failed calls; RESOURCE_EXHAUSTED (refused at once) and
+    # DEADLINE_EXCEEDED (the caller gave up) are always there when a call failed
+    failure_shares: dict[str, float] = field(default_factory=dict)
+    late_ok: int = 0  # OK answers that came back after the call's deadline (client side)
+    # what the servers' counters gained over the load, warm-up included (--metrics-url): late
+    # (handler returned after the caller's deadline), rpc_late, admitted, refused_<reason>
+    server_counters: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -74,15 +85,32 @@ class Report:
         return asdict(self)
 
 
-def _phase(name: str, url: str, result: LoadResult) -> Phase:
-    phase = Phase(name, url, result.sent, result.ok, result.errors,
-                  result.sent / result.elapsed_s if result.elapsed_s else 0.0, result.late_sends,
+def failure_shares(errors: dict[str, int]) -> dict[str, float]:
+    """Each code's share of the failed calls; the two codes of an overload always named."""
+    failed = sum(errors.values())
+    if not failed:
+        return {}
+    shares = {"RESOURCE_EXHAUSTED": 0.0, "DEADLINE_EXCEEDED": 0.0}
+    shares.update({code: n / failed for code, n in errors.items()})
+    return {code: round(share, 4) for code, share in shares.items()}
+
+
+def _phase(name: str, url: str, result: LoadResult, offered_rps: float | None = None, series_s: float = 1.0) -> Phase:
+    """`offered_rps`: the open-loop rate asked for (None: the calls sent are what was offered)."""
+    achieved = result.sent / result.elapsed_s if result.elapsed_s else 0.0
+    phase = Phase(name, url, result.sent, result.ok, result.errors, achieved, result.late_sends,
                   summarize(result.latency), summarize(result.corrected))
+    phase.goodput_rps = result.ok / result.elapsed_s if result.elapsed_s else 0.0
+    offered = offered_rps or achieved
+    phase.goodput_share = round(phase.goodput_rps / offered, 4) if offered else 0.0
+    phase.failure_shares = failure_shares(result.errors)
+    phase.late_ok = result.late_ok
     phase.kinds = {label: {"sent": k.sent, "ok": k.ok, "errors": k.errors, "e2e_ms": summarize(k.latency),
-                           "e2e_corrected_ms": summarize(k.corrected)} for label, k in result.kinds.items()}
+                           "e2e_corrected_ms": summarize(k.corrected), "failure_shares": failure_shares(k.errors),
+                           "late_ok": k.late_ok} for label, k in result.kinds.items()}
     for t, (sent, ok, errors, values) in enumerate(zip(result.second_sent, result.second_ok, result.second_errors,
                                                        result.second_latency_us)):
-        row = {"t": t, "sent": sent, "ok": ok, "errors": errors}
+        row = {"t": t if series_s == 1.0 else round(t * series_s, 6), "sent": sent, "ok": ok, "errors": errors}
         if values:
             p50, p99 = np.percentile(values, [50, 99])
             row.update(p50_ms=round(p50 / 1000, 4), p99_ms=round(p99 / 1000, 4), max_ms=max(values) / 1000)
@@ -126,8 +154,9 @@ def _success_count(url: str, target: Target) -> int | None:
 def _h2load_phase(name: str, spec: LoadSpec, target: Target) -> Phase:
     _server_latency(spec.url, target.method, reset=True)
     before = _success_count(spec.url, target)
-    result = run_h2load(spec.url, target.method, target.request, clients=spec.h2_clients, streams=spec.h2_streams,
-                        duration_s=spec.duration_s, warmup_s=spec.warmup_s)
+    with pinned(spec.cpus):  # h2load inherits the CPUs
+        result = run_h2load(spec.url, target.method, target.request, clients=spec.h2_clients,
+                            streams=spec.h2_streams, duration_s=spec.duration_s, warmup_s=spec.warmup_s)
     after = _success_count(spec.url, target)
     # h2load counts HTTP answers; the server's own counters say how many were gRPC successes
     # (they include the warm-up's calls, so confirmed can exceed done).
@@ -148,9 +177,12 @@ def _load_phase(name: str, spec: LoadSpec, scenario: Scenario, metrics_urls: lis
     _server_latency(spec.url, scenario.parts[0][0].method, reset=True)  # resets every method's window
     methods = sorted({t.method for t, _ in scenario.parts})
     before = {m: scrape(metrics_urls, m) for m in methods} if metrics_urls else {}
-    phase = _phase(name, spec.url, run_load(spec))
+    counters = overload_counters(metrics_urls, methods) if metrics_urls else {}
+    offered = spec.rate if spec.mode in ("poisson", "constant") else None
+    phase = _phase(name, spec.url, run_load(spec), offered, spec.series_s)
     if metrics_urls:
         time.sleep(0.2)  # the last calls' latencies are recorded when gRPC reports them done
+        phase.server_counters = counter_deltas(counters, overload_counters(metrics_urls, methods))
         after = {m: scrape(metrics_urls, m) for m in methods}
         bounds = sorted({b for m in methods for b in after[m]})  # every method of a scenario together
         merged_before = {b: sum(before[m].get(b, 0.0) for m in methods) for b in bounds}
@@ -212,6 +244,22 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def _overload_lines(p: Phase) -> list[str]:
+    """Goodput, what the failures were, and calls that finished after their deadline."""
+    lines = []
+    if p.errors or p.late_ok:
+        shares = ", ".join(f"{code} {share:.1%}" for code, share in p.failure_shares.items())
+        lines.append(f"         goodput {p.goodput_rps:.0f} OK/s ({p.goodput_share:.1%} of offered); failures: "
+                     f"{shares or 'none'}; {p.late_ok} OK after the deadline (client side)")
+    c = p.server_counters
+    if c:
+        late = c.get("late", c.get("rpc_late"))
+        refused = {k.removeprefix("refused_"): int(v) for k, v in c.items() if k.startswith("refused_") and v}
+        lines.append(f"         server: {'-' if late is None else int(late)} calls finished after their deadline"
+                     + (f", refused {refused}" if refused else ""))
+    return lines
+
+
 def format_report(report: Report) -> str:
     load = {"closed": f"closed loop, concurrency {report.concurrency}",
             "h2load": f"h2load {report.h2_clients} connections x {report.h2_streams} streams"}.get(
@@ -233,6 +281,7 @@ def format_report(report: Report) -> str:
             + (f"{s['p50']:>10.3f} {s['p99']:>7.3f} {s['p99.9']:>7.3f}" if s else f"{'-':>10} {'-':>7} {'-':>7}"))
         if p.errors:
             lines.append(f"         errors: {p.errors}")
+        lines.extend(_overload_lines(p))
         if p.late_sends:
             lines.append(f"         {p.late_sends} calls left the client > 2 ms late: add --processes")
         if p.server_metrics_ms.get("count"):

@@ -1,6 +1,7 @@
 """The load harness against a real server: a short open-loop run beside the floor yields a
 report with both phases and the server's own histogram; h2load mode where h2load exists."""
 import json
+import os
 import subprocess
 import sys
 
@@ -94,10 +95,17 @@ def test_server_latency_from_the_metrics_endpoint(demo_repo, server_process, tmp
     metrics = free_port()
     server = server_process(demo_repo, "--metrics-port", str(metrics))
     out = tmp_path / "report.json"
+    cpu = str(min(os.sched_getaffinity(0)))
     run = loadtest(server.url, "--model", "demo_risk_mlp", "--rate", "200", "--duration", "1", "--warmup", "0.3",
-                   "--no-floor", "--metrics-url", f"127.0.0.1:{metrics}", "--out", str(out))
+                   "--no-floor", "--metrics-url", f"127.0.0.1:{metrics}", "--client-cpus", cpu, "--out", str(out))
     assert run.returncode == 0, run.stderr
     phase = json.loads(out.read_text())["phases"][0]
+    # overload figures: goodput against the offered rate, and the server's admission counters
+    assert phase["goodput_rps"] > 100 and 0.5 < phase["goodput_share"] <= 1.5 and phase["late_ok"] == 0
+    assert phase["failure_shares"] == {}
+    counters = phase["server_counters"]
+    assert counters["admitted"] >= phase["ok"] and counters["late"] == counters["rpc_late"] == 0
+    assert counters["refused_queue_full"] == 0
     scraped = phase["server_metrics_ms"]
     # the scrape window holds the warm-up and measured calls, as the Admin histogram's does
     assert scraped["count"] == phase["server_count"] >= phase["ok"]

@@ -71,6 +71,9 @@ class Edge:
         self.accepting = accepting
         self.admission = admission
         self.in_flight = 0
+        # gated calls whose handler returned after the client's deadline, per method, admission
+        # control on or off (work done for a caller who had gone: hanzo_rpc_late_total)
+        self.late: dict[str, int] = {}
         self._idle: asyncio.Event | None = None
         self._tasks: set[asyncio.Task] = set()  # the handlers running, for a drain past its grace
 
@@ -124,6 +127,7 @@ class Edge:
         gate = self.admission.gate(method) if gated and self.admission is not None else None
         decode = lenient_decoder(request_class) if request_class is not None else None
         limits = self.limits
+        late_counts = self.late
         Message = message.Message
 
         async def edge(request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -138,6 +142,7 @@ class Edge:
 
             context.add_done_callback(done)
             admitted = 0
+            ran = False
             try:
                 if accepting is not None and not accepting():
                     raise Unavailable("the server is not serving yet (starting: health says NOT_SERVING) or is "
@@ -151,6 +156,7 @@ class Edge:
                             gate.abandon(waiting)
                             raise
                     admitted = perf()
+                ran = gated
                 if decode is not None:
                     request = decode(request)
                 if request.__class__ is Undecodable:
@@ -169,10 +175,14 @@ class Edge:
                 log.exception("call crashed", extra={"method": method, **describe(request)})
                 text = f"internal error in {method} ({type(exc).__name__}); the server log has the details"
             finally:
-                if admitted:
-                    now = perf()
+                if ran:
                     remaining = context.time_remaining()
-                    gate.release(now - admitted, now, remaining is not None and remaining <= 0)
+                    late = remaining is not None and remaining <= 0
+                    if late:
+                        late_counts[method] = late_counts.get(method, 0) + 1
+                    if admitted:
+                        now = perf()
+                        gate.release(now - admitted, now, late)
             await context.abort(code, text)
 
         edge.__name__ = handler.__name__

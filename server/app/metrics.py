@@ -37,15 +37,22 @@ _DURATIONS = (
 
 class ServerCollector:
     def __init__(self, repository: ModelRepository, latency: LatencyRecorder, features: FeatureService,
-                 admission: Admission | None = None) -> None:
+                 admission: Admission | None = None, late: dict[str, int] | None = None) -> None:
         self.repository = repository
         self.latency = latency
         self.features = features
         self.admission = admission
+        self.late = late  # the edge's count of gated calls that returned after their deadline
 
     def collect(self) -> Iterator[Metric]:
         yield from self._models()
         yield self._rpc_latency()
+        if self.late is not None:
+            late = CounterMetricFamily("hanzo_rpc_late", "gated calls whose handler returned after the client's "
+                                       "deadline (admission control on or off)", labels=["method"])
+            for method, n in sorted(self.late.items()):
+                late.add_metric([method], n)
+            yield late
         if self.admission is not None:
             yield from admission_metrics(self.admission)
         yield from self._store()

@@ -104,7 +104,8 @@ class HanzoServer:
         self._server = server
         log.info("listening", extra={"address": f"{self.config.host}:{self.port}", "version": VERSION})
         if self.config.metrics_port:
-            registry = registry_for(ServerCollector(self.repository, self.latency, self.features, self.admission))
+            registry = registry_for(ServerCollector(self.repository, self.latency, self.features, self.admission,
+                                                    self.edge.late))
             self._metrics = await serve_metrics(registry, self.config.host, self.config.metrics_port)
             self.metrics_port = self._metrics.sockets[0].getsockname()[1]
         return self.port
