@@ -78,14 +78,18 @@ def demo_manifest(world: Path) -> dict:
         return {}
 
 
-def start_demo(workdir: Path, log_name: str = "serve.log", extra: tuple[str, ...] = ()) -> Served:
+def start_demo(workdir: Path, log_name: str = "serve.log", extra: tuple[str, ...] = (),
+               cpus: tuple[int, ...] = ()) -> Served:
     """`hanzo serve` on the demo world in `workdir` (built there by the first start), on a free
-    loopback port; returns once it is ready. The log (stderr) goes to workdir/`log_name`."""
+    loopback port; returns once it is ready. The log (stderr) goes to workdir/`log_name`.
+    `cpus`: run it on those CPUs only (taskset -c), away from a load generator on the others."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = workdir / log_name
     cmd = [sys.executable, "-m", "hanzo.server.commands", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--model-repo", str(workdir / "model_repo"), "--data-dir", str(workdir / "data"), *extra]
+    if cpus:
+        cmd = ["taskset", "-c", ",".join(map(str, cpus)), *cmd]
     with open(log_path, "w") as log, open(workdir / (log_name + ".out"), "w") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=log, cwd=workdir,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
