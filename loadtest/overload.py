@@ -28,7 +28,7 @@ from .openloop import LoadResult, LoadSpec, parse_cpus, run_load, run_sequence
 from .overload_figures import goals, recovery, step_passes
 from .reports import write_report
 from .runner import _phase, summarize
-from .scrape import counter_deltas, overload_counters
+from .scrape import counter_deltas, overload_counters, quantiles, scrape
 
 MODEL = "demo_risk_mlp"  # the ModelInfer target: a demo model every demo world has
 
@@ -36,8 +36,9 @@ MODEL = "demo_risk_mlp"  # the ModelInfer target: a demo model every demo world 
 @dataclass(frozen=True)
 class Plan:
     deadline_s: float = 0.1
-    unloaded_rate: float = 50.0
-    unloaded_s: float = 5.0
+    # low enough to queue nothing, long enough that its p99 is not two or three calls' luck
+    unloaded_rate: float = 100.0
+    unloaded_s: float = 8.0
     step_s: float = 3.0
     first_rate: float = 200.0
     max_rate: float = 20000.0
@@ -104,11 +105,15 @@ def overload(served: Served, target: targets.Target, plan: Plan, cap: float, bas
     after = _spec(served.url, target, plan, 0.5 * cap, plan.recovery_s, warmup=0.0, series_s=plan.bucket_s)
     rss_before = served.rss_kib()
     counters = overload_counters(metrics, [target.method])
+    histogram = scrape(metrics, target.method)
     log(f"  overload: {2 * cap:.0f}/s for {plan.overload_s:g} s, then {0.5 * cap:.0f}/s")
     loaded, recovering = run_sequence([over, after])
     time.sleep(0.5)  # calls still on the server finish (or not) and are counted
     phase = _phase("overload", served.url, loaded, over.rate)
     server = counter_deltas(counters, overload_counters(metrics, [target.method]))
+    # the server's own latency (edge entry to answer, refusals included) beside the client's:
+    # what the client waited beyond it was spent before the call reached the edge
+    server_ms = quantiles(histogram, scrape(metrics, target.method))
     out = {"rate": over.rate, "deadline_ms": plan.deadline_s * 1000, "goodput_rps": round(phase.goodput_rps, 1),
            "goodput_share_of_capacity": round(phase.goodput_rps / cap, 4), "goodput_share": phase.goodput_share,
            "sent": phase.sent, "ok": phase.ok, "errors": phase.errors, "failure_shares": phase.failure_shares,
@@ -117,6 +122,7 @@ def overload(served: Served, target: targets.Target, plan: Plan, cap: float, bas
            "accepted_p99_over_unloaded": round(_p99_ms(loaded) / base_p99, 2),
            # over the overload and the recovery after it (one scrape after both)
            "server_late": server.get("rpc_late", server.get("late")), "server_counters": server,
+           "server_ms": server_ms,
            "rss_kib_before": rss_before, "rss_kib_after": served.rss_kib()}
     series = _phase("recovery", served.url, recovering, after.rate, plan.bucket_s).series
     # the recovery's clock starts when the overload's last call was due: the gap is the wait
