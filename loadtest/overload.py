@@ -190,7 +190,8 @@ def run(args: argparse.Namespace, log=lambda m: print(m, file=sys.stderr)) -> di
         try:
             for name, target in zip(names, _targets(names, served, args.workdir)):
                 entry, caps[name] = one_rpc(served, target, plan, [f"127.0.0.1:{port}"], caps[name], log)
-                report["rpcs"].setdefault(target.label, {"capacity_rps": caps[name]})[setting] = entry
+                # keyed by the name asked for: no spaces, so a JSON path to a figure is plain
+                report["rpcs"].setdefault(name, {"target": target.label, "capacity_rps": caps[name]})[setting] = entry
         finally:
             stop(served.process)
     for entry in report["rpcs"].values():
