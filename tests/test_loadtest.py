@@ -114,3 +114,28 @@ def test_server_latency_from_the_metrics_endpoint(demo_repo, server_process, tmp
     # interpolation within buckets, as Prometheus' histogram_quantile
     q = quantiles({0.001: 0, 0.002: 0, float("inf"): 0}, {0.001: 50, 0.002: 100, float("inf"): 100})
     assert q["count"] == 100 and abs(q["p50"] - 1.0) < 1e-9 and abs(q["p99"] - 1.98) < 1e-9
+
+
+def test_the_overload_benchmark_measures_one_rpc_end_to_end(demo_repo, server_process):
+    """One RPC through the benchmark's steps with every load cut to a fraction of a second:
+    the figures are there and add up (what they say is docs/results.md's business)."""
+    from hanzo.loadtest import targets
+    from hanzo.loadtest.fuzz_server import Served
+    from hanzo.loadtest.overload import Plan, one_rpc
+
+    metrics = targets.free_port()
+    server = server_process(demo_repo, "--metrics-port", str(metrics))
+    served = Served(server.url, server.proc.pid)
+    plan = Plan(unloaded_rate=50.0, unloaded_s=0.5, step_s=0.5, first_rate=100.0, max_rate=200.0, bisections=1,
+                overload_s=1.0, recovery_s=1.0)
+    target = targets.model_infer(server.url, "demo_risk_mlp")
+    entry, capacity = one_rpc(served, target, plan, [f"127.0.0.1:{metrics}"], None, lambda m: None)
+    assert 50.0 <= capacity <= 200.0 and entry["capacity_rps"] == capacity and entry["unloaded_p99_ms"] > 0
+    assert all("passed" in step for step in entry["sweep"]) and entry["at_0.8x"]["ok"] > 0
+    overload = entry["overload"]
+    assert overload["rate"] == 2 * capacity and overload["sent"] == overload["ok"] + sum(overload["errors"].values())
+    assert overload["server_counters"]["admitted"] > 0 and overload["server_late"] is not None
+    assert overload["rss_kib_before"] > 0 and overload["rss_kib_after"] > 0
+    recovery = overload["recovery"]
+    assert recovery["rate"] == 0.5 * capacity and len(recovery["series"]) == 4  # 0.25 s buckets
+    assert set(entry["goals"]) >= {"goodput >= 70% of capacity", "recovery within 2 s"}
