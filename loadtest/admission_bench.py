@@ -1,6 +1,6 @@
 """What admission control costs a call, and what a refusal costs: a micro-benchmark.
 
-    python -m hanzo.loadtest.admission_bench [--calls 200000] [--grpc-calls 20000]
+    python -m hanzo.loadtest.admission_bench [--calls 200000] [--grpc-calls 20000] [--out FILE]
 
 1. The gate alone: admit + release of a call that goes straight in.
 2. The edge, in process (no gRPC): a Recommend call decoded and answered by a do-nothing
@@ -8,13 +8,14 @@
    at the gate.
 3. Over gRPC on loopback, client and server in this one process (so the figure is all the
    CPU a call costs both sides): served by the do-nothing handler, against refused.
-Prints one JSON object; the figures are per call."""
+Prints one JSON object (and writes it with --out); the figures are per call."""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -24,6 +25,7 @@ from hanzo.v1 import commerce_pb2
 from ..server.api.admission import Admission, AdmissionConfig
 from ..server.api.edge import Edge
 from ..server.api.latency import LatencyRecorder
+from .reports import write_report
 
 METHOD = "/hanzo.v1.Commerce/Recommend"
 BODY = commerce_pb2.RecommendRequest(request_id="r-1", user_id="u-12345", k=10).SerializeToString()
@@ -134,6 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200_000)
     parser.add_argument("--grpc-calls", type=int, default=20_000)
+    parser.add_argument("--out", type=Path, help="also write the report here (with its provenance)")
     args = parser.parse_args(argv)
     report = {"gate_admit_release_ns": round(bench_gate(args.calls))}
     for name, refuse in (("served_without_admission", None), ("served", False), ("refused", True)):
@@ -143,6 +146,8 @@ def main(argv: list[str] | None = None) -> dict:
         report[f"grpc_{name}_us"] = round(ns / 1000, 1)
         report[f"grpc_{name}_codes"] = codes
     print(json.dumps(report, indent=2))
+    if args.out:
+        write_report(args.out, report)
     return report
 
 
