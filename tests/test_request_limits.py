@@ -156,3 +156,11 @@ def test_one_bad_event_is_one_reject_and_the_rest_go_in(server):
     ack = commerce.IngestEvents(batch, timeout=30)
     assert ack.accepted == 2
     assert [(r.index, r.field) for r in ack.rejects] == [(1, "timestamp"), (2, "payload.product_id")]
+
+
+def test_timestamps_are_written_in_rfc_3339_to_the_ends_of_the_range():
+    from hanzo.server.features.events import format_timestamp, parse_timestamp
+
+    for ms in (-62_135_596_800_000, 0, 253_402_300_799_999):
+        assert parse_timestamp(format_timestamp(ms)) == ms
+    assert format_timestamp(-62_135_596_800_000) == "0001-01-01T00:00:00.000Z"

@@ -68,7 +68,8 @@ def parse_timestamp(value: str) -> int:
 def format_timestamp(ms: int) -> str:
     """Milliseconds since the epoch -> RFC 3339, UTC, millisecond precision."""
     moment = _EPOCH + timedelta(milliseconds=ms)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    # the year by hand: strftime's %Y writes year 1 as "1", not RFC 3339's "0001"
+    return f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 def record_from_json(obj: dict[str, Any]) -> dict[str, Any]:
