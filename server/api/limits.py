@@ -11,7 +11,7 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from ..models.errors import InvalidArgument, quote
+from ..models.errors import InvalidArgument, quote, too_long
 from ..models.limits import FieldLimits
 
 TIMESTAMP = "google.protobuf.Timestamp"
@@ -93,7 +93,7 @@ class RequestLimits:
         value = getattr(message, field.name)
         if kind == "text":
             if len(value) > limit:
-                raise InvalidArgument(prefix + field.name, _too_long(value, limit))
+                raise InvalidArgument(prefix + field.name, too_long(value, limit))
         elif kind == "int":
             if value > limit:
                 raise InvalidArgument(prefix + field.name, f"{value} is over the limit of {limit}")
@@ -115,7 +115,7 @@ class RequestLimits:
         if kind == "texts":
             for i, text in enumerate(value):
                 if len(text) > check.inner:
-                    raise InvalidArgument(f"{name}[{i}]", _too_long(text, check.inner))
+                    raise InvalidArgument(f"{name}[{i}]", too_long(text, check.inner))
         elif kind == "messages":
             for i, item in enumerate(value):
                 self.check(item, f"{name}[{i}].")
@@ -124,15 +124,12 @@ class RequestLimits:
             text_value = entry.type == STRING
             for key, item in value.items():
                 if isinstance(key, str) and len(key) > check.inner:
-                    raise InvalidArgument(name, "a key of " + _too_long(key, check.inner))
+                    raise InvalidArgument(name, "a key of " + too_long(key, check.inner))
                 if text_value and len(item) > self.limits.max_text_chars:
-                    raise InvalidArgument(f"{name}[{quote(key)}]", _too_long(item, self.limits.max_text_chars))
+                    raise InvalidArgument(f"{name}[{quote(key)}]", too_long(item, self.limits.max_text_chars))
                 elif entry.type == MESSAGE:
                     self.check(item, f"{name}[{quote(key)}].")
 
-
-def _too_long(value: str | bytes, limit: int) -> str:
-    return f"{len(value)} characters is over the limit of {limit} ({quote(value, 32)})"
 
 
 def _check_timestamp(stamp: Any, name: str) -> None:

@@ -7,7 +7,7 @@ import math
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ..models.errors import quote
+from ..models.errors import quote, too_long
 from ..models.limits import DEFAULT_LIMITS, FieldLimits
 
 EVENT_TYPES = (
@@ -212,13 +212,13 @@ def _check_sizes(record: dict[str, Any], limits: FieldLimits) -> None:
     for name in ("event_id", "event_type", "user_id", "session_id"):
         value = record.get(name)
         if value.__class__ is str and len(value) > ids:
-            raise EventError(name, _too_long(value, ids))
+            raise EventError(name, too_long(value, ids))
     payload = record["payload"]
     for name, value in payload.items():
         if value.__class__ is str:
             limit = ids if name in ID_FIELDS else texts
             if len(value) > limit:
-                raise EventError(f"payload.{name}", _too_long(value, limit))
+                raise EventError(f"payload.{name}", too_long(value, limit))
         elif isinstance(value, (list, dict)):
             limit = limits.max_map_entries if isinstance(value, dict) else limits.max_repeated
             if len(value) > limit:
@@ -227,14 +227,14 @@ def _check_sizes(record: dict[str, Any], limits: FieldLimits) -> None:
                 raise EventError("payload.items", f"a product_id is over the limit of {ids} characters")
             if name in ("product_ids", "category") and any(len(str(v)) > ids for v in value):
                 raise EventError(f"payload.{name}", f"an element is over the limit of {ids} characters")
-            if isinstance(value, dict) and any(len(str(k)) > ids or len(str(v)) > texts for k, v in value.items()):
-                raise EventError(f"payload.{name}", f"a key over {ids} or a value over {texts} characters")
+            if isinstance(value, dict):
+                _check_map(f"payload.{name}", value, ids, texts)
     context = record.get("context") or {}
     if len(context) > limits.max_map_entries + ID_ROOM:
         raise EventError("context", f"{len(context)} entries; the limit is {limits.max_map_entries + ID_ROOM}")
-    if any(len(str(k)) > ids or len(str(v)) > texts for k, v in context.items()):
-        raise EventError("context", f"a key over {ids} or a value over {texts} characters")
+    _check_map("context", context, ids, texts)
 
 
-def _too_long(value: str, limit: int) -> str:
-    return f"{len(value)} characters is over the limit of {limit} ({quote(value, 32)})"
+def _check_map(field: str, entries: dict, ids: int, texts: int) -> None:
+    if any(len(str(k)) > ids or len(str(v)) > texts for k, v in entries.items()):
+        raise EventError(field, f"a key over {ids} or a value over {texts} characters")

@@ -19,6 +19,11 @@ def quote(value: object, limit: int = QUOTE_CHARS) -> str:
     return f"{text[:limit]}... ({len(text)} characters)"
 
 
+def too_long(value: str | bytes, limit: int) -> str:
+    """The reason a value over a length limit is refused, the value quoted short."""
+    return f"{len(value)} characters is over the limit of {limit} ({quote(value, 32)})"
+
+
 class HanzoError(Exception):
     """Base of the errors a client can be told about."""
 

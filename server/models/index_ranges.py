@@ -51,7 +51,8 @@ def graph_limits(model_path: Path) -> tuple[dict[str, IndexRange], dict[str, dic
     """
     model = onnx.load(str(model_path), load_external_data=False)
     graph = model.graph
-    return graph_index_ranges(graph), graph_dim_limits(graph, _tables(graph)), shared_dims(graph)
+    tables = _tables(graph)
+    return graph_index_ranges(graph, tables), graph_dim_limits(graph, tables), shared_dims(graph)
 
 
 def _attribute(node: onnx.NodeProto, name: str, default):
@@ -110,9 +111,10 @@ def _reached_tables(name: str, consumers: dict[str, list[onnx.NodeProto]],
     return found
 
 
-def graph_index_ranges(graph: onnx.GraphProto) -> dict[str, IndexRange]:
+def graph_index_ranges(graph: onnx.GraphProto,
+                       tables: dict[str, tuple[int, ...]] | None = None) -> dict[str, IndexRange]:
     """The ranges for a graph's integer inputs that reach a Gather on a fixed table."""
-    tables = _tables(graph)
+    tables = _tables(graph) if tables is None else tables
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in graph.node:
         for used in set(node.input):
