@@ -11,10 +11,11 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from . import (call, demo_models, evaluate, forecast, ingest, loadtest, recommend_batch, serve,  # noqa: E402
                simulate, train, triton_twin, tune)
+from . import log as log_command  # noqa: E402
 from .common import CommandError, HelpFormatter, Parser  # noqa: E402
 
 COMMANDS = (serve, call, simulate, ingest, train, evaluate, forecast, recommend_batch, demo_models, loadtest, tune,
-            triton_twin)
+            triton_twin, log_command)
 
 
 def version() -> str:

@@ -41,12 +41,13 @@ def run(args: argparse.Namespace) -> int:
             exc = group.exceptions[0]
             raise CommandError(f"--url {args.url}: {exc.code().name}: {exc.details()}") from None
     else:
+        from ..features.log_frames import LogDamaged
         from ..features.service import FeatureStoreConfig
 
         config = FeatureStoreConfig(**{k: v for k, v in feature_overrides(args).items() if v is not None})
         try:
             totals = bulk(args.file, config, args.batch, sort=args.sort)
-        except OSError as exc:  # the directory is a running server's
+        except (OSError, LogDamaged) as exc:  # the directory is a running server's, or its log is damaged
             raise CommandError(str(exc)) from None
     totals.report()
     return 0

@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     import uvloop
 
     from ..app import logs
+    from ..features.log_frames import LogDamaged
     from .first_start import DemoBuildFailed
 
     config = server_config(args)
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
             for path in reset(DemoPaths.of(config)):
                 log.info("removed", extra={"path": str(path)})
         return uvloop.run(_serve(config))
-    except (OSError, DemoBuildFailed) as exc:
+    except (OSError, DemoBuildFailed, LogDamaged) as exc:
         raise CommandError(str(exc)) from None
 
 

@@ -1,25 +1,24 @@
-"""The durable event log: append-only segments of msgpack frames. A batch is one frame:
-magic, length, CRC-32, first sequence number, count, then the msgpack list of its records.
-`append` returns once the frame is written (and fsynced, under the default policy), so an
-acknowledged batch survives a crash of the process (and, fsynced, of the machine). On open,
-a torn frame at the tail (a crash mid-write) is cut off: it was never acknowledged."""
+"""The durable event log: append-only segments of msgpack frames (log_frames.py). A batch is one
+frame. `append` returns once the frame is written (and fsynced, under the default policy), so
+an acknowledged batch survives a crash of the process (and, fsynced, of the machine); under
+fsync = "interval" a timer syncs what was written within the interval, appends or not. On open,
+a torn frame at the tail (a crash mid-write) is cut off: it was never acknowledged. Any other
+damage stops the open and every replay with LogDamaged, naming the segment and the offset."""
 from __future__ import annotations
 
 import logging
 import os
-import struct
 import threading
 import time
-import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
 import msgpack
 
+from .log_frames import Damage, LogDamaged, Scan, follows, pack, payload, read_gaps, scan
+
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct("<2sIIQI")  # magic, payload length, crc32, first seq, count
-_MAGIC = b"HZ"
 FSYNC_POLICIES = ("always", "interval", "never")
 
 
@@ -35,9 +34,15 @@ class EventLog:
         self.fsync_interval_s = fsync_interval_s
         self._lock = threading.Lock()
         self._last_sync = 0.0
+        self._unsynced = False
         self.next_seq = 0
         self._file = None
         self._recover()
+        self._stop = threading.Event()
+        self._syncer: threading.Thread | None = None
+        if fsync == "interval":
+            self._syncer = threading.Thread(target=self._sync_on_timer, name="hanzo-log-sync", daemon=True)
+            self._syncer.start()
 
     # ------------------------------------------------------------------ files
 
@@ -49,20 +54,18 @@ class EventLog:
         if not segments:
             self._open_segment(0)
             return
+        next_seq, last_scan = int(segments[0].stem), Scan()
+        for segment, data, result in walk(self.directory):
+            next_seq = result.frames[-1].first + result.frames[-1].count if result.frames else next_seq
+            last_scan = result
         last = segments[-1]
-        good, next_seq = 0, int(last.stem)
-        with open(last, "rb") as f:
-            data = f.read()
-        for offset, first, count, _ in _frames(data):
-            good = offset
-            next_seq = first + count
-        if good < len(data):
+        if last_scan.tail_bytes:
             log.warning("event log: cut a torn frame at the tail", extra={"segment": last.name,
-                                                                         "bytes_cut": len(data) - good})
+                                                                         "bytes_cut": last_scan.tail_bytes})
             with open(last, "r+b") as f:
-                f.truncate(good)
+                f.truncate(last_scan.good_end)
                 os.fsync(f.fileno())
-        self.next_seq = next_seq
+        self.next_seq = max(next_seq, int(last.stem))
         self._file = open(last, "ab")
 
     def _open_segment(self, first_seq: int) -> None:
@@ -76,27 +79,42 @@ class EventLog:
     def append(self, records: list[dict[str, Any]]) -> int:
         """Append one batch; returns its first sequence number. Durable on return (per the
         fsync policy). Thread-safe; batches get consecutive sequence numbers."""
-        payload = msgpack.packb(records, use_bin_type=True)
+        packed = msgpack.packb(records, use_bin_type=True)
         with self._lock:
             first = self.next_seq
             if self._file.tell() >= self.segment_bytes:
                 self._open_segment(first)
-            frame = _HEADER.pack(_MAGIC, len(payload), zlib.crc32(payload), first, len(records)) + payload
-            self._file.write(frame)
+            self._file.write(pack(packed, first, len(records)))
             self._file.flush()
+            self._unsynced = True
             if self.fsync == "always" or (self.fsync == "interval"
                                           and time.monotonic() - self._last_sync >= self.fsync_interval_s):
-                os.fdatasync(self._file.fileno())
-                self._last_sync = time.monotonic()
+                self._sync_locked()
             self.next_seq = first + len(records)
         return first
+
+    def _sync_locked(self) -> None:
+        os.fdatasync(self._file.fileno())
+        self._last_sync = time.monotonic()
+        self._unsynced = False
+
+    def _sync_on_timer(self) -> None:
+        """fsync = "interval": what was written is synced within the interval even when no
+        further append comes to do it."""
+        while not self._stop.wait(self.fsync_interval_s):
+            with self._lock:
+                if self._unsynced and self._file is not None:
+                    self._sync_locked()
 
     def sync(self) -> None:
         with self._lock:
             self._file.flush()
-            os.fdatasync(self._file.fileno())
+            self._sync_locked()
 
     def close(self) -> None:
+        self._stop.set()
+        if self._syncer is not None:
+            self._syncer.join()
         with self._lock:
             if self._file:
                 self._file.flush()
@@ -126,22 +144,6 @@ class EventLog:
         return sum(p.stat().st_size for p in self.segments())
 
 
-def _frames(data: bytes) -> Iterator[tuple[int, int, int, bytes]]:
-    """(offset after the frame, first seq, count, payload) for each whole, valid frame."""
-    offset = 0
-    size = _HEADER.size
-    while offset + size <= len(data):
-        magic, length, crc, first, count = _HEADER.unpack_from(data, offset)
-        end = offset + size + length
-        if magic != _MAGIC or end > len(data):
-            return
-        payload = data[offset + size:end]
-        if zlib.crc32(payload) != crc:
-            return
-        offset = end
-        yield offset, first, count, payload
-
-
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -150,20 +152,42 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def replay_log(directory: Path, from_seq: int = 0) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-    """EventLog.replay for a reader of another process's log (training, batch jobs): it opens
-    nothing for writing and repairs nothing, so a frame the server is still writing is simply
-    not read yet (opening an EventLog would cut it as torn, under the server's feet)."""
-    segments = sorted(Path(directory).glob("*.log"))
+def walk(directory: Path) -> Iterator[tuple[Path, bytes, Scan]]:
+    """Every segment in order with its bytes and its scan, the sequence numbers checked from
+    one frame to the next; LogDamaged at the first damage that is not the last segment's torn
+    tail (which the scan leaves out of its frames)."""
+    directory = Path(directory)
+    segments = sorted(directory.glob("*.log"))
+    gaps = read_gaps(directory)
+    expected = int(segments[0].stem) if segments else 0
     for i, segment in enumerate(segments):
-        if i + 1 < len(segments) and int(segments[i + 1].stem) <= from_seq:
-            continue
-        with open(segment, "rb") as f:
-            data = f.read()
-        for _, first, count, payload in _frames(data):
+        data = segment.read_bytes()
+        result = scan(data, last=i == len(segments) - 1)
+        if result.damage:
+            raise LogDamaged(Damage(segment.name, result.good_end, result.damage), directory)
+        if not follows(expected, int(segment.stem), gaps):
+            raise LogDamaged(Damage(segment.name, 0, f"the segment begins at sequence {int(segment.stem)}, the log "
+                                                     f"before it ends at {expected}: a segment is missing"), directory)
+        expected = int(segment.stem)
+        for frame in result.frames:
+            if not follows(expected, frame.first, gaps):
+                raise LogDamaged(Damage(segment.name, frame.offset, f"a frame begins at sequence {frame.first} "
+                                                                    f"where {expected} was due"), directory)
+            expected = frame.first + frame.count
+        yield segment, data, result
+
+
+def replay_log(directory: Path, from_seq: int = 0) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """EventLog.replay for a reader of another process's log (training, batch jobs) too: it
+    opens nothing for writing and repairs nothing, so a frame the server is still writing is
+    simply not read yet (opening an EventLog would cut it as torn, under the server's feet).
+    Raises LogDamaged at damage, never skipping past it."""
+    for segment, data, result in walk(directory):
+        for frame in result.frames:
+            first, count = frame.first, frame.count
             if first + count <= from_seq:
                 continue
-            records = msgpack.unpackb(payload, raw=False)
+            records = msgpack.unpackb(payload(data, frame), raw=False)
             if first < from_seq:
                 records = records[from_seq - first:]
                 first = from_seq
