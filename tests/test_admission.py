@@ -3,6 +3,7 @@ burst against another's calls, and a real server under overload with short deadl
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import urllib.request
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from hanzo.server.api.admission import Admission, AdmissionConfig, Refused
 from hanzo.server.api.edge import Edge
 from hanzo.server.api.latency import LatencyRecorder
+from hanzo.server.api.saturation import Saturation, usable_cpus
 
 MS = 1_000_000
 
@@ -107,7 +109,7 @@ def test_a_call_whose_deadline_cannot_be_met_is_refused_at_once_and_a_full_queue
         with pytest.raises(Refused) as info:
             gate.admit(FakeContext())
         assert info.value.reason == "queue_full"
-        assert gate.refused == {"queue_full": 1, "deadline": 1, "cancelled": 0}
+        assert gate.refused == {"cpu": 0, "queue_full": 1, "deadline": 1, "cancelled": 0}
         gate.release(10 * MS, 10 * MS)  # a slot frees: the first waiter goes in
         assert waiting[0].done() and not waiting[1].done() and len(gate.queue) == 3
 
@@ -231,6 +233,101 @@ def test_the_configuration_is_checked():
         AdmissionConfig(min_limit=64, initial_limit=32)
     with pytest.raises(ValueError):
         AdmissionConfig(tolerance=1.0)
+    for bad in (dict(cpu_target=1.0), dict(cpu_max_shed=0.0), dict(cpu_gain=0.0), dict(cpu_window_seconds=0)):
+        with pytest.raises(ValueError):
+            AdmissionConfig(**bad)
+
+
+def test_the_shed_share_follows_the_cpu_up_and_back_down():
+    saturation = Saturation(target=0.9, gain=0.5, max_shed=0.95, window_seconds=0.05)
+    busy = (0.05 * usable_cpus(), 0.05, 0.05)  # every CPU and the loop's thread busy the whole window
+    for _ in range(4):
+        saturation.update(*busy)
+    assert saturation.utilisation == pytest.approx(1.0)
+    assert saturation.shed == pytest.approx(4 * 0.5 * 0.1)
+    for _ in range(40):
+        saturation.update(*busy)
+    assert saturation.shed == 0.95  # capped: some calls always get through
+    saturation.update(0.0, 0.45 * 0.05, 0.05)  # the loop at 45%: far below the target, down fast
+    assert saturation.shed == pytest.approx(0.95 - 0.5 * 0.45)
+    for _ in range(3):
+        saturation.update(0.0, 0.0, 0.05)
+    assert saturation.shed == 0.0 and saturation.windows_over == 44
+
+
+def test_the_loop_thread_alone_saturates_a_server_with_many_cores():
+    saturation = Saturation(target=0.9, gain=0.5, max_shed=0.95, window_seconds=0.05)
+    saturation._cpus = 16
+    saturation.update(0.05 * 1.2, 0.0495, 0.05)  # the process uses 1.2 of 16 CPUs, the loop 99%
+    assert saturation.utilisation == pytest.approx(0.99) and saturation.shed > 0
+
+
+def test_stale_arrivals_count_as_overload_only_on_a_busy_cpu():
+    saturation = Saturation(target=0.9, gain=0.5, max_shed=0.95, window_seconds=0.05)
+    saturation._cpus = 1
+    saturation.update(0.05 * 0.85, 0.0, 0.05, stale=0.3)  # 85%: under the target, yet calls arrive spent
+    assert saturation.shed == pytest.approx(0.5 * 0.05)
+    saturation.update(0.05 * 0.85, 0.0, 0.05, stale=0.01)  # a few: noise, not a queue
+    assert saturation.shed == pytest.approx(0.5 * 0.05 - 0.5 * 0.05)
+    saturation.update(0.05 * 0.2, 0.0, 0.05, stale=1.0)  # one client's short deadlines on an idle server
+    assert saturation.shed == 0.0
+
+
+def test_without_deadlines_a_busy_cpu_sheds_nothing():
+    # a closed-loop benchmark or batch job: nobody is hurt by a queue, so the throughput stays
+    saturation = Saturation(target=0.9, gain=0.5, max_shed=0.95, window_seconds=0.05)
+    saturation._cpus = 1
+    saturation.update(0.05, 0.05, 0.05, deadlines=False)
+    assert saturation.utilisation == pytest.approx(1.0) and saturation.shed == 0.0
+    saturation.update(0.05, 0.05, 0.05)
+    assert saturation.shed > 0
+    shed = saturation.shed
+    saturation.update(0.05, 0.05, 0.05, deadlines=False)  # the share already shed is kept...
+    assert saturation.shed == shed
+    saturation.update(0.0, 0.0, 0.05, deadlines=False)  # ...and falls with the CPU
+    assert saturation.shed == 0.0
+
+
+def test_while_shedding_a_share_of_new_calls_is_refused_with_reason_cpu():
+    random.seed(17)
+    admission = Admission(config())
+    gate = admission.gate("/m")
+    admission.saturation.shed = 0.5
+    admission.saturation.utilisation = 0.97
+    refused = 0
+    for _ in range(400):
+        try:
+            if gate.admit(FakeContext()) is None:
+                gate.release(MS, MS)
+        except Refused as exc:
+            assert exc.reason == "cpu" and "CPU is 97% busy" in exc.message
+            refused += 1
+    assert 140 < refused < 260 and gate.refused["cpu"] == refused
+    assert admission.counts() == (400, 0, 0)
+    admission.saturation.shed = 0.0
+    assert gate.admit(FakeContext(remaining=5.0)) is None
+    assert admission.counts() == (401, 0, 1)
+
+
+def test_the_cpu_watch_runs_on_the_loop_and_stops():
+    async def scenario() -> None:
+        admission = Admission(config(cpu_shedding=True, cpu_window_seconds=0.01))
+        admission.start()
+        for _ in range(30):  # the loop's thread busy: the watch sees it
+            if admission.saturation.utilisation > 0.5:
+                break
+            end = time.perf_counter() + 0.02
+            while time.perf_counter() < end:
+                pass
+            await asyncio.sleep(0)
+        assert admission.saturation.utilisation > 0.5
+        admission.stop()
+        admission.stop()
+        off = Admission(config())  # off by default
+        off.start()
+        assert off._watch is None
+
+    asyncio.run(scenario())
 
 
 @pytest.mark.slow
@@ -296,3 +393,16 @@ def test_the_refusal_cost_benchmark_runs():
     report = main(["--calls", "400", "--grpc-calls", "64"])
     assert report["grpc_served_codes"] == {"OK": 64}
     assert report["grpc_refused_codes"] == {"RESOURCE_EXHAUSTED": 64}
+
+
+@pytest.mark.skipif(not __import__("hanzo.loadtest.h2load").loadtest.h2load.available(),
+                    reason="h2load is not installed (apt-get install nghttp2-client)")
+def test_the_call_cost_benchmark_answers_and_refuses_as_it_says():
+    from hanzo.loadtest.call_cost import main
+
+    cpus = sorted(__import__("os").sched_getaffinity(0))
+    report = main(["--seconds", "0.5", "--server-cpu", str(cpus[0]), "--client-cpu", str(cpus[-1])])
+    modes = report["modes"]
+    assert {mode: entry["code"] for mode, entry in modes.items()} == {
+        "served": "OK", "refused_by_handler": "RESOURCE_EXHAUSTED", "refused_by_grpc_limit": "RESOURCE_EXHAUSTED"}
+    assert all(entry["done"] > 0 and entry["us_per_call"] > 0 for entry in modes.values())

@@ -11,21 +11,25 @@ timeout after the server has done the work anyway.
 
 All RPCs share one pool: past `total_limit` calls in flight, an RPC is only admitted within
 its first `min_limit` slots, so a burst on one RPC cannot take every slot from the others.
-Per-merchant shares (tenancy) become further gates on the same pool."""
+Before any of that, with `cpu_shedding` on, a share of new calls is turned away while the
+server's CPU is past `cpu_target` (saturation.py): the one signal that rises with the calls
+waiting in gRPC's own queue, before any gate. Per-merchant shares (tenancy) become further gates on the same pool."""
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from ..models.errors import ResourceExhausted
+from .saturation import Saturation
 
 # Weight of the newest call in the service-time average (a 1-in-10 moving average).
 SERVICE_WEIGHT = 0.1
 INFINITY = float("inf")
-REASONS = ("queue_full", "deadline", "cancelled")
+REASONS = ("cpu", "queue_full", "deadline", "cancelled")
 
 
 @dataclass
@@ -45,6 +49,15 @@ class AdmissionConfig:
     backoff: float = 0.9
     # The no-load latency is the fastest call of the last one or two windows of this length.
     window_seconds: float = 10.0
+    # Turn new calls away while the CPU is busier than cpu_target (0-1 of the CPUs the process
+    # may use, or of the event loop's thread): each cpu_window_seconds the share turned away
+    # moves by cpu_gain times the distance from the target, up to cpu_max_shed. Off by default:
+    # the process's background work (a model's training, a snapshot) counts too.
+    cpu_shedding: bool = False
+    cpu_target: float = 0.9
+    cpu_gain: float = 0.5
+    cpu_max_shed: float = 0.95
+    cpu_window_seconds: float = 0.05
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_limit <= self.initial_limit <= self.max_limit:
@@ -53,6 +66,10 @@ class AdmissionConfig:
             raise ValueError("[admission] total_limit must be at least min_limit, queue_size at least 0")
         if self.tolerance <= 1.0 or not 0.0 < self.backoff < 1.0 or self.window_seconds <= 0:
             raise ValueError("[admission] needs tolerance > 1, 0 < backoff < 1, window_seconds > 0")
+        if not 0.0 < self.cpu_target < 1.0 or not 0.0 < self.cpu_max_shed < 1.0:
+            raise ValueError("[admission] needs 0 < cpu_target < 1 and 0 < cpu_max_shed < 1")
+        if self.cpu_gain <= 0 or self.cpu_window_seconds <= 0:
+            raise ValueError("[admission] needs cpu_gain > 0 and cpu_window_seconds > 0")
 
 
 class Refused(ResourceExhausted):
@@ -78,7 +95,7 @@ class Gate:
 
     __slots__ = ("method", "pool", "limit", "in_flight", "queue", "service_ns", "_min_ns", "_prev_min_ns",
                  "_window_end_ns", "_since_cut", "admitted", "refused", "waited", "wait_ns", "late",
-                 "_min", "_max", "_tolerance", "_backoff", "_window_ns", "_queue_size")
+                 "_min", "_max", "_tolerance", "_backoff", "_window_ns", "_queue_size", "timed")
 
     def __init__(self, method: str, pool: "Admission", config: AdmissionConfig) -> None:
         self.method = method
@@ -99,6 +116,7 @@ class Gate:
         self.waited = 0  # calls that queued and were admitted, and their total wait
         self.wait_ns = 0
         self.late = 0  # handler returned after the client's deadline
+        self.timed = 0  # calls that came with a deadline
 
     def has_room(self) -> bool:
         pool = self.pool
@@ -112,6 +130,12 @@ class Gate:
             self.refused["cancelled"] += 1
             raise asyncio.CancelledError()
         remaining = context.time_remaining()
+        if remaining is not None:
+            self.timed += 1
+        shed = self.pool.saturation.shed
+        if shed and random.random() < shed:
+            self._refuse("cpu", f"the CPU is {self.pool.saturation.utilisation:.0%} busy; {shed:.0%} of new "
+                                "calls are turned away")
         budget_ns = INFINITY if remaining is None else remaining * 1e9
         queued = len(self.queue)
         if queued == 0 and self.has_room():
@@ -215,6 +239,30 @@ class Admission:
         self.in_flight = 0
         self.queued = 0
         self.gates: dict[str, Gate] = {}
+        self.saturation = Saturation(config.cpu_target, config.cpu_gain, config.cpu_max_shed,
+                                     config.cpu_window_seconds)
+        self._watch: asyncio.Task | None = None
+
+    def start(self) -> None:
+        """Begin watching the CPU (on the running loop), when cpu_shedding is on."""
+        if self.config.cpu_shedding and self._watch is None:
+            self._watch = asyncio.get_running_loop().create_task(self.saturation.watch(self.counts))
+
+    def counts(self) -> tuple[int, int, int]:
+        """Calls every gate has seen (admitted or refused), those refused for their deadline,
+        and those that came with a deadline (calls shed for the CPU are not looked at)."""
+        seen = stale = timed = 0
+        for gate in self.gates.values():
+            refused = gate.refused
+            seen += gate.admitted + refused["cpu"] + refused["queue_full"] + refused["deadline"]
+            stale += refused["deadline"]
+            timed += gate.timed
+        return seen, stale, timed
+
+    def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
 
     def gate(self, method: str) -> Gate:
         gate = self.gates.get(method)

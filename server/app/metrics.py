@@ -150,13 +150,20 @@ def admission_metrics(admission: Admission) -> Iterator[Metric]:
     waited = SummaryMetricFamily("hanzo_admission_queue_wait_seconds",
                                  "time admitted calls waited for a slot (count: calls that waited)", labels=labels)
     refused = CounterMetricFamily("hanzo_admission_refused", "calls refused RESOURCE_EXHAUSTED or dropped, by "
-                                  "reason (queue_full, deadline, cancelled)", labels=labels + ["reason"])
+                                  "reason (cpu, queue_full, deadline, cancelled)", labels=labels + ["reason"])
     late = CounterMetricFamily("hanzo_admission_late", "admitted calls whose handler returned after the "
                                "client's deadline", labels=labels)
     service = GaugeMetricFamily("hanzo_admission_service_seconds", "moving average of admitted calls' "
                                 "service time (admission to handler return)", labels=labels)
     total = GaugeMetricFamily("hanzo_admission_total_in_flight", "admitted calls of every RPC")
     total.add_metric([], admission.in_flight)
+    saturation = admission.saturation
+    cpu = GaugeMetricFamily("hanzo_admission_cpu_utilisation", "the server's CPU over the last window, 0-1 of "
+                            "the CPUs it may use or of the event loop's thread, whichever is busier")
+    cpu.add_metric([], saturation.utilisation)
+    shed = GaugeMetricFamily("hanzo_admission_shed_share", "share of new calls turned away for the CPU "
+                             "(reason cpu; [admission] cpu_shedding)")
+    shed.add_metric([], saturation.shed)
     for method, gate in sorted(admission.gates.items()):
         key = [method]
         limit.add_metric(key, int(gate.limit))
@@ -168,7 +175,7 @@ def admission_metrics(admission: Admission) -> Iterator[Metric]:
             refused.add_metric(key + [reason], gate.refused[reason])
         late.add_metric(key, gate.late)
         service.add_metric(key, gate.service_ns / 1e9)
-    yield from (limit, in_flight, queued, admitted, waited, refused, late, service, total)
+    yield from (limit, in_flight, queued, admitted, waited, refused, late, service, total, cpu, shed)
 
 
 async def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> asyncio.AbstractServer:

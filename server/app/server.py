@@ -102,6 +102,8 @@ class HanzoServer:
             raise OSError(f"cannot listen on {address}: the port is taken or the address is not this machine's")
         await server.start()
         self._server = server
+        if self.admission is not None:
+            self.admission.start()
         log.info("listening", extra={"address": f"{self.config.host}:{self.port}", "version": VERSION})
         if self.config.metrics_port:
             registry = registry_for(ServerCollector(self.repository, self.latency, self.features, self.admission,
@@ -175,6 +177,8 @@ class HanzoServer:
         if delay > 0 and self._accepting:
             await asyncio.sleep(delay)
         self._accepting = False
+        if self.admission is not None:
+            self.admission.stop()
         if not await self.edge.wait_idle(grace):
             # past the grace period: cancelled, so that nothing runs while the store closes
             cancelled = await self.edge.cancel_in_flight()
