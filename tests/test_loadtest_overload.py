@@ -182,3 +182,33 @@ def test_the_edge_counts_calls_that_return_after_their_deadline_with_admission_o
 
     asyncio.run(calls())
     assert edge.late == {"/a": 1}
+
+
+def test_the_overload_settings_write_their_admission_tables(tmp_path):
+    from hanzo.loadtest.overload import _admission_file
+
+    assert _admission_file(tmp_path, "on", {"queue_size": "8"}).read_text() == \
+        "[admission]\nenabled = true\nqueue_size = 8\n"
+    assert _admission_file(tmp_path, "shed", {}).read_text() == "[admission]\nenabled = true\ncpu_shedding = true\n"
+    assert _admission_file(tmp_path, "off", {}).read_text() == "[admission]\nenabled = false\n"
+    with pytest.raises(ValueError, match="shed"):
+        _admission_file(tmp_path, "sometimes", {})
+
+
+def test_settling_waits_for_a_busy_process_to_go_quiet():
+    import subprocess
+    import sys
+    import time
+
+    from hanzo.loadtest.overload import settle
+
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 1.5\n"
+                             "while time.time() < end: pass\ntime.sleep(60)"])
+    try:
+        started = time.monotonic()
+        waited = settle(busy.pid, quiet_s=1.0, limit_s=20)
+        assert 2.0 <= waited <= 10 and time.monotonic() - started >= 2.0
+        assert settle(busy.pid, quiet_s=1.0, limit_s=20) < 2.0  # quiet now: about quiet_s
+    finally:
+        busy.kill()
+        busy.wait()
