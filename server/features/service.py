@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import numpy as np
 
 from .dedup import DedupIndex, id_hashes
@@ -21,6 +19,7 @@ from .catalog_feed import CatalogFeed
 from . import lock
 from .formats import read_catalog
 from .log import EventLog
+from . import snapshots
 from .store import FeatureBlock, FeatureStore
 
 log = logging.getLogger(__name__)
@@ -269,11 +268,6 @@ class FeatureService:
         started = time.monotonic()
         dropped = self.store.evict()
         root = self.config.data_dir / "snapshots"
-        root.mkdir(parents=True, exist_ok=True)
-        target = root / f"{self.applied_seq:020d}"
-        staging = root / f".staging-{self.applied_seq}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
         arrays = {f"dedup.{k}": v for k, v in self.dedup.state().items()}
         if self.redis is None:  # with Redis the tables live there; the snapshot keeps the catalog
             for i, table in enumerate(self.store.tables):
@@ -284,17 +278,11 @@ class FeatureService:
         if not self.store.graph.shared:  # the fraud network, where this process holds it
             graph_state, graph_arrays = self.store.graph.state()
             arrays.update(graph_arrays)
-        np.savez(staging / "arrays.npz", **arrays)
         state = {"applied_seq": self.applied_seq, "watermark": self.store.watermark, "layout": self._layout(),
                  "entities": {name: index.keys for name, index in self.store.entities.items()},
                  "catalog": self.store.catalog.state(), "graph": graph_state,
                  "catalog_feed": self.feed.position if self.feed is not None else None}
-        (staging / "state.msgpack").write_bytes(msgpack.packb(state, use_bin_type=True))
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-        for old in sorted(p for p in root.iterdir() if p.name.isdigit() and p != target):
-            shutil.rmtree(old)
+        target = snapshots.write(root, self.applied_seq, arrays, state)
         self._since_snapshot = 0
         if self.config.log_retention_days > 0 and self.log is not None:
             self._apply_retention()
@@ -303,11 +291,13 @@ class FeatureService:
         return target
 
     def _apply_retention(self) -> None:
-        """Drop segments entirely older than the retention (by event time) and covered by the snapshot."""
+        """Drop segments entirely older than the retention (by event time) and covered by every
+        kept snapshot (a start may fall back to the oldest)."""
         horizon = self.store.watermark - int(self.config.log_retention_days * 24 * HOUR_MS)
+        needed = snapshots.oldest_kept_seq(self.config.data_dir / "snapshots")
         covered = 0
         for first, records in self.log.replay(0):
-            if first + len(records) > self.applied_seq or max(r["timestamp"] for r in records) > horizon:
+            if first + len(records) > needed or max(r["timestamp"] for r in records) > horizon:
                 break
             covered = first + len(records)
         self.log.drop_segments_before(covered)
@@ -317,34 +307,34 @@ class FeatureService:
                                                                       t.arrays().items()}] for t in self.store.tables]
 
     def _load_snapshot(self) -> bool:
-        root = self.config.data_dir / "snapshots"
-        found = sorted(p for p in root.iterdir() if p.name.isdigit()) if root.is_dir() else []
-        if not found:
-            return False
-        path = found[-1]
-        state = msgpack.unpackb((path / "state.msgpack").read_bytes(), raw=False, strict_map_key=False)
-        if state["layout"] != self._layout():
-            log.warning("snapshot ignored: the feature definitions changed since it was written; replaying the log",
-                        extra={"snapshot": path.name})
-            return False
-        if not self.store.graph.shared and not state.get("graph"):
-            log.warning("snapshot ignored: it predates the fraud network; replaying the log",
-                        extra={"snapshot": path.name})
-            return False
-        with np.load(path / "arrays.npz") as arrays:
-            if self.redis is None:
-                self.dedup.restore({k: arrays[f"dedup.{k}"] for k in ("keys", "stamps")})
-                for i, table in enumerate(self.store.tables):
-                    table.set_arrays({k: arrays[f"table{i}.{k}"] for k in table.arrays()})
-                for entity in self.store.last_seen:
-                    self.store.last_seen[entity] = arrays[f"seen.{entity}"].copy()
-                for entity in self.store.real:  # a snapshot from before: every row kept, as then
-                    name = f"real.{entity}"
-                    self.store.real[entity] = arrays[name].copy() if name in arrays.files else \
-                        np.ones(len(state["entities"][entity]), dtype=np.uint8)
-            if not self.store.graph.shared:
-                self.store.graph.restore(state["graph"], {k: arrays[k] for k in ("graph.parent", "graph.stats",
-                                                                                  "graph.charged")})
+        for path, state, arrays in snapshots.newest_readable(self.config.data_dir / "snapshots"):
+            if state["layout"] != self._layout():
+                log.warning("snapshot ignored: the feature definitions changed since it was written; replaying the "
+                            "log", extra={"snapshot": path.name})
+                return False
+            if not self.store.graph.shared and not state.get("graph"):
+                log.warning("snapshot ignored: it predates the fraud network; replaying the log",
+                            extra={"snapshot": path.name})
+                return False
+            self._restore(state, arrays)
+            return True
+        return False
+
+    def _restore(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Everything a snapshot read back whole holds, into the store."""
+        if self.redis is None:
+            self.dedup.restore({k: arrays[f"dedup.{k}"] for k in ("keys", "stamps")})
+            for i, table in enumerate(self.store.tables):
+                table.set_arrays({k: arrays[f"table{i}.{k}"] for k in table.arrays()})
+            for entity in self.store.last_seen:
+                self.store.last_seen[entity] = arrays[f"seen.{entity}"].copy()
+            for entity in self.store.real:  # a snapshot from before: every row kept, as then
+                name = f"real.{entity}"
+                self.store.real[entity] = arrays[name].copy() if name in arrays else \
+                    np.ones(len(state["entities"][entity]), dtype=np.uint8)
+        if not self.store.graph.shared:
+            self.store.graph.restore(state["graph"], {k: arrays[k] for k in ("graph.parent", "graph.stats",
+                                                                              "graph.charged")})
         for name, keys in state["entities"].items():
             index = self.store.entities[name]
             index.keys = list(keys)
@@ -354,4 +344,3 @@ class FeatureService:
             self.feed.position = state["catalog_feed"]
         self.store.watermark = state["watermark"]
         self.applied_seq = state["applied_seq"]
-        return True

@@ -1,0 +1,83 @@
+"""Snapshot files: written whole or not at all, and never the only copy until verified.
+
+A snapshot is a directory named by the log position it covers (`snapshots/<seq>/`) holding
+`arrays.npz` and `state.msgpack`. It is written into a staging directory, every file and the
+directory fsynced, renamed into place, the parent fsynced, then read back in full (the zip's
+CRCs checked); only then are snapshots older than the newest KEEP ones removed. A start loads
+the newest that reads back whole and falls back to an older one (and a longer replay of the
+log) when the newest is torn, so the log keeps every segment the oldest kept snapshot needs."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import msgpack
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+KEEP = 2  # the newest snapshot and the one before it
+
+
+def _fsync_path(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def snapshot_dirs(root: Path) -> list[Path]:
+    """The complete snapshots under `root`, oldest first (staging directories left out)."""
+    return sorted(p for p in root.iterdir() if p.name.isdigit()) if root.is_dir() else []
+
+
+def write(root: Path, seq: int, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> Path:
+    """Write, fsync, verify and only then prune; the new snapshot's directory."""
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / f"{seq:020d}"
+    staging = root / f".staging-{seq}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    np.savez(staging / "arrays.npz", **arrays)
+    (staging / "state.msgpack").write_bytes(msgpack.packb(state, use_bin_type=True))
+    for name in ("arrays.npz", "state.msgpack"):
+        _fsync_path(staging / name)
+    _fsync_path(staging, directory=True)
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    _fsync_path(root, directory=True)
+    read(target)  # raises when what is on disk does not read back whole
+    for old in snapshot_dirs(root)[:-KEEP]:
+        shutil.rmtree(old)
+    return target
+
+
+def read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A snapshot's state and every array, read in full (a torn file raises here)."""
+    state = msgpack.unpackb((path / "state.msgpack").read_bytes(), raw=False, strict_map_key=False)
+    with np.load(path / "arrays.npz") as arrays:
+        return state, {name: arrays[name] for name in arrays.files}
+
+
+def newest_readable(root: Path) -> Iterator[tuple[Path, dict[str, Any], dict[str, np.ndarray]]]:
+    """Snapshots newest first, each read in full; one that does not read is logged and skipped."""
+    for path in reversed(snapshot_dirs(root)):
+        try:
+            state, arrays = read(path)
+        except Exception as exc:  # torn, truncated, a bad CRC: any of them means the next one
+            log.warning("snapshot unreadable; falling back to an older one and a longer replay",
+                        extra={"snapshot": path.name, "error": f"{type(exc).__name__}: {exc}"[:300]})
+            continue
+        yield path, state, arrays
+
+
+def oldest_kept_seq(root: Path) -> int:
+    """The log position the oldest kept snapshot covers (0 without one): the log keeps what
+    follows it, so a fallback can replay."""
+    kept = snapshot_dirs(root)
+    return int(kept[0].name) if kept else 0
