@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from hanzo.v1 import commerce_pb2
 from ..server.api.admission import Admission, AdmissionConfig
 from ..server.api.edge import Edge
 from ..server.api.latency import LatencyRecorder
-from .reports import write_report
+from .reports import print_report
 
 METHOD = "/hanzo.v1.Commerce/Recommend"
 BODY = commerce_pb2.RecommendRequest(request_id="r-1", user_id="u-12345", k=10).SerializeToString()
@@ -145,10 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
         ns, codes = asyncio.run(bench_grpc(args.grpc_calls, refuse))
         report[f"grpc_{name}_us"] = round(ns / 1000, 1)
         report[f"grpc_{name}_codes"] = codes
-    print(json.dumps(report, indent=2))
-    if args.out:
-        write_report(args.out, report)
-    return report
+    return print_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ import grpc
 
 from .h2load import available, run_h2load
 from .openloop import pinned
-from .reports import write_report
+from .reports import print_report
 from .targets import free_port
 
 METHOD = "/bench.Floor/Call"
@@ -109,10 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("h2load is not installed: apt-get install nghttp2-client")
     report = {"server_cpu": args.server_cpu, "client_cpu": args.client_cpu, "seconds": args.seconds,
               "modes": {mode: measure(mode, args.seconds, args.server_cpu, args.client_cpu) for mode in MODES}}
-    print(json.dumps(report, indent=2))
-    if args.out:
-        write_report(args.out, report)
-    return report
+    return print_report(report, args.out)
 
 
 if __name__ == "__main__":

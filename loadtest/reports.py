@@ -48,3 +48,12 @@ def provenance() -> dict[str, Any]:
 def write_report(path: Path, report: dict[str, Any]) -> None:
     """The report as JSON with its provenance, written whole (renamed into place)."""
     write_text_atomic(path, json.dumps({**report, "provenance": provenance()}, indent=1, default=float))
+
+
+def print_report(report: dict[str, Any], path: Path | None) -> dict[str, Any]:
+    """A micro-benchmark's ending: the report on stdout, and written with its provenance when
+    a path is given. Returns the report."""
+    print(json.dumps(report, indent=2))
+    if path:
+        write_report(path, report)
+    return report
