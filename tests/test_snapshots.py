@@ -88,3 +88,11 @@ def test_retention_keeps_the_segments_the_older_snapshot_needs(tmp_path, world):
     again = opened(tmp_path, out / "catalog.jsonl")
     assert again.applied_seq == 2400 and np.array_equal(values(again), expected)
     again.close()
+
+
+def test_a_staging_directory_a_crash_left_is_removed_by_the_next_write(tmp_path):
+    root = tmp_path / "snapshots"
+    (root / ".staging-7").mkdir(parents=True)
+    (root / ".staging-7" / "arrays.npz").write_bytes(b"half")
+    snapshots.write(root, 9, {"a": np.arange(3)}, {"applied_seq": 9})
+    assert [p.name for p in root.iterdir()] == ["00000000000000000009"]

@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 import msgpack
 
+from .durable import fsync_dir, make_dirs
 from .log_frames import Damage, LogDamaged, Scan, follows, pack, payload, read_gaps, scan
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,7 @@ class EventLog:
                  fsync_interval_s: float = 0.05) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync must be one of {FSYNC_POLICIES}, not {fsync!r}")
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory = make_dirs(Path(directory))
         self.fsync = fsync
         self.segment_bytes = segment_bytes
         self.fsync_interval_s = fsync_interval_s
@@ -72,7 +72,7 @@ class EventLog:
         if self._file:
             self._file.close()
         self._file = open(self.directory / f"{first_seq:020d}.log", "ab")
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     # ------------------------------------------------------------------ writes
 
@@ -142,14 +142,6 @@ class EventLog:
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.segments())
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def walk(directory: Path) -> Iterator[tuple[Path, bytes, Scan]]:

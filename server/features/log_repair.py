@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import lock
-from .log import _fsync_dir
+from .durable import fsync_dir, fsync_file
 from .log_frames import GAPS_FILE, Frame, follows, read_gaps, scan
 
 
@@ -142,9 +142,9 @@ def _quarantine(directory: Path, segment: Path) -> str:
     folder.mkdir(exist_ok=True)
     target = folder / f"{segment.name}.{time.strftime('%Y%m%dT%H%M%S')}"
     shutil.copy2(segment, target)
-    with open(target, "rb") as f:
-        os.fsync(f.fileno())
-    _fsync_dir(folder)
+    fsync_file(target)
+    fsync_dir(folder)
+    fsync_dir(directory)
     return str(target.relative_to(directory))
 
 
@@ -156,14 +156,13 @@ def _rewrite(segment: Path, data: bytes, frames: list[Frame]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(temporary, segment)
-    _fsync_dir(segment.parent)
+    fsync_dir(segment.parent)
 
 
 def _write_gaps(directory: Path, gaps: list[tuple[int, int]]) -> None:
     path = directory / GAPS_FILE
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps({"lost": sorted([list(g) for g in gaps])}, indent=1) + "\n")
-    with open(temporary, "rb") as f:
-        os.fsync(f.fileno())
+    fsync_file(temporary)
     os.replace(temporary, path)
-    _fsync_dir(directory)
+    fsync_dir(directory)

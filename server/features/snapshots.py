@@ -9,7 +9,6 @@ log) when the newest is torn, so the log keeps every segment the oldest kept sna
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,17 +16,11 @@ from typing import Any, Iterator
 import msgpack
 import numpy as np
 
+from .durable import fsync_dir, fsync_file, make_dirs
+
 log = logging.getLogger(__name__)
 
 KEEP = 2  # the newest snapshot and the one before it
-
-
-def _fsync_path(path: Path, directory: bool = False) -> None:
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def snapshot_dirs(root: Path) -> list[Path]:
@@ -37,23 +30,25 @@ def snapshot_dirs(root: Path) -> list[Path]:
 
 def write(root: Path, seq: int, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> Path:
     """Write, fsync, verify and only then prune; the new snapshot's directory."""
-    root.mkdir(parents=True, exist_ok=True)
+    make_dirs(root)
     target = root / f"{seq:020d}"
+    for stale in root.glob(".staging-*"):  # a write a crash cut short: never read, never needed
+        shutil.rmtree(stale, ignore_errors=True)
     staging = root / f".staging-{seq}"
-    shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     np.savez(staging / "arrays.npz", **arrays)
     (staging / "state.msgpack").write_bytes(msgpack.packb(state, use_bin_type=True))
     for name in ("arrays.npz", "state.msgpack"):
-        _fsync_path(staging / name)
-    _fsync_path(staging, directory=True)
+        fsync_file(staging / name)
+    fsync_dir(staging)
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
-    _fsync_path(root, directory=True)
+    fsync_dir(root)
     read(target)  # raises when what is on disk does not read back whole
     for old in snapshot_dirs(root)[:-KEEP]:
         shutil.rmtree(old)
+    fsync_dir(root)
     return target
 
 
