@@ -1,0 +1,204 @@
+"""What a power loss would leave of a directory: only what was fsynced.
+
+Run a process under `python -m hanzo.loadtest.durable_image --root DIR --shadow SHADOW --
+<hanzo arguments>`: before the command runs, every os.fsync and os.fdatasync, os.rename,
+os.replace, os.unlink and os.rmdir of the process goes through this layer (the server's code
+calls them through the os module, and the libraries it writes with do not sync on their own).
+At each sync of a file under DIR the layer copies the bytes the file then holds into SHADOW;
+at each sync of a directory it records the directory's entries at that moment. After the
+process is killed, `rebuild(SHADOW, TARGET)` makes the directory a machine would find after
+losing its power at that instant, under the strict reading of POSIX:
+
+- a name exists only if a sync of its directory saw it (or it existed when tracing began);
+- a file holds what it held at its last sync (appended bytes since are gone); a file that was
+  never synced is empty;
+- a file is its inode: a rename carries its synced bytes along, and an inode number the
+  kernel hands out again after an unlink is a new file, not the old one.
+
+Real file systems often keep more (ext4 orders data before metadata), never less, so a store
+that recovers from this image recovers from a power loss."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import sys
+import threading
+from pathlib import Path
+
+_REAL = {name: getattr(os, name) for name in ("fsync", "fdatasync", "rename", "replace", "unlink", "remove", "rmdir")}
+
+
+class DurableImage:
+    """The tracer's state: durable bytes per inode generation, durable entries per directory."""
+
+    def __init__(self, root: Path, shadow: Path) -> None:
+        self.root = Path(root).resolve()
+        self.shadow = Path(shadow)
+        (self.shadow / "files").mkdir(parents=True, exist_ok=True)
+        (self.shadow / "dirs").mkdir(exist_ok=True)
+        self._lock = threading.RLock()
+        self._generation: dict[tuple[int, int], int] = {}
+        self._baseline()
+
+    # ------------------------------------------------------------------ identity
+
+    def key(self, st: os.stat_result) -> str:
+        return f"{st.st_dev}-{st.st_ino}-{self._generation.get((st.st_dev, st.st_ino), 0)}"
+
+    def _retire(self, st: os.stat_result) -> None:
+        """The inode is gone from the namespace: its number may come back as another file."""
+        identity = (st.st_dev, st.st_ino)
+        self._generation[identity] = self._generation.get(identity, 0) + 1
+
+    def _inside(self, path: str) -> bool:
+        return path == str(self.root) or path.startswith(str(self.root) + os.sep)
+
+    # ------------------------------------------------------------------ recording
+
+    def _baseline(self) -> None:
+        """What exists when tracing begins is taken as durable (the caller synced it)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for directory, _, files in os.walk(self.root):
+            self._record_dir(directory)
+            for name in files:
+                path = os.path.join(directory, name)
+                if os.path.isfile(path) and not os.path.islink(path):
+                    with open(path, "rb") as f:
+                        self._record_file(f.fileno(), os.fstat(f.fileno()))
+        with open(self.shadow / "root.json", "w") as f:
+            json.dump({"root": str(self.root), "key": self.key(os.stat(self.root))}, f)
+
+    def _record_file(self, fd: int, st: os.stat_result) -> None:
+        target = self.shadow / "files" / self.key(st)
+        size = st.st_size
+        have = target.stat().st_size if target.exists() else -1
+        # the descriptor may be write-only: the file is read through /proc, opened afresh
+        with open(target, "r+b" if have >= 0 else "wb") as out, open(f"/proc/self/fd/{fd}", "rb") as source:
+            start = have if 0 <= have <= size else 0  # appended since: only the new bytes
+            out.seek(start)
+            out.truncate(start)
+            source.seek(start)
+            remaining = size - start
+            while remaining > 0:
+                chunk = source.read(min(1 << 20, remaining))
+                if not chunk:
+                    break
+                out.write(chunk)
+                remaining -= len(chunk)
+
+    def _record_dir(self, path: str) -> None:
+        entries = {}
+        for entry in os.scandir(path):
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
+                entries[entry.name] = {"key": self.key(st), "dir": stat.S_ISDIR(st.st_mode)}
+        record = self.shadow / "dirs" / f"{self.key(os.stat(path))}.json"
+        record.write_text(json.dumps(entries))
+
+    def synced(self, fd: int) -> None:
+        try:
+            path = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return
+        if not self._inside(path):
+            return
+        with self._lock:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                self._record_dir(path)
+            elif stat.S_ISREG(st.st_mode):
+                self._record_file(fd, st)
+
+    def removing(self, path, dir_fd: int | None) -> os.stat_result | None:
+        """The inode a name refers to, if this removal (or rename over it) may free it."""
+        try:
+            st = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+        except (OSError, TypeError, ValueError):
+            return None
+        if stat.S_ISDIR(st.st_mode) or st.st_nlink <= 1:
+            return st
+        return None
+
+    # ------------------------------------------------------------------ the layer
+
+    def install(self) -> None:
+        image = self
+
+        def fsync(fd):
+            _REAL["fsync"](fd)
+            image.synced(fd if isinstance(fd, int) else fd.fileno())
+
+        def fdatasync(fd):
+            _REAL["fdatasync"](fd)
+            image.synced(fd if isinstance(fd, int) else fd.fileno())
+
+        def removal(name):
+            def remove(path, *, dir_fd=None):
+                with image._lock:
+                    gone = image.removing(path, dir_fd)
+                    _REAL[name](path, dir_fd=dir_fd)
+                    if gone is not None:
+                        image._retire(gone)
+            return remove
+
+        def moving(name):
+            def move(src, dst, *, src_dir_fd=None, dst_dir_fd=None):
+                with image._lock:
+                    gone = image.removing(dst, dst_dir_fd)
+                    _REAL[name](src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+                    if gone is not None:
+                        image._retire(gone)
+            return move
+
+        os.fsync, os.fdatasync = fsync, fdatasync
+        os.unlink, os.remove, os.rmdir = removal("unlink"), removal("remove"), removal("rmdir")
+        os.rename, os.replace = moving("rename"), moving("replace")
+
+
+def rebuild(shadow: Path, target: Path) -> Path:
+    """The directory a power loss would have left (see the module's words), at `target`."""
+    shadow = Path(shadow)
+    root = json.loads((shadow / "root.json").read_text())
+    target = Path(target)
+    if target.exists():
+        shutil.rmtree(target)
+    _rebuild_dir(shadow, root["key"], target)
+    return target
+
+
+def _rebuild_dir(shadow: Path, key: str, target: Path) -> None:
+    target.mkdir(parents=True)
+    record = shadow / "dirs" / f"{key}.json"
+    if not record.exists():  # created, never synced: its entries are not durable
+        return
+    for name, entry in json.loads(record.read_text()).items():
+        if entry["dir"]:
+            _rebuild_dir(shadow, entry["key"], target / name)
+            continue
+        content = shadow / "files" / entry["key"]
+        if content.exists():
+            shutil.copyfile(content, target / name)
+        else:
+            (target / name).write_bytes(b"")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--" not in argv or argv[:1] != ["--root"] or argv[2:3] != ["--shadow"]:
+        print("usage: python -m hanzo.loadtest.durable_image --root DIR --shadow SHADOW -- <hanzo arguments>",
+              file=sys.stderr)
+        return 2
+    root, shadow, command = argv[1], argv[3], argv[argv.index("--") + 1:]
+    DurableImage(Path(root), Path(shadow)).install()
+    from hanzo.server.commands import main as hanzo
+
+    return hanzo(command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
