@@ -3,6 +3,8 @@ fsynced (checked on its own), and crash rounds of ingestion and snapshots under 
 SIGKILL, lose no acknowledged event and count none twice."""
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
 import sys
 import textwrap
@@ -98,3 +100,67 @@ def test_crash_rounds_lose_no_acknowledged_event_and_count_none_twice(tmp_path, 
     final = report["final"]
     assert final["rows_compared"] > 50 and final["rows_mismatched"] == 0, final
     assert final["logged"] == report["events"]  # every event in the log exactly once in the end
+
+
+class _FullDisk:
+    """The segment's file, whose writes stop partway with ENOSPC while `full` is set."""
+
+    def __init__(self, real) -> None:
+        self.real, self.full = real, True
+
+    def write(self, data) -> int:
+        if self.full:
+            self.real.write(bytes(data[:len(data) // 2]))  # part of the frame reached the file
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.real.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def test_a_write_that_finds_the_disk_full_is_cut_back_and_refused(tmp_path):
+    from hanzo.server.features.log import EventLog, replay_log
+    from hanzo.server.models.errors import ResourceExhausted
+
+    log = EventLog(tmp_path)
+    log.append([{"event_id": "a", "timestamp": 1}])
+    size = log.segments()[0].stat().st_size
+    log._file = disk = _FullDisk(log._file)
+    with pytest.raises(ResourceExhausted, match="disk is full"):
+        log.append([{"event_id": "b", "timestamp": 2}])
+    assert log.segments()[0].stat().st_size == size  # the half frame is gone
+    disk.full = False  # space returns
+    assert log.append([{"event_id": "c", "timestamp": 3}]) == 1
+    log.close()
+    assert [r["event_id"] for _, batch in replay_log(tmp_path) for r in batch] == ["a", "c"]
+    assert EventLog(tmp_path).next_seq == 2  # and it opens without damage
+
+
+def test_a_failed_write_that_cannot_be_undone_stops_the_log(tmp_path, monkeypatch):
+    from hanzo.server.features import log as log_module
+    from hanzo.server.features.log import EventLog, LogBroken
+
+    log = EventLog(tmp_path)
+    log._file = _FullDisk(log._file)
+
+    def no_truncate(fd, length):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(log_module.os, "ftruncate", no_truncate)
+    with pytest.raises(LogBroken, match="restarted"):
+        log.append([{"event_id": "b", "timestamp": 2}])
+    with pytest.raises(LogBroken):  # every later append too: what is on disk is not known
+        log.append([{"event_id": "c", "timestamp": 3}])
+
+
+@pytest.mark.slow
+def test_a_full_disk_under_a_real_server_is_refused_then_recovered(tmp_path):
+    from hanzo.loadtest.disk_full import can_mount, main
+
+    if not can_mount(tmp_path):
+        pytest.skip("mounting a small tmpfs needs root or sudo without a password; the ENOSPC tests above cover the log")
+    report = main(["--size-kib", "4096", "--leave-kib", "128", "--full-seconds", "0.5", "--days", "3",
+                   "--workdir", str(tmp_path)])
+    assert report["refusals"] and set(report["refusals"]) == {"RESOURCE_EXHAUSTED"}, report
+    assert report["acked"] == report["events"] == report["logged"], report
+    assert report["lost"] == 0 and report["twice"] == 0 and report["recovered_s"] is not None

@@ -6,6 +6,7 @@ a torn frame at the tail (a crash mid-write) is cut off: it was never acknowledg
 damage stops the open and every replay with LogDamaged, naming the segment and the offset."""
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -15,12 +16,28 @@ from typing import Any, Iterator
 
 import msgpack
 
+from ..models.errors import ResourceExhausted, Unavailable
 from .durable import fsync_dir, make_dirs
 from .log_frames import Damage, LogDamaged, Scan, follows, pack, payload, read_gaps, scan
 
 log = logging.getLogger(__name__)
 
 FSYNC_POLICIES = ("always", "interval", "never")
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def write_failed(exc: OSError) -> Exception:
+    """What a client is told of a batch the log could not take (nothing of it was kept)."""
+    if exc.errno in DISK_FULL:
+        return ResourceExhausted(f"the event log's disk is full ({os.strerror(exc.errno)}): the batch was not "
+                                 f"written and nothing of it is acknowledged; retry once space is freed")
+    return Unavailable(f"the event log could not be written ({exc.strerror or exc}): the batch was not written "
+                       f"and nothing of it is acknowledged; retry")
+
+
+class LogBroken(Unavailable):
+    """A failed write could not be undone: the log refuses every append until a restart, whose
+    recovery reads what is really on disk."""
 
 
 class EventLog:
@@ -35,6 +52,7 @@ class EventLog:
         self._lock = threading.Lock()
         self._last_sync = 0.0
         self._unsynced = False
+        self._broken: str | None = None
         self.next_seq = 0
         self._file = None
         self._recover()
@@ -66,32 +84,57 @@ class EventLog:
                 f.truncate(last_scan.good_end)
                 os.fsync(f.fileno())
         self.next_seq = max(next_seq, int(last.stem))
-        self._file = open(last, "ab")
+        self._file = open(last, "ab", buffering=0)
 
     def _open_segment(self, first_seq: int) -> None:
         if self._file:
             self._file.close()
-        self._file = open(self.directory / f"{first_seq:020d}.log", "ab")
+        self._file = open(self.directory / f"{first_seq:020d}.log", "ab", buffering=0)
         fsync_dir(self.directory)
 
     # ------------------------------------------------------------------ writes
 
     def append(self, records: list[dict[str, Any]]) -> int:
         """Append one batch; returns its first sequence number. Durable on return (per the
-        fsync policy). Thread-safe; batches get consecutive sequence numbers."""
+        fsync policy). Thread-safe; batches get consecutive sequence numbers. A write or sync
+        that fails (a full disk) is undone, the file cut back to where the batch began, and
+        raised as a client's error (write_failed): the batch is not in the log."""
         packed = msgpack.packb(records, use_bin_type=True)
         with self._lock:
+            if self._broken:
+                raise LogBroken(self._broken)
             first = self.next_seq
             if self._file.tell() >= self.segment_bytes:
                 self._open_segment(first)
-            self._file.write(pack(packed, first, len(records)))
-            self._file.flush()
-            self._unsynced = True
-            if self.fsync == "always" or (self.fsync == "interval"
-                                          and time.monotonic() - self._last_sync >= self.fsync_interval_s):
-                self._sync_locked()
+            start = self._file.tell()
+            try:
+                view = memoryview(pack(packed, first, len(records)))
+                while view:
+                    view = view[self._file.write(view):]
+                self._unsynced = True
+                if self.fsync == "always" or (self.fsync == "interval"
+                                              and time.monotonic() - self._last_sync >= self.fsync_interval_s):
+                    self._sync_locked()
+            except OSError as exc:
+                self._undo(start, exc)
+                raise write_failed(exc) from exc
             self.next_seq = first + len(records)
         return first
+
+    def _undo(self, start: int, cause: OSError) -> None:
+        """Cut the segment back to `start` after a failed write; when even that fails, refuse
+        every later append (what is on disk is no longer known here)."""
+        try:
+            os.ftruncate(self._file.fileno(), start)
+            os.fdatasync(self._file.fileno())
+            self._file.seek(start)
+        except OSError as exc:
+            self._broken = (f"the event log failed a write ({cause.strerror or cause}) and could not cut it back "
+                            f"({exc.strerror or exc}); it takes no more batches until the server is restarted")
+            log.error("event log broken", extra={"segment": Path(self._file.name).name, "reason": self._broken})
+            raise LogBroken(self._broken) from exc
+        log.warning("event log write failed; cut back", extra={"segment": Path(self._file.name).name,
+                                                                "error": cause.strerror or str(cause)})
 
     def _sync_locked(self) -> None:
         os.fdatasync(self._file.fileno())
@@ -103,12 +146,16 @@ class EventLog:
         further append comes to do it."""
         while not self._stop.wait(self.fsync_interval_s):
             with self._lock:
-                if self._unsynced and self._file is not None:
-                    self._sync_locked()
+                if self._unsynced and self._file is not None and not self._broken:
+                    try:
+                        self._sync_locked()
+                    except OSError as exc:  # batches already acknowledged may not be on disk
+                        self._broken = (f"the event log's timed sync failed ({exc.strerror or exc}); it takes no "
+                                        f"more batches until the server is restarted")
+                        log.error("event log broken", extra={"reason": self._broken})
 
     def sync(self) -> None:
         with self._lock:
-            self._file.flush()
             self._sync_locked()
 
     def close(self) -> None:
@@ -117,10 +164,11 @@ class EventLog:
             self._syncer.join()
         with self._lock:
             if self._file:
-                self._file.flush()
-                os.fdatasync(self._file.fileno())
-                self._file.close()
-                self._file = None
+                try:
+                    os.fdatasync(self._file.fileno())
+                finally:
+                    self._file.close()
+                    self._file = None
 
     # ------------------------------------------------------------------ reads
 
