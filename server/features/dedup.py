@@ -71,6 +71,9 @@ class DedupIndex:
         self.occupied += _insert(self.keys, self.stamps, hashes, ts, watermark - self.horizon_ms, is_new)
         return is_new
 
+    def confirm(self, hashes: np.ndarray) -> None:
+        """The batch is in the log (nothing to do: this index is rebuilt from the log)."""
+
     def forget(self, hashes: np.ndarray, watermark: int) -> None:
         """Undo check_and_add for ids whose batch did not make it into the log."""
         _forget(self.keys, self.stamps, hashes, watermark - self.horizon_ms - 1)

@@ -377,23 +377,49 @@ def _shape_digest(table: Table) -> str:
 
 class RedisDedup:
     """Event ids remembered in Redis (SET NX with the horizon as expiry), so replicas agree on
-    what is a duplicate. One script call per batch."""
+    what is a duplicate. One script call per batch. An id marked here but not yet in this
+    replica's log stays in the replica's pending set (`confirm` takes it out once the batch
+    is logged); `release_unlogged` at the replica's start unmarks what a crash left pending."""
 
-    def __init__(self, client, horizon_ms: int, prefix: str = "hz") -> None:
+    def __init__(self, client, horizon_ms: int, prefix: str = "hz", replica: str = "") -> None:
         self.redis = client
         self.horizon_ms = horizon_ms
         self.prefix = prefix
+        self.pending_key = f"{prefix}:pending:{replica}"
         self._check = client.register_script(_DEDUP_SCRIPT)
 
     def check_and_add(self, hashes: np.ndarray, ts: np.ndarray, watermark: int) -> np.ndarray:
         if not len(hashes):
             return np.zeros(0, dtype=np.bool_)
-        reply = self._check(args=[msgpack.packb([str(h) for h in hashes.tolist()]), self.horizon_ms, self.prefix])
+        reply = self._check(args=[msgpack.packb([str(h) for h in hashes.tolist()]), self.horizon_ms, self.prefix,
+                                  self.pending_key])
         return np.array(reply, dtype=np.bool_)
+
+    def confirm(self, hashes: np.ndarray) -> None:
+        """The batch holding these ids is in the log: they are no longer pending."""
+        if len(hashes):
+            self.redis.srem(self.pending_key, *(str(h) for h in hashes.tolist()))
 
     def forget(self, hashes: np.ndarray, watermark: int) -> None:
         if len(hashes):
-            self.redis.delete(*(f"{self.prefix}:id:{h}" for h in hashes.tolist()))
+            names = [str(h) for h in hashes.tolist()]
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.delete(*(f"{self.prefix}:id:{h}" for h in names))
+            pipe.srem(self.pending_key, *names)
+            pipe.execute()
+
+    def release_unlogged(self, logged: set[str]) -> int:
+        """At start, after the log's tail was replayed: unmark the pending ids whose batch never
+        reached the log (`logged`: the hashes of the tail's ids); returns how many."""
+        pending = {member.decode() if isinstance(member, bytes) else member
+                   for member in self.redis.smembers(self.pending_key)}
+        lost = sorted(pending - logged)
+        pipe = self.redis.pipeline(transaction=True)
+        if lost:
+            pipe.delete(*(f"{self.prefix}:id:{h}" for h in lost))
+        pipe.delete(self.pending_key)
+        pipe.execute()
+        return len(lost)
 
     def state(self) -> dict:
         return {}

@@ -83,8 +83,8 @@ class FeatureService:
             self.redis = redis.Redis.from_url(config.redis_url)
             self.store = RedisFeatureStore(self.redis, config.redis_ttl_days,
                                            async_client=redis.asyncio.Redis.from_url(config.redis_url))
-            self.dedup = RedisDedup(self.redis, horizon_ms)
             self.replica = config.replica or str(config.data_dir.resolve())
+            self.dedup = RedisDedup(self.redis, horizon_ms, replica=self.replica)
             self.feed = CatalogFeed(self.redis, self.store.prefix, self.replica)
         else:
             self.store = FeatureStore()
@@ -121,9 +121,11 @@ class FeatureService:
             self.store.load_catalog(read_catalog(self.config.catalog))
         event_log = EventLog(data / "log", fsync=self.config.fsync)
         replayed = 0
+        tail: set[str] = set()  # Redis mode: the ids of the log's tail past what Redis holds
         shared = self.store.applied(self.replica) if self.redis is not None else 0
         if self.redis is not None:
             self.store.sync_clock()
+            _check_redis_durability(self.redis)
         for first, records in event_log.replay(self.applied_seq):
             if first + len(records) <= shared:  # Redis already holds these: only the catalog catches up
                 self.store.apply_catalog(records)
@@ -131,14 +133,21 @@ class FeatureService:
                 if first < shared:
                     self.store.apply_catalog(records[:shared - first])
                     records, first = records[shared - first:], shared
+                hashes = id_hashes([r["event_id"] for r in records])
                 if self.redis is None:
-                    self.dedup.check_and_add(id_hashes([r["event_id"] for r in records]),
-                                             np.array([r["timestamp"] for r in records], np.int64),
+                    self.dedup.check_and_add(hashes, np.array([r["timestamp"] for r in records], np.int64),
                                              self.store.watermark)
+                else:
+                    tail.update(str(h) for h in hashes.tolist())
                 self._apply(records, first)
                 replayed += len(records)
             self.applied_seq = first + len(records)
         self.log = event_log
+        if self.redis is not None:
+            released = self.dedup.release_unlogged(tail)
+            if released:
+                log.warning("event ids marked seen but never logged (a stop between the two) unmarked; a resend "
+                            "of them is taken", extra={"events": released})
         log.info("feature store open", extra={
             "snapshot": bool(snapshot), "replayed_events": replayed, "events": self.applied_seq,
             "seconds": round(time.monotonic() - started, 3), "watermark": format_timestamp(self.store.watermark)})
@@ -229,19 +238,29 @@ class FeatureService:
         records, hashes, rejects, duplicates = self.admit(items)
         if records:
             try:
-                first = await asyncio.get_running_loop().run_in_executor(self._writer, self.log.append, records)
+                first = await asyncio.get_running_loop().run_in_executor(self._writer, self._log_batch, records,
+                                                                         hashes)
             except BaseException:
                 self.dedup.forget(hashes, self.store.watermark)
                 raise
             self.commit(records, first)
         return IngestResult(len(records), duplicates, rejects, self.store.watermark)
 
+    def _log_batch(self, records: list[dict], hashes: np.ndarray) -> int:
+        """Into the log, then no longer pending in Redis's dedup (in the writer's thread)."""
+        first = self.log.append(records)
+        try:
+            self.dedup.confirm(hashes)
+        except Exception:  # logged all the same: the restart finds them pending and in the log, and keeps them
+            log.warning("could not take a logged batch's ids off the pending set", exc_info=True)
+        return first
+
     def ingest_blocking(self, items: list[dict[str, Any] | EventError]) -> IngestResult:
         """The same, in the caller's thread (bulk loads without a server)."""
         records, hashes, rejects, duplicates = self.admit(items)
         if records:
             try:
-                first = self.log.append(records)
+                first = self._log_batch(records, hashes)
             except BaseException:
                 self.dedup.forget(hashes, self.store.watermark)
                 raise
@@ -344,3 +363,17 @@ class FeatureService:
             self.feed.position = state["catalog_feed"]
         self.store.watermark = state["watermark"]
         self.applied_seq = state["applied_seq"]
+
+
+def _check_redis_durability(client) -> None:
+    """What Redis mode relies on across a crash of Redis itself: an append-only file synced on
+    every write. Anything less can lose acknowledged applies and seen-marks; said once, at open."""
+    try:
+        settings = {**client.config_get("appendonly"), **client.config_get("appendfsync")}
+    except Exception:  # a managed Redis may refuse CONFIG: nothing to check against
+        return
+    decoded = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+               for k, v in settings.items()}
+    if decoded.get("appendonly") != "yes" or decoded.get("appendfsync") != "always":
+        log.warning("Redis may lose acknowledged events if it crashes: exactly-once across a Redis crash needs "
+                    "appendonly yes and appendfsync always", extra={"redis": decoded})
