@@ -72,15 +72,19 @@ class Stream:
 
 def _config(workdir: Path, snapshot_every: int) -> Path:
     path = workdir / "crash.toml"
-    path.write_text(f"[features]\nsnapshot_every_events = {snapshot_every}\n")
+    # the replica's name in Redis, fixed: the data directory's path changes with each rebuild
+    path.write_text(f"[features]\nsnapshot_every_events = {snapshot_every}\nreplica = \"crash-rounds\"\n")
     return path
 
 
-def start(workdir: Path, data: Path, world: Path, config: Path, shadow: Path | None) -> tuple[subprocess.Popen, str]:
+def start(workdir: Path, data: Path, world: Path, config: Path, shadow: Path | None,
+          redis_url: str | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--no-demo-models", "--drain-delay", "0",
             "--model-repo", str(workdir / "model_repo"), "--data-dir", str(data), "--catalog",
             str(world / "catalog.jsonl"), "--config", str(config)]
+    if redis_url:
+        args += ["--feature-backend", "redis", "--redis-url", redis_url]
     prefix = ["-m", "hanzo.server.commands"]
     if shadow is not None:
         prefix = ["-m", "hanzo.loadtest.durable_image", "--root", str(data), "--shadow", str(shadow), "--"]
@@ -109,7 +113,7 @@ def one_round(k: int, args: argparse.Namespace, stream: Stream, data: Path, worl
               rng: random.Random) -> tuple[dict, Path]:
     shadow = args.workdir / f"shadow-{k}" if args.mode == "power" else None
     started = time.monotonic()
-    process, url = start(args.workdir, data, world, config, shadow)
+    process, url = start(args.workdir, data, world, config, shadow, args.redis_url)
     entry = {"round": k, "started_s": round(time.monotonic() - started, 2), "from_batch": stream.next}
     kill_after = rng.randint(1, args.max_batches)
     sender = threading.Thread(target=stream.run, args=(url,))
@@ -146,7 +150,7 @@ def final_check(args: argparse.Namespace, stream: Stream, data: Path, world: Pat
     from hanzo.server.features.definitions import FEATURES
     from hanzo.server.features.offline import get_historical_features, load_log_records
 
-    process, url = start(args.workdir, data, world, config, None)
+    process, url = start(args.workdir, data, world, config, None, args.redis_url)
     try:
         stream.run(url)
         records = load_log_records(data)
@@ -177,6 +181,10 @@ def run(args: argparse.Namespace) -> dict:
     from hanzo.server.features.formats import read_records
 
     args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.redis_url:
+        import redis
+
+        redis.Redis.from_url(args.redis_url).flushall()
     world = args.workdir / "world"
     sim = simulate(SimulationConfig(days=args.days, seed=args.seed, users=400, products=150, fraud_level=10), world)
     end = sim.start_ms + args.days * 86_400_000
@@ -190,7 +198,7 @@ def run(args: argparse.Namespace) -> dict:
         entry, data = one_round(k, args, stream, data, world, config, rng)
         rounds.append(entry)
     final = final_check(args, stream, data, world, config)
-    return {"mode": args.mode, "kill_in": args.kill_in, "events": len(events), "batch": args.batch,
+    return {"mode": args.mode, "kill_in": args.kill_in, "backend": "redis" if args.redis_url else "embedded", "events": len(events), "batch": args.batch,
             "snapshot_every": args.snapshot_every, "rounds": len(rounds),
             "killed_during_snapshot": sum(r["during_snapshot"] for r in rounds), "lost": sum(r["lost"] for r in rounds) + final["lost"],
             "twice": max([r["twice"] for r in rounds] + [final["twice"]]), "final": final, "per_round": rounds}
@@ -207,6 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="snapshot: kill the moment a snapshot is being written (else at the random point)")
     parser.add_argument("--days", type=int, default=14, help="the simulated history's length")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--redis-url", help="Redis mode: the store's tables in this (running) Redis, flushed first")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/hanzo-crash"))
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)

@@ -89,12 +89,13 @@ def test_a_new_logs_first_acknowledged_batch_survives_a_power_loss(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["power", "sigkill"])
-def test_crash_rounds_lose_no_acknowledged_event_and_count_none_twice(tmp_path, mode):
+@pytest.mark.parametrize("mode, backend", [("power", "embedded"), ("sigkill", "embedded"), ("power", "redis")])
+def test_crash_rounds_lose_no_acknowledged_event_and_count_none_twice(tmp_path, mode, backend, request):
     from hanzo.loadtest.crash_rounds import main
 
+    extra = ["--redis-url", request.getfixturevalue("redis_server")] if backend == "redis" else []
     report = main(["--mode", mode, "--rounds", "4", "--days", "6", "--snapshot-every", "200", "--kill-in",
-                   "snapshot", "--workdir", str(tmp_path)])
+                   "snapshot", "--workdir", str(tmp_path), *extra])
     assert report["rounds"] == 4 and report["lost"] == 0 and report["twice"] == 0, report
     assert report["killed_during_snapshot"] >= 2, report
     final = report["final"]
