@@ -52,7 +52,8 @@ class AdmissionConfig:
     # Turn new calls away while the CPU is busier than cpu_target (0-1 of the CPUs the process
     # may use, or of the event loop's thread): each cpu_window_seconds the share turned away
     # moves by cpu_gain times the distance from the target, up to cpu_max_shed. Off by default:
-    # the process's background work (a model's training, a snapshot) counts too.
+    # the process's background work (a model's training, a snapshot) counts too, and so do the
+    # refusals themselves, which for a cheap call can keep the CPU past the target on their own.
     cpu_shedding: bool = False
     cpu_target: float = 0.9
     cpu_gain: float = 0.5
