@@ -3,16 +3,18 @@ the online store), reads, snapshots and recovery. One instance per server proces
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from .dedup import DedupIndex, id_hashes
+from ..models.errors import Unavailable
 from ..models.limits import DEFAULT_LIMITS
 from .events import EventError, check_record, format_timestamp
 from .catalog_feed import CatalogFeed
@@ -58,6 +60,10 @@ class Reject:
     reason: str
 
 
+class StoreUnavailable(Unavailable):
+    """The feature store's Redis did not answer."""
+
+
 @dataclass
 class IngestResult:
     accepted: int
@@ -72,6 +78,7 @@ class FeatureService:
         self.limits = DEFAULT_LIMITS  # the server's [limits] replace these
         horizon_ms = int(config.dedup_horizon_hours * HOUR_MS)
         self.redis = None
+        self._redis_errors: tuple[type[BaseException], ...] = ()  # Redis mode: what "Redis is away" raises
         self.feed: CatalogFeed | None = None  # replicas only: nobody to share the catalogue with otherwise
         if config.backend == "redis":
             import redis
@@ -81,6 +88,7 @@ class FeatureService:
             import redis.asyncio
 
             self.redis = redis.Redis.from_url(config.redis_url)
+            self._redis_errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
             self.store = RedisFeatureStore(self.redis, config.redis_ttl_days,
                                            async_client=redis.asyncio.Redis.from_url(config.redis_url))
             self.replica = config.replica or str(config.data_dir.resolve())
@@ -235,16 +243,35 @@ class FeatureService:
 
     async def ingest(self, items: list[dict[str, Any] | EventError]) -> IngestResult:
         """One batch: acknowledged (returned) only after its events are in the log."""
-        records, hashes, rejects, duplicates = self.admit(items)
-        if records:
-            try:
-                first = await asyncio.get_running_loop().run_in_executor(self._writer, self._log_batch, records,
-                                                                         hashes)
-            except BaseException:
-                self.dedup.forget(hashes, self.store.watermark)
-                raise
-            self.commit(records, first)
+        with self._reachable("taking a batch in"):
+            records, hashes, rejects, duplicates = self.admit(items)
+            if records:
+                try:
+                    first = await asyncio.get_running_loop().run_in_executor(self._writer, self._log_batch, records,
+                                                                             hashes)
+                except BaseException:
+                    self._forget(hashes)
+                    raise
+                self.commit(records, first)
         return IngestResult(len(records), duplicates, rejects, self.store.watermark)
+
+    @contextlib.contextmanager
+    def _reachable(self, doing: str) -> Iterator[None]:
+        """Redis mode: Redis not answering becomes UNAVAILABLE naming it, never INTERNAL. A batch
+        already in the log when it went is applied with the next one; its resend is a duplicate."""
+        try:
+            yield
+        except self._redis_errors as exc:
+            raise StoreUnavailable(f"the feature store's Redis did not answer while {doing} "
+                                   f"({type(exc).__name__}: {str(exc)[:200]}); retry") from exc
+
+    def _forget(self, hashes: np.ndarray) -> None:
+        """Unmark a batch that did not reach the log, so its resend is taken (best effort: with
+        Redis away the ids stay pending, and the next start unmarks them)."""
+        try:
+            self.dedup.forget(hashes, self.store.watermark)
+        except self._redis_errors:
+            log.warning("could not unmark a batch that was not logged; the next start will", exc_info=True)
 
     def _log_batch(self, records: list[dict], hashes: np.ndarray) -> int:
         """Into the log, then no longer pending in Redis's dedup (in the writer's thread)."""
@@ -257,26 +284,29 @@ class FeatureService:
 
     def ingest_blocking(self, items: list[dict[str, Any] | EventError]) -> IngestResult:
         """The same, in the caller's thread (bulk loads without a server)."""
-        records, hashes, rejects, duplicates = self.admit(items)
-        if records:
-            try:
-                first = self._log_batch(records, hashes)
-            except BaseException:
-                self.dedup.forget(hashes, self.store.watermark)
-                raise
-            self.commit(records, first)
+        with self._reachable("taking a batch in"):
+            records, hashes, rejects, duplicates = self.admit(items)
+            if records:
+                try:
+                    first = self._log_batch(records, hashes)
+                except BaseException:
+                    self._forget(hashes)
+                    raise
+                self.commit(records, first)
         return IngestResult(len(records), duplicates, rejects, self.store.watermark)
 
     # ------------------------------------------------------------------ reads
 
     async def network(self, orders: list[dict]) -> np.ndarray:
         """The fraud network's tallies for orders about to be applied (graph.READ_COLUMNS)."""
-        return await self.store.graph.tallies_async(orders)
+        with self._reachable("reading the fraud network"):
+            return await self.store.graph.tallies_async(orders)
 
     async def read(self, entity: str, keys: list[str], names: list[str], as_of: int | None = None) -> FeatureBlock:
         """Features of `keys`; with Redis the round trip leaves the event loop free."""
         if self.redis is not None:
-            return await self.store.read_async(entity, keys, names, as_of)
+            with self._reachable("reading features"):
+                return await self.store.read_async(entity, keys, names, as_of)
         return self.store.read(entity, keys, names, as_of)
 
     # ------------------------------------------------------------------ snapshots
