@@ -165,3 +165,19 @@ def test_a_full_disk_under_a_real_server_is_refused_then_recovered(tmp_path):
     assert report["refusals"] and set(report["refusals"]) == {"RESOURCE_EXHAUSTED"}, report
     assert report["acked"] == report["events"] == report["logged"], report
     assert report["lost"] == 0 and report["twice"] == 0 and report["recovered_s"] is not None
+
+
+def test_a_segment_switch_under_interval_fsync_syncs_the_segment_it_leaves(tmp_path):
+    from hanzo.server.features.log import EventLog
+
+    root, shadow = tmp_path / "root", tmp_path / "shadow"
+    root.mkdir()
+    traced(root, shadow, f"""
+        from hanzo.server.features.log import EventLog
+        log = EventLog(Path({str(root / "log")!r}), fsync="interval", fsync_interval_s=3600, segment_bytes=200)
+        for i in range(6):  # two frames a segment; after the first append, only a switch syncs
+            log.append([{{"event_id": "e%d" % i, "timestamp": i, "pad": "x" * 120}}])
+        """)
+    image = rebuild(shadow, tmp_path / "after")
+    reopened = EventLog(image / "log")  # opens: no segment missing behind a later one
+    assert reopened.next_seq == 4  # the two segments it left are whole; the last one's batches were never synced

@@ -168,3 +168,10 @@ def test_a_server_refuses_to_start_on_a_damaged_log_and_says_what_to_run(tmp_pat
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("hanzo serve: the event log") and f"segment {segment.name} at byte" in last
     assert f"hanzo log repair {tmp_path / 'data'}" in last
+
+
+def test_overlapping_gaps_from_two_repairs_are_crossed():
+    from hanzo.server.features.log_frames import follows
+
+    assert follows(1, 3, [(1, 2), (1, 3)]) and follows(1, 5, [(1, 3), (2, 5)])
+    assert not follows(1, 4, [(1, 2), (1, 3)]) and follows(4, 4, [])

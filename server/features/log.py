@@ -87,9 +87,14 @@ class EventLog:
         self._file = open(last, "ab", buffering=0)
 
     def _open_segment(self, first_seq: int) -> None:
+        """A new segment; the one before is synced whole first (under fsync = "interval" or
+        "never" it may hold unsynced batches, and a later segment after a gap is damage)."""
+        new = open(self.directory / f"{first_seq:020d}.log", "ab", buffering=0)
         if self._file:
+            if self._unsynced:
+                self._sync_locked()
             self._file.close()
-        self._file = open(self.directory / f"{first_seq:020d}.log", "ab", buffering=0)
+        self._file = new
         fsync_dir(self.directory)
 
     # ------------------------------------------------------------------ writes

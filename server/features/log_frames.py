@@ -138,8 +138,9 @@ def follows(expected: int, first: int, gaps: list[tuple[int, int]]) -> bool:
     """Whether a frame starting at `first` may follow one that ended at `expected`: directly,
     or across recorded gaps that cover the whole space between."""
     while expected != first:
-        step = next((end for start, end in gaps if start == expected and end <= first), None)
-        if step is None:
+        # the furthest a recorded gap reaches from here: gaps recorded by two repairs may overlap
+        ends = [end for start, end in gaps if start <= expected < end <= first]
+        if not ends:
             return False
-        expected = step
+        expected = max(ends)
     return True
