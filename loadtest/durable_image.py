@@ -15,8 +15,10 @@ losing its power at that instant, under the strict reading of POSIX:
 - a file is its inode: a rename carries its synced bytes along, and an inode number the
   kernel hands out again after an unlink is a new file, not the old one.
 
-Real file systems often keep more (ext4 orders data before metadata), never less, so a store
-that recovers from this image recovers from a power loss."""
+This is one outcome of a power loss, the one that keeps exactly what was synced. A real one
+may also keep part of what was not (a torn or garbage tail, some unsynced renames): outcomes
+this layer does not make yet, so recovering from it is necessary, not sufficient.
+It also takes a file's synced bytes as never rewritten in place, only appended to or cut."""
 from __future__ import annotations
 
 import json
