@@ -54,20 +54,35 @@ class Stream:
         self.acked: set[str] = set()
         self.next = 0
 
-    def run(self, url: str, stop_after: int | None = None) -> int:
+    def send_next(self, stub: commerce_pb2_grpc.CommerceStub) -> None:
+        """The first batch not yet acknowledged, once; grpc.RpcError when it is not."""
+        request = self.batches[self.next]
+        stub.IngestEvents(request, timeout=30)
+        self.acked.update(e.event_id for e in request.events)
+        self.next += 1
+
+    def run(self, url: str) -> int:
         """Send from the first batch not yet acknowledged; the batches acknowledged this time."""
         stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(url))
         done = 0
-        while self.next < len(self.batches) and (stop_after is None or done < stop_after):
-            request = self.batches[self.next]
+        while self.next < len(self.batches):
             try:
-                stub.IngestEvents(request, timeout=30)
+                self.send_next(stub)
             except grpc.RpcError:
                 return done
-            self.acked.update(e.event_id for e in request.events)
-            self.next += 1
             done += 1
         return done
+
+
+def simulated_events(world: Path, days: int, seed: int, users: int, products: int) -> list[dict]:
+    """A simulated marketplace written to `world`, and its events before the end of its last
+    day (chargebacks land weeks later)."""
+    from hanzo.server.features.formats import read_records
+    from hanzo.training.simulator import SimulationConfig, simulate
+
+    sim = simulate(SimulationConfig(days=days, seed=seed, users=users, products=products, fraud_level=10), world)
+    end = sim.start_ms + days * 86_400_000
+    return [r for r in read_records(world / "events.jsonl.gz") if r["timestamp"] < end]
 
 
 def _config(workdir: Path, snapshot_every: int) -> Path:
@@ -177,18 +192,13 @@ def final_check(args: argparse.Namespace, stream: Stream, data: Path, world: Pat
 
 
 def run(args: argparse.Namespace) -> dict:
-    from hanzo.training.simulator import SimulationConfig, simulate
-    from hanzo.server.features.formats import read_records
-
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.redis_url:
         import redis
 
         redis.Redis.from_url(args.redis_url).flushall()
     world = args.workdir / "world"
-    sim = simulate(SimulationConfig(days=args.days, seed=args.seed, users=400, products=150, fraud_level=10), world)
-    end = sim.start_ms + args.days * 86_400_000
-    events = [r for r in read_records(world / "events.jsonl.gz") if r["timestamp"] < end]
+    events = simulated_events(world, args.days, args.seed, users=400, products=150)
     stream, rng = Stream(events, args.batch), random.Random(args.seed)
     config, data = _config(args.workdir, args.snapshot_every), args.workdir / "data-0"
     rounds = []

@@ -23,7 +23,7 @@ import grpc
 
 from hanzo.v1 import commerce_pb2_grpc
 
-from .crash_rounds import Stream, check_log, start
+from .crash_rounds import Stream, check_log, simulated_events, start
 from .reports import print_report
 
 
@@ -72,9 +72,8 @@ def stream_through(stream: Stream, url: str, full_for_s: float, filler: Path) ->
     messages: set[str] = set()
     first_refusal = freed_at = recovered_s = None
     while stream.next < len(stream.batches):
-        request = stream.batches[stream.next]
         try:
-            stub.IngestEvents(request, timeout=30)
+            stream.send_next(stub)
         except grpc.RpcError as exc:
             refusals[exc.code().name] = refusals.get(exc.code().name, 0) + 1
             messages.add(exc.details()[:200])
@@ -86,20 +85,13 @@ def stream_through(stream: Stream, url: str, full_for_s: float, filler: Path) ->
             continue
         if freed_at is not None and recovered_s is None:
             recovered_s = round(time.monotonic() - freed_at, 3)
-        stream.acked.update(e.event_id for e in request.events)
-        stream.next += 1
     return {"refusals": refusals, "messages": sorted(messages), "recovered_s": recovered_s}
 
 
 def run(args: argparse.Namespace) -> dict:
-    from hanzo.server.features.formats import read_records
-    from hanzo.training.simulator import SimulationConfig, simulate
-
     args.workdir.mkdir(parents=True, exist_ok=True)
     world = args.workdir / "world"
-    sim = simulate(SimulationConfig(days=args.days, seed=args.seed, users=300, products=120, fraud_level=10), world)
-    end = sim.start_ms + args.days * 86_400_000
-    events = [r for r in read_records(world / "events.jsonl.gz") if r["timestamp"] < end]
+    events = simulated_events(world, args.days, args.seed, users=300, products=120)
     stream = Stream(events, args.batch)
     disk = args.workdir / "disk"
     mount_small(disk, args.size_kib)
