@@ -21,6 +21,7 @@ this layer does not make yet, so recovering from it is necessary, not sufficient
 It also takes a file's synced bytes as never rewritten in place, only appended to or cut."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -38,21 +39,37 @@ class DurableImage:
     def __init__(self, root: Path, shadow: Path) -> None:
         self.root = Path(root).resolve()
         self.shadow = Path(shadow)
-        (self.shadow / "files").mkdir(parents=True, exist_ok=True)
-        (self.shadow / "dirs").mkdir(exist_ok=True)
+        for part in ("files", "dirs", "generations"):
+            (self.shadow / part).mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._generation: dict[tuple[int, int], int] = {}
+        # a forked child (the server's snapshot writer) traces too; a thread that held the lock
+        # at the fork does not exist there, so the child starts with a fresh one
+        os.register_at_fork(after_in_child=self._fresh_lock)
         self._baseline()
 
+    def _fresh_lock(self) -> None:
+        self._lock = threading.RLock()
+
     # ------------------------------------------------------------------ identity
+    # Generations live in the shadow, not in memory: the server and its forked child both
+    # remove files, and each must see an inode number the other freed as a new file.
 
     def key(self, st: os.stat_result) -> str:
-        return f"{st.st_dev}-{st.st_ino}-{self._generation.get((st.st_dev, st.st_ino), 0)}"
+        return f"{st.st_dev}-{st.st_ino}-{self._generation_of(st)}"
 
-    def _retire(self, st: os.stat_result) -> None:
-        """The inode is gone from the namespace: its number may come back as another file."""
-        identity = (st.st_dev, st.st_ino)
-        self._generation[identity] = self._generation.get(identity, 0) + 1
+    def _generation_of(self, st: os.stat_result) -> int:
+        try:
+            return int((self.shadow / "generations" / f"{st.st_dev}-{st.st_ino}").read_text())
+        except FileNotFoundError:
+            return 0
+
+    def _retire(self, st: os.stat_result, step: int = 1) -> None:
+        """The inode leaves the namespace (step 1, before the removal, so no other process can
+        meet its number reused under the old generation), or stays after all (step -1)."""
+        with open(self.shadow / "generations.lock", "a") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            record = self.shadow / "generations" / f"{st.st_dev}-{st.st_ino}"
+            record.write_text(str(self._generation_of(st) + step))
 
     def _inside(self, path: str) -> bool:
         return path == str(self.root) or path.startswith(str(self.root) + os.sep)
@@ -126,6 +143,18 @@ class DurableImage:
             return st
         return None
 
+    def retiring(self, gone: os.stat_result | None, operation) -> None:
+        """Run a removal or a rename over `gone`, the inode it frees, retired around it."""
+        if gone is None:
+            operation()
+            return
+        self._retire(gone)
+        try:
+            operation()
+        except BaseException:
+            self._retire(gone, -1)
+            raise
+
     # ------------------------------------------------------------------ the layer
 
     def install(self) -> None:
@@ -143,18 +172,15 @@ class DurableImage:
             def remove(path, *, dir_fd=None):
                 with image._lock:
                     gone = image.removing(path, dir_fd)
-                    _REAL[name](path, dir_fd=dir_fd)
-                    if gone is not None:
-                        image._retire(gone)
+                    image.retiring(gone, lambda: _REAL[name](path, dir_fd=dir_fd))
             return remove
 
         def moving(name):
             def move(src, dst, *, src_dir_fd=None, dst_dir_fd=None):
                 with image._lock:
                     gone = image.removing(dst, dst_dir_fd)
-                    _REAL[name](src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
-                    if gone is not None:
-                        image._retire(gone)
+                    image.retiring(gone, lambda: _REAL[name](src, dst, src_dir_fd=src_dir_fd,
+                                                             dst_dir_fd=dst_dir_fd))
             return move
 
         os.fsync, os.fdatasync = fsync, fdatasync

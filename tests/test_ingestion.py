@@ -122,6 +122,7 @@ async def test_restart_from_snapshot_and_log_tail_equals_the_running_store(tmp_p
     svc = service(tmp_path, catalog=out / "catalog.jsonl", snapshot_every_events=600, **options)
     for i in range(0, len(events), 500):
         await svc.ingest(events[i:i + 500])
+    await svc.background_settled()
     users = svc.store.entities["user"].keys
     names = [n for n in svc.store.feature_names("user") if svc.store.features[n].aggregation != "sequence"]
     before, _, _ = svc.store.gather("user", users, names)

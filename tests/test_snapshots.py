@@ -96,3 +96,37 @@ def test_a_staging_directory_a_crash_left_is_removed_by_the_next_write(tmp_path)
     (root / ".staging-7" / "arrays.npz").write_bytes(b"half")
     snapshots.write(root, 9, {"a": np.arange(3)}, {"applied_seq": 9})
     assert [p.name for p in root.iterdir()] == ["00000000000000000009"]
+
+
+def test_arrays_written_in_pieces_read_back_as_np_savez_would(tmp_path, monkeypatch):
+    monkeypatch.setattr(snapshots, "_PIECE", 1000)  # many pieces and syncs even for small arrays
+    monkeypatch.setattr(snapshots, "_SYNC_EVERY", 5000)
+    arrays = {"wide": np.arange(12_345, dtype=np.int64).reshape(5, -1), "empty": np.zeros(0, np.float32),
+              "scalar": np.array(5, np.uint8), "strided": np.ones((3, 4))[:, ::2],
+              "fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+              "records": np.zeros(7, dtype=[("x", np.int32), ("y", np.float64)])}
+    snapshots.write_arrays(tmp_path / "a.npz", arrays)
+    with np.load(tmp_path / "a.npz") as back:
+        assert sorted(back.files) == sorted(arrays)
+        for name, array in arrays.items():
+            assert back[name].dtype == array.dtype and back[name].shape == array.shape
+            assert np.array_equal(back[name], array)
+    with pytest.raises(TypeError, match="'objects'"):
+        snapshots.write_arrays(tmp_path / "b.npz", {"objects": np.array([{}, []], dtype=object)})
+
+
+def test_a_log_trimmed_by_retention_with_no_snapshot_left_to_cover_it_stops_the_start(tmp_path, world):
+    from hanzo.server.features.log_frames import LogTooShort
+
+    out, events = world
+    svc = opened(tmp_path, out / "catalog.jsonl", snapshot_every_events=600, log_retention_days=0.001)
+    svc.log.segment_bytes = 20_000
+    for i in range(0, 2400, 100):
+        svc.ingest_blocking(events[i:i + 100])
+    begins = int(svc.log.segments()[0].stem)
+    assert begins > 0
+    crash(svc)
+    for kept in snapshots.snapshot_dirs(tmp_path / "data" / "snapshots"):
+        (kept / "arrays.npz").write_bytes(b"torn")  # neither snapshot reads back: replay would start at 0
+    with pytest.raises(LogTooShort, match=f"begins at sequence {begins}.*needs it from 0"):
+        opened(tmp_path, out / "catalog.jsonl")

@@ -30,11 +30,13 @@ class CatalogFeed:
         self.max_entries = max_entries
         self.position = START  # the last stream entry this replica has applied or skipped
 
-    def publish(self, records: list[dict]) -> None:
+    def entry(self, records: list[dict]) -> dict | None:
+        """The stream entry of a batch's catalogue changes (None: it has none), for the store's
+        ordered sends (redis_sends), which append it after the batch's own apply."""
         changes = [r for r in records if r["event_type"] in CATALOG_EVENTS]
-        if changes:
-            self.redis.xadd(self.key, {"from": self.replica, "events": msgpack.packb(changes, use_bin_type=True)},
-                            maxlen=self.max_entries, approximate=True)
+        if not changes:
+            return None
+        return {"from": self.replica, "events": msgpack.packb(changes, use_bin_type=True)}
 
     def read(self, block_ms: int = 1000, count: int = 100) -> tuple[list[list[dict]], str]:
         """The other replicas' batches after this replica's position (waiting up to

@@ -55,6 +55,16 @@ def _forget(keys, stamps, hashes, floor):
             slot = (slot + 1) & mask
 
 
+class EventsInFlight(Exception):
+    """Ids of a batch that another batch, not yet durable, holds (in this process, or in
+    Redis mode on any replica): neither new nor a duplicate until that batch is logged or
+    given up, so the whole batch is refused for the client to send again."""
+
+    def __init__(self, indexes: list[int]) -> None:
+        super().__init__(f"{len(indexes)} events in flight")
+        self.indexes = indexes
+
+
 class DedupIndex:
     def __init__(self, horizon_ms: int, capacity: int = 1 << 16) -> None:
         self.horizon_ms = horizon_ms
@@ -70,9 +80,6 @@ class DedupIndex:
         is_new = np.zeros(len(hashes), dtype=np.bool_)
         self.occupied += _insert(self.keys, self.stamps, hashes, ts, watermark - self.horizon_ms, is_new)
         return is_new
-
-    def confirm(self, hashes: np.ndarray) -> None:
-        """The batch is in the log (nothing to do: this index is rebuilt from the log)."""
 
     def forget(self, hashes: np.ndarray, watermark: int) -> None:
         """Undo check_and_add for ids whose batch did not make it into the log."""

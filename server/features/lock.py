@@ -60,3 +60,12 @@ def release(directory: Path) -> None:
         del _held[path]
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def close_inherited() -> None:
+    """In a forked child: close its copies of the parent's lock descriptors, so the locks end
+    with the parent alone. Never flock(LOCK_UN), which would unlock them for the parent too;
+    and no _guard, which a thread that does not exist in the child may have held."""
+    for fd, _ in list(_held.values()):
+        os.close(fd)
+    _held.clear()

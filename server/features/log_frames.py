@@ -57,6 +57,19 @@ class LogDamaged(RuntimeError):
         self.damage = damage
 
 
+class LogTooShort(LogDamaged):
+    """The log begins after the position the store starts from: events between are nowhere."""
+
+    def __init__(self, directory: Path, begins: int, needed: int, snapshot: bool) -> None:
+        RuntimeError.__init__(self, (
+            f"the event log in {directory} begins at sequence {begins}, but the store "
+            f"{'from its newest readable snapshot' if snapshot else '(no snapshot reads back)'} needs it from "
+            f"{needed}: the segments between were dropped by retention while a snapshot covered them, and no "
+            f"snapshot that does reads back now. Starting would leave those events out of every feature without a "
+            f"word, so the store does not start: restore the snapshots directory, or the segments, from a backup"))
+        self.damage = Damage(f"{begins:020d}.log", 0, f"begins at {begins}, {needed} needed")
+
+
 @dataclass
 class Scan:
     """One segment read through: its good frames, where they end, and what follows them."""

@@ -1,6 +1,13 @@
 -- Hanzo's feature tables in Redis: the same updates as kernels/windows.py, for one batch of
 -- operations in one round trip (atomic, so replicas sharing the server never interleave a
--- batch). ARGV[1]: msgpack list of operations; ARGV[2]: the batch's watermark (ms).
+-- batch). ARGV[1]: msgpack list of operations; ARGV[2]: the batch's watermark (ms); ARGV[3]
+-- and ARGV[4] (or ''): the replica's applied-position key and the log position this batch
+-- brings it to. A batch whose position is already reached was applied (a reply lost with the
+-- connection, then sent again) and is skipped whole: so a resend never counts twice.
+if ARGV[3] ~= '' then
+  if tonumber(redis.call('GET', ARGV[3]) or '0') >= tonumber(ARGV[4]) then return -1 end
+  redis.call('SET', ARGV[3], ARGV[4])
+end
 local ops = cmsgpack.unpack(ARGV[1])
 local watermark = tonumber(ARGV[2])
 local current = tonumber(redis.call('GET', 'hz:watermark') or '0')
@@ -95,9 +102,16 @@ for i = 1, #ops do
   elseif kind == 6 then
     -- the entity exists: {6, key, member, ttl_ms} (a sorted set scored by last sight)
     redis.call('ZADD', key, op[4], op[3])
-  elseif kind == 7 then
-    -- how far this replica's log is applied: {7, key, seq}
-    redis.call('SET', key, op[3])
+  elseif kind == 12 then
+    -- the batch's event ids, now applied: no longer pending (redis_dedup.lua):
+    -- {12, pending_key, id_key_prefix, {hash, ...}}
+    local hashes = op[4]
+    for j = 1, #hashes do
+      redis.call('SET', op[3] .. hashes[j], '1', 'XX', 'KEEPTTL')
+    end
+    for j = 1, #hashes, 1000 do
+      redis.call('SREM', key, unpack(hashes, j, math.min(j + 999, #hashes)))
+    end
   elseif kind == 8 then
     -- expiry, once per key and batch: {8, key, ttl_ms}
     redis.call('PEXPIRE', key, op[3])

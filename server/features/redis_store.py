@@ -33,9 +33,11 @@ import msgpack
 import numpy as np
 
 from . import expiry
+from .dedup import EventsInFlight
 from .definitions import ENTITIES, ENTITY_TTL_MS, WINDOWS
 from .redis_graph import LIBRARY as GRAPH_LIBRARY
 from .redis_graph import RedisEntityGraph
+from .redis_sends import OrderedSends
 from .redis_tables import materialize
 from .store import FeatureBlock, FeatureStore
 from .tables import DistinctTable, LastTable, SequenceTable, SpanTable, Table, WindowTable
@@ -61,7 +63,9 @@ class RedisFeatureStore(FeatureStore):
         self.redis = client
         self.prefix = prefix
         self.ttl_ms = int(ttl_days * DAY_MS)
-        self._apply = client.register_script(_SCRIPT)
+        self.async_redis = async_client
+        self.sends = OrderedSends(client, async_client, _SCRIPT)
+        self.defer_sends = False  # the server sends from the event loop (send_async) after apply()
         self._read = client.register_script(_READ_SCRIPT)
         self._read_async = async_client.register_script(_READ_SCRIPT) if async_client is not None else None
         self._forget = client.register_script(_FORGET_SCRIPT)
@@ -72,9 +76,10 @@ class RedisFeatureStore(FeatureStore):
         # changed never reads another layout's hashes.
         self._table_ids = {id(t): f"{i}.{_shape_digest(t)}" for i, t in enumerate(self.tables)}
         self.ops_sent = 0
-        # Set by the feature service before apply(): recorded in the same script call, so the
-        # replica's replay position moves with the tables, atomically.
-        self.applied_marker: tuple[str, int] | None = None
+        # Set by the feature service before apply(): (replica, log position after the batch,
+        # the batch's event ids or None), recorded in the same script call, so the replica's
+        # replay position and the ids' end of pending move with the tables, atomically.
+        self.applied_marker: tuple[str, int, list[str] | None] | None = None
 
     # ------------------------------------------------------------------ keys
 
@@ -158,12 +163,15 @@ class RedisFeatureStore(FeatureStore):
                 ops.append([6, self._members(entity), keys[row], ts])
         ops.extend(self._lasting_ops(seen))
         ops.extend(self.graph.take_ops())
+        guard = ["", ""]
         if self.applied_marker is not None:
-            replica, seq = self.applied_marker
-            ops.append([7, f"{self.prefix}:applied:{replica}", seq])
+            replica, seq, ids = self.applied_marker
+            guard = [f"{self.prefix}:applied:{replica}", seq]
+            if ids:
+                ops.append([12, f"{self.prefix}:pending:{replica}", f"{self.prefix}:id:", ids])
             self.applied_marker = None
-        if ops:
-            self._apply(args=[msgpack.packb(ops, use_bin_type=True), self.watermark])
+        if ops or guard[0]:
+            self.sends.add_apply([msgpack.packb(ops, use_bin_type=True), self.watermark, *guard])
             self.ops_sent += len(ops)
 
     def _lasting_ops(self, seen: dict[str, dict[int, int]]) -> list[list]:
@@ -188,6 +196,8 @@ class RedisFeatureStore(FeatureStore):
     def apply(self, records: list[dict]) -> None:
         self._bound_indexes()
         super().apply(records)
+        if not self.defer_sends:
+            self.sends.send()
 
     def _bound_indexes(self) -> None:
         """Start over an entity index past `index_limit` keys, so one holds at most that many
@@ -377,36 +387,52 @@ def _shape_digest(table: Table) -> str:
 
 class RedisDedup:
     """Event ids remembered in Redis (SET NX with the horizon as expiry), so replicas agree on
-    what is a duplicate. One script call per batch. An id marked here but not yet in this
-    replica's log stays in the replica's pending set (`confirm` takes it out once the batch
-    is logged); `release_unlogged` at the replica's start unmarks what a crash left pending."""
+    what is a duplicate. One script call per batch. An id marked here stays in this replica's
+    pending set until its batch is applied (the apply script takes it out with the replica's
+    position); `release_unlogged` at the replica's start unmarks what a crash left pending
+    and never logged. A batch meeting an id still pending anywhere raises EventsInFlight."""
 
-    def __init__(self, client, horizon_ms: int, prefix: str = "hz", replica: str = "") -> None:
+    def __init__(self, client, horizon_ms: int, prefix: str = "hz", replica: str = "", async_client=None) -> None:
         self.redis = client
+        self.async_redis = async_client
         self.horizon_ms = horizon_ms
         self.prefix = prefix
         self.pending_key = f"{prefix}:pending:{replica}"
         self._check = client.register_script(_DEDUP_SCRIPT)
+        self._check_async = async_client.register_script(_DEDUP_SCRIPT) if async_client is not None else None
 
     def check_and_add(self, hashes: np.ndarray, ts: np.ndarray, watermark: int) -> np.ndarray:
         if not len(hashes):
             return np.zeros(0, dtype=np.bool_)
-        reply = self._check(args=[msgpack.packb([str(h) for h in hashes.tolist()]), self.horizon_ms, self.prefix,
-                                  self.pending_key])
-        return np.array(reply, dtype=np.bool_)
+        return self._answer(self._check(args=self._args(hashes)))
 
-    def confirm(self, hashes: np.ndarray) -> None:
-        """The batch holding these ids is in the log: they are no longer pending."""
-        if len(hashes):
-            self.redis.srem(self.pending_key, *(str(h) for h in hashes.tolist()))
+    async def check_and_add_async(self, hashes: np.ndarray, ts: np.ndarray, watermark: int) -> np.ndarray:
+        if not len(hashes) or self._check_async is None:
+            return self.check_and_add(hashes, ts, watermark)
+        return self._answer(await self._check_async(args=self._args(hashes)))
+
+    def _args(self, hashes: np.ndarray) -> list:
+        return [msgpack.packb([str(h) for h in hashes.tolist()]), self.horizon_ms, self.prefix, self.pending_key]
+
+    @staticmethod
+    def _answer(reply: list[int]) -> np.ndarray:
+        if reply and reply[0] == -1:
+            raise EventsInFlight([i - 1 for i in reply[1:]])
+        return np.array(reply, dtype=np.bool_)
 
     def forget(self, hashes: np.ndarray, watermark: int) -> None:
         if len(hashes):
-            names = [str(h) for h in hashes.tolist()]
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.delete(*(f"{self.prefix}:id:{h}" for h in names))
-            pipe.srem(self.pending_key, *names)
-            pipe.execute()
+            self._unmarking(self.redis.pipeline(transaction=True), hashes).execute()
+
+    async def forget_async(self, hashes: np.ndarray, watermark: int) -> None:
+        if len(hashes):
+            await self._unmarking(self.async_redis.pipeline(transaction=True), hashes).execute()
+
+    def _unmarking(self, pipe, hashes: np.ndarray):
+        names = [str(h) for h in hashes.tolist()]
+        pipe.delete(*(f"{self.prefix}:id:{h}" for h in names))
+        pipe.srem(self.pending_key, *names)
+        return pipe
 
     def release_unlogged(self, logged: set[str]) -> int:
         """At start, after the log's tail was replayed: unmark the pending ids whose batch never

@@ -20,8 +20,10 @@ from .events import EventError, check_record, format_timestamp
 from .catalog_feed import CatalogFeed
 from . import lock
 from .formats import read_catalog
-from .log import EventLog
-from . import snapshots
+from .log import EventLog, LogBroken
+from .log_frames import LogTooShort, follows, read_gaps
+from .service_flight import BatchesInFlight
+from .service_snapshots import SnapshotWriting
 from .store import FeatureBlock, FeatureStore
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,7 @@ class IngestResult:
     watermark: int
 
 
-class FeatureService:
+class FeatureService(BatchesInFlight, SnapshotWriting):
     def __init__(self, config: FeatureStoreConfig) -> None:
         self.config = config
         self.limits = DEFAULT_LIMITS  # the server's [limits] replace these
@@ -92,7 +94,7 @@ class FeatureService:
             self.store = RedisFeatureStore(self.redis, config.redis_ttl_days,
                                            async_client=redis.asyncio.Redis.from_url(config.redis_url))
             self.replica = config.replica or str(config.data_dir.resolve())
-            self.dedup = RedisDedup(self.redis, horizon_ms, replica=self.replica)
+            self.dedup = RedisDedup(self.redis, horizon_ms, replica=self.replica, async_client=self.store.async_redis)
             self.feed = CatalogFeed(self.redis, self.store.prefix, self.replica)
         else:
             self.store = FeatureStore()
@@ -100,6 +102,9 @@ class FeatureService:
         self.log: EventLog | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hanzo-log")
         self._since_snapshot = 0
+        # ids of batches between admission and landing (logged and applied, or given up), each
+        # to the future its batch sets when it lands: a resend in this process waits for it
+        self._in_flight: dict[int, asyncio.Future] = {}
         self.applied_seq = 0  # records of the log applied to the store
 
     # ------------------------------------------------------------------ lifecycle
@@ -128,6 +133,7 @@ class FeatureService:
         if not snapshot and self.config.catalog:
             self.store.load_catalog(read_catalog(self.config.catalog))
         event_log = EventLog(data / "log", fsync=self.config.fsync)
+        self._check_log_reaches(event_log, snapshot)
         replayed = 0
         tail: set[str] = set()  # Redis mode: the ids of the log's tail past what Redis holds
         shared = self.store.applied(self.replica) if self.redis is not None else 0
@@ -147,7 +153,7 @@ class FeatureService:
                                              self.store.watermark)
                 else:
                     tail.update(str(h) for h in hashes.tolist())
-                self._apply(records, first)
+                self._apply(records, first, hashes)
                 replayed += len(records)
             self.applied_seq = first + len(records)
         self.log = event_log
@@ -160,10 +166,18 @@ class FeatureService:
             "snapshot": bool(snapshot), "replayed_events": replayed, "events": self.applied_seq,
             "seconds": round(time.monotonic() - started, 3), "watermark": format_timestamp(self.store.watermark)})
 
+    def _check_log_reaches(self, event_log: EventLog, snapshot: bool) -> None:
+        """The log must hold every event after the position the store starts from."""
+        segments = event_log.segments()
+        begins = int(segments[0].stem) if segments else self.applied_seq
+        if begins > self.applied_seq and not follows(self.applied_seq, begins, read_gaps(event_log.directory)):
+            raise LogTooShort(event_log.directory, begins, self.applied_seq, snapshot)
+
     def close(self) -> None:
         if self.log is None:
             return
         self._writer.shutdown(wait=True)
+        self._finish_background()
         event_log, self.log = self.log, None
         event_log.close()
         if self._since_snapshot:
@@ -174,6 +188,13 @@ class FeatureService:
 
     def admit(self, items: list[dict[str, Any] | EventError]) -> tuple[list[dict], np.ndarray, list[Reject], int]:
         """Validation and deduplication: (new records, their id hashes, rejects, duplicates)."""
+        records, rejects = self._screen(items)
+        if not records:
+            return [], np.zeros(0, np.uint64), rejects, 0
+        return self._deduplicated(records, rejects)
+
+    def _screen(self, items: list[dict[str, Any] | EventError]) -> tuple[list[dict], list[Reject]]:
+        """Validation: the records that may be taken, and the rejects."""
         now_ms = int(time.time() * 1000)
         max_future = int(self.config.max_future_seconds * 1000)
         floor = self.store.watermark - self.dedup.horizon_ms
@@ -196,31 +217,73 @@ class FeatureService:
                                       f"{format_timestamp(self.store.watermark)}): no window holds it"))
                 continue
             records.append(item)
+        return records, rejects
+
+    def _deduplicated(self, records: list[dict], rejects: list[Reject]) -> tuple[list[dict], np.ndarray,
+                                                                               list[Reject], int]:
+        hashes = id_hashes([r["event_id"] for r in records])
+        stamps = np.array([r["timestamp"] for r in records], np.int64)
+        with self._refused_in_flight(records):
+            self._refuse_in_flight(hashes)
+            if self.redis is not None:
+                self.store.sends.send()  # a batch logged while Redis was away goes first
+            is_new = self.dedup.check_and_add(hashes, stamps, self.store.watermark)
+        return self._new_only(records, hashes, is_new, rejects)
+
+    async def _admit_async(self, items: list[dict[str, Any] | EventError]) -> tuple[list[dict], np.ndarray,
+                                                                                   list[Reject], int]:
+        """admit on the event loop: a batch of this process that holds some of the ids is waited
+        for (its ids are then duplicates, or free again), and Redis's round trips are awaited
+        instead of blocking the loop."""
+        records, rejects = self._screen(items)
         if not records:
             return [], np.zeros(0, np.uint64), rejects, 0
         hashes = id_hashes([r["event_id"] for r in records])
         stamps = np.array([r["timestamp"] for r in records], np.int64)
-        is_new = self.dedup.check_and_add(hashes, stamps, self.store.watermark)
+        await self._wait_for_in_flight(hashes)
+        with self._refused_in_flight(records):
+            if self.redis is None:
+                self._refuse_in_flight(hashes)
+                is_new = self.dedup.check_and_add(hashes, stamps, self.store.watermark)
+            else:
+                self.store.defer_sends = True  # serving: apply() queues, ingest() sends without blocking
+                await self.store.sends.send_async()
+                self._refuse_in_flight(hashes)
+                is_new = await self.dedup.check_and_add_async(hashes, stamps, self.store.watermark)
+        return self._new_only(records, hashes, is_new, rejects)
+
+    @staticmethod
+    def _new_only(records: list[dict], hashes: np.ndarray, is_new: np.ndarray,
+                  rejects: list[Reject]) -> tuple[list[dict], np.ndarray, list[Reject], int]:
         duplicates = int(len(records) - is_new.sum())
         if duplicates:
             records = [r for r, new in zip(records, is_new) if new]
             hashes = hashes[is_new]
         return records, hashes, rejects, duplicates
 
-    def _apply(self, records: list[dict], first_seq: int) -> None:
+    def _apply(self, records: list[dict], first_seq: int, hashes: np.ndarray | None = None) -> None:
         if self.redis is not None:
-            self.store.applied_marker = (self.replica, first_seq + len(records))
+            ids = [str(h) for h in hashes.tolist()] if hashes is not None else None
+            self.store.applied_marker = (self.replica, first_seq + len(records), ids)
         self.store.apply(records)
 
-    def commit(self, records: list[dict], first_seq: int) -> None:
-        """Apply records the log holds from `first_seq` on to the online store."""
-        self._apply(records, first_seq)
-        if self.feed is not None:
-            self.feed.publish(records)
+    def commit(self, records: list[dict], first_seq: int, background: bool = False,
+               hashes: np.ndarray | None = None) -> None:
+        """Apply records the log holds from `first_seq` on to the online store (`hashes`: their
+        ids', pending in Redis until then); a snapshot when one is due (`background`: in a
+        forked child, the caller being the event loop)."""
+        self._apply(records, first_seq, hashes)
+        if self.feed is not None and (entry := self.feed.entry(records)) is not None:
+            self.store.sends.add_feed(self.feed.key, entry, self.feed.max_entries)
+            if not self.store.defer_sends:
+                self.store.sends.send()
         self.applied_seq = first_seq + len(records)
         self._since_snapshot += len(records)
         if self._since_snapshot >= self.config.snapshot_every_events:
-            self.snapshot()
+            if background:
+                self._snapshot_in_background()
+            else:
+                self.snapshot()
 
     async def follow_catalog(self) -> None:
         """With replicas: apply the other replicas' catalogue changes as they come (runs until
@@ -244,15 +307,28 @@ class FeatureService:
     async def ingest(self, items: list[dict[str, Any] | EventError]) -> IngestResult:
         """One batch: acknowledged (returned) only after its events are in the log."""
         with self._reachable("taking a batch in"):
-            records, hashes, rejects, duplicates = self.admit(items)
+            records, hashes, rejects, duplicates = await self._admit_async(items)
             if records:
+                loop = asyncio.get_running_loop()
+                landed = loop.create_future()
+                self._in_flight.update(dict.fromkeys(hashes.tolist(), landed))
+                appending = loop.run_in_executor(self._writer, self.log.append, records)
                 try:
-                    first = await asyncio.get_running_loop().run_in_executor(self._writer, self._log_batch, records,
-                                                                             hashes)
-                except BaseException:
-                    self._forget(hashes)
+                    first = await asyncio.shield(appending)
+                except asyncio.CancelledError:
+                    # the append goes on in the writer's thread: what it writes is applied when it
+                    # ends, never unmarked while it may be in the log (a resend would be logged twice)
+                    appending.add_done_callback(lambda done: self._settle_late(records, hashes, landed, done))
                     raise
-                self.commit(records, first)
+                except BaseException as exc:
+                    self._not_logged(hashes, landed, exc)
+                    raise
+                try:
+                    self.commit(records, first, background=True, hashes=hashes)
+                    if self.redis is not None:
+                        await self.store.sends.send_async()
+                finally:
+                    self._land(hashes, landed)
         return IngestResult(len(records), duplicates, rejects, self.store.watermark)
 
     @contextlib.contextmanager
@@ -265,34 +341,20 @@ class FeatureService:
             raise StoreUnavailable(f"the feature store's Redis did not answer while {doing} "
                                    f"({type(exc).__name__}: {str(exc)[:200]}); retry") from exc
 
-    def _forget(self, hashes: np.ndarray) -> None:
-        """Unmark a batch that did not reach the log, so its resend is taken (best effort: with
-        Redis away the ids stay pending, and the next start unmarks them)."""
-        try:
-            self.dedup.forget(hashes, self.store.watermark)
-        except self._redis_errors:
-            log.warning("could not unmark a batch that was not logged; the next start will", exc_info=True)
-
-    def _log_batch(self, records: list[dict], hashes: np.ndarray) -> int:
-        """Into the log, then no longer pending in Redis's dedup (in the writer's thread)."""
-        first = self.log.append(records)
-        try:
-            self.dedup.confirm(hashes)
-        except Exception:  # logged all the same: the restart finds them pending and in the log, and keeps them
-            log.warning("could not take a logged batch's ids off the pending set", exc_info=True)
-        return first
-
     def ingest_blocking(self, items: list[dict[str, Any] | EventError]) -> IngestResult:
         """The same, in the caller's thread (bulk loads without a server)."""
         with self._reachable("taking a batch in"):
             records, hashes, rejects, duplicates = self.admit(items)
             if records:
                 try:
-                    first = self._log_batch(records, hashes)
-                except BaseException:
-                    self._forget(hashes)
+                    first = self.log.append(records)
+                except BaseException as exc:
+                    if not isinstance(exc, LogBroken):
+                        self._forget(hashes)
                     raise
-                self.commit(records, first)
+                self.commit(records, first, hashes=hashes)
+                if self.redis is not None:
+                    self.store.sends.send()
         return IngestResult(len(records), duplicates, rejects, self.store.watermark)
 
     # ------------------------------------------------------------------ reads
@@ -308,92 +370,6 @@ class FeatureService:
             with self._reachable("reading features"):
                 return await self.store.read_async(entity, keys, names, as_of)
         return self.store.read(entity, keys, names, as_of)
-
-    # ------------------------------------------------------------------ snapshots
-
-    def snapshot(self) -> Path:
-        """Write the store and the dedup index as of `applied_seq`; drop older snapshots and,
-        under a retention policy, the log segments the snapshot covers."""
-        started = time.monotonic()
-        dropped = self.store.evict()
-        root = self.config.data_dir / "snapshots"
-        arrays = {f"dedup.{k}": v for k, v in self.dedup.state().items()}
-        if self.redis is None:  # with Redis the tables live there; the snapshot keeps the catalog
-            for i, table in enumerate(self.store.tables):
-                arrays.update({f"table{i}.{k}": v for k, v in table.arrays().items()})
-            arrays.update({f"seen.{entity}": seen for entity, seen in self.store.last_seen.items()})
-            arrays.update({f"real.{entity}": real for entity, real in self.store.real.items()})
-        graph_state = None
-        if not self.store.graph.shared:  # the fraud network, where this process holds it
-            graph_state, graph_arrays = self.store.graph.state()
-            arrays.update(graph_arrays)
-        state = {"applied_seq": self.applied_seq, "watermark": self.store.watermark, "layout": self._layout(),
-                 "entities": {name: index.keys for name, index in self.store.entities.items()},
-                 "catalog": self.store.catalog.state(), "graph": graph_state,
-                 "catalog_feed": self.feed.position if self.feed is not None else None}
-        target = snapshots.write(root, self.applied_seq, arrays, state)
-        self._since_snapshot = 0
-        if self.config.log_retention_days > 0 and self.log is not None:
-            self._apply_retention()
-        log.info("snapshot", extra={"events": self.applied_seq, "seconds": round(time.monotonic() - started, 3),
-                                    "evicted": dropped})
-        return target
-
-    def _apply_retention(self) -> None:
-        """Drop segments entirely older than the retention (by event time) and covered by every
-        kept snapshot (a start may fall back to the oldest)."""
-        horizon = self.store.watermark - int(self.config.log_retention_days * 24 * HOUR_MS)
-        needed = snapshots.oldest_kept_seq(self.config.data_dir / "snapshots")
-        covered = 0
-        for first, records in self.log.replay(0):
-            if first + len(records) > needed or max(r["timestamp"] for r in records) > horizon:
-                break
-            covered = first + len(records)
-        self.log.drop_segments_before(covered)
-
-    def _layout(self) -> list:
-        return [self.config.backend] + [[type(t).__name__, t.entity, {k: list(v.shape[1:]) for k, v in
-                                                                      t.arrays().items()}] for t in self.store.tables]
-
-    def _load_snapshot(self) -> bool:
-        for path, state, arrays in snapshots.newest_readable(self.config.data_dir / "snapshots"):
-            if state["layout"] != self._layout():
-                log.warning("snapshot ignored: the feature definitions changed since it was written; replaying the "
-                            "log", extra={"snapshot": path.name})
-                return False
-            if not self.store.graph.shared and not state.get("graph"):
-                log.warning("snapshot ignored: it predates the fraud network; replaying the log",
-                            extra={"snapshot": path.name})
-                return False
-            self._restore(state, arrays)
-            return True
-        return False
-
-    def _restore(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        """Everything a snapshot read back whole holds, into the store."""
-        if self.redis is None:
-            self.dedup.restore({k: arrays[f"dedup.{k}"] for k in ("keys", "stamps")})
-            for i, table in enumerate(self.store.tables):
-                table.set_arrays({k: arrays[f"table{i}.{k}"] for k in table.arrays()})
-            for entity in self.store.last_seen:
-                self.store.last_seen[entity] = arrays[f"seen.{entity}"].copy()
-            for entity in self.store.real:  # a snapshot from before: every row kept, as then
-                name = f"real.{entity}"
-                self.store.real[entity] = arrays[name].copy() if name in arrays else \
-                    np.ones(len(state["entities"][entity]), dtype=np.uint8)
-        if not self.store.graph.shared:
-            self.store.graph.restore(state["graph"], {k: arrays[k] for k in ("graph.parent", "graph.stats",
-                                                                              "graph.charged")})
-        for name, keys in state["entities"].items():
-            index = self.store.entities[name]
-            index.keys = list(keys)
-            index.rows = {key: row for row, key in enumerate(keys)}
-        self.store.catalog.restore(state["catalog"])
-        if self.feed is not None and state.get("catalog_feed"):
-            self.feed.position = state["catalog_feed"]
-        self.store.watermark = state["watermark"]
-        self.applied_seq = state["applied_seq"]
-
 
 def _check_redis_durability(client) -> None:
     """What Redis mode relies on across a crash of Redis itself: an append-only file synced on

@@ -9,7 +9,9 @@ log) when the newest is torn, so the log keeps every segment the oldest kept sna
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -21,6 +23,8 @@ from .durable import fsync_dir, fsync_file, make_dirs
 log = logging.getLogger(__name__)
 
 KEEP = 2  # the newest snapshot and the one before it
+_PIECE = 256 << 10  # bytes per write call
+_SYNC_EVERY = 16 << 20  # bytes dirty at most before they are synced
 
 
 def snapshot_dirs(root: Path) -> list[Path]:
@@ -36,7 +40,7 @@ def write(root: Path, seq: int, arrays: dict[str, np.ndarray], state: dict[str, 
         shutil.rmtree(stale, ignore_errors=True)
     staging = root / f".staging-{seq}"
     staging.mkdir()
-    np.savez(staging / "arrays.npz", **arrays)
+    write_arrays(staging / "arrays.npz", arrays)
     (staging / "state.msgpack").write_bytes(msgpack.packb(state, use_bin_type=True))
     for name in ("arrays.npz", "state.msgpack"):
         fsync_file(staging / name)
@@ -50,6 +54,30 @@ def write(root: Path, seq: int, arrays: dict[str, np.ndarray], state: dict[str, 
         shutil.rmtree(old)
     fsync_dir(root)
     return target
+
+
+def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """np.savez's file (np.load reads it), written in small pieces and synced as it goes.
+
+    A multi-gigabyte write in one call, or a sync of gigabytes dirty at once, holds the CPU in
+    the kernel for milliseconds where no other thread can be scheduled: the server's requests
+    on that CPU would wait out the snapshot's writes, however low the writer's priority."""
+    with open(path, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        written = 0
+        for name, array in arrays.items():
+            array = array if array.flags.c_contiguous else array.copy(order="C")  # (0-d arrays stay 0-d)
+            if array.dtype.hasobject:
+                raise TypeError(f"snapshot array {name!r} holds Python objects")
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array_header_2_0(member, np.lib.format.header_data_from_array_1_0(array))
+                data = memoryview(array.reshape(-1).view(np.uint8))
+                for start in range(0, len(data), _PIECE):
+                    member.write(data[start:start + _PIECE])
+                    written += min(_PIECE, len(data) - start)
+                    if written >= _SYNC_EVERY:
+                        raw.flush()
+                        os.fdatasync(raw.fileno())
+                        written = 0
 
 
 def read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
