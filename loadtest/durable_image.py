@@ -18,7 +18,7 @@ losing its power at that instant, under the strict reading of POSIX:
 This is one outcome of a power loss, the one that keeps exactly what was synced. A real one
 may also keep part of what was not (a torn or garbage tail, some unsynced renames): outcomes
 this layer does not make yet, so recovering from it is necessary, not sufficient.
-It also takes a file's synced bytes as never rewritten in place, only appended to or cut."""
+Each sync records the file's whole content, so bytes rewritten in place are caught too."""
 from __future__ import annotations
 
 import fcntl
@@ -66,10 +66,18 @@ class DurableImage:
     def _retire(self, st: os.stat_result, step: int = 1) -> None:
         """The inode leaves the namespace (step 1, before the removal, so no other process can
         meet its number reused under the old generation), or stays after all (step -1)."""
+        # a POSIX record lock, not flock: a fork would copy a held flock into the child for good
         with open(self.shadow / "generations.lock", "a") as guard:
-            fcntl.flock(guard, fcntl.LOCK_EX)
+            fcntl.lockf(guard, fcntl.LOCK_EX)
             record = self.shadow / "generations" / f"{st.st_dev}-{st.st_ino}"
-            record.write_text(str(self._generation_of(st) + step))
+            self._write_record(record, str(self._generation_of(st) + step))
+
+    @staticmethod
+    def _write_record(path: Path, text: str) -> None:
+        """Whole or not at all: the server and its forked child may record at once."""
+        staging = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        staging.write_text(text)
+        _REAL["replace"](staging, path)
 
     def _inside(self, path: str) -> bool:
         return path == str(self.root) or path.startswith(str(self.root) + os.sep)
@@ -90,22 +98,20 @@ class DurableImage:
             json.dump({"root": str(self.root), "key": self.key(os.stat(self.root))}, f)
 
     def _record_file(self, fd: int, st: os.stat_result) -> None:
+        """The file's whole content as of this sync (a writer may rewrite synced bytes in place:
+        zipfile patches each member's header after its data)."""
         target = self.shadow / "files" / self.key(st)
-        size = st.st_size
-        have = target.stat().st_size if target.exists() else -1
+        staging = target.with_name(f"{target.name}.{os.getpid()}.tmp")
         # the descriptor may be write-only: the file is read through /proc, opened afresh
-        with open(target, "r+b" if have >= 0 else "wb") as out, open(f"/proc/self/fd/{fd}", "rb") as source:
-            start = have if 0 <= have <= size else 0  # appended since: only the new bytes
-            out.seek(start)
-            out.truncate(start)
-            source.seek(start)
-            remaining = size - start
+        with open(staging, "wb") as out, open(f"/proc/self/fd/{fd}", "rb") as source:
+            remaining = st.st_size
             while remaining > 0:
                 chunk = source.read(min(1 << 20, remaining))
                 if not chunk:
                     break
                 out.write(chunk)
                 remaining -= len(chunk)
+        _REAL["replace"](staging, target)
 
     def _record_dir(self, path: str) -> None:
         entries = {}
@@ -116,8 +122,7 @@ class DurableImage:
                 continue
             if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
                 entries[entry.name] = {"key": self.key(st), "dir": stat.S_ISDIR(st.st_mode)}
-        record = self.shadow / "dirs" / f"{self.key(os.stat(path))}.json"
-        record.write_text(json.dumps(entries))
+        self._write_record(self.shadow / "dirs" / f"{self.key(os.stat(path))}.json", json.dumps(entries))
 
     def synced(self, fd: int) -> None:
         try:

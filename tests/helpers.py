@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
@@ -125,3 +126,19 @@ def simulated_world(directory: Path, days: int, **config) -> tuple[Path, list[di
     sim = simulate(SimulationConfig(days=days, **config), directory)
     end = sim.start_ms + days * 86_400_000
     return directory, [r for r in read_records(directory / "events.jsonl.gz") if r["timestamp"] < end]
+
+
+def opened_store(data_dir: Path, catalog: Path | None = None, **options):
+    """An embedded (or configured) FeatureService, opened on `data_dir`."""
+    from hanzo.server.features.service import FeatureService, FeatureStoreConfig
+
+    svc = FeatureService(FeatureStoreConfig(data_dir=data_dir, catalog=catalog, **options))
+    svc.open()
+    return svc
+
+
+def user_feature_values(svc) -> "np.ndarray":
+    """Every user's non-sequence features, in the store's user order."""
+    users = svc.store.entities["user"].keys
+    names = [n for n in svc.store.feature_names("user") if svc.store.features[n].aggregation != "sequence"]
+    return svc.store.gather("user", users, names)[0]

@@ -15,27 +15,15 @@ import time
 
 import numpy as np
 import pytest
-from helpers import simulated_world
+from helpers import opened_store, simulated_world, user_feature_values
 
 from hanzo.server.features import lock, snapshots
-from hanzo.server.features.service import FeatureService, FeatureStoreConfig
+from hanzo.server.features.service import FeatureService
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     return simulated_world(tmp_path_factory.mktemp("sim"), days=12, seed=7, users=300, products=90, fraud_level=5)
-
-
-def opened(data, catalog, **options) -> FeatureService:
-    svc = FeatureService(FeatureStoreConfig(data_dir=data, catalog=catalog, **options))
-    svc.open()
-    return svc
-
-
-def values(svc: FeatureService) -> np.ndarray:
-    users = svc.store.entities["user"].keys
-    names = [n for n in svc.store.feature_names("user") if svc.store.features[n].aggregation != "sequence"]
-    return svc.store.gather("user", users, names)[0]
 
 
 async def ingest_all(svc: FeatureService, events: list, step: int, seen: list) -> None:
@@ -62,7 +50,7 @@ async def settled(svc: FeatureService) -> None:
 def test_a_background_snapshot_is_the_store_at_its_batch_and_batches_go_on_meanwhile(tmp_path, world):
     out, events = world
     events = events[:2300]
-    svc = opened(tmp_path / "a", out / "catalog.jsonl", snapshot_every_events=500)
+    svc = opened_store(tmp_path / "a", out / "catalog.jsonl", snapshot_every_events=500)
     seen: list = []
     asyncio.run(ingest_all(svc, events, 100, seen))
     assert [seq for seq, _ in seen] == [500, 1000, 1500, 2000]
@@ -70,18 +58,18 @@ def test_a_background_snapshot_is_the_store_at_its_batch_and_batches_go_on_meanw
     kept = snapshots.snapshot_dirs(tmp_path / "a" / "snapshots")
     assert [int(p.name) for p in kept] == [1500, 2000]
     # the snapshot at 2000 is exactly a store that took the first 2000 events and stopped
-    reference = opened(tmp_path / "b", out / "catalog.jsonl", snapshot_every_events=10**9)
+    reference = opened_store(tmp_path / "b", out / "catalog.jsonl", snapshot_every_events=10**9)
     for i in range(0, 2000, 100):
         reference.ingest_blocking(events[i:i + 100])
     reference.close()
     only_snapshot = tmp_path / "c"
     (only_snapshot / "snapshots").mkdir(parents=True)
     os.rename(kept[-1], only_snapshot / "snapshots" / kept[-1].name)
-    from_snapshot = opened(only_snapshot, out / "catalog.jsonl")
-    again = opened(tmp_path / "b", out / "catalog.jsonl")
+    from_snapshot = opened_store(only_snapshot, out / "catalog.jsonl")
+    again = opened_store(tmp_path / "b", out / "catalog.jsonl")
     assert from_snapshot.applied_seq == 2000
     assert list(from_snapshot.store.entities["user"].keys) == list(again.store.entities["user"].keys)
-    assert np.array_equal(values(from_snapshot), values(again))
+    assert np.array_equal(user_feature_values(from_snapshot), user_feature_values(again))
     from_snapshot.close()
     again.close()
     svc.close()
@@ -89,7 +77,7 @@ def test_a_background_snapshot_is_the_store_at_its_batch_and_batches_go_on_meanw
 
 def test_the_server_keeps_its_directory_locked_after_a_child_has_come_and_gone(tmp_path, world):
     out, events = world
-    svc = opened(tmp_path / "a", out / "catalog.jsonl", snapshot_every_events=300)
+    svc = opened_store(tmp_path / "a", out / "catalog.jsonl", snapshot_every_events=300)
     asyncio.run(ingest_all(svc, events[:700], 100, []))
     fd = os.open(lock.lock_file(tmp_path / "a"), os.O_RDWR)  # another open file: what another process meets
     try:
@@ -102,7 +90,7 @@ def test_the_server_keeps_its_directory_locked_after_a_child_has_come_and_gone(t
 
 def test_a_child_that_fails_is_reported_and_the_next_snapshot_is_tried(tmp_path, world, caplog):
     out, events = world
-    svc = opened(tmp_path / "a", out / "catalog.jsonl", snapshot_every_events=400)
+    svc = opened_store(tmp_path / "a", out / "catalog.jsonl", snapshot_every_events=400)
     real = svc._write_in_child
     failed_once = tmp_path / "failed-once"  # the child's memory is its own: what it did goes in a file
 
@@ -157,3 +145,26 @@ def test_a_parent_killed_mid_snapshot_takes_its_child_and_frees_the_directory(tm
         pytest.fail(f"the snapshot child {child} outlived its parent")
     lock.acquire(tmp_path / "d", "test")
     lock.release(tmp_path / "d")
+
+
+def test_the_child_holds_no_copy_of_the_directory_lock(tmp_path):
+    from hanzo.server.features import snapshot_child
+
+    lock.acquire(tmp_path / "d", "test")
+    held = [fd for fd, _ in lock._held.values()]
+
+    def report() -> dict:
+        still_open = []
+        for fd in held:
+            try:
+                os.fstat(fd)
+                still_open.append(fd)
+            except OSError:
+                pass
+        return {"still_open": still_open, "pid": os.getpid()}
+
+    try:
+        result = snapshot_child.start(report, 0).wait()
+    finally:
+        lock.release(tmp_path / "d")
+    assert result["still_open"] == [] and result["pid"] != os.getpid()

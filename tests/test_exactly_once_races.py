@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from hanzo.server.features.dedup import id_hashes
 from hanzo.server.features.service import FeatureService, FeatureStoreConfig
 from hanzo.server.models.errors import Unavailable
 
@@ -184,4 +185,117 @@ async def test_ingestion_waits_for_redis_without_holding_the_event_loop(redis_se
     assert result.accepted == 7 and waited > 0.5  # the batch did wait for Redis...
     assert max(lateness) < 0.3  # ...while the loop went on serving (a blocking call would hold it 0.8 s)
     assert views(svc, "p0") == 2
+    svc.close()
+
+
+async def test_batches_are_applied_in_log_order_when_a_cancelled_one_finishes_first(make):
+    svc = make()
+    release = threading.Event()
+    slow_appends(svc, release)
+    applied = []
+    commit = svc.commit
+    svc.commit = lambda records, first, **kw: (applied.append(first), commit(records, first, **kw))[1]
+    first = asyncio.ensure_future(svc.ingest(events(0, 7)))
+    await asyncio.sleep(0.02)
+    second = asyncio.ensure_future(svc.ingest(events(7, 7)))
+    await asyncio.sleep(0.02)
+    second.cancel()
+    release.set()
+    time.sleep(0.3)  # the loop held: both appends end before it runs a single callback
+    assert (await first).accepted == 7
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    while svc._in_flight:
+        await asyncio.sleep(0.01)
+    assert applied == [0, 7]
+    assert views(svc, "p0") == 2
+
+
+def test_a_log_that_broke_takes_no_batch_and_leaves_no_snapshot(tmp_path):
+    from hanzo.server.features.log import LogBroken
+
+    svc = FeatureService(FeatureStoreConfig(data_dir=tmp_path / "d"))
+    svc.open()
+    svc.ingest_blocking(events(0, 5))
+    svc.log._broken = "a failed write could not be cut back"  # what _undo leaves when the disk refuses even that
+    with pytest.raises(LogBroken):
+        svc.ingest_blocking(events(0, 10))  # never "5 duplicates": the log may not hold them
+    with pytest.raises(LogBroken):
+        asyncio.run(svc.ingest(events(5, 5)))
+    svc.close()
+    assert not (tmp_path / "d" / "snapshots").exists()
+
+
+def test_redis_counts_a_repeated_id_in_one_batch_once(redis_server, redis_client, tmp_path):
+    svc = FeatureService(FeatureStoreConfig(data_dir=tmp_path / "d", backend="redis", redis_url=redis_server,
+                                            replica="r1"))
+    svc.open()
+    batch = events(0, 3) + events(0, 1)
+    result = svc.ingest_blocking(batch)
+    assert (result.accepted, result.duplicates) == (3, 1)
+    assert svc.ingest_blocking(batch).duplicates == 4
+    svc.close()
+
+
+async def test_redis_unmarks_what_a_call_cancelled_during_its_dedup_had_marked(redis_server, redis_client, tmp_path):
+    svc = FeatureService(FeatureStoreConfig(data_dir=tmp_path / "d", backend="redis", redis_url=redis_server,
+                                            replica="r1"))
+    svc.open()
+    await svc.ingest(events(0, 7))
+    redis_client.execute_command("CLIENT", "PAUSE", "300", "ALL")
+    call = asyncio.ensure_future(svc.ingest(events(7, 7)))
+    await asyncio.sleep(0.1)
+    call.cancel()  # the deadline passes while the dedup script waits on Redis
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await asyncio.sleep(0.4)  # Redis answers the script after the pause; the unmarking follows it
+    marked = [f"hz:id:{h}" for h in id_hashes([f"e{i}" for i in range(7, 14)]).tolist()]
+    for _ in range(100):
+        if redis_client.exists(*marked) == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert redis_client.exists(*marked) == 0 and redis_client.scard("hz:pending:r1") == 0
+    assert (await svc.ingest(events(7, 7))).accepted == 7  # the resend is taken, not told to retry
+    svc.close()
+
+
+def test_redis_batches_it_never_got_reach_it_after_a_restart_and_count_once(redis_server, redis_client, tmp_path):
+    import redis
+
+    config = FeatureStoreConfig(data_dir=tmp_path / "d", backend="redis", redis_url=redis_server, replica="r1",
+                                snapshot_every_events=7)
+    svc = FeatureService(config)
+    svc.open()
+    svc.ingest_blocking(events(0, 7))
+    script = svc.store.sends._script
+
+    def away(*args, **kwargs):
+        raise redis.exceptions.ConnectionError("Redis is away")
+
+    svc.store.sends._script = away
+    with pytest.raises(Unavailable):
+        svc.ingest_blocking(events(7, 7))  # logged; Redis never got it
+    snapshots_before = sorted(p.name for p in (tmp_path / "d" / "snapshots").iterdir())
+    svc.close()  # Redis still away: no snapshot may claim the batch is in Redis
+    assert sorted(p.name for p in (tmp_path / "d" / "snapshots").iterdir()) == snapshots_before
+    svc.store.sends._script = script
+    again = FeatureService(config)
+    again.open()
+    assert views(again, "p0") == 2  # e0 and e7, each once
+    assert redis_client.scard("hz:pending:r1") == 0
+    assert again.ingest_blocking(events(7, 7)).duplicates == 7
+    again.close()
+
+
+async def test_redis_a_resend_during_the_first_sends_dedup_round_trip_waits_for_it(redis_server, redis_client,
+                                                                                  tmp_path):
+    svc = FeatureService(FeatureStoreConfig(data_dir=tmp_path / "d", backend="redis", redis_url=redis_server,
+                                            replica="r1"))
+    svc.open()
+    await svc.ingest(events(0, 7))
+    redis_client.execute_command("CLIENT", "PAUSE", "300", "ALL")
+    first = asyncio.ensure_future(svc.ingest(events(7, 7)))  # its dedup script waits on Redis
+    await asyncio.sleep(0.05)
+    resend = await svc.ingest(events(7, 7))  # the same events (a served decision's own record, say)
+    assert (await first).accepted == 7 and resend.duplicates == 7
     svc.close()

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import simulated_world
+from helpers import opened_store, simulated_world, user_feature_values
 
 from hanzo.server.features import snapshots
-from hanzo.server.features.service import FeatureService, FeatureStoreConfig
+from hanzo.server.features.service import FeatureService
 
 
 @pytest.fixture(scope="module")
@@ -17,15 +17,7 @@ def world(tmp_path_factory):
 
 
 def opened(tmp_path, catalog, **options) -> FeatureService:
-    svc = FeatureService(FeatureStoreConfig(data_dir=tmp_path / "data", catalog=catalog, **options))
-    svc.open()
-    return svc
-
-
-def values(svc: FeatureService) -> np.ndarray:
-    users = svc.store.entities["user"].keys
-    names = [n for n in svc.store.feature_names("user") if svc.store.features[n].aggregation != "sequence"]
-    return svc.store.gather("user", users, names)[0]
+    return opened_store(tmp_path / "data", catalog, **options)
 
 
 def crash(svc: FeatureService) -> None:
@@ -54,7 +46,7 @@ def test_a_torn_newest_snapshot_falls_back_to_the_one_before_and_a_longer_replay
     svc = opened(tmp_path, out / "catalog.jsonl", snapshot_every_events=500)
     for i in range(0, 2300, 100):
         svc.ingest_blocking(events[i:i + 100])
-    expected, users = values(svc), list(svc.store.entities["user"].keys)
+    expected, users = user_feature_values(svc), list(svc.store.entities["user"].keys)
     crash(svc)
     newest = snapshots.snapshot_dirs(tmp_path / "data" / "snapshots")[-1]
     assert int(newest.name) == 2000
@@ -67,7 +59,7 @@ def test_a_torn_newest_snapshot_falls_back_to_the_one_before_and_a_longer_replay
         (newest / "state.msgpack").write_bytes(b"\xc1" * 64)
     again = opened(tmp_path, out / "catalog.jsonl")
     assert again.applied_seq == 2300 and list(again.store.entities["user"].keys) == users
-    assert np.array_equal(values(again), expected)
+    assert np.array_equal(user_feature_values(again), expected)
     again.close()
 
 
@@ -81,12 +73,12 @@ def test_retention_keeps_the_segments_the_older_snapshot_needs(tmp_path, world):
     assert oldest_kept == 1800
     first_segment = int(svc.log.segments()[0].stem)
     assert 0 < first_segment <= oldest_kept  # dropped some, and none the older snapshot replays from
-    expected = values(svc)
+    expected = user_feature_values(svc)
     crash(svc)
     newest = snapshots.snapshot_dirs(tmp_path / "data" / "snapshots")[-1]
     (newest / "arrays.npz").write_bytes(b"torn")
     again = opened(tmp_path, out / "catalog.jsonl")
-    assert again.applied_seq == 2400 and np.array_equal(values(again), expected)
+    assert again.applied_seq == 2400 and np.array_equal(user_feature_values(again), expected)
     again.close()
 
 
@@ -128,5 +120,5 @@ def test_a_log_trimmed_by_retention_with_no_snapshot_left_to_cover_it_stops_the_
     crash(svc)
     for kept in snapshots.snapshot_dirs(tmp_path / "data" / "snapshots"):
         (kept / "arrays.npz").write_bytes(b"torn")  # neither snapshot reads back: replay would start at 0
-    with pytest.raises(LogTooShort, match=f"begins at sequence {begins}.*needs it from 0"):
+    with pytest.raises(LogTooShort, match=f"begins at sequence {begins}.*needs it from 0 .no snapshot reads back"):
         opened(tmp_path, out / "catalog.jsonl")

@@ -65,6 +65,7 @@ class HanzoServer:
         self._stopped = asyncio.Event()
         self._metrics: asyncio.AbstractServer | None = None
         self._feed: asyncio.Task | None = None  # replicas: the other replicas' catalogue changes
+        self._resender: asyncio.Task | None = None  # Redis mode: logged batches Redis has not got yet
         self.metrics_port: int | None = None
 
     def serving(self) -> bool:
@@ -118,6 +119,8 @@ class HanzoServer:
         await asyncio.to_thread(self.features.open)
         if self.features.feed is not None:
             self._feed = asyncio.get_running_loop().create_task(self.features.follow_catalog())
+        if self.features.redis is not None:
+            self._resender = asyncio.get_running_loop().create_task(self.features.resend_unsent())
         await self.repository.load_all()
         await self.searcher.start()
         # What exists now (models, sessions, modules) lives as long as the server: keep it out
@@ -185,6 +188,8 @@ class HanzoServer:
             log.warning("calls cancelled after the grace period", extra={"calls": cancelled})
         if self._feed is not None:
             self._feed.cancel()
+        if self._resender is not None:
+            self._resender.cancel()
         await self.recommender.close()
         await self.searcher.close()
         await self.fraud.close()
@@ -192,7 +197,7 @@ class HanzoServer:
             await asyncio.wait_for(self.repository.close(), max(grace, 1.0))
         except asyncio.TimeoutError:
             log.warning("models still busy after the grace period; closing the store regardless")
-        await asyncio.to_thread(self.features.close)
+        await self.features.aclose()
         if self._metrics is not None:
             self._metrics.close()
         if release_port:

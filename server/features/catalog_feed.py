@@ -30,13 +30,13 @@ class CatalogFeed:
         self.max_entries = max_entries
         self.position = START  # the last stream entry this replica has applied or skipped
 
-    def entry(self, records: list[dict]) -> dict | None:
-        """The stream entry of a batch's catalogue changes (None: it has none), for the store's
-        ordered sends (redis_sends), which append it after the batch's own apply."""
+    def entry(self, records: list[dict]) -> tuple[str, int, str, bytes] | None:
+        """The stream entry of a batch's catalogue changes (None: it has none): (stream, length,
+        from, events), appended by the batch's own apply script (redis_apply.lua), atomically."""
         changes = [r for r in records if r["event_type"] in CATALOG_EVENTS]
         if not changes:
             return None
-        return {"from": self.replica, "events": msgpack.packb(changes, use_bin_type=True)}
+        return self.key, self.max_entries, self.replica, msgpack.packb(changes, use_bin_type=True)
 
     def read(self, block_ms: int = 1000, count: int = 100) -> tuple[list[list[dict]], str]:
         """The other replicas' batches after this replica's position (waiting up to

@@ -99,6 +99,11 @@ class EventLog:
 
     # ------------------------------------------------------------------ writes
 
+    @property
+    def broken(self) -> str | None:
+        """Why the log refuses appends until a restart (None: it does not)."""
+        return self._broken
+
     def append(self, records: list[dict[str, Any]]) -> int:
         """Append one batch; returns its first sequence number. Durable on return (per the
         fsync policy). Thread-safe; batches get consecutive sequence numbers. A write or sync

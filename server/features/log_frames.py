@@ -60,13 +60,13 @@ class LogDamaged(RuntimeError):
 class LogTooShort(LogDamaged):
     """The log begins after the position the store starts from: events between are nowhere."""
 
-    def __init__(self, directory: Path, begins: int, needed: int, snapshot: bool) -> None:
+    def __init__(self, directory: Path, begins: int, needed: int, why: str) -> None:
         RuntimeError.__init__(self, (
-            f"the event log in {directory} begins at sequence {begins}, but the store "
-            f"{'from its newest readable snapshot' if snapshot else '(no snapshot reads back)'} needs it from "
-            f"{needed}: the segments between were dropped by retention while a snapshot covered them, and no "
-            f"snapshot that does reads back now. Starting would leave those events out of every feature without a "
-            f"word, so the store does not start: restore the snapshots directory, or the segments, from a backup"))
+            f"the event log in {directory} begins at sequence {begins}, but the store needs it from {needed} "
+            f"({why}): retention dropped the segments between while a snapshot covered them. Starting would leave "
+            f"those events out of every feature without a word, so the store does not start: restore the "
+            f"snapshots directory or the segments from a backup (or, after a change of feature definitions, go "
+            f"back to the definitions the snapshot was written with)"))
         self.damage = Damage(f"{begins:020d}.log", 0, f"begins at {begins}, {needed} needed")
 
 

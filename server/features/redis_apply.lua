@@ -2,12 +2,11 @@
 -- operations in one round trip (atomic, so replicas sharing the server never interleave a
 -- batch). ARGV[1]: msgpack list of operations; ARGV[2]: the batch's watermark (ms); ARGV[3]
 -- and ARGV[4] (or ''): the replica's applied-position key and the log position this batch
--- brings it to. A batch whose position is already reached was applied (a reply lost with the
--- connection, then sent again) and is skipped whole: so a resend never counts twice.
-if ARGV[3] ~= '' then
-  if tonumber(redis.call('GET', ARGV[3]) or '0') >= tonumber(ARGV[4]) then return -1 end
-  redis.call('SET', ARGV[3], ARGV[4])
-end
+-- brings it to; ARGV[5] (or ''): the catalogue feed's stream, ARGV[6] its length, ARGV[7] and
+-- ARGV[8] the entry's 'from' and 'events'. A batch whose position is already reached was
+-- applied (a reply lost with the connection, then sent again) and is skipped whole, its feed
+-- entry with it: so a resend never counts twice, here or at the replicas that follow the feed.
+if ARGV[3] ~= '' and tonumber(redis.call('GET', ARGV[3]) or '0') >= tonumber(ARGV[4]) then return -1 end
 local ops = cmsgpack.unpack(ARGV[1])
 local watermark = tonumber(ARGV[2])
 local current = tonumber(redis.call('GET', 'hz:watermark') or '0')
@@ -133,5 +132,10 @@ for i = 1, #ops do
   elseif kind == 10 then
     graph_chargeback(op)
   end
+end
+-- last, so a script that fails half-way (a bug) leaves the position where a resend applies it again
+if ARGV[3] ~= '' then redis.call('SET', ARGV[3], ARGV[4]) end
+if ARGV[5] ~= '' then
+  redis.call('XADD', ARGV[5], 'MAXLEN', '~', ARGV[6], '*', 'from', ARGV[7], 'events', ARGV[8])
 end
 return #ops

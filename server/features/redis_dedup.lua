@@ -9,15 +9,17 @@
 local hashes = cmsgpack.unpack(ARGV[1])
 local out = {}
 local new = {}
+local mine = {}  -- marked by this call: a second copy of an id in the batch is a duplicate of the first
 local in_flight = {-1}
 for i = 1, #hashes do
   local key = ARGV[3] .. ':id:' .. hashes[i]
   if redis.call('SET', key, ARGV[4], 'NX', 'PX', ARGV[2]) then
     out[i] = 1
     new[#new + 1] = hashes[i]
+    mine[key] = true
   else
     out[i] = 0
-    if redis.call('GET', key) ~= '1' then in_flight[#in_flight + 1] = i end
+    if not mine[key] and redis.call('GET', key) ~= '1' then in_flight[#in_flight + 1] = i end
   end
 end
 if #in_flight > 1 then

@@ -1,16 +1,15 @@
 """The Redis writes of the batches a replica has logged, sent in log order and each one once.
 
-Each batch's feature updates go as one call of the apply script, guarded by the log position
-it brings the replica to (a call whose answer was lost with the connection is sent again and
-skipped by Redis if it had arrived); its catalogue changes go to the catalogue feed after it.
-A write that fails stays first in line, and every later one waits behind it, for the next
-send: Redis away never reorders a replica's batches, nor drops one the log holds. The server
-sends from the event loop with the asyncio client (one sender at a time); bulk loads and the
-replay at start send in their own thread."""
+Each batch goes as one call of the apply script: its feature updates, its catalogue feed entry
+and the log position it brings the replica to, atomically, guarded by that position (a call
+whose answer was lost with the connection is sent again and skipped by Redis if it had
+arrived). A call that fails stays first in line, and every later one waits behind it, for the
+next send: Redis away never reorders a replica's batches, nor drops one the log holds. The
+server sends from the event loop with the asyncio client (one sender at a time); bulk loads
+and the replay at start send in their own thread, never while the server does."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 
 class OrderedSends:
@@ -19,42 +18,34 @@ class OrderedSends:
         self.async_redis = async_client
         self._script = client.register_script(script)
         self._script_async = async_client.register_script(script) if async_client is not None else None
-        self._queue: list[tuple[str, Any]] = []  # ("apply", script args) | ("feed", (key, fields, maxlen))
-        self._sending: asyncio.Lock | None = None
+        self._queue: list[list] = []  # the apply script's arguments, one batch each
+        self._sending: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self.skipped = 0  # calls Redis had already applied (their first answer was lost)
 
     def __len__(self) -> int:
         return len(self._queue)
 
-    def add_apply(self, args: list) -> None:
-        self._queue.append(("apply", args))
-
-    def add_feed(self, key: str, fields: dict, maxlen: int) -> None:
-        self._queue.append(("feed", (key, fields, maxlen)))
+    def add(self, args: list) -> None:
+        self._queue.append(args)
 
     def send(self) -> None:
         """Everything queued, in order, blocking; the first failure is raised."""
         while self._queue:
-            kind, args = self._queue[0]
-            if kind == "apply":
-                self._script(args=args)
-            else:
-                key, fields, maxlen = args
-                self.redis.xadd(key, fields, maxlen=maxlen, approximate=True)
-            self._queue.pop(0)
+            self._sent(self._script(args=self._queue[0]))
 
     async def send_async(self) -> None:
         """The same without blocking the event loop; callers queue in turn behind one sender."""
         if self._script_async is None:
             self.send()
             return
-        if self._sending is None:
-            self._sending = asyncio.Lock()
-        async with self._sending:
+        loop = asyncio.get_running_loop()
+        if self._sending is None or self._sending[0] is not loop:
+            self._sending = (loop, asyncio.Lock())
+        async with self._sending[1]:
             while self._queue:
-                kind, args = self._queue[0]
-                if kind == "apply":
-                    await self._script_async(args=args)
-                else:
-                    key, fields, maxlen = args
-                    await self.async_redis.xadd(key, fields, maxlen=maxlen, approximate=True)
-                self._queue.pop(0)
+                self._sent(await self._script_async(args=self._queue[0]))
+
+    def _sent(self, reply: int) -> None:
+        self._queue.pop(0)
+        if reply == -1:
+            self.skipped += 1

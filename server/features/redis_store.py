@@ -77,9 +77,10 @@ class RedisFeatureStore(FeatureStore):
         self._table_ids = {id(t): f"{i}.{_shape_digest(t)}" for i, t in enumerate(self.tables)}
         self.ops_sent = 0
         # Set by the feature service before apply(): (replica, log position after the batch,
-        # the batch's event ids or None), recorded in the same script call, so the replica's
-        # replay position and the ids' end of pending move with the tables, atomically.
-        self.applied_marker: tuple[str, int, list[str] | None] | None = None
+        # the batch's event ids or None, its catalogue feed entry or None), recorded in the same
+        # script call, so the replica's position, the ids' end of pending and the feed entry
+        # move with the tables, atomically.
+        self.applied_marker: tuple[str, int, list[str] | None, tuple | None] | None = None
 
     # ------------------------------------------------------------------ keys
 
@@ -163,15 +164,17 @@ class RedisFeatureStore(FeatureStore):
                 ops.append([6, self._members(entity), keys[row], ts])
         ops.extend(self._lasting_ops(seen))
         ops.extend(self.graph.take_ops())
-        guard = ["", ""]
+        guard, feed = ["", ""], ["", "", "", ""]
         if self.applied_marker is not None:
-            replica, seq, ids = self.applied_marker
+            replica, seq, ids, entry = self.applied_marker
             guard = [f"{self.prefix}:applied:{replica}", seq]
             if ids:
                 ops.append([12, f"{self.prefix}:pending:{replica}", f"{self.prefix}:id:", ids])
+            if entry is not None:
+                feed = list(entry)
             self.applied_marker = None
         if ops or guard[0]:
-            self.sends.add_apply([msgpack.packb(ops, use_bin_type=True), self.watermark, *guard])
+            self.sends.add([msgpack.packb(ops, use_bin_type=True), self.watermark, *guard, *feed])
             self.ops_sent += len(ops)
 
     def _lasting_ops(self, seen: dict[str, dict[int, int]]) -> list[list]:

@@ -105,6 +105,7 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
         # ids of batches between admission and landing (logged and applied, or given up), each
         # to the future its batch sets when it lands: a resend in this process waits for it
         self._in_flight: dict[int, asyncio.Future] = {}
+        self._closing = False
         self.applied_seq = 0  # records of the log applied to the store
 
     # ------------------------------------------------------------------ lifecycle
@@ -157,6 +158,10 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
                 replayed += len(records)
             self.applied_seq = first + len(records)
         self.log = event_log
+        if self.redis is not None and shared > self.applied_seq:
+            log.warning("Redis holds this replica's batches past the end of its log: another server uses the same "
+                        "replica name, or the data directory was restored from an older copy; those batches are "
+                        "in Redis but not in this log", extra={"redis_position": shared, "log_end": self.applied_seq})
         if self.redis is not None:
             released = self.dedup.release_unlogged(tail)
             if released:
@@ -171,16 +176,36 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
         segments = event_log.segments()
         begins = int(segments[0].stem) if segments else self.applied_seq
         if begins > self.applied_seq and not follows(self.applied_seq, begins, read_gaps(event_log.directory)):
-            raise LogTooShort(event_log.directory, begins, self.applied_seq, snapshot)
+            raise LogTooShort(event_log.directory, begins, self.applied_seq,
+                              "from its snapshot" if snapshot else self._no_snapshot_because)
+
+    async def aclose(self, limit_s: float = 30.0) -> None:
+        """Close from the event loop: no batch is taken from here on, the batches under way land
+        (applied in log order, sent to Redis if it answers), a snapshot being written is awaited,
+        then the blocking close runs in a thread while nothing else touches the store."""
+        self._closing = True
+        deadline = asyncio.get_running_loop().time() + limit_s
+        while (self._in_flight or self._next_commit < self._tickets) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        if self.redis is not None and len(self.store.sends):
+            try:
+                await self.store.sends.send_async()
+            except self._redis_errors:
+                log.warning("closing with batches Redis has not got; the restart's replay sends them")
+        await self.background_settled()
+        await asyncio.to_thread(self.close)
 
     def close(self) -> None:
         if self.log is None:
             return
+        self._closing = True
         self._writer.shutdown(wait=True)
         self._finish_background()
         event_log, self.log = self.log, None
         event_log.close()
-        if self._since_snapshot:
+        if event_log.broken:
+            log.warning("no snapshot at close: the log broke, and the restart must read it to know what it holds")
+        elif self._since_snapshot:
             self.snapshot()
         lock.release(self.config.data_dir)
 
@@ -191,6 +216,8 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
         records, rejects = self._screen(items)
         if not records:
             return [], np.zeros(0, np.uint64), rejects, 0
+        if self.log is not None and self.log.broken:
+            raise LogBroken(self.log.broken)
         return self._deduplicated(records, rejects)
 
     def _screen(self, items: list[dict[str, Any] | EventError]) -> tuple[list[dict], list[Reject]]:
@@ -241,16 +268,53 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
         hashes = id_hashes([r["event_id"] for r in records])
         stamps = np.array([r["timestamp"] for r in records], np.int64)
         await self._wait_for_in_flight(hashes)
+        self._refuse_when_closed()
         with self._refused_in_flight(records):
             if self.redis is None:
                 self._refuse_in_flight(hashes)
                 is_new = self.dedup.check_and_add(hashes, stamps, self.store.watermark)
             else:
-                self.store.defer_sends = True  # serving: apply() queues, ingest() sends without blocking
-                await self.store.sends.send_async()
-                self._refuse_in_flight(hashes)
-                is_new = await self.dedup.check_and_add_async(hashes, stamps, self.store.watermark)
+                is_new = await self._redis_check(hashes, stamps)
         return self._new_only(records, hashes, is_new, rejects)
+
+    async def _redis_check(self, hashes: np.ndarray, stamps: np.ndarray) -> np.ndarray:
+        """Redis's dedup script, its ids held in flight here while it runs (a resend in this
+        process waits for the answer instead of meeting them pending in Redis)."""
+        self.store.defer_sends = True  # serving: apply() queues, ingest() sends without blocking
+        for _ in range(4):
+            await self.store.sends.send_async()  # a batch logged while Redis was away goes first
+            if not self._holds_in_flight(hashes):
+                break
+            await self._wait_for_in_flight(hashes)
+        self._refuse_in_flight(hashes)
+        checking = asyncio.get_running_loop().create_future()
+        self._in_flight.update(dict.fromkeys(hashes.tolist(), checking))
+        task = asyncio.ensure_future(self.dedup.check_and_add_async(hashes, stamps, self.store.watermark))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:  # the caller went: unmark what the script marked for it
+            task.add_done_callback(lambda done: (self._unmark_abandoned(hashes, done),
+                                                 self._release(hashes, checking)))
+            raise
+        finally:
+            if not task.cancelled() and task.done():
+                self._release(hashes, checking)
+
+    def _refuse_when_closed(self) -> None:
+        """No batch is taken once the log is broken (a resend must never be called a duplicate
+        of a batch the log may not hold) or the store is closing."""
+        if self.log is None or self._closing:
+            raise Unavailable("the feature store is closing: the batch was not taken; retry (another replica, or "
+                              "this one once it is back)")
+        if self.log.broken:
+            raise LogBroken(self.log.broken)
+
+    def _unmark_abandoned(self, hashes: np.ndarray, done: asyncio.Future) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return  # Redis did not answer: the ids stay pending until this replica's restart
+        is_new = done.result()
+        if is_new.any():
+            self._keep(self._forget_async(hashes[is_new]))
 
     @staticmethod
     def _new_only(records: list[dict], hashes: np.ndarray, is_new: np.ndarray,
@@ -262,9 +326,11 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
         return records, hashes, rejects, duplicates
 
     def _apply(self, records: list[dict], first_seq: int, hashes: np.ndarray | None = None) -> None:
+        """Into the store; with Redis, the batch's ids, feed entry and log position go with it."""
         if self.redis is not None:
             ids = [str(h) for h in hashes.tolist()] if hashes is not None else None
-            self.store.applied_marker = (self.replica, first_seq + len(records), ids)
+            entry = self.feed.entry(records) if self.feed is not None else None
+            self.store.applied_marker = (self.replica, first_seq + len(records), ids, entry)
         self.store.apply(records)
 
     def commit(self, records: list[dict], first_seq: int, background: bool = False,
@@ -273,10 +339,6 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
         ids', pending in Redis until then); a snapshot when one is due (`background`: in a
         forked child, the caller being the event loop)."""
         self._apply(records, first_seq, hashes)
-        if self.feed is not None and (entry := self.feed.entry(records)) is not None:
-            self.store.sends.add_feed(self.feed.key, entry, self.feed.max_entries)
-            if not self.store.defer_sends:
-                self.store.sends.send()
         self.applied_seq = first_seq + len(records)
         self._since_snapshot += len(records)
         if self._since_snapshot >= self.config.snapshot_every_events:
@@ -304,31 +366,27 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
                 self.store.apply_catalog(records)
             self.feed.position = last
 
+    async def resend_unsent(self, every_s: float = 1.0, most_s: float = 10.0) -> None:
+        """Redis mode, until cancelled: logged batches Redis has not got (it was away) are sent
+        again with backoff, so they reach it even when no new batch comes to carry them."""
+        wait = every_s
+        while True:
+            await asyncio.sleep(wait)
+            if not len(self.store.sends):
+                wait = every_s
+                continue
+            try:
+                await self.store.sends.send_async()
+                wait = every_s
+            except self._redis_errors:
+                wait = min(wait * 2, most_s)
+
     async def ingest(self, items: list[dict[str, Any] | EventError]) -> IngestResult:
         """One batch: acknowledged (returned) only after its events are in the log."""
         with self._reachable("taking a batch in"):
             records, hashes, rejects, duplicates = await self._admit_async(items)
             if records:
-                loop = asyncio.get_running_loop()
-                landed = loop.create_future()
-                self._in_flight.update(dict.fromkeys(hashes.tolist(), landed))
-                appending = loop.run_in_executor(self._writer, self.log.append, records)
-                try:
-                    first = await asyncio.shield(appending)
-                except asyncio.CancelledError:
-                    # the append goes on in the writer's thread: what it writes is applied when it
-                    # ends, never unmarked while it may be in the log (a resend would be logged twice)
-                    appending.add_done_callback(lambda done: self._settle_late(records, hashes, landed, done))
-                    raise
-                except BaseException as exc:
-                    self._not_logged(hashes, landed, exc)
-                    raise
-                try:
-                    self.commit(records, first, background=True, hashes=hashes)
-                    if self.redis is not None:
-                        await self.store.sends.send_async()
-                finally:
-                    self._land(hashes, landed)
+                await self._append_and_commit(records, hashes)
         return IngestResult(len(records), duplicates, rejects, self.store.watermark)
 
     @contextlib.contextmanager

@@ -25,12 +25,20 @@ class SnapshotWriting:
     _child: snapshot_child.SnapshotChild | None = None  # a background snapshot being written
     _child_task: asyncio.Task | None = None
     _fork_due = False  # a fork is scheduled on the event loop
+    _no_snapshot_because = "no snapshot reads back"  # why a start replays from the beginning
 
-    def snapshot(self) -> Path:
+    def snapshot(self) -> Path | None:
         """Write the store and the dedup index as of `applied_seq` in this thread (bulk loads,
         close); drop older snapshots and, under a retention policy, the log segments the
         snapshot covers."""
         self._finish_background()
+        if self.redis is not None and len(self.store.sends):
+            try:
+                self.store.sends.send()
+            except self._redis_errors:
+                log.warning("no snapshot: Redis has not got every logged batch, and a snapshot would claim it had; "
+                            "the restart replays them")
+                return None
         started = time.monotonic()
         dropped = self.store.evict()
         target = snapshots.write(self.config.data_dir / "snapshots", self.applied_seq, *self._snapshot_contents())
@@ -53,9 +61,15 @@ class SnapshotWriting:
 
     def _fork_snapshot(self) -> None:
         self._fork_due = False
-        if self._child is not None or self.log is None:
+        if self._child is not None or self.log is None or self._closing:
             return
-        dropped = self.store.evict()
+        if self.redis is not None and len(self.store.sends):
+            return  # Redis has not got every logged batch: a snapshot now would claim it had (retried later)
+        if self.redis is None:
+            dropped = self.store.evict()
+        else:  # Redis's eviction is round trips: in a thread, never on the event loop
+            dropped = {}
+            self._keep(self._evict_off_the_loop())
         self._since_snapshot = 0
         try:
             child = snapshot_child.start(self._write_in_child, self.applied_seq)
@@ -65,8 +79,18 @@ class SnapshotWriting:
         self._child = child
         self._child_task = asyncio.get_running_loop().create_task(self._await_child(child, dropped))
 
+    async def _evict_off_the_loop(self) -> None:
+        try:
+            dropped = await asyncio.to_thread(self.store.evict)
+        except self._redis_errors:
+            log.warning("eviction skipped: Redis did not answer; tried again with the next snapshot")
+            return
+        log.info("evicted", extra={"evicted": dropped})
+
     def _write_in_child(self) -> dict[str, Any]:
         started = time.monotonic()
+        if self.redis is None and self._in_flight:  # marked seen, not logged yet: they may never be
+            self.dedup.forget(np.fromiter(self._in_flight, np.uint64, len(self._in_flight)), self.store.watermark)
         target = snapshots.write(self.config.data_dir / "snapshots", self.applied_seq, *self._snapshot_contents())
         covered = self._retention_covered() if self.config.log_retention_days > 0 else 0
         return {"snapshot": target.name, "covered": covered, "seconds": round(time.monotonic() - started, 3)}
@@ -80,7 +104,7 @@ class SnapshotWriting:
             return
         finally:
             self._child = None
-        if report["covered"] and self.log is not None:
+        if report["covered"] and self.log is not None and not self._closing:
             await asyncio.get_running_loop().run_in_executor(self._writer, self.log.drop_segments_before,
                                                              report["covered"])
         log.info("snapshot", extra={"events": child.seq, "seconds": report["seconds"], "evicted": dropped,
@@ -142,10 +166,12 @@ class SnapshotWriting:
             if state["layout"] != self._layout():
                 log.warning("snapshot ignored: the feature definitions changed since it was written; replaying the "
                             "log", extra={"snapshot": path.name})
+                self._no_snapshot_because = "its snapshot was ignored: the feature definitions changed since"
                 return False
             if not self.store.graph.shared and not state.get("graph"):
                 log.warning("snapshot ignored: it predates the fraud network; replaying the log",
                             extra={"snapshot": path.name})
+                self._no_snapshot_because = "its snapshot was ignored: it predates the fraud network"
                 return False
             self._restore(state, arrays)
             return True
