@@ -29,7 +29,11 @@ DEFAULT_PORT = 50051
 
 @dataclass
 class ServerConfig:
-    host: str = "0.0.0.0"
+    # Loopback only by default: there are no TLS or credentials yet, so anyone who reaches the
+    # port could ingest events, unload models and read the metrics.
+    host: str = "127.0.0.1"
+    # Listening on any other address without TLS and credentials is refused unless this is set.
+    insecure_remote: bool = False
     port: int = DEFAULT_PORT  # 0: pick a free port (tests)
     model_repo: Path = field(default_factory=lambda: Path("model_repo"))
     # Build the demo models into an empty repository, so a fresh clone serves something.

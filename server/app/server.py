@@ -4,6 +4,7 @@ models, exit."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import gc
 import logging
 import socket
@@ -92,6 +93,7 @@ class HanzoServer:
         add_service(server, reflection.aio.ReflectionServicer(SERVICES + (health_name, reflection.SERVICE_NAME)),
                     reflection.SERVICE_NAME, guard=True)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        _check_exposure(self.config.host, self.config.insecure_remote)
         address = f"{self.config.host}:{self.config.port}"
         if not self.config.reuse_port:
             _check_bindable(self.config.host, self.config.port)
@@ -208,6 +210,30 @@ class HanzoServer:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+
+def is_loopback(host: str) -> bool:
+    bare = host.strip("[]")
+    if bare == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bare).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
+
+
+def _check_exposure(host: str, insecure_remote: bool) -> None:
+    """Loopback, or beyond it only when asked for out loud (no TLS or credentials yet)."""
+    if is_loopback(host):
+        log.info("listening on loopback only: no TLS or credentials are configured", extra={"host": host})
+        return
+    if not insecure_remote:
+        raise OSError(f"refusing to listen on {host}: the server has no TLS or credentials yet, so anyone who "
+                      f"reaches {host} could ingest events, unload models and read the metrics. Listen on "
+                      f"127.0.0.1 (the default) behind a gateway that authenticates, or pass --insecure-remote "
+                      f"([server] insecure_remote = true) to listen there anyway")
+    log.warning("listening beyond loopback without TLS or credentials (insecure_remote): anyone who reaches the "
+                "port can ingest events, unload models and read the metrics", extra={"host": host})
 
 
 def _check_bindable(host: str, port: int) -> None:

@@ -23,7 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "Run the gRPC server. An empty model repository gets a demo marketplace built beside it "
                          "(demo_world/, the data directory); flags override the --config file.")
     parser.add_argument("--config", type=Path, help="TOML file with [server], [features], [recommend] ... tables")
-    parser.add_argument("--host", help=f"address to listen on (default {defaults.host})")
+    parser.add_argument("--host", help=f"address to listen on (default {defaults.host}, loopback only)")
+    parser.add_argument("--insecure-remote", action="store_true",
+                        help="listen on a non-loopback --host although the server has no TLS or credentials yet "
+                             "(anyone who reaches the port can ingest, unload models, read metrics)")
     parser.add_argument("--port", type=int, help=f"gRPC port (default {DEFAULT_PORT}; 0 picks a free one)")
     parser.add_argument("--model-repo", type=Path, help=f"Triton-layout model repository (default ./{defaults.model_repo})")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help=f"execution provider (default {defaults.device})")
@@ -49,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def server_config(args: argparse.Namespace) -> ServerConfig:
-    overrides = dict(host=args.host, port=args.port, model_repo=args.model_repo, device=args.device,
+    overrides = dict(host=args.host, insecure_remote=args.insecure_remote or None, port=args.port, model_repo=args.model_repo, device=args.device,
                      poll_seconds=args.poll_seconds, log_level=args.log_level, log_format=args.log_format,
                      reuse_port=args.reuse_port or None, demo_models=False if args.no_demo_models else None,
                      metrics_port=args.metrics_port, drain_delay_seconds=args.drain_delay,
