@@ -53,7 +53,8 @@ EXTRAS = {
     "redis": ["redis>=5", "hiredis>=2"],
     # xgboost-cpu: the same `xgboost` module without the 350 MB CUDA collective library
     "train": ["torch==2.13.0", "xgboost-cpu>=2.1", "onnxmltools>=1.13", "scikit-learn>=1.5"],
-    "test": ["pytest>=8", "pytest-asyncio>=0.24", f"grpcio-tools=={GRPC_VERSION}", "redis>=5", "hiredis>=2"],
+    "test": ["pytest>=8", "pytest-asyncio>=0.24", f"grpcio-tools=={GRPC_VERSION}", "redis>=5", "hiredis>=2",
+             "cryptography>=42"],
 }
 
 

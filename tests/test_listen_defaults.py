@@ -10,7 +10,7 @@ from helpers import ServerProcess
 
 from hanzo.loadtest.targets import free_port
 from hanzo.server.app.config import ServerConfig
-from hanzo.server.app.server import is_loopback
+from hanzo.server.app.exposure import is_loopback
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,7 @@ def test_insecure_remote_listens_beyond_loopback_and_says_so(tmp_path):
     server = ServerProcess(tmp_path / "repo", "--no-demo-models", "--host", "0.0.0.0", "--insecure-remote")
     try:
         server.wait_ready()
-        assert "without TLS or credentials (insecure_remote)" in server.log()
+        assert "without TLS and API keys (insecure_remote)" in server.log()
     finally:
         server.terminate()
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..api.access import AccessConfig
 from ..api.admission import AdmissionConfig
 from ..features.service import FeatureStoreConfig
 from ..models.limits import FieldLimits
@@ -22,7 +23,7 @@ from ..surfaces.search import SearchConfig
 # The TOML tables beside [server], each one dataclass of options.
 SECTIONS = {"features": FeatureStoreConfig, "recommend": RecommendConfig, "search": SearchConfig,
             "fraud": FraudConfig, "pricing": PricingConfig, "inventory": InventoryConfig, "limits": FieldLimits,
-            "admission": AdmissionConfig}
+            "admission": AdmissionConfig, "access": AccessConfig}
 
 DEFAULT_PORT = 50051
 
@@ -74,6 +75,8 @@ class ServerConfig:
     # Which calls the server takes on ([admission]): adaptive concurrency limits per RPC, a
     # small queue, RESOURCE_EXHAUSTED at once for a call whose deadline cannot be met.
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)
+    # Who may call what ([access]): API keys with scopes, read again when their file changes.
+    access: AccessConfig = field(default_factory=AccessConfig)
 
     def __post_init__(self) -> None:
         self.model_repo = Path(self.model_repo)

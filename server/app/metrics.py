@@ -9,6 +9,7 @@ counter is read while the loop changes it."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import logging
 from typing import Iterator
 
@@ -178,8 +179,9 @@ def admission_metrics(admission: Admission) -> Iterator[Metric]:
     yield from (limit, in_flight, queued, admitted, waited, refused, late, service, total, cpu, shed)
 
 
-async def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> asyncio.AbstractServer:
-    """GET /metrics (any path answers the same) over HTTP/1.0, on the running loop."""
+async def serve_metrics(registry: CollectorRegistry, host: str, port: int,
+                        tls: ssl.SSLContext | None = None) -> asyncio.AbstractServer:
+    """GET /metrics (any path answers the same) over HTTP/1.0 (HTTPS with `tls`), on the running loop."""
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -201,7 +203,7 @@ async def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> as
         finally:
             writer.close()
 
-    server = await asyncio.start_server(answer, host, port)
+    server = await asyncio.start_server(answer, host, port, ssl=tls)
     log.info("metrics listening", extra={"port": server.sockets[0].getsockname()[1]})
     return server
 

@@ -4,7 +4,6 @@ models, exit."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import gc
 import logging
 import socket
@@ -20,6 +19,7 @@ from ..api.admission import Admission
 from ..api.edge import Edge
 from ..api.limits import RequestLimits
 from ..api.services import add_service
+from . import exposure
 from .config import ServerConfig
 from ..features.service import FeatureService
 from ..api.latency import LatencyRecorder
@@ -83,7 +83,7 @@ class HanzoServer:
             ("grpc.max_send_message_length", 4 * limit),
             ("grpc.so_reuseport", 1 if self.config.reuse_port else 0),
         ]
-        server = grpc.aio.server(options=options)
+        server = grpc.aio.server(options=options, interceptors=exposure.interceptors(self.config))
         add_service(server, kserve.KServeServicer(self.repository, VERSION, self.serving, self.edge), kserve.SERVICE)
         add_service(server, commerce.CommerceServicer(self.edge, self.features, self.recommender, self.searcher,
                                                       self.fraud, self.pricing, self.inventory), commerce.SERVICE)
@@ -93,12 +93,13 @@ class HanzoServer:
         add_service(server, reflection.aio.ReflectionServicer(SERVICES + (health_name, reflection.SERVICE_NAME)),
                     reflection.SERVICE_NAME, guard=True)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        _check_exposure(self.config.host, self.config.insecure_remote)
+        credentials = exposure.checked(self.config)
         address = f"{self.config.host}:{self.config.port}"
         if not self.config.reuse_port:
             _check_bindable(self.config.host, self.config.port)
         try:
-            self.port = server.add_insecure_port(address)
+            self.port = (server.add_insecure_port(address) if credentials is None
+                         else server.add_secure_port(address, credentials))
         except RuntimeError:  # grpc's words for a taken port or an address this host does not have
             self.port = 0
         if self.port == 0:
@@ -111,7 +112,8 @@ class HanzoServer:
         if self.config.metrics_port:
             registry = registry_for(ServerCollector(self.repository, self.latency, self.features, self.admission,
                                                     self.edge.late))
-            self._metrics = await serve_metrics(registry, self.config.host, self.config.metrics_port)
+            self._metrics = await serve_metrics(registry, self.config.host, self.config.metrics_port,
+                                                exposure.metrics_tls(self.config))
             self.metrics_port = self._metrics.sockets[0].getsockname()[1]
         return self.port
 
@@ -210,30 +212,6 @@ class HanzoServer:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
-
-
-def is_loopback(host: str) -> bool:
-    bare = host.strip("[]")
-    if bare == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(bare).is_loopback
-    except ValueError:  # a host name: it may resolve anywhere
-        return False
-
-
-def _check_exposure(host: str, insecure_remote: bool) -> None:
-    """Loopback, or beyond it only when asked for out loud (no TLS or credentials yet)."""
-    if is_loopback(host):
-        log.info("listening on loopback only: no TLS or credentials are configured", extra={"host": host})
-        return
-    if not insecure_remote:
-        raise OSError(f"refusing to listen on {host}: the server has no TLS or credentials yet, so anyone who "
-                      f"reaches {host} could ingest events, unload models and read the metrics. Listen on "
-                      f"127.0.0.1 (the default) behind a gateway that authenticates, or pass --insecure-remote "
-                      f"([server] insecure_remote = true) to listen there anyway")
-    log.warning("listening beyond loopback without TLS or credentials (insecure_remote): anyone who reaches the "
-                "port can ingest events, unload models and read the metrics", extra={"host": host})
 
 
 def _check_bindable(host: str, port: int) -> None:

@@ -27,6 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--insecure-remote", action="store_true",
                         help="listen on a non-loopback --host although the server has no TLS or credentials yet "
                              "(anyone who reaches the port can ingest, unload models, read metrics)")
+    parser.add_argument("--keys-file", type=Path,
+                        help="API keys (hanzo keys add --file F): every call then needs one, with the method's scope")
+    parser.add_argument("--tls-cert", type=Path, help="PEM certificate chain: TLS on the gRPC and metrics ports")
+    parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    parser.add_argument("--tls-client-ca", type=Path, help="PEM CA: mutual TLS, clients show a certificate it signed")
     parser.add_argument("--port", type=int, help=f"gRPC port (default {DEFAULT_PORT}; 0 picks a free one)")
     parser.add_argument("--model-repo", type=Path, help=f"Triton-layout model repository (default ./{defaults.model_repo})")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help=f"execution provider (default {defaults.device})")
@@ -56,7 +61,10 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
                      poll_seconds=args.poll_seconds, log_level=args.log_level, log_format=args.log_format,
                      reuse_port=args.reuse_port or None, demo_models=False if args.no_demo_models else None,
                      metrics_port=args.metrics_port, drain_delay_seconds=args.drain_delay,
-                     features=feature_overrides(args))
+                     features=feature_overrides(args),
+                     access={name: str(value) if value else None for name, value in (
+                         ("keys_file", args.keys_file), ("tls_cert", args.tls_cert), ("tls_key", args.tls_key),
+                         ("tls_client_ca", args.tls_client_ca))})
     try:
         if args.config:
             if not args.config.is_file():
@@ -64,7 +72,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
             config = ServerConfig.from_toml(args.config, **overrides)
             return checked_paths(config, "--catalog" if args.catalog else "[features] catalog")
         features = {k: v for k, v in overrides.pop("features").items() if v is not None}
-        config = ServerConfig(features=features, **{k: v for k, v in overrides.items() if v is not None})
+        access = {k: v for k, v in overrides.pop("access").items() if v is not None}
+        config = ServerConfig(features=features, access=access, **{k: v for k, v in overrides.items() if v is not None})
     except (ValueError, TypeError) as exc:
         raise CommandError(str(exc)) from None
     return checked_paths(config, "--catalog" if args.catalog else "[features] catalog")

@@ -1,0 +1,87 @@
+"""Who can reach the server, and how: loopback only without TLS and API keys (said at start);
+another address needs both, or --insecure-remote said out loud. The API-key check
+(api/access.py) and TLS (api/tls.py) are built here from the configuration."""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import ssl
+from pathlib import Path
+
+import grpc
+
+from .config import ServerConfig
+
+log = logging.getLogger("hanzo.server.app.server")
+
+_tls_files: dict[tuple, object] = {}  # one CertificateFiles per configuration, shared by both ports
+
+
+def is_loopback(host: str) -> bool:
+    bare = host.strip("[]")
+    if bare == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bare).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
+
+
+def interceptors(config: ServerConfig) -> list:
+    """The API-key check, when keys are configured."""
+    if not config.access.keys_file:
+        return []
+    from ..api.access import AccessInterceptor, KeyFile, KeyStore
+
+    try:
+        store = KeyStore(KeyFile(Path(config.access.keys_file)))
+    except ValueError as exc:  # the start stops in one line naming the file
+        raise OSError(f"[access] keys_file: {exc}") from None
+    log.info("API keys required", extra={"keys": len(store.keys), "health_open": config.access.health_open,
+                                         "reflection_open": config.access.reflection_open})
+    return [AccessInterceptor(config.access, store)]
+
+
+def _files(config: ServerConfig):
+    access = config.access
+    if not access.tls_cert and not access.tls_key:
+        return None
+    key = (access.tls_cert, access.tls_key, access.tls_client_ca)
+    if key not in _tls_files:
+        from ..api.tls import CertificateFiles
+
+        try:
+            _tls_files[key] = CertificateFiles(*key)
+        except ValueError as exc:  # the start stops in one line naming the file
+            raise OSError(str(exc)) from None
+    return _tls_files[key]
+
+
+def checked(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """The gRPC port's credentials (None: plaintext), once the address is allowed."""
+    from ..api.tls import grpc_credentials
+
+    files = _files(config)
+    host = config.host
+    secured = files is not None and bool(config.access.keys_file)
+    if is_loopback(host):
+        log.info("listening on loopback only" + ("" if secured else ": no TLS or credentials are configured"),
+                 extra={"host": host, "tls": files is not None, "keys": bool(config.access.keys_file)})
+    elif secured:
+        log.info("listening with TLS and API keys", extra={"host": host, "mutual_tls": files.client_ca is not None})
+    elif not config.insecure_remote:
+        raise OSError(f"refusing to listen on {host}: without TLS ([access] tls_cert, tls_key) and API keys ([access] "
+                      f"keys_file) anyone who reaches {host} could ingest events, unload models and read the metrics. "
+                      f"Configure both, listen on 127.0.0.1 (the default) behind a gateway that authenticates, or "
+                      f"pass --insecure-remote ([server] insecure_remote = true) to listen there anyway")
+    else:
+        log.warning("listening beyond loopback without TLS and API keys (insecure_remote): anyone who reaches the "
+                    "port can ingest events, unload models and read the metrics", extra={"host": host})
+    return None if files is None else grpc_credentials(files)
+
+
+def metrics_tls(config: ServerConfig) -> ssl.SSLContext | None:
+    from ..api.tls import metrics_context
+
+    files = _files(config)
+    return None if files is None else metrics_context(files)

@@ -1,0 +1,175 @@
+"""TLS on the gRPC and metrics ports, for real: a CA and certificates made with `cryptography`,
+a server listening on every address with TLS and API keys (no insecure flag needed), clients
+with grpc's secure channel; a renewed certificate served on the next connection without a
+restart; mutual TLS refusing a client without a certificate; broken files stopping the start
+in one line."""
+from __future__ import annotations
+
+import datetime
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+
+import grpc
+import pytest
+from helpers import ServerProcess
+
+from hanzo.loadtest.targets import free_port
+from hanzo.v1 import commerce_pb2, commerce_pb2_grpc
+
+cryptography = pytest.importorskip("cryptography", reason="cryptography is not installed (pip install -e '.[test]')")
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.x509.oid import NameOID  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def _name(text: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+
+def issue(subject: str, issuer=None, ca: bool = False, serial: int | None = None):
+    """(certificate, key); self-signed when `issuer` (certificate, key) is None."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    signer_cert, signer_key = issuer if issuer else (None, key)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(_name(subject))
+               .issuer_name(signer_cert.subject if signer_cert else _name(subject))
+               .public_key(key.public_key()).serial_number(serial or x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if not ca:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                                     x509.IPAddress(__import__("ipaddress").ip_address(
+                                                                         "127.0.0.1"))]), critical=False)
+    return builder.sign(signer_key, hashes.SHA256()), key
+
+
+def pem(cert) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def key_pem(key) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+@pytest.fixture
+def pki(tmp_path):
+    ca = issue("hanzo test CA", ca=True)
+    server = issue("localhost", issuer=ca, serial=1001)
+    client = issue("gateway", issuer=ca)
+    files = {"ca": pem(ca[0]), "cert": pem(server[0]), "key": key_pem(server[1]), "client_cert": pem(client[0]),
+             "client_key": key_pem(client[1])}
+    for name, data in files.items():
+        (tmp_path / f"{name}.pem").write_bytes(data)
+    return tmp_path, ca
+
+
+def keys_file(tmp_path) -> tuple[str, str]:
+    from hanzo.server.api.access import KeyFile
+
+    _, secret = KeyFile(tmp_path / "keys.json").add(["decide"], ["*"], "edge")
+    return str(tmp_path / "keys.json"), secret
+
+
+def features(url: str, credentials, secret: str):
+    channel = grpc.secure_channel(url, credentials)
+    try:
+        return commerce_pb2_grpc.CommerceStub(channel).GetFeatures(
+            commerce_pb2.FeaturesRequest(entity="user", entity_ids=["u1"]),
+            metadata=(("authorization", f"Bearer {secret}"),), timeout=10)
+    finally:
+        channel.close()
+
+
+def served_serial(port: int) -> int:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, context.wrap_socket(raw) as tls:
+        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
+
+
+def test_tls_with_keys_listens_everywhere_renews_without_a_restart_and_serves_metrics(pki):
+    tmp_path, ca = pki
+    keys, secret = keys_file(tmp_path)
+    (tmp_path / "repo").mkdir()
+    metrics_port = free_port()
+    server = ServerProcess(tmp_path / "repo", "--no-demo-models", "--host", "0.0.0.0", "--keys-file", keys,
+                           "--tls-cert", str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem"),
+                           "--metrics-port", str(metrics_port))
+    url = f"localhost:{server.port}"
+    trusted = grpc.ssl_channel_credentials(root_certificates=(tmp_path / "ca.pem").read_bytes())
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # ServerProcess's readiness probe speaks plaintext: wait on TLS here instead
+            try:
+                features(url, trusted, secret)
+                break
+            except grpc.RpcError:
+                assert server.proc.poll() is None, server.log()
+                assert time.monotonic() < deadline, server.log()
+                time.sleep(0.2)
+        assert "listening with TLS and API keys" in server.log()
+        with pytest.raises(grpc.RpcError) as plaintext:
+            commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(url)).GetFeatures(
+                commerce_pb2.FeaturesRequest(entity="user", entity_ids=["u1"]), timeout=5)
+        assert plaintext.value.code() == grpc.StatusCode.UNAVAILABLE
+        context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+        with urllib.request.urlopen(f"https://localhost:{metrics_port}/metrics", context=context, timeout=10) as r:
+            assert b"hanzo_" in r.read()
+        assert served_serial(server.port) == 1001
+        renewed = issue("localhost", issuer=ca, serial=2002)
+        (tmp_path / "key.pem").write_bytes(key_pem(renewed[1]))
+        (tmp_path / "cert.pem").write_bytes(pem(renewed[0]))
+        assert served_serial(server.port) == 2002  # the next connection, no restart
+        features(url, trusted, secret)
+    finally:
+        server.terminate()
+
+
+def test_mutual_tls_refuses_a_client_without_a_certificate(pki):
+    tmp_path, _ = pki
+    keys, secret = keys_file(tmp_path)
+    (tmp_path / "repo").mkdir()
+    server = ServerProcess(tmp_path / "repo", "--no-demo-models", "--keys-file", keys, "--tls-cert",
+                           str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem"), "--tls-client-ca",
+                           str(tmp_path / "ca.pem"))
+    url = f"localhost:{server.port}"
+    root = (tmp_path / "ca.pem").read_bytes()
+    with_cert = grpc.ssl_channel_credentials(root, (tmp_path / "client_key.pem").read_bytes(),
+                                             (tmp_path / "client_cert.pem").read_bytes())
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                features(url, with_cert, secret)
+                break
+            except grpc.RpcError:
+                assert server.proc.poll() is None and time.monotonic() < deadline, server.log()
+                time.sleep(0.2)
+        with pytest.raises(grpc.RpcError) as refused:
+            features(url, grpc.ssl_channel_credentials(root), secret)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        server.terminate()
+
+
+def test_tls_files_that_do_not_load_stop_the_start_in_one_line(pki):
+    tmp_path, _ = pki
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "broken.pem").write_text("not a certificate")
+    done = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "serve", "--no-demo-models",
+                           "--model-repo", str(tmp_path / "repo"), "--data-dir", str(tmp_path / "data"), "--port",
+                           str(free_port()), "--tls-cert", str(tmp_path / "broken.pem"), "--tls-key",
+                           str(tmp_path / "key.pem")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "do not load as a certificate" in done.stderr
+    assert "Traceback" not in done.stderr
