@@ -70,6 +70,8 @@ def test_a_background_snapshot_is_the_store_at_its_batch_and_batches_go_on_meanw
     assert from_snapshot.applied_seq == 2000
     assert list(from_snapshot.store.entities["user"].keys) == list(again.store.entities["user"].keys)
     assert np.array_equal(user_feature_values(from_snapshot), user_feature_values(again))
+    # its dedup index holds the ids of the batch that made it due: a resend of it is a duplicate
+    assert from_snapshot.ingest_blocking(events[1900:2000]).duplicates == 100
     from_snapshot.close()
     again.close()
     svc.close()

@@ -299,3 +299,29 @@ async def test_redis_a_resend_during_the_first_sends_dedup_round_trip_waits_for_
     resend = await svc.ingest(events(7, 7))  # the same events (a served decision's own record, say)
     assert (await first).accepted == 7 and resend.duplicates == 7
     svc.close()
+
+
+async def test_the_redis_resender_outlives_redis_refusing_writes(redis_server, redis_client, tmp_path):
+    import redis
+
+    svc = FeatureService(FeatureStoreConfig(data_dir=tmp_path / "d", backend="redis", redis_url=redis_server,
+                                            replica="r1"))
+    svc.open()
+    svc.store.sends.add(["\x90", 0, "", "", "", "", "", ""])  # something queued
+    tries = []
+
+    async def refusing():
+        tries.append(1)
+        if len(tries) < 3:
+            raise (redis.exceptions.OutOfMemoryError if len(tries) == 1 else RuntimeError)("refused")
+        svc.store.sends._queue.clear()
+
+    svc.store.sends.send_async = refusing
+    resender = asyncio.ensure_future(svc.resend_unsent(every_s=0.01, most_s=0.02))
+    for _ in range(200):
+        if not len(svc.store.sends):
+            break
+        await asyncio.sleep(0.01)
+    assert not resender.done() and len(tries) == 3 and not len(svc.store.sends)
+    resender.cancel()
+    svc.close()

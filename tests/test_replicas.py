@@ -122,10 +122,18 @@ def test_workers_share_one_port(demo_repo, redis_client, redis_server, tmp_path)
         while not all(w.is_dir() for w in workers):  # the second worker may come up after the first
             assert proc.poll() is None, "the workers exited"
             time.sleep(0.1)
+        deadline = time.monotonic() + HANG_GUARD_S
         for _ in range(10):  # fresh connections land on either worker
-            with grpc.insecure_channel(url) as channel:
-                stub = commerce_pb2_grpc.CommerceStub(channel)
-                stub.GetFeatures(commerce_pb2.FeaturesRequest(entity="user", entity_ids=["u1"]), timeout=5)
+            while True:
+                with grpc.insecure_channel(url) as channel:
+                    stub = commerce_pb2_grpc.CommerceStub(channel)
+                    try:
+                        stub.GetFeatures(commerce_pb2.FeaturesRequest(entity="user", entity_ids=["u1"]), timeout=5)
+                        break
+                    except grpc.RpcError as exc:  # the other worker may still be loading: it says so, and is waited for
+                        assert exc.code() == grpc.StatusCode.UNAVAILABLE and "not serving yet" in exc.details(), exc
+                        assert time.monotonic() < deadline and proc.poll() is None, "a worker never came up"
+                        time.sleep(0.1)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0

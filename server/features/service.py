@@ -90,7 +90,10 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
             import redis.asyncio
 
             self.redis = redis.Redis.from_url(config.redis_url)
-            self._redis_errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+            # Redis away, out of memory, read-only after a failover, still loading: all "retry later"
+            self._redis_errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                                  redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError,
+                                  redis.exceptions.BusyLoadingError)
             self.store = RedisFeatureStore(self.redis, config.redis_ttl_days,
                                            async_client=redis.asyncio.Redis.from_url(config.redis_url))
             self.replica = config.replica or str(config.data_dir.resolve())
@@ -105,6 +108,7 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
         # ids of batches between admission and landing (logged and applied, or given up), each
         # to the future its batch sets when it lands: a resend in this process waits for it
         self._in_flight: dict[int, asyncio.Future] = {}
+        self._unlogged: set[int] = set()  # ids sent to the log whose append has not ended
         self._closing = False
         self.applied_seq = 0  # records of the log applied to the store
 
@@ -189,8 +193,8 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
             await asyncio.sleep(0.01)
         if self.redis is not None and len(self.store.sends):
             try:
-                await self.store.sends.send_async()
-            except self._redis_errors:
+                await asyncio.wait_for(self.store.sends.send_async(), max(1.0, deadline - asyncio.get_running_loop().time()))
+            except (asyncio.TimeoutError, *self._redis_errors):
                 log.warning("closing with batches Redis has not got; the restart's replay sends them")
         await self.background_settled()
         await asyncio.to_thread(self.close)
@@ -380,6 +384,9 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
                 wait = every_s
             except self._redis_errors:
                 wait = min(wait * 2, most_s)
+            except Exception:  # noqa: BLE001 - a script error (a bug) must not end the retries
+                log.exception("sending logged batches to Redis failed; tried again")
+                wait = most_s
 
     async def ingest(self, items: list[dict[str, Any] | EventError]) -> IngestResult:
         """One batch: acknowledged (returned) only after its events are in the log."""

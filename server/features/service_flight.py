@@ -43,10 +43,19 @@ class BatchesInFlight:
     async def _append_and_commit(self, records: list[dict], hashes: np.ndarray) -> int:
         """Append in the writer's thread; applied strictly in log order, whatever happens to
         the caller. Returns the first sequence number once the batch is applied."""
+        try:
+            self._refuse_when_closed()  # (closing began, or the log broke, while this call was admitted)
+        except BaseException:
+            if self.redis is not None:
+                self._keep(self._forget_async(hashes))
+            else:
+                self._forget(hashes)
+            raise
         loop = asyncio.get_running_loop()
         batch = Batch(self._tickets, records, hashes, loop.create_future(), loop.create_future())
         self._tickets += 1
         self._in_flight.update(dict.fromkeys(hashes.tolist(), batch.landed))
+        self._unlogged.update(hashes.tolist())
         try:
             appending = loop.run_in_executor(self._writer, self.log.append, records)
         except BaseException as exc:  # the writer is shut down: the batch never reaches the log
@@ -80,6 +89,7 @@ class BatchesInFlight:
             self._settle(batch, done, error)
 
     def _settle(self, batch: Batch, done: asyncio.Future | None, error: BaseException | None) -> None:
+        self._unlogged.difference_update(batch.hashes.tolist())
         if error is None and done is not None:
             error = asyncio.CancelledError() if done.cancelled() else done.exception()
         if error is not None:

@@ -61,8 +61,8 @@ class SnapshotWriting:
 
     def _fork_snapshot(self) -> None:
         self._fork_due = False
-        if self._child is not None or self.log is None or self._closing:
-            return
+        if self._child is not None or self.log is None or self._closing or self.log.broken:
+            return  # (a broken log: ids of a batch it may not hold are marked; only a restart may snapshot)
         if self.redis is not None and len(self.store.sends):
             return  # Redis has not got every logged batch: a snapshot now would claim it had (retried later)
         if self.redis is None:
@@ -89,8 +89,8 @@ class SnapshotWriting:
 
     def _write_in_child(self) -> dict[str, Any]:
         started = time.monotonic()
-        if self.redis is None and self._in_flight:  # marked seen, not logged yet: they may never be
-            self.dedup.forget(np.fromiter(self._in_flight, np.uint64, len(self._in_flight)), self.store.watermark)
+        if self.redis is None and self._unlogged:  # marked seen, not logged yet: they may never be
+            self.dedup.forget(np.fromiter(self._unlogged, np.uint64, len(self._unlogged)), self.store.watermark)
         target = snapshots.write(self.config.data_dir / "snapshots", self.applied_seq, *self._snapshot_contents())
         covered = self._retention_covered() if self.config.log_retention_days > 0 else 0
         return {"snapshot": target.name, "covered": covered, "seconds": round(time.monotonic() - started, 3)}
