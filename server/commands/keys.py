@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--merchants", default="*", help="comma-separated merchant ids the key acts for (default *)")
     add.add_argument("--name", default="", help="the key's name (default: a random one)")
     revoke = actions.add_parser("revoke", help="remove a key by name")
-    revoke.add_argument("name")
+    revoke.add_argument("name", help="the name `hanzo keys add` gave the key")
     actions.add_parser("list", help="names, scopes and merchants (never the keys)")
     for action in (add, revoke, actions.choices["list"]):
         action.add_argument("--file", type=Path, required=True, help="the keys file")
