@@ -14,9 +14,6 @@ from .config import ServerConfig
 
 log = logging.getLogger("hanzo.server.app.server")
 
-_tls_files: dict[tuple, object] = {}  # one CertificateFiles per configuration, shared by both ports
-
-
 def is_loopback(host: str) -> bool:
     bare = host.strip("[]")
     if bare == "localhost":
@@ -42,26 +39,23 @@ def interceptors(config: ServerConfig) -> list:
     return [AccessInterceptor(config.access, store)]
 
 
-def _files(config: ServerConfig):
+def tls_files(config: ServerConfig):
+    """The TLS files both ports serve (api.tls.CertificateFiles), or None without TLS."""
     access = config.access
     if not access.tls_cert and not access.tls_key:
         return None
-    key = (access.tls_cert, access.tls_key, access.tls_client_ca)
-    if key not in _tls_files:
-        from ..api.tls import CertificateFiles
+    from ..api.tls import CertificateFiles
 
-        try:
-            _tls_files[key] = CertificateFiles(*key)
-        except ValueError as exc:  # the start stops in one line naming the file
-            raise OSError(str(exc)) from None
-    return _tls_files[key]
+    try:
+        return CertificateFiles(access.tls_cert, access.tls_key, access.tls_client_ca)
+    except ValueError as exc:  # the start stops in one line naming the file
+        raise OSError(str(exc)) from None
 
 
-def checked(config: ServerConfig) -> grpc.ServerCredentials | None:
-    """The gRPC port's credentials (None: plaintext), once the address is allowed."""
+def checked(config: ServerConfig, files) -> grpc.ServerCredentials | None:
+    """The gRPC port's credentials from `files` (None: plaintext), once the address is allowed."""
     from ..api.tls import grpc_credentials
 
-    files = _files(config)
     host = config.host
     secured = files is not None and bool(config.access.keys_file)
     if is_loopback(host):
@@ -80,8 +74,7 @@ def checked(config: ServerConfig) -> grpc.ServerCredentials | None:
     return None if files is None else grpc_credentials(files)
 
 
-def metrics_tls(config: ServerConfig) -> ssl.SSLContext | None:
+def metrics_tls(files) -> ssl.SSLContext | None:
     from ..api.tls import metrics_context
 
-    files = _files(config)
     return None if files is None else metrics_context(files)

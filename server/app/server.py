@@ -93,7 +93,8 @@ class HanzoServer:
         add_service(server, reflection.aio.ReflectionServicer(SERVICES + (health_name, reflection.SERVICE_NAME)),
                     reflection.SERVICE_NAME, guard=True)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        credentials = exposure.checked(self.config)
+        tls = exposure.tls_files(self.config)  # one set of files for both ports
+        credentials = exposure.checked(self.config, tls)
         address = f"{self.config.host}:{self.config.port}"
         if not self.config.reuse_port:
             _check_bindable(self.config.host, self.config.port)
@@ -113,7 +114,7 @@ class HanzoServer:
             registry = registry_for(ServerCollector(self.repository, self.latency, self.features, self.admission,
                                                     self.edge.late))
             self._metrics = await serve_metrics(registry, self.config.host, self.config.metrics_port,
-                                                exposure.metrics_tls(self.config))
+                                                exposure.metrics_tls(tls))
             self.metrics_port = self._metrics.sockets[0].getsockname()[1]
         return self.port
 
