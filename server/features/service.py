@@ -109,6 +109,8 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
         # to the future its batch sets when it lands: a resend in this process waits for it
         self._in_flight: dict[int, asyncio.Future] = {}
         self._unlogged: set[int] = set()  # ids sent to the log whose append has not ended
+        self._finished: dict = {}  # ticket -> an ended append waiting for an earlier ticket (service_flight)
+        self._tasks: set[asyncio.Task] = set()  # tasks nobody awaits, kept referenced until they end
         self._closing = False
         self.applied_seq = 0  # records of the log applied to the store
 

@@ -38,7 +38,6 @@ class BatchesInFlight:
 
     _tickets = 0  # batches sent to the writer, in the log's order
     _next_commit = 0  # the ticket whose outcome is handled next
-    _finished: dict | None = None  # ticket -> (batch, the append's future), waiting for an earlier ticket
 
     async def _append_and_commit(self, records: list[dict], hashes: np.ndarray) -> int:
         """Append in the writer's thread; applied strictly in log order, whatever happens to
@@ -80,8 +79,6 @@ class BatchesInFlight:
 
     def _finish(self, batch: Batch, done: asyncio.Future | None, error: BaseException | None = None) -> None:
         """An append has ended: outcomes are handled in ticket (log) order."""
-        if self._finished is None:
-            self._finished = {}
         self._finished[batch.ticket] = (batch, done, error)
         while self._next_commit in self._finished:
             batch, done, error = self._finished.pop(self._next_commit)
@@ -115,8 +112,6 @@ class BatchesInFlight:
 
     def _keep(self, coroutine) -> None:
         """A task nobody awaits, kept referenced until it ends."""
-        if not hasattr(self, "_tasks"):
-            self._tasks: set[asyncio.Task] = set()
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
