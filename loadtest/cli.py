@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import tempfile
 from dataclasses import replace
@@ -52,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                              "worker): server-side latency from its histograms as well")
     parser.add_argument("--plots", type=Path, metavar="DIR",
                         help="write PNG plots and a self-contained report.html into DIR")
+    parser.add_argument("--tls-ca", default="", help="speak TLS to the server, trusting this CA certificate (PEM)")
+    parser.add_argument("--api-key", default=os.environ.get("HANZO_API_KEY", ""),
+                        help="API key sent with every call (default: $HANZO_API_KEY)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--out", type=Path, help="write the JSON report here")
 
@@ -86,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
                         concurrency=args.concurrency, duration_s=args.duration, warmup_s=args.warmup,
                         timeout_s=args.timeout, processes=args.processes, seed=args.seed,
                         h2_clients=args.clients, h2_streams=args.streams, cpus=parse_cpus(args.client_cpus),
-                        progress=not args.no_progress and sys.stderr.isatty())
+                        progress=not args.no_progress and sys.stderr.isatty(), tls_ca=args.tls_ca,
+                        api_key=args.api_key)
         log = lambda m: print(m, file=sys.stderr)  # noqa: E731
         with contextlib.ExitStack() as stack:
             peers = {}

@@ -79,10 +79,11 @@ def demo_manifest(world: Path) -> dict:
 
 
 def start_demo(workdir: Path, log_name: str = "serve.log", extra: tuple[str, ...] = (),
-               cpus: tuple[int, ...] = ()) -> Served:
+               cpus: tuple[int, ...] = (), tls_ca: str = "") -> Served:
     """`hanzo serve` on the demo world in `workdir` (built there by the first start), on a free
     loopback port; returns once it is ready. The log (stderr) goes to workdir/`log_name`.
-    `cpus`: run it on those CPUs only (taskset -c), away from a load generator on the others."""
+    `cpus`: run it on those CPUs only (taskset -c), away from a load generator on the others.
+    `tls_ca`: the server speaks TLS (`extra` says how); readiness is asked over TLS, trusting it."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = workdir / log_name
@@ -95,7 +96,7 @@ def start_demo(workdir: Path, log_name: str = "serve.log", extra: tuple[str, ...
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
     url = f"127.0.0.1:{port}"
     try:
-        wait_until_ready(url, process, START_LIMIT_S, lambda: _tail(log_path))
+        wait_until_ready(url, process, START_LIMIT_S, lambda: _tail(log_path), tls_ca=tls_ca)
     except BaseException:
         stop(process)
         raise

@@ -55,6 +55,8 @@ class LoadSpec:
     cpus: tuple[int, ...] = ()
     # width of the series' buckets in seconds (a recovery is read at a finer grain than 1 s)
     series_s: float = 1.0
+    tls_ca: str = ""  # TLS to the server: the CA certificate (PEM file) that signed its certificate
+    api_key: str = ""  # sent as 'authorization: Bearer <key>' with every call
 
     def kinds(self) -> tuple[tuple[str, str, tuple[bytes, ...], float], ...]:
         return self.mix or ((self.method, self.method, self.requests or (self.request,), 1.0),)
@@ -170,6 +172,9 @@ class LoadResult:
 def _channel(spec: LoadSpec) -> grpc.aio.Channel:
     options = [("grpc.max_receive_message_length", spec.max_message_bytes),
                ("grpc.max_send_message_length", spec.max_message_bytes)]
+    if spec.tls_ca:
+        with open(spec.tls_ca, "rb") as ca:
+            return grpc.aio.secure_channel(spec.url, grpc.ssl_channel_credentials(ca.read()), options=options)
     return grpc.aio.insecure_channel(spec.url, options=options)
 
 
@@ -189,6 +194,7 @@ class _Sender:
         self.pick_at = 0
         self.result = result
         self.timeout = spec.timeout_s
+        self.metadata = (("authorization", f"Bearer {spec.api_key}"),) if spec.api_key else None
         self.timeout_ns = int(spec.timeout_s * 1e9)
         self.measure_from = measure_from
         self.bucket_ns = int(spec.series_s * 1e9)
@@ -202,7 +208,7 @@ class _Sender:
         perf = time.perf_counter_ns
         sent = perf()
         try:
-            await self.calls[k](bodies[turn], timeout=self.timeout)
+            await self.calls[k](bodies[turn], timeout=self.timeout, metadata=self.metadata)
             code = None
         except grpc.aio.AioRpcError as exc:
             code = exc.code().name

@@ -8,12 +8,12 @@ from typing import Callable
 
 
 def wait_until_ready(url: str, process: subprocess.Popen, timeout: float, describe: Callable[[], str],
-                     poll_s: float = 0.1) -> None:
+                     poll_s: float = 0.1, tls_ca: str = "") -> None:
     """Return once ServerReady answers true; raise if the process exits first or `timeout`
-    passes, with `describe()` (e.g. its log) in the message."""
+    passes, with `describe()` (e.g. its log) in the message. `tls_ca`: over TLS, trusting it."""
     import tritonclient.grpc as tc
 
-    client = tc.InferenceServerClient(url)
+    client = tc.InferenceServerClient(url, ssl=bool(tls_ca), root_certificates=tls_ca or None)
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if process.poll() is not None:

@@ -3,6 +3,7 @@ UNAUTHENTICATED, a key without the method's scope PERMISSION_DENIED naming the s
 health stays open by configuration, and `hanzo keys revoke` takes effect without a restart."""
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -13,7 +14,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from helpers import ServerProcess
 
-from hanzo.server.api.access import KeyFile, scope_of
+from hanzo.server.api import admin, commerce, kserve
+from hanzo.server.api.keys import KeyFile
+from hanzo.server.api.services import add_service
 from hanzo.v1 import commerce_pb2, commerce_pb2_grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
@@ -26,17 +29,25 @@ def hanzo_keys(*args: str) -> dict | list:
     return json.loads(done.stdout)
 
 
-def test_every_method_has_the_scope_the_docs_give_it():
-    assert scope_of("/hanzo.v1.Commerce/Recommend") == "decide"
-    assert scope_of("/hanzo.v1.Commerce/GetFeatures") == "decide"
-    assert scope_of("/hanzo.v1.Commerce/IngestEvents") == "ingest"
-    assert scope_of("/inference.GRPCInferenceService/ModelInfer") == "infer"
-    assert scope_of("/inference.GRPCInferenceService/ModelMetadata") == "infer"
-    assert scope_of("/inference.GRPCInferenceService/RepositoryModelUnload") == "admin"
-    assert scope_of("/hanzo.v1.Admin/GetLatency") == "admin"
-    assert scope_of("/inference.GRPCInferenceService/ServerReady") == "health"
-    assert scope_of("/grpc.health.v1.Health/Check") == "health"
-    assert scope_of("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo") == "reflection"
+def test_every_method_declares_the_scope_the_docs_give_it():
+    assert commerce.SCOPES["Recommend"] == commerce.SCOPES["GetFeatures"] == "decide"
+    assert commerce.SCOPES["IngestEvents"] == "ingest"
+    assert kserve.SCOPES["ModelInfer"] == kserve.SCOPES["ModelMetadata"] == "infer"
+    assert kserve.SCOPES["RepositoryModelUnload"] == kserve.SCOPES["RepositoryModelLoad"] == "admin"
+    assert kserve.SCOPES["ServerReady"] == "health" and admin.SCOPE == "admin"
+
+
+def test_a_method_without_a_declared_scope_is_not_registered():
+    async def register(scopes):
+        server = grpc.aio.server()
+        servicer = commerce_pb2_grpc.CommerceServicer()
+        return add_service(server, servicer, commerce.SERVICE, scopes)
+
+    partial = {name: scope for name, scope in commerce.SCOPES.items() if name != "IngestEvents"}
+    with pytest.raises(ValueError, match="IngestEvents declares no scope"):
+        asyncio.run(register(partial))
+    declared = asyncio.run(register(commerce.SCOPES))
+    assert declared["/hanzo.v1.Commerce/IngestEvents"] == "ingest" and len(declared) == len(commerce.SCOPES)
 
 
 def test_the_keys_file_holds_digests_only_and_refuses_unknown_scopes(tmp_path):

@@ -2,6 +2,7 @@
 broken newest version, a poll does not rebuild a broken version every second, the index says
 why, and readiness is false while a model has no version that loads."""
 import logging
+import shutil
 
 import numpy as np
 import onnxruntime as ort
@@ -230,7 +231,7 @@ def test_load_and_infer_errors_through_a_real_server(tmp_path, server_process):
     def expect(code, match, call, *args):
         with pytest.raises(InferenceServerException) as info:
             call(*args)
-        assert info.value.status() == f"StatusCode.{code}", info.value
+        assert info.value.status() == f"StatusCode.{code}", (args, info.value.message())
         assert match in info.value.message(), info.value.message()
 
     def infer(arrays):
@@ -254,3 +255,13 @@ def test_load_and_infer_errors_through_a_real_server(tmp_path, server_process):
     index = {(m["name"], m.get("version", "")): m for m in client.get_model_repository_index(as_json=True)["models"]}
     assert index[("risk", "1")]["state"] == "READY" and "config.pbtxt" in index[("risk", "1")]["reason"]
     expect("NOT_FOUND", "not in the repository", client.load_model, "nope")
+
+    # names are names: a model folder outside the repository is out of reach however it is named
+    outside = root.parent / "outside" / "evil_model"
+    shutil.copytree(root / "lookup", outside)
+    before = client.get_model_repository_index(as_json=True)
+    for name in (str(outside), "../outside/evil_model", "/etc", "", ".", "..", "lookup/1", "x" * 200):
+        expect("NOT_FOUND", "not in the repository", client.load_model, name)
+        expect("NOT_FOUND", "not loaded", client.unload_model, name)
+    expect("INVALID_ARGUMENT", "model_name: 5000 characters", client.load_model, "x" * 5000)
+    assert client.get_model_repository_index(as_json=True) == before

@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import grpc
@@ -71,20 +72,30 @@ def pki(tmp_path):
 
 
 def keys_file(tmp_path) -> tuple[str, str]:
-    from hanzo.server.api.access import KeyFile
+    from hanzo.server.api.keys import KeyFile
 
     _, secret = KeyFile(tmp_path / "keys.json").add(["decide"], ["*"], "edge")
     return str(tmp_path / "keys.json"), secret
 
 
-def features(url: str, credentials, secret: str):
+def features(url: str, credentials, secret: str | None, merchant: str = ""):
     channel = grpc.secure_channel(url, credentials)
     try:
         return commerce_pb2_grpc.CommerceStub(channel).GetFeatures(
-            commerce_pb2.FeaturesRequest(entity="user", entity_ids=["u1"]),
-            metadata=(("authorization", f"Bearer {secret}"),), timeout=10)
+            commerce_pb2.FeaturesRequest(merchant_id=merchant, entity="user", entity_ids=["u1"]),
+            metadata=(("authorization", f"Bearer {secret}"),) if secret else (), timeout=10)
     finally:
         channel.close()
+
+
+def scrape(url: str, context, key: str | None = None) -> int:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as answer:
+            assert b"hanzo_" in answer.read()
+            return answer.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 def served_serial(port: int) -> int:
@@ -101,6 +112,9 @@ def served_serial(port: int) -> int:
 def test_tls_with_keys_listens_everywhere_renews_without_a_restart_and_serves_metrics(pki):
     tmp_path, ca = pki
     keys, secret = keys_file(tmp_path)
+    from hanzo.server.api.keys import KeyFile
+
+    admin_key = KeyFile(tmp_path / "keys.json").add(["admin"], ["*"], "ops")[1]
     (tmp_path / "repo").mkdir()
     metrics_port = free_port()
     server = ServerProcess(tmp_path / "repo", "--no-demo-models", "--host", "0.0.0.0", "--keys-file", keys,
@@ -124,8 +138,11 @@ def test_tls_with_keys_listens_everywhere_renews_without_a_restart_and_serves_me
                 commerce_pb2.FeaturesRequest(entity="user", entity_ids=["u1"]), timeout=5)
         assert plaintext.value.code() == grpc.StatusCode.UNAVAILABLE
         context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
-        with urllib.request.urlopen(f"https://localhost:{metrics_port}/metrics", context=context, timeout=10) as r:
-            assert b"hanzo_" in r.read()
+        metrics = f"https://localhost:{metrics_port}/metrics"
+        # with keys, the metrics page is for the admin scope only; other paths are not the page
+        assert scrape(metrics, context) == 401 and scrape(metrics, context, secret) == 401
+        assert scrape(metrics, context, admin_key) == 200
+        assert scrape(f"https://localhost:{metrics_port}/v2/health/ready", context, admin_key) == 404
         assert served_serial(server.port) == 1001
         renewed = issue("localhost", issuer=ca, serial=2002)
         (tmp_path / "key.pem").write_bytes(key_pem(renewed[1]))
@@ -136,9 +153,12 @@ def test_tls_with_keys_listens_everywhere_renews_without_a_restart_and_serves_me
         server.terminate()
 
 
-def test_mutual_tls_refuses_a_client_without_a_certificate(pki):
+def test_mutual_tls_refuses_a_client_without_a_certificate_and_its_identity_stands_for_a_key(pki):
     tmp_path, _ = pki
     keys, secret = keys_file(tmp_path)
+    from hanzo.server.api.keys import KeyFile
+
+    KeyFile(tmp_path / "keys.json").add(["decide"], ["m1"], "gateway-eu", identity="gateway")
     (tmp_path / "repo").mkdir()
     server = ServerProcess(tmp_path / "repo", "--no-demo-models", "--keys-file", keys, "--tls-cert",
                            str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem"), "--tls-client-ca",
@@ -159,6 +179,11 @@ def test_mutual_tls_refuses_a_client_without_a_certificate(pki):
         with pytest.raises(grpc.RpcError) as refused:
             features(url, grpc.ssl_channel_credentials(root), secret)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        # the certificate's name (CN "gateway") stands for the key bound to it: merchant m1 only
+        features(url, with_cert, None, merchant="m1")
+        with pytest.raises(grpc.RpcError) as other:
+            features(url, with_cert, None, merchant="m2")
+        assert other.value.code() == grpc.StatusCode.PERMISSION_DENIED and "'gateway-eu'" in other.value.details()
     finally:
         server.terminate()
 

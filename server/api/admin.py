@@ -6,6 +6,8 @@ from hanzo.v1 import admin_pb2, admin_pb2_grpc
 from .latency import LatencyRecorder
 
 SERVICE = "hanzo.v1.Admin"
+SCOPE = "admin"  # every method (api/access.py)
+AUDITED = frozenset({"GetLatency"})  # it may reset the histograms a harness reads
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):

@@ -20,6 +20,9 @@ from .edge import Edge, deadline_of
 SERVICE = "hanzo.v1.Commerce"
 
 RPCS = ["GetFeatures", "IngestEvents", "Recommend", "Search", "ScoreFraud", "QuotePrice", "PlanInventory"]
+# The scope each method needs (api/access.py).
+SCOPES = {"IngestEvents": "ingest", "GetFeatures": "decide", "Recommend": "decide", "Search": "decide",
+          "ScoreFraud": "decide", "QuotePrice": "decide", "PlanInventory": "decide"}
 
 
 class CommerceServicer(commerce_pb2_grpc.CommerceServicer):

@@ -12,7 +12,8 @@ import grpc
 from google.protobuf import descriptor_pool, message
 from google.protobuf.message_factory import GetMessageClass
 
-from ..models.errors import HanzoError, InvalidArgument, Unavailable
+from ..models.errors import HanzoError, InvalidArgument, PermissionDenied, Unavailable
+from .access import merchant_refusal
 from .admission import Admission, Refused
 from .latency import LatencyRecorder
 from .limits import RequestLimits
@@ -23,6 +24,7 @@ log = logging.getLogger("hanzo.rpc")
 STATUS = {
     "INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT,
     "NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+    "PERMISSION_DENIED": grpc.StatusCode.PERMISSION_DENIED,
     "DEADLINE_EXCEEDED": grpc.StatusCode.DEADLINE_EXCEEDED,
     "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
@@ -163,6 +165,9 @@ class Edge:
                     raise InvalidArgument("request", request.message())
                 if limits is not None and isinstance(request, Message):
                     limits.check(request)
+                refused = merchant_refusal(request)  # the caller's credential, set by api/access.py
+                if refused is not None:
+                    raise PermissionDenied(refused)
                 return await handler(request, context)
             except Refused as exc:  # counted by reason in the gate's metrics; a log line each would add load
                 code, text = grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message

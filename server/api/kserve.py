@@ -24,6 +24,16 @@ _NOT_SERVED = ["ModelStreamInfer", "SystemSharedMemoryStatus", "SystemSharedMemo
                "SystemSharedMemoryUnregister", "CudaSharedMemoryStatus", "CudaSharedMemoryRegister",
                "CudaSharedMemoryUnregister", "TraceSetting", "LogSettings"]
 
+# The scope each method needs (api/access.py); the repository's changes are audited.
+SCOPES = {"ServerLive": "health", "ServerReady": "health", "ModelReady": "infer", "ServerMetadata": "infer",
+          "ModelMetadata": "infer", "ModelConfig": "infer", "ModelInfer": "infer", "ModelStatistics": "infer",
+          "ModelStreamInfer": "infer", "RepositoryIndex": "admin", "RepositoryModelLoad": "admin",
+          "RepositoryModelUnload": "admin", "SystemSharedMemoryStatus": "infer", "SystemSharedMemoryRegister": "infer",
+          "SystemSharedMemoryUnregister": "infer", "CudaSharedMemoryStatus": "infer",
+          "CudaSharedMemoryRegister": "infer", "CudaSharedMemoryUnregister": "infer", "TraceSetting": "admin",
+          "LogSettings": "admin"}
+AUDITED = frozenset({"RepositoryModelLoad", "RepositoryModelUnload", "TraceSetting", "LogSettings"})
+
 
 def _duration(target, source: Duration) -> None:
     target.count = source.count

@@ -5,12 +5,15 @@ Edge-wrapped methods get their bodies as bytes and decode them after admission c
 Services without an edge (health, reflection) get the same refusal from a thin wrapper."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import grpc
 from google.protobuf import descriptor_pool
 from google.protobuf.message import DecodeError
 from google.protobuf.message_factory import GetMessageClass
+
+if TYPE_CHECKING:
+    from .access import Access
 
 
 class Undecodable:
@@ -39,27 +42,40 @@ def lenient_decoder(message_class: type) -> Callable[[bytes], Any]:
     return decode
 
 
-def add_service(server: grpc.aio.Server, servicer: Any, service_name: str, guard: bool = False) -> None:
+def add_service(server: grpc.aio.Server, servicer: Any, service_name: str, scopes: Mapping[str, str] | str,
+                access: "Access | None" = None, guard: bool = False, audited: frozenset[str] = frozenset()) -> dict:
     """Register every method of `service_name` (found in the default descriptor pool) on
-    `server`, each handled by the servicer's method of the same name. `guard`: the servicer is
-    not edge-wrapped, so wrap each method to refuse an undecodable body itself. A method the
-    edge decodes itself (after admission: edge.Edge.wrap) is registered without a deserializer."""
+    `server`, each handled by the servicer's method of the same name, behind `access` with the
+    scope `scopes` declares for it (one scope for the whole service, or one per method: a method
+    without one is a ValueError, so no RPC is registered open by omission). `audited` methods
+    are written to the audit log. `guard`: the servicer is not edge-wrapped, so wrap each method
+    to refuse an undecodable body itself. A method the edge decodes itself (after admission:
+    edge.Edge.wrap) is registered without a deserializer. Returns {full method name: scope}."""
     service = descriptor_pool.Default().FindServiceByName(service_name)
-    handlers = {}
+    handlers, declared = {}, {}
     for method in service.methods:
+        scope = scopes if isinstance(scopes, str) else scopes.get(method.name)
+        full = f"/{service_name}/{method.name}"
+        if scope is None:
+            raise ValueError(f"{full} declares no scope: give it one where {service_name} is registered")
+        declared[full] = scope
         behaviour = getattr(servicer, method.name)
-        decode = None if getattr(behaviour, "decodes", False) else lenient_decoder(GetMessageClass(method.input_type))
+        request_class = GetMessageClass(method.input_type)
+        decode = None if getattr(behaviour, "decodes", False) else lenient_decoder(request_class)
         encode = GetMessageClass(method.output_type).SerializeToString
-        if method.client_streaming:
-            behaviour = _guard_stream(behaviour) if guard else behaviour
-            make = (grpc.stream_stream_rpc_method_handler if method.server_streaming
-                    else grpc.stream_unary_rpc_method_handler)
-        else:
-            behaviour = _guard_unary(behaviour) if guard else behaviour
-            make = (grpc.unary_stream_rpc_method_handler if method.server_streaming
-                    else grpc.unary_unary_rpc_method_handler)
+        if guard:
+            behaviour = _guard_stream(behaviour) if method.client_streaming else _guard_unary(behaviour)
+        if access is not None:
+            behaviour = access.guard(full, scope, behaviour, method.client_streaming, method.server_streaming,
+                                     method.name in audited, request_class)
+        kinds = {(False, False): grpc.unary_unary_rpc_method_handler,
+                 (False, True): grpc.unary_stream_rpc_method_handler,
+                 (True, False): grpc.stream_unary_rpc_method_handler,
+                 (True, True): grpc.stream_stream_rpc_method_handler}
+        make = kinds[(method.client_streaming, method.server_streaming)]
         handlers[method.name] = make(behaviour, request_deserializer=decode, response_serializer=encode)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service_name, handlers),))
+    return declared
 
 
 def _guard_unary(behaviour: Callable) -> Callable:

@@ -1,12 +1,13 @@
 """Who can reach the server, and how: loopback only without TLS and API keys (said at start);
-another address needs both, or --insecure-remote said out loud. The API-key check
-(api/access.py) and TLS (api/tls.py) are built here from the configuration."""
+another address needs both, or --insecure-remote said out loud. The credential check and the
+audit log (api/access.py) and TLS (api/tls.py) are built here from the configuration."""
 from __future__ import annotations
 
 import ipaddress
 import logging
 import ssl
 from pathlib import Path
+from typing import Callable
 
 import grpc
 
@@ -24,19 +25,27 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def interceptors(config: ServerConfig) -> list:
-    """The API-key check, when keys are configured."""
-    if not config.access.keys_file:
-        return []
-    from ..api.access import AccessInterceptor, KeyFile, KeyStore
+def access(config: ServerConfig):
+    """The check in front of every RPC (api/access.Access): credentials when a keys file is
+    configured, and the audit log of admin actions always."""
+    from ..api.access import Access
+    from ..api.audit import AuditLog
+    from ..api.keys import KeyFile, KeyStore
 
-    try:
-        store = KeyStore(KeyFile(Path(config.access.keys_file)))
-    except ValueError as exc:  # the start stops in one line naming the file
-        raise OSError(f"[access] keys_file: {exc}") from None
-    log.info("API keys required", extra={"keys": len(store.keys), "health_open": config.access.health_open,
-                                         "reflection_open": config.access.reflection_open})
-    return [AccessInterceptor(config.access, store)]
+    store = None
+    if config.access.keys_file:
+        try:
+            store = KeyStore(KeyFile(Path(config.access.keys_file)))
+        except ValueError as exc:  # the start stops in one line naming the file
+            raise OSError(f"[access] keys_file: {exc}") from None
+        log.info("API keys required", extra={"keys": len(store.keys), "identities": len(store.identities),
+                                             "health_open": config.access.health_open,
+                                             "reflection_open": config.access.reflection_open})
+    if config.access.audit_log:
+        audit = AuditLog(Path(config.access.audit_log))
+    else:
+        audit = AuditLog(Path(config.features.data_dir) / "audit.jsonl", wait_for_directory=True)
+    return Access(config.access, store, audit)
 
 
 def tls_files(config: ServerConfig):
@@ -78,3 +87,24 @@ def metrics_tls(files) -> ssl.SSLContext | None:
     from ..api.tls import metrics_context
 
     return None if files is None else metrics_context(files)
+
+
+def metrics_check(config: ServerConfig, gate) -> Callable[[bytes], bool] | None:
+    """With API keys, the metrics port answers a bearer key with the admin scope only (unless
+    [access] metrics_open): the page names models, merchants' traffic and the server's state."""
+    if gate.store is None or config.access.metrics_open:
+        return None
+    store = gate.store
+
+    def allowed(head: bytes) -> bool:
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"authorization":
+                scheme, _, secret = value.strip().partition(b" ")
+                if scheme.lower() != b"bearer":
+                    return False
+                key = store.lookup(secret.strip().decode("utf-8", "replace"))
+                return key is not None and "admin" in key.scopes
+        return False
+
+    return allowed

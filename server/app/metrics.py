@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import logging
-from typing import Iterator
+from typing import Callable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily,
@@ -179,15 +179,22 @@ def admission_metrics(admission: Admission) -> Iterator[Metric]:
     yield from (limit, in_flight, queued, admitted, waited, refused, late, service, total, cpu, shed)
 
 
-async def serve_metrics(registry: CollectorRegistry, host: str, port: int,
-                        tls: ssl.SSLContext | None = None) -> asyncio.AbstractServer:
-    """GET /metrics (any path answers the same) over HTTP/1.0 (HTTPS with `tls`), on the running loop."""
+async def serve_metrics(registry: CollectorRegistry, host: str, port: int, tls: ssl.SSLContext | None = None,
+                        allowed: Callable[[bytes], bool] | None = None) -> asyncio.AbstractServer:
+    """GET /metrics over HTTP/1.0 (HTTPS with `tls`), on the running loop; other paths are 404.
+    `allowed(request head)`: whether the scrape's credentials let it read (401 otherwise)."""
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+            path = request.split(b" ", 2)[1].split(b"?")[0] if request.count(b" ") >= 2 else b""
             if not request.startswith(b"GET "):
                 writer.write(b"HTTP/1.0 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+            elif path != b"/metrics":
+                writer.write(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+            elif allowed is not None and not allowed(request):
+                writer.write(b'HTTP/1.0 401 Unauthorized\r\nWWW-Authenticate: Bearer realm="hanzo metrics"\r\n'
+                             b"Content-Length: 0\r\n\r\n")
             else:
                 try:
                     body = generate_latest(registry)
@@ -198,7 +205,8 @@ async def serve_metrics(registry: CollectorRegistry, host: str, port: int,
                     writer.write(f"HTTP/1.0 200 OK\r\nContent-Type: {CONTENT_TYPE_LATEST}\r\n"
                                  f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
             await writer.drain()
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError,
+                ssl.SSLError):
             pass
         finally:
             writer.close()

@@ -68,6 +68,8 @@ class HanzoServer:
         self._feed: asyncio.Task | None = None  # replicas: the other replicas' catalogue changes
         self._resender: asyncio.Task | None = None  # Redis mode: logged batches Redis has not got yet
         self.metrics_port: int | None = None
+        self.access = None  # api.access.Access, made as the port opens
+        self.scopes: dict[str, str] = {}  # every registered method's declared scope
 
     def serving(self) -> bool:
         return self._serving
@@ -83,15 +85,21 @@ class HanzoServer:
             ("grpc.max_send_message_length", 4 * limit),
             ("grpc.so_reuseport", 1 if self.config.reuse_port else 0),
         ]
-        server = grpc.aio.server(options=options, interceptors=exposure.interceptors(self.config))
-        add_service(server, kserve.KServeServicer(self.repository, VERSION, self.serving, self.edge), kserve.SERVICE)
-        add_service(server, commerce.CommerceServicer(self.edge, self.features, self.recommender, self.searcher,
-                                                      self.fraud, self.pricing, self.inventory), commerce.SERVICE)
-        add_service(server, admin.AdminServicer(self.latency), admin.SERVICE, guard=True)
+        server = grpc.aio.server(options=options)
+        self.access = access = exposure.access(self.config)
+        scopes = self.scopes
+        scopes.update(add_service(server, kserve.KServeServicer(self.repository, VERSION, self.serving, self.edge),
+                                  kserve.SERVICE, kserve.SCOPES, access, audited=kserve.AUDITED))
+        scopes.update(add_service(server, commerce.CommerceServicer(
+            self.edge, self.features, self.recommender, self.searcher, self.fraud, self.pricing, self.inventory),
+            commerce.SERVICE, commerce.SCOPES, access))
+        scopes.update(add_service(server, admin.AdminServicer(self.latency), admin.SERVICE, admin.SCOPE, access,
+                                  guard=True, audited=admin.AUDITED))
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
-        add_service(server, self._health, health_name, guard=True)
-        add_service(server, reflection.aio.ReflectionServicer(SERVICES + (health_name, reflection.SERVICE_NAME)),
-                    reflection.SERVICE_NAME, guard=True)
+        scopes.update(add_service(server, self._health, health_name, "health", access, guard=True))
+        scopes.update(add_service(server, reflection.aio.ReflectionServicer(
+            SERVICES + (health_name, reflection.SERVICE_NAME)), reflection.SERVICE_NAME, "reflection", access,
+            guard=True))
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         tls = exposure.tls_files(self.config)  # one set of files for both ports
         credentials = exposure.checked(self.config, tls)
@@ -114,7 +122,8 @@ class HanzoServer:
             registry = registry_for(ServerCollector(self.repository, self.latency, self.features, self.admission,
                                                     self.edge.late))
             self._metrics = await serve_metrics(registry, self.config.host, self.config.metrics_port,
-                                                exposure.metrics_tls(tls))
+                                                exposure.metrics_tls(tls), exposure.metrics_check(self.config,
+                                                                                                 access))
             self.metrics_port = self._metrics.sockets[0].getsockname()[1]
         return self.port
 
@@ -205,6 +214,8 @@ class HanzoServer:
         await self.features.aclose()
         if self._metrics is not None:
             self._metrics.close()
+        if self.access is not None:
+            await asyncio.to_thread(self.access.audit.close)
         if release_port:
             await self._server.stop(0)
         self._server = None

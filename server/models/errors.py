@@ -46,6 +46,10 @@ class NotFound(HanzoError):
     code = "NOT_FOUND"
 
 
+class PermissionDenied(HanzoError):
+    code = "PERMISSION_DENIED"
+
+
 class DeadlineExceeded(HanzoError):
     code = "DEADLINE_EXCEEDED"
 

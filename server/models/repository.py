@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ from .triton_backend import RemoteTritonBackend
 from .version import ModelVersion
 
 log = logging.getLogger(__name__)
+
+# What a model name may be: a folder's name in the repository, never a path.
+MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 
 READY, LOADING, UNAVAILABLE, UNLOADING = "READY", "LOADING", "UNAVAILABLE", "UNLOADING"
 
@@ -191,9 +195,10 @@ class ModelRepository:
     # ------------------------------------------------------------------ loading
 
     def discover(self) -> list[str]:
+        """The model folders of the repository: only those whose names are model names."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and MODEL_NAME.match(p.name))
 
     async def load_all(self) -> None:
         """The start-up load: every model folder, each model's failure logged and shown in the
@@ -236,8 +241,10 @@ class ModelRepository:
         a failed newest version is therefore an error although an older version serves in its
         place; the message names the versions serving.
         """
-        if name not in self.discover():  # a name, never a path: "", ".", "../x" and "/etc" are no model
-            raise NotFound(f"model {quote(name)} is not in the repository (models: {self.discover()})")
+        # a name, never a path: "", ".", "../x" and "/etc" are no model, and nothing is looked up for them
+        if not MODEL_NAME.match(name) or name not in self.discover():
+            raise NotFound(f"model {quote(name)} is not in the repository (model names are letters, digits, '_', "
+                           f"'-' and '.', not first; models: {self.discover()[:50]})")
         try:
             error = await self._load(name, retry=True)
         finally:
@@ -402,7 +409,7 @@ class ModelRepository:
     async def _unload(self, name: str) -> None:
         model = self._models.get(name)
         if model is None:
-            raise NotFound(f"model {name!r} is not loaded")
+            raise NotFound(f"model {quote(name)} is not loaded")
         async with model.lock:
             versions, model.versions, model.latest = model.versions, {}, None
             for version in versions.values():
