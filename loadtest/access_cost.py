@@ -6,22 +6,25 @@ demo world served plaintext without keys, and served with TLS and an API key, in
 
 The two settings alternate (plain, secured, plain, secured, ...) on the same data directory, so a
 drift of the machine shows as a difference between rounds of one setting rather than between
-the settings. Per setting and RPC: the callers' latency from each call's due time (p50, p99,
+the settings; the summary gives the medians over the rounds. Each server is first left until its
+CPU is quiet (the demo's start-up work done). Per setting and RPC: the callers' latency from each call's due time (p50, p99,
 p99.9; it includes the TLS records and the key check) and the server's own histogram (Admin
 GetLatency: from the edge to the answer written, so after the key check), with the floor, a
-do-nothing server on the same port settings, from the same run. The certificates (a CA and a
+do-nothing server (plaintext), from the same run. The certificates (a CA and a
 server certificate for 127.0.0.1) are made here with `cryptography`."""
 from __future__ import annotations
 
 import argparse
 import datetime
 import ipaddress
+import statistics
 import sys
 import time
 from pathlib import Path
 
 from . import targets
 from .fuzz_server import start_demo, stop
+from .overload import settle
 from .openloop import LoadSpec, parse_cpus, run_load
 from .reports import write_report
 
@@ -104,6 +107,20 @@ def measure(url: str, workdir: Path, args: argparse.Namespace, tls_ca: str = "",
     return out
 
 
+def floor(args: argparse.Namespace) -> dict:
+    """The same loads on a do-nothing server (plaintext, no keys) pinned where the server runs."""
+    import os
+
+    from .floor import FloorServer
+
+    print("floor", file=sys.stderr)
+    methods = [(targets.commerce(rpc, demo_manifest=args.workdir / "demo_world" / "demo.json").method,
+                f"hanzo.v1.{request}", b"") for rpc, request in zip(RPCS, ("RecommendRequest", "FraudRequest"))]
+    with FloorServer(methods) as server:
+        os.sched_setaffinity(server._proc.pid, parse_cpus(args.server_cpus))
+        return measure(server.url, args.workdir, args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/hanzo-access-cost"))
@@ -126,23 +143,25 @@ def main(argv: list[str] | None = None) -> int:
                                  str(keys_path)), str(pki["ca"]), secret)}
     rounds: list[dict] = []
     for n in range(args.rounds):
+        rounds.append({"round": n + 1, "setting": "floor", "rpcs": floor(args)})
         for name, (extra, ca, key) in settings.items():
             print(f"round {n + 1}, {name}", file=sys.stderr)
             served = start_demo(args.workdir, f"serve-{name}.log", extra, parse_cpus(args.server_cpus), tls_ca=ca)
             try:
-                time.sleep(3.0)  # the demo's start-up work done before anything is measured
+                settle(served.pid)  # the demo's start-up work done before anything is measured
                 rounds.append({"round": n + 1, "setting": name, "rpcs": measure(served.url, args.workdir, args,
                                                                                 ca, key)})
             finally:
                 stop(served.process)
     summary = {}
-    for name in settings:
+    for name in ("floor", *settings):
         for rpc in RPCS:
             rows = [r["rpcs"][rpc] for r in rounds if r["setting"] == name]
-            summary.setdefault(name, {})[rpc] = {
-                "client_p99_ms": round(sum(r["client_p99_ms"] for r in rows) / len(rows), 3),
-                "server_p99_ms": round(sum(r["server"].get("p99_ms", 0.0) for r in rows) / len(rows), 3),
-                "client_p50_ms": round(sum(r["client_p50_ms"] for r in rows) / len(rows), 3)}
+            summary.setdefault(name, {})[rpc] = {  # medians over the rounds
+                "client_p50_ms": round(statistics.median(r["client_p50_ms"] for r in rows), 3),
+                "client_p99_ms": round(statistics.median(r["client_p99_ms"] for r in rows), 3),
+                "client_p999_ms": round(statistics.median(r["client_p999_ms"] for r in rows), 3),
+                "server_p99_ms": round(statistics.median(r["server"].get("p99_ms", 0.0) for r in rows), 3)}
     for rpc in RPCS:
         plain, secured = summary["plain"][rpc], summary["tls_and_key"][rpc]
         summary.setdefault("ratio", {})[rpc] = {
