@@ -9,6 +9,8 @@ from ..models.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from ..features.definitions import ENTITIES
 from ..features.events import format_timestamp, record_from_proto
 from ..features.service import FeatureService
+from ..features.tenancy import SCOPED_ENTITIES, scoped
+from .merchants import merchant_of
 
 
 def _check_open(features: FeatureService) -> None:
@@ -27,7 +29,8 @@ async def ingest_events(features: FeatureService, request: commerce_pb2.EventBat
         raise InvalidArgument("events", f"{count} events in one batch; the limit is {limit}")
     if deadline is not None and deadline <= time.monotonic():
         raise DeadlineExceeded("the deadline passed before the batch was read")
-    result = await features.ingest([record_from_proto(event) for event in request.events])
+    merchant = merchant_of(request)
+    result = await features.ingest([record_from_proto(event) for event in request.events], merchant)
     ack = commerce_pb2.IngestAck(request_id=request.request_id, accepted=result.accepted,
                                  duplicates=result.duplicates)
     for reject in result.rejects:
@@ -46,6 +49,7 @@ async def get_features(features: FeatureService,
     ids = list(request.entity_ids)
     if not ids:
         raise InvalidArgument("entity_ids", "empty: name at least one entity")
+    merchant = merchant_of(request)
     names = list(request.feature_names) or store.feature_names(entity)
     for name in names:
         feature = store.features.get(name)
@@ -63,7 +67,8 @@ async def get_features(features: FeatureService,
                                            "offline join (get_historical_features)")
     response = commerce_pb2.FeaturesResponse(request_id=request.request_id, entity_ids=ids)
     response.as_of.FromMilliseconds(as_of)
-    block = await features.read(entity, ids, names, as_of)
+    keys = [scoped(merchant, i) for i in ids] if entity in SCOPED_ENTITIES else ids
+    block = await features.read(entity, keys, names, as_of)
     if block.layout:
         columns = response.columns
         for name, _, width in block.layout:

@@ -5,9 +5,11 @@ import math
 
 from hanzo.v1 import commerce_pb2
 
+from ..features.tenancy import SCOPED_CONTEXT, scoped
 from ..models.errors import InvalidArgument
 from ..surfaces.fraud import FraudScorer
 from ..surfaces.fraud_inputs import FraudOrder
+from .merchants import merchant_of
 
 MAX_ITEMS = 1000
 MAX_SIGNALS = 256
@@ -15,6 +17,9 @@ MAX_AMOUNT = 1e12  # beyond float32's comfort once summed into the windows
 
 
 def to_order(request: commerce_pb2.FraudRequest) -> FraudOrder:
+    """The order, its shopper's ids (user, session, order, card, device, IP, email, addresses)
+    kept as the request's merchant's own (features/tenancy.py)."""
+    merchant = merchant_of(request)
     if not request.HasField("order"):
         raise InvalidArgument("order", "is required")
     order = request.order
@@ -43,11 +48,21 @@ def to_order(request: commerce_pb2.FraudRequest) -> FraudOrder:
         timestamp = order.timestamp.seconds * 1000 + order.timestamp.nanos // 1_000_000
         if timestamp <= 0:
             raise InvalidArgument("order.timestamp", "must be after 1970")
-    return FraudOrder(order_id=order.order_id, timestamp=timestamp, amount=order.amount, user_id=order.user_id,
-                      session_id=order.session_id, currency=order.currency, card_id=order.card_id,
-                      device_id=order.device_id, ip=order.ip, email=order.email,
-                      shipping_address_id=order.shipping_address_id, billing_address_id=order.billing_address_id,
-                      items=items or None, signals=dict(order.signals) or None, context=dict(order.context) or None)
+    own = lambda value: scoped(merchant, value)  # noqa: E731
+    return FraudOrder(order_id=own(order.order_id), timestamp=timestamp, amount=order.amount,
+                      user_id=own(order.user_id), session_id=own(order.session_id), currency=order.currency,
+                      card_id=own(order.card_id), device_id=own(order.device_id), ip=own(order.ip),
+                      email=own(order.email), shipping_address_id=own(order.shipping_address_id),
+                      billing_address_id=own(order.billing_address_id), items=items or None,
+                      signals=dict(order.signals) or None, context=_context(order.context, merchant))
+
+
+def _context(context, merchant: str) -> dict | None:
+    out = dict(context)
+    for name in SCOPED_CONTEXT:
+        if out.get(name):
+            out[name] = scoped(merchant, out[name])
+    return out or None
 
 
 async def score_fraud(scorer: FraudScorer, request: commerce_pb2.FraudRequest,

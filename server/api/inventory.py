@@ -7,11 +7,13 @@ from hanzo.v1 import commerce_pb2
 
 from ..models.errors import InvalidArgument
 from ..surfaces.inventory import InventoryPlanner, InventoryQuery
+from .merchants import merchant_of
 
 MAX_DAYS = 3660
 
 
 def to_query(request: commerce_pb2.InventoryRequest) -> InventoryQuery:
+    merchant_of(request)  # the catalogue is shared: the id is checked, nothing is scoped
     if not request.product_id:
         raise InvalidArgument("product_id", "is empty")
     if not 0 <= request.horizon_days <= MAX_DAYS:

@@ -9,6 +9,7 @@ from hanzo.v1 import commerce_pb2
 
 from ..models.errors import InvalidArgument
 from ..surfaces.pricing import PriceQuery, PriceQuoter
+from .merchants import merchant_of
 
 MAX_PRICE = 1e9
 NUMBERS = {  # context key -> (least, most)
@@ -34,6 +35,7 @@ def _number(context, key: str) -> float | None:
 
 
 def to_query(request: commerce_pb2.PriceRequest) -> PriceQuery:
+    merchant_of(request)  # the catalogue is shared: the id is checked, nothing is scoped
     if not request.product_id:
         raise InvalidArgument("product_id", "is empty")
     if len(request.competitor_prices) > MAX_COMPETITORS:

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from hanzo.v1 import commerce_pb2
 
+from ..features.tenancy import scoped
 from ..models.errors import InvalidArgument
 from ..surfaces.recommend import RecommendQuery, Recommender
+from .merchants import merchant_of
 
 DEFAULT_K = 10  # a request that leaves k out (proto3: 0)
 PLACEMENTS = {commerce_pb2.PLACEMENT_UNSPECIFIED: "home", commerce_pb2.HOME: "home",
@@ -12,6 +14,7 @@ PLACEMENTS = {commerce_pb2.PLACEMENT_UNSPECIFIED: "home", commerce_pb2.HOME: "ho
 
 
 def to_query(request: commerce_pb2.RecommendRequest) -> RecommendQuery:
+    merchant = merchant_of(request)
     k = request.k or DEFAULT_K
     if k < 0:
         raise InvalidArgument("k", f"{request.k}: ask for at least one product (0 or unset: {DEFAULT_K})")
@@ -21,7 +24,8 @@ def to_query(request: commerce_pb2.RecommendRequest) -> RecommendQuery:
                                            f"({', '.join(commerce_pb2.Placement.keys())})")
     if not request.user_id and not request.session_id:
         raise InvalidArgument("user_id", "give a user_id or a session_id (or both)")
-    return RecommendQuery(k=k, placement=placement, user_id=request.user_id, session_id=request.session_id,
+    return RecommendQuery(k=k, placement=placement, user_id=scoped(merchant, request.user_id),
+                          session_id=scoped(merchant, request.session_id),
                           anchors=list(request.anchor_product_ids), exclude=list(request.exclude_product_ids),
                           request_id=request.request_id, merchant_id=request.merchant_id)
 

@@ -16,6 +16,7 @@ import numpy as np
 from .dedup import DedupIndex, id_hashes
 from ..models.errors import Unavailable
 from ..models.limits import DEFAULT_LIMITS
+from .tenancy import scope_record
 from .events import EventError, check_record, format_timestamp
 from .catalog_feed import CatalogFeed
 from . import lock
@@ -217,17 +218,20 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
 
     # ------------------------------------------------------------------ ingestion
 
-    def admit(self, items: list[dict[str, Any] | EventError]) -> tuple[list[dict], np.ndarray, list[Reject], int]:
-        """Validation and deduplication: (new records, their id hashes, rejects, duplicates)."""
-        records, rejects = self._screen(items)
+    def admit(self, items: list[dict[str, Any] | EventError],
+              merchant: str = "") -> tuple[list[dict], np.ndarray, list[Reject], int]:
+        """Validation and deduplication: (new records, their id hashes, rejects, duplicates);
+        the records' ids made `merchant`'s own (features/tenancy.py)."""
+        records, rejects = self._screen(items, merchant)
         if not records:
             return [], np.zeros(0, np.uint64), rejects, 0
         if self.log is not None and self.log.broken:
             raise LogBroken(self.log.broken)
         return self._deduplicated(records, rejects)
 
-    def _screen(self, items: list[dict[str, Any] | EventError]) -> tuple[list[dict], list[Reject]]:
-        """Validation: the records that may be taken, and the rejects."""
+    def _screen(self, items: list[dict[str, Any] | EventError], merchant: str = "") -> tuple[list[dict],
+                                                                                             list[Reject]]:
+        """Validation: the records that may be taken (their ids `merchant`'s), and the rejects."""
         now_ms = int(time.time() * 1000)
         max_future = int(self.config.max_future_seconds * 1000)
         floor = self.store.watermark - self.dedup.horizon_ms
@@ -249,7 +253,7 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
                                       f"({self.config.dedup_horizon_hours:g} h before its clock, "
                                       f"{format_timestamp(self.store.watermark)}): no window holds it"))
                 continue
-            records.append(item)
+            records.append(scope_record(item, merchant))
         return records, rejects
 
     def _deduplicated(self, records: list[dict], rejects: list[Reject]) -> tuple[list[dict], np.ndarray,
@@ -263,12 +267,12 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
             is_new = self.dedup.check_and_add(hashes, stamps, self.store.watermark)
         return self._new_only(records, hashes, is_new, rejects)
 
-    async def _admit_async(self, items: list[dict[str, Any] | EventError]) -> tuple[list[dict], np.ndarray,
-                                                                                   list[Reject], int]:
+    async def _admit_async(self, items: list[dict[str, Any] | EventError],
+                           merchant: str = "") -> tuple[list[dict], np.ndarray, list[Reject], int]:
         """admit on the event loop: a batch of this process that holds some of the ids is waited
         for (its ids are then duplicates, or free again), and Redis's round trips are awaited
         instead of blocking the loop."""
-        records, rejects = self._screen(items)
+        records, rejects = self._screen(items, merchant)
         if not records:
             return [], np.zeros(0, np.uint64), rejects, 0
         hashes = id_hashes([r["event_id"] for r in records])
@@ -390,10 +394,11 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
                 log.exception("sending logged batches to Redis failed; tried again")
                 wait = most_s
 
-    async def ingest(self, items: list[dict[str, Any] | EventError]) -> IngestResult:
-        """One batch: acknowledged (returned) only after its events are in the log."""
+    async def ingest(self, items: list[dict[str, Any] | EventError], merchant: str = "") -> IngestResult:
+        """One batch: acknowledged (returned) only after its events are in the log. `merchant`:
+        whose events they are (their ids are kept as that merchant's: features/tenancy.py)."""
         with self._reachable("taking a batch in"):
-            records, hashes, rejects, duplicates = await self._admit_async(items)
+            records, hashes, rejects, duplicates = await self._admit_async(items, merchant)
             if records:
                 await self._append_and_commit(records, hashes)
         return IngestResult(len(records), duplicates, rejects, self.store.watermark)
@@ -408,10 +413,10 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
             raise StoreUnavailable(f"the feature store's Redis did not answer while {doing} "
                                    f"({type(exc).__name__}: {str(exc)[:200]}); retry") from exc
 
-    def ingest_blocking(self, items: list[dict[str, Any] | EventError]) -> IngestResult:
+    def ingest_blocking(self, items: list[dict[str, Any] | EventError], merchant: str = "") -> IngestResult:
         """The same, in the caller's thread (bulk loads without a server)."""
         with self._reachable("taking a batch in"):
-            records, hashes, rejects, duplicates = self.admit(items)
+            records, hashes, rejects, duplicates = self.admit(items, merchant)
             if records:
                 try:
                     first = self.log.append(records)

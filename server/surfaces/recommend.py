@@ -270,7 +270,9 @@ class Recommender:
     def _shown_event(self, query: RecommendQuery, result: RecommendResult) -> dict:
         now = self.shown.now()
         request_id = query.request_id or self.shown.auto_id(now)
-        return {"event_id": f"shown-{request_id}", "event_type": "recommendation_shown", "timestamp": now,
+        # a request id is the merchant's: two shops' "r1" are two events
+        shown_id = f"shown-{query.merchant_id}/{request_id}" if query.merchant_id else f"shown-{request_id}"
+        return {"event_id": shown_id, "event_type": "recommendation_shown", "timestamp": now,
                 "user_id": query.user_id or None, "session_id": query.session_id or f"user:{query.user_id}",
                 "payload": {"product_ids": [item.product_id for item in result.items], "request_id": request_id,
                             "model_version": f"{MODEL}:{result.model_version}", "placement": query.placement},

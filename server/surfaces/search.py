@@ -339,7 +339,9 @@ class Searcher:
         payload = {"query": query.query, "product_ids": [h.product_id for h in result.items], "request_id": request_id}
         if result.model_version:
             payload["model_version"] = f"{MODEL}:{result.model_version}"
-        return {"event_id": f"search-{request_id}", "event_type": "search", "timestamp": now,
+        # a request id is the merchant's: two shops' "r1" are two events
+        search_id = f"search-{query.merchant_id}/{request_id}" if query.merchant_id else f"search-{request_id}"
+        return {"event_id": search_id, "event_type": "search", "timestamp": now,
                 "user_id": query.user_id or None,
                 "session_id": query.session_id or (f"user:{query.user_id}" if query.user_id else f"anon:{request_id}"),
                 "payload": payload, "context": {"merchant_id": query.merchant_id} if query.merchant_id else {}}
