@@ -109,7 +109,7 @@ def test_a_call_whose_deadline_cannot_be_met_is_refused_at_once_and_a_full_queue
         with pytest.raises(Refused) as info:
             gate.admit(FakeContext())
         assert info.value.reason == "queue_full"
-        assert gate.refused == {"cpu": 0, "queue_full": 1, "deadline": 1, "cancelled": 0}
+        assert gate.refused == {"cpu": 0, "queue_full": 1, "merchant_share": 0, "deadline": 1, "cancelled": 0}
         gate.release(10 * MS, 10 * MS)  # a slot frees: the first waiter goes in
         assert waiting[0].done() and not waiting[1].done() and len(gate.queue) == 3
 
@@ -406,3 +406,42 @@ def test_the_call_cost_benchmark_answers_and_refuses_as_it_says():
     assert {mode: entry["code"] for mode, entry in modes.items()} == {
         "served": "OK", "refused_by_handler": "RESOURCE_EXHAUSTED", "refused_by_grpc_limit": "RESOURCE_EXHAUSTED"}
     assert all(entry["done"] > 0 and entry["us_per_call"] > 0 for entry in modes.values())
+
+
+def test_a_merchants_burst_fills_the_queue_only_to_its_share_and_another_still_gets_in():
+    async def scenario():
+        admission = Admission(config(initial_limit=4, max_limit=4, min_limit=2, total_limit=64, queue_size=8))
+        gate = admission.gate("/hanzo.v1.Commerce/Recommend")
+        ctx = FakeContext
+        for _ in range(4):  # a lone merchant may take every slot and the whole queue
+            assert gate.admit(ctx(), b"shop-a") is None
+        waiting = [gate.admit(ctx(), b"shop-a") for _ in range(8)]
+        assert all(w is not None for w in waiting)
+        with pytest.raises(Refused) as full:
+            gate.admit(ctx(), b"shop-b")
+        assert full.value.reason == "queue_full"
+        for _ in range(6):  # shop-a's calls finish; others of its own wait their turn
+            gate.release(MS, MS, merchant=b"shop-a")
+        assert gate.held == {b"shop-a": 12 - 6}
+        # shop-b's call queues (it holds nothing); then shop-a, holding 6 of (4 + 8) / 2 merchants
+        # = 6, may not queue another while shop-b is busy
+        assert gate.admit(ctx(), b"shop-b") is not None
+        with pytest.raises(Refused) as share:
+            gate.admit(ctx(), b"shop-a")
+        assert share.value.reason == "merchant_share" and gate.refused["merchant_share"] == 1
+        assert gate.held == {b"shop-a": 6, b"shop-b": 1}
+        for w in waiting:
+            w.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_the_edge_reads_the_merchant_off_the_undecoded_body():
+    from hanzo.server.api.edge import merchant_peek
+    from hanzo.v1 import commerce_pb2
+
+    body = commerce_pb2.RecommendRequest(merchant_id="shop-a", user_id="u", k=3).SerializeToString()
+    assert merchant_peek(body) == b"shop-a"
+    assert merchant_peek(commerce_pb2.RecommendRequest(user_id="u").SerializeToString()) == b""
+    long = commerce_pb2.RecommendRequest(merchant_id="m" * 300).SerializeToString()
+    assert merchant_peek(long) == b"m" * 64

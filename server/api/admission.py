@@ -13,7 +13,13 @@ All RPCs share one pool: past `total_limit` calls in flight, an RPC is only admi
 its first `min_limit` slots, so a burst on one RPC cannot take every slot from the others.
 Before any of that, with `cpu_shedding` on, a share of new calls is turned away while the
 server's CPU is past `cpu_target` (saturation.py): the one signal that rises with the calls
-waiting in gRPC's own queue, before any gate. Per-merchant shares (tenancy) become further gates on the same pool."""
+waiting in gRPC's own queue, before any gate.
+
+Merchants share each RPC's slots: a call that would have to wait is refused (reason
+`merchant_share`) when its merchant already holds its share of the RPC's limit and queue
+(split evenly among the merchants with calls in flight or waiting), so one shop's burst fills
+the queue only up to its share and another shop's calls still find a place in it. While there
+is room, anyone's call goes straight in: a lone merchant may use everything."""
 from __future__ import annotations
 
 import asyncio
@@ -29,7 +35,7 @@ from .saturation import Saturation
 # Weight of the newest call in the service-time average (a 1-in-10 moving average).
 SERVICE_WEIGHT = 0.1
 INFINITY = float("inf")
-REASONS = ("cpu", "queue_full", "deadline", "cancelled")
+REASONS = ("cpu", "queue_full", "merchant_share", "deadline", "cancelled")
 
 
 @dataclass
@@ -82,13 +88,15 @@ class Refused(ResourceExhausted):
 
 
 class _Waiter:
-    __slots__ = ("future", "context", "deadline", "since_ns")
+    __slots__ = ("future", "context", "deadline", "since_ns", "merchant")
 
-    def __init__(self, future: asyncio.Future, context: Any, deadline: float, since_ns: int) -> None:
+    def __init__(self, future: asyncio.Future, context: Any, deadline: float, since_ns: int,
+                 merchant: bytes) -> None:
         self.future = future
         self.context = context
         self.deadline = deadline
         self.since_ns = since_ns
+        self.merchant = merchant
 
 
 class Gate:
@@ -96,7 +104,7 @@ class Gate:
 
     __slots__ = ("method", "pool", "limit", "in_flight", "queue", "service_ns", "_min_ns", "_prev_min_ns",
                  "_window_end_ns", "_since_cut", "admitted", "refused", "waited", "wait_ns", "late",
-                 "_min", "_max", "_tolerance", "_backoff", "_window_ns", "_queue_size", "timed")
+                 "_min", "_max", "_tolerance", "_backoff", "_window_ns", "_queue_size", "timed", "held")
 
     def __init__(self, method: str, pool: "Admission", config: AdmissionConfig) -> None:
         self.method = method
@@ -118,15 +126,17 @@ class Gate:
         self.wait_ns = 0
         self.late = 0  # handler returned after the client's deadline
         self.timed = 0  # calls that came with a deadline
+        self.held: dict[bytes, int] = {}  # calls in flight or waiting, per merchant (b"": none named)
 
     def has_room(self) -> bool:
         pool = self.pool
         return self.in_flight < self.limit and (pool.in_flight < pool.total_limit or self.in_flight < self._min)
 
-    def admit(self, context: Any) -> asyncio.Future | None:
+    def admit(self, context: Any, merchant: bytes = b"") -> asyncio.Future | None:
         """None: admitted, run now. A future: queued, admitted when it resolves (it raises
         Refused when the call is dropped instead). Raises Refused at once when the queue is
-        full or the deadline cannot be met; asyncio.CancelledError when the client is gone."""
+        full, the merchant holds its share, or the deadline cannot be met;
+        asyncio.CancelledError when the client is gone. `merchant`: whose call it is."""
         if context.done():
             self.refused["cancelled"] += 1
             raise asyncio.CancelledError()
@@ -146,32 +156,52 @@ class Gate:
             self.in_flight += 1
             self.pool.in_flight += 1
             self.admitted += 1
+            self._hold(merchant)
             return None
         if queued >= self._queue_size:
             self._refuse("queue_full", f"{self.in_flight} calls in flight (the limit) and {queued} waiting")
+        held = self.held
+        mine = held.get(merchant, 0)
+        share = (self.limit + self._queue_size) / (len(held) + (0 if mine else 1))
+        if mine + 1 > share:
+            self._refuse("merchant_share", f"this merchant holds {mine} of the {self.in_flight} calls in flight "
+                                           f"and {queued} waiting, its share with {len(held)} merchants busy")
         expected_ns = (queued + 1) * self.service_ns / self.limit + self.service_ns
         if budget_ns < expected_ns:
             self._refuse("deadline", f"the deadline leaves {budget_ns / 1e6:.1f} ms; a call waits and runs "
                                      f"about {expected_ns / 1e6:.1f} ms here now")
         future = asyncio.get_running_loop().create_future()
         deadline = INFINITY if remaining is None else time.monotonic() + remaining
-        self.queue.append(_Waiter(future, context, deadline, time.perf_counter_ns()))
+        self.queue.append(_Waiter(future, context, deadline, time.perf_counter_ns(), merchant))
         self.pool.queued += 1
+        self._hold(merchant)
         return future
 
-    def abandon(self, future: asyncio.Future) -> None:
+    def _hold(self, merchant: bytes) -> None:
+        self.held[merchant] = self.held.get(merchant, 0) + 1
+
+    def _drop(self, merchant: bytes) -> None:
+        left = self.held.get(merchant, 0) - 1
+        if left > 0:
+            self.held[merchant] = left
+        else:
+            self.held.pop(merchant, None)
+
+    def abandon(self, future: asyncio.Future, merchant: bytes = b"") -> None:
         """The caller of a queued call is gone (its task was cancelled while it waited)."""
         for waiter in self.queue:
             if waiter.future is future:
                 self.queue.remove(waiter)
                 self.pool.queued -= 1
                 self.refused["cancelled"] += 1
+                self._drop(waiter.merchant)
                 return
         if future.done() and not future.cancelled() and future.exception() is None:
-            self.release(0, 0)  # the slot was handed over just before the cancellation
+            self.release(0, 0, merchant=merchant)  # the slot was handed over just before the cancellation
 
-    def release(self, elapsed_ns: int, now_ns: int, late: bool = False) -> None:
+    def release(self, elapsed_ns: int, now_ns: int, late: bool = False, merchant: bytes = b"") -> None:
         """An admitted call's handler returned after `elapsed_ns` (0: no sample)."""
+        self._drop(merchant)
         in_flight = self.in_flight
         self.in_flight = in_flight - 1
         pool = self.pool
@@ -209,13 +239,16 @@ class Gate:
         self.pool.queued -= 1
         future = waiter.future
         if future.done():
+            self._drop(waiter.merchant)
             return
         if waiter.context.done():
             self.refused["cancelled"] += 1
+            self._drop(waiter.merchant)
             future.cancel()
             return
         if (waiter.deadline - now) * 1e9 < self.service_ns:
             self.refused["deadline"] += 1
+            self._drop(waiter.merchant)
             future.set_exception(Refused("deadline", "the deadline would pass before the call could finish; "
                                                      "it waited for a slot"))
             return
@@ -255,7 +288,8 @@ class Admission:
         seen = stale = timed = 0
         for gate in self.gates.values():
             refused = gate.refused
-            seen += gate.admitted + refused["cpu"] + refused["queue_full"] + refused["deadline"]
+            seen += (gate.admitted + refused["cpu"] + refused["queue_full"] + refused["merchant_share"]
+                     + refused["deadline"])
             stale += refused["deadline"]
             timed += gate.timed
         return seen, stale, timed

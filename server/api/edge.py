@@ -128,6 +128,8 @@ class Edge:
         accepting = self.accepting if gated else None
         gate = self.admission.gate(method) if gated and self.admission is not None else None
         decode = lenient_decoder(request_class) if request_class is not None else None
+        # whose call it is, read off the undecoded body for the merchants' shares of the gate
+        peek = merchant_peek if gate is not None and takes_merchant_first(request_class) else None
         limits = self.limits
         late_counts = self.late
         Message = message.Message
@@ -145,17 +147,20 @@ class Edge:
             context.add_done_callback(done)
             admitted = 0
             ran = False
+            merchant = b""
             try:
                 if accepting is not None and not accepting():
                     raise Unavailable("the server is not serving yet (starting: health says NOT_SERVING) or is "
                                       "draining; retry")
                 if gate is not None:
-                    waiting = gate.admit(context)
+                    if peek is not None and request.__class__ is bytes:
+                        merchant = peek(request)
+                    waiting = gate.admit(context, merchant)
                     if waiting is not None:
                         try:
                             await waiting
                         except asyncio.CancelledError:
-                            gate.abandon(waiting)
+                            gate.abandon(waiting, merchant)
                             raise
                     admitted = perf()
                 ran = gated
@@ -187,12 +192,35 @@ class Edge:
                         late_counts[method] = late_counts.get(method, 0) + 1
                     if admitted:
                         now = perf()
-                        gate.release(now - admitted, now, late)
+                        gate.release(now - admitted, now, late, merchant)
             await context.abort(code, text)
 
         edge.__name__ = handler.__name__
         edge.decodes = decode is not None  # services.add_service: register it without a deserializer
         return edge
+
+
+def takes_merchant_first(request_class: type | None) -> bool:
+    """Whether the request message's field 1 is its merchant_id (every Commerce request)."""
+    fields = getattr(getattr(request_class, "DESCRIPTOR", None), "fields_by_name", None)
+    if not fields:
+        return False
+    field = fields.get("merchant_id")
+    return field is not None and field.number == 1
+
+
+def merchant_peek(body: bytes) -> bytes:
+    """The merchant_id of an encoded request whose field 1 it is, without decoding the rest
+    (encoders write fields in number order; b"" when it is absent). At most 64 bytes are kept:
+    a longer one is refused once the body is decoded."""
+    if len(body) < 2 or body[0] != 0x0A:
+        return b""
+    size, at = body[1], 2
+    if size & 0x80:  # a two-byte length (ids are far shorter than 16 KiB)
+        if len(body) < 3:
+            return b""
+        size, at = (size & 0x7F) | (body[2] << 7), 3
+    return body[at:at + min(size, 64)]
 
 
 def _failed(method: str, exc: HanzoError, request: Any) -> tuple[grpc.StatusCode, str]:
