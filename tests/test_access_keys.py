@@ -60,6 +60,10 @@ def test_the_keys_file_holds_digests_only_and_refuses_unknown_scopes(tmp_path):
         keys.add(["root"], [], "bad")
     with pytest.raises(ValueError, match="no key named 'nobody'"):
         keys.revoke("nobody")
+    (tmp_path / "dir.json").mkdir()
+    with pytest.raises(ValueError, match="cannot be read"):
+        KeyFile(tmp_path / "dir.json").entries()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".keys.json.") and not p.name.endswith(".lock")]
 
 
 def test_a_server_with_keys_checks_every_call_and_reads_revocations_without_a_restart(tmp_path):

@@ -18,6 +18,7 @@ from helpers import ServerProcess
 
 from hanzo.server.api import admin, commerce, kserve
 from hanzo.server.api.keys import SCOPES, KeyFile
+from hanzo.v1 import commerce_pb2, commerce_pb2_grpc
 
 pytestmark = pytest.mark.slow
 
@@ -119,6 +120,18 @@ def test_every_registered_rpc_answers_as_its_scope_says(tmp_path):
             assert row["right"] not in AUTH, (method, row)
             table.append(method)
         assert len(table) == len(scopes) and any(methods[m][2] for m in table)
+
+        # a key bound to a merchant may not change the catalogue every merchant shares
+        stub = commerce_pb2_grpc.CommerceStub(channel)
+        batch = commerce_pb2.EventBatch(merchant_id="m1")
+        for kind, payload in (("catalog_update", {"product_id": "p1", "title": "mine now"}),
+                              ("product_view", {"product_id": "p1"})):
+            event = batch.events.add(event_id=f"e-{kind}", event_type=kind, user_id="u1", session_id="s1")
+            event.timestamp.GetCurrentTime()
+            for name, value in payload.items():
+                setattr(event.payload, name, value)
+        ack = stub.IngestEvents(batch, metadata=(("authorization", f"Bearer {secrets['ingest']}"),), timeout=10)
+        assert ack.accepted == 1 and [(r.index, r.field) for r in ack.rejects] == [(0, "event_type")]
 
         keys.revoke("ingest-m1")  # read again by the running server, and audited
         deadline = time.monotonic() + 20

@@ -23,11 +23,13 @@ def test_lines_wait_for_the_data_directory_then_land_in_order(tmp_path):
     assert (tmp_path / "data" / "audit.jsonl").stat().st_mode & 0o777 == 0o600
 
 
-def test_a_server_that_stops_before_its_directory_exists_writes_its_lines_anyway(tmp_path):
+def test_a_server_that_stops_before_its_directory_exists_logs_its_lines_and_makes_no_directory(tmp_path, caplog):
     log = AuditLog(tmp_path / "never" / "audit.jsonl", wait_for_directory=True)
     log.record("anonymous from ipv4:127.0.0.1:1", "/hanzo.v1.Admin/GetLatency", "UNAUTHENTICATED")
-    log.close()
-    assert [r["result"] for r in read(tmp_path / "never" / "audit.jsonl")] == ["UNAUTHENTICATED"]
+    with caplog.at_level("WARNING", logger="hanzo.server.api.audit"):
+        log.close()
+    assert not (tmp_path / "never").exists()
+    assert [r.audit["result"] for r in caplog.records if hasattr(r, "audit")] == ["UNAUTHENTICATED"]
 
 
 def test_a_torn_last_line_is_skipped(tmp_path):
@@ -48,3 +50,14 @@ def test_an_overflow_is_counted_in_the_next_line(tmp_path, monkeypatch):
     overflow = [r for r in records if r["what"] == "audit queue overflow"]
     kept = [r for r in records if r["what"].startswith("call ")]
     assert overflow and overflow[0]["lines"] + len(kept) == 10 and kept[0]["what"] == "call 0"
+
+
+def test_refused_attempts_are_recorded_at_a_bounded_rate_and_the_rest_counted():
+    from hanzo.server.api.access import REFUSALS_PER_S, Access, AccessConfig
+
+    access = Access(AccessConfig(), None, None)
+    outcomes = [access._refusal_unrecorded() for _ in range(5 * REFUSALS_PER_S)]
+    recorded = [o for o in outcomes if o is not None]
+    assert len(recorded) <= REFUSALS_PER_S + 1 and access.refusals_unrecorded >= 4 * REFUSALS_PER_S - 1
+    time.sleep(0.2)  # the budget refills: the next record says how many went unrecorded
+    assert access._refusal_unrecorded() == len(outcomes) - len(recorded)

@@ -79,6 +79,13 @@ def test_two_merchants_with_the_same_ids_each_read_only_their_own(tmp_path, worl
         np.testing.assert_array_equal(missing, nothing.missing, err_msg=f"unnamed {entity}")
     assert compared > 1000
 
+    # the unnamed shop cannot write an id in a merchant's namespace ahead of it
+    batch = commerce_pb2.EventBatch()
+    event = batch.events.add(event_id="shop-a|claimed", event_type="page_view", user_id="u", session_id="s")
+    event.timestamp.GetCurrentTime()
+    ack = stub.IngestEvents(batch, timeout=10)
+    assert ack.accepted == 0 and [(r.field, r.event_id) for r in ack.rejects] == [("event_id", "shop-a|claimed")]
+
     for bad in ("shop-a|x", "a" * 65, "shop a"):
         with pytest.raises(grpc.RpcError) as refused:
             stub.GetFeatures(commerce_pb2.FeaturesRequest(merchant_id=bad, entity="user", entity_ids=["u"]),
@@ -87,7 +94,7 @@ def test_two_merchants_with_the_same_ids_each_read_only_their_own(tmp_path, worl
         assert refused.value.details().startswith("merchant_id:")
     assert server.terminate() == 0
     logged = load_log_records(tmp_path / "data")
-    assert len(logged) == len(events) + half
+    assert len(logged) == len(events) + half  # nothing of the refused batch
     assert {r["event_id"].split("|", 1)[0] for r in logged} == {"shop-a", "shop-b"}
 
 

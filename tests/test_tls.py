@@ -115,6 +115,7 @@ def test_tls_with_keys_listens_everywhere_renews_without_a_restart_and_serves_me
     from hanzo.server.api.keys import KeyFile
 
     admin_key = KeyFile(tmp_path / "keys.json").add(["admin"], ["*"], "ops")[1]
+    scraper_key = KeyFile(tmp_path / "keys.json").add(["metrics"], ["*"], "prometheus")[1]
     (tmp_path / "repo").mkdir()
     metrics_port = free_port()
     server = ServerProcess(tmp_path / "repo", "--no-demo-models", "--host", "0.0.0.0", "--keys-file", keys,
@@ -141,7 +142,7 @@ def test_tls_with_keys_listens_everywhere_renews_without_a_restart_and_serves_me
         metrics = f"https://localhost:{metrics_port}/metrics"
         # with keys, the metrics page is for the admin scope only; other paths are not the page
         assert scrape(metrics, context) == 401 and scrape(metrics, context, secret) == 401
-        assert scrape(metrics, context, admin_key) == 200
+        assert scrape(metrics, context, admin_key) == 200 and scrape(metrics, context, scraper_key) == 200
         assert scrape(f"https://localhost:{metrics_port}/v2/health/ready", context, admin_key) == 404
         assert served_serial(server.port) == 1001
         renewed = issue("localhost", issuer=ca, serial=2002)

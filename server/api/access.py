@@ -12,6 +12,7 @@ refusals included, whether or not credentials are configured."""
 from __future__ import annotations
 
 import inspect
+import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -21,6 +22,8 @@ import grpc
 from ..models.errors import quote
 from .audit import AuditLog
 from .keys import ANY_MERCHANT, SCOPES, ApiKey, KeyStore
+
+REFUSALS_PER_S = 10
 
 # what a method may declare: the credential scopes, and the two open-by-configuration ones
 DECLARABLE = SCOPES + ("health", "reflection")
@@ -37,8 +40,8 @@ class AccessConfig:
     keys_file: str = ""
     health_open: bool = True  # gRPC health, ServerLive and ServerReady answer without a key
     reflection_open: bool = False  # gRPC reflection answers without a key
-    # With keys: the metrics port answers only a bearer key with the admin scope (Prometheus'
-    # `authorization` setting), unless this is true.
+    # With keys: the metrics port answers only a bearer key with the metrics or admin scope
+    # (Prometheus' `authorization` setting), unless this is true.
     metrics_open: bool = False
     # TLS on the gRPC and metrics ports (PEM files, read again when they change); with
     # tls_client_ca, mutual TLS: clients must show a certificate that CA signed.
@@ -70,6 +73,11 @@ class Access:
         self.config = config
         self.store = store
         self.audit = audit
+        # refused attempts are audited at most REFUSALS_PER_S a second (the rest counted in the
+        # next line): anyone can make them, and the audit log's disk is the event log's
+        self._refusal_budget = float(REFUSALS_PER_S)
+        self._refusal_at = time.monotonic()
+        self.refusals_unrecorded = 0
         if store is not None and audit is not None:
             store.on_change = self._keys_changed
 
@@ -86,7 +94,7 @@ class Access:
             if key is None:
                 return None, (grpc.StatusCode.UNAUTHENTICATED, "the API key is not known here (revoked, or mistyped)")
         else:
-            key = self.store.lookup_identity(identities()) if self.store.identities else None
+            key = self.store.lookup_identity(identities())
             if key is None:
                 return None, (grpc.StatusCode.UNAUTHENTICATED,
                               "no API key: send the metadata 'authorization: Bearer <key>' (or 'x-api-key: <key>'), "
@@ -112,8 +120,11 @@ class Access:
         def admit(request: Any, context: grpc.aio.ServicerContext):
             key, refused = check(scope, dict(context.invocation_metadata() or ()), lambda: _identities(context))
             if audit is not None and refused is not None:
-                audit.record(_who(key, context), method, refused[0].name, reason=refused[1], **_target(request,
-                                                                                                       request_class))
+                unrecorded = self._refusal_unrecorded()
+                if unrecorded is not None:
+                    extra = {"refusals_not_recorded_before": unrecorded} if unrecorded else {}
+                    audit.record(_who(key, context), method, refused[0].name, reason=refused[1],
+                                 **_target(request, request_class), **extra)
             return key, refused
 
         def outcome(key: ApiKey | None, request: Any, context: grpc.aio.ServicerContext, error: BaseException | None):
@@ -157,6 +168,19 @@ class Access:
                 CALLER.reset(token)
                 outcome(key, request if not request_streaming else None, context, error)
         return unary
+
+    def _refusal_unrecorded(self) -> int | None:
+        """None: over the budget, this refusal goes unrecorded (counted); else how many went
+        unrecorded before it."""
+        now = time.monotonic()
+        budget = self._refusal_budget + (now - self._refusal_at) * REFUSALS_PER_S
+        self._refusal_budget, self._refusal_at = min(float(REFUSALS_PER_S), budget), now
+        if self._refusal_budget < 1.0:
+            self.refusals_unrecorded += 1
+            return None
+        self._refusal_budget -= 1.0
+        unrecorded, self.refusals_unrecorded = self.refusals_unrecorded, 0
+        return unrecorded
 
     def _keys_changed(self, before: list[ApiKey], after: list[ApiKey]) -> None:
         was, now = {k.id: k for k in before}, {k.id: k for k in after}

@@ -80,8 +80,13 @@ class AuditLog:
                 elif entry is not None:
                     self.dropped += 1
             try:
-                if pending and (stop or not self.wait_for_directory or self.path.parent.is_dir()):
+                if pending and (not self.wait_for_directory or self.path.parent.is_dir()):
                     self._write(pending)
+                    pending = []
+                elif pending and stop:  # stopped before the store's directory was made (a first start
+                    # cut short): making it now would pass for a store; the lines go to the log
+                    for entry in pending:
+                        log.warning("audit record (no data directory to write it in)", extra={"audit": entry})
                     pending = []
             except OSError as exc:  # a full or failing disk must not stop the server; it is said
                 log.error("audit log write failed", extra={"path": str(self.path), "error": str(exc),

@@ -7,10 +7,15 @@ from hanzo.v1 import commerce_pb2
 
 from ..models.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from ..features.definitions import ENTITIES
-from ..features.events import format_timestamp, record_from_proto
+from ..features.events import EventError, format_timestamp, record_from_proto
 from ..features.service import FeatureService
-from ..features.tenancy import SCOPED_ENTITIES, scoped
+from ..features.tenancy import SCOPED_ENTITIES, SEPARATOR, scoped
+from .access import CALLER
+from .keys import ANY_MERCHANT
 from .merchants import merchant_of
+
+CATALOG_TYPES = frozenset({"catalog_update", "price_change", "stock_update"})
+MAX_ECHOED_ID = 256
 
 
 def _check_open(features: FeatureService) -> None:
@@ -30,13 +35,33 @@ async def ingest_events(features: FeatureService, request: commerce_pb2.EventBat
     if deadline is not None and deadline <= time.monotonic():
         raise DeadlineExceeded("the deadline passed before the batch was read")
     merchant = merchant_of(request)
-    result = await features.ingest([record_from_proto(event) for event in request.events], merchant)
+    caller = CALLER.get()
+    shop_bound = caller is not None and ANY_MERCHANT not in caller.merchants
+    result = await features.ingest([_owned(record_from_proto(event), merchant, shop_bound)
+                                    for event in request.events], merchant)
     ack = commerce_pb2.IngestAck(request_id=request.request_id, accepted=result.accepted,
                                  duplicates=result.duplicates)
     for reject in result.rejects:
         ack.rejects.add(index=reject.index, event_id=reject.event_id, field=reject.field, reason=reject.reason)
     ack.watermark.FromMilliseconds(result.watermark)
     return ack
+
+
+def _owned(record: dict, merchant: str, shop_bound: bool) -> dict | EventError:
+    """The record, or why its sender may not write it: the shared catalogue is changed only by
+    a caller acting for every merchant, and `|` in an event id of the unnamed shop is kept for
+    the ids the server scopes to a merchant (so none can be claimed ahead of its merchant)."""
+    refusal = None
+    if shop_bound and record["event_type"] in CATALOG_TYPES:
+        refusal = EventError("event_type", f"{record['event_type']} changes the catalogue all merchants share: only "
+                                           "a key acting for every merchant (*) may send it")
+    elif not merchant and SEPARATOR in str(record["event_id"] or ""):
+        refusal = EventError("event_id", f"'{SEPARATOR}' is kept for merchants' ids: name the merchant in "
+                                         "merchant_id instead")
+    if refusal is not None:
+        refusal.event_id = str(record["event_id"] or "")[:MAX_ECHOED_ID]  # an ack never outgrows its batch
+        return refusal
+    return record
 
 
 async def get_features(features: FeatureService,

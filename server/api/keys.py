@@ -7,19 +7,22 @@ changes, so credentials are added and revoked without a restart. A file that sto
 the credentials last read, and says so."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import secrets
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 log = logging.getLogger(__name__)
 
-SCOPES = ("decide", "ingest", "infer", "admin")
+SCOPES = ("decide", "ingest", "infer", "admin", "metrics")  # metrics: the metrics page only
 ANY_MERCHANT = "*"
 
 
@@ -53,11 +56,16 @@ class KeyFile:
 
     def entries(self) -> list[ApiKey]:
         """Every credential; ValueError naming the file and what is wrong."""
-        if not self.path.exists():
-            return []
         try:
-            keys = [ApiKey(e["id"], e.get("sha256", ""), tuple(e["scopes"]), tuple(e.get("merchants", ["*"])),
-                           e.get("identity", "")) for e in json.loads(self.path.read_text())["keys"]]
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return []
+        except (OSError, UnicodeDecodeError) as exc:  # a directory, unreadable: said, never a crash
+            raise ValueError(f"{self.path}: cannot be read ({type(exc).__name__}: {exc})") from None
+        try:
+            keys = [ApiKey(str(e["id"]), str(e.get("sha256", "")), tuple(map(str, e["scopes"])),
+                           tuple(map(str, e.get("merchants", ["*"]))), str(e.get("identity", "")))
+                    for e in json.loads(text)["keys"]]
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"{self.path}: not a keys file ({type(exc).__name__}: {exc})") from None
         for key in keys:
@@ -74,13 +82,29 @@ class KeyFile:
         return {key.sha256: key for key in self.entries() if key.sha256}
 
     def write(self, keys: list[ApiKey]) -> None:
-        staging = self.path.with_name(f".{self.path.name}.tmp")
-        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump({"keys": [k.entry() for k in keys]}, out, indent=1)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(staging, self.path)
+        # a fresh file of our own (O_EXCL, mode 0600, never a link someone left in the way)
+        fd, staging = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent or ".")
+        try:
+            with os.fdopen(fd, "w") as out:
+                json.dump({"keys": [k.entry() for k in keys]}, out, indent=1)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(staging, self.path)
+        except BaseException:
+            Path(staging).unlink(missing_ok=True)
+            raise
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """One change at a time: two `hanzo keys` at once would each write what it read, and a
+        revoked key could come back."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path.with_name(f".{self.path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def add(self, scopes: list[str], merchants: list[str], name: str = "",
             identity: str = "") -> tuple[ApiKey, str]:
@@ -88,6 +112,10 @@ class KeyFile:
         unknown = set(scopes) - set(SCOPES)
         if unknown or not scopes:
             raise ValueError(f"scopes must be some of {', '.join(SCOPES)}, not {', '.join(scopes) or 'none'}")
+        with self._changing():
+            return self._add(scopes, merchants, name, identity)
+
+    def _add(self, scopes: list[str], merchants: list[str], name: str, identity: str) -> tuple[ApiKey, str]:
         keys = self.entries()
         name = name or f"key-{secrets.token_hex(4)}"
         if any(k.id == name for k in keys):
@@ -101,6 +129,10 @@ class KeyFile:
         return entry, secret
 
     def revoke(self, name: str) -> None:
+        with self._changing():
+            self._revoke(name)
+
+    def _revoke(self, name: str) -> None:
         keys = self.entries()
         if not any(k.id == name for k in keys):
             raise ValueError(f"{self.path} holds no key named {name!r} (keys: {', '.join(k.id for k in keys)})")
@@ -133,6 +165,8 @@ class KeyStore:
             return st.st_mtime_ns, st.st_size, st.st_ino
         except FileNotFoundError:
             return ()
+        except OSError as exc:  # unreadable: a stamp of its own, so the read says why
+            return (type(exc).__name__,)
 
     def _recheck(self) -> None:
         now = time.monotonic()

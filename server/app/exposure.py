@@ -90,8 +90,9 @@ def metrics_tls(files) -> ssl.SSLContext | None:
 
 
 def metrics_check(config: ServerConfig, gate) -> Callable[[bytes], bool] | None:
-    """With API keys, the metrics port answers a bearer key with the admin scope only (unless
-    [access] metrics_open): the page names models, merchants' traffic and the server's state."""
+    """With API keys, the metrics port answers a bearer key with the metrics (or admin) scope only
+    (unless [access] metrics_open): the page names models, merchants' traffic and the server's
+    state. A scraper's key needs no more than `metrics`, which no RPC accepts."""
     if gate.store is None or config.access.metrics_open:
         return None
     store = gate.store
@@ -104,7 +105,7 @@ def metrics_check(config: ServerConfig, gate) -> Callable[[bytes], bool] | None:
                 if scheme.lower() != b"bearer":
                     return False
                 key = store.lookup(secret.strip().decode("utf-8", "replace"))
-                return key is not None and "admin" in key.scopes
+                return key is not None and ("metrics" in key.scopes or "admin" in key.scopes)
         return False
 
     return allowed

@@ -214,10 +214,10 @@ class HanzoServer:
         await self.features.aclose()
         if self._metrics is not None:
             self._metrics.close()
-        if self.access is not None:
-            await asyncio.to_thread(self.access.audit.close)
         if release_port:
             await self._server.stop(0)
+        if self.access is not None:  # after the last call that could be an admin action
+            await asyncio.to_thread(self.access.audit.close)
         self._server = None
         self._stopped.set()
         log.info("stopped")

@@ -46,8 +46,16 @@ def run(args: argparse.Namespace) -> int:
             continue
         if args.json:
             print(json.dumps(record))
-        else:
-            rest = " ".join(f"{k}={v}" for k, v in record.items() if k not in ("time", "who", "what", "result"))
-            print(f"{record.get('time', '')}  {record.get('who', '')}  {record.get('what', '')}  "
-                  f"{record.get('result', '')}  {rest}".rstrip())
+        else:  # a caller's words (a model name) printed escaped: no line of theirs can pass for a record
+            rest = " ".join(f"{_shown(k)}={_shown(v)}" for k, v in record.items()
+                            if k not in ("time", "who", "what", "result"))
+            print(f"{_shown(record.get('time', ''))}  {_shown(record.get('who', ''))}  "
+                  f"{_shown(record.get('what', ''))}  {_shown(record.get('result', ''))}  {rest}".rstrip())
     return 0
+
+
+def _shown(value: object) -> str:
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -238,7 +238,7 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
         records, rejects = [], []
         for index, item in enumerate(items):
             if isinstance(item, EventError):
-                rejects.append(Reject(index, "", item.field, item.reason))
+                rejects.append(Reject(index, getattr(item, "event_id", ""), item.field, item.reason))
                 continue
             try:
                 check_record(item, max_future, now_ms, self.limits)

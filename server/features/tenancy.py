@@ -58,6 +58,8 @@ def scope_record(record: dict, merchant: str) -> dict:
                 payload[name] = scoped(merchant, value)
     context = record.get("context")
     if context:
+        if "merchant_id" in context:  # whose event it is, as the batch says: never another's name
+            context["merchant_id"] = merchant
         for name in SCOPED_CONTEXT:
             value = context.get(name)
             if isinstance(value, str) and value:
