@@ -109,3 +109,48 @@ def test_a_scored_order_names_the_merchants_own_shopper_card_device_and_order():
     assert mine.context == {"device": "shop-a|d1", "channel": "web"} and mine.device_id == ""
     unnamed = to_order(commerce_pb2.FraudRequest(order=order))
     assert (unnamed.order_id, unnamed.user_id, unnamed.context["device"]) == ("1001", "u1", "d1")
+
+
+@pytest.mark.parametrize("backend", ["embedded", "redis"])
+def test_personal_data_is_kept_as_pseudonyms_only(tmp_path, world, backend, request):
+    world_dir, _ = world
+    extra = ()
+    if backend == "redis":
+        redis_client = request.getfixturevalue("redis_client")
+        extra = ("--feature-backend", "redis", "--redis-url", request.getfixturevalue("redis_server"))
+    server = start_server(tmp_path, world_dir, *extra)
+    stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(server.url))
+    secrets = {"email": "alice.liddell@example.org", "ip": "203.0.113.77", "card_id": "4111111111111111",
+               "shipping_address_id": "12 Rabbit Hole Lane", "billing_address_id": "1 Looking Glass Rd"}
+    batch = commerce_pb2.EventBatch(merchant_id="shop-a")
+    for n in range(3):
+        event = batch.events.add(event_id=f"o{n}", event_type="order", user_id="alice", session_id="s1")
+        event.timestamp.GetCurrentTime()
+        event.payload.order_id = f"order-{n}"
+        event.payload.amount = 20.0 + n
+        for name, value in secrets.items():
+            setattr(event.payload, name, value)
+    assert stub.IngestEvents(batch, timeout=10).accepted == 3
+    # asked by the value itself, the card is found: the server pseudonymises the question too
+    _, values, missing, _ = read(stub, "shop-a", "card", [secrets["card_id"]])
+    names = _feature_names("card")
+    assert values[0, names.index("card_orders_24h")] == 3 and not missing[0, names.index("card_orders_24h")]
+    bad = commerce_pb2.EventBatch(merchant_id="shop-a")
+    wrong = bad.events.add(event_id="o9", event_type="order", user_id="alice", session_id="s1")
+    wrong.payload.email = secrets["email"]  # no timestamp, no order id: rejected
+    assert stub.IngestEvents(bad, timeout=10).rejects
+    assert server.terminate() == 0
+
+    for record in load_log_records(tmp_path / "data"):
+        for name in secrets:
+            assert record["payload"].get(name, "h:").startswith("h:"), (name, record["payload"].get(name))
+    plain = [v.encode() for v in secrets.values()]
+    for path in (tmp_path / "data").rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not [v for v in plain if v in data], path
+    text = server.log_path.read_text() + server.out_path.read_text()
+    assert not [v for v in secrets.values() if v in text]
+    if backend == "redis":
+        for key in redis_client.scan_iter(count=1000):
+            assert not [v for v in plain if v in key], key

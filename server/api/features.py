@@ -8,6 +8,7 @@ from hanzo.v1 import commerce_pb2
 from ..models.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from ..features.definitions import ENTITIES
 from ..features.events import EventError, format_timestamp, record_from_proto
+from ..features.pseudonyms import PERSONAL_ENTITIES
 from ..features.service import FeatureService
 from ..features.tenancy import SCOPED_ENTITIES, SEPARATOR, scoped
 from .access import CALLER
@@ -93,6 +94,8 @@ async def get_features(features: FeatureService,
     response = commerce_pb2.FeaturesResponse(request_id=request.request_id, entity_ids=ids)
     response.as_of.FromMilliseconds(as_of)
     keys = [scoped(merchant, i) for i in ids] if entity in SCOPED_ENTITIES else ids
+    if entity in PERSONAL_ENTITIES:  # kept as pseudonyms only: asked for the same way
+        keys = [features.pseudonyms.of(k) for k in keys]
     block = await features.read(entity, keys, names, as_of)
     if block.layout:
         columns = response.columns

@@ -16,6 +16,8 @@ import numpy as np
 from .dedup import DedupIndex, id_hashes
 from ..models.errors import Unavailable
 from ..models.limits import DEFAULT_LIMITS
+from .pseudonyms import Pseudonyms, store_key
+from .redis_durability import check_redis_durability
 from .tenancy import scope_record
 from .events import EventError, check_record, format_timestamp
 from .catalog_feed import CatalogFeed
@@ -46,6 +48,9 @@ class FeatureStoreConfig:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_ttl_days: float = 35.0  # expiry of sequences, latest values and spans in Redis
     replica: str = ""  # this server's name in Redis (its log's replay position); default: the data dir
+    # The key that pseudonymises personal data (features/pseudonyms.py); empty: pseudonym.key in
+    # data_dir (embedded), or one shared through Redis (redis).
+    pseudonym_key_file: str = ""
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -114,6 +119,7 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
         self._tasks: set[asyncio.Task] = set()  # tasks nobody awaits, kept referenced until they end
         self._closing = False
         self.applied_seq = 0  # records of the log applied to the store
+        self.pseudonyms: Pseudonyms | None = None  # made at open (its key lives with the store)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -137,6 +143,7 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
             raise
 
     def _open_locked(self, data: Path, started: float) -> None:
+        self.pseudonyms = Pseudonyms(store_key(self.config.pseudonym_key_file, data, self.redis))
         snapshot = self._load_snapshot()
         if not snapshot and self.config.catalog:
             self.store.load_catalog(read_catalog(self.config.catalog))
@@ -147,7 +154,7 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
         shared = self.store.applied(self.replica) if self.redis is not None else 0
         if self.redis is not None:
             self.store.sync_clock()
-            _check_redis_durability(self.redis)
+            check_redis_durability(self.redis)
         for first, records in event_log.replay(self.applied_seq):
             if first + len(records) <= shared:  # Redis already holds these: only the catalog catches up
                 self.store.apply_catalog(records)
@@ -253,8 +260,9 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
                                       f"({self.config.dedup_horizon_hours:g} h before its clock, "
                                       f"{format_timestamp(self.store.watermark)}): no window holds it"))
                 continue
-            records.append(scope_record(item, merchant))
+            records.append(self.pseudonyms.record(scope_record(item, merchant)))
         return records, rejects
+
 
     def _deduplicated(self, records: list[dict], rejects: list[Reject]) -> tuple[list[dict], np.ndarray,
                                                                                list[Reject], int]:
@@ -442,16 +450,3 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
             with self._reachable("reading features"):
                 return await self.store.read_async(entity, keys, names, as_of)
         return self.store.read(entity, keys, names, as_of)
-
-def _check_redis_durability(client) -> None:
-    """What Redis mode relies on across a crash of Redis itself: an append-only file synced on
-    every write. Anything less can lose acknowledged applies and seen-marks; said once, at open."""
-    try:
-        settings = {**client.config_get("appendonly"), **client.config_get("appendfsync")}
-    except Exception:  # a managed Redis may refuse CONFIG: nothing to check against
-        return
-    decoded = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-               for k, v in settings.items()}
-    if decoded.get("appendonly") != "yes" or decoded.get("appendfsync") != "always":
-        log.warning("Redis may lose acknowledged events if it crashes: exactly-once across a Redis crash needs "
-                    "appendonly yes and appendfsync always", extra={"redis": decoded})

@@ -166,6 +166,7 @@ class FraudScorer:
             # the store would refuse its event, and its windows would read as empty
             raise InvalidArgument("order.timestamp", "is further ahead of this server's clock than "
                                                      f"{self.features.config.max_future_seconds:g} s")
+        self.features.pseudonyms.fields(order)  # the store knows its card, email, IP, addresses by these
         x = await self._inputs(artifacts.inputs, order)
         out = await version.infer({"features": x}, deadline)
         score = float(out["score"][0, 0])

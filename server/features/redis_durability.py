@@ -1,0 +1,21 @@
+"""What Redis mode needs of Redis itself to keep exactly-once across Redis's own crash."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger("hanzo.server.features.service")
+
+
+def check_redis_durability(client: Any) -> None:
+    """What Redis mode relies on across a crash of Redis itself: an append-only file synced on
+    every write. Anything less can lose acknowledged applies and seen-marks; said once, at open."""
+    try:
+        settings = {**client.config_get("appendonly"), **client.config_get("appendfsync")}
+    except Exception:  # a managed Redis may refuse CONFIG: nothing to check against
+        return
+    decoded = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+               for k, v in settings.items()}
+    if decoded.get("appendonly") != "yes" or decoded.get("appendfsync") != "always":
+        log.warning("Redis may lose acknowledged events if it crashes: exactly-once across a Redis crash needs "
+                    "appendonly yes and appendfsync always", extra={"redis": decoded})
