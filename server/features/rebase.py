@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 from . import lock
 from .log import replay_log
@@ -47,13 +48,29 @@ def rebase_history(config: FeatureStoreConfig, delta_ms: int, batch: int = 5000)
 
 
 def _rebase(config: FeatureStoreConfig, data_dir: Path, delta_ms: int, batch: int) -> int:
+    events = rebuild(config, data_dir, lambda records: [{**r, "timestamp": r["timestamp"] + delta_ms} for r in records],
+                     "moved", batch)
+    log.info("history moved forward", extra={"data_dir": str(data_dir), "events": events,
+                                             "hours": round(delta_ms / 3_600_000, 2)})
+    return events
+
+
+def rebuild(config: FeatureStoreConfig, data_dir: Path, change: Callable[[list[dict]], list[dict]], what: str,
+            batch: int = 5000) -> int:
+    """Re-apply every event of the log, as `change` makes each batch of them, into a fresh data
+    directory that then replaces `data_dir` (held locked by the caller): a new log, snapshot and
+    dedup index, none of the old files' bytes. Returns the events re-applied."""
     if config.backend != "embedded":
-        raise ValueError("only an embedded store's history can be moved (Redis holds the tables of every replica)")
+        raise ValueError(f"only an embedded store's history can be {what} (Redis holds the tables of every replica)")
     if not log_is_whole(data_dir):
         raise ValueError(f"{data_dir}: the log no longer starts at its first event (log retention dropped "
                          f"segments), so its history cannot be rebuilt from it")
     staging, old = _beside(data_dir, "rebase"), _beside(data_dir, "before-rebase")
     shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    for name in os.listdir(data_dir):  # what lives beside the log and snapshots: the key first of all
+        if name not in ("log", "snapshots") and (data_dir / name).is_file():
+            shutil.copy2(data_dir / name, staging / name)
     service = FeatureService(dataclasses.replace(config, data_dir=staging, fsync="never",
                                                  max_future_seconds=10 ** 10, log_retention_days=0.0))
     service.open()
@@ -61,20 +78,15 @@ def _rebase(config: FeatureStoreConfig, data_dir: Path, delta_ms: int, batch: in
     try:
         for _, records in replay_log(data_dir / "log"):
             for first in range(0, len(records), batch):
-                chunk = [{**r, "timestamp": r["timestamp"] + delta_ms} for r in records[first:first + batch]]
-                events += service.ingest_blocking(chunk).accepted
+                chunk = change(records[first:first + batch])
+                events += service.ingest_blocking(chunk).accepted if chunk else 0
     finally:
         service.close()
         lock.lock_file(staging).unlink(missing_ok=True)  # nobody else ever opens the staging copy
-    for name in os.listdir(data_dir):  # what lives beside the log and snapshots (a demo's marker)
-        if name not in ("log", "snapshots") and (data_dir / name).is_file():
-            shutil.copy2(data_dir / name, staging / name)
     os.sync()
     os.rename(data_dir, old)
     os.rename(staging, data_dir)
     shutil.rmtree(old)
-    log.info("history moved forward", extra={"data_dir": str(data_dir), "events": events,
-                                             "hours": round(delta_ms / 3_600_000, 2)})
     return events
 
 

@@ -1,0 +1,90 @@
+"""A shopper erased on request: every event of theirs (their own, the anonymous events of their
+sessions, the served logs and chargebacks that name them or their orders) leaves the event
+log, and the snapshots, the online store, the dedup index and the fraud network are rebuilt
+from what remains, so no byte of the old files survives (rebase.rebuild swaps in a fresh data
+directory). The receipt says what went.
+
+The fraud network keeps no link through the shopper: the links were their orders, and their
+orders are gone; other shoppers' orders that used the same card keep theirs. Events for the
+shopper that arrive later start a fresh history (their ids are free again: the dedup index
+is rebuilt without them). Models trained before the erasure keep what they learned until they
+are trained again; the receipt says so."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import lock
+from .events import format_timestamp
+from .log import replay_log
+from .rebase import rebuild
+from .service import FeatureStoreConfig
+from .tenancy import scoped
+
+
+@dataclass
+class Shopper:
+    """What of one shopper the log holds: their sessions and orders (found in a first pass)."""
+    user: str  # as stored: the merchant's scoped id
+    sessions: set[str] = field(default_factory=set)
+    orders: set[str] = field(default_factory=set)
+
+    def owns(self, record: dict) -> bool:
+        user = record.get("user_id")
+        if user == self.user:
+            return True
+        if user:  # another shopper's event
+            return False
+        if record.get("session_id") in self.sessions:
+            return True
+        order = (record.get("payload") or {}).get("order_id")
+        return order is not None and order in self.orders
+
+
+def find(data_dir: Path, user: str) -> Shopper:
+    shopper = Shopper(user)
+    for _, records in replay_log(Path(data_dir) / "log"):
+        for record in records:
+            if record.get("user_id") == user:
+                if record.get("session_id"):
+                    shopper.sessions.add(record["session_id"])
+                order = (record.get("payload") or {}).get("order_id")
+                if order:
+                    shopper.orders.add(order)
+    return shopper
+
+
+def forget(config: FeatureStoreConfig, merchant: str, user: str) -> dict:
+    """Erase `user` of `merchant` ("" for the unnamed shop) from the store at config.data_dir
+    (no server may hold it); returns the receipt."""
+    if not user:
+        raise ValueError("name the shopper to forget (--user)")
+    data_dir = Path(config.data_dir)
+    started = time.monotonic()
+    lock.acquire(data_dir, "erasure")
+    try:
+        shopper = find(data_dir, scoped(merchant, user))
+        removed: Counter = Counter()
+
+        def without(records: list[dict]) -> list[dict]:
+            kept = []
+            for record in records:
+                if shopper.owns(record):
+                    removed[record["event_type"]] += 1
+                else:
+                    kept.append(record)
+            return kept
+
+        kept = rebuild(config, data_dir, without, "erased")
+    finally:
+        lock.release(data_dir)
+    return {"merchant": merchant, "user": user, "erased_at": format_timestamp(int(time.time() * 1000)),
+            "events_removed": sum(removed.values()), "events_removed_by_type": dict(sorted(removed.items())),
+            "sessions": len(shopper.sessions), "orders": len(shopper.orders), "events_kept": kept,
+            "seconds": round(time.monotonic() - started, 3),
+            "rewritten": ["event log", "snapshots", "online store", "dedup index", "fraud network"],
+            "fraud_network": "no anonymous links kept: the links were the shopper's orders, removed",
+            "later_events": "start a fresh history",
+            "models": "trained before this erasure: they keep what they learned until trained again"}

@@ -1,0 +1,92 @@
+"""`hanzo forget` on a real store: the shopper's events (their own, their sessions' anonymous
+ones, the chargeback of their order) leave the log; no byte of their id, session, email
+pseudonym or card pseudonym is left anywhere in the data directory; a restarted server
+answers defaults for them and the same answers as before for everyone else, including the
+same user id at another merchant."""
+import json
+import subprocess
+import sys
+
+import grpc
+import numpy as np
+import pytest
+from test_feature_server import start_server
+from test_tenancy import read
+
+from hanzo.server.features.offline import load_log_records
+from hanzo.server.features.pseudonyms import Pseudonyms, store_key
+from hanzo.server.features.tenancy import scoped
+from hanzo.v1 import commerce_pb2, commerce_pb2_grpc
+
+pytestmark = pytest.mark.slow
+
+
+def event(batch, event_id, kind, user=None, session="", **payload):
+    e = batch.events.add(event_id=event_id, event_type=kind, session_id=session)
+    if user is not None:
+        e.user_id = user
+    e.timestamp.GetCurrentTime()
+    for name, value in payload.items():
+        setattr(e.payload, name, value)
+
+
+def shop_batch(merchant):
+    batch = commerce_pb2.EventBatch(merchant_id=merchant)
+    event(batch, "a1", "product_view", "alice", "s-alice", product_id="p1")
+    event(batch, "a2", "page_view", None, "s-alice")  # anonymous, in alice's session
+    event(batch, "a3", "order", "alice", "s-alice", order_id="o-alice", amount=30.0, email="alice@example.org",
+          card_id="4000000000000002", ip="198.51.100.7")
+    event(batch, "a4", "chargeback", None, "", order_id="o-alice")
+    event(batch, "b1", "product_view", "bob", "s-bob", product_id="p1")
+    event(batch, "b2", "order", "bob", "s-bob", order_id="o-bob", amount=12.0, email="bob@example.org",
+          card_id="4000000000000002", ip="198.51.100.8")
+    return batch
+
+
+def test_forget_leaves_nothing_of_the_shopper_and_everything_of_the_others(tmp_path):
+    world_dir = tmp_path / "world"
+    world_dir.mkdir()
+    (world_dir / "catalog.jsonl").write_text(json.dumps({"product_id": "p1", "title": "a thing", "price": 5.0}) + "\n")
+    server = start_server(tmp_path, world_dir)
+    stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(server.url))
+    for merchant in ("shop-a", "shop-b"):
+        ack = stub.IngestEvents(shop_batch(merchant), timeout=10)
+        assert ack.accepted == 6, ack
+    before = {(m, u): read(stub, m, "user", [u])[1:3] for m in ("shop-a", "shop-b") for u in ("alice", "bob")}
+    assert server.terminate() == 0
+
+    done = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "forget", "--data-dir",
+                           str(tmp_path / "data"), "--merchant", "shop-a", "--user", "alice"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    receipt = json.loads(done.stdout)
+    assert receipt["events_removed_by_type"] == {"chargeback": 1, "order": 1, "page_view": 1, "product_view": 1}
+    assert receipt["events_kept"] == 8 and receipt["orders"] == 1 and receipt["sessions"] == 1
+
+    data = tmp_path / "data"
+    pseudonyms = Pseudonyms(store_key("", data))
+    gone = [scoped("shop-a", "alice"), scoped("shop-a", "s-alice"), scoped("shop-a", "o-alice"),
+            pseudonyms.of(scoped("shop-a", "alice@example.org")), pseudonyms.of(scoped("shop-a", "198.51.100.7"))]
+    for path in data.rglob("*"):
+        if path.is_file():
+            held = path.read_bytes()
+            assert not [g for g in gone if g.encode() in held], path
+    assert "alice" not in (data / "audit.jsonl").read_text()  # the receipt's line names a pseudonym
+    records = load_log_records(data)
+    assert len(records) == 8 and not [r for r in records if r.get("user_id") == scoped("shop-a", "alice")]
+
+    again = start_server(tmp_path, world_dir)
+    stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(again.url))
+    values, missing = read(stub, "shop-a", "user", ["alice"])[1:3]
+    nobody = read(stub, "shop-a", "user", ["never-seen"])[1:3]
+    np.testing.assert_array_equal(values, nobody[0])
+    np.testing.assert_array_equal(missing, nobody[1])
+    for key in (("shop-a", "bob"), ("shop-b", "alice"), ("shop-b", "bob")):
+        np.testing.assert_array_equal(read(stub, *key[:1], "user", [key[1]])[1], before[key][0], err_msg=str(key))
+    # the card both used is known now by bob's order alone at shop-a
+    _, card, _, _ = read(stub, "shop-a", "card", ["4000000000000002"])
+    from test_feature_server import _feature_names
+
+    names = _feature_names("card")
+    assert card[0, names.index("card_distinct_users_30d")] == 1
+    assert again.terminate() == 0
