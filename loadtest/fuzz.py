@@ -34,6 +34,7 @@ from .fuzz_server import Served, alive, start_demo, stop
 from .reports import write_report
 
 PROBLEM_CODES = ("UNKNOWN", "INTERNAL")
+ERASING = {"Forget"}
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
 STREAM_DEADLINE_S = 0.5  # a server-streaming call (Health.Watch) ends by its deadline: keep it short
 MESSAGE_CHARS = 200
@@ -160,6 +161,8 @@ def fuzz(served: Served, settings: Settings, world: Path | None = None, big_ids:
     channel = grpc.insecure_channel(served.url, options=CHANNEL_OPTIONS)
     try:
         methods, source = discover(channel)
+        if not settings.destructive:  # an erasure rebuilds the store: not a call to make thousands of times
+            methods = [m for m in methods if m.name not in ERASING]
         vocab = vocabulary(channel, served.demo, world, methods)
         makers = [CaseMaker(methods, vocab, seed, settings.max_string_bytes, settings.destructive)
                   for seed in settings.seeds]
@@ -256,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-string-bytes", type=_parse_size, default=1 << 20, help="e.g. 1MiB (default)")
     parser.add_argument("--passes", type=int, default=1, help="run the same calls again (memory growth)")
     parser.add_argument("--time-limit", type=float, default=600.0, help="seconds per pass (default 600)")
-    parser.add_argument("--destructive", action="store_true", help="may unload/reload the server's own models")
+    parser.add_argument("--destructive", action="store_true", help="may unload/reload the server's own models, and erase shoppers (Admin Forget)")
     parser.add_argument("--big-ids", type=int, default=0, help="then N Recommend calls with a huge user_id")
     parser.add_argument("--big-id-bytes", type=_parse_size, default=5 << 20, help="(default 5MiB)")
     args = parser.parse_args(argv)

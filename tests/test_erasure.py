@@ -90,3 +90,59 @@ def test_forget_leaves_nothing_of_the_shopper_and_everything_of_the_others(tmp_p
     names = _feature_names("card")
     assert card[0, names.index("card_distinct_users_30d")] == 1
     assert again.terminate() == 0
+
+
+def test_the_admin_forget_rpc_erases_from_a_running_server_which_serves_on(tmp_path):
+    from hanzo.v1 import admin_pb2, admin_pb2_grpc
+
+    world_dir = tmp_path / "world"
+    world_dir.mkdir()
+    (world_dir / "catalog.jsonl").write_text(json.dumps({"product_id": "p1", "title": "a thing", "price": 5.0}) + "\n")
+    server = start_server(tmp_path, world_dir)
+    channel = grpc.insecure_channel(server.url)
+    stub, admin = commerce_pb2_grpc.CommerceStub(channel), admin_pb2_grpc.AdminStub(channel)
+    for merchant in ("shop-a", "shop-b"):
+        assert stub.IngestEvents(shop_batch(merchant), timeout=10).accepted == 6
+    bob = read(stub, "shop-a", "user", ["bob"])[1]
+    with pytest.raises(grpc.RpcError) as bad:
+        admin.Forget(admin_pb2.ForgetRequest(merchant_id="shop-a|x", user_id="alice"), timeout=10)
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    receipt = admin.Forget(admin_pb2.ForgetRequest(merchant_id="shop-a", user_id="alice"), timeout=60)
+    assert (receipt.events_removed, receipt.events_kept) == (4, 8)
+    assert json.loads(receipt.receipt_json)["orders"] == 1
+    nobody = read(stub, "shop-a", "user", ["never-seen"])[1:3]
+    np.testing.assert_array_equal(read(stub, "shop-a", "user", ["alice"])[2], nobody[1])
+    np.testing.assert_array_equal(read(stub, "shop-a", "user", ["bob"])[1], bob)
+    assert read(stub, "shop-b", "user", ["alice"])[2].sum() < nobody[1].sum()  # shop-b's alice is still there
+    data = tmp_path / "data"
+    for path in data.rglob("*"):
+        if path.is_file():
+            assert b"shop-a|alice" not in path.read_bytes(), path
+    # the server takes batches on the rebuilt store, and the shopper may start afresh
+    again = commerce_pb2.EventBatch(merchant_id="shop-a")
+    event(again, "a1", "product_view", "alice", "s-alice-2", product_id="p1")
+    assert stub.IngestEvents(again, timeout=10).accepted == 1
+    assert server.terminate() == 0
+    lines = [json.loads(line) for line in (data / "audit.jsonl").read_text().splitlines()]
+    forgets = [r for r in lines if r["what"].endswith("/Forget")]
+    assert [r["result"] for r in forgets] == ["INVALID_ARGUMENT", "OK"] and forgets[1]["merchant_id"] == "shop-a"
+    assert "alice" not in (data / "audit.jsonl").read_text()
+    assert len(load_log_records(data)) == 9
+
+
+def test_forgetting_a_shopper_the_store_never_held_rewrites_nothing(tmp_path):
+    world_dir = tmp_path / "world"
+    world_dir.mkdir()
+    (world_dir / "catalog.jsonl").write_text(json.dumps({"product_id": "p1", "title": "a thing", "price": 5.0}) + "\n")
+    server = start_server(tmp_path, world_dir)
+    stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(server.url))
+    assert stub.IngestEvents(shop_batch("shop-a"), timeout=10).accepted == 6
+    assert server.terminate() == 0
+    log_files = {p: p.stat().st_mtime_ns for p in (tmp_path / "data" / "log").iterdir()}
+    done = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "forget", "--data-dir",
+                           str(tmp_path / "data"), "--merchant", "shop-b", "--user", "alice"],
+                          capture_output=True, text=True, timeout=120, check=True)
+    receipt = json.loads(done.stdout)
+    assert receipt["events_removed"] == 0 and receipt["rewritten"] == [] and receipt["events_kept"] == 6
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "data" / "log").iterdir()} == log_files

@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
+from ..features.lock import SWAP
+
 log = logging.getLogger(__name__)
 
 QUEUE_LIMIT = 10_000
@@ -107,12 +109,13 @@ class AuditLog:
             self.dropped = 0
         # opened for each batch: a data directory swapped under it (a demo history moved forward,
         # which carries the file across) never leaves the log writing into the one removed
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8") as out:
-            out.write("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in entries))
-            out.flush()
-            os.fsync(out.fileno())
+        with SWAP:  # never into a data directory on its way out (features/rebase.py)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as out:
+                out.write("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in entries))
+                out.flush()
+                os.fsync(out.fileno())
         self.written += len(entries)
 
 

@@ -93,7 +93,7 @@ class HanzoServer:
         scopes.update(add_service(server, commerce.CommerceServicer(
             self.edge, self.features, self.recommender, self.searcher, self.fraud, self.pricing, self.inventory),
             commerce.SERVICE, commerce.SCOPES, access))
-        scopes.update(add_service(server, admin.AdminServicer(self.latency), admin.SERVICE, admin.SCOPE, access,
+        scopes.update(add_service(server, admin.AdminServicer(self.latency, self.forget), admin.SERVICE, admin.SCOPE, access,
                                   guard=True, audited=admin.AUDITED))
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         scopes.update(add_service(server, self._health, health_name, "health", access, guard=True))
@@ -173,6 +173,16 @@ class HanzoServer:
                 await self.repository.poll()
             except Exception:
                 log.exception("repository poll failed")
+
+    async def forget(self, merchant: str, user: str) -> dict:
+        """Erase a shopper (Admin Forget): what the surfaces hold back for the store is written
+        first, so none of the shopper's served events land after the rebuild."""
+        for served in (self.recommender.shown, self.searcher.log, self.fraud.log):
+            if served is not None:
+                await served.flush()
+        receipt = await self.features.forget(merchant, user)
+        self.fraud.forget_answers()
+        return receipt
 
     async def stop(self, grace: float | None = None, delay: float | None = None, release_port: bool = True) -> None:
         """Drain. Health says NOT_SERVING at once, while calls are still served for `delay`

@@ -30,6 +30,8 @@ class Shopper:
     user: str  # as stored: the merchant's scoped id
     sessions: set[str] = field(default_factory=set)
     orders: set[str] = field(default_factory=set)
+    held: int = 0  # events of theirs (their own user id)
+    seen: int = 0  # events in the log
 
     def owns(self, record: dict) -> bool:
         user = record.get("user_id")
@@ -46,8 +48,10 @@ class Shopper:
 def find(data_dir: Path, user: str) -> Shopper:
     shopper = Shopper(user)
     for _, records in replay_log(Path(data_dir) / "log"):
+        shopper.seen += len(records)
         for record in records:
             if record.get("user_id") == user:
+                shopper.held += 1
                 if record.get("session_id"):
                     shopper.sessions.add(record["session_id"])
                 order = (record.get("payload") or {}).get("order_id")
@@ -67,6 +71,8 @@ def forget(config: FeatureStoreConfig, merchant: str, user: str) -> dict:
     try:
         shopper = find(data_dir, scoped(merchant, user))
         removed: Counter = Counter()
+        if not shopper.sessions and not shopper.orders and not shopper.held:
+            return _receipt(merchant, user, removed, shopper, None, started)  # nothing of theirs: nothing rebuilt
 
         def without(records: list[dict]) -> list[dict]:
             kept = []
@@ -80,11 +86,15 @@ def forget(config: FeatureStoreConfig, merchant: str, user: str) -> dict:
         kept = rebuild(config, data_dir, without, "erased")
     finally:
         lock.release(data_dir)
+    return _receipt(merchant, user, removed, shopper, kept, started)
+
+
+def _receipt(merchant: str, user: str, removed: Counter, shopper: Shopper, kept: int | None, started: float) -> dict:
     return {"merchant": merchant, "user": user, "erased_at": format_timestamp(int(time.time() * 1000)),
             "events_removed": sum(removed.values()), "events_removed_by_type": dict(sorted(removed.items())),
-            "sessions": len(shopper.sessions), "orders": len(shopper.orders), "events_kept": kept,
-            "seconds": round(time.monotonic() - started, 3),
-            "rewritten": ["event log", "snapshots", "online store", "dedup index", "fraud network"],
-            "fraud_network": "no anonymous links kept: the links were the shopper's orders, removed",
+            "sessions": len(shopper.sessions), "orders": len(shopper.orders),
+            "events_kept": kept if kept is not None else shopper.seen, "seconds": round(time.monotonic() - started, 3),
+            "rewritten": ["event log", "snapshots", "online store", "dedup index", "fraud network"] if kept is not None
+            else [], "fraud_network": "no anonymous links kept: the links were the shopper's orders, removed",
             "later_events": "start a fresh history",
             "models": "trained before this erasure: they keep what they learned until trained again"}

@@ -20,6 +20,12 @@ _held: dict[Path, tuple[int, int]] = {}  # lock file -> (fd, holds)
 _guard = threading.Lock()
 
 
+# Held while a data directory is swapped for a rebuilt one (rebase.rebuild), and by whoever
+# appends to a file inside it from another thread (the audit log), so no line lands in the
+# directory on its way out.
+SWAP = threading.Lock()
+
+
 def lock_file(directory: Path) -> Path:
     directory = Path(directory).resolve()
     return directory.parent / f".{directory.name}.lock"

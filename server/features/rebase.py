@@ -19,6 +19,8 @@ from .service import FeatureService, FeatureStoreConfig
 
 log = logging.getLogger(__name__)
 
+APPENDED_FILES = ("audit.jsonl",)  # written beside the log while a server runs
+
 
 def history_end(data_dir: Path) -> int | None:
     """The newest event time (ms) in a data directory's log; None for an empty log."""
@@ -84,8 +86,12 @@ def rebuild(config: FeatureStoreConfig, data_dir: Path, change: Callable[[list[d
         service.close()
         lock.lock_file(staging).unlink(missing_ok=True)  # nobody else ever opens the staging copy
     os.sync()
-    os.rename(data_dir, old)
-    os.rename(staging, data_dir)
+    with lock.SWAP:  # what was appended beside the log meanwhile (the audit log) comes along
+        for name in APPENDED_FILES:
+            if (data_dir / name).is_file():
+                shutil.copy2(data_dir / name, staging / name)
+        os.rename(data_dir, old)
+        os.rename(staging, data_dir)
     shutil.rmtree(old)
     return events
 

@@ -25,6 +25,7 @@ from . import lock
 from .formats import read_catalog
 from .log import EventLog, LogBroken
 from .log_frames import LogTooShort, follows, read_gaps
+from .service_erasure import OnlineErasure
 from .service_flight import BatchesInFlight
 from .service_snapshots import SnapshotWriting
 from .store import FeatureBlock, FeatureStore
@@ -80,7 +81,7 @@ class IngestResult:
     watermark: int
 
 
-class FeatureService(BatchesInFlight, SnapshotWriting):
+class FeatureService(BatchesInFlight, SnapshotWriting, OnlineErasure):
     def __init__(self, config: FeatureStoreConfig) -> None:
         self.config = config
         self.limits = DEFAULT_LIMITS  # the server's [limits] replace these
@@ -324,6 +325,9 @@ class FeatureService(BatchesInFlight, SnapshotWriting):
         if self.log is None or self._closing:
             raise Unavailable("the feature store is closing: the batch was not taken; retry (another replica, or "
                               "this one once it is back)")
+        if self._erasing:
+            raise Unavailable("an erasure is rebuilding the feature store: the batch was not taken; retry in a "
+                              "moment")
         if self.log.broken:
             raise LogBroken(self.log.broken)
 

@@ -194,6 +194,10 @@ class FraudScorer:
         return [FraudReason(names[i], float(x[0, i]), float(contributions[i]), reason_text(names[i], float(x[0, i])))
                 for i in top]
 
+    def forget_answers(self) -> None:
+        """Drop the answers kept for repeated orders (an erasure: none may outlive the shopper's)."""
+        self._answers.clear()
+
     def _remember(self, order_id: str, result: FraudResult) -> None:
         self._answers[order_id] = result
         while len(self._answers) > self.config.remember_orders:

@@ -1,0 +1,65 @@
+"""Erasure from a running server (the Admin Forget RPC): new batches are refused UNAVAILABLE
+while it runs, the batches under way land and a snapshot being written finishes, then the data
+directory is rebuilt without the shopper (erasure.forget) in a thread while reads go on from
+the store as it was, and the service takes up the rebuilt directory in one step on the event
+loop: its store, dedup index, log and key are the fresh ones from then on."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..models.errors import FailedPrecondition, Unavailable
+from . import lock
+
+log = logging.getLogger("hanzo.server.features.service")
+
+# what a service opened on the rebuilt directory hands over
+_TAKEN = ("store", "dedup", "log", "applied_seq", "pseudonyms", "_since_snapshot", "_writer")
+
+
+class OnlineErasure:
+    """Mixin of FeatureService."""
+
+    _erasing = False
+
+    async def forget(self, merchant: str, user: str) -> dict:
+        """Erase `user` of `merchant`; the receipt (erasure.forget)."""
+        if self.redis is not None:
+            raise FailedPrecondition("erasure rebuilds an embedded store; in Redis mode the tables are every "
+                                     "replica's (not built yet)")
+        if self._erasing:
+            raise Unavailable("an erasure is running already; retry when it is done")
+        if not self.is_open:
+            raise Unavailable("the feature store is opening or closing")
+        self._erasing = True
+        try:
+            while self._in_flight or self._next_commit < self._tickets:  # the batches under way land
+                await asyncio.sleep(0.01)
+            await self.background_settled()
+            receipt, fresh = await asyncio.to_thread(self._rebuilt_without, merchant, user)
+            if fresh is not None:
+                self._take_up(fresh)
+        finally:
+            self._erasing = False
+        log.info("shopper erased", extra={"events_removed": receipt["events_removed"],
+                                          "seconds": receipt["seconds"]})
+        return receipt
+
+    def _rebuilt_without(self, merchant: str, user: str):
+        from .erasure import forget
+
+        receipt = forget(self.config, merchant, user)
+        if not receipt["rewritten"]:  # nothing of theirs was held: the store is as it was
+            return receipt, None
+        fresh = type(self)(self.config)
+        fresh.limits = self.limits
+        fresh.open()
+        return receipt, fresh
+
+    def _take_up(self, fresh) -> None:
+        old_log, old_writer = self.log, self._writer
+        for name in _TAKEN:
+            setattr(self, name, getattr(fresh, name))
+        lock.release(self.config.data_dir)  # the fresh service's hold: this one keeps its own
+        old_writer.shutdown(wait=False)
+        old_log.close()  # its files went with the old directory
