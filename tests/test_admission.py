@@ -417,18 +417,26 @@ def test_a_merchants_burst_fills_the_queue_only_to_its_share_and_another_still_g
             assert gate.admit(ctx(), b"shop-a") is None
         waiting = [gate.admit(ctx(), b"shop-a") for _ in range(8)]
         assert all(w is not None for w in waiting)
-        with pytest.raises(Refused) as full:
-            gate.admit(ctx(), b"shop-b")
-        assert full.value.reason == "queue_full"
-        for _ in range(6):  # shop-a's calls finish; others of its own wait their turn
+        # the queue is full of shop-a's calls: shop-b's takes the place of shop-a's newest
+        taken = gate.admit(ctx(), b"shop-b")
+        assert taken is not None and gate.refused["merchant_share"] == 1
+        with pytest.raises(Refused) as evicted:
+            waiting[-1].result()
+        assert evicted.value.reason == "merchant_share"
+        assert gate.held == {b"shop-a": 11, b"shop-b": 1}
+        taken.cancel()
+        gate.abandon(taken, b"shop-b")
+        waiting = waiting[:-1]
+        assert gate.held == {b"shop-a": 11}
+        for _ in range(5):  # shop-a's calls finish; others of its own wait their turn
             gate.release(MS, MS, merchant=b"shop-a")
-        assert gate.held == {b"shop-a": 12 - 6}
+        assert gate.held == {b"shop-a": 11 - 5}
         # shop-b's call queues (it holds nothing); then shop-a, holding 6 of (4 + 8) / 2 merchants
         # = 6, may not queue another while shop-b is busy
         assert gate.admit(ctx(), b"shop-b") is not None
         with pytest.raises(Refused) as share:
             gate.admit(ctx(), b"shop-a")
-        assert share.value.reason == "merchant_share" and gate.refused["merchant_share"] == 1
+        assert share.value.reason == "merchant_share" and gate.refused["merchant_share"] == 2
         assert gate.held == {b"shop-a": 6, b"shop-b": 1}
         for w in waiting:
             w.cancel()
@@ -445,3 +453,9 @@ def test_the_edge_reads_the_merchant_off_the_undecoded_body():
     assert merchant_peek(commerce_pb2.RecommendRequest(user_id="u").SerializeToString()) == b""
     long = commerce_pb2.RecommendRequest(merchant_id="m" * 300).SerializeToString()
     assert merchant_peek(long) == b"m" * 64
+    # a merchant_id given twice is read as a decoder reads it (the last), fields in any order
+    twice = body + commerce_pb2.RecommendRequest(merchant_id="shop-b").SerializeToString()
+    assert merchant_peek(twice) == b"shop-b" == commerce_pb2.RecommendRequest.FromString(twice).merchant_id.encode()
+    late = commerce_pb2.RecommendRequest(user_id="u").SerializeToString() + \
+        commerce_pb2.RecommendRequest(merchant_id="shop-c").SerializeToString()
+    assert merchant_peek(late) == b"shop-c" and merchant_peek(b"\x0a\xff") == b""

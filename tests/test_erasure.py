@@ -37,6 +37,8 @@ def shop_batch(merchant):
     event(batch, "a3", "order", "alice", "s-alice", order_id="o-alice", amount=30.0, email="alice@example.org",
           card_id="4000000000000002", ip="198.51.100.7")
     event(batch, "a4", "chargeback", None, "", order_id="o-alice")
+    event(batch, "a5", "order", None, "s-alice", order_id="o-guest", amount=3.0)  # placed in her session
+    event(batch, "a6", "chargeback", None, "", order_id="o-guest")
     event(batch, "b1", "product_view", "bob", "s-bob", product_id="p1")
     event(batch, "b2", "order", "bob", "s-bob", order_id="o-bob", amount=12.0, email="bob@example.org",
           card_id="4000000000000002", ip="198.51.100.8")
@@ -51,7 +53,7 @@ def test_forget_leaves_nothing_of_the_shopper_and_everything_of_the_others(tmp_p
     stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(server.url))
     for merchant in ("shop-a", "shop-b"):
         ack = stub.IngestEvents(shop_batch(merchant), timeout=10)
-        assert ack.accepted == 6, ack
+        assert ack.accepted == 8, ack
     before = {(m, u): read(stub, m, "user", [u])[1:3] for m in ("shop-a", "shop-b") for u in ("alice", "bob")}
     assert server.terminate() == 0
 
@@ -60,8 +62,8 @@ def test_forget_leaves_nothing_of_the_shopper_and_everything_of_the_others(tmp_p
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     receipt = json.loads(done.stdout)
-    assert receipt["events_removed_by_type"] == {"chargeback": 1, "order": 1, "page_view": 1, "product_view": 1}
-    assert receipt["events_kept"] == 8 and receipt["orders"] == 1 and receipt["sessions"] == 1
+    assert receipt["events_removed_by_type"] == {"chargeback": 2, "order": 2, "page_view": 1, "product_view": 1}
+    assert receipt["events_kept"] == 10 and receipt["orders"] == 2 and receipt["sessions"] == 1
 
     data = tmp_path / "data"
     pseudonyms = Pseudonyms(store_key("", data))
@@ -73,7 +75,7 @@ def test_forget_leaves_nothing_of_the_shopper_and_everything_of_the_others(tmp_p
             assert not [g for g in gone if g.encode() in held], path
     assert "alice" not in (data / "audit.jsonl").read_text()  # the receipt's line names a pseudonym
     records = load_log_records(data)
-    assert len(records) == 8 and not [r for r in records if r.get("user_id") == scoped("shop-a", "alice")]
+    assert len(records) == 10 and not [r for r in records if r.get("user_id") == scoped("shop-a", "alice")]
 
     again = start_server(tmp_path, world_dir)
     stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(again.url))
@@ -102,15 +104,15 @@ def test_the_admin_forget_rpc_erases_from_a_running_server_which_serves_on(tmp_p
     channel = grpc.insecure_channel(server.url)
     stub, admin = commerce_pb2_grpc.CommerceStub(channel), admin_pb2_grpc.AdminStub(channel)
     for merchant in ("shop-a", "shop-b"):
-        assert stub.IngestEvents(shop_batch(merchant), timeout=10).accepted == 6
+        assert stub.IngestEvents(shop_batch(merchant), timeout=10).accepted == 8
     bob = read(stub, "shop-a", "user", ["bob"])[1]
     with pytest.raises(grpc.RpcError) as bad:
         admin.Forget(admin_pb2.ForgetRequest(merchant_id="shop-a|x", user_id="alice"), timeout=10)
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
     receipt = admin.Forget(admin_pb2.ForgetRequest(merchant_id="shop-a", user_id="alice"), timeout=60)
-    assert (receipt.events_removed, receipt.events_kept) == (4, 8)
-    assert json.loads(receipt.receipt_json)["orders"] == 1
+    assert (receipt.events_removed, receipt.events_kept) == (6, 10)
+    assert json.loads(receipt.receipt_json)["orders"] == 2
     nobody = read(stub, "shop-a", "user", ["never-seen"])[1:3]
     np.testing.assert_array_equal(read(stub, "shop-a", "user", ["alice"])[2], nobody[1])
     np.testing.assert_array_equal(read(stub, "shop-a", "user", ["bob"])[1], bob)
@@ -128,7 +130,7 @@ def test_the_admin_forget_rpc_erases_from_a_running_server_which_serves_on(tmp_p
     forgets = [r for r in lines if r["what"].endswith("/Forget")]
     assert [r["result"] for r in forgets] == ["INVALID_ARGUMENT", "OK"] and forgets[1]["merchant_id"] == "shop-a"
     assert "alice" not in (data / "audit.jsonl").read_text()
-    assert len(load_log_records(data)) == 9
+    assert len(load_log_records(data)) == 11
 
 
 def test_forgetting_a_shopper_the_store_never_held_rewrites_nothing(tmp_path):
@@ -137,12 +139,12 @@ def test_forgetting_a_shopper_the_store_never_held_rewrites_nothing(tmp_path):
     (world_dir / "catalog.jsonl").write_text(json.dumps({"product_id": "p1", "title": "a thing", "price": 5.0}) + "\n")
     server = start_server(tmp_path, world_dir)
     stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(server.url))
-    assert stub.IngestEvents(shop_batch("shop-a"), timeout=10).accepted == 6
+    assert stub.IngestEvents(shop_batch("shop-a"), timeout=10).accepted == 8
     assert server.terminate() == 0
     log_files = {p: p.stat().st_mtime_ns for p in (tmp_path / "data" / "log").iterdir()}
     done = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "forget", "--data-dir",
                            str(tmp_path / "data"), "--merchant", "shop-b", "--user", "alice"],
                           capture_output=True, text=True, timeout=120, check=True)
     receipt = json.loads(done.stdout)
-    assert receipt["events_removed"] == 0 and receipt["rewritten"] == [] and receipt["events_kept"] == 6
+    assert receipt["events_removed"] == 0 and receipt["rewritten"] == [] and receipt["events_kept"] == 8
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "data" / "log").iterdir()} == log_files

@@ -130,6 +130,7 @@ def test_personal_data_is_kept_as_pseudonyms_only(tmp_path, world, backend, requ
         event.payload.amount = 20.0 + n
         for name, value in secrets.items():
             setattr(event.payload, name, value)
+        event.context["ip_address"] = secrets["ip"]  # the same data under a context name
     assert stub.IngestEvents(batch, timeout=10).accepted == 3
     # asked by the value itself, the card is found: the server pseudonymises the question too
     _, values, missing, _ = read(stub, "shop-a", "card", [secrets["card_id"]])

@@ -158,14 +158,15 @@ class Gate:
             self.admitted += 1
             self._hold(merchant)
             return None
-        if queued >= self._queue_size:
-            self._refuse("queue_full", f"{self.in_flight} calls in flight (the limit) and {queued} waiting")
         held = self.held
         mine = held.get(merchant, 0)
-        share = (self.limit + self._queue_size) / (len(held) + (0 if mine else 1))
-        if mine + 1 > share:
+        busy = len(held) + (0 if mine else 1)
+        share = (self.limit + self._queue_size) / busy
+        if busy > 1 and mine + 1 > share:  # a lone merchant is bounded by the queue itself
             self._refuse("merchant_share", f"this merchant holds {mine} of the {self.in_flight} calls in flight "
-                                           f"and {queued} waiting, its share with {len(held)} merchants busy")
+                                           f"and {queued} waiting, its share with {busy} merchants busy")
+        if queued >= self._queue_size and not (busy > 1 and self._evict_over_share(share)):
+            self._refuse("queue_full", f"{self.in_flight} calls in flight (the limit) and {queued} waiting")
         expected_ns = (queued + 1) * self.service_ns / self.limit + self.service_ns
         if budget_ns < expected_ns:
             self._refuse("deadline", f"the deadline leaves {budget_ns / 1e6:.1f} ms; a call waits and runs "
@@ -176,6 +177,23 @@ class Gate:
         self.pool.queued += 1
         self._hold(merchant)
         return future
+
+    def _evict_over_share(self, share: float) -> bool:
+        """A full queue and a merchant within its share: the newest waiter of a merchant over
+        its share is refused in its favour (so the first shop to burst cannot keep the queue)."""
+        held = self.held
+        for waiter in reversed(self.queue):
+            if held.get(waiter.merchant, 0) > share:
+                self.queue.remove(waiter)
+                self.pool.queued -= 1
+                self._drop(waiter.merchant)
+                self.refused["merchant_share"] += 1
+                if not waiter.future.done():
+                    waiter.future.set_exception(Refused("merchant_share", f"overloaded: {self.method} refused (its "
+                                                        "merchant held more than its share of the queue while "
+                                                        "another merchant waited); retry with backoff"))
+                return True
+        return False
 
     def _hold(self, merchant: bytes) -> None:
         self.held[merchant] = self.held.get(merchant, 0) + 1

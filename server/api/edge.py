@@ -12,6 +12,7 @@ import grpc
 from google.protobuf import descriptor_pool, message
 from google.protobuf.message_factory import GetMessageClass
 
+from ..features.pseudonyms import PERSONAL_CONTEXT
 from ..models.errors import HanzoError, InvalidArgument, PermissionDenied, Unavailable
 from .access import merchant_refusal
 from .admission import Admission, Refused
@@ -155,6 +156,9 @@ class Edge:
                 if gate is not None:
                     if peek is not None and request.__class__ is bytes:
                         merchant = peek(request)
+                        refused = merchant_refusal(_Named(merchant))  # a bound key's other merchant: before a slot
+                        if refused is not None:
+                            raise PermissionDenied(refused)
                     waiting = gate.admit(context, merchant)
                     if waiting is not None:
                         try:
@@ -173,6 +177,9 @@ class Edge:
                 refused = merchant_refusal(request)  # the caller's credential, set by api/access.py
                 if refused is not None:
                     raise PermissionDenied(refused)
+                if peek is not None and merchant != request.merchant_id.encode()[:64]:
+                    # never for a body that decodes: the share must be charged to the merchant it names
+                    raise InvalidArgument("merchant_id", "could not be read before the request was decoded")
                 return await handler(request, context)
             except Refused as exc:  # counted by reason in the gate's metrics; a log line each would add load
                 code, text = grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message
@@ -200,6 +207,15 @@ class Edge:
         return edge
 
 
+class _Named:
+    """A request's merchant_id alone, as read off its undecoded body."""
+
+    __slots__ = ("merchant_id",)
+
+    def __init__(self, merchant: bytes) -> None:
+        self.merchant_id = merchant.decode("utf-8", "replace")
+
+
 def takes_merchant_first(request_class: type | None) -> bool:
     """Whether the request message's field 1 is its merchant_id (every Commerce request)."""
     fields = getattr(getattr(request_class, "DESCRIPTOR", None), "fields_by_name", None)
@@ -210,17 +226,49 @@ def takes_merchant_first(request_class: type | None) -> bool:
 
 
 def merchant_peek(body: bytes) -> bytes:
-    """The merchant_id of an encoded request whose field 1 it is, without decoding the rest
-    (encoders write fields in number order; b"" when it is absent). At most 64 bytes are kept:
-    a longer one is refused once the body is decoded."""
-    if len(body) < 2 or body[0] != 0x0A:
+    """The merchant_id of an encoded request whose field 1 it is, without decoding the message:
+    its top-level fields are stepped over and the last field 1 kept, as a decoder keeps it (b""
+    when it is absent or the body does not parse; the edge's decoding then says why). At most
+    64 bytes are kept: a longer id is refused once the body is decoded."""
+    found, at, end = b"", 0, len(body)
+    try:
+        while at < end:
+            tag, at = _varint(body, at)
+            kind = tag & 7
+            if kind == 0:
+                _, at = _varint(body, at)
+            elif kind == 2:
+                size, at = _varint(body, at)
+                if tag >> 3 == 1:
+                    found = body[at:at + min(size, 64)]
+                at += size
+            elif kind == 1:
+                at += 8
+            elif kind == 5:
+                at += 4
+            else:
+                return b""
+    except IndexError:
         return b""
-    size, at = body[1], 2
-    if size & 0x80:  # a two-byte length (ids are far shorter than 16 KiB)
-        if len(body) < 3:
-            return b""
-        size, at = (size & 0x7F) | (body[2] << 7), 3
-    return body[at:at + min(size, 64)]
+    return found if at == end else b""
+
+
+def _varint(body: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = body[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+        if shift > 63:
+            raise IndexError("varint too long")
+
+
+def _personal(field: str) -> bool:
+    name = field.rsplit(".", 1)[-1].split("[", 1)[0]
+    return name in PERSONAL_CONTEXT
 
 
 def _failed(method: str, exc: HanzoError, request: Any) -> tuple[grpc.StatusCode, str]:
@@ -228,7 +276,10 @@ def _failed(method: str, exc: HanzoError, request: Any) -> tuple[grpc.StatusCode
     text = exc.message
     if len(text) > MAX_STATUS_CHARS:
         text = text[:MAX_STATUS_CHARS] + f"... ({len(exc.message)} characters)"
-    log.info("call failed", extra={"method": method, "code": exc.code, "reason": text, **describe(request)})
+    field = getattr(exc, "field", "")
+    # the caller hears its own value quoted back; the log never holds a shopper's email, IP, card or address
+    logged = f"{field}: (a personal field: its value is not logged)" if _personal(field) else text
+    log.info("call failed", extra={"method": method, "code": exc.code, "reason": logged, **describe(request)})
     return STATUS[exc.code], text
 
 

@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "log, and the snapshots, online store, dedup index and fraud network are rebuilt from "
                          "what remains. No server may be running on the data directory. Prints the receipt as "
                          "JSON and adds a line to the audit log (with the shopper's pseudonym, not their id).")
-    parser.add_argument("--data-dir", type=Path, default=Path("hanzo_data"), help="the store (default hanzo_data)")
+    parser.add_argument("--config", type=Path, help="the server's TOML file: its [features] table names the store "
+                                                    "(data_dir, backend, pseudonym_key_file)")
+    parser.add_argument("--data-dir", type=Path, help="the store (default: the config's, else hanzo_data)")
     parser.add_argument("--merchant", default="", help="the shopper's merchant (as in merchant_id; default none)")
     parser.add_argument("--user", required=True, help="the shopper's user_id, as the merchant sent it")
     parser.set_defaults(func=run)
@@ -28,22 +30,41 @@ def run(args: argparse.Namespace) -> int:
     from ..features.erasure import forget
     from ..features.lock import DirectoryBusy
     from ..features.pseudonyms import Pseudonyms, store_key
-    from ..features.service import FeatureStoreConfig
+    from ..features.rebase import recover_rebase
     from ..features.tenancy import merchant_problem, scoped
 
     problem = merchant_problem(args.merchant)
     if problem is not None:
         raise CommandError(f"--merchant {args.merchant!r}: {problem}")
-    if not (args.data_dir / "log").is_dir():
-        raise CommandError(f"{args.data_dir}: no feature store there (no log/)")
+    config = _store_config(args)
+    data_dir = config.data_dir
+    if not (data_dir / "log").is_dir():
+        raise CommandError(f"{data_dir}: no feature store there (no log/)")
     try:
-        receipt = forget(FeatureStoreConfig(data_dir=args.data_dir), args.merchant, args.user)
+        recover_rebase(data_dir)  # an erasure or rebase cut short by a crash is finished first
+        receipt = forget(config, args.merchant, args.user)
     except (ValueError, DirectoryBusy) as exc:
         raise CommandError(str(exc)) from None
-    audit = AuditLog(args.data_dir / "audit.jsonl")
-    who = Pseudonyms(store_key("", args.data_dir)).of(scoped(args.merchant, args.user))
+    audit = AuditLog(data_dir / "audit.jsonl")
+    who = Pseudonyms(store_key(config.pseudonym_key_file, data_dir)).of(scoped(args.merchant, args.user))
     audit.record("hanzo forget (command line)", "forget", "OK", merchant=args.merchant, shopper=who,
                  events_removed=receipt["events_removed"])
     audit.close()
     print(json.dumps(receipt, indent=1))
     return 0
+
+
+def _store_config(args: argparse.Namespace):
+    from ..features.service import FeatureStoreConfig
+
+    if args.config is None:
+        return FeatureStoreConfig(data_dir=args.data_dir or Path("hanzo_data"))
+    from ..app.config import ServerConfig
+
+    try:
+        features = ServerConfig.from_toml(args.config).features
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"--config {args.config}: {exc}") from None
+    if args.data_dir is not None:
+        features.data_dir = args.data_dir
+    return features

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .definitions import CATEGORY_SLOTS
+from .tenancy import is_scoped
 
 
 class CatalogState:
@@ -57,7 +58,9 @@ class CatalogState:
             by_location = self.stock.setdefault(payload["product_id"], {})
             by_location[payload.get("location") or ""] = float(payload["quantity"])
             self._recheck(payload["product_id"])
-        elif kind == "purchase" and payload.get("product_id"):
+        elif kind == "purchase" and payload.get("product_id") and not is_scoped(record):
+            # the shared catalogue's stock is moved by the unnamed shop's sales only: a merchant's
+            # purchase (its ids scoped: features/tenancy.py) must not empty a product for all
             by_location = self.stock.get(payload["product_id"])
             if by_location:
                 location = (record.get("context") or {}).get("location") or next(iter(by_location))

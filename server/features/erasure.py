@@ -47,16 +47,21 @@ class Shopper:
 
 def find(data_dir: Path, user: str) -> Shopper:
     shopper = Shopper(user)
+    guest_orders: dict[str, set[str]] = {}  # orders placed without a user id, by session
     for _, records in replay_log(Path(data_dir) / "log"):
         shopper.seen += len(records)
         for record in records:
+            order = (record.get("payload") or {}).get("order_id")
             if record.get("user_id") == user:
                 shopper.held += 1
                 if record.get("session_id"):
                     shopper.sessions.add(record["session_id"])
-                order = (record.get("payload") or {}).get("order_id")
                 if order:
                     shopper.orders.add(order)
+            elif order and not record.get("user_id") and record.get("session_id"):
+                guest_orders.setdefault(record["session_id"], set()).add(order)
+    for session in shopper.sessions:  # an order placed in their session is theirs, and so is its chargeback
+        shopper.orders |= guest_orders.get(session, set())
     return shopper
 
 
@@ -83,7 +88,7 @@ def forget(config: FeatureStoreConfig, merchant: str, user: str) -> dict:
                     kept.append(record)
             return kept
 
-        kept = rebuild(config, data_dir, without, "erased")
+        kept = rebuild(config, data_dir, without, "erased", strict=True)
     finally:
         lock.release(data_dir)
     return _receipt(merchant, user, removed, shopper, kept, started)

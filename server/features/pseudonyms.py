@@ -22,6 +22,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 PERSONAL_FIELDS = ("email", "ip", "card_id", "shipping_address_id", "billing_address_id")
+# the same data under the names a caller's context map may give it
+PERSONAL_CONTEXT = frozenset(PERSONAL_FIELDS) | {"ip_address", "email_address", "phone", "card", "address"}
 # the entities whose ids are personal data, and the field each is read from
 PERSONAL_ENTITIES = frozenset({"card", "address"})
 PREFIX = "h:"
@@ -55,7 +57,15 @@ class Pseudonyms:
                 value = payload.get(name)
                 if isinstance(value, str) and value:
                     payload[name] = self.of(value)
+        self.context(record.get("context"))
         return record
+
+    def context(self, context: dict | None) -> None:
+        """A context map's personal entries replaced (in place)."""
+        if context:
+            for name in PERSONAL_CONTEXT.intersection(context):
+                if isinstance(context[name], str):
+                    context[name] = self.of(context[name])
 
     def fields(self, obj: Any) -> Any:
         """The personal fields of an object that has them as attributes (an order; in place)."""
@@ -63,6 +73,7 @@ class Pseudonyms:
             value = getattr(obj, name, None)
             if isinstance(value, str) and value:
                 setattr(obj, name, self.of(value))
+        self.context(getattr(obj, "context", None))
         return obj
 
 

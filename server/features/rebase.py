@@ -58,10 +58,11 @@ def _rebase(config: FeatureStoreConfig, data_dir: Path, delta_ms: int, batch: in
 
 
 def rebuild(config: FeatureStoreConfig, data_dir: Path, change: Callable[[list[dict]], list[dict]], what: str,
-            batch: int = 5000) -> int:
+            batch: int = 5000, strict: bool = False) -> int:
     """Re-apply every event of the log, as `change` makes each batch of them, into a fresh data
     directory that then replaces `data_dir` (held locked by the caller): a new log, snapshot and
-    dedup index, none of the old files' bytes. Returns the events re-applied."""
+    dedup index; the old files are deleted. Returns the events re-applied. `strict`: an event
+    the fresh store refuses stops the rebuild before anything is swapped."""
     if config.backend != "embedded":
         raise ValueError(f"only an embedded store's history can be {what} (Redis holds the tables of every replica)")
     if not log_is_whole(data_dir):
@@ -81,7 +82,15 @@ def rebuild(config: FeatureStoreConfig, data_dir: Path, change: Callable[[list[d
         for _, records in replay_log(data_dir / "log"):
             for first in range(0, len(records), batch):
                 chunk = change(records[first:first + batch])
-                events += service.ingest_blocking(chunk).accepted if chunk else 0
+                if not chunk:
+                    continue
+                result = service.ingest_blocking(chunk)
+                events += result.accepted
+                if strict and (result.rejects or result.duplicates):
+                    raise ValueError(f"{data_dir}: the rebuild refused {len(result.rejects)} and called "
+                                     f"{result.duplicates} duplicates of the events it must keep (first: "
+                                     f"{result.rejects[0].reason if result.rejects else 'a duplicate'}); nothing "
+                                     f"was changed")
     finally:
         service.close()
         lock.lock_file(staging).unlink(missing_ok=True)  # nobody else ever opens the staging copy

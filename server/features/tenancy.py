@@ -30,6 +30,11 @@ def merchant_problem(merchant: str) -> str | None:
             "reads and writes)")
 
 
+def is_scoped(record: dict) -> bool:
+    """Whether an event is a named merchant's (its id kept under the merchant's name)."""
+    return SEPARATOR in str(record.get("event_id") or "")
+
+
 def scoped(merchant: str, value: str) -> str:
     """`value` as the merchant's own id ("" stays "": no id)."""
     return f"{merchant}{SEPARATOR}{value}" if merchant and value else value

@@ -343,7 +343,8 @@ class Searcher:
         search_id = f"search-{query.merchant_id}/{request_id}" if query.merchant_id else f"search-{request_id}"
         return {"event_id": search_id, "event_type": "search", "timestamp": now,
                 "user_id": query.user_id or None,
-                "session_id": query.session_id or (f"user:{query.user_id}" if query.user_id else f"anon:{request_id}"),
+                "session_id": query.session_id or (f"user:{query.user_id}" if query.user_id
+                                                   else f"anon:{query.merchant_id}/{request_id}" if query.merchant_id else f"anon:{request_id}"),
                 "payload": payload, "context": {"merchant_id": query.merchant_id} if query.merchant_id else {}}
 
     async def close(self) -> None:
