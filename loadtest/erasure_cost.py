@@ -23,10 +23,7 @@ def busiest_user(data_dir: Path) -> str:
     from hanzo.server.features.log import replay_log
 
     counts: Counter = Counter()
-    first_segment = None
     for first, records in replay_log(data_dir / "log"):
-        if first_segment is None:
-            first_segment = first
         counts.update(r["user_id"] for r in records if r.get("user_id"))
         if sum(counts.values()) > 200_000:
             break
