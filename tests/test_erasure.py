@@ -30,6 +30,14 @@ def event(batch, event_id, kind, user=None, session="", **payload):
         setattr(e.payload, name, value)
 
 
+def one_product_server(tmp_path):
+    """A server on a fresh store whose catalogue holds one product; (server, its world folder)."""
+    world_dir = tmp_path / "world"
+    world_dir.mkdir(exist_ok=True)
+    (world_dir / "catalog.jsonl").write_text(json.dumps({"product_id": "p1", "title": "a thing", "price": 5.0}) + "\n")
+    return start_server(tmp_path, world_dir), world_dir
+
+
 def shop_batch(merchant):
     batch = commerce_pb2.EventBatch(merchant_id=merchant)
     event(batch, "a1", "product_view", "alice", "s-alice", product_id="p1")
@@ -46,10 +54,7 @@ def shop_batch(merchant):
 
 
 def test_forget_leaves_nothing_of_the_shopper_and_everything_of_the_others(tmp_path):
-    world_dir = tmp_path / "world"
-    world_dir.mkdir()
-    (world_dir / "catalog.jsonl").write_text(json.dumps({"product_id": "p1", "title": "a thing", "price": 5.0}) + "\n")
-    server = start_server(tmp_path, world_dir)
+    server, world_dir = one_product_server(tmp_path)
     stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(server.url))
     for merchant in ("shop-a", "shop-b"):
         ack = stub.IngestEvents(shop_batch(merchant), timeout=10)
@@ -97,10 +102,7 @@ def test_forget_leaves_nothing_of_the_shopper_and_everything_of_the_others(tmp_p
 def test_the_admin_forget_rpc_erases_from_a_running_server_which_serves_on(tmp_path):
     from hanzo.v1 import admin_pb2, admin_pb2_grpc
 
-    world_dir = tmp_path / "world"
-    world_dir.mkdir()
-    (world_dir / "catalog.jsonl").write_text(json.dumps({"product_id": "p1", "title": "a thing", "price": 5.0}) + "\n")
-    server = start_server(tmp_path, world_dir)
+    server, _ = one_product_server(tmp_path)
     channel = grpc.insecure_channel(server.url)
     stub, admin = commerce_pb2_grpc.CommerceStub(channel), admin_pb2_grpc.AdminStub(channel)
     for merchant in ("shop-a", "shop-b"):
@@ -134,10 +136,7 @@ def test_the_admin_forget_rpc_erases_from_a_running_server_which_serves_on(tmp_p
 
 
 def test_forgetting_a_shopper_the_store_never_held_rewrites_nothing(tmp_path):
-    world_dir = tmp_path / "world"
-    world_dir.mkdir()
-    (world_dir / "catalog.jsonl").write_text(json.dumps({"product_id": "p1", "title": "a thing", "price": 5.0}) + "\n")
-    server = start_server(tmp_path, world_dir)
+    server, _ = one_product_server(tmp_path)
     stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(server.url))
     assert stub.IngestEvents(shop_batch("shop-a"), timeout=10).accepted == 8
     assert server.terminate() == 0
