@@ -127,6 +127,13 @@ class Access:
                                  **_target(request, request_class), **extra)
             return key, refused
 
+        async def enter(request: Any, context: grpc.aio.ServicerContext) -> ApiKey | None:
+            """The caller's credential; the call ends here, refused, without one that may call."""
+            key, refused = admit(request, context)
+            if refused is not None:
+                await context.abort(*refused)
+            return key
+
         def outcome(key: ApiKey | None, request: Any, context: grpc.aio.ServicerContext, error: BaseException | None):
             if audit is None:
                 return
@@ -137,11 +144,8 @@ class Access:
 
         if response_streaming and inspect.isasyncgenfunction(behaviour):  # else it writes with context.write
             async def streaming(request, context):
-                key, refused = admit(request if not request_streaming else None, context)
-                if refused is not None:
-                    await context.abort(*refused)
-                token = CALLER.set(key)
-                error = None
+                key = await enter(request if not request_streaming else None, context)
+                token, error = CALLER.set(key), None
                 try:
                     async for response in behaviour(request, context):
                         yield response
@@ -154,11 +158,8 @@ class Access:
             return streaming
 
         async def unary(request, context):
-            key, refused = admit(request if not request_streaming else None, context)
-            if refused is not None:
-                await context.abort(*refused)
-            token = CALLER.set(key)
-            error = None
+            key = await enter(request if not request_streaming else None, context)
+            token, error = CALLER.set(key), None
             try:
                 if not request_streaming and request.__class__ is not bytes:
                     # a decoded request (a service the edge does not decode for) is merchant-checked here
