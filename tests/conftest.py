@@ -35,6 +35,25 @@ def server_process():
         server.terminate()
 
 
+@pytest.fixture
+def served(tmp_path):
+    """A server on a fresh store in tmp_path/data with the catalogue of `world_dir`, started
+    with `extra` flags; each stopped at the test's end even when the test fails midway."""
+    servers: list[ServerProcess] = []
+
+    def start(world_dir: Path, *extra: str) -> ServerProcess:
+        repo = tmp_path / "model_repo"
+        repo.mkdir(exist_ok=True)
+        servers.append(ServerProcess(repo, "--no-demo-models", "--data-dir", str(tmp_path / "data"), "--catalog",
+                                     str(world_dir / "catalog.jsonl"), *extra).wait_ready())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        if server.proc.poll() is None:
+            server.terminate()
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     """A real redis-server on a free loopback port (skipped with the reason where none is

@@ -10,7 +10,6 @@ import sys
 import grpc
 import numpy as np
 import pytest
-from test_feature_server import start_server
 from test_tenancy import read
 
 from hanzo.server.features.offline import load_log_records
@@ -30,12 +29,12 @@ def event(batch, event_id, kind, user=None, session="", **payload):
         setattr(e.payload, name, value)
 
 
-def one_product_server(tmp_path):
+def one_product_server(tmp_path, served):
     """A server on a fresh store whose catalogue holds one product; (server, its world folder)."""
     world_dir = tmp_path / "world"
     world_dir.mkdir(exist_ok=True)
     (world_dir / "catalog.jsonl").write_text(json.dumps({"product_id": "p1", "title": "a thing", "price": 5.0}) + "\n")
-    return start_server(tmp_path, world_dir), world_dir
+    return served(world_dir), world_dir
 
 
 def shop_batch(merchant):
@@ -53,8 +52,8 @@ def shop_batch(merchant):
     return batch
 
 
-def test_forget_leaves_nothing_of_the_shopper_and_everything_of_the_others(tmp_path):
-    server, world_dir = one_product_server(tmp_path)
+def test_forget_leaves_nothing_of_the_shopper_and_everything_of_the_others(tmp_path, served):
+    server, world_dir = one_product_server(tmp_path, served)
     stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(server.url))
     for merchant in ("shop-a", "shop-b"):
         ack = stub.IngestEvents(shop_batch(merchant), timeout=10)
@@ -82,7 +81,7 @@ def test_forget_leaves_nothing_of_the_shopper_and_everything_of_the_others(tmp_p
     records = load_log_records(data)
     assert len(records) == 10 and not [r for r in records if r.get("user_id") == scoped("shop-a", "alice")]
 
-    again = start_server(tmp_path, world_dir)
+    again = served(world_dir)
     stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(again.url))
     values, missing = read(stub, "shop-a", "user", ["alice"])[1:3]
     nobody = read(stub, "shop-a", "user", ["never-seen"])[1:3]
@@ -99,10 +98,10 @@ def test_forget_leaves_nothing_of_the_shopper_and_everything_of_the_others(tmp_p
     assert again.terminate() == 0
 
 
-def test_the_admin_forget_rpc_erases_from_a_running_server_which_serves_on(tmp_path):
+def test_the_admin_forget_rpc_erases_from_a_running_server_which_serves_on(tmp_path, served):
     from hanzo.v1 import admin_pb2, admin_pb2_grpc
 
-    server, _ = one_product_server(tmp_path)
+    server, _ = one_product_server(tmp_path, served)
     channel = grpc.insecure_channel(server.url)
     stub, admin = commerce_pb2_grpc.CommerceStub(channel), admin_pb2_grpc.AdminStub(channel)
     for merchant in ("shop-a", "shop-b"):
@@ -135,8 +134,8 @@ def test_the_admin_forget_rpc_erases_from_a_running_server_which_serves_on(tmp_p
     assert len(load_log_records(data)) == 11
 
 
-def test_forgetting_a_shopper_the_store_never_held_rewrites_nothing(tmp_path):
-    server, _ = one_product_server(tmp_path)
+def test_forgetting_a_shopper_the_store_never_held_rewrites_nothing(tmp_path, served):
+    server, _ = one_product_server(tmp_path, served)
     stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(server.url))
     assert stub.IngestEvents(shop_batch("shop-a"), timeout=10).accepted == 8
     assert server.terminate() == 0

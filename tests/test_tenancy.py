@@ -6,7 +6,7 @@ import grpc
 import numpy as np
 import pytest
 from helpers import simulated_world
-from test_feature_server import _feature_names, batches, read_online, start_server
+from test_feature_server import _feature_names, batches, read_online
 
 from hanzo.server.features.offline import get_historical_features, load_log_records
 from hanzo.v1 import commerce_pb2, commerce_pb2_grpc
@@ -39,13 +39,13 @@ class _Merchant:
 
 
 @pytest.mark.parametrize("backend", ["embedded", "redis"])
-def test_two_merchants_with_the_same_ids_each_read_only_their_own(tmp_path, world, backend, request):
+def test_two_merchants_with_the_same_ids_each_read_only_their_own(served, tmp_path, world, backend, request):
     world_dir, events = world
     extra = ()
     if backend == "redis":
         request.getfixturevalue("redis_client")
         extra = ("--feature-backend", "redis", "--redis-url", request.getfixturevalue("redis_server"))
-    server = start_server(tmp_path, world_dir, *extra)
+    server = served(world_dir, *extra)
     stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(server.url))
     half = len(events) // 2
     for merchant, mine in (("shop-a", events), ("shop-b", events[:half])):
@@ -112,13 +112,13 @@ def test_a_scored_order_names_the_merchants_own_shopper_card_device_and_order():
 
 
 @pytest.mark.parametrize("backend", ["embedded", "redis"])
-def test_personal_data_is_kept_as_pseudonyms_only(tmp_path, world, backend, request):
+def test_personal_data_is_kept_as_pseudonyms_only(served, tmp_path, world, backend, request):
     world_dir, _ = world
     extra = ()
     if backend == "redis":
         redis_client = request.getfixturevalue("redis_client")
         extra = ("--feature-backend", "redis", "--redis-url", request.getfixturevalue("redis_server"))
-    server = start_server(tmp_path, world_dir, *extra)
+    server = served(world_dir, *extra)
     stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(server.url))
     secrets = {"email": "alice.liddell@example.org", "ip": "203.0.113.77", "card_id": "4111111111111111",
                "shipping_address_id": "12 Rabbit Hole Lane", "billing_address_id": "1 Looking Glass Rd"}
