@@ -146,3 +146,27 @@ def test_forgetting_a_shopper_the_store_never_held_rewrites_nothing(tmp_path, se
     receipt = json.loads(done.stdout)
     assert receipt["events_removed"] == 0 and receipt["rewritten"] == [] and receipt["events_kept"] == 8
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "data" / "log").iterdir()} == log_files
+
+
+def test_with_keep_links_the_shoppers_orders_stay_as_no_ones(tmp_path, served):
+    server, _ = one_product_server(tmp_path, served)
+    stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(server.url))
+    assert stub.IngestEvents(shop_batch("shop-a"), timeout=10).accepted == 8
+    assert server.terminate() == 0
+    settings = tmp_path / "hanzo.toml"
+    settings.write_text(f'[features]\ndata_dir = "{tmp_path / "data"}"\nerasure_keeps_fraud_links = true\n')
+    done = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "forget", "--config", str(settings),
+                           "--merchant", "shop-a", "--user", "alice"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    receipt = json.loads(done.stdout)
+    assert receipt["events_removed_by_type"] == {"anonymised chargeback": 2, "anonymised order": 2, "page_view": 1,
+                                                 "product_view": 1}
+    assert receipt["fraud_network"].startswith("anonymous links kept")
+    records = load_log_records(tmp_path / "data")
+    orders = [r for r in records if r["event_type"] == "order" and not r.get("user_id")]
+    assert len(orders) == 2 and all(r["payload"]["order_id"].startswith("erased-") for r in orders)
+    charged = {r["payload"]["order_id"] for r in records if r["event_type"] == "chargeback"}
+    assert charged == {r["payload"]["order_id"] for r in orders}  # each still joins its order
+    held = (tmp_path / "data" / "log").read_bytes() if (tmp_path / "data" / "log").is_file() else b"".join(
+        p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file())
+    assert b"shop-a|alice" not in held and b"o-alice" not in held and b"s-alice" not in held

@@ -5,23 +5,32 @@ from what remains, so no byte of the old files survives (rebase.rebuild swaps in
 directory). The receipt says what went.
 
 The fraud network keeps no link through the shopper: the links were their orders, and their
-orders are gone; other shoppers' orders that used the same card keep theirs. Events for the
+orders are gone; other shoppers' orders that used the same card keep theirs. With
+[features] erasure_keeps_fraud_links the orders stay as orders of no one instead (their
+card, device, email and address pseudonyms and amounts: anonymous links). Events for the
 shopper that arrive later start a fresh history (their ids are free again: the dedup index
 is rebuilt without them). Models trained before the erasure keep what they learned until they
 are trained again; the receipt says so."""
 from __future__ import annotations
 
+import hashlib
+import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import lock
+from .pseudonyms import PERSONAL_CONTEXT
 from .events import format_timestamp
 from .log import replay_log
 from .rebase import rebuild
 from .service import FeatureStoreConfig
 from .tenancy import scoped
+
+
+LINK_EVENTS = frozenset({"order", "chargeback"})  # what an erasure may keep as no one's
+LINK_CONTEXT = PERSONAL_CONTEXT | {"device", "merchant_id"}  # the context entries such an event keeps
 
 
 @dataclass
@@ -79,19 +88,47 @@ def forget(config: FeatureStoreConfig, merchant: str, user: str) -> dict:
         if not shopper.sessions and not shopper.orders and not shopper.held:
             return _receipt(merchant, user, removed, shopper, None, started)  # nothing of theirs: nothing rebuilt
 
+        anonymous = _Anonymiser() if config.erasure_keeps_fraud_links else None
+
         def without(records: list[dict]) -> list[dict]:
             kept = []
             for record in records:
-                if shopper.owns(record):
-                    removed[record["event_type"]] += 1
-                else:
+                if not shopper.owns(record):
                     kept.append(record)
+                elif anonymous is not None and record["event_type"] in LINK_EVENTS:
+                    kept.append(anonymous.order(record))
+                    removed["anonymised " + record["event_type"]] += 1
+                else:
+                    removed[record["event_type"]] += 1
             return kept
 
         kept = rebuild(config, data_dir, without, "erased", strict=True)
     finally:
         lock.release(data_dir)
-    return _receipt(merchant, user, removed, shopper, kept, started)
+    receipt = _receipt(merchant, user, removed, shopper, kept, started)
+    if anonymous is not None:
+        receipt["fraud_network"] = ("anonymous links kept ([features] erasure_keeps_fraud_links): the shopper's "
+                                    "orders and chargebacks stay as orders of no one, with their card, device, "
+                                    "email and address pseudonyms and amounts, and no user, session or order id "
+                                    "of theirs")
+    return receipt
+
+
+class _Anonymiser:
+    """An order or chargeback of the shopper as one of no one: no user or session, a fresh order
+    id (the same for an order and its chargeback, from a salt that dies with the erasure)."""
+
+    def __init__(self) -> None:
+        self._salt = secrets.token_bytes(16)
+
+    def order(self, record: dict) -> dict:
+        payload = dict(record.get("payload") or {})
+        if payload.get("order_id"):
+            digest = hashlib.sha256(self._salt + str(payload["order_id"]).encode()).hexdigest()[:20]
+            payload["order_id"] = f"erased-{digest}"
+        payload.pop("items", None)  # what they bought is theirs, not a link
+        context = {k: v for k, v in (record.get("context") or {}).items() if k in LINK_CONTEXT}
+        return {**record, "user_id": None, "session_id": "", "payload": payload, "context": context}
 
 
 def _receipt(merchant: str, user: str, removed: Counter, shopper: Shopper, kept: int | None, started: float) -> dict:

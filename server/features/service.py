@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,36 +29,11 @@ from .service_erasure import OnlineErasure
 from .service_flight import BatchesInFlight
 from .service_snapshots import SnapshotWriting
 from .store import FeatureBlock, FeatureStore
+from .store_config import FeatureStoreConfig
 
 log = logging.getLogger(__name__)
 
 HOUR_MS = 3_600_000
-
-
-@dataclass
-class FeatureStoreConfig:
-    data_dir: Path = field(default_factory=lambda: Path("hanzo_data"))
-    fsync: str = "always"  # always | interval | never
-    dedup_horizon_hours: float = 31 * 24  # >= the longest window, so every late event that can count is deduplicated
-    max_future_seconds: float = 300.0  # events stamped further ahead of the wall clock are rejected
-    max_batch_events: int = 10_000
-    snapshot_every_events: int = 1_000_000
-    log_retention_days: float = 0.0  # > 0: drop log segments older than this once a snapshot covers them
-    catalog: Path | None = None  # catalog.jsonl loaded at start (catalog_update events extend it)
-    backend: str = "embedded"  # embedded | redis
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_ttl_days: float = 35.0  # expiry of sequences, latest values and spans in Redis
-    replica: str = ""  # this server's name in Redis (its log's replay position); default: the data dir
-    # The key that pseudonymises personal data (features/pseudonyms.py); empty: pseudonym.key in
-    # data_dir (embedded), or one shared through Redis (redis).
-    pseudonym_key_file: str = ""
-
-    def __post_init__(self) -> None:
-        self.data_dir = Path(self.data_dir)
-        if self.backend not in ("embedded", "redis"):
-            raise ValueError(f"backend must be embedded or redis, not {self.backend!r}")
-        if self.catalog is not None:
-            self.catalog = Path(self.catalog)
 
 
 @dataclass
