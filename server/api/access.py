@@ -55,11 +55,14 @@ class AccessConfig:
 def merchant_refusal(request: Any) -> str | None:
     """Why the call's credential may not act for the request's merchant_id (None: it may, or the
     request names no merchant, or no credentials are configured)."""
-    key = CALLER.get()
-    if key is None or ANY_MERCHANT in key.merchants:
-        return None
     merchant = getattr(request, "merchant_id", None)
-    if merchant is None or merchant in key.merchants:
+    return None if merchant is None else merchant_denied(merchant)
+
+
+def merchant_denied(merchant: str) -> str | None:
+    """Why the call's credential may not act for `merchant` (None: it may)."""
+    key = CALLER.get()
+    if key is None or ANY_MERCHANT in key.merchants or merchant in key.merchants:
         return None
     named = f"merchant_id {quote(merchant)}" if merchant else "no merchant_id"
     return (f"merchant_id: the API key {key.id!r} acts for {', '.join(key.merchants)} only, and this request "

@@ -5,43 +5,36 @@ from __future__ import annotations
 import json
 from typing import Awaitable, Callable
 
-import grpc
-
 from hanzo.v1 import admin_pb2, admin_pb2_grpc
 
-from ..features.tenancy import merchant_problem
-from ..models.errors import FailedPrecondition, HanzoError, InvalidArgument, quote
+from ..models.errors import FailedPrecondition, InvalidArgument
+from .edge import Edge
 from .latency import LatencyRecorder
+from .merchants import merchant_of
 
 SERVICE = "hanzo.v1.Admin"
 SCOPE = "admin"  # every method (api/access.py)
 AUDITED = frozenset({"GetLatency", "Forget"})  # GetLatency may reset the histograms a harness reads
-MAX_USER_ID = 256
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):
-    def __init__(self, latency: LatencyRecorder,
+    def __init__(self, latency: LatencyRecorder, edge: Edge | None = None,
                  forget: Callable[[str, str], Awaitable[dict]] | None = None) -> None:
         self._latency = latency
         self._forget = forget
+        if edge is not None:  # errors to status codes, field limits and timing as every surface has them
+            edge.wrap_servicer(self, SERVICE, ["Forget"], gated=False)
 
     async def Forget(self, request, context):
+        merchant = merchant_of(request)
+        if not request.user_id:
+            raise InvalidArgument("user_id", "name the shopper to erase")
+        if self._forget is None:
+            raise FailedPrecondition("this server holds no feature store to erase from")
         try:
-            problem = merchant_problem(request.merchant_id)
-            if problem is not None:
-                raise InvalidArgument("merchant_id", f"{quote(request.merchant_id)}: {problem}")
-            if not request.user_id or len(request.user_id) > MAX_USER_ID:
-                raise InvalidArgument("user_id", f"name the shopper to erase (1-{MAX_USER_ID} characters)")
-            if self._forget is None:
-                raise HanzoError("this server has no store to erase from")
-            try:
-                receipt = await self._forget(request.merchant_id, request.user_id)
-            except ValueError as exc:  # the store cannot be rebuilt (a log retention dropped)
-                raise FailedPrecondition(str(exc)) from None
-        except HanzoError as exc:
-            from .edge import STATUS
-
-            await context.abort(STATUS.get(exc.code, grpc.StatusCode.INTERNAL), exc.message)
+            receipt = await self._forget(merchant, request.user_id)
+        except ValueError as exc:  # the store cannot be rebuilt (a log retention dropped)
+            raise FailedPrecondition(str(exc)) from None
         return admin_pb2.ForgetReceipt(events_removed=receipt["events_removed"], events_kept=receipt["events_kept"],
                                        seconds=receipt["seconds"], receipt_json=json.dumps(receipt))
 

@@ -12,7 +12,6 @@ import logging
 import os
 import queue
 import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -38,7 +37,6 @@ class AuditLog:
         self.wait_for_directory = wait_for_directory
         self._queue: queue.Queue = queue.Queue(QUEUE_LIMIT)
         self.dropped = 0
-        self.written = 0
         self._thread = threading.Thread(target=self._run, name="hanzo-audit", daemon=True)
         self._thread.start()
 
@@ -55,13 +53,6 @@ class AuditLog:
         """Write what is queued, then stop."""
         self._queue.put(None)
         self._thread.join(timeout)
-
-    def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until every line queued so far is on disk (tests, and the drain)."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return not self._queue.unfinished_tasks
 
     def _run(self) -> None:
         pending: list[dict] = []
@@ -116,7 +107,6 @@ class AuditLog:
                 out.write("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in entries))
                 out.flush()
                 os.fsync(out.fileno())
-        self.written += len(entries)
 
 
 def read(path: Path) -> Iterator[dict]:

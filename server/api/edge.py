@@ -14,7 +14,7 @@ from google.protobuf.message_factory import GetMessageClass
 
 from ..features.pseudonyms import PERSONAL_CONTEXT
 from ..models.errors import HanzoError, InvalidArgument, PermissionDenied, Unavailable
-from .access import merchant_refusal
+from .access import merchant_denied, merchant_refusal
 from .admission import Admission, Refused
 from .latency import LatencyRecorder
 from .limits import RequestLimits
@@ -156,7 +156,7 @@ class Edge:
                 if gate is not None:
                     if peek is not None and request.__class__ is bytes:
                         merchant = peek(request)
-                        refused = merchant_refusal(_Named(merchant))  # a bound key's other merchant: before a slot
+                        refused = merchant_denied(merchant.decode("utf-8", "replace"))  # before a slot
                         if refused is not None:
                             raise PermissionDenied(refused)
                     waiting = gate.admit(context, merchant)
@@ -205,15 +205,6 @@ class Edge:
         edge.__name__ = handler.__name__
         edge.decodes = decode is not None  # services.add_service: register it without a deserializer
         return edge
-
-
-class _Named:
-    """A request's merchant_id alone, as read off its undecoded body."""
-
-    __slots__ = ("merchant_id",)
-
-    def __init__(self, merchant: bytes) -> None:
-        self.merchant_id = merchant.decode("utf-8", "replace")
 
 
 def takes_merchant_first(request_class: type | None) -> bool:

@@ -77,10 +77,6 @@ class KeyFile:
                 raise ValueError(f"{self.path}: key {key.id!r} needs exactly one of sha256 and identity")
         return keys
 
-    def read(self) -> dict[str, ApiKey]:
-        """The API keys by digest (identity-bound credentials left out)."""
-        return {key.sha256: key for key in self.entries() if key.sha256}
-
     def write(self, keys: list[ApiKey]) -> None:
         # a fresh file of our own (O_EXCL, mode 0600, never a link someone left in the way)
         fd, staging = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent or ".")

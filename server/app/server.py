@@ -93,8 +93,8 @@ class HanzoServer:
         scopes.update(add_service(server, commerce.CommerceServicer(
             self.edge, self.features, self.recommender, self.searcher, self.fraud, self.pricing, self.inventory),
             commerce.SERVICE, commerce.SCOPES, access))
-        scopes.update(add_service(server, admin.AdminServicer(self.latency, self.forget), admin.SERVICE, admin.SCOPE, access,
-                                  guard=True, audited=admin.AUDITED))
+        scopes.update(add_service(server, admin.AdminServicer(self.latency, self.edge, self.forget), admin.SERVICE,
+                                  admin.SCOPE, access, guard=True, audited=admin.AUDITED))
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         scopes.update(add_service(server, self._health, health_name, "health", access, guard=True))
         scopes.update(add_service(server, reflection.aio.ReflectionServicer(
