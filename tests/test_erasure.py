@@ -6,6 +6,7 @@ same user id at another merchant."""
 import json
 import subprocess
 import sys
+import time
 
 import grpc
 import numpy as np
@@ -170,3 +171,33 @@ def test_with_keep_links_the_shoppers_orders_stay_as_no_ones(tmp_path, served):
     held = (tmp_path / "data" / "log").read_bytes() if (tmp_path / "data" / "log").is_file() else b"".join(
         p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file())
     assert b"shop-a|alice" not in held and b"o-alice" not in held and b"s-alice" not in held
+
+
+def test_a_caller_giving_up_midway_leaves_the_erasure_to_finish(tmp_path, served):
+    from hanzo.v1 import admin_pb2, admin_pb2_grpc
+
+    server, _ = one_product_server(tmp_path, served)
+    channel = grpc.insecure_channel(server.url)
+    stub, admin = commerce_pb2_grpc.CommerceStub(channel), admin_pb2_grpc.AdminStub(channel)
+    for start in range(0, 60_000, 5_000):  # enough events that the rebuild outlasts the caller's deadline
+        batch = commerce_pb2.EventBatch(merchant_id="shop-a")
+        for i in range(start, start + 5_000):
+            event(batch, f"e{i}", "product_view", "alice" if i % 10 == 0 else f"u{i % 700}", "s", product_id="p1")
+        assert stub.IngestEvents(batch, timeout=60).accepted == 5_000
+    with pytest.raises(grpc.RpcError) as gone:
+        admin.Forget(admin_pb2.ForgetRequest(merchant_id="shop-a", user_id="alice"), timeout=0.05)
+    assert gone.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    while True:  # the erasure goes on; once it is done, a second finds nothing left
+        try:
+            again = admin.Forget(admin_pb2.ForgetRequest(merchant_id="shop-a", user_id="alice"), timeout=60)
+            break
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+            time.sleep(0.1)
+    assert again.events_removed == 0 and again.events_kept == 54_000
+    after = commerce_pb2.EventBatch(merchant_id="shop-a")  # written into the store the server took up
+    event(after, "late", "product_view", "bob", "s-bob", product_id="p1")
+    assert stub.IngestEvents(after, timeout=10).accepted == 1
+    assert server.terminate() == 0
+    records = load_log_records(tmp_path / "data")
+    assert len(records) == 54_001 and not [r for r in records if r.get("user_id") == "shop-a|alice"]

@@ -174,6 +174,7 @@ class FeatureService(BatchesInFlight, SnapshotWriting, OnlineErasure):
         (applied in log order, sent to Redis if it answers), a snapshot being written is awaited,
         then the blocking close runs in a thread while nothing else touches the store."""
         self._closing = True
+        await self.erasure_settled()
         deadline = asyncio.get_running_loop().time() + limit_s
         while (self._in_flight or self._next_commit < self._tickets) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)

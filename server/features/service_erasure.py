@@ -21,17 +21,30 @@ class OnlineErasure:
     """Mixin of FeatureService."""
 
     _erasing = False
+    _erasure: asyncio.Task | None = None
 
     async def forget(self, merchant: str, user: str) -> dict:
-        """Erase `user` of `merchant`; the receipt (erasure.forget)."""
+        """Erase `user` of `merchant`; the receipt (erasure.forget). A caller that gives up
+        (its deadline, a cancellation) leaves the erasure to finish: stopped between the
+        rebuild and the take-up, the service would write on into the directory it replaced."""
         if self.redis is not None:
             raise FailedPrecondition("erasure rebuilds an embedded store; in Redis mode the tables are every "
                                      "replica's (not built yet)")
         if self._erasing:
             raise Unavailable("an erasure is running already; retry when it is done")
-        if not self.is_open:
+        if not self.is_open or self._closing:
             raise Unavailable("the feature store is opening or closing")
         self._erasing = True
+        self._erasure = asyncio.get_running_loop().create_task(self._erase(merchant, user))
+        self._erasure.add_done_callback(_said)
+        return await asyncio.shield(self._erasure)
+
+    async def erasure_settled(self) -> None:
+        """Wait for an erasure under way to finish (a close must not run beside it)."""
+        if self._erasure is not None and not self._erasure.done():
+            await asyncio.wait([self._erasure])
+
+    async def _erase(self, merchant: str, user: str) -> dict:
         try:
             while self._in_flight or self._next_commit < self._tickets:  # the batches under way land
                 await asyncio.sleep(0.01)
@@ -63,3 +76,9 @@ class OnlineErasure:
         lock.release(self.config.data_dir)  # the fresh service's hold: this one keeps its own
         old_writer.shutdown(wait=False)
         old_log.close()  # its files went with the old directory
+
+
+def _said(task: asyncio.Task) -> None:
+    """An erasure whose caller had gone still says how it ended."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("erasure failed; the store is as it was", extra={"error": str(task.exception())[:300]})
