@@ -42,6 +42,9 @@ class Shopper:
     held: int = 0  # events of theirs (their own user id)
     seen: int = 0  # events in the log
 
+    def anything(self) -> bool:
+        return bool(self.held or self.sessions or self.orders)
+
     def owns(self, record: dict) -> bool:
         user = record.get("user_id")
         if user == self.user:
@@ -54,10 +57,12 @@ class Shopper:
         return order is not None and order in self.orders
 
 
-def find(data_dir: Path, user: str) -> Shopper:
+def find(data_dirs: list[Path], user: str) -> Shopper:
+    """The shopper as the logs of `data_dirs` hold them (several: the replicas of a Redis store,
+    whose sessions may have been served by any of them)."""
     shopper = Shopper(user)
     guest_orders: dict[str, set[str]] = {}  # orders placed without a user id, by session
-    for _, records in replay_log(Path(data_dir) / "log"):
+    for _, records in (batch for data_dir in data_dirs for batch in replay_log(Path(data_dir) / "log")):
         shopper.seen += len(records)
         for record in records:
             order = (record.get("payload") or {}).get("order_id")
@@ -83,35 +88,36 @@ def forget(config: FeatureStoreConfig, merchant: str, user: str) -> dict:
     started = time.monotonic()
     lock.acquire(data_dir, "erasure")
     try:
-        shopper = find(data_dir, scoped(merchant, user))
+        shopper = find([data_dir], scoped(merchant, user))
         removed: Counter = Counter()
-        if not shopper.sessions and not shopper.orders and not shopper.held:
-            return _receipt(merchant, user, removed, shopper, None, started)  # nothing of theirs: nothing rebuilt
-
-        anonymous = _Anonymiser() if config.erasure_keeps_fraud_links else None
-
-        def without(records: list[dict]) -> list[dict]:
-            kept = []
-            for record in records:
-                if not shopper.owns(record):
-                    kept.append(record)
-                elif anonymous is not None and record["event_type"] in LINK_EVENTS:
-                    kept.append(anonymous.order(record))
-                    removed["anonymised " + record["event_type"]] += 1
-                else:
-                    removed[record["event_type"]] += 1
-            return kept
-
-        kept = rebuild(config, data_dir, without, "erased", strict=True)
+        if not shopper.anything():
+            return receipt(config, merchant, user, removed, shopper, None, started)  # nothing of theirs: nothing rebuilt
+        kept = rebuild(config, data_dir, Without(shopper, config, removed), "erased", strict=True)
     finally:
         lock.release(data_dir)
-    receipt = _receipt(merchant, user, removed, shopper, kept, started)
-    if anonymous is not None:
-        receipt["fraud_network"] = ("anonymous links kept ([features] erasure_keeps_fraud_links): the shopper's "
-                                    "orders and chargebacks stay as orders of no one, with their card, device, "
-                                    "email and address pseudonyms and amounts, and no user, session or order id "
-                                    "of theirs")
-    return receipt
+    return receipt(config, merchant, user, removed, shopper, kept, started)
+
+
+class Without:
+    """A batch of the log without the shopper's events (as rebase.rebuild's `change`), or with
+    their orders as no one's ([features] erasure_keeps_fraud_links); counts what went in
+    `removed`."""
+
+    def __init__(self, shopper: Shopper, config: FeatureStoreConfig, removed: Counter) -> None:
+        self.shopper, self.removed = shopper, removed
+        self.anonymous = _Anonymiser() if config.erasure_keeps_fraud_links else None
+
+    def __call__(self, records: list[dict]) -> list[dict]:
+        kept = []
+        for record in records:
+            if not self.shopper.owns(record):
+                kept.append(record)
+            elif self.anonymous is not None and record["event_type"] in LINK_EVENTS:
+                kept.append(self.anonymous.order(record))
+                self.removed["anonymised " + record["event_type"]] += 1
+            else:
+                self.removed[record["event_type"]] += 1
+        return kept
 
 
 class _Anonymiser:
@@ -131,8 +137,9 @@ class _Anonymiser:
         return {**record, "user_id": None, "session_id": "", "payload": payload, "context": context}
 
 
-def _receipt(merchant: str, user: str, removed: Counter, shopper: Shopper, kept: int | None, started: float) -> dict:
-    return {"merchant": merchant, "user": user, "erased_at": format_timestamp(int(time.time() * 1000)),
+def receipt(config: FeatureStoreConfig, merchant: str, user: str, removed: Counter, shopper: Shopper,
+            kept: int | None, started: float) -> dict:
+    out = {"merchant": merchant, "user": user, "erased_at": format_timestamp(int(time.time() * 1000)),
             "events_removed": sum(removed.values()), "events_removed_by_type": dict(sorted(removed.items())),
             "sessions": len(shopper.sessions), "orders": len(shopper.orders),
             "events_kept": kept if kept is not None else shopper.seen, "seconds": round(time.monotonic() - started, 3),
@@ -140,3 +147,8 @@ def _receipt(merchant: str, user: str, removed: Counter, shopper: Shopper, kept:
             else [], "fraud_network": "no anonymous links kept: the links were the shopper's orders, removed",
             "later_events": "start a fresh history",
             "models": "trained before this erasure: they keep what they learned until trained again"}
+    if config.erasure_keeps_fraud_links and kept is not None:
+        out["fraud_network"] = ("anonymous links kept ([features] erasure_keeps_fraud_links): the shopper's orders "
+                                "and chargebacks stay as orders of no one, with their card, device, email and "
+                                "address pseudonyms and amounts, and no user, session or order id of theirs")
+    return out

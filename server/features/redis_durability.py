@@ -19,3 +19,17 @@ def check_redis_durability(client: Any) -> None:
     if decoded.get("appendonly") != "yes" or decoded.get("appendfsync") != "always":
         log.warning("Redis may lose acknowledged events if it crashes: exactly-once across a Redis crash needs "
                     "appendonly yes and appendfsync always", extra={"redis": decoded})
+
+
+MARK = "hz:rebuilding"  # set while an erasure rebuilds Redis (redis_erasure.py)
+
+
+class RebuildUnfinished(OSError):
+    """The store is not whole yet (an OSError: what a start reports in one line)."""
+
+
+def refuse_if_rebuilding(client: Any) -> None:
+    """A replica opening on a Redis whose erasure stopped midway would serve half a store."""
+    if client.exists(MARK):
+        raise RebuildUnfinished(f"Redis holds {MARK}: an erasure of this store stopped before it was done; run the same "
+                           f"`hanzo forget` again (with every replica's --data-dir) to finish it")

@@ -17,7 +17,7 @@ from .dedup import DedupIndex, id_hashes
 from ..models.errors import Unavailable
 from ..models.limits import DEFAULT_LIMITS
 from .pseudonyms import Pseudonyms, store_key
-from .redis_durability import check_redis_durability
+from .redis_durability import check_redis_durability, refuse_if_rebuilding
 from .tenancy import scope_record
 from .events import EventError, check_record, format_timestamp
 from .catalog_feed import CatalogFeed
@@ -57,6 +57,8 @@ class IngestResult:
 
 
 class FeatureService(BatchesInFlight, SnapshotWriting, OnlineErasure):
+    finishing_erasure = False  # opened by redis_erasure, on a Redis it is rebuilding
+
     def __init__(self, config: FeatureStoreConfig) -> None:
         self.config = config
         self.limits = DEFAULT_LIMITS  # the server's [limits] replace these
@@ -129,6 +131,8 @@ class FeatureService(BatchesInFlight, SnapshotWriting, OnlineErasure):
         tail: set[str] = set()  # Redis mode: the ids of the log's tail past what Redis holds
         shared = self.store.applied(self.replica) if self.redis is not None else 0
         if self.redis is not None:
+            if not self.finishing_erasure:
+                refuse_if_rebuilding(self.redis)
             self.store.sync_clock()
             check_redis_durability(self.redis)
         for first, records in event_log.replay(self.applied_seq):

@@ -28,8 +28,9 @@ class OnlineErasure:
         (its deadline, a cancellation) leaves the erasure to finish: stopped between the
         rebuild and the take-up, the service would write on into the directory it replaced."""
         if self.redis is not None:
-            raise FailedPrecondition("erasure rebuilds an embedded store; in Redis mode the tables are every "
-                                     "replica's (not built yet)")
+            raise FailedPrecondition("in Redis mode an erasure rebuilds Redis from every replica's log: stop the "
+                                     "replicas and run `hanzo forget --redis-url URL --data-dir DIR ...` with each "
+                                     "replica's data directory")
         if self._erasing:
             raise Unavailable("an erasure is running already; retry when it is done")
         if not self.is_open or self._closing:

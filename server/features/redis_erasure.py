@@ -1,0 +1,121 @@
+"""A shopper erased from a Redis store: the tables, the fraud network and the dedup marks in
+Redis are every replica's, built from every replica's log, so the erasure takes every replica's
+data directory (all servers stopped). Each log loses the shopper's events (erasure.Without,
+through the same rebuild as an embedded store), every key under the store's prefix is deleted,
+and each replica replays its rewritten log into Redis, as a replica starting on an empty Redis
+does; the event ids it replays are marked seen again for the rest of the dedup horizon.
+
+While that runs, `<prefix>:rebuilding` is set in Redis and no replica opens on it (a feature
+store open is refused): a crash midway leaves the mark, and running the same `hanzo forget`
+again finishes the work (the logs already rewritten give nothing more to remove; the Redis part
+is done again from the start). The pseudonym key (pseudonyms.REDIS_KEY) lies outside the prefix
+and stays."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from . import lock
+from .dedup import id_hashes
+from .erasure import Without, find, receipt
+from .log import replay_log
+from .pseudonyms import KEY_FILE
+from .rebase import rebuild, recover_rebase
+from .redis_durability import MARK
+from .service import FeatureService, FeatureStoreConfig
+from .tenancy import scoped
+
+PREFIX = "hz"  # RedisFeatureStore's key prefix
+
+def forget_redis(config: FeatureStoreConfig, data_dirs: list[Path], merchant: str, user: str) -> dict:
+    """Erase `user` of `merchant` from the Redis store at config.redis_url and the logs of its
+    replicas (`data_dirs`, every one of them; no server may hold any); returns the receipt."""
+    import redis
+
+    if not user:
+        raise ValueError("name the shopper to forget (--user)")
+    if len(data_dirs) > 1 and config.replica:
+        raise ValueError("[features] replica names one replica; give one data directory per run of that config, "
+                         "or leave replica unset (each replica is then named by its data directory)")
+    started = time.monotonic()
+    client = redis.Redis.from_url(config.redis_url)
+    held: list[Path] = []
+    try:
+        for data_dir in data_dirs:
+            lock.acquire(data_dir, "erasure")
+            held.append(data_dir)
+            recover_rebase(data_dir)
+        shopper = find(data_dirs, scoped(merchant, user))
+        removed: Counter = Counter()
+        finishing = bool(client.exists(MARK))
+        if not shopper.anything() and not finishing:
+            return receipt(config, merchant, user, removed, shopper, None, started)
+        client.set(MARK, json.dumps({"since": int(time.time())}))
+        for data_dir in data_dirs:
+            _rewrite_log(config, data_dir, Without(shopper, config, removed))
+        _clear(client)
+        kept = sum(_replay_into_redis(config, data_dir) for data_dir in data_dirs)
+        client.delete(MARK)
+    finally:
+        for data_dir in held:
+            lock.release(data_dir)
+        client.close()
+    out = receipt(config, merchant, user, removed, shopper, kept, started)
+    out["rewritten"] = ["event logs of " + ", ".join(str(d) for d in data_dirs), "snapshots",
+                        "Redis: feature tables, fraud network, dedup marks, catalogue feed"]
+    return out
+
+
+def _rewrite_log(config: FeatureStoreConfig, data_dir: Path, without: Without) -> None:
+    """The log without the shopper (rebuilt through an embedded store, which only checks and
+    orders it here), and no snapshot: the replica's state is Redis's, replayed next."""
+    had_key = (data_dir / KEY_FILE).exists()
+    rebuild(dataclasses.replace(config, backend="embedded", data_dir=data_dir), data_dir, without, "erased",
+            strict=True)
+    if not had_key:  # the embedded store made one; this replica's key is Redis's
+        (data_dir / KEY_FILE).unlink(missing_ok=True)
+    shutil.rmtree(data_dir / "snapshots", ignore_errors=True)
+
+
+def _clear(client: Any, batch: int = 1000) -> int:
+    """Every key under the prefix but the mark; returns how many went."""
+    gone, names = 0, []
+    for name in client.scan_iter(match=f"{PREFIX}:*", count=batch):
+        if name.decode() != MARK:
+            names.append(name)
+        if len(names) >= batch:
+            gone += client.unlink(*names)
+            names = []
+    if names:
+        gone += client.unlink(*names)
+    return gone
+
+
+def _replay_into_redis(config: FeatureStoreConfig, data_dir: Path, batch: int = 10_000) -> int:
+    """One replica's log sent into the emptied Redis (its open does it: Redis holds nothing of
+    it), then its event ids marked seen for what is left of the dedup horizon."""
+    service = FeatureService(dataclasses.replace(config, backend="redis", data_dir=data_dir))
+    service.finishing_erasure = True
+    service.open()
+    try:
+        horizon, watermark = service.dedup.horizon_ms, service.store.watermark
+        events = 0
+        pipe = service.redis.pipeline(transaction=False)
+        for _, records in replay_log(data_dir / "log"):
+            events += len(records)
+            hashes = id_hashes([r["event_id"] for r in records]).tolist()
+            for h, record in zip(hashes, records):
+                left = horizon - max(0, watermark - record["timestamp"])
+                if left > 0:
+                    pipe.set(f"{PREFIX}:id:{h}", "1", px=left)
+            if len(pipe) >= batch:
+                pipe.execute()
+        pipe.execute()
+    finally:
+        service.close()
+    return events
