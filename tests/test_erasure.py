@@ -201,3 +201,44 @@ def test_a_caller_giving_up_midway_leaves_the_erasure_to_finish(tmp_path, served
     assert server.terminate() == 0
     records = load_log_records(tmp_path / "data")
     assert len(records) == 54_001 and not [r for r in records if r.get("user_id") == "shop-a|alice"]
+
+
+def test_with_refuse_the_shoppers_later_events_are_refused_and_nothing_else(tmp_path, served):
+    """erasure_later_events = "refuse": after the Admin Forget the shopper's new events are
+    rejected naming user_id (the same user id at another merchant is not), across a restart;
+    the list holds a digest that is none of the shopper's ids or pseudonyms."""
+    from hanzo.v1 import admin_pb2, admin_pb2_grpc
+
+    world_dir = tmp_path / "world"
+    world_dir.mkdir()
+    (world_dir / "catalog.jsonl").write_text(json.dumps({"product_id": "p1", "title": "a thing", "price": 5.0}) + "\n")
+    settings = tmp_path / "hanzo.toml"
+    settings.write_text('[features]\nerasure_later_events = "refuse"\n')
+    server = served(world_dir, "--config", str(settings))
+    channel = grpc.insecure_channel(server.url)
+    stub, admin = commerce_pb2_grpc.CommerceStub(channel), admin_pb2_grpc.AdminStub(channel)
+    for merchant in ("shop-a", "shop-b"):
+        assert stub.IngestEvents(shop_batch(merchant), timeout=10).accepted == 8
+    receipt = admin.Forget(admin_pb2.ForgetRequest(merchant_id="shop-a", user_id="alice"), timeout=60)
+    assert json.loads(receipt.receipt_json)["later_events"].startswith("refused")
+
+    def later(merchant, tag):
+        batch = commerce_pb2.EventBatch(merchant_id=merchant)
+        event(batch, f"{tag}1", "product_view", "alice", "s-new", product_id="p1")
+        event(batch, f"{tag}2", "product_view", "bob", "s-new-bob", product_id="p1")
+        return stub.IngestEvents(batch, timeout=10)
+
+    ack = later("shop-a", "x")
+    assert ack.accepted == 1 and [(r.event_id, r.field) for r in ack.rejects] == [("x1", "user_id")]
+    assert "erased" in ack.rejects[0].reason and "alice" not in ack.rejects[0].reason
+    assert later("shop-b", "x").accepted == 2  # shop-b's alice is another shopper
+    assert server.terminate() == 0
+    again = served(world_dir, "--config", str(settings))
+    stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(again.url))
+    assert [r.field for r in later("shop-a", "y").rejects] == ["user_id"]
+    assert again.terminate() == 0
+    data = tmp_path / "data"
+    pseudonyms = Pseudonyms(store_key("", data))
+    listed = (data / "erased.list").read_text().split()
+    assert len(listed) == 1
+    assert listed[0] not in (scoped("shop-a", "alice"), pseudonyms.of(scoped("shop-a", "alice"))[2:])

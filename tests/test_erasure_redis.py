@@ -133,3 +133,28 @@ def test_a_redis_erasure_stopped_midway_refuses_a_start_until_it_is_run_again(tm
     nobody = read(stub, "shop-a", "user", ["never-seen"])
     assert bob[2].sum() < nobody[2].sum()  # bob is known again
     assert again.terminate() == 0
+
+
+def test_with_refuse_a_redis_replica_refuses_the_shoppers_later_events(tmp_path, served, redis_server, redis_client):
+    settings = tmp_path / "hanzo.toml"
+    settings.write_text(f'[features]\nbackend = "redis"\nredis_url = "{redis_server}"\n'
+                        f'erasure_later_events = "refuse"\n')
+    one, world_dir = one_product_server(tmp_path, served)
+    one.terminate()
+    replica = served(world_dir, "--config", str(settings))
+    stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(replica.url))
+    assert stub.IngestEvents(shop_batch("shop-a"), timeout=10).accepted == 8
+    assert replica.terminate() == 0
+    done = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "forget", "--config", str(settings),
+                           "--data-dir", str(tmp_path / "data"), "--merchant", "shop-a", "--user", "alice"],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert redis_client.scard("hanzo:erased") == 1  # beside the store's keys, which the erasure emptied
+    again = served(world_dir, "--config", str(settings))
+    stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(again.url))
+    batch = commerce_pb2.EventBatch(merchant_id="shop-a")
+    event(batch, "n1", "product_view", "alice", "s-new", product_id="p1")
+    event(batch, "n2", "product_view", "bob", "s-new", product_id="p1")
+    ack = stub.IngestEvents(batch, timeout=10)
+    assert ack.accepted == 1 and [(r.event_id, r.field) for r in ack.rejects] == [("n1", "user_id")]
+    assert again.terminate() == 0

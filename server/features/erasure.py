@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import lock
-from .pseudonyms import PERSONAL_CONTEXT
+from .erased import ErasedShoppers
+from .pseudonyms import PERSONAL_CONTEXT, store_key
 from .events import format_timestamp
 from .log import replay_log
 from .rebase import rebuild
@@ -29,6 +30,9 @@ from .service import FeatureStoreConfig
 from .tenancy import scoped
 
 
+LATER_EVENTS = {"fresh": "start a fresh history",
+                "refuse": "refused ([features] erasure_later_events): a keyed digest of the shopper's id is kept "
+                          "to recognise them"}
 LINK_EVENTS = frozenset({"order", "chargeback"})  # what an erasure may keep as no one's
 LINK_CONTEXT = PERSONAL_CONTEXT | {"device", "merchant_id"}  # the context entries such an event keeps
 
@@ -88,6 +92,8 @@ def forget(config: FeatureStoreConfig, merchant: str, user: str) -> dict:
     started = time.monotonic()
     lock.acquire(data_dir, "erasure")
     try:
+        if config.erasure_later_events == "refuse":
+            ErasedShoppers(store_key(config.pseudonym_key_file, data_dir), data_dir).add(scoped(merchant, user))
         shopper = find([data_dir], scoped(merchant, user))
         removed: Counter = Counter()
         if not shopper.anything():
@@ -145,7 +151,7 @@ def receipt(config: FeatureStoreConfig, merchant: str, user: str, removed: Count
             "events_kept": kept if kept is not None else shopper.seen, "seconds": round(time.monotonic() - started, 3),
             "rewritten": ["event log", "snapshots", "online store", "dedup index", "fraud network"] if kept is not None
             else [], "fraud_network": "no anonymous links kept: the links were the shopper's orders, removed",
-            "later_events": "start a fresh history",
+            "later_events": LATER_EVENTS[config.erasure_later_events],
             "models": "trained before this erasure: they keep what they learned until trained again"}
     if config.erasure_keeps_fraud_links and kept is not None:
         out["fraud_network"] = ("anonymous links kept ([features] erasure_keeps_fraud_links): the shopper's orders "

@@ -24,7 +24,8 @@ from . import lock
 from .dedup import id_hashes
 from .erasure import Without, find, receipt
 from .log import replay_log
-from .pseudonyms import KEY_FILE
+from .erased import ErasedShoppers
+from .pseudonyms import KEY_FILE, store_key
 from .rebase import rebuild, recover_rebase
 from .redis_durability import MARK
 from .service import FeatureService, FeatureStoreConfig
@@ -50,6 +51,9 @@ def forget_redis(config: FeatureStoreConfig, data_dirs: list[Path], merchant: st
             lock.acquire(data_dir, "erasure")
             held.append(data_dir)
             recover_rebase(data_dir)
+        if config.erasure_later_events == "refuse":
+            key = store_key(config.pseudonym_key_file, data_dirs[0], client)
+            ErasedShoppers(key, data_dirs[0], client).add(scoped(merchant, user))
         shopper = find(data_dirs, scoped(merchant, user))
         removed: Counter = Counter()
         finishing = bool(client.exists(MARK))

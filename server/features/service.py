@@ -16,6 +16,7 @@ import numpy as np
 from .dedup import DedupIndex, id_hashes
 from ..models.errors import Unavailable
 from ..models.limits import DEFAULT_LIMITS
+from .erased import ErasedShoppers
 from .pseudonyms import Pseudonyms, store_key
 from .redis_durability import check_redis_durability, refuse_if_rebuilding
 from .tenancy import scope_record
@@ -54,6 +55,10 @@ class IngestResult:
     duplicates: int
     rejects: list[Reject]
     watermark: int
+
+
+ERASED_REFUSED = ("this shopper was erased on request, and their later events are refused ([features] "
+                  "erasure_later_events = \"refuse\")")
 
 
 class FeatureService(BatchesInFlight, SnapshotWriting, OnlineErasure):
@@ -121,7 +126,9 @@ class FeatureService(BatchesInFlight, SnapshotWriting, OnlineErasure):
             raise
 
     def _open_locked(self, data: Path, started: float) -> None:
-        self.pseudonyms = Pseudonyms(store_key(self.config.pseudonym_key_file, data, self.redis))
+        key = store_key(self.config.pseudonym_key_file, data, self.redis)
+        self.pseudonyms = Pseudonyms(key)
+        self.erased = ErasedShoppers(key, data, self.redis)
         snapshot = self._load_snapshot()
         if not snapshot and self.config.catalog:
             self.store.load_catalog(read_catalog(self.config.catalog))
@@ -241,7 +248,12 @@ class FeatureService(BatchesInFlight, SnapshotWriting, OnlineErasure):
                                       f"({self.config.dedup_horizon_hours:g} h before its clock, "
                                       f"{format_timestamp(self.store.watermark)}): no window holds it"))
                 continue
-            records.append(self.pseudonyms.record(scope_record(item, merchant)))
+            event_id = item["event_id"]  # as the merchant sent it (scoping rewrites it)
+            record = scope_record(item, merchant)
+            if self.erased.holds(record.get("user_id")):
+                rejects.append(Reject(index, event_id, "user_id", ERASED_REFUSED))
+                continue
+            records.append(self.pseudonyms.record(record))
         return records, rejects
 
 

@@ -14,7 +14,7 @@ from . import lock
 log = logging.getLogger("hanzo.server.features.service")
 
 # what a service opened on the rebuilt directory hands over
-_TAKEN = ("store", "dedup", "log", "applied_seq", "pseudonyms", "_since_snapshot", "_writer")
+_TAKEN = ("store", "dedup", "log", "applied_seq", "pseudonyms", "erased", "_since_snapshot", "_writer")
 
 
 class OnlineErasure:

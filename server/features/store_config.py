@@ -25,10 +25,15 @@ class FeatureStoreConfig:
     # Erasure (features/erasure.py): keep the shopper's orders as orders of no one, so the fraud
     # network keeps its anonymous links (a card and an email used together); off: they go.
     erasure_keeps_fraud_links: bool = False
+    # An erased shopper's later events: "fresh" starts a new history, "refuse" rejects them
+    # (a keyed digest of the shopper's id is kept to recognise them: features/erased.py).
+    erasure_later_events: str = "fresh"
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
         if self.backend not in ("embedded", "redis"):
             raise ValueError(f"backend must be embedded or redis, not {self.backend!r}")
+        if self.erasure_later_events not in ("fresh", "refuse"):
+            raise ValueError(f"erasure_later_events must be fresh or refuse, not {self.erasure_later_events!r}")
         if self.catalog is not None:
             self.catalog = Path(self.catalog)

@@ -22,7 +22,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..features.service import FeatureService
+from ..features.service import ERASED_REFUSED, FeatureService
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +131,11 @@ class ServedLog:
             self._lose("flush_failed", pending)
             return
         STATS.flushed += len(pending) - len(result.rejects)
-        if result.rejects:
-            self._lose("rejected", [pending[r.index] for r in result.rejects])
-            self._error = f"rejected at {result.rejects[0].field}"
+        # what was served to a shopper erased under erasure_later_events = "refuse" is refused by design
+        rejects = [r for r in result.rejects if r.reason != ERASED_REFUSED]
+        if rejects:
+            self._lose("rejected", [pending[r.index] for r in rejects])
+            self._error = f"rejected at {rejects[0].field}"
 
     def _ended(self, task: asyncio.Task) -> None:
         if self._task is task:
