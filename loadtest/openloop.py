@@ -153,7 +153,8 @@ class LoadResult:
                 "kinds": {label: {"sent": k.sent, "ok": k.ok, "errors": k.errors, "latency": k.latency.encode(),
                                   "corrected": k.corrected.encode(), "late_ok": k.late_ok}
                           for label, k in self.kinds.items()},
-                "seconds": [self.second_sent, self.second_ok, self.second_errors, self.second_latency_us]}
+                "seconds": [self.second_sent, self.second_ok, self.second_errors, self.second_latency_us],
+                "start_ns": self.start_ns, "end_ns": self.end_ns}
 
     @classmethod
     def decode(cls, data: dict) -> "LoadResult":
@@ -166,6 +167,7 @@ class LoadResult:
             kind.latency.add(HdrHistogram.decode(k["latency"]))
             kind.corrected.add(HdrHistogram.decode(k["corrected"]))
         result.second_sent, result.second_ok, result.second_errors, result.second_latency_us = data["seconds"]
+        result.start_ns, result.end_ns = data.get("start_ns", 0), data.get("end_ns", 0)
         return result
 
 

@@ -242,3 +242,50 @@ def test_with_refuse_the_shoppers_later_events_are_refused_and_nothing_else(tmp_
     listed = (data / "erased.list").read_text().split()
     assert len(listed) == 1
     assert listed[0] not in (scoped("shop-a", "alice"), pseudonyms.of(scoped("shop-a", "alice"))[2:])
+
+
+def test_ingestion_goes_on_while_a_running_server_erases(tmp_path, served):
+    """The Admin Forget rebuilds while the server takes events: batches sent meanwhile are
+    accepted (refused UNAVAILABLE only in the last stretch), every one of them is in the rebuilt
+    store, and the shopper's own events sent meanwhile are erased with the rest."""
+    import threading
+
+    from hanzo.v1 import admin_pb2, admin_pb2_grpc
+
+    server, _ = one_product_server(tmp_path, served)
+    channel = grpc.insecure_channel(server.url)
+    stub, admin = commerce_pb2_grpc.CommerceStub(channel), admin_pb2_grpc.AdminStub(channel)
+    for start in range(0, 60_000, 5_000):
+        batch = commerce_pb2.EventBatch(merchant_id="shop-a")
+        for i in range(start, start + 5_000):
+            event(batch, f"e{i}", "product_view", "alice" if i % 10 == 0 else f"u{i % 700}", "s", product_id="p1")
+        assert stub.IngestEvents(batch, timeout=60).accepted == 5_000
+    answer = {}
+    forgetting = threading.Thread(target=lambda: answer.setdefault("receipt", admin.Forget(
+        admin_pb2.ForgetRequest(merchant_id="shop-a", user_id="alice"), timeout=120)))
+    forgetting.start()
+    accepted, refused, n = [], 0, 0
+    while forgetting.is_alive():
+        batch = commerce_pb2.EventBatch(merchant_id="shop-a")
+        event(batch, f"m{n}", "product_view", "carol", "s-carol", product_id="p1")
+        event(batch, f"m{n}-alice", "product_view", "alice", "s-alice-new", product_id="p1")
+        try:
+            assert stub.IngestEvents(batch, timeout=10).accepted == 2
+            accepted.append(n)
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+            refused += 1
+        n += 1
+        time.sleep(0.005)
+    forgetting.join()
+    assert len(accepted) > refused and accepted  # most batches got in while it ran
+    assert server.terminate() == 0
+    records = load_log_records(tmp_path / "data")
+    carol = {r["event_id"] for r in records if r.get("user_id") == "shop-a|carol"}
+    assert carol == {f"shop-a|m{i}" for i in accepted}
+    # hers sent meanwhile are erased up to the take-up; any taken after it (before the answer
+    # reached this client) are a fresh history: the kept ones are the last ones sent
+    kept = sorted(int(r["event_id"][len("shop-a|m"):-len("-alice")]) for r in records
+                  if r.get("user_id") == "shop-a|alice")
+    assert kept == accepted[len(accepted) - len(kept):] and len(kept) <= 2
+    assert answer["receipt"].events_removed == 6_000 + len(accepted) - len(kept)

@@ -25,7 +25,7 @@ from .erased import ErasedShoppers
 from .pseudonyms import PERSONAL_CONTEXT, store_key
 from .events import format_timestamp
 from .log import replay_log
-from .rebase import rebuild
+from .rebase import Rebuild, swap_in
 from .service import FeatureStoreConfig
 from .tenancy import scoped
 
@@ -45,6 +45,14 @@ class Shopper:
     orders: set[str] = field(default_factory=set)
     held: int = 0  # events of theirs (their own user id)
     seen: int = 0  # events in the log
+
+    def note(self, record: dict) -> None:
+        """One of their own events: its session and order are theirs."""
+        if record.get("session_id"):
+            self.sessions.add(record["session_id"])
+        order = (record.get("payload") or {}).get("order_id")
+        if order:
+            self.orders.add(order)
 
     def anything(self) -> bool:
         return bool(self.held or self.sessions or self.orders)
@@ -72,10 +80,7 @@ def find(data_dirs: list[Path], user: str) -> Shopper:
             order = (record.get("payload") or {}).get("order_id")
             if record.get("user_id") == user:
                 shopper.held += 1
-                if record.get("session_id"):
-                    shopper.sessions.add(record["session_id"])
-                if order:
-                    shopper.orders.add(order)
+                shopper.note(record)
             elif order and not record.get("user_id") and record.get("session_id"):
                 guest_orders.setdefault(record["session_id"], set()).add(order)
     for session in shopper.sessions:  # an order placed in their session is theirs, and so is its chargeback
@@ -86,22 +91,74 @@ def find(data_dirs: list[Path], user: str) -> Shopper:
 def forget(config: FeatureStoreConfig, merchant: str, user: str) -> dict:
     """Erase `user` of `merchant` ("" for the unnamed shop) from the store at config.data_dir
     (no server may hold it); returns the receipt."""
-    if not user:
-        raise ValueError("name the shopper to forget (--user)")
-    data_dir = Path(config.data_dir)
-    started = time.monotonic()
-    lock.acquire(data_dir, "erasure")
+    erasure = Erasure(config, merchant, user)
+    lock.acquire(config.data_dir, "erasure")
     try:
-        if config.erasure_later_events == "refuse":
-            ErasedShoppers(store_key(config.pseudonym_key_file, data_dir), data_dir).add(scoped(merchant, user))
-        shopper = find([data_dir], scoped(merchant, user))
-        removed: Counter = Counter()
-        if not shopper.anything():
-            return receipt(config, merchant, user, removed, shopper, None, started)  # nothing of theirs: nothing rebuilt
-        kept = rebuild(config, data_dir, Without(shopper, config, removed), "erased", strict=True)
+        if erasure.begin():
+            try:
+                erasure.read()
+            except BaseException:
+                erasure.abandon()
+                raise
+        return erasure.finish()
     finally:
-        lock.release(data_dir)
-    return receipt(config, merchant, user, removed, shopper, kept, started)
+        lock.release(config.data_dir)
+
+
+class Erasure:
+    """forget() in steps, for a running server that goes on taking events meanwhile
+    (service_erasure): `begin` finds the shopper and starts the rebuild, `read` re-applies the
+    log up to a position (again and again, as it grows), `finish` swaps the rebuilt directory in
+    once the server has stopped appending and the rest is read. The caller holds the lock."""
+
+    def __init__(self, config: FeatureStoreConfig, merchant: str, user: str,
+                 erased: ErasedShoppers | None = None) -> None:
+        if not user:
+            raise ValueError("name the shopper to forget (--user)")
+        self.config, self.merchant, self.user = config, merchant, user
+        self.started = time.monotonic()
+        self.removed: Counter = Counter()
+        self.shopper = Shopper(scoped(merchant, user))
+        self.work: Rebuild | None = None
+        self._erased = erased  # a running server's own list (it refuses at once)
+
+    def begin(self) -> bool:
+        """Whether the store holds anything of the shopper (else nothing is rebuilt)."""
+        data_dir = Path(self.config.data_dir)
+        if self.config.erasure_later_events == "refuse":
+            erased = self._erased or ErasedShoppers(store_key(self.config.pseudonym_key_file, data_dir), data_dir)
+            if not erased.holds(self.shopper.user):
+                erased.add(self.shopper.user)
+        self.shopper = find([data_dir], self.shopper.user)
+        if not self.shopper.anything():
+            return False
+        self.work = Rebuild(self.config, data_dir, Without(self.shopper, self.config, self.removed), "erased",
+                            strict=True)
+        return True
+
+    def read(self, until: int | None = None) -> int:
+        return self.work.read(until) if self.work is not None else 0
+
+    def seal(self) -> None:
+        if self.work is not None:
+            self.work.seal()
+
+    def finish(self) -> dict:
+        out = self.close()
+        if self.work is not None:
+            swap_in(self.config.data_dir)
+        return out
+
+    def close(self) -> dict:
+        """The rebuilt directory complete, not swapped in yet (rebase.swap_in); the receipt."""
+        if self.work is not None:
+            self.work.close()
+        kept = self.work.events if self.work is not None else None
+        return receipt(self.config, self.merchant, self.user, self.removed, self.shopper, kept, self.started)
+
+    def abandon(self) -> None:
+        if self.work is not None:
+            self.work.abandon()
 
 
 class Without:
@@ -116,6 +173,8 @@ class Without:
     def __call__(self, records: list[dict]) -> list[dict]:
         kept = []
         for record in records:
+            if record.get("user_id") == self.shopper.user:  # events of theirs that came after find()
+                self.shopper.note(record)
             if not self.shopper.owns(record):
                 kept.append(record)
             elif self.anonymous is not None and record["event_type"] in LINK_EVENTS:

@@ -63,38 +63,100 @@ def rebuild(config: FeatureStoreConfig, data_dir: Path, change: Callable[[list[d
     directory that then replaces `data_dir` (held locked by the caller): a new log, snapshot and
     dedup index; the old files are deleted. Returns the events re-applied. `strict`: an event
     the fresh store refuses stops the rebuild before anything is swapped."""
-    if config.backend != "embedded":
-        raise ValueError(f"only an embedded store's history can be {what} (Redis holds the tables of every replica)")
-    if not log_is_whole(data_dir):
-        raise ValueError(f"{data_dir}: the log no longer starts at its first event (log retention dropped "
-                         f"segments), so its history cannot be rebuilt from it")
-    staging, old = _beside(data_dir, "rebase"), _beside(data_dir, "before-rebase")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    for name in os.listdir(data_dir):  # what lives beside the log and snapshots: the key first of all
-        if name not in ("log", "snapshots") and (data_dir / name).is_file():
-            shutil.copy2(data_dir / name, staging / name)
-    service = FeatureService(dataclasses.replace(config, data_dir=staging, fsync="never",
-                                                 max_future_seconds=10 ** 10, log_retention_days=0.0))
-    service.open()
-    events = 0
+    work = Rebuild(config, data_dir, change, what, batch, strict)
     try:
-        for _, records in replay_log(data_dir / "log"):
-            for first in range(0, len(records), batch):
-                chunk = change(records[first:first + batch])
-                if not chunk:
-                    continue
-                result = service.ingest_blocking(chunk)
-                events += result.accepted
-                if strict and (result.rejects or result.duplicates):
-                    raise ValueError(f"{data_dir}: the rebuild refused {len(result.rejects)} and called "
-                                     f"{result.duplicates} duplicates of the events it must keep (first: "
-                                     f"{result.rejects[0].reason if result.rejects else 'a duplicate'}); nothing "
-                                     f"was changed")
-    finally:
-        service.close()
-        lock.lock_file(staging).unlink(missing_ok=True)  # nobody else ever opens the staging copy
-    os.sync()
+        work.read()
+    except BaseException:
+        work.abandon()
+        raise
+    return work.finish()
+
+
+class Rebuild:
+    """rebuild() in steps, for a log that a running server goes on appending to: `read` re-applies
+    the log up to a position (repeatable, each time from where the last stopped), `finish`
+    swaps the fresh directory in once the caller has stopped the appends and read the rest."""
+
+    def __init__(self, config: FeatureStoreConfig, data_dir: Path, change: Callable[[list[dict]], list[dict]],
+                 what: str, batch: int = 5000, strict: bool = False) -> None:
+        if config.backend != "embedded":
+            raise ValueError(f"only an embedded store's history can be {what} (Redis holds the tables of every "
+                             f"replica)")
+        if not log_is_whole(data_dir):
+            raise ValueError(f"{data_dir}: the log no longer starts at its first event (log retention dropped "
+                             f"segments), so its history cannot be rebuilt from it")
+        self.data_dir, self.change, self.batch, self.strict = data_dir, change, batch, strict
+        self.staging = _beside(data_dir, "rebase")
+        self.position = 0  # the old log's events read so far
+        self.events = 0  # re-applied
+        self._sealed = False
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self.staging.mkdir()
+        for name in os.listdir(data_dir):  # what lives beside the log and snapshots: the key first of all
+            if name not in ("log", "snapshots") and (data_dir / name).is_file():
+                shutil.copy2(data_dir / name, self.staging / name)
+        self.service = FeatureService(dataclasses.replace(config, data_dir=self.staging, fsync="never",
+                                                          max_future_seconds=10 ** 10, log_retention_days=0.0))
+        self.service.open()
+
+    def read(self, until: int | None = None) -> int:
+        """Re-apply the log's events from where the last call stopped up to position `until`
+        (None: as far as it is written); returns the position reached."""
+        for first, records in replay_log(self.data_dir / "log", self.position):
+            if until is not None:
+                if first >= until:
+                    break
+                records = records[:until - first]
+            for start in range(0, len(records), self.batch):
+                self._apply(records[start:start + self.batch])
+            self.position = first + len(records)
+        return self.position
+
+    def _apply(self, records: list[dict]) -> None:
+        chunk = self.change(records)
+        if not chunk:
+            return
+        result = self.service.ingest_blocking(chunk)
+        self.events += result.accepted
+        if self.strict and (result.rejects or result.duplicates):
+            raise ValueError(f"{self.data_dir}: the rebuild refused {len(result.rejects)} and called "
+                             f"{result.duplicates} duplicates of the events it must keep (first: "
+                             f"{result.rejects[0].reason if result.rejects else 'a duplicate'}); nothing was "
+                             f"changed")
+
+    def seal(self) -> None:
+        """A snapshot of what is re-applied so far, so that `finish` need not write one: the
+        few events read after it are replayed from the new log by whoever opens it."""
+        self.service.snapshot()
+        self._sealed = True
+
+    def finish(self) -> int:
+        """Swap the fresh directory in (nothing may append to the old log any more); returns
+        the events re-applied."""
+        self.close()
+        swap_in(self.data_dir)
+        return self.events
+
+    def close(self) -> None:
+        """The fresh directory complete (its store closed), for swap_in."""
+        self._close(snapshot=not self._sealed)
+        os.sync()
+
+    def abandon(self) -> None:
+        """Leave the store as it was."""
+        self._close(snapshot=False)
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def _close(self, snapshot: bool = True) -> None:
+        if self.service.is_open:
+            self.service.close(snapshot)
+        lock.lock_file(self.staging).unlink(missing_ok=True)  # nobody else ever opens the staging copy
+
+
+def swap_in(data_dir: Path) -> None:
+    """The rebuilt directory beside `data_dir` (Rebuild.close) takes its place; the old one is
+    deleted."""
+    staging, old = _beside(data_dir, "rebase"), _beside(data_dir, "before-rebase")
     with lock.SWAP:  # what was appended beside the log meanwhile (the audit log) comes along
         for name in APPENDED_FILES:
             if (data_dir / name).is_file():
@@ -102,7 +164,6 @@ def rebuild(config: FeatureStoreConfig, data_dir: Path, change: Callable[[list[d
         os.rename(data_dir, old)
         os.rename(staging, data_dir)
     shutil.rmtree(old)
-    return events
 
 
 def recover_rebase(data_dir: Path) -> None:

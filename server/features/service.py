@@ -197,7 +197,9 @@ class FeatureService(BatchesInFlight, SnapshotWriting, OnlineErasure):
         await self.background_settled()
         await asyncio.to_thread(self.close)
 
-    def close(self) -> None:
+    def close(self, snapshot: bool = True) -> None:
+        """`snapshot=False`: no snapshot of the events since the last one (the next open replays
+        them from the log)."""
         if self.log is None:
             return
         self._closing = True
@@ -207,7 +209,7 @@ class FeatureService(BatchesInFlight, SnapshotWriting, OnlineErasure):
         event_log.close()
         if event_log.broken:
             log.warning("no snapshot at close: the log broke, and the restart must read it to know what it holds")
-        elif self._since_snapshot:
+        elif self._since_snapshot and snapshot:
             self.snapshot()
         lock.release(self.config.data_dir)
 
