@@ -51,6 +51,10 @@ class ErasedShoppers:
                 os.close(fd)
         self._digests.add(digest)
 
+    def moved_to(self, data_dir: Path) -> None:
+        """Its directory was renamed (an erasure's swap)."""
+        self._path = Path(data_dir) / LIST_FILE
+
     def _load(self) -> set[str]:
         if self._redis is not None:
             return {m.decode() if isinstance(m, bytes) else m for m in self._redis.smembers(REDIS_KEY)}

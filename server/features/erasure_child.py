@@ -7,10 +7,11 @@ threads) driven over its stdin and stdout, a JSON object a line each way:
     parent -> {"config": {...}, "merchant": M, "user": U}   child -> {"held": bool}
     parent -> {"do": "read", "until": N}                     child -> {"position": P}
     parent -> {"do": "seal"}                                 child -> {}
-    parent -> {"do": "close"}                                child -> {"receipt": {...}}, exits
+    parent -> {"do": "close"}                                child -> {"receipt": {...}, "state": {...}}
 
-after "close" the rebuilt directory waits beside the data directory for the parent's
-rebase.swap_in. A failure answers {"error": "..."}; a parent that goes (its end of the pipe
+and exits: the rebuilt directory waits beside the data directory (rebase.staging_dir), and
+the state (erasure.Erasure.state) says how far it got, for the parent to take the rest of the
+log into it and swap it in. A failure answers {"error": "..."}; a parent that goes (its end of the pipe
 closes) or says {"do": "abandon"} leaves the store as it was."""
 from __future__ import annotations
 
@@ -60,9 +61,9 @@ class ErasureChild:
 
     async def close(self) -> dict:
         self._send({"do": "close"})
-        receipt = (await self._answer())["receipt"]
+        closed = await self._answer()
         await self.process.wait()
-        return receipt
+        return closed
 
     async def abandon(self) -> None:
         """Stop the child and leave the store as it was (it removes its rebuilt directory)."""
@@ -115,7 +116,7 @@ def main() -> int:
                 erasure.seal()
                 _reply({})
             elif command["do"] == "close":
-                _reply({"receipt": erasure.close()})
+                _reply({"receipt": erasure.close(), "state": erasure.state()})
                 return 0
             else:
                 break

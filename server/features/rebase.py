@@ -63,7 +63,7 @@ def rebuild(config: FeatureStoreConfig, data_dir: Path, change: Callable[[list[d
     directory that then replaces `data_dir` (held locked by the caller): a new log, snapshot and
     dedup index; the old files are deleted. Returns the events re-applied. `strict`: an event
     the fresh store refuses stops the rebuild before anything is swapped."""
-    work = Rebuild(config, data_dir, change, what, batch, strict)
+    work = Rebuild.fresh(config, data_dir, change, what, batch, strict)
     try:
         work.read()
     except BaseException:
@@ -75,29 +75,37 @@ def rebuild(config: FeatureStoreConfig, data_dir: Path, change: Callable[[list[d
 class Rebuild:
     """rebuild() in steps, for a log that a running server goes on appending to: `read` re-applies
     the log up to a position (repeatable, each time from where the last stopped), `finish`
-    swaps the fresh directory in once the caller has stopped the appends and read the rest."""
+    swaps the fresh directory in once the caller has stopped the appends and read the rest.
+    `service` is the fresh store, open on the directory beside `data_dir` (staging_dir)."""
 
-    def __init__(self, config: FeatureStoreConfig, data_dir: Path, change: Callable[[list[dict]], list[dict]],
-                 what: str, batch: int = 5000, strict: bool = False) -> None:
+    def __init__(self, data_dir: Path, service: FeatureService, change: Callable[[list[dict]], list[dict]],
+                 position: int = 0, batch: int = 5000, strict: bool = False) -> None:
+        self.data_dir, self.service, self.change, self.batch, self.strict = data_dir, service, change, batch, strict
+        self.staging = staging_dir(data_dir)
+        self.position = position  # the old log's events read so far
+        self.events = 0  # re-applied by this Rebuild
+        self._sealed = False
+
+    @classmethod
+    def fresh(cls, config: FeatureStoreConfig, data_dir: Path, change: Callable[[list[dict]], list[dict]],
+              what: str, batch: int = 5000, strict: bool = False) -> "Rebuild":
+        """From the log's first event, into a new directory beside `data_dir`."""
         if config.backend != "embedded":
             raise ValueError(f"only an embedded store's history can be {what} (Redis holds the tables of every "
                              f"replica)")
         if not log_is_whole(data_dir):
             raise ValueError(f"{data_dir}: the log no longer starts at its first event (log retention dropped "
                              f"segments), so its history cannot be rebuilt from it")
-        self.data_dir, self.change, self.batch, self.strict = data_dir, change, batch, strict
-        self.staging = _beside(data_dir, "rebase")
-        self.position = 0  # the old log's events read so far
-        self.events = 0  # re-applied
-        self._sealed = False
-        shutil.rmtree(self.staging, ignore_errors=True)
-        self.staging.mkdir()
+        staging = staging_dir(data_dir)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
         for name in os.listdir(data_dir):  # what lives beside the log and snapshots: the key first of all
             if name not in ("log", "snapshots") and (data_dir / name).is_file():
-                shutil.copy2(data_dir / name, self.staging / name)
-        self.service = FeatureService(dataclasses.replace(config, data_dir=self.staging, fsync="never",
-                                                          max_future_seconds=10 ** 10, log_retention_days=0.0))
-        self.service.open()
+                shutil.copy2(data_dir / name, staging / name)
+        service = FeatureService(dataclasses.replace(config, data_dir=staging, fsync="never",
+                                                     max_future_seconds=10 ** 10, log_retention_days=0.0))
+        service.open()
+        return cls(data_dir, service, change, batch=batch, strict=strict)
 
     def read(self, until: int | None = None) -> int:
         """Re-apply the log's events from where the last call stopped up to position `until`
@@ -153,10 +161,15 @@ class Rebuild:
         lock.lock_file(self.staging).unlink(missing_ok=True)  # nobody else ever opens the staging copy
 
 
+def staging_dir(data_dir: Path) -> Path:
+    """Where a rebuild of `data_dir` is made."""
+    return _beside(data_dir, "rebase")
+
+
 def swap_in(data_dir: Path) -> None:
     """The rebuilt directory beside `data_dir` (Rebuild.close) takes its place; the old one is
     deleted."""
-    staging, old = _beside(data_dir, "rebase"), _beside(data_dir, "before-rebase")
+    staging, old = staging_dir(data_dir), _beside(data_dir, "before-rebase")
     with lock.SWAP:  # what was appended beside the log meanwhile (the audit log) comes along
         for name in APPENDED_FILES:
             if (data_dir / name).is_file():

@@ -22,7 +22,7 @@ from typing import Any
 
 from . import lock
 from .dedup import id_hashes
-from .erasure import Without, find, receipt
+from .erasure_records import Without, find, receipt
 from .log import replay_log
 from .erased import ErasedShoppers
 from .pseudonyms import KEY_FILE, store_key

@@ -9,10 +9,15 @@ while the rebuild runs."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import time
+from collections import Counter
+from typing import Awaitable, Callable
 
 from ..models.errors import FailedPrecondition, Unavailable
 from . import lock
+from .erasure_records import Shopper, Without, receipt
 from .erasure_child import ChildFailed, ErasureChild
 from .tenancy import scoped
 
@@ -58,55 +63,89 @@ class OnlineErasure:
             await asyncio.wait([self._erasure])
 
     async def _erase(self, merchant: str, user: str) -> dict:
+        started = time.monotonic()
         if self.config.erasure_later_events == "refuse" and not self.erased.holds(scoped(merchant, user)):
             self.erased.add(scoped(merchant, user))  # refused from now on, by this service too
-        child = await ErasureChild.start(self.config, merchant, user)
         try:
-            if await child.begin():
-                reached = await self._catch_up(child, 0)
-                await child.seal()  # the rebuilt store's snapshot, written before the pause
-                await self._catch_up(child, reached)
-                self._erasing = True  # the last stretch: new batches wait outside
-                while self._in_flight or self._next_commit < self._tickets:  # the batches under way land
-                    await asyncio.sleep(0.01)
-                await self.background_settled()
-                await child.read(self.applied_seq)
-                receipt = await child.close()
-                self._take_up(await asyncio.to_thread(self._swapped))
-            else:
-                receipt = await child.close()  # nothing of theirs was held: the store is as it was
+            closed = await self._rebuilt_in_child(merchant, user)
         except ChildFailed as exc:
-            await child.abandon()
             raise Unavailable(f"the erasure did not finish ({exc}); the store is as it was: retry") from None
+        if closed["state"]["position"] == 0 and not closed["receipt"]["rewritten"]:
+            return closed["receipt"]  # nothing of theirs was held: the store is as it was
+        work, shopper, removed = await asyncio.to_thread(self._open_rebuilt, closed["state"])
+        try:
+            await self._catch_up(lambda until: asyncio.to_thread(work.read, until), work.position)
+            self._erasing = True  # the last stretch: new batches wait outside
+            paused = time.monotonic()
+            while self._in_flight or self._next_commit < self._tickets:  # the batches under way land
+                await asyncio.sleep(0.01)
+            await self.background_settled()
+            await asyncio.to_thread(work.read, self.applied_seq)
+            await asyncio.to_thread(self._swap_in, work.service)
+            self._take_up(work.service)
+            paused = time.monotonic() - paused
         except BaseException:
-            await child.abandon()
+            await asyncio.to_thread(work.abandon)
             raise
         finally:
             self._erasing = False
-        log.info("shopper erased", extra={"events_removed": receipt["events_removed"],
-                                          "seconds": receipt["seconds"]})
-        return receipt
+        kept = closed["state"]["events"] + work.events
+        out = receipt(self.config, merchant, user, removed, shopper, kept, started)
+        out["ingestion_paused_seconds"] = round(paused, 3)  # the last stretch
+        log.info("shopper erased", extra={"events_removed": out["events_removed"], "seconds": out["seconds"],
+                                          "ingestion_paused_seconds": out["ingestion_paused_seconds"]})
+        return out
 
-    async def _catch_up(self, child: ErasureChild, reached: int) -> int:
+    async def _rebuilt_in_child(self, merchant: str, user: str) -> dict:
+        """The child's rebuild up to a few thousand events short of the log's end, sealed with a
+        snapshot and closed: what erasure_child's "close" answers."""
+        child = await ErasureChild.start(self.config, merchant, user)
+        try:
+            if await child.begin():
+                reached = await self._catch_up(child.read, 0)
+                await child.seal()  # the rebuilt store's snapshot, written before the pause
+                await self._catch_up(child.read, reached)
+            return await child.close()
+        except BaseException:
+            await child.abandon()
+            raise
+
+    async def _catch_up(self, read: Callable[[int], Awaitable[int]], reached: int) -> int:
         """Re-apply the log until the rebuild is less than CATCH_UP_EVENTS behind it."""
         while self.applied_seq - reached > CATCH_UP_EVENTS and not self._closing:
-            reached = await child.read(self.applied_seq)
+            reached = await read(self.applied_seq)
         return reached
 
-    def _swapped(self):
-        from .rebase import swap_in  # (rebase builds FeatureServices: a module above this one)
+    def _open_rebuilt(self, state: dict):
+        """The child's rebuilt store opened here, to take the rest of the log: (its Rebuild,
+        the shopper, what went so far)."""
+        from .rebase import Rebuild, staging_dir  # (rebase builds FeatureServices: a module above this one)
 
-        swap_in(self.config.data_dir)
-        fresh = type(self)(self.config)
+        shopper = Shopper(state["user"], set(state["sessions"]), set(state["orders"]), state["held"], state["seen"])
+        removed = Counter(state["removed"])
+        fresh = type(self)(dataclasses.replace(self.config, data_dir=staging_dir(self.config.data_dir)))
         fresh.limits = self.limits
         fresh.open()
-        return fresh
+        without = Without(shopper, self.config, removed, bytes.fromhex(state["salt"]))
+        return Rebuild(self.config.data_dir, fresh, without, position=state["position"], strict=True), shopper, removed
+
+    def _swap_in(self, fresh) -> None:
+        """The rebuilt directory, open in `fresh`, renamed into place: the paths `fresh` writes
+        by follow it (its open files are the same files), and its hold on the staging name goes."""
+        from .rebase import swap_in
+
+        staging = fresh.config.data_dir
+        swap_in(self.config.data_dir)
+        fresh.log.directory = self.config.data_dir / "log"
+        fresh.erased.moved_to(self.config.data_dir)
+        fresh.config = self.config
+        lock.release(staging)
+        lock.lock_file(staging).unlink(missing_ok=True)
 
     def _take_up(self, fresh) -> None:
         old_log, old_writer = self.log, self._writer
         for name in _TAKEN:
             setattr(self, name, getattr(fresh, name))
-        lock.release(self.config.data_dir)  # the fresh service's hold: this one keeps its own
         old_writer.shutdown(wait=False)
         old_log.close()  # its files went with the old directory
 
