@@ -65,7 +65,8 @@ def test_a_torn_newest_snapshot_falls_back_to_the_one_before_and_a_longer_replay
 
 def test_retention_keeps_the_segments_the_older_snapshot_needs(tmp_path, world):
     out, events = world
-    svc = opened(tmp_path, out / "catalog.jsonl", snapshot_every_events=600, log_retention_days=0.001)
+    svc = opened(tmp_path, out / "catalog.jsonl", snapshot_every_events=600,
+                 log_retention_days=0.001, retention_days=0)
     svc.log.segment_bytes = 20_000  # many small segments, so retention has some to drop
     for i in range(0, 2400, 100):
         svc.ingest_blocking(events[i:i + 100])
@@ -111,7 +112,8 @@ def test_a_log_trimmed_by_retention_with_no_snapshot_left_to_cover_it_stops_the_
     from hanzo.server.features.log_frames import LogTooShort
 
     out, events = world
-    svc = opened(tmp_path, out / "catalog.jsonl", snapshot_every_events=600, log_retention_days=0.001)
+    svc = opened(tmp_path, out / "catalog.jsonl", snapshot_every_events=600,
+                 log_retention_days=0.001, retention_days=0)
     svc.log.segment_bytes = 20_000
     for i in range(0, 2400, 100):
         svc.ingest_blocking(events[i:i + 100])

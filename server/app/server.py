@@ -144,6 +144,7 @@ class HanzoServer:
         if announce is not None:
             announce()
         self._serving = self._accepting = True
+        self.features.retain_if_due()  # events past [features] retention_days go (in the background)
         # registered before the first status is set, so a load in between is not missed
         self.repository.on_readiness(self._readiness_changed)
         ready = self.repository.is_ready()

@@ -45,7 +45,7 @@ def forget(config: FeatureStoreConfig, merchant: str, user: str) -> dict:
 
 class Erasure:
     """forget() in steps, for a running server that goes on taking events meanwhile
-    (service_erasure): `begin` finds the shopper and starts the rebuild, `read` re-applies the
+    (service_rebuilds): `begin` finds the shopper and starts the rebuild, `read` re-applies the
     log up to a position (again and again, as it grows), `finish` swaps the rebuilt directory in
     once the server has stopped appending and the rest is read. The caller holds the lock."""
 
@@ -103,7 +103,7 @@ class Erasure:
         """Where the rebuild stands, for whoever takes it on (erasure_child): what was found of
         the shopper, what went, how far the log was read, and the anonymiser's salt."""
         shopper = self.shopper
-        return {"user": shopper.user, "sessions": sorted(shopper.sessions), "orders": sorted(shopper.orders),
+        return {"rebuilt": self.work is not None, "user": shopper.user, "sessions": sorted(shopper.sessions), "orders": sorted(shopper.orders),
                 "held": shopper.held, "seen": shopper.seen, "removed": dict(self.removed),
                 "position": self.work.position if self.work is not None else 0,
                 "events": self.work.events if self.work is not None else 0,

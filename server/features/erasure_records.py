@@ -15,6 +15,7 @@ from .events import format_timestamp
 from .log import replay_log
 from .pseudonyms import PERSONAL_CONTEXT
 from .store_config import FeatureStoreConfig
+from .tenancy import is_scoped
 
 LATER_EVENTS = {"fresh": "start a fresh history",
                 "refuse": "refused ([features] erasure_later_events): a keyed digest of the shopper's id is kept "
@@ -77,14 +78,16 @@ def find(data_dirs: list[Path], user: str) -> Shopper:
 class Without:
     """A batch of the log without the shopper's events (as rebase.rebuild's `change`), or with
     their orders as no one's ([features] erasure_keeps_fraud_links); counts what went in
-    `removed`."""
+    `removed`. The unnamed shop's purchases stay as no one's whatever the setting: they moved
+    the shared catalogue's stock, which is the shop's, not the shopper's."""
 
     def __init__(self, shopper: Shopper, config: FeatureStoreConfig, removed: Counter, salt: bytes = b"") -> None:
         self.shopper, self.removed = shopper, removed
-        self.anonymous = _Anonymiser(salt) if config.erasure_keeps_fraud_links else None
+        self.anonymous = Anonymiser(salt)
+        self.keep_links = config.erasure_keeps_fraud_links
 
     def salt(self) -> bytes:
-        return self.anonymous.salt if self.anonymous is not None else b""
+        return self.anonymous.salt
 
     def __call__(self, records: list[dict]) -> list[dict]:
         kept = []
@@ -93,29 +96,53 @@ class Without:
                 self.shopper.note(record)
             if not self.shopper.owns(record):
                 kept.append(record)
-            elif self.anonymous is not None and record["event_type"] in LINK_EVENTS:
-                kept.append(self.anonymous.order(record))
+                continue
+            anonymous = self.anonymous.of(record, self.keep_links)
+            if anonymous is not None:
+                kept.append(anonymous)
                 self.removed["anonymised " + record["event_type"]] += 1
             else:
                 self.removed[record["event_type"]] += 1
         return kept
 
 
-class _Anonymiser:
-    """An order or chargeback of the shopper as one of no one: no user or session, a fresh order
-    id (the same for an order and its chargeback, from a salt that dies with the erasure)."""
+class Anonymiser:
+    """An event of a shopper as one of no one, where what it records is not theirs alone: an
+    order or chargeback (a link of the fraud network, when links are kept) with no user or
+    session and a fresh order id (the same for an order and its chargeback, from a salt that
+    dies with the job), or an unnamed shop's purchase reduced to the stock it moved."""
 
     def __init__(self, salt: bytes = b"") -> None:
         self.salt = salt or secrets.token_bytes(16)
 
+    def of(self, record: dict, keep_links: bool) -> dict | None:
+        """The anonymous event, or None where nothing of it is kept."""
+        if keep_links and record["event_type"] in LINK_EVENTS:
+            return self.order(record)
+        if record["event_type"] == "purchase" and not is_scoped(record) and (record.get("payload") or {}).get(
+                "product_id"):
+            return self.purchase(record)
+        return None
+
+    def _id(self, value: str) -> str:
+        return "erased-" + hashlib.sha256(self.salt + value.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
     def order(self, record: dict) -> dict:
         payload = dict(record.get("payload") or {})
         if payload.get("order_id"):
-            digest = hashlib.sha256(self.salt + str(payload["order_id"]).encode()).hexdigest()[:20]
-            payload["order_id"] = f"erased-{digest}"
+            payload["order_id"] = self._id(str(payload["order_id"]))
         payload.pop("items", None)  # what they bought is theirs, not a link
         context = {k: v for k, v in (record.get("context") or {}).items() if k in LINK_CONTEXT}
         return {**record, "user_id": None, "session_id": "", "payload": payload, "context": context}
+
+    def purchase(self, record: dict) -> dict:
+        payload = record["payload"]
+        stock = {k: payload[k] for k in ("product_id", "quantity") if payload.get(k) is not None}
+        location = (record.get("context") or {}).get("location")
+        return {"event_id": self._id(str(record["event_id"])), "event_type": "purchase",
+                "timestamp": record["timestamp"], "user_id": None,
+                "session_id": self._id(str(record.get("session_id") or "")),  # a purchase belongs to a session
+                "payload": stock, "context": {"location": location} if location else {}}
 
 
 def receipt(config: FeatureStoreConfig, merchant: str, user: str, removed: Counter, shopper: Shopper,

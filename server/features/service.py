@@ -17,6 +17,7 @@ from .dedup import DedupIndex, id_hashes
 from ..models.errors import Unavailable
 from ..models.limits import DEFAULT_LIMITS
 from .erased import ErasedShoppers
+from .retention import oldest_event
 from .pseudonyms import Pseudonyms, store_key
 from .redis_durability import check_redis_durability, refuse_if_rebuilding
 from .tenancy import scope_record
@@ -26,7 +27,7 @@ from . import lock
 from .formats import read_catalog
 from .log import EventLog, LogBroken
 from .log_frames import LogTooShort, follows, read_gaps
-from .service_erasure import OnlineErasure
+from .service_rebuilds import OnlineRebuilds
 from .service_flight import BatchesInFlight
 from .service_snapshots import SnapshotWriting
 from .store import FeatureBlock, FeatureStore
@@ -61,7 +62,7 @@ ERASED_REFUSED = ("this shopper was erased on request, and their later events ar
                   "erasure_later_events = \"refuse\")")
 
 
-class FeatureService(BatchesInFlight, SnapshotWriting, OnlineErasure):
+class FeatureService(BatchesInFlight, SnapshotWriting, OnlineRebuilds):
     finishing_erasure = False  # opened by redis_erasure, on a Redis it is rebuilding
 
     def __init__(self, config: FeatureStoreConfig) -> None:
@@ -159,6 +160,7 @@ class FeatureService(BatchesInFlight, SnapshotWriting, OnlineErasure):
                 replayed += len(records)
             self.applied_seq = first + len(records)
         self.log = event_log
+        self.oldest_event = oldest_event(data)
         if self.redis is not None and shared > self.applied_seq:
             log.warning("Redis holds this replica's batches past the end of its log: another server uses the same "
                         "replica name, or the data directory was restored from an older copy; those batches are "
@@ -185,7 +187,7 @@ class FeatureService(BatchesInFlight, SnapshotWriting, OnlineErasure):
         (applied in log order, sent to Redis if it answers), a snapshot being written is awaited,
         then the blocking close runs in a thread while nothing else touches the store."""
         self._closing = True
-        await self.erasure_settled()
+        await self.rebuild_settled()
         deadline = asyncio.get_running_loop().time() + limit_s
         while (self._in_flight or self._next_commit < self._tickets) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)

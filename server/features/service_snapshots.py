@@ -63,7 +63,7 @@ class SnapshotWriting:
         self._fork_due = False
         if self._child is not None or self.log is None or self._closing or self.log.broken:
             return  # (a broken log: ids of a batch it may not hold are marked; only a restart may snapshot)
-        if self.erasure_running:
+        if self.rebuild_running:
             return  # its directory is on its way out, and a fork beside the rebuild's thread copies it mid-step
         if self.redis is not None and len(self.store.sends):
             return  # Redis has not got every logged batch: a snapshot now would claim it had (retried later)
@@ -111,6 +111,7 @@ class SnapshotWriting:
                                                              report["covered"])
         log.info("snapshot", extra={"events": child.seq, "seconds": report["seconds"], "evicted": dropped,
                                     "paused_ms": round(child.fork_seconds * 1000, 2), "background": True})
+        self.retain_if_due()
 
     async def background_settled(self) -> None:
         """Return once no background snapshot is due or being written (its outcome handled)."""

@@ -1,16 +1,19 @@
-"""A running server's erasure rebuilds in a child process at the lowest CPU priority, so the
+"""A running server's store is rebuilt (an erasure, a retention pass: service_rebuilds) in a
+child process at the lowest CPU priority, so the
 server's own event loop (reads, and the writes it goes on taking) keeps the CPU whenever it
 wants it: a thread would hold the interpreter's lock in turns with the event loop for the
 whole rebuild. The child is a fresh interpreter (never a fork of the serving process and its
 threads) driven over its stdin and stdout, a JSON object a line each way:
 
-    parent -> {"config": {...}, "merchant": M, "user": U}   child -> {"held": bool}
+    parent -> {"config": {...}, "job": "erasure", "merchant": M, "user": U}
+              (or {"config": {...}, "job": "retention", "oldest_kept": ms})
+                                                             child -> {"held": bool}
     parent -> {"do": "read", "until": N}                     child -> {"position": P}
     parent -> {"do": "seal"}                                 child -> {}
     parent -> {"do": "close"}                                child -> {"receipt": {...}, "state": {...}}
 
 and exits: the rebuilt directory waits beside the data directory (rebase.staging_dir), and
-the state (erasure.Erasure.state) says how far it got, for the parent to take the rest of the
+the state (the job's `state()`) says how far it got, for the parent to take the rest of the
 log into it and swap it in. A failure answers {"error": "..."}; a parent that goes (its end of the pipe
 closes) or says {"do": "abandon"} leaves the store as it was."""
 from __future__ import annotations
@@ -33,19 +36,19 @@ class ChildFailed(RuntimeError):
     """The rebuild in the child failed (its message) or the child died."""
 
 
-class ErasureChild:
+class RebuildChild:
     """The parent's end."""
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
 
     @classmethod
-    async def start(cls, config: FeatureStoreConfig, merchant: str, user: str) -> "ErasureChild":
+    async def start(cls, config: FeatureStoreConfig, job: dict) -> "RebuildChild":
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hanzo.server.features.erasure_child", stdin=asyncio.subprocess.PIPE,
+            sys.executable, "-m", "hanzo.server.features.rebuild_child", stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, limit=_LINE_LIMIT)
         child = cls(process)
-        child._send({"config": _encode(config), "merchant": merchant, "user": user})
+        child._send({"config": _encode(config), **job})
         return child
 
     async def begin(self) -> bool:
@@ -83,7 +86,7 @@ class ErasureChild:
         line = await self.process.stdout.readline()
         if not line:
             await self.process.wait()
-            raise ChildFailed(f"the erasure's rebuild process ended (exit status {self.process.returncode})")
+            raise ChildFailed(f"the rebuild process ended (exit status {self.process.returncode})")
         answer = json.loads(line)
         if "error" in answer:  # a store that cannot be rebuilt is the caller's precondition, as offline
             raise (ValueError if answer.get("kind") == "ValueError" else ChildFailed)(answer["error"])
@@ -94,6 +97,18 @@ def _encode(config: FeatureStoreConfig) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(config).items()}
 
 
+def _job(request: dict):
+    """What the parent asked for, with begin / read / seal / close / state / abandon."""
+    config = FeatureStoreConfig(**request["config"])
+    if request["job"] == "retention":
+        from .retention_job import RetentionPass
+
+        return RetentionPass(config, request["oldest_kept"])
+    from .erasure import Erasure
+
+    return Erasure(config, request["merchant"], request["user"])
+
+
 def _reply(message: dict) -> None:
     sys.stdout.write(json.dumps(message) + "\n")
     sys.stdout.flush()
@@ -101,30 +116,28 @@ def _reply(message: dict) -> None:
 
 def main() -> int:
     """The child's end."""
-    from .erasure import Erasure
-
     os.nice(NICE)
     request = json.loads(sys.stdin.readline())
-    erasure = Erasure(FeatureStoreConfig(**request["config"]), request["merchant"], request["user"])
+    job = _job(request)
     try:
-        _reply({"held": erasure.begin()})
+        _reply({"held": job.begin()})
         for line in sys.stdin:
             command = json.loads(line)
             if command["do"] == "read":
-                _reply({"position": erasure.read(command["until"])})
+                _reply({"position": job.read(command["until"])})
             elif command["do"] == "seal":
-                erasure.seal()
+                job.seal()
                 _reply({})
             elif command["do"] == "close":
-                _reply({"receipt": erasure.close(), "state": erasure.state()})
+                _reply({"receipt": job.close(), "state": job.state()})
                 return 0
             else:
                 break
     except Exception as exc:  # the parent says what failed; the store stays as it was
-        erasure.abandon()
+        job.abandon()
         _reply({"error": str(exc)[:2000], "kind": "ValueError" if isinstance(exc, ValueError) else "other"})
         return 1
-    erasure.abandon()  # abandoned, or the parent went
+    job.abandon()  # abandoned, or the parent went
     return 0
 
 
