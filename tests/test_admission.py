@@ -109,7 +109,8 @@ def test_a_call_whose_deadline_cannot_be_met_is_refused_at_once_and_a_full_queue
         with pytest.raises(Refused) as info:
             gate.admit(FakeContext())
         assert info.value.reason == "queue_full"
-        assert gate.refused == {"cpu": 0, "queue_full": 1, "merchant_share": 0, "deadline": 1, "cancelled": 0}
+        assert gate.refused == {"cpu": 0, "merchant_cpu": 0, "queue_full": 1, "merchant_share": 0, "deadline": 1,
+                                "cancelled": 0}
         gate.release(10 * MS, 10 * MS)  # a slot frees: the first waiter goes in
         assert waiting[0].done() and not waiting[1].done() and len(gate.queue) == 3
 
@@ -323,9 +324,13 @@ def test_the_cpu_watch_runs_on_the_loop_and_stops():
         assert admission.saturation.utilisation > 0.5
         admission.stop()
         admission.stop()
-        off = Admission(config())  # off by default
+        off = Admission(config(merchant_cpu_shares=False))  # cpu_shedding is off by default
         off.start()
         assert off._watch is None
+        measured = Admission(config())  # merchants' shares watch the CPU, and shed nobody's calls for it
+        measured.start()
+        assert measured._watch is not None and not measured.saturation.shedding
+        measured.stop()
 
     asyncio.run(scenario())
 
@@ -459,3 +464,35 @@ def test_the_edge_reads_the_merchant_off_the_undecoded_body():
     late = commerce_pb2.RecommendRequest(user_id="u").SerializeToString() + \
         commerce_pb2.RecommendRequest(merchant_id="shop-c").SerializeToString()
     assert merchant_peek(late) == b"shop-c" and merchant_peek(b"\x0a\xff") == b""
+
+
+def test_merchant_cpu_shares_refuse_only_the_heavy_merchant_and_only_while_busy():
+    from hanzo.server.api.merchant_shares import MerchantShares
+
+    shares = MerchantShares(target=0.5, gain=0.5, max_shed=0.95)
+    for _ in range(30):  # one shop alone, however busy: never refused
+        shares.spent(b"", 1_000_000)
+        shares.update(0.99)
+    assert shares.shed == 0.0 and not shares.heavy
+    for _ in range(30):  # a second shop bursting: the heavy one is refused while the CPU is past the target
+        shares.spent(b"", 100_000)
+        shares.spent(b"shop-a", 2_000_000)
+        shares.update(0.9)
+    assert shares.heavy == {b"shop-a"} and shares.shed > 0.5
+    assert not shares.refuses(b"")
+    assert sum(shares.refuses(b"shop-a") for _ in range(1000)) > 400
+    for _ in range(30):  # the CPU back under the target: the share falls to nothing
+        shares.spent(b"", 100_000)
+        shares.spent(b"shop-a", 2_000_000)
+        shares.update(0.3)
+    assert shares.shed == 0.0
+    for _ in range(60):  # the burst over: shop-a's share fades and nobody is heavy
+        shares.spent(b"", 100_000)
+        shares.update(0.9)
+    assert not shares.heavy
+    for _ in range(60):  # two shops about even, and KServe calls (no merchant): nobody is heavy
+        shares.spent(b"", 1_000_000)
+        shares.spent(b"shop-a", 1_100_000)
+        shares.spent(None, 5_000_000)
+        shares.update(0.99)
+    assert not shares.heavy and shares.shed == 0.0 and not shares.refuses(None)

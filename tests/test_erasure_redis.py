@@ -73,6 +73,9 @@ def test_forget_in_redis_mode_leaves_nothing_of_the_shopper_in_redis_or_any_log(
     assert first.terminate() == 0 and second.terminate() == 0
     key = store_key("", tmp_path / "data", redis_client)
 
+    partial = forget(redis_server, tmp_path / "data")  # a replica left out would bring her back
+    assert partial.returncode != 0 and "replicas not given" in partial.stderr, partial.stderr
+    assert str((tmp_path / "data2").resolve()) in partial.stderr and not redis_client.exists(MARK)
     done = forget(redis_server, tmp_path / "data", tmp_path / "data2")
     assert done.returncode == 0, done.stderr
     receipt = json.loads(done.stdout)

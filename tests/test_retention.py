@@ -129,3 +129,29 @@ def test_erasing_a_shopper_of_the_unnamed_shop_keeps_the_stock_they_moved(tmp_pa
         assert store.store.catalog.stock["p1"] == {"": 7.0}
     finally:
         store.close()
+
+
+def test_search_follows_the_catalogue_of_a_rebuilt_store(tmp_path, served):
+    """After an erasure the server's store is a new one, catalogue and all: search indexes the
+    new catalogue, so a product added after the erasure is found."""
+    world_dir = tmp_path / "world"
+    world_dir.mkdir()
+    (world_dir / "catalog.jsonl").write_text(json.dumps({"product_id": "p1", "title": "a blue teapot",
+                                                         "price": 5.0}) + "\n")
+    server = served(world_dir)
+    channel = grpc.insecure_channel(server.url)
+    stub, admin = commerce_pb2_grpc.CommerceStub(channel), admin_pb2_grpc.AdminStub(channel)
+    assert [h.product_id for h in stub.Search(commerce_pb2.SearchRequest(query="teapot", k=5), timeout=10).items] \
+        == ["p1"]
+    batch = commerce_pb2.EventBatch()
+    event(batch, "v1", "product_view", "alice", "s-alice", product_id="p1")
+    assert stub.IngestEvents(batch, timeout=10).accepted == 1
+    assert admin.Forget(admin_pb2.ForgetRequest(user_id="alice"), timeout=60).events_removed == 1
+    added = commerce_pb2.EventBatch()
+    e = added.events.add(event_id="c1", event_type="catalog_update")
+    e.timestamp.GetCurrentTime()
+    e.payload.product_id, e.payload.title, e.payload.price = "p2", "a shiny kettle", 7.0
+    assert stub.IngestEvents(added, timeout=10).accepted == 1
+    hits = stub.Search(commerce_pb2.SearchRequest(query="kettle", k=5), timeout=10).items
+    assert [h.product_id for h in hits] == ["p2"]
+    assert server.terminate() == 0

@@ -19,7 +19,11 @@ Merchants share each RPC's slots: a call that would have to wait is refused (rea
 `merchant_share`) when its merchant already holds its share of the RPC's limit and queue
 (split evenly among the merchants with calls in flight or waiting), so one shop's burst fills
 the queue only up to its share and another shop's calls still find a place in it. While there
-is room, anyone's call goes straight in: a lone merchant may use everything."""
+is room, anyone's call goes straight in: a lone merchant may use everything. And while the CPU
+is past `merchant_cpu_target`, a share of the calls of the merchants spending more than an even
+share of the handlers' time is refused (reason `merchant_cpu`; merchant_shares.py), so one
+shop's burst within the server's capacity does not make every other shop's calls wait behind
+its own on the event loop."""
 from __future__ import annotations
 
 import asyncio
@@ -30,12 +34,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..models.errors import ResourceExhausted
+from .merchant_shares import MerchantShares
 from .saturation import Saturation
 
 # Weight of the newest call in the service-time average (a 1-in-10 moving average).
 SERVICE_WEIGHT = 0.1
 INFINITY = float("inf")
-REASONS = ("cpu", "queue_full", "merchant_share", "deadline", "cancelled")
+REASONS = ("cpu", "merchant_cpu", "queue_full", "merchant_share", "deadline", "cancelled")
 
 
 @dataclass
@@ -65,6 +70,11 @@ class AdmissionConfig:
     cpu_gain: float = 0.5
     cpu_max_shed: float = 0.95
     cpu_window_seconds: float = 0.05
+    # Merchants' shares of the CPU (merchant_shares.py): on by default, as a lone merchant is
+    # never refused by them; the target is lower than cpu_target because it bounds the other
+    # merchants' latency, not the server's throughput.
+    merchant_cpu_shares: bool = True
+    merchant_cpu_target: float = 0.5
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_limit <= self.initial_limit <= self.max_limit:
@@ -73,8 +83,9 @@ class AdmissionConfig:
             raise ValueError("[admission] total_limit must be at least min_limit, queue_size at least 0")
         if self.tolerance <= 1.0 or not 0.0 < self.backoff < 1.0 or self.window_seconds <= 0:
             raise ValueError("[admission] needs tolerance > 1, 0 < backoff < 1, window_seconds > 0")
-        if not 0.0 < self.cpu_target < 1.0 or not 0.0 < self.cpu_max_shed < 1.0:
-            raise ValueError("[admission] needs 0 < cpu_target < 1 and 0 < cpu_max_shed < 1")
+        if not 0.0 < self.cpu_target < 1.0 or not 0.0 < self.cpu_max_shed < 1.0 or \
+                not 0.0 < self.merchant_cpu_target < 1.0:
+            raise ValueError("[admission] needs 0 < cpu_target, merchant_cpu_target, cpu_max_shed < 1")
         if self.cpu_gain <= 0 or self.cpu_window_seconds <= 0:
             raise ValueError("[admission] needs cpu_gain > 0 and cpu_window_seconds > 0")
 
@@ -91,7 +102,7 @@ class _Waiter:
     __slots__ = ("future", "context", "deadline", "since_ns", "merchant")
 
     def __init__(self, future: asyncio.Future, context: Any, deadline: float, since_ns: int,
-                 merchant: bytes) -> None:
+                 merchant: bytes | None) -> None:
         self.future = future
         self.context = context
         self.deadline = deadline
@@ -132,7 +143,7 @@ class Gate:
         pool = self.pool
         return self.in_flight < self.limit and (pool.in_flight < pool.total_limit or self.in_flight < self._min)
 
-    def admit(self, context: Any, merchant: bytes = b"") -> asyncio.Future | None:
+    def admit(self, context: Any, merchant: bytes | None = b"") -> asyncio.Future | None:
         """None: admitted, run now. A future: queued, admitted when it resolves (it raises
         Refused when the call is dropped instead). Raises Refused at once when the queue is
         full, the merchant holds its share, or the deadline cannot be met;
@@ -147,6 +158,10 @@ class Gate:
         if shed and random.random() < shed:
             self._refuse("cpu", f"the CPU is {self.pool.saturation.utilisation:.0%} busy; {shed:.0%} of new "
                                 "calls are turned away")
+        if self.pool.shares.refuses(merchant):
+            self._refuse("merchant_cpu", f"the CPU is {self.pool.saturation.utilisation:.0%} busy and this "
+                                         f"merchant's calls take more than an even share of it; "
+                                         f"{self.pool.shares.shed:.0%} of them are turned away")
         budget_ns = INFINITY if remaining is None else remaining * 1e9
         queued = len(self.queue)
         if queued == 0 and self.has_room():
@@ -195,17 +210,17 @@ class Gate:
                 return True
         return False
 
-    def _hold(self, merchant: bytes) -> None:
+    def _hold(self, merchant: bytes | None) -> None:
         self.held[merchant] = self.held.get(merchant, 0) + 1
 
-    def _drop(self, merchant: bytes) -> None:
+    def _drop(self, merchant: bytes | None) -> None:
         left = self.held.get(merchant, 0) - 1
         if left > 0:
             self.held[merchant] = left
         else:
             self.held.pop(merchant, None)
 
-    def abandon(self, future: asyncio.Future, merchant: bytes = b"") -> None:
+    def abandon(self, future: asyncio.Future, merchant: bytes | None = b"") -> None:
         """The caller of a queued call is gone (its task was cancelled while it waited)."""
         for waiter in self.queue:
             if waiter.future is future:
@@ -217,7 +232,7 @@ class Gate:
         if future.done() and not future.cancelled() and future.exception() is None:
             self.release(0, 0, merchant=merchant)  # the slot was handed over just before the cancellation
 
-    def release(self, elapsed_ns: int, now_ns: int, late: bool = False, merchant: bytes = b"") -> None:
+    def release(self, elapsed_ns: int, now_ns: int, late: bool = False, merchant: bytes | None = b"") -> None:
         """An admitted call's handler returned after `elapsed_ns` (0: no sample)."""
         self._drop(merchant)
         in_flight = self.in_flight
@@ -228,6 +243,7 @@ class Gate:
             self.late += 1
         if elapsed_ns > 0:
             self._sample(elapsed_ns, now_ns, in_flight)
+            pool.shares.spent(merchant, elapsed_ns)
         if pool.queued:
             pool.dispatch(self)
 
@@ -292,12 +308,15 @@ class Admission:
         self.queued = 0
         self.gates: dict[str, Gate] = {}
         self.saturation = Saturation(config.cpu_target, config.cpu_gain, config.cpu_max_shed,
-                                     config.cpu_window_seconds)
+                                     config.cpu_window_seconds, shedding=config.cpu_shedding)
+        self.shares = MerchantShares(config.merchant_cpu_target, config.cpu_gain, config.cpu_max_shed)
+        if config.merchant_cpu_shares:
+            self.saturation.listeners.append(self.shares.update)
         self._watch: asyncio.Task | None = None
 
     def start(self) -> None:
-        """Begin watching the CPU (on the running loop), when cpu_shedding is on."""
-        if self.config.cpu_shedding and self._watch is None:
+        """Begin watching the CPU (on the running loop), for cpu_shedding or merchant_cpu_shares."""
+        if (self.config.cpu_shedding or self.config.merchant_cpu_shares) and self._watch is None:
             self._watch = asyncio.get_running_loop().create_task(self.saturation.watch(self.counts))
 
     def counts(self) -> tuple[int, int, int]:
@@ -306,8 +325,8 @@ class Admission:
         seen = stale = timed = 0
         for gate in self.gates.values():
             refused = gate.refused
-            seen += (gate.admitted + refused["cpu"] + refused["queue_full"] + refused["merchant_share"]
-                     + refused["deadline"])
+            seen += (gate.admitted + refused["cpu"] + refused["merchant_cpu"] + refused["queue_full"]
+                     + refused["merchant_share"] + refused["deadline"])
             stale += refused["deadline"]
             timed += gate.timed
         return seen, stale, timed

@@ -148,7 +148,7 @@ class Edge:
             context.add_done_callback(done)
             admitted = 0
             ran = False
-            merchant = b""
+            merchant = b"" if peek is not None else None  # None: an RPC that names no merchant
             try:
                 if accepting is not None and not accepting():
                     raise Unavailable("the server is not serving yet (starting: health says NOT_SERVING) or is "

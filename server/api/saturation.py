@@ -41,8 +41,11 @@ STALE_MARGIN = 0.1
 class Saturation:
     """The shed share, updated by `watch()` on the event loop; read on every call."""
 
-    def __init__(self, target: float, gain: float, max_shed: float, window_seconds: float) -> None:
+    def __init__(self, target: float, gain: float, max_shed: float, window_seconds: float,
+                 shedding: bool = True) -> None:
         self.target, self.gain, self.max_shed, self.window_seconds = target, gain, max_shed, window_seconds
+        self.shedding = shedding  # off: only measured (for merchant_shares), nobody's calls turned away
+        self.listeners: list[Callable[[float], None]] = []  # told each window's event loop utilisation
         self.shed = 0.0
         self.utilisation = 0.0
         self.windows_over = 0  # windows that ended above the target (a counter for metrics)
@@ -67,7 +70,10 @@ class Saturation:
             over = min(over, 0.0)
         if over > 0:
             self.windows_over += 1
-        self.shed = min(self.max_shed, max(0.0, self.shed + self.gain * over))
+        if self.shedding:
+            self.shed = min(self.max_shed, max(0.0, self.shed + self.gain * over))
+        for listener in self.listeners:
+            listener(thread_s / wall_s)
 
     async def watch(self, counts: Callable[[], tuple[int, int, int]]) -> None:
         """Run until cancelled, in the event loop's thread (its CPU time is the loop's).

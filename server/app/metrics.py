@@ -165,6 +165,10 @@ def admission_metrics(admission: Admission) -> Iterator[Metric]:
     shed = GaugeMetricFamily("hanzo_admission_shed_share", "share of new calls turned away for the CPU "
                              "(reason cpu; [admission] cpu_shedding)")
     shed.add_metric([], saturation.shed)
+    merchant_shed = GaugeMetricFamily("hanzo_admission_merchant_shed_share", "share of a heavy merchant's new "
+                                      "calls turned away while the CPU is past merchant_cpu_target (reason "
+                                      "merchant_cpu)")
+    merchant_shed.add_metric([], admission.shares.shed)
     for method, gate in sorted(admission.gates.items()):
         key = [method]
         limit.add_metric(key, int(gate.limit))
@@ -176,7 +180,7 @@ def admission_metrics(admission: Admission) -> Iterator[Metric]:
             refused.add_metric(key + [reason], gate.refused[reason])
         late.add_metric(key, gate.late)
         service.add_metric(key, gate.service_ns / 1e9)
-    yield from (limit, in_flight, queued, admitted, waited, refused, late, service, total, cpu, shed)
+    yield from (limit, in_flight, queued, admitted, waited, refused, late, service, total, cpu, shed, merchant_shed)
 
 
 async def serve_metrics(registry: CollectorRegistry, host: str, port: int, tls: ssl.SSLContext | None = None,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .events import format_timestamp
 from .log import replay_log
-from .pseudonyms import PERSONAL_CONTEXT
+from .pseudonyms import PERSONAL_CONTEXT, PERSONAL_FIELDS
 from .store_config import FeatureStoreConfig
 from .tenancy import is_scoped
 
@@ -22,6 +22,7 @@ LATER_EVENTS = {"fresh": "start a fresh history",
                           "to recognise them"}
 LINK_EVENTS = frozenset({"order", "chargeback"})  # what an erasure may keep as no one's
 LINK_CONTEXT = PERSONAL_CONTEXT | {"device", "merchant_id"}  # the context entries such an event keeps
+LINK_PAYLOAD = frozenset(PERSONAL_FIELDS) | {"order_id", "device_id", "amount", "currency"}  # and payload fields
 
 
 @dataclass
@@ -128,12 +129,15 @@ class Anonymiser:
         return "erased-" + hashlib.sha256(self.salt + value.encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
     def order(self, record: dict) -> dict:
-        payload = dict(record.get("payload") or {})
+        """Only what links: the payload's pseudonyms, device and amount (never the items, what
+        they bought, nor any other field a caller may have sent)."""
+        payload = {k: v for k, v in (record.get("payload") or {}).items() if k in LINK_PAYLOAD}
         if payload.get("order_id"):
             payload["order_id"] = self._id(str(payload["order_id"]))
-        payload.pop("items", None)  # what they bought is theirs, not a link
         context = {k: v for k, v in (record.get("context") or {}).items() if k in LINK_CONTEXT}
-        return {**record, "user_id": None, "session_id": "", "payload": payload, "context": context}
+        return {"event_id": self._id(str(record["event_id"])), "event_type": record["event_type"],
+                "timestamp": record["timestamp"], "user_id": None, "session_id": "", "payload": payload,
+                "context": context}
 
     def purchase(self, record: dict) -> dict:
         payload = record["payload"]

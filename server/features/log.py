@@ -202,12 +202,15 @@ class EventLog:
         return sum(p.stat().st_size for p in self.segments())
 
 
-def walk(directory: Path) -> Iterator[tuple[Path, bytes, Scan]]:
+def walk(directory: Path, from_seq: int = 0) -> Iterator[tuple[Path, bytes, Scan]]:
     """Every segment in order with its bytes and its scan, the sequence numbers checked from
     one frame to the next; LogDamaged at the first damage that is not the last segment's torn
-    tail (which the scan leaves out of its frames)."""
+    tail (which the scan leaves out of its frames). `from_seq`: from the segment that holds it
+    (the ones before are not read: a reader catching up reads only what it has not)."""
     directory = Path(directory)
     segments = sorted(directory.glob("*.log"))
+    while len(segments) > 1 and int(segments[1].stem) <= from_seq:
+        segments.pop(0)
     gaps = read_gaps(directory)
     expected = int(segments[0].stem) if segments else 0
     for i, segment in enumerate(segments):
@@ -232,7 +235,7 @@ def replay_log(directory: Path, from_seq: int = 0) -> Iterator[tuple[int, list[d
     opens nothing for writing and repairs nothing, so a frame the server is still writing is
     simply not read yet (opening an EventLog would cut it as torn, under the server's feet).
     Raises LogDamaged at damage, never skipping past it."""
-    for segment, data, result in walk(directory):
+    for segment, data, result in walk(directory, from_seq):
         for frame in result.frames:
             first, count = frame.first, frame.count
             if first + count <= from_seq:

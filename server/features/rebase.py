@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import lock
+from ..models.limits import FieldLimits
 from .log import replay_log
 from .service import FeatureService, FeatureStoreConfig
 
@@ -104,6 +105,7 @@ class Rebuild:
                 shutil.copy2(data_dir / name, staging / name)
         service = FeatureService(dataclasses.replace(config, data_dir=staging, fsync="never",
                                                      max_future_seconds=10 ** 10, log_retention_days=0.0))
+        as_rebuild(service)
         service.open()
         return cls(data_dir, service, change, batch=batch, strict=strict)
 
@@ -159,6 +161,19 @@ class Rebuild:
         if self.service.is_open:
             self.service.close(snapshot)
         lock.lock_file(self.staging).unlink(missing_ok=True)  # nobody else ever opens the staging copy
+
+
+# The events of a log were checked when they were taken; scoped to a merchant, their ids are
+# longer than the caller sent, so a rebuild must not check them against the caller's limits.
+REBUILD_LIMITS = FieldLimits(**{name: 10 ** 9 for name in (f.name for f in dataclasses.fields(FieldLimits))})
+
+
+def as_rebuild(service: FeatureService) -> FeatureService:
+    """A service that re-applies a log: no field limits, and an erased shopper's events (which
+    the rebuild's own filter removes, or which an unfinished erasure left) are not refused."""
+    service.limits = REBUILD_LIMITS
+    service.rebuilding = True
+    return service
 
 
 def staging_dir(data_dir: Path) -> Path:

@@ -114,8 +114,23 @@ def _reply(message: dict) -> None:
     sys.stdout.flush()
 
 
+def _die_with_parent() -> None:
+    """Linux: this process is killed when its parent dies (a SIGKILLed server must not leave a
+    rebuild writing beside a store the next start cleans up)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the call
+        sys.exit(1)
+
+
 def main() -> int:
     """The child's end."""
+    _die_with_parent()
     os.nice(NICE)
     request = json.loads(sys.stdin.readline())
     job = _job(request)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("hanzo.server.features.service")
@@ -22,6 +23,26 @@ def check_redis_durability(client: Any) -> None:
 
 
 MARK = "hz:rebuilding"  # set while an erasure rebuilds Redis (redis_erasure.py)
+REPLICA_FILE = "replica.name"  # a replica's name in Redis, kept in its data directory
+
+
+def replica_name(configured: str, data_dir: Path) -> str:
+    """A replica's name in Redis (its log position, its pending ids): [features] replica, else
+    the one its data directory recorded at its first open in Redis mode, else the directory's
+    absolute path (what `remember_replica_name` then records), so that `hanzo forget` run from
+    another host or path finds the same name."""
+    if configured:
+        return configured
+    try:
+        return (Path(data_dir) / REPLICA_FILE).read_text().strip() or str(Path(data_dir).resolve())
+    except FileNotFoundError:
+        return str(Path(data_dir).resolve())
+
+
+def remember_replica_name(data_dir: Path, name: str) -> None:
+    path = Path(data_dir) / REPLICA_FILE
+    if not path.exists():
+        path.write_text(name + "\n")
 
 
 class RebuildUnfinished(OSError):

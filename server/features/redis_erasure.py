@@ -27,7 +27,7 @@ from .log import replay_log
 from .erased import ErasedShoppers
 from .pseudonyms import KEY_FILE, store_key
 from .rebase import rebuild, recover_rebase
-from .redis_durability import MARK
+from .redis_durability import MARK, replica_name
 from .service import FeatureService, FeatureStoreConfig
 from .tenancy import scoped
 
@@ -41,8 +41,8 @@ def forget_redis(config: FeatureStoreConfig, data_dirs: list[Path], merchant: st
     if not user:
         raise ValueError("name the shopper to forget (--user)")
     if len(data_dirs) > 1 and config.replica:
-        raise ValueError("[features] replica names one replica; give one data directory per run of that config, "
-                         "or leave replica unset (each replica is then named by its data directory)")
+        raise ValueError("[features] replica names one replica, and these are several: leave it unset (each "
+                         "replica's data directory records its name)")
     started = time.monotonic()
     client = redis.Redis.from_url(config.redis_url)
     held: list[Path] = []
@@ -51,28 +51,70 @@ def forget_redis(config: FeatureStoreConfig, data_dirs: list[Path], merchant: st
             lock.acquire(data_dir, "erasure")
             held.append(data_dir)
             recover_rebase(data_dir)
+        _check_every_replica(client, config, data_dirs)
         if config.erasure_later_events == "refuse":
             key = store_key(config.pseudonym_key_file, data_dirs[0], client)
             ErasedShoppers(key, data_dirs[0], client).add(scoped(merchant, user))
-        shopper = find(data_dirs, scoped(merchant, user))
+        shopper = _shopper(client, data_dirs, scoped(merchant, user))
         removed: Counter = Counter()
-        finishing = bool(client.exists(MARK))
-        if not shopper.anything() and not finishing:
+        if not shopper.anything() and not client.exists(MARK):
             return receipt(config, merchant, user, removed, shopper, None, started)
-        client.set(MARK, json.dumps({"since": int(time.time())}))
+        # what was found is kept with the mark, so that a run finishing a crashed one still
+        # knows the sessions only the logs it had rewritten held (deleted with the mark)
+        client.set(MARK, json.dumps({"user": shopper.user, "sessions": sorted(shopper.sessions),
+                                     "orders": sorted(shopper.orders)}))
         for data_dir in data_dirs:
             _rewrite_log(config, data_dir, Without(shopper, config, removed))
         _clear(client)
         kept = sum(_replay_into_redis(config, data_dir) for data_dir in data_dirs)
         client.delete(MARK)
+        rewritten_aof = _rewrite_append_only_file(client)
     finally:
         for data_dir in held:
             lock.release(data_dir)
         client.close()
     out = receipt(config, merchant, user, removed, shopper, kept, started)
     out["rewritten"] = ["event logs of " + ", ".join(str(d) for d in data_dirs), "snapshots",
-                        "Redis: feature tables, fraud network, dedup marks, catalogue feed"]
+                        "Redis: feature tables, fraud network, dedup marks, catalogue feed"] + (
+        ["Redis's append-only file (BGREWRITEAOF)"] if rewritten_aof else [])
     return out
+
+
+def _check_every_replica(client: Any, config: FeatureStoreConfig, data_dirs: list[Path]) -> None:
+    """Every replica that ever wrote to this Redis must be given: one left out would bring the
+    shopper back when it replays its log, and its batches would be lost from Redis meanwhile."""
+    given = {replica_name(config.replica, d) for d in data_dirs}
+    known = {name.decode()[len(f"{PREFIX}:applied:"):] for name in client.scan_iter(match=f"{PREFIX}:applied:*")}
+    missing = sorted(known - given)
+    if missing:
+        raise ValueError(f"Redis holds the batches of replicas not given: {', '.join(missing)} (their data "
+                         f"directories' names); give every replica's --data-dir")
+
+
+def _shopper(client: Any, data_dirs: list[Path], user: str):
+    """The shopper as the logs hold them, and as an unfinished run found them (the mark)."""
+    shopper = find(data_dirs, user)
+    try:
+        earlier = json.loads(client.get(MARK) or b"{}")
+    except ValueError:
+        earlier = {}
+    if earlier.get("user") not in (None, user):
+        raise ValueError(f"an erasure of another shopper stopped midway ({MARK} in Redis): run that one again first")
+    shopper.sessions |= set(earlier.get("sessions", ()))
+    shopper.orders |= set(earlier.get("orders", ()))
+    return shopper
+
+
+def _rewrite_append_only_file(client: Any) -> bool:
+    """The deleted keys leave Redis's append-only file too (rewritten in the background); RDB
+    snapshots hold them until the next save (docs/operations.md)."""
+    try:
+        if client.config_get("appendonly").get("appendonly") in (b"yes", "yes"):
+            client.bgrewriteaof()
+            return True
+    except Exception:  # a managed Redis may refuse CONFIG or the rewrite: said in the receipt by omission
+        return False
+    return False
 
 
 def _rewrite_log(config: FeatureStoreConfig, data_dir: Path, without: Without) -> None:

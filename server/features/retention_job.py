@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from .rebase import Rebuild
-from .retention import KeepRecent, receipt
+from .retention import KeepRecent, mark, receipt
 from .store_config import FeatureStoreConfig
 
 
@@ -33,6 +33,7 @@ class RetentionPass:
         self.work.seal()
 
     def close(self) -> dict:
+        mark(self.work.staging, self.oldest_kept)
         self.work.close()
         return receipt(self.config, self.oldest_kept, self.removed, self.work.events, self.started)
 

@@ -17,9 +17,10 @@ from .dedup import DedupIndex, id_hashes
 from ..models.errors import Unavailable
 from ..models.limits import DEFAULT_LIMITS
 from .erased import ErasedShoppers
-from .retention import oldest_event
+from .retention import retained_since
 from .pseudonyms import Pseudonyms, store_key
-from .redis_durability import check_redis_durability, refuse_if_rebuilding
+from .redis_durability import check_redis_durability, refuse_if_rebuilding, remember_replica_name
+from .redis_mode import redis_parts
 from .tenancy import scope_record
 from .events import EventError, check_record, format_timestamp
 from .catalog_feed import CatalogFeed
@@ -64,6 +65,7 @@ ERASED_REFUSED = ("this shopper was erased on request, and their later events ar
 
 class FeatureService(BatchesInFlight, SnapshotWriting, OnlineRebuilds):
     finishing_erasure = False  # opened by redis_erasure, on a Redis it is rebuilding
+    rebuilding = False  # re-applies a log (rebase.as_rebuild): erased shoppers are not refused
 
     def __init__(self, config: FeatureStoreConfig) -> None:
         self.config = config
@@ -73,22 +75,9 @@ class FeatureService(BatchesInFlight, SnapshotWriting, OnlineRebuilds):
         self._redis_errors: tuple[type[BaseException], ...] = ()  # Redis mode: what "Redis is away" raises
         self.feed: CatalogFeed | None = None  # replicas only: nobody to share the catalogue with otherwise
         if config.backend == "redis":
-            import redis
-
-            from .redis_store import RedisDedup, RedisFeatureStore
-
-            import redis.asyncio
-
-            self.redis = redis.Redis.from_url(config.redis_url)
-            # Redis away, out of memory, read-only after a failover, still loading: all "retry later"
-            self._redis_errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                                  redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError,
-                                  redis.exceptions.BusyLoadingError)
-            self.store = RedisFeatureStore(self.redis, config.redis_ttl_days,
-                                           async_client=redis.asyncio.Redis.from_url(config.redis_url))
-            self.replica = config.replica or str(config.data_dir.resolve())
-            self.dedup = RedisDedup(self.redis, horizon_ms, replica=self.replica, async_client=self.store.async_redis)
-            self.feed = CatalogFeed(self.redis, self.store.prefix, self.replica)
+            parts = redis_parts(config, horizon_ms)
+            self.redis, self._redis_errors, self.store = parts.client, parts.errors, parts.store
+            self.dedup, self.feed, self.replica = parts.dedup, parts.feed, parts.replica
         else:
             self.store = FeatureStore()
             self.dedup = DedupIndex(horizon_ms)
@@ -141,6 +130,7 @@ class FeatureService(BatchesInFlight, SnapshotWriting, OnlineRebuilds):
         if self.redis is not None:
             if not self.finishing_erasure:
                 refuse_if_rebuilding(self.redis)
+            remember_replica_name(data, self.replica)
             self.store.sync_clock()
             check_redis_durability(self.redis)
         for first, records in event_log.replay(self.applied_seq):
@@ -160,7 +150,10 @@ class FeatureService(BatchesInFlight, SnapshotWriting, OnlineRebuilds):
                 replayed += len(records)
             self.applied_seq = first + len(records)
         self.log = event_log
-        self.oldest_event = oldest_event(data)
+        self.retained_since = retained_since(data)
+        if self.config.retention_days > 0 and self.config.log_retention_days > 0:
+            log.warning("retention_days is not enforced: log_retention_days drops log segments, and a store is "
+                        "trimmed to its retention by rebuilding it from the whole log")
         if self.redis is not None and shared > self.applied_seq:
             log.warning("Redis holds this replica's batches past the end of its log: another server uses the same "
                         "replica name, or the data directory was restored from an older copy; those batches are "
@@ -254,7 +247,7 @@ class FeatureService(BatchesInFlight, SnapshotWriting, OnlineRebuilds):
                 continue
             event_id = item["event_id"]  # as the merchant sent it (scoping rewrites it)
             record = scope_record(item, merchant)
-            if self.erased.holds(record.get("user_id")):
+            if not self.rebuilding and self.erased.holds(record.get("user_id")):
                 rejects.append(Reject(index, event_id, "user_id", ERASED_REFUSED))
                 continue
             records.append(self.pseudonyms.record(record))

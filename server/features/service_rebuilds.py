@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import shutil
 import time
 from collections import Counter
 from typing import Any, Awaitable, Callable
@@ -29,7 +30,7 @@ CATCH_UP_EVENTS = 20_000
 # re-applied per step, so that a server stopping abandons a rebuild within a step
 STEP_EVENTS = 200_000
 # what a service opened on the rebuilt directory hands over
-_TAKEN = ("store", "dedup", "log", "applied_seq", "pseudonyms", "erased", "oldest_event", "_since_snapshot",
+_TAKEN = ("store", "dedup", "log", "applied_seq", "pseudonyms", "erased", "retained_since", "_since_snapshot",
           "_writer")
 
 
@@ -37,7 +38,8 @@ class OnlineRebuilds:
     """Mixin of FeatureService."""
 
     _erasing = False  # the last stretch: batches refused
-    oldest_event: int | None = None  # in the log's first batch (retention.oldest_event), read at open
+    _child: RebuildChild | None = None  # the rebuild's child process, while it runs
+    retained_since: int | None = None  # what the store holds back to (retention.retained_since), read at open
     _rebuild: asyncio.Task | None = None
 
     async def forget(self, merchant: str, user: str) -> dict:
@@ -57,7 +59,7 @@ class OnlineRebuilds:
         rebuilding); the task, or None."""
         if self.redis is not None or self.rebuild_running or not self.is_open or self._closing:
             return None
-        if not retention.due(self.config, self.oldest_event, self.store.watermark):
+        if not retention.due(self.config, self.retained_since, self.store.watermark):
             return None
         return self._start(self._retain(), "a retention pass")
 
@@ -76,7 +78,10 @@ class OnlineRebuilds:
         return self._rebuild is not None and not self._rebuild.done()
 
     async def rebuild_settled(self) -> None:
-        """Wait for a rebuild under way to finish (a close must not run beside it)."""
+        """Wait for a rebuild under way to end (a close must not run beside it): one still in
+        its child is abandoned at once (the child killed), one past it within a step."""
+        if self._child is not None and self._child.process.returncode is None:
+            self._child.process.kill()
         if self.rebuild_running:
             await asyncio.wait([self._rebuild])
 
@@ -148,7 +153,8 @@ class OnlineRebuilds:
     async def _rebuilt_in_child(self, job: dict) -> dict:
         """The child's rebuild up to a few thousand events short of the log's end, sealed with a
         snapshot and closed: what rebuild_child's "close" answers."""
-        child = await RebuildChild.start(self.config, job)
+        await self.background_settled()  # (a snapshot that ends during the rebuild may trim the log)
+        child = self._child = await RebuildChild.start(self.config, job)
         try:
             if await child.begin():
                 reached = await self._catch_up(child.read, 0)
@@ -157,7 +163,17 @@ class OnlineRebuilds:
             return await child.close()
         except BaseException:
             await child.abandon()
+            await asyncio.to_thread(self._discard_staging)  # a child killed midway could not
             raise
+        finally:
+            self._child = None
+
+    def _discard_staging(self) -> None:
+        from .rebase import staging_dir
+
+        staging = staging_dir(self.config.data_dir)
+        shutil.rmtree(staging, ignore_errors=True)
+        lock.lock_file(staging).unlink(missing_ok=True)
 
     async def _catch_up(self, read: Callable[[int], Awaitable[int]], reached: int) -> int:
         """Re-apply the log until the rebuild is less than CATCH_UP_EVENTS behind it. A server
@@ -171,10 +187,9 @@ class OnlineRebuilds:
 
     def _open_rebuilt(self, state: dict, change: Callable[[dict], Any]):
         """The child's rebuilt directory opened here, to take the rest of the log: its Rebuild."""
-        from .rebase import Rebuild, staging_dir  # (rebase builds FeatureServices: a module above this one)
+        from .rebase import Rebuild, as_rebuild, staging_dir  # (rebase builds FeatureServices: a module above)
 
-        fresh = type(self)(dataclasses.replace(self.config, data_dir=staging_dir(self.config.data_dir)))
-        fresh.limits = self.limits
+        fresh = as_rebuild(type(self)(dataclasses.replace(self.config, data_dir=staging_dir(self.config.data_dir))))
         fresh.open()
         return Rebuild(self.config.data_dir, fresh, change(state), position=state["position"], strict=True)
 
@@ -186,13 +201,14 @@ class OnlineRebuilds:
         staging = fresh.config.data_dir
         swap_in(self.config.data_dir)
         fresh.log.directory = self.config.data_dir / "log"
-        fresh.oldest_event = retention.oldest_event(self.config.data_dir)
+        fresh.retained_since = retention.retained_since(self.config.data_dir)
         fresh.erased.moved_to(self.config.data_dir)
         fresh.config = self.config
         lock.release(staging)
         lock.lock_file(staging).unlink(missing_ok=True)
 
     def _take_up(self, fresh) -> None:
+        """(`limits` and `rebuilding` are not taken: this service keeps its own.)"""
         old_log, old_writer = self.log, self._writer
         for name in _TAKEN:
             setattr(self, name, getattr(fresh, name))

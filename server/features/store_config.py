@@ -14,8 +14,8 @@ class FeatureStoreConfig:
     max_batch_events: int = 10_000
     snapshot_every_events: int = 1_000_000
     # > 0: drop log segments older than this once a snapshot covers them, keeping what they did
-    # to the store (disk space only: erasure and retention_days need the whole log, so 0 here
-    # unless retention_days is 0)
+    # to the store (disk space only: erasure and retention_days need the whole log, and are
+    # then not possible)
     log_retention_days: float = 0.0
     # Events older than this (by the store's clock) leave the log, the snapshots and the online
     # store (features/retention.py), once the log's oldest is retention_every_days past it; 0: kept.
@@ -40,9 +40,6 @@ class FeatureStoreConfig:
         self.data_dir = Path(self.data_dir)
         if self.backend not in ("embedded", "redis"):
             raise ValueError(f"backend must be embedded or redis, not {self.backend!r}")
-        if self.log_retention_days > 0 and self.retention_days > 0:
-            raise ValueError("log_retention_days drops log segments that retention_days rebuilds from: set "
-                             "retention_days = 0 to use it")
         if self.retention_days < 0 or self.retention_every_days <= 0:
             raise ValueError("retention_days must be >= 0 and retention_every_days > 0")
         if self.erasure_later_events not in ("fresh", "refuse"):

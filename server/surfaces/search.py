@@ -12,6 +12,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -157,20 +158,27 @@ class SearchResult:
 
 class CatalogView:
     """The lexical index and the spelling vocabulary over the live catalogue, caught up with
-    its changes on each call."""
+    its changes on each call. The catalogue is the store's of the moment (`source()`): a store
+    rebuilt by an erasure or a retention pass brings a catalogue object of its own, and the
+    index is built again over it."""
 
-    def __init__(self, catalog: CatalogState) -> None:
-        self.catalog = catalog
+    def __init__(self, source: Callable[[], CatalogState]) -> None:
+        self._source = source
         self.index = LexicalIndex()
         self.corrector = SpellingCorrector({})
         self.position = 0
-        self.generation = -1
+        self.generation: tuple = ()  # (the catalogue object, its generation) the index was built over
         self.revision = -1
+
+    @property
+    def catalog(self) -> CatalogState:
+        return self._source()
 
     def snapshot(self) -> tuple:
         """What a build reads of the catalog, taken on the event loop (the thread that changes it)."""
         catalog = self.catalog
-        return catalog.generation, catalog.product_revision, catalog.change_count, list(catalog.products.values())
+        return ((id(catalog), catalog.generation), catalog.product_revision, catalog.change_count,
+                list(catalog.products.values()))
 
     @staticmethod
     def compute(snapshot: tuple) -> tuple:
@@ -192,11 +200,11 @@ class CatalogView:
     def catch_up(self) -> list[dict]:
         """Index the products changed since the last call; returns their records."""
         catalog = self.catalog
-        if catalog.product_revision == self.revision:
-            return []
-        if catalog.generation != self.generation:
+        if (id(catalog), catalog.generation) != self.generation:
             self.build()
             return list(catalog.products.values())
+        if catalog.product_revision == self.revision:
+            return []
         changed, self.position = catalog.changes_since(self.position)
         self.revision = catalog.product_revision
         products = [catalog.products[p] for p in changed if p in catalog.products]
@@ -210,7 +218,7 @@ class Searcher:
         self.repository = repository
         self.features = features
         self.config = config or SearchConfig()
-        self.view = CatalogView(features.store.catalog)
+        self.view = CatalogView(lambda: features.store.catalog)
         self.configured_synonyms = Synonyms.from_pairs([tuple(p) for p in self.config.synonyms])
         self.log = ServedLog(features) if self.config.log_searches else None
         self._rows: ProductRows | None = None
