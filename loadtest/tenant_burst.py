@@ -61,9 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline", type=float, default=0.1, help="the burst's per-call deadline (s)")
     parser.add_argument("--server-cpus", default="0")
     parser.add_argument("--client-cpus", default="1")
+    parser.add_argument("--config", type=Path, help="the server's TOML file ([admission] settings to compare)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    served = start_demo(args.workdir, "serve-tenant-burst.log", (), parse_cpus(args.server_cpus))
+    extra = ("--config", str(args.config.resolve())) if args.config else ()
+    served = start_demo(args.workdir, "serve-tenant-burst.log", extra, parse_cpus(args.server_cpus))
     try:
         settle(served.pid)
         target = targets.commerce("Recommend", demo_manifest=args.workdir / "demo_world" / "demo.json")

@@ -324,10 +324,10 @@ def test_the_cpu_watch_runs_on_the_loop_and_stops():
         assert admission.saturation.utilisation > 0.5
         admission.stop()
         admission.stop()
-        off = Admission(config(merchant_cpu_shares=False))  # cpu_shedding is off by default
+        off = Admission(config())  # off by default
         off.start()
         assert off._watch is None
-        measured = Admission(config())  # merchants' shares watch the CPU, and shed nobody's calls for it
+        measured = Admission(config(merchant_cpu_shares=True))  # merchants' shares watch the CPU, shedding no one
         measured.start()
         assert measured._watch is not None and not measured.saturation.shedding
         measured.stop()
