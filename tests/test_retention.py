@@ -155,3 +155,25 @@ def test_search_follows_the_catalogue_of_a_rebuilt_store(tmp_path, served):
     hits = stub.Search(commerce_pb2.SearchRequest(query="kettle", k=5), timeout=10).items
     assert [h.product_id for h in hits] == ["p2"]
     assert server.terminate() == 0
+
+
+def test_a_pass_is_due_only_once_the_period_has_moved_past_the_last_cutoff(tmp_path):
+    """The catalogue's events and the stock of old purchases stay in the log with their old
+    times: the next pass is due from the last pass's cutoff, not from the log's oldest event."""
+    from hanzo.server.features import retention
+    from hanzo.server.features.service import FeatureStoreConfig
+
+    day = retention.DAY_MS
+    config = FeatureStoreConfig(data_dir=tmp_path, retention_days=400, retention_every_days=7)
+    now = 1_800_000_000_000
+    assert not retention.due(config, None, now)  # nothing held
+    assert not retention.due(config, now - 405 * day, now)  # within the period and its slack
+    assert retention.due(config, now - 408 * day, now)
+    retention.mark(tmp_path, now - 400 * day)
+    since = retention.retained_since(tmp_path)
+    assert since == now - 400 * day
+    assert not retention.due(config, since, now + 6 * day)
+    assert retention.due(config, since, now + 8 * day)
+    for off in (FeatureStoreConfig(data_dir=tmp_path, retention_days=0),
+                FeatureStoreConfig(data_dir=tmp_path, retention_days=400, log_retention_days=30)):
+        assert not retention.due(off, now - 1000 * day, now)

@@ -97,6 +97,7 @@ class Rebuild:
         if not log_is_whole(data_dir):
             raise ValueError(f"{data_dir}: the log no longer starts at its first event (log retention dropped "
                              f"segments), so its history cannot be rebuilt from it")
+        check_swappable(data_dir)
         staging = staging_dir(data_dir)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
@@ -181,9 +182,10 @@ def staging_dir(data_dir: Path) -> Path:
     return _beside(data_dir, "rebase")
 
 
-def swap_in(data_dir: Path) -> None:
+def swap_in(data_dir: Path, keep_old: bool = False) -> Path:
     """The rebuilt directory beside `data_dir` (Rebuild.close) takes its place; the old one is
-    deleted."""
+    deleted, or with `keep_old` left for the caller to delete (a running server, once it has
+    let go of its files: a start deletes it too). Returns where the old one went."""
     staging, old = staging_dir(data_dir), _beside(data_dir, "before-rebase")
     with lock.SWAP:  # what was appended beside the log meanwhile (the audit log) comes along
         for name in APPENDED_FILES:
@@ -191,7 +193,17 @@ def swap_in(data_dir: Path) -> None:
                 shutil.copy2(data_dir / name, staging / name)
         os.rename(data_dir, old)
         os.rename(staging, data_dir)
-    shutil.rmtree(old)
+    if not keep_old:
+        shutil.rmtree(old)
+    return old
+
+
+def check_swappable(data_dir: Path) -> None:
+    """A rebuild swaps directories by renaming them: a data directory that is a symbolic link
+    or a mount point cannot be swapped so (the link, not the data, would move)."""
+    if Path(data_dir).is_symlink() or os.path.ismount(data_dir):
+        raise ValueError(f"{data_dir} is a symbolic link or a mount point, and a rebuild (erasure, retention) "
+                         f"swaps the data directory by renames: point data_dir at a directory inside it")
 
 
 def recover_rebase(data_dir: Path) -> None:

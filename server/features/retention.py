@@ -21,6 +21,7 @@ from pathlib import Path
 from .erasure_records import Anonymiser
 from .events import format_timestamp
 from .log import replay_log
+from .log_frames import LogDamaged
 from .store_config import FeatureStoreConfig
 
 DAY_MS = 86_400_000
@@ -42,14 +43,15 @@ def retained_since(data_dir: Path) -> int | None:
         return int(json.loads((Path(data_dir) / MARK_FILE).read_text())["oldest_kept"])
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         pass
-    oldest = None
-    for _, records in replay_log(Path(data_dir) / "log"):
-        stamps = [r["timestamp"] for r in records if r["event_type"] not in CATALOGUE_ONLY
-                  and not (r["event_type"] == "purchase" and r.get("user_id") is None)]
-        if stamps:
-            oldest = min(stamps) if oldest is None else min(oldest, min(stamps))
-            break
-    return oldest
+    try:
+        for _, records in replay_log(Path(data_dir) / "log"):
+            stamps = [r["timestamp"] for r in records if r["event_type"] not in CATALOGUE_ONLY
+                      and not (r["event_type"] == "purchase" and r.get("user_id") is None)]
+            if stamps:
+                return min(stamps)
+    except (OSError, LogDamaged):  # a log that cannot be read is the open's to report, not this
+        return None
+    return None
 
 
 def due(config: FeatureStoreConfig, since: int | None, watermark: int) -> bool:

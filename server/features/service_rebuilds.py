@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import shutil
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from ..models.errors import FailedPrecondition, Unavailable
@@ -141,14 +143,17 @@ class OnlineRebuilds:
                 await asyncio.sleep(0.01)
             await self.background_settled()
             await asyncio.to_thread(work.read, self.applied_seq)
-            await asyncio.to_thread(self._swap_in, work.service)
-            self._take_up(work.service)
+            old = await asyncio.to_thread(self._swap_in, work.service)
         except BaseException:
+            self._erasing = False
             await asyncio.to_thread(work.abandon)
             raise
-        finally:
-            self._erasing = False
-        return closed, work, round(time.monotonic() - paused, 3)
+        # renamed into place: from here the rebuilt store is the store, whatever happens
+        self._take_up(work.service)
+        self._erasing = False
+        paused = round(time.monotonic() - paused, 3)
+        await asyncio.to_thread(shutil.rmtree, old, True)  # (a start deletes it too, if this never ends)
+        return closed, work, paused
 
     async def _rebuilt_in_child(self, job: dict) -> dict:
         """The child's rebuild up to a few thousand events short of the log's end, sealed with a
@@ -190,22 +195,32 @@ class OnlineRebuilds:
         from .rebase import Rebuild, as_rebuild, staging_dir  # (rebase builds FeatureServices: a module above)
 
         fresh = as_rebuild(type(self)(dataclasses.replace(self.config, data_dir=staging_dir(self.config.data_dir))))
-        fresh.open()
+        # Its millions of objects would make the collector's passes (run by whichever thread
+        # allocates, holding the interpreter) stall the event loop: none while it loads, and
+        # once loaded they live as long as the server, out of every pass (as at its start).
+        gc.disable()
+        try:
+            fresh.open()
+        finally:
+            gc.freeze()
+            gc.enable()
         return Rebuild(self.config.data_dir, fresh, change(state), position=state["position"], strict=True)
 
-    def _swap_in(self, fresh) -> None:
+    def _swap_in(self, fresh) -> Path:
         """The rebuilt directory, open in `fresh`, renamed into place: the paths `fresh` writes
-        by follow it (its open files are the same files), and its hold on the staging name goes."""
+        by follow it (its open files are the same files), and its hold on the staging name goes.
+        Returns where the old directory went (deleted once this service has let go of it)."""
         from .rebase import swap_in
 
         staging = fresh.config.data_dir
-        swap_in(self.config.data_dir)
+        old = swap_in(self.config.data_dir, keep_old=True)
         fresh.log.directory = self.config.data_dir / "log"
         fresh.retained_since = retention.retained_since(self.config.data_dir)
         fresh.erased.moved_to(self.config.data_dir)
         fresh.config = self.config
         lock.release(staging)
         lock.lock_file(staging).unlink(missing_ok=True)
+        return old
 
     def _take_up(self, fresh) -> None:
         """(`limits` and `rebuilding` are not taken: this service keeps its own.)"""
