@@ -98,12 +98,7 @@ class Without:
             if not self.shopper.owns(record):
                 kept.append(record)
                 continue
-            anonymous = self.anonymous.of(record, self.keep_links)
-            if anonymous is not None:
-                kept.append(anonymous)
-                self.removed["anonymised " + record["event_type"]] += 1
-            else:
-                self.removed[record["event_type"]] += 1
+            self.anonymous.leave(record, self.keep_links, kept, self.removed)
         return kept
 
 
@@ -115,6 +110,16 @@ class Anonymiser:
 
     def __init__(self, salt: bytes = b"") -> None:
         self.salt = salt or secrets.token_bytes(16)
+
+    def leave(self, record: dict, keep_links: bool, kept: list[dict], removed: Counter) -> None:
+        """`record` leaves the log: what is kept of it (`of`) goes into `kept`, and `removed`
+        counts it."""
+        anonymous = self.of(record, keep_links)
+        if anonymous is not None:
+            kept.append(anonymous)
+            removed["anonymised " + record["event_type"]] += 1
+        else:
+            removed[record["event_type"]] += 1
 
     def of(self, record: dict, keep_links: bool) -> dict | None:
         """The anonymous event, or None where nothing of it is kept."""

@@ -81,12 +81,7 @@ class KeepRecent:
             if record["timestamp"] >= self.oldest_kept or record["event_type"] in CATALOGUE_ONLY:
                 kept.append(record)
                 continue
-            anonymous = self.anonymous.of(record, keep_links=False)
-            if anonymous is not None:
-                kept.append(anonymous)
-                self.removed["anonymised " + record["event_type"]] += 1
-            else:
-                self.removed[record["event_type"]] += 1
+            self.anonymous.leave(record, False, kept, self.removed)
         return kept
 
 
