@@ -289,3 +289,21 @@ def test_ingestion_goes_on_while_a_running_server_erases(tmp_path, served):
                   if r.get("user_id") == "shop-a|alice")
     assert kept == accepted[len(accepted) - len(kept):] and len(kept) <= 2
     assert answer["receipt"].events_removed == 6_000 + len(accepted) - len(kept)
+
+
+def test_a_rebuild_killed_with_its_server_leaves_nothing_after_the_next_start(tmp_path):
+    """What a SIGKILLed server's rebuild leaves beside the store (its child dies with it): the
+    directory it was building and that directory's lock file; recover_rebase, run at each start,
+    removes both and keeps the store."""
+    from hanzo.server.features import lock
+    from hanzo.server.features.rebase import recover_rebase, staging_dir
+
+    data = tmp_path / "data"
+    (data / "log").mkdir(parents=True)
+    (data / "log" / "keep").write_text("the store")
+    staging = staging_dir(data)
+    (staging / "log").mkdir(parents=True)
+    lock.lock_file(staging).write_text("4242")
+    recover_rebase(data)
+    assert not staging.exists() and not lock.lock_file(staging).exists()
+    assert (data / "log" / "keep").read_text() == "the store"

@@ -214,6 +214,7 @@ def recover_rebase(data_dir: Path) -> None:
     if old.exists() and not data_dir.exists():
         os.rename(staging if staging.exists() else old, data_dir)
     shutil.rmtree(staging, ignore_errors=True)
+    lock.lock_file(staging).unlink(missing_ok=True)  # a rebuild's, killed with its server
     shutil.rmtree(old, ignore_errors=True)
 
 
