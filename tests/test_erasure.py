@@ -30,11 +30,17 @@ def event(batch, event_id, kind, user=None, session="", **payload):
         setattr(e.payload, name, value)
 
 
-def one_product_server(tmp_path, served):
-    """A server on a fresh store whose catalogue holds one product; (server, its world folder)."""
+def one_product_world(tmp_path, title="a thing"):
+    """A world folder whose catalogue holds one product, p1."""
     world_dir = tmp_path / "world"
     world_dir.mkdir(exist_ok=True)
-    (world_dir / "catalog.jsonl").write_text(json.dumps({"product_id": "p1", "title": "a thing", "price": 5.0}) + "\n")
+    (world_dir / "catalog.jsonl").write_text(json.dumps({"product_id": "p1", "title": title, "price": 5.0}) + "\n")
+    return world_dir
+
+
+def one_product_server(tmp_path, served):
+    """A server on a fresh store whose catalogue holds one product; (server, its world folder)."""
+    world_dir = one_product_world(tmp_path)
     return served(world_dir), world_dir
 
 
@@ -209,9 +215,7 @@ def test_with_refuse_the_shoppers_later_events_are_refused_and_nothing_else(tmp_
     the list holds a digest that is none of the shopper's ids or pseudonyms."""
     from hanzo.v1 import admin_pb2, admin_pb2_grpc
 
-    world_dir = tmp_path / "world"
-    world_dir.mkdir()
-    (world_dir / "catalog.jsonl").write_text(json.dumps({"product_id": "p1", "title": "a thing", "price": 5.0}) + "\n")
+    world_dir = one_product_world(tmp_path)
     settings = tmp_path / "hanzo.toml"
     settings.write_text('[features]\nerasure_later_events = "refuse"\n')
     server = served(world_dir, "--config", str(settings))

@@ -10,7 +10,7 @@ import grpc
 import numpy as np
 import pytest
 from helpers import opened_store
-from test_erasure import event
+from test_erasure import event, one_product_world
 from test_tenancy import read
 
 from hanzo.server.features.offline import load_log_records
@@ -57,9 +57,7 @@ def wait_for_line(server, text: str, limit_s: float = 60.0) -> dict:
 
 
 def test_a_shopper_older_than_the_retention_is_gone_and_the_catalogue_is_not(tmp_path, served):
-    world_dir = tmp_path / "world"
-    world_dir.mkdir()
-    (world_dir / "catalog.jsonl").write_text(json.dumps({"product_id": "p1", "title": "a thing", "price": 5.0}) + "\n")
+    world_dir = one_product_world(tmp_path)
     settings = tmp_path / "hanzo.toml"
     settings.write_text("[features]\nretention_days = 400\nretention_every_days = 7\n")
     server = served(world_dir, "--config", str(settings))
@@ -107,9 +105,7 @@ def test_a_shopper_older_than_the_retention_is_gone_and_the_catalogue_is_not(tmp
 
 
 def test_erasing_a_shopper_of_the_unnamed_shop_keeps_the_stock_they_moved(tmp_path, served):
-    world_dir = tmp_path / "world"
-    world_dir.mkdir()
-    (world_dir / "catalog.jsonl").write_text(json.dumps({"product_id": "p1", "title": "a thing", "price": 5.0}) + "\n")
+    world_dir = one_product_world(tmp_path)
     server = served(world_dir)
     channel = grpc.insecure_channel(server.url)
     stub, admin = commerce_pb2_grpc.CommerceStub(channel), admin_pb2_grpc.AdminStub(channel)
@@ -134,10 +130,7 @@ def test_erasing_a_shopper_of_the_unnamed_shop_keeps_the_stock_they_moved(tmp_pa
 def test_search_follows_the_catalogue_of_a_rebuilt_store(tmp_path, served):
     """After an erasure the server's store is a new one, catalogue and all: search indexes the
     new catalogue, so a product added after the erasure is found."""
-    world_dir = tmp_path / "world"
-    world_dir.mkdir()
-    (world_dir / "catalog.jsonl").write_text(json.dumps({"product_id": "p1", "title": "a blue teapot",
-                                                         "price": 5.0}) + "\n")
+    world_dir = one_product_world(tmp_path, "a blue teapot")
     server = served(world_dir)
     channel = grpc.insecure_channel(server.url)
     stub, admin = commerce_pb2_grpc.CommerceStub(channel), admin_pb2_grpc.AdminStub(channel)

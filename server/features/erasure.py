@@ -9,7 +9,7 @@ orders are gone; other shoppers' orders that used the same card keep theirs. Wit
 [features] erasure_keeps_fraud_links the orders stay as orders of no one instead (their
 card, device, email and address pseudonyms and amounts: anonymous links). Events for the
 shopper that arrive later start a fresh history (their ids are free again: the dedup index
-is rebuilt without them). Models trained before the erasure keep what they learned until they
+is rebuilt without them), or are refused ([features] erasure_later_events, erased.py). Models trained before the erasure keep what they learned until they
 are trained again; the receipt says so."""
 from __future__ import annotations
 
@@ -49,8 +49,7 @@ class Erasure:
     log up to a position (again and again, as it grows), `finish` swaps the rebuilt directory in
     once the server has stopped appending and the rest is read. The caller holds the lock."""
 
-    def __init__(self, config: FeatureStoreConfig, merchant: str, user: str,
-                 erased: ErasedShoppers | None = None) -> None:
+    def __init__(self, config: FeatureStoreConfig, merchant: str, user: str) -> None:
         if not user:
             raise ValueError("name the shopper to forget (--user)")
         self.config, self.merchant, self.user = config, merchant, user
@@ -59,13 +58,13 @@ class Erasure:
         self.shopper = Shopper(scoped(merchant, user))
         self.work: Rebuild | None = None
         self.without: Without | None = None
-        self._erased = erased  # a running server's own list (it refuses at once)
 
     def begin(self) -> bool:
         """Whether the store holds anything of the shopper (else nothing is rebuilt)."""
         data_dir = Path(self.config.data_dir)
         if self.config.erasure_later_events == "refuse":
-            erased = self._erased or ErasedShoppers(store_key(self.config.pseudonym_key_file, data_dir), data_dir)
+            # (a running server has added them to its own list already: service_rebuilds)
+            erased = ErasedShoppers(store_key(self.config.pseudonym_key_file, data_dir), data_dir)
             if not erased.holds(self.shopper.user):
                 erased.add(self.shopper.user)
         self.shopper = find([data_dir], self.shopper.user)
