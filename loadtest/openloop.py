@@ -119,6 +119,9 @@ class LoadResult:
     # run back to back in one process (run_sequence) tell the gap between them
     start_ns: int = 0
     end_ns: int = 0
+    # the client process's CPU seconds over the load (all its threads): near elapsed_s per
+    # CPU it may use, the load generator itself was the bottleneck and its latencies are its own
+    client_cpu_s: float = 0.0
 
     def ensure_seconds(self, n: int) -> None:
         while len(self.second_sent) < n:
@@ -137,6 +140,7 @@ class LoadResult:
         self.corrected.add(other.corrected)
         self.late_sends += other.late_sends
         self.late_ok += other.late_ok
+        self.client_cpu_s += other.client_cpu_s
         for label, kind in other.kinds.items():
             self.kinds.setdefault(label, KindResult()).merge(kind)
         self.ensure_seconds(len(other.second_sent))
@@ -154,7 +158,7 @@ class LoadResult:
                                   "corrected": k.corrected.encode(), "late_ok": k.late_ok}
                           for label, k in self.kinds.items()},
                 "seconds": [self.second_sent, self.second_ok, self.second_errors, self.second_latency_us],
-                "start_ns": self.start_ns, "end_ns": self.end_ns}
+                "start_ns": self.start_ns, "end_ns": self.end_ns, "client_cpu_s": self.client_cpu_s}
 
     @classmethod
     def decode(cls, data: dict) -> "LoadResult":
@@ -168,6 +172,7 @@ class LoadResult:
             kind.corrected.add(HdrHistogram.decode(k["corrected"]))
         result.second_sent, result.second_ok, result.second_errors, result.second_latency_us = data["seconds"]
         result.start_ns, result.end_ns = data.get("start_ns", 0), data.get("end_ns", 0)
+        result.client_cpu_s = data.get("client_cpu_s", 0.0)
         return result
 
 
@@ -286,6 +291,7 @@ async def _drive(spec: LoadSpec, channel: grpc.aio.Channel | None = None) -> Loa
     result = LoadResult()
     perf = time.perf_counter_ns
     start = perf()
+    cpu_start = time.process_time()
     measure_from = start + int(spec.warmup_s * 1e9)
     end = measure_from + int(spec.duration_s * 1e9)
     sender = _Sender(spec, channel, result, measure_from)
@@ -301,6 +307,7 @@ async def _drive(spec: LoadSpec, channel: grpc.aio.Channel | None = None) -> Loa
         result.latency.add(kind.latency)
         result.corrected.add(kind.corrected)
     result.elapsed_s = (min(perf(), end) - measure_from) / 1e9 if spec.mode != "closed" else spec.duration_s
+    result.client_cpu_s = round(time.process_time() - cpu_start, 3)
     return result
 
 

@@ -127,6 +127,8 @@ def overload(served: Served, target: targets.Target, plan: Plan, cap: float, bas
            # over the overload and the recovery after it (one scrape after both)
            "server_late": server.get("rpc_late", server.get("late")), "server_counters": server,
            "server_ms": server_ms,
+           # the load generator's CPU over the overload (its warm-up and last answers included)
+           "client_cpu_share": round(loaded.client_cpu_s / (over.warmup_s + over.duration_s), 3),
            "rss_kib_before": rss_before, "rss_kib_after": served.rss_kib()}
     series = _phase("recovery", served.url, recovering, after.rate, plan.bucket_s).series
     # the recovery's clock starts when the overload's last call was due: the gap is the wait
