@@ -119,6 +119,8 @@ def test_every_registered_rpc_answers_as_its_scope_says(tmp_path):
                                                                   grpc.StatusCode.PERMISSION_DENIED), (method, row)
             assert row["right"] not in AUTH, (method, row)
             table.append(method)
+            if method.rsplit("/", 1)[-1] in kserve.AUDITED | admin.AUDITED:
+                time.sleep(0.25)  # the audit records at most 10 refusals a second: these two are kept
         assert len(table) == len(scopes) and any(methods[m][2] for m in table)
 
         # a key bound to a merchant may not change the catalogue every merchant shares

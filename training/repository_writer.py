@@ -11,11 +11,15 @@ import onnx
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from hanzo.server.models.production import pin_production
+
 
 def write_version(root: Path, config: mc.ModelConfig, version: int, model: onnx.ModelProto,
-                  extra_files: dict[str, bytes] | None = None) -> Path:
+                  extra_files: dict[str, bytes] | None = None, candidate: bool = False) -> Path:
     """Write <root>/<name>/<version>/ whole, then rename it into place, so a server polling
-    the repository never loads a half-written version."""
+    the repository never loads a half-written version. `candidate`: the model keeps a
+    production pointer (server/models/production.py), so the version serving now stays
+    production and this one arrives as a candidate (a model's first version is production)."""
     model_dir = Path(root) / config.name
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=model_dir))
@@ -26,6 +30,8 @@ def write_version(root: Path, config: mc.ModelConfig, version: int, model: onnx.
         target = model_dir / str(version)
         if target.exists():
             shutil.rmtree(target)
+        if candidate:
+            pin_production(model_dir, by="train")
         os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -34,4 +40,6 @@ def write_version(root: Path, config: mc.ModelConfig, version: int, model: onnx.
     tmp = config_path.with_suffix(".pbtxt.tmp")
     tmp.write_text(text_format.MessageToString(config))
     os.replace(tmp, config_path)
+    if candidate:
+        pin_production(model_dir, by="train")
     return model_dir / str(version)

@@ -1,5 +1,5 @@
-"""Operator endpoints: the server's own latency histograms for load harnesses, and the erasure
-of a shopper on request."""
+"""Operator endpoints: the server's own latency histograms for load harnesses, the erasure
+of a shopper on request, and models' production pointers (status, promote, roll back)."""
 from __future__ import annotations
 
 import json
@@ -7,23 +7,56 @@ from typing import Awaitable, Callable
 
 from hanzo.v1 import admin_pb2, admin_pb2_grpc
 
-from ..models.errors import FailedPrecondition, InvalidArgument
+from ..models.errors import FailedPrecondition, InvalidArgument, NotFound, quote
+from ..models.promotion import Promotions
+from .access import CALLER
 from .edge import Edge
 from .latency import LatencyRecorder
 from .merchants import merchant_of
 
 SERVICE = "hanzo.v1.Admin"
 SCOPE = "admin"  # every method (api/access.py)
-AUDITED = frozenset({"GetLatency", "Forget"})  # GetLatency may reset the histograms a harness reads
+# GetLatency may reset the histograms a harness reads; ModelVersions only reads
+AUDITED = frozenset({"GetLatency", "Forget", "PromoteModel", "RollbackModel"})
+WRAPPED = ["Forget", "ModelVersions", "PromoteModel", "RollbackModel"]
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):
     def __init__(self, latency: LatencyRecorder, edge: Edge | None = None,
-                 forget: Callable[[str, str], Awaitable[dict]] | None = None) -> None:
+                 forget: Callable[[str, str], Awaitable[dict]] | None = None,
+                 promotions: Promotions | None = None) -> None:
         self._latency = latency
         self._forget = forget
+        self._promotions = promotions
         if edge is not None:  # errors to status codes, field limits and timing as every surface has them
-            edge.wrap_servicer(self, SERVICE, ["Forget"], gated=False)
+            edge.wrap_servicer(self, SERVICE, WRAPPED, gated=False)
+
+    def _promotions_or_refuse(self) -> Promotions:
+        if self._promotions is None:
+            raise FailedPrecondition("this server has no model repository")
+        return self._promotions
+
+    async def ModelVersions(self, request, context):
+        promotions = self._promotions_or_refuse()
+        names = [request.model_name] if request.model_name else promotions.repository.names()
+        return versions_report(promotions, names)
+
+    async def PromoteModel(self, request, context):
+        if not request.model_name:
+            raise InvalidArgument("model_name", "name the model to promote")
+        if request.model_version < 0:
+            raise InvalidArgument("model_version", f"{request.model_version}: a version number, or 0 for the "
+                                                   f"candidate")
+        promotions = self._promotions_or_refuse()
+        names = await promotions.promote(request.model_name, int(request.model_version), _caller())
+        return versions_report(promotions, names)
+
+    async def RollbackModel(self, request, context):
+        if not request.model_name:
+            raise InvalidArgument("model_name", "name the model to roll back")
+        promotions = self._promotions_or_refuse()
+        names = await promotions.rollback(request.model_name, _caller())
+        return versions_report(promotions, names)
 
     async def Forget(self, request, context):
         merchant = merchant_of(request)
@@ -48,3 +81,33 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
                 p50_us=h.get_value_at_percentile(50), p99_us=h.get_value_at_percentile(99),
                 p999_us=h.get_value_at_percentile(99.9), max_us=h.get_max_value())
         return report
+
+
+def _caller() -> str:
+    key = CALLER.get()
+    return key.id if key is not None else "a caller without credentials"
+
+
+def versions_report(promotions: Promotions, names: list[str]) -> admin_pb2.ModelVersionsReport:
+    """Each model's pointer, serving version, candidate and previous production, and its
+    versions' states; NOT_FOUND for a name the repository does not hold."""
+    repository = promotions.repository
+    report = admin_pb2.ModelVersionsReport()
+    index = repository.index()
+    for name in names:
+        if name not in repository.names():
+            raise NotFound(f"model {quote(name)} is not in the repository (models: {repository.names()[:50]})")
+        pointer = repository.production(name)
+        candidate = repository.candidate(name)
+        status = report.models.add(model_name=name, has_pointer=pointer is not None,
+                                   serving_version=repository.serving_version(name),
+                                   candidate_version=candidate.version if candidate else 0)
+        if pointer is not None:
+            status.production_version = pointer.version
+            status.previous_version = pointer.previous or 0
+            status.history.extend(pointer.history)
+            status.last_action, status.changed_by, status.changed_at = pointer.action, pointer.by, pointer.at
+        for entry in index:
+            if entry.name == name and entry.version:
+                status.versions.add(version=int(entry.version), state=entry.state, reason=entry.reason)
+    return report

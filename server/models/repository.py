@@ -6,12 +6,13 @@ in one assignment, and the version it replaces retires only after its queued and
 requests finish, so a swap drops nothing in flight. A failed load leaves what was serving in
 place and says why in the index; under version_policy latest a newest version that fails
 falls back to the next older one that loads. A version that failed is not rebuilt on every
-poll (models/retry.py).
+poll (models/retry.py). A model with a production pointer (models/production.py) serves the
+version a person promoted instead of the newest, with its candidate and the previous
+production loaded beside it; no poll moves the pointer.
 """
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import re
 import time
@@ -21,22 +22,13 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from .config import (
-    ConfigError,
-    batching_policy,
-    complete_io,
-    instance_kind,
-    parameter,
-    version_candidates,
-)
+from .config import ConfigError, version_candidates
 from .errors import FailedPrecondition, NotFound, Unavailable, quote
 from .model_folder import fingerprint, read_model_folder
-from .onnx_backend import OnnxRuntimeBackend, choose_providers
-from .retry import DEFAULT_FIRST_RETRY_S, DEFAULT_MAX_RETRY_S, FailedBuilds
-from .triton_backend import NAME_PARAMETER as REMOTE_NAME
-from .triton_backend import URL_PARAMETER as REMOTE_URL
-from .triton_backend import RemoteTritonBackend
+from .production import Production, read_pointer, serving_plan
+from .retry import FailedBuilds
 from .version import ModelVersion
+from .version_build import RepositoryOptions, LoadAttempt, load_error, build_version
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +36,6 @@ log = logging.getLogger(__name__)
 MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 
 READY, LOADING, UNAVAILABLE, UNLOADING = "READY", "LOADING", "UNAVAILABLE", "UNLOADING"
-
-
-@dataclass(frozen=True)
-class RepositoryOptions:
-    device: str = "auto"  # auto | cpu | cuda: the execution provider preference
-    # Loaders of what a version ships beside its model, by the config.pbtxt parameter
-    # `artifacts` (e.g. "recommend": embeddings and an ANN index): loader(version_dir) -> object,
-    # run in the loading thread, so a version and its artifacts swap in as one unit.
-    artifact_loaders: dict = field(default_factory=dict)
-    # An unchanged version that failed to build is tried again by a poll after retry_first_s,
-    # the wait doubling on each failure up to retry_max_s; changed files are tried at once.
-    retry_first_s: float = DEFAULT_FIRST_RETRY_S
-    retry_max_s: float = DEFAULT_MAX_RETRY_S
 
 
 @dataclass(frozen=True)
@@ -75,26 +54,8 @@ class _Model:
     states: dict[int, tuple[str, str]] = field(default_factory=dict)  # version -> (state, reason)
     error: str = ""  # the last load's model-level failure (config.pbtxt, no version folder)
     loading: bool = False
+    production: Production | None = None  # the pointer the last load followed (None: Triton's rule)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-@dataclass
-class _Attempt:
-    """One load's outcome, before it is swapped in."""
-
-    chosen: dict[int, ModelVersion] = field(default_factory=dict)  # to serve: new builds and unchanged ones
-    built: dict[int, ModelVersion] = field(default_factory=dict)
-    failed: dict[int, str] = field(default_factory=dict)  # version -> reason (this load's or a remembered one)
-    tried: set[int] = field(default_factory=set)  # versions this load built or tried to
-    prints: dict[int, str] = field(default_factory=dict)
-
-
-def _load_error(name: str, attempt: _Attempt, serving: dict[int, ModelVersion]) -> str:
-    if not attempt.failed:
-        return ""
-    parts = "; ".join(f"version {v}: {reason}" for v, reason in sorted(attempt.failed.items(), reverse=True))
-    tail = f"serving version {', '.join(map(str, sorted(serving)))}" if serving else "no version of it serves"
-    return f"model {quote(name)} failed to load {parts} ({tail})"
 
 
 class ModelRepository:
@@ -141,6 +102,24 @@ class ModelRepository:
 
     def names(self) -> list[str]:
         return sorted(self._models)
+
+    def serving_version(self, name: str) -> int:
+        """The version unnamed requests get now, 0 when none."""
+        model = self._models.get(name)
+        return model.latest.version if model is not None and model.latest is not None else 0
+
+    def candidate(self, name: str) -> ModelVersion | None:
+        """Under a production pointer, the loaded version newer than production."""
+        model = self._models.get(name)
+        if model is None or model.production is None or model.latest is None:
+            return None
+        newer = [v for v in model.versions if v > model.latest.version]
+        return model.versions[max(newer)] if newer else None
+
+    def production(self, name: str) -> Production | None:
+        """The pointer the model's last load followed (None: it follows its version_policy)."""
+        model = self._models.get(name)
+        return model.production if model is not None else None
 
     def ready_versions(self, name: str) -> list[ModelVersion]:
         model = self._models.get(name)
@@ -268,32 +247,62 @@ class ModelRepository:
     async def _load_locked(self, name: str, model_dir: Path, model: _Model, retry: bool) -> str:
         try:
             config, config_bytes, present = read_model_folder(model_dir)
-            candidates, count = version_candidates(config, present)
+            pointer = read_pointer(model_dir)
+            if pointer is None:
+                candidates, count = version_candidates(config, present)
         except (ConfigError, OSError) as exc:
             return self._model_failed(name, model, str(exc))
         model.error = ""
         self._failures.keep_only(name, set(present))
-        attempt = _Attempt()
-        for v in candidates:
-            if len(attempt.chosen) == count:
+        attempt = LoadAttempt(pointer=pointer)
+        build = (name, model_dir, model, config, config_bytes, attempt, retry)
+        if pointer is None:
+            await self._build_some(*build, candidates, count)
+            return self._swap(name, model, attempt)
+        order, previous, candidate = serving_plan(pointer, present)
+        chosen = await self._build_some(*build, order, 1)
+        attempt.primary = chosen[0] if chosen else None
+        if not chosen:
+            attempt.failed.setdefault(pointer.version, "version folder missing or holds no model file")
+        for role, version in (("previous production, kept loaded for a rollback", previous),
+                              ("candidate: answers only requests that name its version until promoted", candidate)):
+            if version is not None and version != attempt.primary and await self._build_some(*build, [version], 1):
+                attempt.roles[version] = role
+        return self._swap(name, model, attempt)
+
+    async def _build_some(self, name: str, model_dir: Path, model: _Model, config: mc.ModelConfig,
+                          config_bytes: bytes, attempt: LoadAttempt, retry: bool, versions: list[int],
+                          count: int) -> list[int]:
+        """Build `versions` in order into `attempt` until `count` of them serve; returns those.
+        A version whose files did not change keeps its build; one whose rebuild fails keeps
+        serving the build loaded before."""
+        chosen: list[int] = []
+        for v in versions:
+            if len(chosen) == count:
                 break
+            if v in attempt.chosen:
+                chosen.append(v)
+                continue
             files = attempt.prints[v] = fingerprint(config_bytes, model_dir / str(v))
             serving = model.versions.get(v)
             if serving is not None and model.fingerprints.get(v) == files:
                 attempt.chosen[v] = serving
+                chosen.append(v)
                 continue
             reason = None if retry else self._failures.held_back(name, v, files)
             if reason is None:
                 reason = await self._try_build(name, v, model_dir, model, config, attempt)
                 if reason is None:
+                    chosen.append(v)
                     continue
             attempt.failed[v] = reason
             if serving is not None:
                 attempt.chosen[v] = serving  # the build loaded before serves on
-        return self._swap(name, model, attempt)
+                chosen.append(v)
+        return chosen
 
     async def _try_build(self, name: str, number: int, model_dir: Path, model: _Model, config: mc.ModelConfig,
-                         attempt: _Attempt) -> str | None:
+                         attempt: LoadAttempt) -> str | None:
         """Build one version into `attempt`; returns why it failed, None when it built."""
         attempt.tried.add(number)
         model.states[number] = (LOADING, "")
@@ -320,23 +329,28 @@ class ModelRepository:
             model.states[v] = (READY, f"serving what loaded before; the last load failed: {reason}")
         return f"model {quote(name)} failed to load: {reason}"
 
-    def _swap(self, name: str, model: _Model, attempt: _Attempt) -> str:
+    def _swap(self, name: str, model: _Model, attempt: LoadAttempt) -> str:
         old = model.versions
         # Nothing chosen loads: what served keeps serving rather than nothing.
         keep_old = not attempt.chosen and bool(old)
         serving = dict(old) if keep_old else attempt.chosen
-        error = _load_error(name, attempt, serving)
+        error = load_error(name, attempt, serving)
         states = {v: s for v, s in model.states.items() if s[0] == UNLOADING}
         states.update({v: (UNAVAILABLE, reason) for v, reason in attempt.failed.items()})
         for v in serving:
             failed = attempt.failed.get(v) or (error if keep_old else "")
             states[v] = (READY, f"serving the build loaded before; the last load failed: {failed}" if failed else "")
+        for v, role in attempt.roles.items():
+            if v in serving and not attempt.failed.get(v):
+                states[v] = (READY, role)
         fingerprints = {v: attempt.prints[v] if v in attempt.built else model.fingerprints[v] for v in serving}
+        latest = self._latest(model, attempt, serving, keep_old)
         # The swap: one assignment each, with no await in between.
         model.states = states
         model.versions = serving
-        model.latest = serving[max(serving)] if serving else None
+        model.latest = latest
         model.fingerprints = fingerprints
+        model.production = attempt.pointer
         for v, version in old.items():
             if serving.get(v) is not version:
                 self._retire(model, version, keep_state=v in serving)
@@ -344,7 +358,20 @@ class ModelRepository:
         return error
 
     @staticmethod
-    def _log_outcome(name: str, attempt: _Attempt, serving: dict[int, ModelVersion], changed: bool) -> None:
+    def _latest(model: _Model, attempt: LoadAttempt, serving: dict[int, ModelVersion],
+                keep_old: bool) -> ModelVersion | None:
+        """What unnamed requests get: the newest version serving (Triton's rule), or under a
+        pointer the production version that loaded, never a candidate."""
+        if keep_old:
+            return model.latest
+        if attempt.pointer is None:
+            return serving[max(serving)] if serving else None
+        if attempt.primary is not None and attempt.primary in serving:
+            return serving[attempt.primary]
+        return model.latest if model.latest is not None and model.latest in serving.values() else None
+
+    @staticmethod
+    def _log_outcome(name: str, attempt: LoadAttempt, serving: dict[int, ModelVersion], changed: bool) -> None:
         newest = max(serving, default=None)
         skipped = {v: r for v, r in attempt.failed.items() if v in attempt.tried and (newest is None or v > newest)}
         if skipped and newest is not None:
@@ -355,36 +382,7 @@ class ModelRepository:
             log.info("model loaded", extra={"model": name, "versions": sorted(serving)})
 
     def _build(self, name: str, number: int, version_dir: Path, config: mc.ModelConfig) -> ModelVersion:
-        """Blocking: build the backend, complete and check the config (a copy: each version
-        completes it from its own model file), warm up."""
-        config = copy.deepcopy(config)
-        policy = batching_policy(config)
-        remote = parameter(config, REMOTE_URL, "")
-        if remote:
-            backend = RemoteTritonBackend(remote, parameter(config, REMOTE_NAME, name), str(number),
-                                          policy.instance_count)
-        else:
-            backend = OnnxRuntimeBackend(
-                version_dir / config.default_model_filename,
-                instance_count=policy.instance_count,
-                providers=choose_providers(instance_kind(config), self.options.device),
-                intra_op_threads=int(parameter(config, "intra_op_thread_count", "1")),
-                inter_op_threads=int(parameter(config, "inter_op_thread_count", "1")),
-            )
-        try:
-            complete_io(config, backend.inputs, backend.outputs)
-            version = ModelVersion(name, number, version_dir, config, backend, policy)
-            version.warm_up()
-            kind = parameter(config, "artifacts", "")
-            if kind:
-                loader = self.options.artifact_loaders.get(kind)
-                if loader is None:
-                    raise ConfigError(f"{name}: no loader for artifacts {kind!r} in this server")
-                version.artifacts = loader(version_dir)
-        except Exception:
-            backend.close()
-            raise
-        return version
+        return build_version(name, number, version_dir, config, self.options)
 
     def _retire(self, model: _Model, version: ModelVersion, keep_state: bool) -> None:
         if not keep_state:

@@ -73,8 +73,8 @@ def train_fraud(events_path: Path, model_repo: Path, seed: int = 0, log=print, t
                 f"caught {at['caught_share']:.3f} of fraud amount, false-positive rate {at['false_positive_rate']:.5f}")
         if part in report:
             log(f"{part} ensemble vs rules: {report[part]['ensemble_vs_rules']}")
-    write_fraud_version(model_repo, booster, mlp, alpha, inputs, report)
-    return report
+    version_dir = write_fraud_version(model_repo, booster, mlp, alpha, inputs, report)
+    return {**report, "version_dir": str(version_dir)}
 
 
 def compare(test: FraudRows, booster, mlp, alpha: float, amount_line: float, seed: int, logistic=None) -> dict:
@@ -132,4 +132,5 @@ def write_fraud_version(model_repo: Path, booster, mlp, alpha: float, inputs: Fr
                                         "alpha": alpha}).encode(),
              "report.json": json.dumps(report, indent=1, default=float).encode()}
     staging.unlink()
-    return write_version(Path(model_repo), config, version, ensemble_onnx(booster, mlp, alpha, n), extra)
+    return write_version(Path(model_repo), config, version, ensemble_onnx(booster, mlp, alpha, n), extra,
+                         candidate=True)

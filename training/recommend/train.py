@@ -13,6 +13,7 @@ import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
 from hanzo.server.features.formats import read_catalog, read_records
+from hanzo.server.models.production import pin_production
 from hanzo.server.retrieval.ann import ItemIndex
 
 from .baselines import ItemKNN, LastItemTransitions, OwnMostBought, Popularity, evaluate, tune_item_knn
@@ -89,5 +90,7 @@ def _write_version(model_repo: Path, trained: Trained, product_ids: list[str], w
 
     (model_dir / "config.pbtxt").write_text(text_format.MessageToString(config))
     target = model_dir / str(version)
+    pin_production(model_dir, by="train")  # the version serving now stays production; the new one is a candidate
     staging.rename(target)
+    pin_production(model_dir, by="train")  # a first version is production
     return target

@@ -17,6 +17,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from hanzo.server.features.catalog import CatalogState
 from hanzo.server.features.formats import read_catalog, read_records
+from hanzo.server.models.production import pin_production
 from hanzo.server.search.lexical import LexicalIndex
 from hanzo.server.search.spelling import SpellingCorrector
 from hanzo.server.search.synonyms import Synonyms
@@ -120,8 +121,8 @@ def train_search_clicks(events_path: Path, catalog_path: Path, model_repo: Path,
         f"re-ranked {tested['ndcg']:.4f}")
     report = {"events": str(events_path), "catalog": str(catalog_path), "seed": config.seed, "training": training,
               "test": tested, "synonyms": len(synonyms.pairs()), "source": "search logs"}
-    write_version(model_repo, model, index.product_ids, states, synonyms, report)
-    return report
+    version_dir = write_version(model_repo, model, index.product_ids, states, synonyms, report)
+    return {**report, "version_dir": str(version_dir)}
 
 
 def write_version(model_repo: Path, model, product_ids: list[str], states: np.ndarray, synonyms: Synonyms,
@@ -148,9 +149,13 @@ def write_version(model_repo: Path, model, product_ids: list[str], states: np.nd
     (staging / "report.json").write_text(json.dumps(report, indent=1))
     encoder = mc.ModelConfig(name=ENCODER, backend="onnxruntime", max_batch_size=0)
     (encoder_root / "config.pbtxt").write_text(text_format.MessageToString(encoder))
+    for folder in (encoder_root, root):  # what serves now stays production; the new version is a candidate
+        pin_production(folder, by="train")
     encoder_staging.rename(encoder_root / number)
     config = mc.ModelConfig(name=MODEL, backend="onnxruntime", max_batch_size=0)
     config.parameters["artifacts"].string_value = MODEL
     (root / "config.pbtxt").write_text(text_format.MessageToString(config))
     staging.rename(root / number)  # a poller never sees half a version
+    for folder in (encoder_root, root):  # a first version is production
+        pin_production(folder, by="train")
     return root / number
