@@ -14,6 +14,7 @@ from google.protobuf.message_factory import GetMessageClass
 
 from ..features.pseudonyms import PERSONAL_CONTEXT
 from ..models.errors import HanzoError, InvalidArgument, PermissionDenied, Unavailable
+from ..surfaces.shadow import RESPONDING
 from .access import merchant_denied, merchant_refusal
 from .admission import Admission, Refused
 from .latency import LatencyRecorder
@@ -57,7 +58,7 @@ def describe(request: Any) -> dict[str, str]:
     model = getattr(request, "model_name", "")
     if model:
         fields["model"] = model[:LOGGED_ID_CHARS]
-        fields["model_version"] = (getattr(request, "model_version", "") or "latest")[:LOGGED_ID_CHARS]
+        fields["model_version"] = str(getattr(request, "model_version", "") or "latest")[:LOGGED_ID_CHARS]
     return fields
 
 
@@ -134,6 +135,7 @@ class Edge:
         limits = self.limits
         late_counts = self.late
         Message = message.Message
+        responding = RESPONDING.set
 
         async def edge(request: Any, context: grpc.aio.ServicerContext) -> Any:
             start = perf()
@@ -180,6 +182,7 @@ class Edge:
                 if peek is not None and merchant != request.merchant_id.encode()[:64]:
                     # never for a body that decodes: the share must be charged to the merchant it names
                     raise InvalidArgument("merchant_id", "could not be read before the request was decoded")
+                responding(context)  # a shadow copy starts when this call is done (surfaces/shadow.py)
                 return await handler(request, context)
             except Refused as exc:  # counted by reason in the gate's metrics; a log line each would add load
                 code, text = grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message

@@ -19,11 +19,12 @@ from ..surfaces.inventory import InventoryConfig
 from ..surfaces.pricing import PricingConfig
 from ..surfaces.recommend import RecommendConfig
 from ..surfaces.search import SearchConfig
+from ..surfaces.shadow import ShadowConfig
 
 # The TOML tables beside [server], each one dataclass of options.
 SECTIONS = {"features": FeatureStoreConfig, "recommend": RecommendConfig, "search": SearchConfig,
             "fraud": FraudConfig, "pricing": PricingConfig, "inventory": InventoryConfig, "limits": FieldLimits,
-            "admission": AdmissionConfig, "access": AccessConfig}
+            "admission": AdmissionConfig, "access": AccessConfig, "shadow": ShadowConfig}
 
 DEFAULT_PORT = 50051
 
@@ -77,6 +78,9 @@ class ServerConfig:
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)
     # Who may call what ([access]): API keys with scopes, read again when their file changes.
     access: AccessConfig = field(default_factory=AccessConfig)
+    # Shadow traffic ([shadow]): the share of live requests a model's candidate answers after
+    # the primary answer is sent, within a CPU budget (off by default).
+    shadow: ShadowConfig = field(default_factory=ShadowConfig)
 
     def __post_init__(self) -> None:
         self.model_repo = Path(self.model_repo)

@@ -22,6 +22,7 @@ from ..api.admission import REASONS, Admission
 from ..api.latency import LatencyRecorder
 from ..models import ModelRepository
 from ..surfaces.served_log import STATS as SERVED_LOG
+from ..surfaces.shadow import STATS as SHADOW
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class ServerCollector:
             yield from admission_metrics(self.admission)
         yield from self._store()
         yield from self._served_log()
+        yield from self._shadow()
 
     def _models(self) -> Iterator[Metric]:
         labels = ["model", "version"]
@@ -137,6 +139,21 @@ class ServerCollector:
         flushed = CounterMetricFamily("hanzo_served_events_flushed", "served events handed to the event log")
         flushed.add_metric([], SERVED_LOG.flushed)
         yield from (lost, failures, flushed)
+
+
+    @staticmethod
+    def _shadow() -> Iterator[Metric]:
+        calls = CounterMetricFamily("hanzo_shadow_calls", "shadow copies a candidate answered or failed",
+                                    labels=["model", "outcome"])
+        for (model, outcome), n in sorted(SHADOW.calls.items()):
+            calls.add_metric([model, outcome], n)
+        skipped = CounterMetricFamily("hanzo_shadow_skipped", "requests not copied to the candidate: share, "
+                                      "in_flight, cpu_budget", labels=["model", "reason"])
+        for (model, reason), n in sorted(SHADOW.skipped.items()):
+            skipped.add_metric([model, reason], n)
+        lost = CounterMetricFamily("hanzo_shadow_lines_lost", "shadow answers the log's queue had no room for")
+        lost.add_metric([], SHADOW.lines_lost)
+        yield from (calls, skipped, lost)
 
 
 def admission_metrics(admission: Admission) -> Iterator[Metric]:

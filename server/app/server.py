@@ -7,6 +7,7 @@ import asyncio
 import gc
 import logging
 import socket
+from pathlib import Path
 from typing import Callable
 from importlib.metadata import PackageNotFoundError, version as package_version
 
@@ -25,11 +26,13 @@ from ..features.service import FeatureService
 from ..api.latency import LatencyRecorder
 from .metrics import ServerCollector, registry_for, serve_metrics
 from ..models import ModelRepository, RepositoryOptions
+from ..models.promotion import Promotions
 from ..surfaces.fraud import FraudArtifacts, FraudScorer
 from ..surfaces.inventory import InventoryPlanner
 from ..surfaces.pricing import PriceQuoter
 from ..surfaces.recommend import RecommendArtifacts, Recommender
-from ..surfaces.search import SearchArtifacts, Searcher
+from ..surfaces.shadow import Shadow
+from ..surfaces.search import ENCODER, MODEL as SEARCH_MODEL, SearchArtifacts, Searcher
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +53,11 @@ class HanzoServer:
                                                                                artifact_loaders=loaders))
         self.features = FeatureService(config.features)
         self.features.limits = config.limits
-        self.recommender = Recommender(self.repository, self.features, config.recommend)
+        # one budget for every surface's shadow copies
+        self.shadow = Shadow(config.shadow, Path(config.features.data_dir) / "shadow")
+        self.recommender = Recommender(self.repository, self.features, config.recommend, self.shadow)
         self.searcher = Searcher(self.repository, self.features, config.search)
-        self.fraud = FraudScorer(self.repository, self.features, config.fraud)
+        self.fraud = FraudScorer(self.repository, self.features, config.fraud, self.shadow)
         self.pricing = PriceQuoter(self.features, config.pricing)
         self.inventory = InventoryPlanner(config.inventory)
         self.port: int | None = None
@@ -93,7 +98,8 @@ class HanzoServer:
         scopes.update(add_service(server, commerce.CommerceServicer(
             self.edge, self.features, self.recommender, self.searcher, self.fraud, self.pricing, self.inventory),
             commerce.SERVICE, commerce.SCOPES, access))
-        scopes.update(add_service(server, admin.AdminServicer(self.latency, self.edge, self.forget), admin.SERVICE,
+        scopes.update(add_service(server, admin.AdminServicer(
+            self.latency, self.edge, self.forget, Promotions(self.repository, {SEARCH_MODEL: (ENCODER,)})), admin.SERVICE,
                                   admin.SCOPE, access, guard=True, audited=admin.AUDITED))
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         scopes.update(add_service(server, self._health, health_name, "health", access, guard=True))
@@ -218,6 +224,7 @@ class HanzoServer:
         await self.recommender.close()
         await self.searcher.close()
         await self.fraud.close()
+        await self.shadow.close()
         try:  # queued model requests finish first, within what is left of a sensible bound
             await asyncio.wait_for(self.repository.close(), max(grace, 1.0))
         except asyncio.TimeoutError:

@@ -19,9 +19,11 @@ from ..models.errors import InvalidArgument, NotFound, Unavailable
 from ..features.service import FeatureService
 from ..models import ModelRepository
 from ..models.tree_ensemble import TreeEnsemble
+from ..models.version import ModelVersion
 from .fraud_inputs import FraudInputs, FraudOrder
 from .fraud_reasons import reason_text
 from .served_log import ServedLog
+from .shadow import Shadow
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +139,12 @@ class FraudResult:
 
 
 class FraudScorer:
-    def __init__(self, repository: ModelRepository, features: FeatureService, config: FraudConfig | None = None):
+    def __init__(self, repository: ModelRepository, features: FeatureService, config: FraudConfig | None = None,
+                 shadow: Shadow | None = None):
         self.repository = repository
         self.features = features
         self.config = config or FraudConfig()
+        self.shadow = shadow
         self.log = ServedLog(features, every_s=self.config.record_every_ms / 1000) \
             if self.config.record_orders == "batched" else None
         self._answers: OrderedDict[str, FraudResult] = OrderedDict()
@@ -174,11 +178,27 @@ class FraudScorer:
         result = FraudResult(score, self.config.policy(merchant_id).decide(score), reasons, version.version_str,
                              request_id)
         self._remember(key, result)
+        if self.shadow is not None and self.shadow.enabled:
+            self.shadow.offer(MODEL, self.repository.candidate(MODEL), request_id,
+                              {"primary_version": version.version, "primary": round(score, 6)},
+                              lambda candidate: self._shadow_score(candidate, artifacts.inputs, x, order, merchant_id))
         if self.log is not None:
             self.log.record(self._event(order, merchant_id, request_id, result))
         elif self.config.record_orders == "sync" and self.features.is_open:
             await self.features.ingest([self._event(order, merchant_id, request_id, result)])
         return result
+
+    async def _shadow_score(self, candidate: ModelVersion, inputs: FraudInputs, x: np.ndarray, order: FraudOrder,
+                            merchant_id: str) -> dict:
+        """The candidate's score for the order, from the primary's own inputs where the
+        candidate reads the same ones (read again, the order itself may have been recorded
+        meanwhile and counted in its velocities)."""
+        theirs: FraudInputs = candidate.artifacts.inputs
+        same = list(theirs.names) == list(inputs.names) and list(theirs.signals) == list(inputs.signals)
+        features = x if same else await self._inputs(theirs, order)
+        score = float((await candidate.infer({"features": features}))["score"][0, 0])
+        return {"score": round(score, 6), "decision": self.config.policy(merchant_id).decide(score),
+                "inputs": "shared" if same else "read again"}
 
     async def _inputs(self, inputs: FraudInputs, order: FraudOrder) -> np.ndarray:
         """Read before the order is recorded: velocity counts the orders before this one."""

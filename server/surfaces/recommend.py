@@ -19,11 +19,13 @@ from hanzo import _native
 from ..models.errors import NotFound, Unavailable
 from ..features.service import FeatureService
 from ..models import ModelRepository
+from ..models.version import ModelVersion
 from ..retrieval.ann import ItemIndex
 from .recommend_inputs import (AFFINITY, HISTORY, SESSION_SEQUENCES, USER_SCALARS, USER_SEQUENCES, UserInputs,
                                dense_inputs, history_items, index_sequences)
 from .recommend_signals import SIGNALS, Signals
 from .served_log import ServedLog
+from .shadow import Shadow
 
 log = logging.getLogger(__name__)
 
@@ -152,17 +154,33 @@ class RecommendConfig:
 
 class Recommender:
     def __init__(self, repository: ModelRepository, features: FeatureService,
-                 config: RecommendConfig | None = None) -> None:
+                 config: RecommendConfig | None = None, shadow: Shadow | None = None) -> None:
         self.repository = repository
         self.features = features
         self.config = config or RecommendConfig()
         self.shown = ServedLog(features) if self.config.log_shown else None
+        self.shadow = shadow
 
     async def recommend(self, query: RecommendQuery, deadline: float | None = None) -> RecommendResult:
         try:
             version = self.repository.get(MODEL)
         except NotFound:
             raise Unavailable("no recommend model is loaded: build one with `hanzo train recommend`") from None
+        result = await self._answer(version, query, deadline)
+        if self.shown is not None:
+            self.shown.record(self._shown_event(query, result))
+        if self.shadow is not None and self.shadow.enabled:
+            self.shadow.offer(MODEL, self.repository.candidate(MODEL), query.request_id,
+                              {"primary_version": version.version, "primary": [i.product_id for i in result.items]},
+                              lambda candidate: self._shadow_answer(candidate, query))
+        return result
+
+    async def _shadow_answer(self, candidate: ModelVersion, query: RecommendQuery) -> dict:
+        result = await self._answer(candidate, query, None)
+        return {"items": [i.product_id for i in result.items], "scores": [round(i.score, 5) for i in result.items]}
+
+    async def _answer(self, version: ModelVersion, query: RecommendQuery, deadline: float | None) -> RecommendResult:
+        """The ranking `version` gives `query`; nothing recorded."""
         art: RecommendArtifacts = version.artifacts
         if art is None:
             raise Unavailable(f"model {MODEL!r} version {version.version_str} ships no recommend artifacts")
@@ -171,14 +189,10 @@ class Recommender:
         blocked, blocked_count = art.blocked(self.features.store.catalog, list(query.exclude) + list(query.anchors))
         if not history and not anchors:
             items = self._popular(art, blocked, query.k)
-            result = RecommendResult(items, version.version_str, True, "cold start: no history, session or anchors")
-        else:
-            user = (await version.infer(inputs.as_feeds(), deadline))["embedding"][0]
-            items = self._blend(art, user, history, anchors, blocked, blocked_count, query)
-            result = RecommendResult(items, version.version_str)
-        if self.shown is not None:
-            self.shown.record(self._shown_event(query, result))
-        return result
+            return RecommendResult(items, version.version_str, True, "cold start: no history, session or anchors")
+        user = (await version.infer(inputs.as_feeds(), deadline))["embedding"][0]
+        items = self._blend(art, user, history, anchors, blocked, blocked_count, query)
+        return RecommendResult(items, version.version_str)
 
     async def _inputs(self, query: RecommendQuery, art: RecommendArtifacts) -> tuple[UserInputs, list[int]]:
         """The user tower's inputs from the online store, and the history the signals read."""

@@ -1,0 +1,109 @@
+"""What shadowing costs the primary: Recommend on the demo world at a steady open-loop rate,
+with a candidate answering a copy of every request ([shadow] share = 1) and without.
+
+    python -m hanzo.loadtest.shadow_cost --out loadtest/reports/shadow-cost.json
+        [--workdir DIR] [--rate 500] [--seconds 20] [--rounds 2] [--server-cpus 0 --client-cpus 1]
+
+The demo world is built in `--workdir` by a first start; a recommend candidate is then
+retrained from its event log (`hanzo retrain recommend`) unless one is there. Each round starts
+a server without the shadow and one with it (in that order, each left to settle, pinned to the
+server's CPUs; the load on the others), resets the server's own latency histograms, loads it,
+and reads them back: the primary's server p50 / p99 / p99.9 (edge entry to answer) is what the
+issue's goal is about, the client's from each call's due time beside it, and how many copies
+the candidate answered (its log's lines). The goal: the server p99 with the shadow within 1.1x
+of the one without, in the same round."""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from . import targets
+from .fuzz_server import start_demo, stop
+from .openloop import LoadSpec, parse_cpus, run_load
+from .overload import settle
+from .reports import write_report
+from .runner import _server_latency
+
+METHOD = "/hanzo.v1.Commerce/Recommend"
+SETTINGS = {"off": "[shadow]\nshare = 0.0\n", "on": "[shadow]\nshare = 1.0\ncpu_share = 1.0\n"}
+
+
+def ensure_candidate(workdir: Path, epochs: int) -> int:
+    """The recommend candidate's version, retrained from the demo's event log if there is none."""
+    from hanzo.server.models.production import read_pointer
+
+    model_dir = workdir / "model_repo" / "recommend"
+    pointer = read_pointer(model_dir)
+    versions = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()]
+    if pointer is not None and max(versions) > pointer.version:
+        return max(versions)
+    manifest = json.loads((workdir / "demo_world" / "demo.json").read_text())
+    out = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "retrain", "recommend", "--data-dir",
+                          str(workdir / "data"), "--model-repo", str(workdir / "model_repo"), "--catalog",
+                          manifest["catalog"], "--epochs", str(epochs), "--seed", "1"],
+                         capture_output=True, text=True, timeout=3600, check=True)
+    return json.loads(out.stdout)["candidate_version"]
+
+
+def one_setting(workdir: Path, setting: str, args: argparse.Namespace) -> dict:
+    config = workdir / f"shadow-{setting}.toml"
+    config.write_text(SETTINGS[setting])
+    lines = workdir / "data" / "shadow" / "recommend.jsonl"
+    before = len(lines.read_text().splitlines()) if lines.exists() else 0
+    served = start_demo(workdir, f"serve-shadow-{setting}.log", ("--config", str(config)),
+                        parse_cpus(args.server_cpus))
+    try:
+        settle(served.pid)
+        target = targets.commerce("Recommend", demo_manifest=workdir / "demo_world" / "demo.json")
+        spec = LoadSpec(served.url, target.method, target.request, requests=target.requests, rate=args.rate,
+                        duration_s=args.seconds, warmup_s=0.0, timeout_s=1.0, cpus=parse_cpus(args.client_cpus))
+        run_load(replace(spec, duration_s=3.0))  # warm: caches, the candidate's first calls
+        _server_latency(served.url, METHOD, reset=True)
+        result = run_load(spec)
+        server = _server_latency(served.url, METHOD, reset=False)
+    finally:
+        stop(served.process)
+    copies = (len(lines.read_text().splitlines()) if lines.exists() else 0) - before
+    h = result.corrected
+    return {"sent": result.sent, "ok": result.ok, "errors": result.errors,
+            "server_ms": {"count": server.count, "p50": server.p50_us / 1000, "p99": server.p99_us / 1000,
+                          "p999": server.p999_us / 1000},
+            "client_ms": {"p50": h.get_value_at_percentile(50) / 1000, "p99": h.get_value_at_percentile(99) / 1000,
+                          "p999": h.get_value_at_percentile(99.9) / 1000},
+            "candidate_copies": copies}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hanzo.loadtest.shadow_cost", description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/hanzo-shadow-cost"))
+    parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3, help="the candidate's training passes")
+    parser.add_argument("--server-cpus", default="0")
+    parser.add_argument("--client-cpus", default="1")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    stop(start_demo(args.workdir, "serve-first.log").process)  # the demo world, built once
+    candidate = ensure_candidate(args.workdir, args.epochs)
+    rounds = []
+    for number in range(args.rounds):
+        row = {setting: one_setting(args.workdir, setting, args) for setting in ("off", "on")}
+        row["server_p99_ratio"] = round(row["on"]["server_ms"]["p99"] / row["off"]["server_ms"]["p99"], 3)
+        print(f"round {number + 1}: server p99 off {row['off']['server_ms']['p99']:.2f} ms, on "
+              f"{row['on']['server_ms']['p99']:.2f} ms ({row['server_p99_ratio']}x)", file=sys.stderr)
+        rounds.append(row)
+    ratios = sorted(r["server_p99_ratio"] for r in rounds)
+    report = {"rpc": "Recommend", "rate": args.rate, "seconds": args.seconds, "candidate_version": candidate,
+              "server_cpus": args.server_cpus, "client_cpus": args.client_cpus, "rounds": rounds,
+              "worst_server_p99_ratio": ratios[-1], "goal_within_1_1x": ratios[-1] <= 1.1}
+    write_report(args.out, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""Shadow traffic: a copy of a share of live requests answered by a model's candidate after
+the primary answer has gone out, within a CPU budget, its answers logged beside the primary's.
+
+The copy starts from the gRPC call's done callback (the edge puts the call's context in
+RESPONDING), so it never delays the answer it copies; outside a gRPC call (in-process use) it
+starts on the loop's next turn. It is skipped, and counted by reason, when the share does not
+select the request, when the shadow's measured time has used its budget (`cpu_share` of one
+CPU, refilled continuously: a shadow costs what its run took, waits included, so the estimate
+errs on the side of the primary), or when `max_in_flight` copies are still running. Answers go
+to `DATA_DIR/shadow/<model>.jsonl`, one line per copy: the request id, both versions, both
+answers (product ids and scores, or the fraud score) and how long the candidate took; no
+shopper id. A bounded queue feeds a writer thread; lines that do not fit are counted lost."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# The gRPC call being answered (set by the edge), whose done callback starts a shadow copy.
+RESPONDING: ContextVar[Any] = ContextVar("hanzo_responding", default=None)
+
+
+@dataclass(frozen=True)
+class ShadowConfig:
+    share: float = 0.0  # of live requests copied to the candidate; 0: no shadow
+    cpu_share: float = 0.25  # the most of one CPU the copies may take, measured over time
+    max_in_flight: int = 8
+    queue_lines: int = 10_000  # answers waiting for the writer; more are counted lost
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.share <= 1:
+            raise ValueError(f"shadow share must be in [0, 1], not {self.share}")
+        if not 0 < self.cpu_share <= 1:
+            raise ValueError(f"shadow cpu_share must be in (0, 1], not {self.cpu_share}")
+        if self.max_in_flight < 1:
+            raise ValueError(f"shadow max_in_flight must be >= 1, not {self.max_in_flight}")
+
+
+@dataclass
+class ShadowStats:
+    """Process-wide counters for /metrics: copies by (model, outcome), skips by (model, reason)."""
+    calls: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)
+    lines_lost: int = 0
+
+
+STATS = ShadowStats()
+
+
+def after_response(start: Callable[[], None]) -> None:
+    """Run `start` once the current gRPC call has answered (on the loop's next turn outside one)."""
+    context = RESPONDING.get()
+    if context is None:
+        asyncio.get_running_loop().call_soon(start)
+    else:
+        context.add_done_callback(lambda _context: start())
+
+
+class _Budget:
+    """Seconds of shadow work allowed: refilled at `rate` per second, at most `rate` banked."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.clock = rate, clock
+        self.tokens, self.at = rate, clock()
+
+    def available(self) -> bool:
+        now = self.clock()
+        self.tokens, self.at = min(self.rate, self.tokens + (now - self.at) * self.rate), now
+        return self.tokens > 0
+
+    def charge(self, seconds: float) -> None:
+        self.tokens -= seconds
+
+
+class ShadowLog:
+    """Answer lines appended to one file per model by a writer thread, flushed each batch."""
+
+    def __init__(self, directory: Path | None, capacity: int) -> None:
+        self.directory = directory
+        self._queue: queue.Queue = queue.Queue(capacity)
+        self._thread: threading.Thread | None = None
+
+    def write(self, model: str, line: dict) -> None:
+        if self.directory is None:
+            return
+        try:
+            self._queue.put_nowait((model, line))
+        except queue.Full:
+            STATS.lines_lost += 1
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="hanzo-shadow-log", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        files: dict[str, Any] = {}
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            batch = [item]
+            while len(batch) < 1000:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(more)
+            for model, line in batch:
+                handle = files.get(model) or files.setdefault(model, open(self.directory / f"{model}.jsonl", "a"))
+                handle.write(json.dumps(line, separators=(",", ":")) + "\n")
+            for handle in files.values():
+                handle.flush()
+        for handle in files.values():
+            handle.close()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(10)
+            self._thread = None
+
+
+class Shadow:
+    def __init__(self, config: ShadowConfig, directory: Path | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.log = ShadowLog(directory, config.queue_lines)
+        self._budget = _Budget(config.cpu_share, clock)
+        self._seen = 0
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.share > 0
+
+    def offer(self, model: str, candidate: Any, request_id: str, primary: dict,
+              run: Callable[[Any], Awaitable[dict]]) -> None:
+        """Maybe copy this request to `candidate` (a ModelVersion, or None when the model has
+        none): `run(candidate)` answers it as the primary's code path would; `primary` is the
+        primary's answer as logged."""
+        if candidate is None or not self.enabled:
+            return
+        self._seen += 1  # every 1/share-th request, evenly: no random draw on the serving path
+        if int(self._seen * self.config.share) == int((self._seen - 1) * self.config.share):
+            STATS.skipped[(model, "share")] += 1
+            return
+        if self._in_flight >= self.config.max_in_flight:
+            STATS.skipped[(model, "in_flight")] += 1
+            return
+        if not self._budget.available():
+            STATS.skipped[(model, "cpu_budget")] += 1
+            return
+        self._in_flight += 1
+        after_response(lambda: self._start(model, candidate, request_id, primary, run))
+
+    def _start(self, model: str, candidate: Any, request_id: str, primary: dict,
+               run: Callable[[Any], Awaitable[dict]]) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(model, candidate, request_id, primary, run))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, model: str, candidate: Any, request_id: str, primary: dict,
+                   run: Callable[[Any], Awaitable[dict]]) -> None:
+        started = time.perf_counter()
+        line = {"request_id": request_id, "model": model, "candidate_version": candidate.version, **primary}
+        try:
+            line["candidate"] = await run(candidate)
+            STATS.calls[(model, "answered")] += 1
+        except Exception as exc:  # noqa: BLE001 - a candidate's failure is logged, never raised at anyone
+            line["candidate_error"] = f"{type(exc).__name__}: {exc}"
+            STATS.calls[(model, "failed")] += 1
+        finally:
+            took = time.perf_counter() - started
+            self._budget.charge(took)
+            self._in_flight -= 1
+        line["candidate_ms"] = round(took * 1000, 3)
+        self.log.write(model, line)
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await asyncio.to_thread(self.log.close)

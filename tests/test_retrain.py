@@ -1,0 +1,122 @@
+"""`hanzo retrain`: a candidate trained on the feature store's event log, written beside
+production, which does not change; a server then loads it as the candidate."""
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+
+pytest.importorskip("torch", reason="torch is not installed (pip install torch==2.13.0)")
+
+from helpers import opened_store, simulated_world  # noqa: E402
+
+from hanzo.server.features.formats import read_records  # noqa: E402
+from hanzo.server.features.log_export import export_events  # noqa: E402
+from hanzo.server.models import ModelRepository  # noqa: E402
+from hanzo.server.models.production import read_pointer  # noqa: E402
+from hanzo.training.recommend.train import train  # noqa: E402
+from hanzo.training.recommend.two_tower import TrainingConfig  # noqa: E402
+from hanzo.v1 import commerce_pb2, commerce_pb2_grpc  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A small marketplace: its first 14 days trained into version 1, all 20 in the store."""
+    root = tmp_path_factory.mktemp("retrain")
+    world, events = simulated_world(root / "world", days=20, seed=11, users=300, products=100)
+    events.sort(key=lambda r: r["timestamp"])
+    svc = opened_store(root / "data", catalog=world / "catalog.jsonl", fsync="never")
+    try:
+        for first in range(0, len(events), 5000):
+            svc.ingest_blocking(events[first:first + 5000])
+    finally:
+        svc.close()
+    early = root / "early.jsonl"
+    cut = events[0]["timestamp"] + 14 * 86_400_000
+    from hanzo.server.features.formats import write_records
+
+    write_records(early, [r for r in events if r["timestamp"] < cut])
+    train(early, root / "repo", world / "catalog.jsonl", config=TrainingConfig(epochs=1, seed=0), log=lambda m: None)
+    return root, world, events
+
+
+def test_the_log_exports_every_event_in_time_order(store, tmp_path):
+    root, _, events = store
+    out = tmp_path / "events.jsonl.gz"
+    assert export_events([root / "data"], out) == len(events)
+    exported = read_records(out)
+    assert [r["event_id"] for r in exported] == [r["event_id"] for r in events]
+
+
+async def test_retrain_writes_a_candidate_and_production_stays(store):
+    root, world, events = store
+    repo = root / "repo"
+    assert read_pointer(repo / "recommend").version == 1  # the first version is production
+    out = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "retrain", "recommend", "--data-dir",
+                          str(root / "data"), "--model-repo", str(repo), "--catalog", str(world / "catalog.jsonl"),
+                          "--epochs", "1"], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr
+    said = json.loads(out.stdout)
+    assert (said["events"], said["candidate_version"], said["production_version"]) == (len(events), 2, 1)
+    assert read_pointer(repo / "recommend").version == 1
+    report = json.loads((repo / "recommend" / "2" / "report.json").read_text())
+    assert report  # the training's own held-out figures travel with the version
+    from hanzo.server.surfaces.recommend import RecommendArtifacts
+
+    repository = ModelRepository(repo, _options(RecommendArtifacts))
+    await repository.load_all()
+    try:
+        assert repository.get("recommend").version == 1 and repository.candidate("recommend").version == 2
+    finally:
+        await repository.close()
+
+    bad = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "retrain", "search", "--data-dir",
+                          str(root / "data"), "--model-repo", str(repo)], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "needs --catalog" in bad.stderr
+    none = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "retrain", "fraud", "--data-dir",
+                           str(root / "nowhere"), "--model-repo", str(repo)], capture_output=True, text=True,
+                          timeout=60)
+    assert none.returncode != 0 and "no event log" in none.stderr
+
+
+def _options(artifacts):
+    from hanzo.server.models import RepositoryOptions
+
+    return RepositoryOptions(artifact_loaders={"recommend": artifacts.load})
+
+
+def test_a_server_shadows_recommend_on_the_candidate(store, tmp_path, server_process):
+    root, world, events = store
+    repo = root / "repo"
+    if not (repo / "recommend" / "2").is_dir():  # run alone: the candidate the test above retrains
+        train(root / "early.jsonl", repo, world / "catalog.jsonl", config=TrainingConfig(epochs=1, seed=1),
+              log=lambda m: None)
+    config = tmp_path / "shadow.toml"
+    config.write_text("[shadow]\nshare = 1.0\ncpu_share = 1.0\n")
+    data = tmp_path / "data"
+    shutil.copytree(root / "data", data)
+    server = server_process(repo, "--no-demo-models", "--data-dir", str(data), "--catalog",
+                                 str(world / "catalog.jsonl"), "--config", str(config))
+    stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(server.url))
+    buyers = list(dict.fromkeys(r["user_id"] for r in reversed(events)
+                                if r["event_type"] == "purchase" and r.get("user_id")))[:20]
+    answers = {}
+    for i, user in enumerate(buyers):
+        answer = stub.Recommend(commerce_pb2.RecommendRequest(request_id=f"req-{i}", user_id=user, k=5), timeout=10)
+        assert answer.model_version == "1"  # production answers; the candidate only shadows
+        answers[f"req-{i}"] = [item.product_id for item in answer.items]
+    path = data / "shadow" / "recommend.jsonl"
+    deadline = time.monotonic() + 20
+    while len(path.read_text().splitlines() if path.exists() else []) < len(buyers):
+        assert time.monotonic() < deadline, "the shadow log did not fill"
+        time.sleep(0.1)
+    logged = [json.loads(line) for line in path.read_text().splitlines()]
+    assert {r["request_id"] for r in logged} == set(answers)
+    for line in logged:
+        assert (line["primary_version"], line["candidate_version"]) == (1, 2)
+        assert line["primary"] == answers[line["request_id"]] and len(line["candidate"]["items"]) == 5
+    text = path.read_text()
+    assert not any(user in text for user in buyers)  # request ids, never the shopper
