@@ -18,6 +18,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,19 +42,23 @@ def ensure_candidate(workdir: Path, epochs: int) -> int:
     versions = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()]
     if pointer is not None and max(versions) > pointer.version:
         return max(versions)
-    manifest = json.loads((workdir / "demo_world" / "demo.json").read_text())
     out = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "retrain", "recommend", "--data-dir",
                           str(workdir / "data"), "--model-repo", str(workdir / "model_repo"), "--catalog",
-                          manifest["catalog"], "--epochs", str(epochs), "--seed", "1"],
+                          str(workdir / "demo_world" / "catalog.jsonl"), "--epochs", str(epochs), "--seed", "1"],
                          capture_output=True, text=True, timeout=3600, check=True)
     return json.loads(out.stdout)["candidate_version"]
+
+
+def _lines(path: Path) -> int:
+    """The shadow log's lines (its file is made by the server's first copy; a demo's start
+    that moves the history forward starts a fresh data directory, so it is counted per run)."""
+    return len(path.read_text().splitlines()) if path.exists() else 0
 
 
 def one_setting(workdir: Path, setting: str, args: argparse.Namespace) -> dict:
     config = workdir / f"shadow-{setting}.toml"
     config.write_text(SETTINGS[setting])
     lines = workdir / "data" / "shadow" / "recommend.jsonl"
-    before = len(lines.read_text().splitlines()) if lines.exists() else 0
     served = start_demo(workdir, f"serve-shadow-{setting}.log", ("--config", str(config)),
                         parse_cpus(args.server_cpus))
     try:
@@ -62,19 +67,22 @@ def one_setting(workdir: Path, setting: str, args: argparse.Namespace) -> dict:
         spec = LoadSpec(served.url, target.method, target.request, requests=target.requests, rate=args.rate,
                         duration_s=args.seconds, warmup_s=0.0, timeout_s=1.0, cpus=parse_cpus(args.client_cpus))
         run_load(replace(spec, duration_s=3.0))  # warm: caches, the candidate's first calls
+        time.sleep(1.0)  # the warm-up's copies written
+        before = _lines(lines)
         _server_latency(served.url, METHOD, reset=True)
         result = run_load(spec)
         server = _server_latency(served.url, METHOD, reset=False)
+        time.sleep(1.0)  # the last copies run and written
+        copies = _lines(lines) - before
     finally:
         stop(served.process)
-    copies = (len(lines.read_text().splitlines()) if lines.exists() else 0) - before
     h = result.corrected
     return {"sent": result.sent, "ok": result.ok, "errors": result.errors,
             "server_ms": {"count": server.count, "p50": server.p50_us / 1000, "p99": server.p99_us / 1000,
                           "p999": server.p999_us / 1000},
             "client_ms": {"p50": h.get_value_at_percentile(50) / 1000, "p99": h.get_value_at_percentile(99) / 1000,
                           "p999": h.get_value_at_percentile(99.9) / 1000},
-            "candidate_copies": copies}
+            "candidate_copies": copies, "copied_share": round(copies / max(result.sent, 1), 4)}
 
 
 def main(argv: list[str] | None = None) -> int:

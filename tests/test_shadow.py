@@ -38,7 +38,7 @@ async def test_a_share_of_requests_is_copied_after_the_answer_and_logged(candida
     shadow = Shadow(ShadowConfig(share=0.25, cpu_share=1.0), tmp_path / "shadow")
     order = []
 
-    async def run(version):
+    async def run(version, pause):
         order.append("shadow")
         return await score(version)
 
@@ -65,7 +65,7 @@ async def test_the_budget_and_the_in_flight_bound_skip_copies(candidate, tmp_pat
     shadow = Shadow(ShadowConfig(share=1.0, cpu_share=0.1, max_in_flight=2), tmp_path / "shadow", clock=lambda: now[0])
     release = asyncio.Event()
 
-    async def slow(version):
+    async def slow(version, pause):
         await release.wait()
         return {"score": 0.0}
 
@@ -90,7 +90,7 @@ async def test_the_budget_and_the_in_flight_bound_skip_copies(candidate, tmp_pat
 async def test_a_failing_candidate_is_logged_not_raised(candidate, tmp_path):
     shadow = Shadow(ShadowConfig(share=1.0), tmp_path / "shadow")
 
-    async def broken(version):
+    async def broken(version, pause):
         raise RuntimeError("the candidate wants another input")
 
     shadow.offer("risk", candidate, "r1", {"primary": 0.1}, broken)

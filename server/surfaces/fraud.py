@@ -181,7 +181,8 @@ class FraudScorer:
         if self.shadow is not None and self.shadow.enabled:
             self.shadow.offer(MODEL, self.repository.candidate(MODEL), request_id,
                               {"primary_version": version.version, "primary": round(score, 6)},
-                              lambda candidate: self._shadow_score(candidate, artifacts.inputs, x, order, merchant_id))
+                              lambda candidate, pause: self._shadow_score(candidate, artifacts.inputs, x, order,
+                                                                          merchant_id))
         if self.log is not None:
             self.log.record(self._event(order, merchant_id, request_id, result))
         elif self.config.record_orders == "sync" and self.features.is_open:

@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,36 +167,51 @@ class Recommender:
             version = self.repository.get(MODEL)
         except NotFound:
             raise Unavailable("no recommend model is loaded: build one with `hanzo train recommend`") from None
-        result = await self._answer(version, query, deadline)
+        reads = await self._read(query)
+        result = await self._answer(version, query, reads, deadline)
+        request_id = query.request_id
         if self.shown is not None:
-            self.shown.record(self._shown_event(query, result))
+            shown = self._shown_event(query, result)
+            request_id = shown["payload"]["request_id"]  # the id the outcomes will be joined by
+            self.shown.record(shown)
         if self.shadow is not None and self.shadow.enabled:
-            self.shadow.offer(MODEL, self.repository.candidate(MODEL), query.request_id,
+            self.shadow.offer(MODEL, self.repository.candidate(MODEL), request_id,
                               {"primary_version": version.version, "primary": [i.product_id for i in result.items]},
-                              lambda candidate: self._shadow_answer(candidate, query))
+                              lambda candidate, pause: self._shadow_answer(candidate, query, reads, pause))
         return result
 
-    async def _shadow_answer(self, candidate: ModelVersion, query: RecommendQuery) -> dict:
-        result = await self._answer(candidate, query, None)
+    async def _shadow_answer(self, candidate: ModelVersion, query: RecommendQuery, reads: tuple,
+                             pause: Callable[[], Awaitable[None]]) -> dict:
+        """The candidate's list from the primary's own feature reads (the store has moved on
+        since), each step in a gap between calls."""
+        result = await self._answer(candidate, query, reads, None, pause)
         return {"items": [i.product_id for i in result.items], "scores": [round(i.score, 5) for i in result.items]}
 
-    async def _answer(self, version: ModelVersion, query: RecommendQuery, deadline: float | None) -> RecommendResult:
-        """The ranking `version` gives `query`; nothing recorded."""
+    async def _answer(self, version: ModelVersion, query: RecommendQuery, reads: tuple, deadline: float | None,
+                      pause: Callable[[], Awaitable[None]] | None = None) -> RecommendResult:
+        """The ranking `version` gives `query` from the store's `reads`; nothing recorded."""
         art: RecommendArtifacts = version.artifacts
         if art is None:
             raise Unavailable(f"model {MODEL!r} version {version.version_str} ships no recommend artifacts")
-        inputs, history = await self._inputs(query, art)
+        bought, viewed, dense = reads
+        inputs = UserInputs(index_sequences([bought], art.index_of), index_sequences([viewed], art.index_of), dense)
+        history = history_items(bought, viewed, art.index_of)
         anchors = [art.index_of[p] for p in query.anchors if p in art.index_of]
         blocked, blocked_count = art.blocked(self.features.store.catalog, list(query.exclude) + list(query.anchors))
         if not history and not anchors:
             items = self._popular(art, blocked, query.k)
             return RecommendResult(items, version.version_str, True, "cold start: no history, session or anchors")
+        if pause is not None:
+            await pause()
         user = (await version.infer(inputs.as_feeds(), deadline))["embedding"][0]
+        if pause is not None:
+            await pause()
         items = self._blend(art, user, history, anchors, blocked, blocked_count, query)
         return RecommendResult(items, version.version_str)
 
-    async def _inputs(self, query: RecommendQuery, art: RecommendArtifacts) -> tuple[UserInputs, list[int]]:
-        """The user tower's inputs from the online store, and the history the signals read."""
+    async def _read(self, query: RecommendQuery) -> tuple[list[str], list[str], np.ndarray]:
+        """What the store holds for the shopper: products bought and viewed, newest first, and
+        the user tower's dense inputs."""
         bought, viewed, dense = [], [], None
         if query.user_id:
             block = await self.features.read("user", [query.user_id], list(USER_SCALARS) + [AFFINITY] +
@@ -210,8 +226,7 @@ class Recommender:
             viewed = (session_viewed + [p for p in viewed if p not in seen])[:HISTORY]
         if dense is None:
             dense = dense_inputs(np.zeros((1, 0), np.float32), [], [query.placement])
-        inputs = UserInputs(index_sequences([bought], art.index_of), index_sequences([viewed], art.index_of), dense)
-        return inputs, history_items(bought, viewed, art.index_of)
+        return bought, viewed, dense
 
     def _blend(self, art: RecommendArtifacts, user: np.ndarray, history: list[int], anchors: list[int],
                blocked: np.ndarray, blocked_count: int, query: RecommendQuery) -> list[Recommendation]:

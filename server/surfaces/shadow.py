@@ -5,8 +5,11 @@ The copy starts from the gRPC call's done callback (the edge puts the call's con
 RESPONDING), so it never delays the answer it copies; outside a gRPC call (in-process use) it
 starts on the loop's next turn. It is skipped, and counted by reason, when the share does not
 select the request, when the shadow's measured time has used its budget (`cpu_share` of one
-CPU, refilled continuously: a shadow costs what its run took, waits included, so the estimate
-errs on the side of the primary), or when `max_in_flight` copies are still running. Answers go
+CPU, refilled continuously: a copy costs the time it ran, its waits for the model included, so
+the estimate errs on the side of the primary), or when `max_in_flight` copies are still
+running. A copy works only in the gaps between calls: before each of its steps it waits until
+no call is in flight (`quiet`, the edge's), so on a busy server copies are skipped rather than
+make calls wait. Answers go
 to `DATA_DIR/shadow/<model>.jsonl`, one line per copy: the request id, both versions, both
 answers (product ids and scores, or the fraud score) and how long the candidate took; no
 shopper id. A bounded queue feeds a writer thread; lines that do not fit are counted lost."""
@@ -137,8 +140,11 @@ class ShadowLog:
 
 class Shadow:
     def __init__(self, config: ShadowConfig, directory: Path | None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 quiet: Callable[[], Awaitable[None]] | None = None) -> None:
         self.config = config
+        # waits until no call is in flight (the edge's): a copy works only in the gaps between calls
+        self.quiet = quiet
         self.log = ShadowLog(directory, config.queue_lines)
         self._budget = _Budget(config.cpu_share, clock)
         self._seen = 0
@@ -150,9 +156,10 @@ class Shadow:
         return self.config.share > 0
 
     def offer(self, model: str, candidate: Any, request_id: str, primary: dict,
-              run: Callable[[Any], Awaitable[dict]]) -> None:
+              run: Callable[[Any, Callable[[], Awaitable[None]]], Awaitable[dict]]) -> None:
         """Maybe copy this request to `candidate` (a ModelVersion, or None when the model has
-        none): `run(candidate)` answers it as the primary's code path would; `primary` is the
+        none): `run(candidate, pause)` answers it as the primary's code path would, awaiting
+        `pause()` between its steps (each then waits for a gap between calls); `primary` is the
         primary's answer as logged."""
         if candidate is None or not self.enabled:
             return
@@ -170,26 +177,37 @@ class Shadow:
         after_response(lambda: self._start(model, candidate, request_id, primary, run))
 
     def _start(self, model: str, candidate: Any, request_id: str, primary: dict,
-               run: Callable[[Any], Awaitable[dict]]) -> None:
+               run: Callable[[Any, Callable[[], Awaitable[None]]], Awaitable[dict]]) -> None:
         task = asyncio.get_running_loop().create_task(self._run(model, candidate, request_id, primary, run))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, model: str, candidate: Any, request_id: str, primary: dict,
-                   run: Callable[[Any], Awaitable[dict]]) -> None:
-        started = time.perf_counter()
+                   run: Callable[[Any, Callable[[], Awaitable[None]]], Awaitable[dict]]) -> None:
+        waited = 0.0
+
+        async def pause() -> None:
+            nonlocal waited
+            if self.quiet is not None:
+                began = time.perf_counter()
+                await self.quiet()
+                waited += time.perf_counter() - began
+
         line = {"request_id": request_id, "model": model, "candidate_version": candidate.version, **primary}
+        started = time.perf_counter()
         try:
-            line["candidate"] = await run(candidate)
+            await pause()
+            line["candidate"] = await run(candidate, pause)
             STATS.calls[(model, "answered")] += 1
         except Exception as exc:  # noqa: BLE001 - a candidate's failure is logged, never raised at anyone
             line["candidate_error"] = f"{type(exc).__name__}: {exc}"
             STATS.calls[(model, "failed")] += 1
         finally:
-            took = time.perf_counter() - started
+            took = time.perf_counter() - started - waited  # its work, not its waits for a gap
             self._budget.charge(took)
             self._in_flight -= 1
         line["candidate_ms"] = round(took * 1000, 3)
+        line["waited_ms"] = round(waited * 1000, 3)
         self.log.write(model, line)
 
     async def close(self) -> None:

@@ -272,6 +272,7 @@ class Simulation:
                                                             "price": float(self.market.price[i])}, context)
             shopper.needs.pop(due[0], None)
         viewed: list[int] = []
+        t = self._shown(shopper, user, session, context, t, launched, viewed)
         if rng.random() < 0.35:
             t = self._search(shopper, user, session, context, t, launched, viewed)
         else:
@@ -307,6 +308,11 @@ class Simulation:
         elif cart and d.random() < 0.15:  # opens checkout, then leaves
             self.emit(t + int(d.exponential(60_000)) + 5000, "page_view", user, session, {},
                       {**context, "page": CHECKOUT_PAGE})
+
+    def _shown(self, shopper: Shopper, user, session, context, t, launched, viewed: list[int]) -> int:
+        """What the shop shows the shopper on landing (closed_loop.py: recommendations, clicked
+        into `viewed`); here nothing, and no draw, so a seed's run is what it always was."""
+        return t
 
     def _splurge(self, shopper: Shopper, user, session, context, t, launched, cart) -> int:
         """Now and then an honest shopper goes for something expensive (a gift, a new appliance)."""
