@@ -133,7 +133,7 @@ async def test_companions_move_with_their_model(tmp_path):
     repo = ModelRepository(root)
     await repo.load_all()
     promotions = Promotions(repo, companions={"risk": ("risk_helper",)})
-    assert await promotions.promote("risk", 2, by="alice") == ["risk", "risk_helper"]
+    assert await promotions.promote("risk", 2, by="alice") == ["risk_helper", "risk"]  # the companion first
     assert repo.get("risk").version == 2 and repo.get("risk_helper").version == 2
     await promotions.rollback("risk", by="alice")
     assert repo.get("risk").version == 1 and repo.get("risk_helper").version == 1
@@ -146,3 +146,57 @@ def test_a_damaged_pointer_is_refused_by_name(tmp_path):
     (tmp_path / "production.json").write_text('{"version": "two"}')
     with pytest.raises(ConfigError, match="production.json: not a production pointer"):
         read_pointer(tmp_path)
+
+
+async def test_a_first_promotion_can_be_rolled_back_to_what_served_before(tmp_path):
+    root = tmp_path / "repo"
+    write_risk(root, 1, seed=1, policy="all")
+    write_risk(root, 2, seed=2, policy="all")
+    repo = ModelRepository(root)
+    await repo.load_all()
+    assert repo.get("risk").version == 2  # no pointer: Triton's rule, the newest
+    promotions = Promotions(repo)
+    await promotions.promote("risk", 1, by="alice")
+    assert repo.get("risk").version == 1 and read_pointer(root / "risk").history == (2, 1)
+    await promotions.rollback("risk", by="alice")
+    assert repo.get("risk").version == 2
+    await repo.close()
+
+
+async def test_a_broken_production_keeps_what_served_and_never_the_candidate(tmp_path):
+    root = tmp_path / "repo"
+    write_risk(root, 1, seed=1)
+    repo = ModelRepository(root)
+    await repo.load_all()
+    (root / "risk" / "2").mkdir()
+    (root / "risk" / "2" / "model.onnx").write_bytes(b"not a model")
+    await repo.poll()
+    assert repo.get("risk").version == 1  # version 2 fails: 1 serves on
+    assert pin_production(root / "risk", by="train").version == 2  # a training run pins the newest folder
+    write_risk(root, 3, seed=3)
+    await repo.poll()
+    assert repo.get("risk").version == 1 and repo.candidate("risk").version == 3
+    assert "production version 2 did not load" in states(repo)[1][1]
+    await repo.close()
+
+
+async def test_a_promotion_whose_caller_goes_away_finishes_whole(tmp_path):
+    root = tmp_path / "repo"
+    write_risk(root, 1, seed=1)
+    pin_production(root / "risk", by="test")
+    write_risk(root, 2, seed=2)
+    repo = ModelRepository(root)
+    await repo.load_all()
+    promotions = Promotions(repo)
+    task = asyncio.create_task(promotions.promote("risk", 2, by="alice"))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(200):  # the shielded switch goes on without its caller
+        if repo.get("risk").version == 2:
+            break
+        await asyncio.sleep(0.05)
+    async with promotions._lock:  # and has ended
+        assert repo.get("risk").version == read_pointer(root / "risk").version == 2
+    await repo.close()

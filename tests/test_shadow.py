@@ -99,7 +99,7 @@ async def test_a_failing_candidate_is_logged_not_raised(candidate, tmp_path):
     await shadow.close()
     logged = lines(tmp_path / "shadow")
     assert [r["request_id"] for r in logged] == ["r1"]
-    assert logged[0]["candidate_error"] == "RuntimeError: the candidate wants another input"
+    assert logged[0]["candidate_error"] == "RuntimeError"  # its message is not logged: it may quote a request
 
 
 def test_shadow_options_are_checked():

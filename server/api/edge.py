@@ -147,7 +147,7 @@ class Edge:
         limits = self.limits
         late_counts = self.late
         Message = message.Message
-        responding = RESPONDING.set
+        responding, unset = RESPONDING.set, RESPONDING.reset
 
         async def edge(request: Any, context: grpc.aio.ServicerContext) -> Any:
             start = perf()
@@ -194,8 +194,11 @@ class Edge:
                 if peek is not None and merchant != request.merchant_id.encode()[:64]:
                     # never for a body that decodes: the share must be charged to the merchant it names
                     raise InvalidArgument("merchant_id", "could not be read before the request was decoded")
-                responding(context)  # a shadow copy starts when this call is done (surfaces/shadow.py)
-                return await handler(request, context)
+                token = responding(context)  # a shadow copy starts when this call is done (surfaces/shadow.py)
+                try:
+                    return await handler(request, context)
+                finally:
+                    unset(token)
             except Refused as exc:  # counted by reason in the gate's metrics; a log line each would add load
                 code, text = grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message
             except HanzoError as exc:

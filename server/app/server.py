@@ -65,7 +65,8 @@ class HanzoServer:
         self._accepting = False  # the edge lets calls in: from SERVING until a drain ends
         self.admission = Admission(config.admission) if config.admission.enabled else None
         self.edge = Edge(self.latency, RequestLimits(config.limits), lambda: self._accepting, self.admission)
-        self.shadow.quiet = self.edge.quiet  # shadow copies work in the gaps between calls
+        # shadow copies work in the gaps between calls
+        self.shadow.quiet, self.shadow.busy = self.edge.quiet, lambda: self.edge.in_flight > 0
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self._poller: asyncio.Task | None = None

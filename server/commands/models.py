@@ -93,18 +93,21 @@ def _on_disk(args: argparse.Namespace) -> dict:
     by = f"cli ({getpass.getuser()}@{socket.gethostname()})"
     try:
         if args.action != "status":
-            group = [args.model, *(c for c in COMPANIONS.get(args.model, ()) if c in names)]
+            group = [*(c for c in COMPANIONS.get(args.model, ()) if c in names), args.model]
+            version = args.version
+            if args.action == "promote" and not version:  # the model's candidate, one version for the group
+                version = _newest_above(numeric_versions(root / args.model), read_pointer(root / args.model),
+                                        args.model)
             plans = []
             for name in group:
                 current = read_pointer(root / name)
                 if args.action == "rollback":
                     plans.append((name, rolled_back(current, name, by)))
                     continue
-                version = args.version or _newest_above(numeric_versions(root / name), current, name)
-                if version not in numeric_versions(root / name):
-                    raise CommandError(f"model {name!r} has no version folder {version}")
+                if not any(f.suffix == ".onnx" for f in (root / name / str(version)).glob("*")):
+                    raise CommandError(f"model {name!r} has no model file in version folder {version}")
                 plans.append((name, promoted(current, version, by)))
-            for name, target in plans:  # the model first, its companions after (as the server does)
+            for name, target in plans:  # companions first, the model after (as the server does)
                 write_pointer(root / name, target)
             chosen = group
         return {"models": [_disk_status(root / name, read_pointer(root / name), numeric_versions(root / name))

@@ -58,7 +58,12 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"the event log of {', '.join(map(str, args.data_dir))} holds no events to train on")
         stderr(f"retrain {args.surface}: {count} events from the event log")
         version_dir = _train(args, events)
-    pointer = read_pointer(model_dir)
+    from ..models.config import ConfigError
+
+    try:
+        pointer = read_pointer(model_dir)
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
     print(json.dumps({"surface": args.surface, "model": model_dir.name, "events": count,
                       "candidate_version": int(version_dir.name),
                       "production_version": pointer.version if pointer else None,

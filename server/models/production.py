@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ConfigError
 from .errors import FailedPrecondition
-from .files import write_text_atomic
 
 POINTER_FILE = "production.json"
 HISTORY_KEPT = 50  # promotions remembered for rollbacks; older ones are only in the audit log
@@ -68,9 +68,20 @@ def read_pointer(model_dir: Path) -> Production | None:
 
 
 def write_pointer(model_dir: Path, production: Production) -> None:
-    """Whole, fsynced, and its name fsynced in the directory: acknowledged means durable."""
+    """Whole, fsynced, and its name fsynced in the directory: acknowledged means durable. The
+    staging file's name is unique, so two writers (a server and the command line) never write
+    into one file; the last rename wins whole."""
     model_dir = Path(model_dir)
-    write_text_atomic(pointer_path(model_dir), json.dumps(production.to_json()) + "\n", fsync=True)
+    handle, staging = tempfile.mkstemp(dir=model_dir, prefix=f".{POINTER_FILE}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(json.dumps(production.to_json()) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(staging, pointer_path(model_dir))
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
     fd = os.open(model_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -95,15 +106,16 @@ def rolled_back(current: Production | None, model: str, by: str) -> Production:
 
 def pin_production(model_dir: Path, by: str) -> Production | None:
     """Before a new version is written into a model that has no pointer: the pointer, at the
-    newest version there now, so the new one arrives as a candidate. A model with no version
-    yet gets none (its first version is production by having nothing to be compared with;
-    call again after writing it)."""
+    newest version there now that holds a model, so the new one arrives as a candidate (if
+    that one does not load where an older one serves, the older one keeps serving:
+    models/repository.py). A model with no version yet gets none (its first version is
+    production by having nothing to be compared with; call again after writing it)."""
     model_dir = Path(model_dir)
     current = read_pointer(model_dir) if model_dir.is_dir() else None
     if current is not None:
         return current
-    versions = [int(p.name) for p in model_dir.iterdir()
-                if p.is_dir() and p.name.isascii() and p.name.isdigit()] if model_dir.is_dir() else []
+    versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isascii() and p.name.isdigit()
+                and any(f.is_file() and f.suffix == ".onnx" for f in p.iterdir())] if model_dir.is_dir() else []
     if not versions:
         return None
     production = promoted(None, max(versions), by, action="pin")

@@ -3,19 +3,24 @@ switched to it at once.
 
 The switch is the repository's own swap (one assignment, the replaced version retiring after
 its calls in flight), so nothing in flight is dropped. The pointer is written first and the
-model loaded under it; a version that does not load leaves the pointer as it was and the
-served version unchanged, and the caller is told why. A surface's model moves with its
-companions (search's scorer with its product encoder: the same version of each), the
-companion after the model, so whichever version the scorer serves finds its encoder loaded."""
+model loaded under it; a version that does not load, a pointer that cannot be written or read,
+or a caller who goes away midway leaves every pointer as it was and the served versions
+unchanged (the switch runs to its end shielded from the caller's cancellation), and the caller
+is told why. A surface's model moves with its companions (search's scorer with its product
+encoder: the same version of each), the companions first: the version a companion replaces
+stays loaded as its previous production, so whichever version the scorer serves meanwhile
+finds its encoder."""
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from .config import ConfigError
 from .errors import FailedPrecondition, HanzoError, NotFound, quote
-from .production import Production, promoted, read_pointer, rolled_back, write_pointer
+from .production import POINTER_FILE, Production, promoted, read_pointer, rolled_back, write_pointer
 from .repository import MODEL_NAME, ModelRepository
 
 log = logging.getLogger(__name__)
@@ -28,13 +33,20 @@ class Promotions:
         self._lock = asyncio.Lock()  # one pointer change at a time
 
     def _group(self, name: str) -> list[str]:
+        """The companions, then the model: the order of a switch."""
         if not MODEL_NAME.match(name) or name not in self.repository.discover():
             raise NotFound(f"model {quote(name)} is not in the repository (models: {self.repository.discover()[:50]})")
-        return [name, *(c for c in self.companions.get(name, ()) if c in self.repository.discover())]
+        return [*(c for c in self.companions.get(name, ()) if c in self.repository.discover()), name]
 
     async def promote(self, name: str, version: int, by: str) -> list[str]:
         """Make `version` (0: the candidate) production for `name` and its companions; returns
-        the models switched."""
+        the models switched. A caller who goes away does not stop a switch midway."""
+        return await asyncio.shield(self._promote(name, version, by))
+
+    async def rollback(self, name: str, by: str) -> list[str]:
+        return await asyncio.shield(self._rollback(name, by))
+
+    async def _promote(self, name: str, version: int, by: str) -> list[str]:
         async with self._lock:
             group = self._group(name)
             if version == 0:
@@ -48,36 +60,47 @@ class Promotions:
             for member in group:
                 if not (self.repository.root / member / str(version)).is_dir():
                     raise NotFound(f"model {quote(member)} has no version folder {version}")
-            plans = [(m, promoted(read_pointer(self._dir(m)), version, by)) for m in group]
-            await self._switch(plans)
+            await self._switch([(m, promoted(self._current(m), version, by)) for m in group])
             return group
 
-    async def rollback(self, name: str, by: str) -> list[str]:
+    async def _rollback(self, name: str, by: str) -> list[str]:
         async with self._lock:
             group = self._group(name)
-            plans = [(m, rolled_back(read_pointer(self._dir(m)), m, by)) for m in group]
-            await self._switch(plans)
+            await self._switch([(m, rolled_back(self._current(m), m, by)) for m in group])
             return group
+
+    def _current(self, name: str) -> Production | None:
+        """The model's pointer; for one without a pointer, the version serving it now (Triton's
+        rule), so a first promotion can be rolled back to it."""
+        pointer = _read(self._dir(name))
+        if pointer is not None:
+            return pointer
+        serving = self.repository.serving_version(name)
+        return Production(serving, (serving,), "pin", "", time.time()) if serving else None
 
     def _dir(self, name: str) -> Path:
         return self.repository.root / name
 
     async def _switch(self, plans: list[tuple[str, Production]]) -> None:
-        """Each model in order: pointer written, model loaded under it; the first that does not
-        serve its new version puts every pointer written so far back."""
-        before = [(name, read_pointer(self._dir(name))) for name, _ in plans]
+        """Each model in order: pointer written, model loaded under it; any failure puts every
+        pointer written so far back and reloads those models."""
+        before = [(name, _read(self._dir(name))) for name, _ in plans]
         done: list[tuple[str, Production | None]] = []
-        for (name, target), (_, old) in zip(plans, before):
-            write_pointer(self._dir(name), target)
-            done.append((name, old))
-            reason = await self._load(name)
-            serving = self.repository.serving_version(name)
-            if serving != target.version:
-                await self._restore(done)
-                raise FailedPrecondition(f"model {quote(name)} version {target.version} did not load, so nothing "
-                                         f"was switched (serving: version {serving}): {reason or 'no reason given'}")
-            log.info("model production switched", extra={"model": name, "model_version": str(target.version),
-                                                          "action": target.action, "by": target.by})
+        try:
+            for (name, target), (_, old) in zip(plans, before):
+                await _write(self._dir(name), target)
+                done.append((name, old))
+                reason = await self._load(name)
+                serving = self.repository.serving_version(name)
+                if serving != target.version:
+                    raise FailedPrecondition(f"model {quote(name)} version {target.version} did not load, so nothing "
+                                             f"was switched (serving: version {serving}): "
+                                             f"{reason or 'no reason given'}")
+                log.info("model production switched", extra={"model": name, "model_version": str(target.version),
+                                                              "action": target.action, "by": target.by})
+        except BaseException:
+            await self._restore(done)
+            raise
 
     async def _load(self, name: str) -> str:
         try:
@@ -87,9 +110,41 @@ class Promotions:
         return ""
 
     async def _restore(self, done: list[tuple[str, Production | None]]) -> None:
+        """Every pointer written put back, each model reloaded; one that cannot be is logged
+        and the rest still are."""
         for name, old in reversed(done):
-            if old is None:
-                (self._dir(name) / "production.json").unlink(missing_ok=True)
-            else:
-                write_pointer(self._dir(name), old)
-            await self._load(name)
+            try:
+                if old is None:
+                    await asyncio.to_thread(_unlink_durably, self._dir(name) / POINTER_FILE)
+                else:
+                    await _write(self._dir(name), old)
+                await self._load(name)
+            except Exception:  # noqa: BLE001 - the others must still be put back
+                log.exception("model pointer not restored", extra={"model": name})
+
+
+def _read(model_dir: Path) -> Production | None:
+    try:
+        return read_pointer(model_dir)
+    except ConfigError as exc:
+        raise FailedPrecondition(f"{exc}: write it again with `hanzo models promote --model-repo`") from None
+
+
+async def _write(model_dir: Path, production: Production) -> None:
+    """Off the event loop (two fsyncs); a disk that refuses is the caller's FAILED_PRECONDITION."""
+    try:
+        await asyncio.to_thread(write_pointer, model_dir, production)
+    except OSError as exc:
+        raise FailedPrecondition(f"the production pointer of {model_dir.name!r} could not be written: "
+                                 f"{exc.strerror or exc}") from None
+
+
+def _unlink_durably(path: Path) -> None:
+    import os
+
+    path.unlink(missing_ok=True)
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -264,6 +264,10 @@ class ModelRepository:
         attempt.primary = chosen[0] if chosen else None
         if not chosen:
             attempt.failed.setdefault(pointer.version, "version folder missing or holds no model file")
+            if model.latest is not None:  # what served keeps serving, never a candidate in its place
+                kept = model.latest.version
+                attempt.chosen[kept], attempt.primary = model.latest, kept
+                attempt.roles[kept] = f"serving: production version {pointer.version} did not load"
         for role, version in (("previous production, kept loaded for a rollback", previous),
                               ("candidate: answers only requests that name its version until promoted", candidate)):
             if version is not None and version != attempt.primary and await self._build_some(*build, [version], 1):

@@ -16,6 +16,7 @@ shopper id. A bounded queue feeds a writer thread; lines that do not fit are cou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import queue
@@ -39,6 +40,9 @@ class ShadowConfig:
     share: float = 0.0  # of live requests copied to the candidate; 0: no shadow
     cpu_share: float = 0.25  # the most of one CPU the copies may take, measured over time
     max_in_flight: int = 8
+    # a copy that has waited this long in all for gaps between calls is dropped (counted
+    # `stale`): on a server that stays busy, copies are given up, never queued without end
+    max_wait_s: float = 1.0
     queue_lines: int = 10_000  # answers waiting for the writer; more are counted lost
 
     def __post_init__(self) -> None:
@@ -48,6 +52,8 @@ class ShadowConfig:
             raise ValueError(f"shadow cpu_share must be in (0, 1], not {self.cpu_share}")
         if self.max_in_flight < 1:
             raise ValueError(f"shadow max_in_flight must be >= 1, not {self.max_in_flight}")
+        if self.max_wait_s <= 0:
+            raise ValueError(f"shadow max_wait_s must be > 0, not {self.max_wait_s}")
 
 
 @dataclass
@@ -94,7 +100,9 @@ class ShadowLog:
         self._queue: queue.Queue = queue.Queue(capacity)
         self._thread: threading.Thread | None = None
 
-    def write(self, model: str, line: dict) -> None:
+    def write(self, model: str, line: bytes) -> None:
+        """One encoded line (encoded by the caller, on its own thread: the writer thread only
+        writes, so it holds the interpreter's lock for as little as it can)."""
         if self.directory is None:
             return
         try:
@@ -107,35 +115,93 @@ class ShadowLog:
             self._thread.start()
 
     def _run(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
         files: dict[str, Any] = {}
         while True:
-            item = self._queue.get()
-            if item is None:
+            batch = self._next_batch()
+            if batch is None:
                 break
-            batch = [item]
-            while len(batch) < 1000:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._queue.put(None)  # stop after this batch
-                    break
-                batch.append(more)
-            for model, line in batch:
-                handle = files.get(model) or files.setdefault(model, open(self.directory / f"{model}.jsonl", "a"))
-                handle.write(json.dumps(line, separators=(",", ":")) + "\n")
-            for handle in files.values():
-                handle.flush()
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                for model, line in batch:
+                    handle = files.get(model) or files.setdefault(model, open(self.directory / f"{model}.jsonl", "ab"))
+                    handle.write(line)
+                for handle in files.values():
+                    handle.flush()
+            except OSError as exc:  # a full or read-only disk: these lines are lost, counted, and the writer goes on
+                STATS.lines_lost += len(batch)
+                log.warning("shadow answers not written", extra={"reason": str(exc), "lines": len(batch)})
         for handle in files.values():
-            handle.close()
+            with contextlib.suppress(OSError):
+                handle.close()
+
+    def _next_batch(self) -> list | None:
+        """Up to 1000 queued lines (waiting for the first); None once close() asked to stop."""
+        item = self._queue.get()
+        if item is None:
+            return None
+        batch = [item]
+        while len(batch) < 1000:
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:
+                self._queue.put(None)  # stop after this batch
+                break
+            batch.append(more)
+        return batch
 
     def close(self) -> None:
         if self._thread is not None:
-            self._queue.put(None)
+            try:
+                self._queue.put(None, timeout=5.0)
+            except queue.Full:  # a writer that cannot keep up: what is queued is lost
+                STATS.lines_lost += self._queue.qsize()
             self._thread.join(10)
             self._thread = None
+
+
+class _Stale(Exception):
+    """A copy that waited its max_wait_s for gaps between calls."""
+
+
+class _Turn:
+    """One copy's turns: each step between pauses runs holding the shared step lock, taken at
+    a moment when no call is in flight, so copies' steps never run back to back over a call
+    that has arrived; all its waits together are bounded by max_wait_s."""
+
+    def __init__(self, lock: asyncio.Lock, quiet: Callable[[], Awaitable[None]] | None, busy: Callable[[], bool],
+                 max_wait_s: float) -> None:
+        self.lock, self.quiet, self.busy, self.max_wait_s = lock, quiet, busy, max_wait_s
+        self.holding = False
+        self.waited = 0.0
+
+    def end(self) -> None:
+        if self.holding:
+            self.lock.release()
+            self.holding = False
+
+    async def pause(self) -> None:
+        """Let any call that is ready go first, then wait for a gap and the lock."""
+        began = time.perf_counter()
+        self.end()
+        await asyncio.sleep(0)
+        try:
+            await asyncio.wait_for(self._gap(), max(self.max_wait_s - self.waited, 0.0))
+        except asyncio.TimeoutError:
+            raise _Stale() from None
+        finally:
+            self.waited += time.perf_counter() - began
+
+    async def _gap(self) -> None:
+        while True:
+            await self.lock.acquire()
+            if not self.busy():
+                self.holding = True
+                return
+            self.lock.release()
+            if self.quiet is not None:
+                await self.quiet()
 
 
 class Shadow:
@@ -143,17 +209,21 @@ class Shadow:
                  clock: Callable[[], float] = time.monotonic,
                  quiet: Callable[[], Awaitable[None]] | None = None) -> None:
         self.config = config
-        # waits until no call is in flight (the edge's): a copy works only in the gaps between calls
+        # waits until no call is in flight, and whether one is (the edge's): a copy works only in
+        # the gaps between calls
         self.quiet = quiet
+        self.busy: Callable[[], bool] = lambda: False
         self.log = ShadowLog(directory, config.queue_lines)
         self._budget = _Budget(config.cpu_share, clock)
         self._seen = 0
         self._in_flight = 0
         self._tasks: set[asyncio.Task] = set()
+        self._closed = False
+        self._step = asyncio.Lock()  # one copy's step at a time, so copies never run back to back
 
     @property
     def enabled(self) -> bool:
-        return self.config.share > 0
+        return self.config.share > 0 and not self._closed
 
     def offer(self, model: str, candidate: Any, request_id: str, primary: dict,
               run: Callable[[Any, Callable[[], Awaitable[None]]], Awaitable[dict]]) -> None:
@@ -178,39 +248,50 @@ class Shadow:
 
     def _start(self, model: str, candidate: Any, request_id: str, primary: dict,
                run: Callable[[Any, Callable[[], Awaitable[None]]], Awaitable[dict]]) -> None:
+        if self._closed:
+            self._in_flight -= 1
+            return
         task = asyncio.get_running_loop().create_task(self._run(model, candidate, request_id, primary, run))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, model: str, candidate: Any, request_id: str, primary: dict,
                    run: Callable[[Any, Callable[[], Awaitable[None]]], Awaitable[dict]]) -> None:
-        waited = 0.0
-
-        async def pause() -> None:
-            nonlocal waited
-            if self.quiet is not None:
-                began = time.perf_counter()
-                await self.quiet()
-                waited += time.perf_counter() - began
-
+        turn = _Turn(self._step, self.quiet, self.busy, self.config.max_wait_s)
         line = {"request_id": request_id, "model": model, "candidate_version": candidate.version, **primary}
         started = time.perf_counter()
         try:
-            await pause()
-            line["candidate"] = await run(candidate, pause)
-            STATS.calls[(model, "answered")] += 1
-        except Exception as exc:  # noqa: BLE001 - a candidate's failure is logged, never raised at anyone
-            line["candidate_error"] = f"{type(exc).__name__}: {exc}"
-            STATS.calls[(model, "failed")] += 1
+            try:
+                await turn.pause()
+                line["candidate"] = await run(candidate, turn.pause)
+                STATS.calls[(model, "answered")] += 1
+            except Exception as exc:  # noqa: BLE001 - a candidate's failure is logged, never raised at anyone
+                if isinstance(exc, _Stale):
+                    raise
+                line["candidate_error"] = type(exc).__name__  # its message might quote a request's values
+                STATS.calls[(model, "failed")] += 1
+            finally:
+                took = time.perf_counter() - started - turn.waited  # its work, not its waits for a gap
+                self._budget.charge(took)
+                self._in_flight -= 1
+            line["candidate_ms"] = round(took * 1000, 3)
+            line["waited_ms"] = round(turn.waited * 1000, 3)
+            await turn.pause()  # the encoding too, in a gap
+            self.log.write(model, (json.dumps(line, separators=(",", ":")) + "\n").encode())
+        except _Stale:
+            STATS.skipped[(model, "stale")] += 1
         finally:
-            took = time.perf_counter() - started - waited  # its work, not its waits for a gap
-            self._budget.charge(took)
-            self._in_flight -= 1
-        line["candidate_ms"] = round(took * 1000, 3)
-        line["waited_ms"] = round(waited * 1000, 3)
-        self.log.write(model, line)
+            turn.end()
 
-    async def close(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """No new copies; those running get `timeout_s` to finish, then are cancelled; the log
+        is written out."""
+        self._closed = True
+        tasks = list(self._tasks)
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=timeout_s)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=1.0)
         await asyncio.to_thread(self.log.close)
