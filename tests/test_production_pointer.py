@@ -25,6 +25,16 @@ async def scores(repo, version=""):
     return (await repo.get("risk", version).infer({"features": FEATURES}))["score"]
 
 
+async def with_candidate(root) -> ModelRepository:
+    """A loaded repository whose model `risk` has version 1 in production and 2 as its candidate."""
+    write_risk(root, 1, seed=1)
+    pin_production(root / "risk", by="test")
+    write_risk(root, 2, seed=2)
+    repo = ModelRepository(root)
+    await repo.load_all()
+    return repo
+
+
 async def test_a_new_version_is_a_candidate_until_promoted(tmp_path):
     root = tmp_path / "repo"
     write_risk(root, 1, seed=1)
@@ -44,11 +54,7 @@ async def test_a_new_version_is_a_candidate_until_promoted(tmp_path):
 
 async def test_promote_and_rollback_switch_without_dropping_calls(tmp_path):
     root = tmp_path / "repo"
-    write_risk(root, 1, seed=1)
-    pin_production(root / "risk", by="test")
-    write_risk(root, 2, seed=2)
-    repo = ModelRepository(root)
-    await repo.load_all()
+    repo = await with_candidate(root)
     promotions = Promotions(repo)
     v1, v2 = await scores(repo, "1"), await scores(repo, "2")
     assert not np.allclose(v1, v2)
@@ -182,11 +188,7 @@ async def test_a_broken_production_keeps_what_served_and_never_the_candidate(tmp
 
 async def test_a_promotion_whose_caller_goes_away_finishes_whole(tmp_path):
     root = tmp_path / "repo"
-    write_risk(root, 1, seed=1)
-    pin_production(root / "risk", by="test")
-    write_risk(root, 2, seed=2)
-    repo = ModelRepository(root)
-    await repo.load_all()
+    repo = await with_candidate(root)
     promotions = Promotions(repo)
     task = asyncio.create_task(promotions.promote("risk", 2, by="alice"))
     await asyncio.sleep(0)

@@ -7,20 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from hanzo.server.models import ModelRepository
-from hanzo.server.models.production import pin_production
 from hanzo.server.surfaces.shadow import STATS, Shadow, ShadowConfig
-from test_repository import FEATURES, write_risk
+from test_production_pointer import with_candidate
+from test_repository import FEATURES
 
 
 @pytest.fixture
 async def candidate(tmp_path):
-    root = tmp_path / "repo"
-    write_risk(root, 1, seed=1)
-    pin_production(root / "risk", by="test")
-    write_risk(root, 2, seed=2)
-    repo = ModelRepository(root)
-    await repo.load_all()
+    repo = await with_candidate(tmp_path / "repo")
     yield repo.candidate("risk")
     await repo.close()
 

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Protocol
 
 import numpy as np
 
 from .population import Shopper, drift
 from .search import examine_probability
-from .world import DAY_MS, HOURLY, WEEKDAY, Simulation, SimulationConfig
+from .world import DAY_MS, HOURLY, Simulation, SimulationConfig
 
 # A recommended item is clicked, once examined, with chance sigmoid(appeal - CLICK_BIAS): most
 # lists hold few items a shopper wants enough to look at.
@@ -88,17 +87,8 @@ class ClosedLoopSimulation(Simulation):
     def _day(self, day: int) -> None:
         """As Simulation._day, but the day's sessions in time order, each after the events
         before it have reached the shop."""
-        day_ms = self.start_ms + day * DAY_MS
+        day_ms, launched, weekday = self._day_opens(day)
         rng = self.rng
-        for i in np.flatnonzero(self.catalog.launch_day == day):
-            if day > 0:
-                record = self.catalog.record(int(i), self.market.price[i], self._stock_total(int(i)))
-                self.emit(day_ms + int(rng.integers(0, 3_600_000)), "catalog_update", None, "", record)
-        for _, i, price in self.market.start_day(day):
-            self.emit(day_ms + int(rng.integers(0, 3_600_000)), "price_change", None, "",
-                      {"product_id": self.catalog.ids[i], "price": price})
-        launched = self.catalog.launch_day <= day
-        weekday = WEEKDAY[datetime.fromtimestamp(day_ms / 1000, tz=timezone.utc).weekday()]  # noqa: UP017
         plan: list[tuple[int, int, Shopper, list[str]]] = []
         for n, shopper in enumerate(self.shoppers):
             if shopper.joined_day > day:
@@ -112,11 +102,7 @@ class ClosedLoopSimulation(Simulation):
         for start, _, shopper, due in sorted(plan, key=lambda p: (p[0], p[1])):
             self.flush(start)
             self._session(shopper, start, launched, [p for p in due if p in shopper.needs])
-        self._fraud(day, day_ms, launched)
-        for loc, i, level in self.market.end_day(day):
-            self.emit(day_ms + DAY_MS - 1 - int(rng.integers(0, 3_600_000)), "stock_update", None, "",
-                      {"product_id": self.catalog.ids[i], "location": loc, "quantity": level})
-        self.popularity *= 0.97
+        self._day_closes(day, day_ms, launched)
 
     def _session(self, shopper: Shopper, start: int, launched: np.ndarray, due: list[str]) -> None:
         first = len(self.events)

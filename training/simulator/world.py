@@ -207,6 +207,22 @@ class Simulation:
         return {catalog.ids[i]: round(float(mixed[i]), 4) for i in range(len(catalog))}
 
     def _day(self, day: int) -> None:
+        day_ms, launched, weekday = self._day_opens(day)
+        rng = self.rng
+        for shopper in self.shoppers:
+            if shopper.joined_day > day:
+                continue
+            drift(rng, shopper)
+            due = [p for p, when in shopper.needs.items() if when <= day]
+            sessions = rng.poisson(shopper.activity * weekday) + (1 if due and rng.random() < 0.7 else 0)
+            for _ in range(sessions):
+                start = day_ms + int(rng.choice(24, p=HOURLY)) * 3_600_000 + int(rng.integers(0, 3_600_000))
+                self._session(shopper, start, launched, due)
+                due = []
+        self._day_closes(day, day_ms, launched)
+
+    def _day_opens(self, day: int) -> tuple[int, np.ndarray, float]:
+        """Products launched and prices moved; the day's start, what is on sale, and its weekday's weight."""
         day_ms = self.start_ms + day * DAY_MS
         rng = self.rng
         for i in np.flatnonzero(self.catalog.launch_day == day):
@@ -218,19 +234,13 @@ class Simulation:
                       {"product_id": self.catalog.ids[i], "price": price})
         launched = self.catalog.launch_day <= day
         weekday = WEEKDAY[(datetime.fromtimestamp(day_ms / 1000, tz=timezone.utc).weekday())]  # noqa: UP017
-        for shopper in self.shoppers:
-            if shopper.joined_day > day:
-                continue
-            drift(rng, shopper)
-            due = [p for p, when in shopper.needs.items() if when <= day]
-            sessions = rng.poisson(shopper.activity * weekday) + (1 if due and rng.random() < 0.7 else 0)
-            for _ in range(sessions):
-                start = day_ms + int(rng.choice(24, p=HOURLY)) * 3_600_000 + int(rng.integers(0, 3_600_000))
-                self._session(shopper, start, launched, due)
-                due = []
+        return day_ms, launched, weekday
+
+    def _day_closes(self, day: int, day_ms: int, launched: np.ndarray) -> None:
+        """The day's fraud, the warehouses' counts, popularity fading."""
         self._fraud(day, day_ms, launched)
         for loc, i, level in self.market.end_day(day):
-            self.emit(day_ms + DAY_MS - 1 - int(rng.integers(0, 3_600_000)), "stock_update", None, "",
+            self.emit(day_ms + DAY_MS - 1 - int(self.rng.integers(0, 3_600_000)), "stock_update", None, "",
                       {"product_id": self.catalog.ids[i], "location": loc, "quantity": level})
         self.popularity *= 0.97
 
