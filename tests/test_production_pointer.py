@@ -125,6 +125,10 @@ async def test_a_version_that_does_not_load_is_not_promoted(tmp_path):
         await promotions.promote("risk", 7, by="alice")
     with pytest.raises(NotFound, match="not in the repository"):
         await promotions.promote("../risk", 1, by="alice")
+    with pytest.raises(FailedPrecondition, match="version 2 did not load"):  # the candidate: the newest folder
+        await promotions.promote("risk", 0, by="alice")
+    (root / "risk" / "2" / "model.onnx").unlink()
+    (root / "risk" / "2").rmdir()
     with pytest.raises(FailedPrecondition, match="no candidate"):
         await promotions.promote("risk", 0, by="alice")
     await repo.close()
@@ -201,4 +205,17 @@ async def test_a_promotion_whose_caller_goes_away_finishes_whole(tmp_path):
         await asyncio.sleep(0.05)
     async with promotions._lock:  # and has ended
         assert repo.get("risk").version == read_pointer(root / "risk").version == 2
+    await repo.close()
+
+
+async def test_promoting_the_candidate_loads_one_written_since_the_last_load(tmp_path):
+    root = tmp_path / "repo"
+    write_risk(root, 1, seed=1)
+    pin_production(root / "risk", by="test")
+    repo = ModelRepository(root)
+    await repo.load_all()
+    write_risk(root, 2, seed=2)  # after `hanzo retrain`, on a server that does not poll
+    assert repo.candidate("risk") is None
+    await Promotions(repo).promote("risk", 0, by="alice")  # the candidate: the newest folder above production
+    assert repo.get("risk").version == 2 and read_pointer(root / "risk").history == (1, 2)
     await repo.close()

@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action.add_argument("model", nargs="?" if name == "status" else None, default="",
                             help="the model (search moves search_encoder with it)")
         if name == "promote":
-            action.add_argument("version", nargs="?", type=int, default=0, help="the version (default: the candidate)")
+            action.add_argument("version", nargs="?", type=int, default=0, help="the version (default: the candidate, or the newest version above production)")
         where = action.add_mutually_exclusive_group(required=True)
         where.add_argument("--url", help="a running server's gRPC address")
         where.add_argument("--model-repo", type=Path, help="a model repository on disk")

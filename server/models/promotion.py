@@ -50,11 +50,7 @@ class Promotions:
         async with self._lock:
             group = self._group(name)
             if version == 0:
-                candidate = self.repository.candidate(name)
-                if candidate is None:
-                    raise FailedPrecondition(f"model {quote(name)} has no candidate to promote (a version newer than "
-                                             f"production, loaded); name a version")
-                version = candidate.version
+                version = self._candidate_version(name)
             if version < 0:
                 raise FailedPrecondition(f"model_version {version}: versions are positive integers")
             for member in group:
@@ -68,6 +64,21 @@ class Promotions:
             group = self._group(name)
             await self._switch([(m, rolled_back(self._current(m), m, by)) for m in group])
             return group
+
+    def _candidate_version(self, name: str) -> int:
+        """The loaded candidate's version, or, where none is loaded yet (a server that does not
+        poll, after `hanzo retrain`), the newest version folder above production."""
+        candidate = self.repository.candidate(name)
+        if candidate is not None:
+            return candidate.version
+        serving = self.repository.serving_version(name)
+        folders = [int(p.name) for p in self._dir(name).iterdir() if p.is_dir() and p.name.isascii()
+                   and p.name.isdigit()]
+        newer = [v for v in folders if v > serving]
+        if not newer:
+            raise FailedPrecondition(f"model {quote(name)} has no candidate to promote (no version newer than "
+                                     f"production {serving}); name a version")
+        return max(newer)
 
     def _current(self, name: str) -> Production | None:
         """The model's pointer; for one without a pointer, the version serving it now (Triton's
