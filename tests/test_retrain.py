@@ -95,7 +95,8 @@ def test_a_server_shadows_recommend_on_the_candidate(store, tmp_path, server_pro
         train(root / "early.jsonl", repo, world / "catalog.jsonl", config=TrainingConfig(epochs=1, seed=1),
               log=lambda m: None)
     config = tmp_path / "shadow.toml"
-    config.write_text("[shadow]\nshare = 1.0\ncpu_share = 1.0\n")
+    # every request copied and none given up: the calls come back to back, so copies wait for the end
+    config.write_text("[shadow]\nshare = 1.0\ncpu_share = 1.0\nmax_in_flight = 64\nmax_wait_s = 120\n")
     data = tmp_path / "data"
     shutil.copytree(root / "data", data)
     server = server_process(repo, "--no-demo-models", "--data-dir", str(data), "--catalog",

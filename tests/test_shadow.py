@@ -101,3 +101,19 @@ def test_shadow_options_are_checked():
         ShadowConfig(share=1.5)
     with pytest.raises(ValueError, match="cpu_share"):
         ShadowConfig(cpu_share=0)
+
+
+async def test_a_copy_on_a_server_that_stays_busy_is_given_up(candidate, tmp_path):
+    never = asyncio.Event()
+    shadow = Shadow(ShadowConfig(share=1.0, max_wait_s=0.05), tmp_path / "shadow", quiet=never.wait)
+    shadow.busy = lambda: True  # a call is always in flight
+    before = STATS.skipped[("risk", "stale")]
+    shadow.offer("risk", candidate, "r1", {}, score_with_pause)
+    await asyncio.sleep(0.3)
+    await shadow.close()
+    assert STATS.skipped[("risk", "stale")] - before == 1 and lines(tmp_path / "shadow") == []
+
+
+async def score_with_pause(version, pause):
+    await pause()
+    return await score(version)
