@@ -66,11 +66,8 @@ class Promotions:
             return group
 
     def _candidate_version(self, name: str) -> int:
-        """The loaded candidate's version, or, where none is loaded yet (a server that does not
-        poll, after `hanzo retrain`), the newest version folder above production."""
-        candidate = self.repository.candidate(name)
-        if candidate is not None:
-            return candidate.version
+        """The candidate: the newest version folder above production, loaded already or, where
+        a server that does not poll has not seen it (after `hanzo retrain`), loaded now."""
         serving = self.repository.serving_version(name)
         folders = [int(p.name) for p in self._dir(name).iterdir() if p.is_dir() and p.name.isascii()
                    and p.name.isdigit()]
