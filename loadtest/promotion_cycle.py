@@ -27,7 +27,7 @@ from .fuzz_server import start_demo, stop
 from .openloop import parse_cpus, pinned
 from .overload import settle
 from .reports import write_report
-from .shadow_cost import ensure_candidate
+from .shadow_cost import demo_with_candidate
 
 
 async def _cycle(url: str, body: bytes, rate: float, seconds: float) -> tuple[list[tuple[float, str, str]], list]:
@@ -98,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-cpus", default="1")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    stop(start_demo(args.workdir, "serve-first.log").process)  # the demo world, built once
-    candidate = ensure_candidate(args.workdir, args.epochs)
+    candidate = demo_with_candidate(args.workdir, args.epochs)
     served = start_demo(args.workdir, "serve-promotion-cycle.log", (), parse_cpus(args.server_cpus))
     try:
         settle(served.pid)

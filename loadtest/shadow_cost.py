@@ -33,9 +33,12 @@ METHOD = "/hanzo.v1.Commerce/Recommend"
 SETTINGS = {"off": "[shadow]\nshare = 0.0\n", "on": "[shadow]\nshare = 1.0\ncpu_share = 1.0\n"}
 
 
-def ensure_candidate(workdir: Path, epochs: int) -> int:
-    """The recommend candidate's version, retrained from the demo's event log if there is none."""
+def demo_with_candidate(workdir: Path, epochs: int) -> int:
+    """The demo world in `workdir` (built by a first start if it is not there) and its
+    recommend candidate's version, retrained from the demo's event log if there is none."""
     from hanzo.server.models.production import read_pointer
+
+    stop(start_demo(workdir, "serve-first.log").process)
 
     model_dir = workdir / "model_repo" / "recommend"
     pointer = read_pointer(model_dir)
@@ -96,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-cpus", default="1")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    stop(start_demo(args.workdir, "serve-first.log").process)  # the demo world, built once
-    candidate = ensure_candidate(args.workdir, args.epochs)
+    candidate = demo_with_candidate(args.workdir, args.epochs)
     rounds = []
     for number in range(args.rounds):
         row = {setting: one_setting(args.workdir, setting, args) for setting in ("off", "on")}

@@ -236,7 +236,8 @@ def _target(request: Any, request_class: type | None) -> dict:
         except Exception:  # an undecodable body is refused by the edge; the record says what it can
             return {}
     fields = {}
-    for name in ("model_name", "model_version", "reset", "merchant_id"):  # never a user id: the audit log holds no shopper
+    # never a user id: the audit log holds no shopper
+    for name in ("model_name", "model_version", "reset", "merchant_id"):
         value = getattr(request, name, None)
         if value not in (None, ""):
             fields[name] = value

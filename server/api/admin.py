@@ -93,10 +93,10 @@ def versions_report(promotions: Promotions, names: list[str]) -> admin_pb2.Model
     versions' states; NOT_FOUND for a name the repository does not hold."""
     repository = promotions.repository
     report = admin_pb2.ModelVersionsReport()
-    index = repository.index()
+    index, models = repository.index(), repository.names()
     for name in names:
-        if name not in repository.names():
-            raise NotFound(f"model {quote(name)} is not in the repository (models: {repository.names()[:50]})")
+        if name not in models:
+            raise NotFound(f"model {quote(name)} is not in the repository (models: {models[:50]})")
         pointer = repository.production(name)
         candidate = repository.candidate(name)
         status = report.models.add(model_name=name, has_pointer=pointer is not None,

@@ -78,13 +78,12 @@ class Edge:
         # gated calls whose handler returned after the client's deadline, per method, admission
         # control on or off (work done for a caller who had gone: hanzo_rpc_late_total)
         self.late: dict[str, int] = {}
-        self._idle: asyncio.Event | None = None
         self._quiet: asyncio.Future | None = None  # resolved when in_flight next drops to 0
         self._tasks: set[asyncio.Task] = set()  # the handlers running, for a drain past its grace
 
     async def quiet(self) -> None:
-        """Until no call is in flight (at once if none is): background work that must not
-        delay a call (shadow copies) runs in the gaps between calls."""
+        """Until no call is in flight (at once if none is): a drain waits here, and background
+        work that must not delay a call (shadow copies) runs in the gaps between calls."""
         while self.in_flight:
             if self._quiet is None or self._quiet.done():
                 self._quiet = asyncio.get_running_loop().create_future()
@@ -94,9 +93,8 @@ class Edge:
         """Wait until no call is in flight, at most `timeout` seconds; True if none is."""
         if self.in_flight == 0:
             return True
-        self._idle = asyncio.Event()
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(self.quiet(), timeout)
         except asyncio.TimeoutError:
             return False
         return True
@@ -115,11 +113,8 @@ class Edge:
         """A call's status was sent (gRPC's done callback): only now is it out of flight."""
         self.in_flight -= 1
         self._tasks.discard(task)
-        if self.in_flight == 0:
-            if self._idle is not None:
-                self._idle.set()
-            if self._quiet is not None and not self._quiet.done():
-                self._quiet.set_result(None)
+        if self.in_flight == 0 and self._quiet is not None and not self._quiet.done():
+            self._quiet.set_result(None)
 
     def wrap_servicer(self, servicer: Any, service: str, methods: list[str], gated: bool = True) -> None:
         """Replace each named handler of `servicer` by its edge-wrapped version, which decodes

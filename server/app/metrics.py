@@ -140,7 +140,6 @@ class ServerCollector:
         flushed.add_metric([], SERVED_LOG.flushed)
         yield from (lost, failures, flushed)
 
-
     @staticmethod
     def _shadow() -> Iterator[Metric]:
         calls = CounterMetricFamily("hanzo_shadow_calls", "shadow copies a candidate answered or failed",

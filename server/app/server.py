@@ -32,7 +32,7 @@ from ..surfaces.inventory import InventoryPlanner
 from ..surfaces.pricing import PriceQuoter
 from ..surfaces.recommend import RecommendArtifacts, Recommender
 from ..surfaces.shadow import Shadow
-from ..surfaces.search import ENCODER, MODEL as SEARCH_MODEL, SearchArtifacts, Searcher
+from ..surfaces.search import COMPANIONS, SearchArtifacts, Searcher
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class HanzoServer:
             self.edge, self.features, self.recommender, self.searcher, self.fraud, self.pricing, self.inventory),
             commerce.SERVICE, commerce.SCOPES, access))
         scopes.update(add_service(server, admin.AdminServicer(
-            self.latency, self.edge, self.forget, Promotions(self.repository, {SEARCH_MODEL: (ENCODER,)})), admin.SERVICE,
+            self.latency, self.edge, self.forget, Promotions(self.repository, COMPANIONS)), admin.SERVICE,
                                   admin.SCOPE, access, guard=True, audited=admin.AUDITED))
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         scopes.update(add_service(server, self._health, health_name, "health", access, guard=True))

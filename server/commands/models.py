@@ -12,8 +12,6 @@ from pathlib import Path
 
 from .common import CommandError, add_command
 
-COMPANIONS = {"search": ("search_encoder",)}  # as the server moves them (server/app/server.py)
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = add_command(sub, "models", "models' production versions: status, promote, roll back",
@@ -30,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         action.add_argument("model", nargs="?" if name == "status" else None, default="",
                             help="the model (search moves search_encoder with it)")
         if name == "promote":
-            action.add_argument("version", nargs="?", type=int, default=0, help="the version (default: the candidate, or the newest version above production)")
+            action.add_argument("version", nargs="?", type=int, default=0,
+                                help="the version (default: the candidate, the newest version above production)")
         where = action.add_mutually_exclusive_group(required=True)
         where.add_argument("--url", help="a running server's gRPC address")
         where.add_argument("--model-repo", type=Path, help="a model repository on disk")
@@ -80,8 +79,9 @@ def _on_disk(args: argparse.Namespace) -> dict:
     from ..models.config import ConfigError
     from ..models.errors import HanzoError
     from ..models.model_folder import numeric_versions
-    from ..models.production import promoted, read_pointer, rolled_back, write_pointer
+    from ..models.production import holds_model, promoted, read_pointer, rolled_back, write_pointer
     from ..models.repository import MODEL_NAME
+    from ..surfaces.search import COMPANIONS
 
     root = args.model_repo
     if not root.is_dir():
@@ -96,15 +96,14 @@ def _on_disk(args: argparse.Namespace) -> dict:
             group = [*(c for c in COMPANIONS.get(args.model, ()) if c in names), args.model]
             version = args.version
             if args.action == "promote" and not version:  # the model's candidate, one version for the group
-                version = _newest_above(numeric_versions(root / args.model), read_pointer(root / args.model),
-                                        args.model)
+                version = _candidate(root / args.model, read_pointer(root / args.model))
             plans = []
             for name in group:
                 current = read_pointer(root / name)
                 if args.action == "rollback":
                     plans.append((name, rolled_back(current, name, by)))
                     continue
-                if not any(f.suffix == ".onnx" for f in (root / name / str(version)).glob("*")):
+                if not holds_model(root / name / str(version)):
                     raise CommandError(f"model {name!r} has no model file in version folder {version}")
                 plans.append((name, promoted(current, version, by)))
             for name, target in plans:  # companions first, the model after (as the server does)
@@ -116,19 +115,22 @@ def _on_disk(args: argparse.Namespace) -> dict:
         raise CommandError(str(exc)) from None
 
 
-def _newest_above(versions: list[int], current, name: str) -> int:
-    newest = max(versions, default=0)
-    if current is None or newest <= current.version:
-        raise CommandError(f"model {name!r} has no candidate (no version above production"
+def _candidate(model_dir: Path, current) -> int:
+    from ..models.production import newest_above
+
+    newest = newest_above(model_dir, current.version) if current is not None else None
+    if newest is None:
+        raise CommandError(f"model {model_dir.name!r} has no candidate (no version above production"
                            f"{' ' + str(current.version) if current else ''}); name a version")
     return newest
 
 
 def _disk_status(model_dir: Path, pointer, versions: list[int]) -> dict:
+    from ..models.production import newest_above
+
     status = {"model_name": model_dir.name, "has_pointer": pointer is not None, "versions_on_disk": versions}
     if pointer is not None:
-        newest = max(versions, default=0)
         status.update(production_version=pointer.version, previous_version=pointer.previous or 0,
-                      candidate_version=newest if newest > pointer.version else 0, history=list(pointer.history),
+                      candidate_version=newest_above(model_dir, pointer.version) or 0, history=list(pointer.history),
                       last_action=pointer.action, changed_by=pointer.by, changed_at=pointer.at)
     return status

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .common import CommandError, add_command, existing_file, positive, stderr
 
-SURFACES = {"recommend": "recommend", "search": "search", "fraud": "fraud"}  # surface -> its model
+SURFACES = ("recommend", "search", "fraud")  # each surface's model has its name
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "does not change: promote the candidate with `hanzo models promote`. Pricing's demand "
                          "model is a file ([pricing] model), not a repository model: `hanzo train pricing` "
                          "writes a new one.")
-    parser.add_argument("surface", choices=sorted(SURFACES), help="the surface whose model to retrain")
+    parser.add_argument("surface", choices=SURFACES, help="the surface whose model to retrain")
     parser.add_argument("--data-dir", type=Path, action="append", required=True,
                         help="the store's data directory (repeat for each replica of a Redis-mode store)")
     parser.add_argument("--model-repo", type=Path, default=Path("model_repo"), help="the repository to write into")
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from ..models.production import read_pointer
 
     started = time.monotonic()
-    model_dir = args.model_repo / SURFACES[args.surface]
+    model_dir = args.model_repo / args.surface
     with tempfile.TemporaryDirectory(prefix="hanzo-retrain-") as scratch:
         events = Path(scratch) / "events.jsonl.gz"
         try:

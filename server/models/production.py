@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .config import ConfigError
 from .errors import FailedPrecondition
+from .model_folder import numeric_versions
 
 POINTER_FILE = "production.json"
 HISTORY_KEPT = 50  # promotions remembered for rollbacks; older ones are only in the audit log
@@ -114,13 +115,23 @@ def pin_production(model_dir: Path, by: str) -> Production | None:
     current = read_pointer(model_dir) if model_dir.is_dir() else None
     if current is not None:
         return current
-    versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isascii() and p.name.isdigit()
-                and any(f.is_file() and f.suffix == ".onnx" for f in p.iterdir())] if model_dir.is_dir() else []
+    versions = [v for v in numeric_versions(model_dir) if holds_model(model_dir / str(v))] \
+        if model_dir.is_dir() else []
     if not versions:
         return None
     production = promoted(None, max(versions), by, action="pin")
     write_pointer(model_dir, production)
     return production
+
+
+def holds_model(version_dir: Path) -> bool:
+    """Whether a version folder holds a model file (a half-written or emptied one does not)."""
+    return version_dir.is_dir() and any(f.is_file() and f.suffix == ".onnx" for f in version_dir.iterdir())
+
+
+def newest_above(model_dir: Path, version: int) -> int | None:
+    """The candidate on disk: the newest version folder above `version`, None if there is none."""
+    return max((v for v in numeric_versions(model_dir) if v > version), default=None)
 
 
 def serving_plan(pointer: Production, present: list[int]) -> tuple[list[int], int | None, int | None]:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from .config import ConfigError
 from .errors import FailedPrecondition, HanzoError, NotFound, quote
-from .production import POINTER_FILE, Production, promoted, read_pointer, rolled_back, write_pointer
+from .production import (POINTER_FILE, Production, newest_above, promoted, read_pointer, rolled_back,
+                         write_pointer)
 from .repository import MODEL_NAME, ModelRepository
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,10 @@ class Promotions:
 
     def _group(self, name: str) -> list[str]:
         """The companions, then the model: the order of a switch."""
-        if not MODEL_NAME.match(name) or name not in self.repository.discover():
-            raise NotFound(f"model {quote(name)} is not in the repository (models: {self.repository.discover()[:50]})")
-        return [*(c for c in self.companions.get(name, ()) if c in self.repository.discover()), name]
+        models = self.repository.discover()
+        if not MODEL_NAME.match(name) or name not in models:
+            raise NotFound(f"model {quote(name)} is not in the repository (models: {models[:50]})")
+        return [*(c for c in self.companions.get(name, ()) if c in models), name]
 
     async def promote(self, name: str, version: int, by: str) -> list[str]:
         """Make `version` (0: the candidate) production for `name` and its companions; returns
@@ -69,13 +71,11 @@ class Promotions:
         """The candidate: the newest version folder above production, loaded already or, where
         a server that does not poll has not seen it (after `hanzo retrain`), loaded now."""
         serving = self.repository.serving_version(name)
-        folders = [int(p.name) for p in self._dir(name).iterdir() if p.is_dir() and p.name.isascii()
-                   and p.name.isdigit()]
-        newer = [v for v in folders if v > serving]
-        if not newer:
+        newest = newest_above(self._dir(name), serving)
+        if newest is None:
             raise FailedPrecondition(f"model {quote(name)} has no candidate to promote (no version newer than "
                                      f"production {serving}); name a version")
-        return max(newer)
+        return newest
 
     def _current(self, name: str) -> Production | None:
         """The model's pointer; for one without a pointer, the version serving it now (Triton's

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 MODEL = "search"
 ENCODER = "search_encoder"  # the product encoder, one version per scorer version
+COMPANIONS = {MODEL: (ENCODER,)}  # models promoted and rolled back with the scorer (models/promotion.py)
 AFFINITY = "user_category_affinity_30d"
 
 
