@@ -1,7 +1,8 @@
 """QuotePrice through a real server: a demand model trained by `hanzo train pricing` on a
 simulated shop's log (price experiments on), the catalogue and history ingested, quotes that
 keep the rules and explain themselves, the caller's context taking precedence over the
-catalogue, the model reloaded when retrained, and bad requests refused by field."""
+catalogue, the model reloaded when retrained, bad requests refused by field, and a folder of
+model versions under a production pointer."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 from helpers import until
 
+from hanzo.server.models.production import read_pointer
 from hanzo.server.pricing.demand_model import DemandModel
 from hanzo.v1 import commerce_pb2, commerce_pb2_grpc
 
@@ -108,3 +110,48 @@ def test_quote_price_over_grpc(shop, demo_repo, server_process):
         again = until(lambda: stub.QuotePrice(commerce_pb2.PriceRequest(product_id=product_id), timeout=5),
                       lambda a: a.model_version == "demand-retrained", "the retrained model")
         assert again.model_version == "demand-retrained" and "inelastic" in again.explanation
+
+
+def test_demand_model_versions_retrained_shadowed_promoted_and_rolled_back(shop, demo_repo, server_process,
+                                                                            tmp_path):
+    """A folder of demand model versions: trained (production), retrained from the store's log
+    (the candidate), the candidate answering only when named and getting shadow copies of
+    the rest, then promoted and rolled back through the running server."""
+    root, _, _ = shop
+    world, folder = root / "world", tmp_path / "pricing"
+    _cli("train", "pricing", "--events", str(world / "events.jsonl.gz"), "--catalog", str(world / "catalog.jsonl"),
+         "--out", str(folder))
+    retrained = json.loads(_cli("retrain", "pricing", "--data-dir", str(root / "data"), "--pricing-dir", str(folder),
+                                "--catalog", str(world / "catalog.jsonl")).stdout)
+    assert retrained["candidate_version"] == 2 and retrained["production_version"] == 1
+    config = tmp_path / "hanzo.toml"
+    config.write_text(f'[pricing]\nmodel = "{folder}"\n[shadow]\nshare = 1.0\ncpu_share = 1.0\n')
+    server = server_process(demo_repo, "--config", str(config), "--data-dir", str(root / "data"))
+    product_id = DemandModel.load(folder / "1" / "demand.npz").product_id[0]
+    with grpc.insecure_channel(server.url) as channel:
+        stub = commerce_pb2_grpc.CommerceStub(channel)
+
+        def price(version: str = "") -> commerce_pb2.PriceResponse:
+            return stub.QuotePrice(commerce_pb2.PriceRequest(product_id=product_id, request_id="p",
+                                                             model_version=version), timeout=5)
+
+        assert price().model_version == "1" and price("2").model_version == "2"
+        for version, code in (("9", grpc.StatusCode.NOT_FOUND), ("two", grpc.StatusCode.INVALID_ARGUMENT)):
+            with pytest.raises(grpc.RpcError) as info:
+                price(version)
+            assert info.value.code() == code, info.value.details()
+        shadow_log = root / "data" / "shadow" / "pricing.jsonl"
+        for _ in range(5):
+            price()
+        lines = until(lambda: shadow_log.read_text().splitlines() if shadow_log.exists() else [],
+                      lambda got: len(got) >= 3, "the candidate's shadow quotes")
+        line = json.loads(lines[-1])
+        assert line["primary_version"] == 1 and line["candidate_version"] == 2 and line["candidate"]["price"] > 0
+
+        status = json.loads(_cli("models", "status", "pricing", "--url", server.url).stdout)["models"][0]
+        assert (status["production_version"], status["candidate_version"]) == ("1", "2")  # int64: JSON strings
+        _cli("models", "promote", "pricing", "--url", server.url)
+        assert price().model_version == "2"  # the switch is immediate: no reload to wait for
+        _cli("models", "rollback", "pricing", "--url", server.url)
+        assert price().model_version == "1"
+    assert read_pointer(folder).history == (1,) and read_pointer(folder).action == "rollback"

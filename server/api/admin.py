@@ -3,7 +3,7 @@ of a shopper on request, and models' production pointers (status, promote, roll 
 from __future__ import annotations
 
 import json
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Sequence
 
 from hanzo.v1 import admin_pb2, admin_pb2_grpc
 
@@ -24,22 +24,29 @@ WRAPPED = ["Forget", "ModelVersions", "PromoteModel", "RollbackModel"]
 class AdminServicer(admin_pb2_grpc.AdminServicer):
     def __init__(self, latency: LatencyRecorder, edge: Edge | None = None,
                  forget: Callable[[str, str], Awaitable[dict]] | None = None,
-                 promotions: Promotions | None = None) -> None:
+                 promotions: Promotions | Sequence[Promotions] = ()) -> None:
         self._latency = latency
         self._forget = forget
-        self._promotions = promotions
+        # the repository's models, then models kept as files (pricing's demand model)
+        self._promotions = [promotions] if isinstance(promotions, Promotions) else list(promotions)
         if edge is not None:  # errors to status codes, field limits and timing as every surface has them
             edge.wrap_servicer(self, SERVICE, WRAPPED, gated=False)
 
-    def _promotions_or_refuse(self) -> Promotions:
-        if self._promotions is None:
+    def _promotions_for(self, name: str) -> Promotions:
+        """Whoever holds the model; the repository's (which refuses an unknown name) otherwise."""
+        if not self._promotions:
             raise FailedPrecondition("this server has no model repository")
-        return self._promotions
+        return next((p for p in self._promotions if name in p.repository.names()), self._promotions[0])
 
     async def ModelVersions(self, request, context):
-        promotions = self._promotions_or_refuse()
-        names = [request.model_name] if request.model_name else promotions.repository.names()
-        return versions_report(promotions, names)
+        if request.model_name:
+            return versions_report(self._promotions_for(request.model_name), [request.model_name])
+        if not self._promotions:
+            raise FailedPrecondition("this server has no model repository")
+        report = admin_pb2.ModelVersionsReport()
+        for promotions in self._promotions:
+            report.models.extend(versions_report(promotions, promotions.repository.names()).models)
+        return report
 
     async def PromoteModel(self, request, context):
         if not request.model_name:
@@ -47,14 +54,14 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         if request.model_version < 0:
             raise InvalidArgument("model_version", f"{request.model_version}: a version number, or 0 for the "
                                                    f"candidate")
-        promotions = self._promotions_or_refuse()
+        promotions = self._promotions_for(request.model_name)
         names = await promotions.promote(request.model_name, int(request.model_version), _caller())
         return versions_report(promotions, names)
 
     async def RollbackModel(self, request, context):
         if not request.model_name:
             raise InvalidArgument("model_name", "name the model to roll back")
-        promotions = self._promotions_or_refuse()
+        promotions = self._promotions_for(request.model_name)
         names = await promotions.rollback(request.model_name, _caller())
         return versions_report(promotions, names)
 

@@ -47,11 +47,19 @@ def to_query(request: commerce_pb2.PriceRequest) -> PriceQuery:
     context = request.context
     return PriceQuery(request.product_id, competitors, context.get("location", ""), _number(context, "cost"),
                       _number(context, "current_price"), _number(context, "stock"),
-                      _number(context, "days_to_restock"))
+                      _number(context, "days_to_restock"), _version(request.model_version))
+
+
+def _version(text: str) -> int | None:
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit() and 0 < int(text) < 2**63):
+        raise InvalidArgument("model_version", f"a version number, or empty for production; not {text[:40]!r}")
+    return int(text)
 
 
 async def quote_price(quoter: PriceQuoter, request: commerce_pb2.PriceRequest) -> commerce_pb2.PriceResponse:
-    answer = await quoter.quote(to_query(request))
+    answer = await quoter.quote(to_query(request), request.request_id)
     choice = answer.quote.choice
     return commerce_pb2.PriceResponse(
         price=choice.price, expected_units=choice.expected_units, expected_profit=choice.expected_profit,

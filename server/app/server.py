@@ -26,6 +26,7 @@ from ..features.service import FeatureService
 from ..api.latency import LatencyRecorder
 from .metrics import ServerCollector, registry_for, serve_metrics
 from ..models import ModelRepository, RepositoryOptions
+from ..models.config import ConfigError
 from ..models.promotion import Promotions
 from ..surfaces.fraud import FraudArtifacts, FraudScorer
 from ..surfaces.inventory import InventoryPlanner
@@ -58,7 +59,7 @@ class HanzoServer:
         self.recommender = Recommender(self.repository, self.features, config.recommend, self.shadow)
         self.searcher = Searcher(self.repository, self.features, config.search)
         self.fraud = FraudScorer(self.repository, self.features, config.fraud, self.shadow)
-        self.pricing = PriceQuoter(self.features, config.pricing)
+        self.pricing = PriceQuoter(self.features, config.pricing, shadow=self.shadow)
         self.inventory = InventoryPlanner(config.inventory)
         self.port: int | None = None
         self._serving = False  # health and ServerReady: SERVING
@@ -101,7 +102,7 @@ class HanzoServer:
             self.edge, self.features, self.recommender, self.searcher, self.fraud, self.pricing, self.inventory),
             commerce.SERVICE, commerce.SCOPES, access))
         scopes.update(add_service(server, admin.AdminServicer(
-            self.latency, self.edge, self.forget, Promotions(self.repository, COMPANIONS)), admin.SERVICE,
+            self.latency, self.edge, self.forget, self._promotions()), admin.SERVICE,
                                   admin.SCOPE, access, guard=True, audited=admin.AUDITED))
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         scopes.update(add_service(server, self._health, health_name, "health", access, guard=True))
@@ -182,6 +183,18 @@ class HanzoServer:
                 await self.repository.poll()
             except Exception:
                 log.exception("repository poll failed")
+
+    def _promotions(self) -> list[Promotions]:
+        """The repository's models, and pricing's demand model where it is a folder of versions
+        (promoted by its folder's name, which no repository model may share)."""
+        promotions = [Promotions(self.repository, COMPANIONS)]
+        versions = self.pricing.versions
+        if versions is not None:
+            if versions.name in self.repository.discover():
+                raise ConfigError(f"[pricing] model {versions.model_dir}: the repository has a model named "
+                                  f"{versions.name!r} too; name the folder of demand model versions differently")
+            promotions.append(Promotions(versions))
+        return promotions
 
     async def forget(self, merchant: str, user: str) -> dict:
         """Erase a shopper (Admin Forget): what the surfaces hold back for the store is written

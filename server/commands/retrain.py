@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .common import CommandError, add_command, existing_file, positive, stderr
 
-SURFACES = ("recommend", "search", "fraud")  # each surface's model has its name
+SURFACES = ("recommend", "search", "fraud", "pricing")  # each repository model has its surface's name
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,14 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "now (the same training as `hanzo train`, with its time splits and point-in-time "
                          "features), and write it as the model's next version beside production. Production "
                          "does not change: promote the candidate with `hanzo models promote`. Pricing's demand "
-                         "model is a file ([pricing] model), not a repository model: `hanzo train pricing` "
-                         "writes a new one.")
+                         "model is not a repository model: its versions live in the folder [pricing] model "
+                         "names (--pricing-dir).")
     parser.add_argument("surface", choices=SURFACES, help="the surface whose model to retrain")
     parser.add_argument("--data-dir", type=Path, action="append", required=True,
                         help="the store's data directory (repeat for each replica of a Redis-mode store)")
     parser.add_argument("--model-repo", type=Path, default=Path("model_repo"), help="the repository to write into")
     parser.add_argument("--catalog", type=Path, help="catalog.jsonl (recommend: the item tower's categories and "
                                                      "prices; search: required, the products to rank)")
+    parser.add_argument("--pricing-dir", type=Path,
+                        help="pricing: the folder of demand model versions ([pricing] model; required)")
     parser.add_argument("--epochs", type=int, default=None, help="passes over the training cases "
                                                                  "(default: as `hanzo train`)")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
@@ -43,11 +45,14 @@ def run(args: argparse.Namespace) -> int:
         positive("--epochs", args.epochs)
     if args.surface == "search" and args.catalog is None:
         raise CommandError("retrain search needs --catalog: the products its searches rank")
+    if args.surface == "pricing" and (args.pricing_dir is None or str(args.pricing_dir).endswith(".npz")):
+        raise CommandError("retrain pricing needs --pricing-dir: the folder of demand model versions that "
+                           "[pricing] model names (a single .npz file has no candidates)")
     from ..features.log_export import export_events
     from ..models.production import read_pointer
 
     started = time.monotonic()
-    model_dir = args.model_repo / args.surface
+    model_dir = args.pricing_dir if args.surface == "pricing" else args.model_repo / args.surface
     with tempfile.TemporaryDirectory(prefix="hanzo-retrain-") as scratch:
         events = Path(scratch) / "events.jsonl.gz"
         try:
@@ -80,6 +85,10 @@ def _train(args: argparse.Namespace, events: Path) -> Path:
 
         config = TrainingConfig(seed=seed) if epochs is None else TrainingConfig(epochs=epochs, seed=seed)
         return train(events, args.model_repo, args.catalog, config=config, log=stderr)
+    if args.surface == "pricing":
+        from hanzo.training.pricing.pipeline import train_pricing
+
+        return Path(train_pricing(events, args.pricing_dir, args.catalog, log=stderr)["model"])
     if args.surface == "fraud":
         from hanzo.training.fraud.pipeline import train_fraud
 

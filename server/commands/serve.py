@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..app import logs
     from ..features.log_frames import LogDamaged
+    from ..models.config import ConfigError
     from .first_start import DemoBuildFailed
 
     config = server_config(args)
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
             for path in reset(DemoPaths.of(config)):
                 log.info("removed", extra={"path": str(path)})
         return uvloop.run(_serve(config))
-    except (OSError, DemoBuildFailed, LogDamaged) as exc:
+    except (OSError, DemoBuildFailed, LogDamaged, ConfigError) as exc:
         raise CommandError(str(exc)) from None
 
 

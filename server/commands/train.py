@@ -54,7 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                   formatter_class=HelpFormatter)
     pricing.add_argument("--events", type=Path, required=True, help="canonical events with prices, purchases, views")
     pricing.add_argument("--catalog", type=Path, help="catalog.jsonl: starting prices, costs, categories")
-    pricing.add_argument("--out", type=Path, required=True, help="the model file ([pricing] model)")
+    pricing.add_argument("--out", type=Path, required=True,
+                         help="the model ([pricing] model): a file ending .npz, or a folder of versions, where the "
+                              "new version arrives as the candidate beside production (`hanzo models promote`)")
     pricing.add_argument("--pooling", type=float, default=5.0,
                          help="how strongly a product's elasticity is pulled toward its category's")
     pricing.add_argument("--half-life-days", type=float, default=21.0,

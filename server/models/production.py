@@ -124,9 +124,12 @@ def pin_production(model_dir: Path, by: str) -> Production | None:
     return production
 
 
+MODEL_SUFFIXES = (".onnx", ".npz")  # an ONNX model; pricing's demand model (models/file_versions.py)
+
+
 def holds_model(version_dir: Path) -> bool:
     """Whether a version folder holds a model file (a half-written or emptied one does not)."""
-    return version_dir.is_dir() and any(f.is_file() and f.suffix == ".onnx" for f in version_dir.iterdir())
+    return version_dir.is_dir() and any(f.is_file() and f.suffix in MODEL_SUFFIXES for f in version_dir.iterdir())
 
 
 def newest_above(model_dir: Path, version: int) -> int | None:

@@ -13,6 +13,9 @@ import numpy as np
 
 from ..models.files import save_npz_atomic
 
+# what each version folder of a versioned demand model holds (`<folder>/<n>/demand.npz`)
+DEMAND_FILE = "demand.npz"
+
 
 @dataclass
 class DemandCurve:

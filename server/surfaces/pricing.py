@@ -1,25 +1,31 @@
 """QuotePrice: the constrained profit-maximising price for one product now, from the demand
-model `hanzo train pricing` writes (reloaded when it changes on disk), the catalogue's cost,
+model `hanzo train pricing` writes (one file reloaded when it changes on disk, or a folder of
+versions under a production pointer whose candidate gets shadow copies), the catalogue's cost,
 price and stock, and the product's traffic from the feature store."""
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..models.errors import FailedPrecondition, InvalidArgument, NotFound
+from ..models.file_versions import FileModelVersions, FileVersion
 from ..features.service import FeatureService
-from ..pricing.demand_model import DemandModel
+from ..pricing.demand_model import DEMAND_FILE, DemandModel
 from ..pricing.optimize import PriceRules
 from ..pricing.quote import ProductNow, Quote, quote
 from .reloading import ReloadingFile
+from .shadow import Shadow
 
 TRAFFIC = ("product_views_24h", "product_views_7d", "product_units_sold_30d")
 
 
 @dataclass
 class PricingConfig:
-    model: str = ""  # the demand model `hanzo train pricing --out` writes; empty: QuotePrice unavailable
+    # the demand model `hanzo train pricing --out` writes: a file ending .npz, or a folder of
+    # versions (<n>/demand.npz) under a production pointer; empty: QuotePrice unavailable
+    model: str = ""
     min_margin: float = 0.10  # the margin floor: price >= (1 + min_margin) x cost
     max_change: float = 0.15  # price consistency: at most this share from the current price per quote
     parity_slack: float = 0.0  # competitor parity: at most this above the dearest competitor's price
@@ -53,6 +59,7 @@ class PriceQuery:
     current_price: float | None = None  # overrides the catalogue's
     stock: float | None = None  # overrides the catalogue's
     days_to_restock: float | None = None
+    model_version: int | None = None  # a loaded version by number (a candidate); None: production
 
 
 @dataclass
@@ -63,13 +70,34 @@ class PriceAnswer:
 
 class PriceQuoter:
     def __init__(self, features: FeatureService, config: PricingConfig | None = None,
-                 clock=time.time) -> None:
+                 clock=time.time, shadow: Shadow | None = None) -> None:
         self.features = features
         self.config = config or PricingConfig()
         self._rules = self.config.rules
-        self._model = ReloadingFile(self.config.model, DemandModel.load, "demand model",
-                                    "run `hanzo train pricing --out FILE` and set [pricing] model")
+        self.shadow = shadow
+        # a file ending .npz is read again when it changes; anything else is a folder of
+        # versions under a production pointer, promoted and rolled back like a repository model
+        self.versions: FileModelVersions[DemandModel] | None = None
+        self._file: ReloadingFile[DemandModel] | None = None
+        if not self.config.model or self.config.model.endswith(".npz"):
+            self._file = ReloadingFile(self.config.model, DemandModel.load, "demand model",
+                                       "run `hanzo train pricing --out FILE` and set [pricing] model")
+        else:
+            self.versions = FileModelVersions(Path(self.config.model), DEMAND_FILE, DemandModel.load, "demand model",
+                                              "run `hanzo train pricing --out FOLDER` or `hanzo retrain pricing`")
         self._clock = clock
+
+    def _model(self, version: int | None) -> tuple[DemandModel, str, int]:
+        """The demand model a query gets, its version as answered, and its version number (0
+        for a single file)."""
+        if self.versions is None:
+            if version is not None:
+                raise InvalidArgument("model_version", f"the demand model {self.config.model} is one file, "
+                                                       f"without versions: leave it empty")
+            model = self._file.current()
+            return model, model.version, 0
+        found = self.versions.current() if version is None else self.versions.version(version)
+        return found.value, str(found.version), found.version
 
     def _stock(self, product_id: str, location: str) -> float | None:
         by_location = self.features.store.catalog.stock.get(product_id)
@@ -82,8 +110,8 @@ class PriceQuoter:
             return by_location[location]
         return sum(by_location.values())
 
-    async def quote(self, query: PriceQuery) -> PriceAnswer:
-        model = self._model.current()
+    async def quote(self, query: PriceQuery, request_id: str = "") -> PriceAnswer:
+        model, answered, number = self._model(query.model_version)
         product = self.features.store.catalog.products.get(query.product_id)
         if product is None:
             raise NotFound(f"product {query.product_id!r} is not in the catalogue")
@@ -104,5 +132,18 @@ class PriceQuoter:
                          sold_30d / 30.0 if math.isfinite(sold_30d) else 0.0)
         weekday = time.gmtime(self._clock()).tm_wday
         restock = query.days_to_restock or self.config.restock_days
-        return PriceAnswer(quote(model, now, weekday, query.competitor_prices, self._rules, restock,
-                                         self.config.extrapolation), model.version)
+        answer = PriceAnswer(quote(model, now, weekday, query.competitor_prices, self._rules, restock,
+                                   self.config.extrapolation), answered)
+        if self.shadow is not None and self.shadow.enabled and self.versions is not None and query.model_version is None:
+            self.shadow.offer(self.versions.name, self.versions.candidate(self.versions.name), request_id,
+                              {"primary_version": number, "primary": round(answer.quote.choice.price, 4)},
+                              lambda candidate, pause: self._shadow_quote(candidate, now, weekday, query, restock))
+        return answer
+
+    async def _shadow_quote(self, candidate: FileVersion[DemandModel], now: ProductNow, weekday: int,
+                            query: PriceQuery, restock: float) -> dict:
+        """The candidate's quote from the primary's own reads (the same product, moment and rules)."""
+        choice = quote(candidate.value, now, weekday, query.competitor_prices, self._rules, restock,
+                       self.config.extrapolation).choice
+        return {"price": round(choice.price, 4), "expected_units": round(choice.expected_units, 4),
+                "expected_profit": round(choice.expected_profit, 4)}

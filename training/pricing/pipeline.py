@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from hanzo.server.features.formats import read_catalog, read_records
-from hanzo.server.pricing.demand_model import DemandModel
+from hanzo.server.pricing.demand_model import DEMAND_FILE, DemandModel
+
+from ..repository_writer import write_file_version
 
 from .demand import ProductDays, daily_panel, fit_demand
 
@@ -80,7 +82,10 @@ def train_pricing(events: Path, out: Path, catalog: Path | None = None, truth: P
     panel = daily_panel(records, products)
     version = f"demand-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     model = fit_demand(panel, pooling, version=version, half_life_days=half_life_days, curvature=curvature)
-    model.save(out)
+    if str(out).endswith(".npz"):
+        model.save(out)
+    else:  # a folder of versions: the next one, a candidate beside production
+        out = write_file_version(out, DEMAND_FILE, model.save)
     report = {"events": str(events), "model": str(out), "version": version, "products_fitted": len(model),
               "products_seen": len(panel), "categories": len(model.category_elasticity),
               "median_elasticity": round(float(np.median(model.b1)), 4) if len(model) else None,
