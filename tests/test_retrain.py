@@ -121,3 +121,47 @@ def test_a_server_shadows_recommend_on_the_candidate(store, tmp_path, server_pro
         assert line["primary"] == answers[line["request_id"]] and len(line["candidate"]["items"]) == 5
     text = path.read_text()
     assert not any(user in text for user in buyers)  # request ids, never the shopper
+
+
+def test_a_server_splits_shoppers_into_production_candidate_and_holdout(store, tmp_path, server_process):
+    """[experiment]: each shopper stays in one arm; the candidate answers its arm, the holdout
+    gets the non-personalised list, and every list shown is logged with its arm."""
+    root, world, events = store
+    repo = root / "repo"
+    if not (repo / "recommend" / "2").is_dir():  # run alone: the candidate the tests above retrain
+        train(root / "early.jsonl", repo, world / "catalog.jsonl", config=TrainingConfig(epochs=1, seed=1),
+              log=lambda m: None)
+    config = tmp_path / "experiment.toml"
+    config.write_text("[experiment]\ncandidate_share = 0.3\nholdout_share = 0.2\nsalt = \"test\"\n")
+    data = tmp_path / "data"
+    shutil.copytree(root / "data", data)
+    server = server_process(repo, "--no-demo-models", "--data-dir", str(data), "--catalog",
+                            str(world / "catalog.jsonl"), "--config", str(config))
+    users = list(dict.fromkeys(r["user_id"] for r in events if r.get("user_id")))[:200]
+    arms: dict[str, str] = {}
+    with grpc.insecure_channel(server.url) as channel:
+        stub = commerce_pb2_grpc.CommerceStub(channel)
+        held_out = set()
+        for i, user in enumerate(users + users[:20]):  # the first 20 asked twice
+            answer = stub.Recommend(commerce_pb2.RecommendRequest(request_id=f"exp-{i}", user_id=user, k=5),
+                                    timeout=10)
+            assert arms.setdefault(user, answer.arm) == answer.arm  # the same shopper, the same arm
+            expected_version = {"production": "1", "holdout": "1", "candidate": "2"}[answer.arm]
+            assert answer.model_version == expected_version, (answer.arm, answer.model_version)
+            if answer.arm == "holdout":
+                held_out.add(tuple(item.product_id for item in answer.items))
+    shares = {arm: list(arms.values()).count(arm) / len(arms) for arm in ("production", "candidate", "holdout")}
+    assert abs(shares["candidate"] - 0.3) < 0.1 and abs(shares["holdout"] - 0.2) < 0.1, shares
+    assert len(held_out) == 1  # the holdout's list is the same for everyone: nothing of the shopper read
+    server.terminate()
+    shown = [r for r in read_records(_exported(data, tmp_path)) if r["event_type"] == "recommendation_shown"
+             and r["payload"]["request_id"].startswith("exp-")]
+    assert len(shown) == len(users) + 20
+    for record in shown:
+        assert record["payload"]["arm"] == arms[record["user_id"]]
+
+
+def _exported(data, tmp_path):
+    out = tmp_path / "exported.jsonl.gz"
+    export_events([data], out)
+    return out

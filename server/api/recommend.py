@@ -34,6 +34,7 @@ async def recommend(recommender: Recommender, request: commerce_pb2.RecommendReq
                     deadline: float | None) -> commerce_pb2.RecommendResponse:
     result = await recommender.recommend(to_query(request), deadline)
     response = commerce_pb2.RecommendResponse(model_version=result.model_version, request_id=request.request_id,
+                                              arm=result.arm,
                                               fallback=result.fallback, fallback_reason=result.fallback_reason)
     for item in result.items:
         response.items.add(product_id=item.product_id, score=item.score, source=item.source)

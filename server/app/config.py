@@ -20,11 +20,13 @@ from ..surfaces.pricing import PricingConfig
 from ..surfaces.recommend import RecommendConfig
 from ..surfaces.search import SearchConfig
 from ..surfaces.shadow import ShadowConfig
+from ..experiments.arms import ExperimentConfig
 
 # The TOML tables beside [server], each one dataclass of options.
 SECTIONS = {"features": FeatureStoreConfig, "recommend": RecommendConfig, "search": SearchConfig,
             "fraud": FraudConfig, "pricing": PricingConfig, "inventory": InventoryConfig, "limits": FieldLimits,
-            "admission": AdmissionConfig, "access": AccessConfig, "shadow": ShadowConfig}
+            "admission": AdmissionConfig, "access": AccessConfig, "shadow": ShadowConfig,
+            "experiment": ExperimentConfig}
 
 DEFAULT_PORT = 50051
 
@@ -81,6 +83,9 @@ class ServerConfig:
     # Shadow traffic ([shadow]): the share of live requests a model's candidate answers after
     # the primary answer is sent, within a CPU budget (off by default).
     shadow: ShadowConfig = field(default_factory=ShadowConfig)
+    # Experiments ([experiment]): the shares of shoppers whose Recommend calls the candidate
+    # answers and who are held out (the non-personalised list), by a stable hash (off by default).
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
     def __post_init__(self) -> None:
         self.model_repo = Path(self.model_repo)

@@ -56,7 +56,8 @@ class HanzoServer:
         self.features.limits = config.limits
         # one budget for every surface's shadow copies
         self.shadow = Shadow(config.shadow, Path(config.features.data_dir) / "shadow")
-        self.recommender = Recommender(self.repository, self.features, config.recommend, self.shadow)
+        self.recommender = Recommender(self.repository, self.features, config.recommend, self.shadow,
+                                       config.experiment)
         self.searcher = Searcher(self.repository, self.features, config.search)
         self.fraud = FraudScorer(self.repository, self.features, config.fraud, self.shadow)
         self.pricing = PriceQuoter(self.features, config.pricing, shadow=self.shadow)

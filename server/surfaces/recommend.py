@@ -27,6 +27,7 @@ from .recommend_inputs import (AFFINITY, HISTORY, SESSION_SEQUENCES, USER_SCALAR
 from .recommend_signals import SIGNALS, Signals
 from .served_log import ServedLog
 from .shadow import Shadow
+from ..experiments.arms import CANDIDATE, HOLDOUT, PRODUCTION, ExperimentConfig
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ class RecommendResult:
     model_version: str
     fallback: bool = False
     fallback_reason: str = ""
+    arm: str = PRODUCTION  # the experiment's arm the shopper is in (server/experiments/arms.py)
 
 
 @dataclass
@@ -155,26 +157,37 @@ class RecommendConfig:
 
 class Recommender:
     def __init__(self, repository: ModelRepository, features: FeatureService,
-                 config: RecommendConfig | None = None, shadow: Shadow | None = None) -> None:
+                 config: RecommendConfig | None = None, shadow: Shadow | None = None,
+                 experiment: ExperimentConfig | None = None) -> None:
         self.repository = repository
         self.features = features
         self.config = config or RecommendConfig()
         self.shown = ServedLog(features) if self.config.log_shown else None
         self.shadow = shadow
+        self.experiment = experiment or ExperimentConfig()
 
     async def recommend(self, query: RecommendQuery, deadline: float | None = None) -> RecommendResult:
         try:
             version = self.repository.get(MODEL)
         except NotFound:
             raise Unavailable("no recommend model is loaded: build one with `hanzo train recommend`") from None
-        reads = await self._read(query)
-        result = await self._answer(version, query, reads, deadline)
+        arm = PRODUCTION
+        if self.experiment.enabled:
+            candidate = self.repository.candidate(MODEL)
+            arm = self.experiment.arm(MODEL, query.merchant_id, query.user_id or query.session_id,
+                                      candidate.version if candidate is not None else None)
+            if arm == CANDIDATE:
+                version = candidate
+        reads = await self._read(query) if arm != HOLDOUT else None
+        result = await self._answer(version, query, reads, deadline) if reads is not None else \
+            self._held_out(version, query)
+        result.arm = arm
         request_id = query.request_id
         if self.shown is not None:
             shown = self._shown_event(query, result)
             request_id = shown["payload"]["request_id"]  # the id the outcomes will be joined by
             self.shown.record(shown)
-        if self.shadow is not None and self.shadow.enabled:
+        if self.shadow is not None and self.shadow.enabled and arm == PRODUCTION:
             self.shadow.offer(MODEL, self.repository.candidate(MODEL), request_id,
                               {"primary_version": version.version, "primary": [i.product_id for i in result.items]},
                               lambda candidate, pause: self._shadow_answer(candidate, query, reads, pause))
@@ -208,6 +221,15 @@ class Recommender:
             await pause()
         items = self._blend(art, user, history, anchors, blocked, blocked_count, query)
         return RecommendResult(items, version.version_str)
+
+    def _held_out(self, version: ModelVersion, query: RecommendQuery) -> RecommendResult:
+        """The holdout arm's list: the most popular products the shopper may be shown, the
+        same for everyone, with nothing of the shopper read."""
+        art: RecommendArtifacts = version.artifacts
+        if art is None:
+            raise Unavailable(f"model {MODEL!r} version {version.version_str} ships no recommend artifacts")
+        blocked, _ = art.blocked(self.features.store.catalog, list(query.exclude) + list(query.anchors))
+        return RecommendResult(self._popular(art, blocked, query.k), version.version_str)
 
     async def _read(self, query: RecommendQuery) -> tuple[list[str], list[str], np.ndarray]:
         """What the store holds for the shopper: products bought and viewed, newest first, and
@@ -304,7 +326,8 @@ class Recommender:
         return {"event_id": shown_id, "event_type": "recommendation_shown", "timestamp": now,
                 "user_id": query.user_id or None, "session_id": query.session_id or f"user:{query.user_id}",
                 "payload": {"product_ids": [item.product_id for item in result.items], "request_id": request_id,
-                            "model_version": f"{MODEL}:{result.model_version}", "placement": query.placement},
+                            "model_version": f"{MODEL}:{result.model_version}", "placement": query.placement,
+                            "arm": result.arm},
                 "context": {"merchant_id": query.merchant_id} if query.merchant_id else {}}
 
     async def close(self) -> None:
