@@ -2,12 +2,13 @@
 each copy started only after the primary answer, its answer logged with both versions and the
 request id, and a candidate's failure logged, never raised."""
 import asyncio
+import time
 import json
 
 import numpy as np
 import pytest
 
-from hanzo.server.surfaces.shadow import STATS, Shadow, ShadowConfig
+from hanzo.server.surfaces.shadow import STATS, Shadow, ShadowConfig, ShadowLog
 from test_production_pointer import with_candidate
 from test_repository import FEATURES
 
@@ -117,3 +118,18 @@ async def test_a_copy_on_a_server_that_stays_busy_is_given_up(candidate, tmp_pat
 async def score_with_pause(version, pause):
     await pause()
     return await score(version)
+
+
+def test_the_log_is_rotated_at_its_size_keeping_one_older_file(tmp_path):
+    log = ShadowLog(tmp_path / "shadow", capacity=100, max_bytes=1000)
+    line = b'{"request_id":"' + b"x" * 80 + b'"}\n'  # 98 bytes
+    for _ in range(25):  # mostly one line a batch: a file is rotated once a batch takes it to 1000 bytes
+        log.write("risk", line)
+        time.sleep(0.005)
+    log.close()
+    current, older = tmp_path / "shadow" / "risk.jsonl", tmp_path / "shadow" / "risk.jsonl.1"
+    kept = [older.read_bytes(), current.read_bytes() if current.exists() else b""]
+    assert len(kept[0]) >= 1000 and len(kept[1]) < 1000  # the older file full, the current one not yet
+    assert all(part == line * (len(part) // len(line)) for part in kept)  # whole lines only
+    with pytest.raises(ValueError, match="max_file_mb"):
+        ShadowConfig(max_file_mb=0)

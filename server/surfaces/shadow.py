@@ -44,6 +44,7 @@ class ShadowConfig:
     # `stale`): on a server that stays busy, copies are given up, never queued without end
     max_wait_s: float = 1.0
     queue_lines: int = 10_000  # answers waiting for the writer; more are counted lost
+    max_file_mb: float = 256.0  # a model's log is rotated at this size (one older file kept)
 
     def __post_init__(self) -> None:
         if not 0 <= self.share <= 1:
@@ -54,6 +55,8 @@ class ShadowConfig:
             raise ValueError(f"shadow max_in_flight must be >= 1, not {self.max_in_flight}")
         if self.max_wait_s <= 0:
             raise ValueError(f"shadow max_wait_s must be > 0, not {self.max_wait_s}")
+        if not 0 < self.max_file_mb <= 1 << 20:
+            raise ValueError(f"shadow max_file_mb must be in (0, 1048576], not {self.max_file_mb}")
 
 
 @dataclass
@@ -93,10 +96,13 @@ class _Budget:
 
 
 class ShadowLog:
-    """Answer lines appended to one file per model by a writer thread, flushed each batch."""
+    """Answer lines appended to one file per model by a writer thread, flushed each batch. A
+    file that reaches `max_bytes` is renamed `<model>.jsonl.1` (replacing the one before) and a
+    new one begun, so the log keeps at most twice that per model on disk."""
 
-    def __init__(self, directory: Path | None, capacity: int) -> None:
+    def __init__(self, directory: Path | None, capacity: int, max_bytes: int = 256 << 20) -> None:
         self.directory = directory
+        self.max_bytes = max_bytes
         self._queue: queue.Queue = queue.Queue(capacity)
         self._thread: threading.Thread | None = None
 
@@ -125,8 +131,13 @@ class ShadowLog:
                 for model, line in batch:
                     handle = files.get(model) or files.setdefault(model, open(self.directory / f"{model}.jsonl", "ab"))
                     handle.write(line)
-                for handle in files.values():
+                for model, handle in list(files.items()):
                     handle.flush()
+                    if handle.tell() >= self.max_bytes:
+                        handle.close()
+                        del files[model]
+                        path = self.directory / f"{model}.jsonl"
+                        path.replace(path.with_name(path.name + ".1"))
             except OSError as exc:  # a full or read-only disk: these lines are lost, counted, and the writer goes on
                 STATS.lines_lost += len(batch)
                 log.warning("shadow answers not written", extra={"reason": str(exc), "lines": len(batch)})
@@ -213,7 +224,7 @@ class Shadow:
         # the gaps between calls
         self.quiet = quiet
         self.busy: Callable[[], bool] = lambda: False
-        self.log = ShadowLog(directory, config.queue_lines)
+        self.log = ShadowLog(directory, config.queue_lines, int(config.max_file_mb * (1 << 20)))
         self._budget = _Budget(config.cpu_share, clock)
         self._seen = 0
         self._in_flight = 0
