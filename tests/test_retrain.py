@@ -5,14 +5,18 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 
 import grpc
 import pytest
 
 pytest.importorskip("torch", reason="torch is not installed (pip install torch==2.13.0)")
 
-from helpers import opened_store, simulated_world  # noqa: E402
+from helpers import opened_store, simulated_world, until  # noqa: E402
 
+from hanzo.loadtest.targets import free_port  # noqa: E402
+
+from hanzo.server.features.events import record_to_proto  # noqa: E402
 from hanzo.server.features.formats import read_records  # noqa: E402
 from hanzo.server.features.log_export import export_events  # noqa: E402
 from hanzo.server.models import ModelRepository  # noqa: E402
@@ -135,21 +139,42 @@ def test_a_server_splits_shoppers_into_production_candidate_and_holdout(store, t
     config.write_text("[experiment]\ncandidate_share = 0.3\nholdout_share = 0.2\nsalt = \"test\"\n")
     data = tmp_path / "data"
     shutil.copytree(root / "data", data)
+    metrics_port = free_port()
     server = server_process(repo, "--no-demo-models", "--data-dir", str(data), "--catalog",
-                            str(world / "catalog.jsonl"), "--config", str(config))
+                            str(world / "catalog.jsonl"), "--config", str(config), "--metrics-port", str(metrics_port))
     users = list(dict.fromkeys(r["user_id"] for r in events if r.get("user_id")))[:200]
     arms: dict[str, str] = {}
     with grpc.insecure_channel(server.url) as channel:
         stub = commerce_pb2_grpc.CommerceStub(channel)
-        held_out = set()
+        held_out, first_items = set(), {}
         for i, user in enumerate(users + users[:20]):  # the first 20 asked twice
             answer = stub.Recommend(commerce_pb2.RecommendRequest(request_id=f"exp-{i}", user_id=user, k=5),
                                     timeout=10)
             assert arms.setdefault(user, answer.arm) == answer.arm  # the same shopper, the same arm
             expected_version = {"production": "1", "holdout": "1", "candidate": "2"}[answer.arm]
             assert answer.model_version == expected_version, (answer.arm, answer.model_version)
+            first_items[i] = answer.items[0].product_id
             if answer.arm == "holdout":
                 held_out.add(tuple(item.product_id for item in answer.items))
+        # the first 10 shoppers click their list's first product, and buy it (on the store's clock,
+        # the simulated days', as the lists were logged)
+        now = max(r["timestamp"] for r in events) + 1000
+        batch = commerce_pb2.EventBatch(request_id="outcomes")
+        for i, user in enumerate(users[:10]):
+            for kind, payload in (("recommendation_clicked", {"product_id": first_items[i], "request_id": f"exp-{i}"}),
+                                  ("purchase", {"product_id": first_items[i], "price": 3.0, "quantity": 1.0})):
+                record_to_proto({"event_id": f"{kind}-{i}", "event_type": kind, "timestamp": now, "user_id": user,
+                                 "session_id": f"s-{i}", "payload": payload}, batch.events.add())
+        assert not stub.IngestEvents(batch, timeout=10).rejects
+    clicks = until(lambda: _experiment_counts(metrics_port, "clicks"), lambda got: sum(got.values()) >= 10,
+                   "the clicks joined")
+    expected: dict[str, int] = {}
+    for user in users[:10]:
+        key = f"recommend:{ {'candidate': '2'}.get(arms[user], '1') }/{arms[user]}"
+        expected[key] = expected.get(key, 0) + 1
+    assert clicks == expected and _experiment_counts(metrics_port, "purchases") == expected
+    until(lambda: sum(_experiment_counts(metrics_port, "lists").values()), lambda n: n == len(users) + 20,
+          "every list shown counted (the served log writes them in batches)")
     shares = {arm: list(arms.values()).count(arm) / len(arms) for arm in ("production", "candidate", "holdout")}
     assert abs(shares["candidate"] - 0.3) < 0.1 and abs(shares["holdout"] - 0.2) < 0.1, shares
     assert len(held_out) == 1  # the holdout's list is the same for everyone: nothing of the shopper read
@@ -159,6 +184,15 @@ def test_a_server_splits_shoppers_into_production_candidate_and_holdout(store, t
     assert len(shown) == len(users) + 20
     for record in shown:
         assert record["payload"]["arm"] == arms[record["user_id"]]
+
+
+def _experiment_counts(port: int, name: str) -> dict[str, int]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {f"{s.labels['model_version']}/{s.labels['arm']}": int(s.value)
+            for family in text_string_to_metric_families(text) for s in family.samples
+            if s.name == f"hanzo_experiment_{name}_total" and s.value}
 
 
 def _exported(data, tmp_path):

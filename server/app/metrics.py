@@ -19,6 +19,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, Hist
 
 from ..features.service import FeatureService
 from ..api.admission import REASONS, Admission
+from ..experiments.outcomes import OutcomeJoin
 from ..api.latency import LatencyRecorder
 from ..models import ModelRepository
 from ..surfaces.served_log import STATS as SERVED_LOG
@@ -39,8 +40,10 @@ _DURATIONS = (
 
 class ServerCollector:
     def __init__(self, repository: ModelRepository, latency: LatencyRecorder, features: FeatureService,
-                 admission: Admission | None = None, late: dict[str, int] | None = None) -> None:
+                 admission: Admission | None = None, late: dict[str, int] | None = None,
+                 outcomes: OutcomeJoin | None = None) -> None:
         self.repository = repository
+        self.outcomes = outcomes  # the experiments' outcome join, where an experiment is on
         self.latency = latency
         self.features = features
         self.admission = admission
@@ -60,6 +63,8 @@ class ServerCollector:
         yield from self._store()
         yield from self._served_log()
         yield from self._shadow()
+        if self.outcomes is not None:
+            yield from experiment_metrics(self.outcomes)
 
     def _models(self) -> Iterator[Metric]:
         labels = ["model", "version"]
@@ -153,6 +158,25 @@ class ServerCollector:
         lost = CounterMetricFamily("hanzo_shadow_lines_lost", "shadow answers the log's queue had no room for")
         lost.add_metric([], SHADOW.lines_lost)
         yield from (calls, skipped, lost)
+
+
+def experiment_metrics(outcomes: OutcomeJoin) -> Iterator[Metric]:
+    """Per model version and arm: lists shown, and the clicks, purchases and revenue joined to
+    them (server/experiments/outcomes.py); the ratios between them are CTR, conversion and
+    revenue per list."""
+    labels = ["model_version", "arm"]
+    families = {name: CounterMetricFamily(f"hanzo_experiment_{name}", help_text, labels=labels) for name, help_text in (
+        ("lists", "recommendation lists shown"), ("clicks", "clicks on a product of a list shown"),
+        ("purchases", "purchases of a clicked product within the attribution window"),
+        ("revenue", "revenue of those purchases"))}
+    for (version, arm), arm_outcomes in sorted(outcomes.arms.items()):
+        families["lists"].add_metric([version, arm], arm_outcomes.clicks.den)
+        families["clicks"].add_metric([version, arm], arm_outcomes.clicks.num)
+        families["purchases"].add_metric([version, arm], arm_outcomes.purchases.num)
+        families["revenue"].add_metric([version, arm], arm_outcomes.revenue.num)
+    late = CounterMetricFamily("hanzo_experiment_outcomes_late", "outcomes whose list was no longer remembered")
+    late.add_metric([], outcomes.late)
+    yield from (*families.values(), late)
 
 
 def admission_metrics(admission: Admission) -> Iterator[Metric]:

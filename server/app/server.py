@@ -26,6 +26,7 @@ from ..features.service import FeatureService
 from ..api.latency import LatencyRecorder
 from .metrics import ServerCollector, registry_for, serve_metrics
 from ..models import ModelRepository, RepositoryOptions
+from ..experiments.outcomes import OutcomeJoin
 from ..models.config import ConfigError
 from ..models.promotion import Promotions
 from ..surfaces.fraud import FraudArtifacts, FraudScorer
@@ -58,6 +59,10 @@ class HanzoServer:
         self.shadow = Shadow(config.shadow, Path(config.features.data_dir) / "shadow")
         self.recommender = Recommender(self.repository, self.features, config.recommend, self.shadow,
                                        config.experiment)
+        # with an experiment on: outcomes joined to the lists shown, per version and arm
+        self.outcomes = OutcomeJoin() if config.experiment.enabled else None
+        if self.outcomes is not None:
+            self.features.listeners.append(self.outcomes.observe)
         self.searcher = Searcher(self.repository, self.features, config.search)
         self.fraud = FraudScorer(self.repository, self.features, config.fraud, self.shadow)
         self.pricing = PriceQuoter(self.features, config.pricing, shadow=self.shadow)
@@ -130,7 +135,7 @@ class HanzoServer:
         log.info("listening", extra={"address": f"{self.config.host}:{self.port}", "version": VERSION})
         if self.config.metrics_port:
             registry = registry_for(ServerCollector(self.repository, self.latency, self.features, self.admission,
-                                                    self.edge.late))
+                                                    self.edge.late, self.outcomes))
             self._metrics = await serve_metrics(registry, self.config.host, self.config.metrics_port,
                                                 exposure.metrics_tls(tls), exposure.metrics_check(self.config,
                                                                                                  access))

@@ -9,7 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -93,6 +93,8 @@ class FeatureService(BatchesInFlight, SnapshotWriting, OnlineRebuilds):
         self._closing = False
         self.applied_seq = 0  # records of the log applied to the store
         self.pseudonyms: Pseudonyms | None = None  # made at open (its key lives with the store)
+        # told of every batch applied from now on, in log order (the experiments' outcome join)
+        self.listeners: list[Callable[[list[dict]], None]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -351,6 +353,8 @@ class FeatureService(BatchesInFlight, SnapshotWriting, OnlineRebuilds):
         forked child, the caller being the event loop)."""
         self._apply(records, first_seq, hashes)
         self.applied_seq = first_seq + len(records)
+        for listener in self.listeners:
+            listener(records)
         self._since_snapshot += len(records)
         if self._since_snapshot >= self.config.snapshot_every_events:
             if background:
