@@ -95,7 +95,7 @@ def test_the_fixed_test_the_sample_ratio_check_and_the_tails():
 
 
 def test_the_experiment_config_splits_by_merchant_and_only_where_there_is_a_candidate():
-    from hanzo.server.experiments.arms import ExperimentConfig
+    from hanzo.server.experiments.config import ExperimentConfig
 
     config = ExperimentConfig(candidate_share=0.5, holdout_share=0.2)
     users = [f"u{i}" for i in range(2000)]

@@ -8,6 +8,7 @@ import time
 import urllib.request
 
 import grpc
+import numpy as np
 import pytest
 
 pytest.importorskip("torch", reason="torch is not installed (pip install torch==2.13.0)")
@@ -199,3 +200,69 @@ def _exported(data, tmp_path):
     out = tmp_path / "exported.jsonl.gz"
     export_events([data], out)
     return out
+
+
+def test_the_gate_promotes_a_better_candidate_and_rolls_back_one_that_degrades(store, tmp_path, server_process):
+    """[experiment] gate = true on a real server: the candidate's arm clicked far more than
+    production's is promoted by the gate; watched against the version it replaced, which then
+    does far better, it is rolled back and stopped."""
+    root, world, events = store
+    repo = tmp_path / "repo"
+    shutil.copytree(root / "repo", repo)
+    if not (repo / "recommend" / "2").is_dir():  # run alone: the candidate the tests above retrain
+        train(root / "early.jsonl", repo, world / "catalog.jsonl", config=TrainingConfig(epochs=1, seed=1),
+              log=lambda m: None)
+    for extra in (p for p in (repo / "recommend").iterdir() if p.name.isdigit() and int(p.name) > 2):
+        shutil.rmtree(extra)
+    config = tmp_path / "gate.toml"
+    config.write_text("[experiment]\ncandidate_share = 0.5\nsalt = \"gate-test\"\ngate = true\ngate_every_s = 0.2\n"
+                      "min_shoppers = 20\nlatency_ratio = 100.0\n"  # the latency guard: tests/test_experiments_outcomes.py
+                      "tau_relative = 1.0\n")  # the differences here are large: the test expects large ones
+    data = tmp_path / "data"
+    shutil.copytree(root / "data", data)
+    server = server_process(repo, "--no-demo-models", "--data-dir", str(data), "--catalog",
+                            str(world / "catalog.jsonl"), "--config", str(config))
+    users = list(dict.fromkeys(r["user_id"] for r in events if r.get("user_id")))[:160]
+    clock = [max(r["timestamp"] for r in events)]
+
+    def round_of_lists(stub, tag: str, click_share: dict[str, float]) -> dict[str, str]:
+        """Every shopper asks once; a share of each arm's lists is clicked (by shopper, seeded)."""
+        rng = np.random.default_rng(len(tag))
+        batch, versions = commerce_pb2.EventBatch(request_id=f"clicks-{tag}"), {}
+        for i, user in enumerate(users):
+            answer = stub.Recommend(commerce_pb2.RecommendRequest(request_id=f"{tag}-{i}", user_id=user, k=5),
+                                    timeout=10)
+            versions[answer.arm] = answer.model_version
+            if rng.random() < click_share[answer.arm]:
+                clock[0] += 1000
+                record_to_proto({"event_id": f"click-{tag}-{i}", "event_type": "recommendation_clicked",
+                                 "timestamp": clock[0], "user_id": user, "session_id": f"s-{tag}-{i}",
+                                 "payload": {"product_id": answer.items[0].product_id, "request_id": f"{tag}-{i}"}},
+                                batch.events.add())
+        time.sleep(0.5)  # the lists' shown events reach the store before their clicks
+        assert not batch.events or not stub.IngestEvents(batch, timeout=10).rejects
+        return versions
+
+    def gate(stub) -> dict:
+        from hanzo.v1 import admin_pb2, admin_pb2_grpc
+
+        report = admin_pb2_grpc.AdminStub(stub._channel).ModelVersions(
+            admin_pb2.ModelVersionsRequest(model_name="recommend"), timeout=10)
+        return json.loads(report.models[0].gate_json)
+
+    with grpc.insecure_channel(server.url) as channel:
+        stub = commerce_pb2_grpc.CommerceStub(channel)
+        stub._channel = channel
+        assert round_of_lists(stub, "a", {"production": 0.3, "candidate": 0.8}) == {"production": "1",
+                                                                                     "candidate": "2"}
+        promoted = until(lambda: gate(stub), lambda g: g["actions"], "the gate's promotion", server)
+        assert promoted["actions"][0]["action"] == "promote" and promoted["actions"][0]["version"] == 2
+        assert promoted["watching"] == [2, 1]
+        # watched: the new production (2) against the version it replaced (1), which now does better
+        assert round_of_lists(stub, "b", {"production": 0.3, "previous": 0.8}) == {"production": "2",
+                                                                                   "previous": "1"}
+        rolled = until(lambda: gate(stub), lambda g: len(g["actions"]) == 2, "the gate's rollback")
+        assert rolled["actions"][1]["action"] == "rollback" and rolled["stopped"].keys() == {"2"}
+        assert round_of_lists(stub, "c", {"production": 0.0}) == {"production": "1"}  # 2 is stopped: no arm
+    pointer = read_pointer(repo / "recommend")
+    assert pointer.version == 1 and pointer.action == "rollback" and pointer.by == "gate"

@@ -24,11 +24,13 @@ WRAPPED = ["Forget", "ModelVersions", "PromoteModel", "RollbackModel"]
 class AdminServicer(admin_pb2_grpc.AdminServicer):
     def __init__(self, latency: LatencyRecorder, edge: Edge | None = None,
                  forget: Callable[[str, str], Awaitable[dict]] | None = None,
-                 promotions: Promotions | Sequence[Promotions] = ()) -> None:
+                 promotions: Promotions | Sequence[Promotions] = (),
+                 gate_status: Callable[[str], dict | None] = lambda model: None) -> None:
         self._latency = latency
         self._forget = forget
         # the repository's models, then models kept as files (pricing's demand model)
         self._promotions = [promotions] if isinstance(promotions, Promotions) else list(promotions)
+        self._gate_status = gate_status  # the experiments' gate, for the models it judges
         if edge is not None:  # errors to status codes, field limits and timing as every surface has them
             edge.wrap_servicer(self, SERVICE, WRAPPED, gated=False)
 
@@ -40,12 +42,21 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
 
     async def ModelVersions(self, request, context):
         if request.model_name:
-            return versions_report(self._promotions_for(request.model_name), [request.model_name])
-        if not self._promotions:
+            report = versions_report(self._promotions_for(request.model_name), [request.model_name])
+        elif not self._promotions:
             raise FailedPrecondition("this server has no model repository")
-        report = admin_pb2.ModelVersionsReport()
-        for promotions in self._promotions:
-            report.models.extend(versions_report(promotions, promotions.repository.names()).models)
+        else:
+            report = admin_pb2.ModelVersionsReport()
+            for promotions in self._promotions:
+                report.models.extend(versions_report(promotions, promotions.repository.names()).models)
+        self._with_gate(report)
+        return report
+
+    def _with_gate(self, report: admin_pb2.ModelVersionsReport) -> admin_pb2.ModelVersionsReport:
+        for status in report.models:
+            gate = self._gate_status(status.model_name)
+            if gate is not None:
+                status.gate_json = json.dumps(gate)
         return report
 
     async def PromoteModel(self, request, context):
@@ -56,14 +67,14 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
                                                    f"candidate")
         promotions = self._promotions_for(request.model_name)
         names = await promotions.promote(request.model_name, int(request.model_version), _caller())
-        return versions_report(promotions, names)
+        return self._with_gate(versions_report(promotions, names))
 
     async def RollbackModel(self, request, context):
         if not request.model_name:
             raise InvalidArgument("model_name", "name the model to roll back")
         promotions = self._promotions_for(request.model_name)
         names = await promotions.rollback(request.model_name, _caller())
-        return versions_report(promotions, names)
+        return self._with_gate(versions_report(promotions, names))
 
     async def Forget(self, request, context):
         merchant = merchant_of(request)

@@ -20,7 +20,7 @@ from ..surfaces.pricing import PricingConfig
 from ..surfaces.recommend import RecommendConfig
 from ..surfaces.search import SearchConfig
 from ..surfaces.shadow import ShadowConfig
-from ..experiments.arms import ExperimentConfig
+from ..experiments.config import ExperimentConfig
 
 # The TOML tables beside [server], each one dataclass of options.
 SECTIONS = {"features": FeatureStoreConfig, "recommend": RecommendConfig, "search": SearchConfig,

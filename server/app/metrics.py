@@ -164,16 +164,16 @@ def experiment_metrics(outcomes: OutcomeJoin) -> Iterator[Metric]:
     """Per model version and arm: lists shown, and the clicks, purchases and revenue joined to
     them (server/experiments/outcomes.py); the ratios between them are CTR, conversion and
     revenue per list."""
-    labels = ["model_version", "arm"]
+    labels = ["model_version", "arm", "experiment"]
     families = {name: CounterMetricFamily(f"hanzo_experiment_{name}", help_text, labels=labels) for name, help_text in (
         ("lists", "recommendation lists shown"), ("clicks", "clicks on a product of a list shown"),
         ("purchases", "purchases of a clicked product within the attribution window"),
         ("revenue", "revenue of those purchases"))}
-    for (version, arm), arm_outcomes in sorted(outcomes.arms.items()):
-        families["lists"].add_metric([version, arm], arm_outcomes.clicks.den)
-        families["clicks"].add_metric([version, arm], arm_outcomes.clicks.num)
-        families["purchases"].add_metric([version, arm], arm_outcomes.purchases.num)
-        families["revenue"].add_metric([version, arm], arm_outcomes.revenue.num)
+    for key, arm_outcomes in sorted(outcomes.arms.items()):
+        families["lists"].add_metric(list(key), arm_outcomes.clicks.den)
+        families["clicks"].add_metric(list(key), arm_outcomes.clicks.num)
+        families["purchases"].add_metric(list(key), arm_outcomes.purchases.num)
+        families["revenue"].add_metric(list(key), arm_outcomes.revenue.num)
     late = CounterMetricFamily("hanzo_experiment_outcomes_late", "outcomes whose list was no longer remembered")
     late.add_metric([], outcomes.late)
     yield from (*families.values(), late)

@@ -27,6 +27,7 @@ from ..api.latency import LatencyRecorder
 from .metrics import ServerCollector, registry_for, serve_metrics
 from ..models import ModelRepository, RepositoryOptions
 from ..experiments.outcomes import OutcomeJoin
+from ..experiments.runner import GateRunner
 from ..models.config import ConfigError
 from ..models.promotion import Promotions
 from ..surfaces.fraud import FraudArtifacts, FraudScorer
@@ -59,10 +60,19 @@ class HanzoServer:
         self.shadow = Shadow(config.shadow, Path(config.features.data_dir) / "shadow")
         self.recommender = Recommender(self.repository, self.features, config.recommend, self.shadow,
                                        config.experiment)
-        # with an experiment on: outcomes joined to the lists shown, per version and arm
-        self.outcomes = OutcomeJoin() if config.experiment.enabled else None
+        self.promotions = Promotions(self.repository, COMPANIONS)
+        # with an experiment on: outcomes joined to the lists shown, per version and arm; with
+        # its gate on, the candidate promoted, stopped or rolled back by the gate
+        experiment = config.experiment
+        self.outcomes = OutcomeJoin(int(experiment.attribution_hours * 3_600_000)) if experiment.enabled else None
+        self.gate: GateRunner | None = None
         if self.outcomes is not None:
             self.features.listeners.append(self.outcomes.observe)
+            if experiment.gate:
+                self.gate = GateRunner("recommend", self.repository, self.promotions, self.outcomes,
+                                       self.recommender.arm_latency, experiment)
+                self.recommender.challenger = self.gate.challenger
+        self._gate_task: asyncio.Task | None = None
         self.searcher = Searcher(self.repository, self.features, config.search)
         self.fraud = FraudScorer(self.repository, self.features, config.fraud, self.shadow)
         self.pricing = PriceQuoter(self.features, config.pricing, shadow=self.shadow)
@@ -108,7 +118,7 @@ class HanzoServer:
             self.edge, self.features, self.recommender, self.searcher, self.fraud, self.pricing, self.inventory),
             commerce.SERVICE, commerce.SCOPES, access))
         scopes.update(add_service(server, admin.AdminServicer(
-            self.latency, self.edge, self.forget, self._promotions()), admin.SERVICE,
+            self.latency, self.edge, self.forget, self._promotions(), self._gate_status), admin.SERVICE,
                                   admin.SCOPE, access, guard=True, audited=admin.AUDITED))
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         scopes.update(add_service(server, self._health, health_name, "health", access, guard=True))
@@ -170,6 +180,8 @@ class HanzoServer:
                       "NOT_SERVING until it loads")
         if self.config.poll_seconds > 0:
             self._poller = asyncio.get_running_loop().create_task(self._poll())
+        if self.gate is not None:
+            self._gate_task = asyncio.get_running_loop().create_task(self.gate.run())
         log.info("serving", extra={"models": [f"{e.name}:{e.version}:{e.state}" for e in self.repository.index()]})
 
     async def _readiness_changed(self, ready: bool) -> None:
@@ -190,10 +202,13 @@ class HanzoServer:
             except Exception:
                 log.exception("repository poll failed")
 
+    def _gate_status(self, model: str) -> dict | None:
+        return self.gate.status() if self.gate is not None and self.gate.model == model else None
+
     def _promotions(self) -> list[Promotions]:
         """The repository's models, and pricing's demand model where it is a folder of versions
         (promoted by its folder's name, which no repository model may share)."""
-        promotions = [Promotions(self.repository, COMPANIONS)]
+        promotions = [self.promotions]
         versions = self.pricing.versions
         if versions is not None:
             if versions.name in self.repository.discover():
@@ -229,6 +244,8 @@ class HanzoServer:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._poller:
             self._poller.cancel()
+        if self._gate_task is not None:
+            self._gate_task.cancel()
         if delay > 0 and self._accepting:
             await asyncio.sleep(delay)
         self._accepting = False

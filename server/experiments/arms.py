@@ -8,6 +8,8 @@ import hashlib
 from dataclasses import dataclass
 
 PRODUCTION, CANDIDATE, HOLDOUT = "production", "candidate", "holdout"
+# while a version the gate promoted is watched: the candidate's share, served the version it replaced
+PREVIOUS = "previous"
 
 
 def bucket(salt: str, unit: str) -> float:
@@ -40,34 +42,3 @@ class Split:
         if self.candidate and bucket(f"{salt}:candidate:{candidate_key}", unit) < self.candidate / (1 - self.holdout):
             return CANDIDATE
         return PRODUCTION
-
-
-@dataclass(frozen=True)
-class ExperimentConfig:
-    """[experiment]: how a model's unnamed calls are split between production, its candidate
-    and a holdout (off by default: every call gets production)."""
-    candidate_share: float = 0.0  # of shoppers, answered by the candidate while one is loaded
-    holdout_share: float = 0.0  # of shoppers, given the non-personalised list: what the model adds
-    salt: str = "hanzo"  # change it to split every shopper afresh
-
-    def __post_init__(self) -> None:
-        Split(self.candidate_share, self.holdout_share)  # checks the shares
-        if not self.salt or len(self.salt) > 64:
-            raise ValueError(f"[experiment] salt must be 1 to 64 characters, not {self.salt!r}")
-
-    @property
-    def split(self) -> Split:
-        return Split(self.candidate_share, self.holdout_share)
-
-    @property
-    def enabled(self) -> bool:
-        return self.candidate_share > 0 or self.holdout_share > 0
-
-    def arm(self, model: str, merchant: str, unit: str, candidate_version: int | None) -> str:
-        """The arm of a shopper (or session) of a merchant for `model`; production for a call
-        with no one to split by, and the candidate's share falls to production while the model
-        has no candidate."""
-        if not unit or not self.enabled:
-            return PRODUCTION
-        arm = self.split.arm(f"{self.salt}:{model}", f"{merchant}/{unit}", str(candidate_version or ""))
-        return PRODUCTION if arm == CANDIDATE and candidate_version is None else arm

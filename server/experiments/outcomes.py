@@ -1,6 +1,7 @@
 """Outcomes joined to the decisions that led to them, as events arrive: a recommendation list
 shown -> a product of it clicked -> that product bought by the same shopper within the
-attribution window, per model version and arm.
+attribution window, per model version and arm within one comparison (the challenger's version the lists were
+shown beside).
 
 A list is a `recommendation_shown` event (the server's own, with the request id, the version
 and the arm). A click is a `recommendation_clicked` event naming the list's request id, or a
@@ -48,7 +49,7 @@ def _rate(arm: RatioArm) -> float | None:
 
 @dataclass
 class _List:
-    key: tuple[str, str]  # (model version, arm)
+    key: tuple[str, str, str]  # (model version, arm, the challenger's version the arms compare)
     unit: str  # the shopper (or session) it was shown to
     products: frozenset[str]
     clicked: set[str] = field(default_factory=set)
@@ -58,7 +59,7 @@ class OutcomeJoin:
     def __init__(self, window_ms: int = 24 * 3_600_000, max_lists: int = 500_000, max_clicks: int = 500_000) -> None:
         self.window_ms = window_ms
         self.max_lists, self.max_clicks = max_lists, max_clicks
-        self.arms: dict[tuple[str, str], ArmOutcomes] = {}
+        self.arms: dict[tuple[str, str, str], ArmOutcomes] = {}
         self._lists: OrderedDict[str, _List] = OrderedDict()  # request id -> the list
         # (shopper, product) -> (list's request id, click time, bought already)
         self._clicks: OrderedDict[tuple[str, str], tuple[str, int, bool]] = OrderedDict()
@@ -80,8 +81,10 @@ class OutcomeJoin:
             except (KeyError, TypeError, ValueError, AttributeError):
                 continue
 
-    def outcomes(self, version: str, arm: str) -> ArmOutcomes:
-        return self.arms.setdefault((version, arm), ArmOutcomes())
+    def outcomes(self, version: str, arm: str, experiment: str = "") -> ArmOutcomes:
+        """A (version, arm)'s outcomes within one comparison (`experiment`: the challenger's
+        version while the lists were shown), so both arms of a comparison cover one period."""
+        return self.arms.setdefault((version, arm, experiment), ArmOutcomes())
 
     def _unit(self, event: dict) -> str:
         return event.get("user_id") or event.get("session_id") or ""
@@ -92,7 +95,8 @@ class OutcomeJoin:
         unit = self._unit(event)
         if not request_id or not unit or request_id in self._lists:
             return
-        key = (str(payload.get("model_version", "")), str(payload.get("arm") or "production"))
+        key = (str(payload.get("model_version", "")), str(payload.get("arm") or "production"),
+               str(payload.get("experiment") or ""))
         self._lists[request_id] = _List(key, unit, frozenset(payload.get("product_ids") or ()))
         while len(self._lists) > self.max_lists:
             self._lists.popitem(last=False)
@@ -135,5 +139,5 @@ class OutcomeJoin:
         outcomes.revenue.add(shown.unit, revenue, 0.0)
 
     def report(self) -> dict:
-        """Per version and arm: lists, shoppers, clicks, purchases, revenue and their rates."""
-        return {f"{version}/{arm}": outcomes.summary() for (version, arm), outcomes in sorted(self.arms.items())}
+        """Per version, arm and comparison: lists, shoppers, clicks, purchases, revenue, rates."""
+        return {"/".join(filter(None, key)): outcomes.summary() for key, outcomes in sorted(self.arms.items())}

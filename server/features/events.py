@@ -36,7 +36,7 @@ NUMBER_FIELDS = frozenset({"quantity", "price", "amount", "cost", "stock"})
 NON_NEGATIVE = frozenset({"price", "amount", "cost"})
 STRING_FIELDS = frozenset({"product_id", "query", "order_id", "currency", "card_id", "device_id", "ip", "email",
                            "shipping_address_id", "billing_address_id", "location", "title", "description",
-                           "request_id", "model_version", "placement", "arm"})
+                           "request_id", "model_version", "placement", "arm", "experiment"})
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 ID_ROOM = 16  # for the prefixes of ids the server derives
@@ -44,7 +44,7 @@ MAX_TIMESTAMP_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last mom
 # payload strings that are ids (the id limit); the other strings are text
 ID_FIELDS = frozenset({"product_id", "order_id", "currency", "card_id", "device_id", "ip", "email",
                        "shipping_address_id", "billing_address_id", "location", "request_id", "model_version",
-                       "placement", "arm"})
+                       "placement", "arm", "experiment"})
 
 
 class EventError(ValueError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,9 @@ from .recommend_inputs import (AFFINITY, HISTORY, SESSION_SEQUENCES, USER_SCALAR
 from .recommend_signals import SIGNALS, Signals
 from .served_log import ServedLog
 from .shadow import Shadow
-from ..experiments.arms import CANDIDATE, HOLDOUT, PRODUCTION, ExperimentConfig
+from ..experiments.arm_latency import ArmLatency
+from ..experiments.arms import CANDIDATE, HOLDOUT, PRODUCTION
+from ..experiments.config import ExperimentConfig
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +137,7 @@ class RecommendResult:
     fallback: bool = False
     fallback_reason: str = ""
     arm: str = PRODUCTION  # the experiment's arm the shopper is in (server/experiments/arms.py)
+    experiment: str = ""  # the challenger's version while there is one ("recommend:2"): whom the arms compare
 
 
 @dataclass
@@ -165,23 +169,35 @@ class Recommender:
         self.shown = ServedLog(features) if self.config.log_shown else None
         self.shadow = shadow
         self.experiment = experiment or ExperimentConfig()
+        self.arm_latency = ArmLatency()
+        # the version the candidate's share gets, and its arm's name: the candidate, or, while
+        # the gate watches a version it promoted, the version that one replaced (experiments/runner.py)
+        self.challenger: Callable[[], tuple[ModelVersion, str] | None] = self._candidate
+
+    def _candidate(self) -> tuple[ModelVersion, str] | None:
+        candidate = self.repository.candidate(MODEL)
+        return (candidate, CANDIDATE) if candidate is not None else None
 
     async def recommend(self, query: RecommendQuery, deadline: float | None = None) -> RecommendResult:
         try:
             version = self.repository.get(MODEL)
         except NotFound:
             raise Unavailable("no recommend model is loaded: build one with `hanzo train recommend`") from None
-        arm = PRODUCTION
+        arm, experiment = PRODUCTION, ""
         if self.experiment.enabled:
-            candidate = self.repository.candidate(MODEL)
+            started = time.perf_counter()
+            challenger = self.challenger()
             arm = self.experiment.arm(MODEL, query.merchant_id, query.user_id or query.session_id,
-                                      candidate.version if candidate is not None else None)
+                                      challenger[0].version if challenger is not None else None)
             if arm == CANDIDATE:
-                version = candidate
+                version, arm = challenger
+            experiment = f"{MODEL}:{challenger[0].version}" if challenger is not None else ""
         reads = await self._read(query) if arm != HOLDOUT else None
         result = await self._answer(version, query, reads, deadline) if reads is not None else \
             self._held_out(version, query)
-        result.arm = arm
+        result.arm, result.experiment = arm, experiment
+        if self.experiment.enabled:
+            self.arm_latency.record(f"{MODEL}:{version.version}", arm, time.perf_counter() - started)
         request_id = query.request_id
         if self.shown is not None:
             shown = self._shown_event(query, result)
@@ -327,7 +343,7 @@ class Recommender:
                 "user_id": query.user_id or None, "session_id": query.session_id or f"user:{query.user_id}",
                 "payload": {"product_ids": [item.product_id for item in result.items], "request_id": request_id,
                             "model_version": f"{MODEL}:{result.model_version}", "placement": query.placement,
-                            "arm": result.arm},
+                            "arm": result.arm, "experiment": result.experiment},
                 "context": {"merchant_id": query.merchant_id} if query.merchant_id else {}}
 
     async def close(self) -> None:

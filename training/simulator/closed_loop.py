@@ -48,6 +48,8 @@ class Impressions:
     expected_purchases: list[float] = field(default_factory=list)
     versions: dict[str, int] = field(default_factory=dict)
     failures: int = 0  # recommend calls that raised
+    shoppers: list[str] = field(default_factory=list)  # per list: who saw it (the truth knows the anonymous too)
+    times: list[int] = field(default_factory=list)  # per list: when, ms
 
 
 class ClosedLoopSimulation(Simulation):
@@ -132,6 +134,8 @@ class ClosedLoopSimulation(Simulation):
         out.lists += 1
         out.impressions += len(shown)
         out.versions[version] = out.versions.get(version, 0) + 1
+        out.shoppers.append(shopper.user_id)
+        out.times.append(t)
         clicks, self._clicked = 0, set()
         expected_clicks = expected_purchases = 0.0
         for rank, i in enumerate(shown, 1):
