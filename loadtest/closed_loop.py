@@ -53,12 +53,12 @@ def per_thousand(outcome: Impressions, seed: int) -> dict:
     return out
 
 
-def _serve(workdir: Path, catalog: Path) -> tuple[subprocess.Popen, str]:
+def _serve(workdir: Path, catalog: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
     port = free_port()
     (workdir / "model_repo").mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "hanzo.server.commands", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--no-demo-models", "--model-repo", str(workdir / "model_repo"), "--data-dir", str(workdir / "data"),
-           "--catalog", str(catalog), "--drain-delay", "0"]
+           "--catalog", str(catalog), "--drain-delay", "0", *extra]
     with open(workdir / "serve.log", "w") as log:
         process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
     url = f"127.0.0.1:{port}"

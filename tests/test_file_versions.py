@@ -83,6 +83,9 @@ async def test_promote_and_rollback_through_the_repository_promotions(tmp_path):
     assert versions.current().value == "one" and read_pointer(folder).action == "rollback"
     with pytest.raises(NotFound, match="not in the repository"):
         await promotions.promote("search", 1, "test")
+    with pytest.raises(FailedPrecondition, match="production moved"):  # a compare-and-set that lost
+        await promotions.promote("pricing", 2, "gate", expected=2)
+    assert versions.current().value == "one"
 
 
 async def test_a_version_that_does_not_load_is_never_switched_to(tmp_path):
@@ -108,3 +111,17 @@ def test_a_damaged_pointer_leaves_what_served_serving(tmp_path):
     assert versions.current().value == "one"
     with pytest.raises(FailedPrecondition, match="not a production pointer"):
         Promotions(versions)._current("pricing")
+
+
+def test_a_production_file_rewritten_broken_keeps_serving_its_copy_through_later_changes(tmp_path):
+    folder = tmp_path / "pricing"
+    _write(folder, 1, "one")
+    _write(folder, 2, "two")
+    pin_production(folder, by="test")  # production: 2
+    versions = _versions(folder)
+    assert versions.current().value == "two"
+    _write(folder, 2, text="broken")
+    os.utime(folder / "2" / "m.npz", ns=(5, 5))
+    assert versions.current().value == "two"  # the copy read before
+    _write(folder, 3, "three")  # an unrelated change: a new candidate
+    assert versions.current().value == "two" and versions.candidate("pricing").value == "three"

@@ -99,6 +99,8 @@ class ServerConfig:
             raise ValueError(f"log_format must be json or text, not {self.log_format!r}")
         if not 0 <= self.port < 65536:
             raise ValueError(f"port must be in 0..65535, not {self.port}")
+        if self.experiment.enabled and not self.recommend.log_shown:
+            raise ValueError("[experiment] needs [recommend] log_shown = true: outcomes are joined to the lists logged")
 
     @classmethod
     def from_toml(cls, path: Path, **overrides: Any) -> "ServerConfig":

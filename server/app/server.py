@@ -23,6 +23,7 @@ from ..api.services import add_service
 from . import exposure
 from .config import ServerConfig
 from ..features.service import FeatureService
+from ..features.tenancy import scoped
 from ..api.latency import LatencyRecorder
 from .metrics import ServerCollector, registry_for, serve_metrics
 from ..models import ModelRepository, RepositoryOptions
@@ -68,6 +69,7 @@ class HanzoServer:
         self.gate: GateRunner | None = None
         if self.outcomes is not None:
             self.features.listeners.append(self.outcomes.observe)
+            self.recommender.on_shown = self.outcomes.shown
             if experiment.gate:
                 self.gate = GateRunner("recommend", self.repository, self.promotions, self.outcomes,
                                        self.recommender.arm_latency, experiment)
@@ -225,6 +227,8 @@ class HanzoServer:
                 await served.flush()
         receipt = await self.features.forget(merchant, user)
         self.fraud.forget_answers()
+        if self.outcomes is not None:
+            self.outcomes.forget(scoped(merchant, user))
         return receipt
 
     async def stop(self, grace: float | None = None, delay: float | None = None, release_port: bool = True) -> None:

@@ -3,7 +3,8 @@ p-value valid however often that is (server/experiments/sequential.py).
 
 A verdict, in this order:
 - `stop` on a sample ratio mismatch: the shoppers did not fall into the arms as the split says,
-  so the assignment or the logging is broken and no comparison can be trusted;
+  so the assignment or the logging is broken and no comparison can be trusted (`wait`, saying
+  so, while watching: nothing is rolled back on data that cannot be trusted);
 - `wait` until each arm has `min_shoppers` shoppers (the test still looks meanwhile: its
   p-value stays valid, but a few early shoppers should not decide a model);
 - `stop` when the candidate is significantly worse on the metric;
@@ -40,8 +41,9 @@ class GateConfig:
             raise ValueError(f"gate metric must be one of {', '.join(METRICS)}, not {self.metric!r}")
         if not 0 < self.alpha < 1 or not 0 < self.srm_alpha < 1:
             raise ValueError("gate alpha and srm_alpha must be in (0, 1)")
-        if self.tau_relative <= 0 or self.min_shoppers < 2 or self.latency_ratio < 1:
-            raise ValueError("gate tau_relative must be > 0, min_shoppers >= 2 and latency_ratio >= 1")
+        if not (0 < self.tau_relative < math.inf and 1 <= self.latency_ratio < math.inf and self.min_shoppers >= 2):
+            raise ValueError("gate tau_relative must be finite and > 0, latency_ratio finite and >= 1, "
+                             "min_shoppers >= 2")
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class Gate:
 
     def __init__(self, config: GateConfig, shares: tuple[float, float], watching: bool = False) -> None:
         self.config = config
-        self.shares = shares  # (production's, the candidate's) share of the split
+        self.shares = shares  # the split's shares of the two arms judge() is given, in its order
         self.watching = watching
         self.test = AlwaysValidTest(config.alpha, config.tau_relative)
 
@@ -72,8 +74,8 @@ class Gate:
                    "production_rate": _round(base.ratio), "candidate_rate": _round(new.ratio),
                    "relative_difference": _round(comparison.relative) if comparison else None,
                    "p_always_valid": _round(p), "looks": self.test.looks, "sample_ratio_p": _round(srm)}
-        if srm < self.config.srm_alpha:
-            return Verdict("stop", f"sample ratio mismatch: {base.n} and {new.n} shoppers where the split is "
+        if srm < self.config.srm_alpha:  # watching, nothing is rolled back on data that cannot be trusted
+            return Verdict("wait" if self.watching else "stop", f"sample ratio mismatch: {base.n} and {new.n} shoppers where the split is "
                                    f"{self.shares[0]:g} : {self.shares[1]:g} (p = {srm:.2g})", figures)
         if min(base.n, new.n) < self.config.min_shoppers:
             return Verdict("wait", f"fewer than {self.config.min_shoppers} shoppers in an arm", figures)

@@ -47,6 +47,19 @@ class RatioArm:
         self.den2 += new_den * new_den - old_den * old_den
         self.cross += new_num * new_den - old_num * old_den
 
+    def remove(self, unit: str) -> None:
+        """A unit gone entirely (a shopper erased on request): its totals leave the sums."""
+        totals = self.units.pop(unit, None)
+        if totals is None:
+            return
+        num, den = totals
+        self.n -= 1
+        self.num -= num
+        self.den -= den
+        self.num2 -= num * num
+        self.den2 -= den * den
+        self.cross -= num * den
+
     @property
     def ratio(self) -> float:
         return self.num / self.den if self.den > 0 else math.nan

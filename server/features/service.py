@@ -354,7 +354,10 @@ class FeatureService(BatchesInFlight, SnapshotWriting, OnlineRebuilds):
         self._apply(records, first_seq, hashes)
         self.applied_seq = first_seq + len(records)
         for listener in self.listeners:
-            listener(records)
+            try:
+                listener(records)
+            except Exception:  # noqa: BLE001 - the batch is logged and applied whatever a listener does
+                log.exception("an applied batch's listener failed")
         self._since_snapshot += len(records)
         if self._since_snapshot >= self.config.snapshot_every_events:
             if background:

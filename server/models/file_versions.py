@@ -180,7 +180,7 @@ class FileModelVersions(Generic[T]):
             return True
         failed = self._failed.get(version)
         if failed is not None and failed[0] == stamp:
-            return False
+            return have is not None  # the rewrite that failed is not read again; the copy before serves
         path = self.model_dir / str(version) / self.file_name
         try:
             value = self._load_file(path)

@@ -40,16 +40,25 @@ class Promotions:
             raise NotFound(f"model {quote(name)} is not in the repository (models: {models[:50]})")
         return [*(c for c in self.companions.get(name, ()) if c in models), name]
 
-    async def promote(self, name: str, version: int, by: str) -> list[str]:
+    async def promote(self, name: str, version: int, by: str, expected: int | None = None) -> list[str]:
         """Make `version` (0: the candidate) production for `name` and its companions; returns
-        the models switched. A caller who goes away does not stop a switch midway."""
-        return await asyncio.shield(self._promote(name, version, by))
+        the models switched. A caller who goes away does not stop a switch midway. `expected`:
+        switch only if that version serves when the switch's turn comes (a compare-and-set, for
+        a caller that judged what served then)."""
+        return await asyncio.shield(self._promote(name, version, by, expected))
 
-    async def rollback(self, name: str, by: str) -> list[str]:
-        return await asyncio.shield(self._rollback(name, by))
+    async def rollback(self, name: str, by: str, expected: int | None = None) -> list[str]:
+        return await asyncio.shield(self._rollback(name, by, expected))
 
-    async def _promote(self, name: str, version: int, by: str) -> list[str]:
+    def _check_expected(self, name: str, expected: int | None) -> None:
+        serving = self.repository.serving_version(name)
+        if expected is not None and serving != expected:
+            raise FailedPrecondition(f"model {quote(name)} serves version {serving} now, not {expected}: "
+                                     f"production moved meanwhile, so nothing was switched")
+
+    async def _promote(self, name: str, version: int, by: str, expected: int | None = None) -> list[str]:
         async with self._lock:
+            self._check_expected(name, expected)
             group = self._group(name)
             if version == 0:
                 version = self._candidate_version(name)
@@ -61,8 +70,9 @@ class Promotions:
             await self._switch([(m, promoted(self._current(m), version, by)) for m in group])
             return group
 
-    async def _rollback(self, name: str, by: str) -> list[str]:
+    async def _rollback(self, name: str, by: str, expected: int | None = None) -> list[str]:
         async with self._lock:
+            self._check_expected(name, expected)
             group = self._group(name)
             await self._switch([(m, rolled_back(self._current(m), m, by)) for m in group])
             return group

@@ -173,6 +173,9 @@ class Recommender:
         # the version the candidate's share gets, and its arm's name: the candidate, or, while
         # the gate watches a version it promoted, the version that one replaced (experiments/runner.py)
         self.challenger: Callable[[], tuple[ModelVersion, str] | None] = self._candidate
+        # told of every list served (the experiments' outcome join), in process: never from
+        # events a caller could send
+        self.on_shown: Callable[[dict], None] | None = None
 
     def _candidate(self) -> tuple[ModelVersion, str] | None:
         candidate = self.repository.candidate(MODEL)
@@ -197,12 +200,14 @@ class Recommender:
             self._held_out(version, query)
         result.arm, result.experiment = arm, experiment
         if self.experiment.enabled:
-            self.arm_latency.record(f"{MODEL}:{version.version}", arm, time.perf_counter() - started)
+            self.arm_latency.record(f"{MODEL}:{version.version}", arm, experiment, time.perf_counter() - started)
         request_id = query.request_id
         if self.shown is not None:
             shown = self._shown_event(query, result)
             request_id = shown["payload"]["request_id"]  # the id the outcomes will be joined by
             self.shown.record(shown)
+            if self.on_shown is not None:
+                self.on_shown(shown)
         if self.shadow is not None and self.shadow.enabled and arm == PRODUCTION:
             self.shadow.offer(MODEL, self.repository.candidate(MODEL), request_id,
                               {"primary_version": version.version, "primary": [i.product_id for i in result.items]},

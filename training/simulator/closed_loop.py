@@ -49,6 +49,7 @@ class Impressions:
     versions: dict[str, int] = field(default_factory=dict)
     failures: int = 0  # recommend calls that raised
     shoppers: list[str] = field(default_factory=list)  # per list: who saw it (the truth knows the anonymous too)
+    list_versions: list[str] = field(default_factory=list)  # per list: the model version that answered
     times: list[int] = field(default_factory=list)  # per list: when, ms
 
 
@@ -135,6 +136,7 @@ class ClosedLoopSimulation(Simulation):
         out.impressions += len(shown)
         out.versions[version] = out.versions.get(version, 0) + 1
         out.shoppers.append(shopper.user_id)
+        out.list_versions.append(version)
         out.times.append(t)
         clicks, self._clicked = 0, set()
         expected_clicks = expected_purchases = 0.0
