@@ -31,6 +31,13 @@ def _versions(folder) -> FileModelVersions:
     return FileModelVersions(folder, "m.npz", _load, "test model", "write one", check_every_s=0.0)
 
 
+def _production_1_candidate_2(folder) -> FileModelVersions:
+    _write(folder, 1, "one")
+    pin_production(folder, by="test")
+    _write(folder, 2, "two")
+    return _versions(folder)
+
+
 def _states(versions) -> dict[str, tuple[str, str]]:
     return {e.version: (e.state, e.reason) for e in versions.index()}
 
@@ -51,10 +58,7 @@ def test_without_a_pointer_the_newest_version_serves_and_changes_are_followed(tm
 
 def test_under_a_pointer_production_serves_and_the_candidate_answers_when_named(tmp_path):
     folder = tmp_path / "pricing"
-    _write(folder, 1, "one")
-    pin_production(folder, by="test")
-    _write(folder, 2, "two")
-    versions = _versions(folder)
+    versions = _production_1_candidate_2(folder)
     assert versions.current().value == "one"
     assert versions.candidate("pricing").value == "two" and versions.version(2).value == "two"
     assert _states(versions)["2"][0] == READY and "candidate" in _states(versions)["2"][1]
@@ -102,10 +106,7 @@ async def test_a_version_that_does_not_load_is_never_switched_to(tmp_path):
 
 def test_a_damaged_pointer_leaves_what_served_serving(tmp_path):
     folder = tmp_path / "pricing"
-    _write(folder, 1, "one")
-    pin_production(folder, by="test")
-    _write(folder, 2, "two")
-    versions = _versions(folder)
+    versions = _production_1_candidate_2(folder)
     assert versions.current().value == "one"
     (folder / "production.json").write_text("{")
     assert versions.current().value == "one"

@@ -95,17 +95,10 @@ def _options(artifacts):
 
 def test_a_server_shadows_recommend_on_the_candidate(store, tmp_path, server_process):
     root, world, events = store
-    repo = root / "repo"
-    if not (repo / "recommend" / "2").is_dir():  # run alone: the candidate the test above retrains
-        train(root / "early.jsonl", repo, world / "catalog.jsonl", config=TrainingConfig(epochs=1, seed=1),
-              log=lambda m: None)
-    config = tmp_path / "shadow.toml"
-    # every request copied and none given up: the calls come back to back, so copies wait for the end
-    config.write_text("[shadow]\nshare = 1.0\ncpu_share = 1.0\nmax_in_flight = 64\nmax_wait_s = 120\n")
     data = tmp_path / "data"
-    shutil.copytree(root / "data", data)
-    server = server_process(repo, "--no-demo-models", "--data-dir", str(data), "--catalog",
-                                 str(world / "catalog.jsonl"), "--config", str(config))
+    # every request copied and none given up: the calls come back to back, so copies wait for the end
+    server = _serve_candidate(store, tmp_path, server_process, root / "repo",
+                              "[shadow]\nshare = 1.0\ncpu_share = 1.0\nmax_in_flight = 64\nmax_wait_s = 120\n")
     stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(server.url))
     buyers = list(dict.fromkeys(r["user_id"] for r in reversed(events)
                                 if r["event_type"] == "purchase" and r.get("user_id")))[:20]
@@ -132,17 +125,11 @@ def test_a_server_splits_shoppers_into_production_candidate_and_holdout(store, t
     """[experiment]: each shopper stays in one arm; the candidate answers its arm, the holdout
     gets the non-personalised list, and every list shown is logged with its arm."""
     root, world, events = store
-    repo = root / "repo"
-    if not (repo / "recommend" / "2").is_dir():  # run alone: the candidate the tests above retrain
-        train(root / "early.jsonl", repo, world / "catalog.jsonl", config=TrainingConfig(epochs=1, seed=1),
-              log=lambda m: None)
-    config = tmp_path / "experiment.toml"
-    config.write_text("[experiment]\ncandidate_share = 0.3\nholdout_share = 0.2\nsalt = \"test\"\n")
     data = tmp_path / "data"
-    shutil.copytree(root / "data", data)
     metrics_port = free_port()
-    server = server_process(repo, "--no-demo-models", "--data-dir", str(data), "--catalog",
-                            str(world / "catalog.jsonl"), "--config", str(config), "--metrics-port", str(metrics_port))
+    server = _serve_candidate(store, tmp_path, server_process, root / "repo",
+                              "[experiment]\ncandidate_share = 0.3\nholdout_share = 0.2\nsalt = \"test\"\n",
+                              "--metrics-port", str(metrics_port))
     users = list(dict.fromkeys(r["user_id"] for r in events if r.get("user_id")))[:200]
     arms: dict[str, str] = {}
     with grpc.insecure_channel(server.url) as channel:
@@ -187,6 +174,20 @@ def test_a_server_splits_shoppers_into_production_candidate_and_holdout(store, t
         assert record["payload"]["arm"] == arms[record["user_id"]]
 
 
+def _serve_candidate(store, tmp_path, server_process, repo, config_text: str, *extra: str):
+    """A server on a copy of the store, over `repo` with recommend version 1 in production and
+    2 its candidate, configured by `config_text`."""
+    root, world, _ = store
+    if not (repo / "recommend" / "2").is_dir():  # run alone: the candidate the retrain test makes
+        train(root / "early.jsonl", repo, world / "catalog.jsonl", config=TrainingConfig(epochs=1, seed=1),
+              log=lambda m: None)
+    config = tmp_path / "server.toml"
+    config.write_text(config_text)
+    shutil.copytree(root / "data", tmp_path / "data")
+    return server_process(repo, "--no-demo-models", "--data-dir", str(tmp_path / "data"), "--catalog",
+                          str(world / "catalog.jsonl"), "--config", str(config), *extra)
+
+
 def _experiment_counts(port: int, name: str) -> dict[str, int]:
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -209,19 +210,13 @@ def test_the_gate_promotes_a_better_candidate_and_rolls_back_one_that_degrades(s
     root, world, events = store
     repo = tmp_path / "repo"
     shutil.copytree(root / "repo", repo)
-    if not (repo / "recommend" / "2").is_dir():  # run alone: the candidate the tests above retrain
-        train(root / "early.jsonl", repo, world / "catalog.jsonl", config=TrainingConfig(epochs=1, seed=1),
-              log=lambda m: None)
     for extra in (p for p in (repo / "recommend").iterdir() if p.name.isdigit() and int(p.name) > 2):
         shutil.rmtree(extra)
-    config = tmp_path / "gate.toml"
-    config.write_text("[experiment]\ncandidate_share = 0.5\nsalt = \"gate-test\"\ngate = true\ngate_every_s = 0.2\n"
-                      "min_shoppers = 20\nlatency_ratio = 100.0\n"  # the latency guard: tests/test_experiments_outcomes.py
-                      "tau_relative = 1.0\n")  # the differences here are large: the test expects large ones
-    data = tmp_path / "data"
-    shutil.copytree(root / "data", data)
-    server = server_process(repo, "--no-demo-models", "--data-dir", str(data), "--catalog",
-                            str(world / "catalog.jsonl"), "--config", str(config))
+    server = _serve_candidate(store, tmp_path, server_process, repo,
+                              "[experiment]\ncandidate_share = 0.5\nsalt = \"gate-test\"\ngate = true\n"
+                              "gate_every_s = 0.2\nmin_shoppers = 20\n"
+                              "latency_ratio = 100.0\n"  # the latency guard: tests/test_experiments_outcomes.py
+                              "tau_relative = 1.0\n")  # the differences here are large: the test expects large ones
     users = list(dict.fromkeys(r["user_id"] for r in events if r.get("user_id")))[:160]
     clock = [max(r["timestamp"] for r in events)]
 
