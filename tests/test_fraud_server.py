@@ -4,7 +4,9 @@ decisions from each merchant's thresholds, reasons in words, retries answered th
 bad input refused by field."""
 from __future__ import annotations
 
+import json
 import math
+import urllib.request
 
 import grpc
 import pytest
@@ -14,6 +16,9 @@ pytest.importorskip("torch")
 pytest.importorskip("xgboost")
 pytest.importorskip("onnxmltools")
 
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from hanzo.loadtest.targets import free_port  # noqa: E402
 from hanzo.server.surfaces.fraud_inputs import FraudOrder  # noqa: E402
 from hanzo.training.fraud import eval_server, pipeline  # noqa: E402
 from hanzo.training.simulator import SimulationConfig, simulate  # noqa: E402
@@ -40,9 +45,18 @@ def trained(tmp_path_factory):
 
 def test_served_scores_equal_the_offline_replay(trained, server_process):
     root, _ = trained
-    server = server_process(root / "repo", "--config", str(root / "hanzo.toml"))
+    metrics_port = free_port()
+    server = server_process(root / "repo", "--config", str(root / "hanzo.toml"), "--metrics-port", str(metrics_port))
     report = eval_server.evaluate(server.url, root / "sim" / "events.jsonl.gz", root / "repo", log=lambda *_: None)
-    assert report["orders"] > 50 and report["model_version"] == "1"
+    assert report["orders"] > 100 and report["model_version"] == "1"
+    # drift: every input and the score against the training reference the version shipped;
+    # the replayed days are the ones after training's, of the same shop, so they read as stable
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    drift = {s.labels["input"]: s.value for family in text_string_to_metric_families(text) for s in family.samples
+             if s.name == "hanzo_drift_psi" and s.labels["model"] == "fraud"}
+    names = json.loads((root / "repo" / "fraud" / "1" / "inputs.json").read_text())["names"]
+    assert set(drift) == {*names, "score"}
+    assert drift["score"] < 0.25, drift
     assert report["offline_max_abs_difference"] < 1e-4
     assert sum(report["decisions"].values()) == report["orders"]
     # the served decisions agree with the scores: VERIFY and above exactly where the score is >= 0.3

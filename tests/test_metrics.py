@@ -87,3 +87,9 @@ def test_metrics_follow_the_traffic(demo_repo, server_process):
              for name in re.findall(r"hanzo_[a-z_]+", target["expr"])}
     asked = {re.sub(r"_total$", "", name) if name not in exported else name for name in asked}
     assert asked and asked <= exported, asked - exported
+    # and every series the alerting rules name
+    rules = (Path(__file__).parent.parent / "loadtest/dashboards/hanzo-alerts.yml").read_text()
+    alerted = {re.sub(r"_total$", "", name) if name not in exported else name
+               for line in rules.splitlines() if line.strip().startswith("expr:")
+               for name in re.findall(r"hanzo_[a-z_]+", line)}
+    assert alerted and alerted <= exported, alerted - exported

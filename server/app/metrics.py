@@ -63,8 +63,8 @@ class ServerCollector:
         yield from self._store()
         yield from self._served_log()
         yield from self._shadow()
-        if self.outcomes is not None:
-            yield from experiment_metrics(self.outcomes)
+        yield from self._drift()
+        yield from experiment_metrics(self.outcomes)  # declared (empty) without an experiment too
 
     def _models(self) -> Iterator[Metric]:
         labels = ["model", "version"]
@@ -145,6 +145,23 @@ class ServerCollector:
         flushed.add_metric([], SERVED_LOG.flushed)
         yield from (lost, failures, flushed)
 
+    def _drift(self) -> Iterator[Metric]:
+        """Per model version that ships a training reference: each input's and the score's PSI
+        and KS over its last scored rows (server/experiments/drift.py)."""
+        labels = ["model", "version", "input"]
+        psi = GaugeMetricFamily("hanzo_drift_psi", "population stability index of an input (or the score) over "
+                                "the last scored rows against training's", labels=labels)
+        ks = GaugeMetricFamily("hanzo_drift_ks", "largest gap between the cumulative shares of an input (or the "
+                               "score), live against training, binned", labels=labels)
+        for name in self.repository.names():
+            for version in self.repository.ready_versions(name):
+                window = getattr(version.artifacts, "drift", None)
+                measured = window.measure() if window is not None else None
+                for feature, (p, k) in (measured or {}).items():
+                    psi.add_metric([name, version.version_str, feature], p)
+                    ks.add_metric([name, version.version_str, feature], k)
+        yield from (psi, ks)
+
     @staticmethod
     def _shadow() -> Iterator[Metric]:
         calls = CounterMetricFamily("hanzo_shadow_calls", "shadow copies a candidate answered or failed",
@@ -160,7 +177,7 @@ class ServerCollector:
         yield from (calls, skipped, lost)
 
 
-def experiment_metrics(outcomes: OutcomeJoin) -> Iterator[Metric]:
+def experiment_metrics(outcomes: OutcomeJoin | None) -> Iterator[Metric]:
     """Per model version and arm: lists shown, and the clicks, purchases and revenue joined to
     them (server/experiments/outcomes.py); the ratios between them are CTR, conversion and
     revenue per list."""
@@ -169,13 +186,13 @@ def experiment_metrics(outcomes: OutcomeJoin) -> Iterator[Metric]:
         ("lists", "recommendation lists shown"), ("clicks", "clicks on a product of a list shown"),
         ("purchases", "purchases of a clicked product within the attribution window"),
         ("revenue", "revenue of those purchases"))}
-    for key, arm_outcomes in sorted(outcomes.arms.items()):
+    for key, arm_outcomes in sorted(outcomes.arms.items() if outcomes is not None else ()):
         families["lists"].add_metric(list(key), arm_outcomes.clicks.den)
         families["clicks"].add_metric(list(key), arm_outcomes.clicks.num)
         families["purchases"].add_metric(list(key), arm_outcomes.purchases.num)
         families["revenue"].add_metric(list(key), arm_outcomes.revenue.num)
     late = CounterMetricFamily("hanzo_experiment_outcomes_late", "outcomes whose list was no longer remembered")
-    late.add_metric([], outcomes.late)
+    late.add_metric([], outcomes.late if outcomes is not None else 0)
     yield from (*families.values(), late)
 
 

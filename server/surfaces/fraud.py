@@ -24,6 +24,7 @@ from .fraud_inputs import FraudInputs, FraudOrder
 from .fraud_reasons import reason_text
 from .served_log import ServedLog
 from .shadow import Shadow
+from ..experiments.drift import REFERENCE_FILE, DriftWindow, Reference
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class FraudArtifacts:
     trees: TreeEnsemble
     inputs: FraudInputs
     alpha: float
+    drift: DriftWindow | None = None  # the live inputs and scores against training's, where it shipped a reference
 
     @classmethod
     def load(cls, version_dir: Path) -> "FraudArtifacts":
@@ -111,7 +113,10 @@ class FraudArtifacts:
         trees = TreeEnsemble.load(version_dir / "trees.npz")
         if trees.n_features != len(inputs.names):
             raise ValueError(f"{version_dir}: trees take {trees.n_features} inputs, the layout has {len(inputs.names)}")
-        return cls(trees, inputs, float(meta["alpha"]))
+        reference = Reference.load(version_dir / REFERENCE_FILE)
+        if reference is not None and list(reference.names) != [*inputs.names, "score"]:
+            raise ValueError(f"{version_dir}: {REFERENCE_FILE} describes other inputs than inputs.json")
+        return cls(trees, inputs, float(meta["alpha"]), DriftWindow(reference) if reference is not None else None)
 
 
 def _first_difference(a, b) -> str:
@@ -174,6 +179,8 @@ class FraudScorer:
         x = await self._inputs(artifacts.inputs, order)
         out = await version.infer({"features": x}, deadline)
         score = float(out["score"][0, 0])
+        if artifacts.drift is not None:
+            artifacts.drift.add(x[0], score)
         reasons = self._reasons(artifacts, x, artifacts.inputs.not_given(order)) if self.config.reasons else []
         result = FraudResult(score, self.config.policy(merchant_id).decide(score), reasons, version.version_str,
                              request_id)

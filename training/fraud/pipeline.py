@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
+from hanzo.server.experiments.drift import REFERENCE_FILE, Reference
 from hanzo.server.features.formats import read_records
 from hanzo.server.surfaces.fraud_inputs import FraudInputs
 from hanzo.training.repository_writer import write_version
@@ -73,7 +74,10 @@ def train_fraud(events_path: Path, model_repo: Path, seed: int = 0, log=print, t
                 f"caught {at['caught_share']:.3f} of fraud amount, false-positive rate {at['false_positive_rate']:.5f}")
         if part in report:
             log(f"{part} ensemble vs rules: {report[part]['ensemble_vs_rules']}")
-    version_dir = write_fraud_version(model_repo, booster, mlp, alpha, inputs, report)
+    # the inputs and scores the newest rows before the test gave: what live traffic is held to
+    reference = Reference.from_rows(list(inputs.names), validation.x, alpha * predict_xgb(booster, validation.x)
+                                    + (1 - alpha) * predict(mlp, validation.x))
+    version_dir = write_fraud_version(model_repo, booster, mlp, alpha, inputs, report, reference)
     return {**report, "version_dir": str(version_dir)}
 
 
@@ -110,7 +114,8 @@ def compare(test: FraudRows, booster, mlp, alpha: float, amount_line: float, see
                 "review_rate_same_catch": same_catch["review_rate"]}}
 
 
-def write_fraud_version(model_repo: Path, booster, mlp, alpha: float, inputs: FraudInputs, report: dict) -> Path:
+def write_fraud_version(model_repo: Path, booster, mlp, alpha: float, inputs: FraudInputs, report: dict,
+                        reference: Reference | None = None) -> Path:
     n = len(inputs.names)
     root = Path(model_repo) / MODEL
     existing = [int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit()] if root.is_dir() else []
@@ -132,5 +137,10 @@ def write_fraud_version(model_repo: Path, booster, mlp, alpha: float, inputs: Fr
                                         "alpha": alpha}).encode(),
              "report.json": json.dumps(report, indent=1, default=float).encode()}
     staging.unlink()
+    if reference is not None:
+        staging = Path(model_repo) / f".fraud-reference-{version}.json"
+        reference.save(staging)
+        extra[REFERENCE_FILE] = staging.read_bytes()
+        staging.unlink()
     return write_version(Path(model_repo), config, version, ensemble_onnx(booster, mlp, alpha, n), extra,
                          candidate=True)

@@ -1,0 +1,48 @@
+"""Drift against a training reference: the same distribution reads as stable, a shifted input
+(and only it) as drift, a missing input as drift, on PSI and KS; references round-trip."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hanzo.server.experiments.drift import DriftWindow, Reference, ks, psi
+
+
+def _reference(rng) -> Reference:
+    x = np.column_stack([rng.normal(0, 1, 20_000), rng.exponential(2.0, 20_000), rng.integers(0, 3, 20_000)])
+    return Reference.from_rows(["amount_z", "velocity", "device_count"], x, rng.random(20_000))
+
+
+def test_stable_inputs_read_stable_and_a_shifted_one_reads_as_drift(tmp_path):
+    rng = np.random.default_rng(7)
+    reference = _reference(rng)
+    reference.save(tmp_path / "reference.json")
+    loaded = Reference.load(tmp_path / "reference.json")
+    assert loaded.names == ("amount_z", "velocity", "device_count", "score")
+    assert np.allclose(loaded.shares, reference.shares, atol=1e-6)
+    assert Reference.load(tmp_path / "absent.json") is None
+
+    window = DriftWindow(loaded, window=2000)
+    for _ in range(99):
+        window.add(np.array([rng.normal(), rng.exponential(2.0), rng.integers(0, 3)]), rng.random())
+    assert window.measure() is None  # too few rows to say
+    for _ in range(3000):  # the window keeps the last 2000
+        window.add(np.array([rng.normal(), rng.exponential(2.0), rng.integers(0, 3)]), rng.random())
+    stable = window.measure()
+    assert all(p < 0.05 and k < 0.05 for p, k in stable.values()), stable
+    for _ in range(2000):  # amounts a standard deviation up; the rest as before
+        window.add(np.array([rng.normal(1.0, 1.0), rng.exponential(2.0), rng.integers(0, 3)]), rng.random())
+    moved = window.measure()
+    assert moved["amount_z"][0] > 0.25 and moved["amount_z"][1] > 0.3, moved
+    assert all(moved[name][0] < 0.05 for name in ("velocity", "device_count", "score")), moved
+    for _ in range(2000):  # device counts stop arriving
+        window.add(np.array([rng.normal(), rng.exponential(2.0), np.nan]), rng.random())
+    assert window.measure()["device_count"][0] > 1.0
+
+
+def test_psi_and_ks_of_known_shares():
+    same = np.array([0.25, 0.25, 0.25, 0.25])
+    assert psi(same, same) == 0.0 and ks(same, same) == 0.0
+    assert psi(same, np.array([0.5, 0.5, 0.0, 0.0])) == pytest.approx(
+        2 * 0.25 * np.log(2) + 2 * (1e-4 - 0.25) * np.log(1e-4 / 0.25), rel=1e-6)
+    assert ks(same, np.array([0.5, 0.5, 0.0, 0.0])) == pytest.approx(0.5)
