@@ -46,3 +46,13 @@ def test_psi_and_ks_of_known_shares():
     assert psi(same, np.array([0.5, 0.5, 0.0, 0.0])) == pytest.approx(
         2 * 0.25 * np.log(2) + 2 * (1e-4 - 0.25) * np.log(1e-4 / 0.25), rel=1e-6)
     assert ks(same, np.array([0.5, 0.5, 0.0, 0.0])) == pytest.approx(0.5)
+
+
+def test_values_past_the_training_range_are_a_bin_of_their_own():
+    rng = np.random.default_rng(3)
+    items = rng.integers(1, 6, 20_000).astype(float)  # baskets of 1 to 5 lines in training
+    reference = Reference.from_rows(["order_items"], items[:, None], rng.random(20_000))
+    window = DriftWindow(reference, window=2000)
+    for i in range(2000):  # 5% of orders now fill baskets of 12 lines: never seen
+        window.add(np.array([12.0 if i % 20 == 0 else float(rng.integers(1, 6))]), rng.random())
+    assert window.measure()["order_items"][0] > 0.25

@@ -19,6 +19,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, Hist
 
 from ..features.service import FeatureService
 from ..api.admission import REASONS, Admission
+from ..experiments.drift import DriftWindow
 from ..experiments.outcomes import OutcomeJoin
 from ..api.latency import LatencyRecorder
 from ..models import ModelRepository
@@ -41,8 +42,10 @@ _DURATIONS = (
 class ServerCollector:
     def __init__(self, repository: ModelRepository, latency: LatencyRecorder, features: FeatureService,
                  admission: Admission | None = None, late: dict[str, int] | None = None,
-                 outcomes: OutcomeJoin | None = None) -> None:
+                 outcomes: OutcomeJoin | None = None,
+                 drift: Callable[[], dict[tuple[str, str], DriftWindow]] = dict) -> None:
         self.repository = repository
+        self.drift = drift  # (model, version) -> its drift window, read at each scrape
         self.outcomes = outcomes  # the experiments' outcome join, where an experiment is on
         self.latency = latency
         self.features = features
@@ -153,13 +156,10 @@ class ServerCollector:
                                 "the last scored rows against training's", labels=labels)
         ks = GaugeMetricFamily("hanzo_drift_ks", "largest gap between the cumulative shares of an input (or the "
                                "score), live against training, binned", labels=labels)
-        for name in self.repository.names():
-            for version in self.repository.ready_versions(name):
-                window = getattr(version.artifacts, "drift", None)
-                measured = window.measure() if window is not None else None
-                for feature, (p, k) in (measured or {}).items():
-                    psi.add_metric([name, version.version_str, feature], p)
-                    ks.add_metric([name, version.version_str, feature], k)
+        for (model, version), window in sorted(self.drift().items()):
+            for feature, (p, k) in (window.measure() or {}).items():
+                psi.add_metric([model, version, feature], p)
+                ks.add_metric([model, version, feature], k)
         yield from (psi, ks)
 
     @staticmethod

@@ -147,7 +147,8 @@ class HanzoServer:
         log.info("listening", extra={"address": f"{self.config.host}:{self.port}", "version": VERSION})
         if self.config.metrics_port:
             registry = registry_for(ServerCollector(self.repository, self.latency, self.features, self.admission,
-                                                    self.edge.late, self.outcomes))
+                                                    self.edge.late, self.outcomes,
+                                                    lambda: {("fraud", v): w for v, w in self.fraud.drift.items()}))
             self._metrics = await serve_metrics(registry, self.config.host, self.config.metrics_port,
                                                 exposure.metrics_tls(tls), exposure.metrics_check(self.config,
                                                                                                  access))

@@ -1,7 +1,9 @@
 """Data drift: each model input's live distribution against the one it was trained on.
 
 Training writes a reference beside the model (`reference.json`): per input and for the score,
-bin edges at the training rows' deciles (ties merged) and the share of rows in each bin. On the
+bin edges at the training rows' deciles (ties merged) and at the ends of the range it saw, so
+values below or above anything training saw fall in bins of their own, and the share of rows
+in each bin. On the
 serving path a version's `DriftWindow` only copies each scored row into a ring buffer of the
 last `window` rows (one row copy, no per-feature work); at a metrics scrape the window is
 binned on the reference's edges and compared:
@@ -22,6 +24,8 @@ import numpy as np
 
 REFERENCE_FILE = "reference.json"
 BINS = 10
+# per input: below the training range, the ten deciles, above the range, and missing (NaN)
+WIDTH = BINS + 3
 FLOOR = 1e-4  # a bin's share where it is empty, so PSI stays finite
 
 
@@ -29,16 +33,20 @@ FLOOR = 1e-4  # a bin's share where it is empty, so PSI stays finite
 class Reference:
     names: tuple[str, ...]  # the inputs, then "score"
     edges: tuple[np.ndarray, ...]  # per name, inner bin edges (len b - 1 for b bins)
-    shares: np.ndarray  # [names, BINS + 2]: the share of training rows per bin, NaN's bin last
+    shares: np.ndarray  # [names, WIDTH]: the share of training rows per bin, NaN's bin last
 
     @classmethod
     def from_rows(cls, names: list[str], x: np.ndarray, score: np.ndarray) -> "Reference":
         columns = np.column_stack([np.asarray(x, np.float64), np.asarray(score, np.float64)])
-        edges, shares = [], np.zeros((columns.shape[1], BINS + 2))
+        edges, shares = [], np.zeros((columns.shape[1], WIDTH))
         for j in range(columns.shape[1]):
             column = columns[:, j]
             finite = column[np.isfinite(column)]
-            inner = np.unique(np.quantile(finite, np.linspace(0, 1, BINS + 1)[1:-1])) if len(finite) else np.zeros(0)
+            if len(finite):  # the deciles, and the training range's ends: a value never seen is a bin apart
+                inner = np.unique(np.concatenate([[finite.min()], np.quantile(finite, np.linspace(0, 1, BINS + 1)[1:-1]),
+                                                  [np.nextafter(finite.max(), np.inf)]]))
+            else:
+                inner = np.zeros(0)
             edges.append(inner)
             shares[j] = _shares(column, inner)
         return cls((*names, "score"), tuple(edges), shares)
@@ -59,11 +67,11 @@ class Reference:
 
 
 def _shares(column: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """The share of values per bin: len(inner) + 1 bins, padded to BINS + 1, then NaN's bin."""
-    counts = np.zeros(BINS + 2)
+    """The share of values per bin: len(inner) + 1 bins (padded), then NaN's bin."""
+    counts = np.zeros(WIDTH)
     finite = np.isfinite(column)
     binned = np.searchsorted(inner, column[finite], side="right")
-    counts[:BINS + 1] = np.bincount(binned, minlength=BINS + 1)[:BINS + 1]
+    counts[:WIDTH - 1] = np.bincount(binned, minlength=WIDTH - 1)[:WIDTH - 1]
     counts[-1] = (~finite).sum()
     return counts / max(len(column), 1)
 

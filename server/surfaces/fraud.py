@@ -68,6 +68,9 @@ class FraudConfig:
     # batched: how often the scored orders are written; shorter keeps each write (which holds
     # the event loop while the store applies it) short, and the velocity lag with it
     record_every_ms: float = 10.0
+    # drift: each version's last this many scored orders against its training reference (a few
+    # days of orders: shorter finds a new pattern sooner, and reads noisier)
+    drift_window: int = 5000
     # merchant id -> any of verify_at, review_at, above_review (the rest from above)
     merchants: dict[str, dict] = field(default_factory=dict)
 
@@ -80,6 +83,8 @@ class FraudConfig:
             raise ValueError(f"[fraud] record_every_ms must be > 0, not {self.record_every_ms}")
         if self.reasons < 0:
             raise ValueError(f"[fraud] reasons must be >= 0, not {self.reasons}")
+        if not 100 <= self.drift_window <= 1_000_000:
+            raise ValueError(f"[fraud] drift_window must be in [100, 1000000], not {self.drift_window}")
         self.policies: dict[str, MerchantPolicy] = {}
         for merchant, options in self.merchants.items():
             unknown = set(options) - {"verify_at", "review_at", "above_review"}
@@ -101,7 +106,7 @@ class FraudArtifacts:
     trees: TreeEnsemble
     inputs: FraudInputs
     alpha: float
-    drift: DriftWindow | None = None  # the live inputs and scores against training's, where it shipped a reference
+    reference: Reference | None = None  # training's inputs and scores, where the version shipped them
 
     @classmethod
     def load(cls, version_dir: Path) -> "FraudArtifacts":
@@ -116,7 +121,7 @@ class FraudArtifacts:
         reference = Reference.load(version_dir / REFERENCE_FILE)
         if reference is not None and list(reference.names) != [*inputs.names, "score"]:
             raise ValueError(f"{version_dir}: {REFERENCE_FILE} describes other inputs than inputs.json")
-        return cls(trees, inputs, float(meta["alpha"]), DriftWindow(reference) if reference is not None else None)
+        return cls(trees, inputs, float(meta["alpha"]), reference)
 
 
 def _first_difference(a, b) -> str:
@@ -153,6 +158,8 @@ class FraudScorer:
         self.log = ServedLog(features, every_s=self.config.record_every_ms / 1000) \
             if self.config.record_orders == "batched" else None
         self._answers: OrderedDict[str, FraudResult] = OrderedDict()
+        # per loaded version with a training reference: its live inputs and scores (metrics read them)
+        self.drift: dict[str, DriftWindow] = {}
 
     async def score(self, order: FraudOrder, merchant_id: str = "", request_id: str = "",
                     deadline: float | None = None) -> FraudResult:
@@ -179,8 +186,8 @@ class FraudScorer:
         x = await self._inputs(artifacts.inputs, order)
         out = await version.infer({"features": x}, deadline)
         score = float(out["score"][0, 0])
-        if artifacts.drift is not None:
-            artifacts.drift.add(x[0], score)
+        if artifacts.reference is not None:
+            self._drift_window(version.version_str, artifacts.reference).add(x[0], score)
         reasons = self._reasons(artifacts, x, artifacts.inputs.not_given(order)) if self.config.reasons else []
         result = FraudResult(score, self.config.policy(merchant_id).decide(score), reasons, version.version_str,
                              request_id)
@@ -195,6 +202,15 @@ class FraudScorer:
         elif self.config.record_orders == "sync" and self.features.is_open:
             await self.features.ingest([self._event(order, merchant_id, request_id, result)])
         return result
+
+    def _drift_window(self, version: str, reference: Reference) -> DriftWindow:
+        window = self.drift.get(version)
+        if window is None or window.reference is not reference:  # a new version, or one reloaded
+            window = self.drift[version] = DriftWindow(reference, self.config.drift_window)
+            loaded = {v.version_str for v in self.repository.ready_versions(MODEL)}
+            for gone in [v for v in self.drift if v not in loaded and v != version]:
+                del self.drift[gone]
+        return window
 
     async def _shadow_score(self, candidate: ModelVersion, inputs: FraudInputs, x: np.ndarray, order: FraudOrder,
                             merchant_id: str) -> dict:

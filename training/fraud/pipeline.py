@@ -33,7 +33,9 @@ def choose_alpha(y: np.ndarray, p_xgb: np.ndarray, p_mlp: np.ndarray) -> float:
     """The blend weight with the best validation precision-recall area (ties: nearer 0.5)."""
     grid = np.round(np.linspace(0.0, 1.0, 21), 2)
     scores = [average_precision(y, a * p_xgb + (1 - a) * p_mlp) for a in grid]
-    best = max(scores)
+    if not np.isfinite(scores).any():  # no chargeback in the validation days yet: nothing to choose by
+        return 0.5
+    best = np.nanmax(scores)
     return float(min((a for a, s in zip(grid, scores) if s >= best - 1e-12), key=lambda a: abs(a - 0.5)))
 
 

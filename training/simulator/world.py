@@ -41,7 +41,7 @@ def is_checkout_page(event: dict) -> bool:
 # Seconds from the checkout page_view to the order, (least, most), by who fills the form. Honest
 # shoppers: lognormal around 70 s, returning ones with saved details 8-22 s.
 FORM_FILL_SECONDS = {"legit": (8.0, 600.0), "card_testing": (2.0, 10.0), "account_takeover": (20.0, 60.0),
-                     "ring": (30.0, 90.0)}
+                     "ring": (30.0, 90.0), "reseller": (5.0, 20.0)}
 # Attacks a day per 2000 shoppers at fraud_level 1. A card-testing attack is 4-9 orders, a takeover
 # 1-4 (one per victim), a ring 3-18: about 1 fraud order a day, 0.4-0.5% of orders (90% charged back).
 FRAUD_ATTACKS_PER_DAY = {"card_testing": 0.06, "account_takeover": 0.15, "ring": 0.035}
@@ -51,7 +51,12 @@ FRAUD_PACE = {
     "card_testing": ((2_500, 500), (2_000, 500), (2_000, 500), (0, 3)),  # a script
     "account_takeover": ((30_000, 3_000), (15_000, 2_000), (40_000, 5_000), (1, 6)),  # a human in a hurry
     "ring": ((35_000, 1_000), (20_000, 1_000), (60_000, 5_000), (2, 10)),  # like any shopper
+    "reseller": ((4_000, 500), (3_000, 500), (5_000, 1_000), (0, 2)),  # a bot filling a big basket
 }
+# The reseller wave (SimulationConfig.reseller_from_day): orders a day per 2000 shoppers, each a
+# fresh account filling a basket of many different cheap products shipped to one of a few drops.
+RESELLER_ORDERS_PER_DAY = 12.0
+RESELLER_BASKET = (10, 18)
 
 
 @dataclass
@@ -74,6 +79,9 @@ class SimulationConfig:
     # Chance a day that a product not already under a price test starts one (a step of -20% to
     # +20% for 3-10 days): what lets a demand model read elasticities from the log.
     price_experiment_rate: float = 0.02
+    # A fraud tactic no model has seen (the reseller wave), from this day on; -1: never. It draws
+    # from its own stream, so the days before it are as without it.
+    reseller_from_day: int = -1
 
 
 @dataclass
@@ -129,6 +137,8 @@ class Simulation:
         self._ordered: dict[str, int] = {}  # user -> honest orders so far
         self._ato_devices: list[str] = []
         self._ring_drops: list[str] = []
+        self._reseller_drops: list[str] = []
+        self.tactic_rng = np.random.default_rng([config.seed, 7])
         self._households()
 
     # ------------------------------------------------------------------ output
@@ -437,6 +447,9 @@ class Simulation:
             self._account_takeover(day, day_ms, launched)
         for _ in range(f.poisson(FRAUD_ATTACKS_PER_DAY["ring"] * level)):
             self._ring(day, day_ms, launched)
+        if 0 <= self.config.reseller_from_day <= day:
+            for _ in range(self.tactic_rng.poisson(RESELLER_ORDERS_PER_DAY * len(self.shoppers) / 2000)):
+                self._reseller(day, day_ms, launched)
 
     def _later(self, day: int, day_ms: int, most_days: float) -> int:
         """A moment in the next `most_days` days, within the simulation."""
@@ -600,6 +613,26 @@ class Simulation:
                 t += int(f.exponential(20_000)) + 3000
                 self.emit(t, "product_view", None, session, {"product_id": catalog.ids[int(i)],
                                                              "price": float(market.price[int(i)])}, {"device": device})
+
+    def _reseller(self, day: int, day_ms: int, launched: np.ndarray) -> None:
+        """The new tactic: a fresh account, card and device fill a basket of many different cheap
+        products (resold in bulk), shipped to one of the wave's few drops; the card passes AVS
+        and CVV. Its own stream draws the account and basket, the fraud stream the session."""
+        g = self.tactic_rng
+        if not self._reseller_drops:
+            self._reseller_drops = [f"addr-{self._new_id()}-0" for _ in range(3)]
+        self._attacks += 1
+        user = self._new_id()
+        pool = np.flatnonzero(launched & (self.catalog.base_price < np.quantile(self.catalog.base_price, 0.5)))
+        basket = [int(i) for i in g.choice(pool, size=min(int(g.integers(*RESELLER_BASKET)), len(pool)),
+                                           replace=False)]
+        t = day_ms + int(g.uniform(0, DAY_MS))
+        self._fraud_order(user, t, basket, f"card-{user}-0", f"dev-{user}-0",
+                          self._reseller_drops[int(g.integers(len(self._reseller_drops)))], f"addr-{user}-0",
+                          f"user{user[1:]}@example.com", f"10.77.{g.integers(0, 250)}.{g.integers(1, 250)}",
+                          "reseller", f"reseller-{self._attacks}",
+                          {"avs_match": 1.0, "cvv_match": 1.0, "ip_distance_km": round(float(g.exponential(50)), 1)},
+                          launched)
 
     def _ring(self, day: int, day_ms: int, launched: np.ndarray) -> None:
         """Several new accounts sharing devices and drop addresses (now and then a drop an earlier
