@@ -118,3 +118,22 @@ def test_takeover_devices_and_ring_drops_link_attacks():
     assert max(len(users) for users in ato_users.values()) >= 2
     assert max(len(rings) for rings in drop_rings.values()) >= 2
     assert any(len(users) >= 2 for users in device_users.values())
+
+
+def test_the_reseller_wave_begins_on_its_day_and_leaves_the_days_before_alone(small):
+    from dataclasses import replace
+
+    wave = Simulation(replace(SMALL, reseller_from_day=12)).run()
+    start = wave.start_ms + 12 * DAY_MS
+    resold = {o: p for o, p in wave.truth.fraud_orders.items() if p == "reseller"}
+    orders = {e["payload"]["order_id"]: e for e in _orders(wave.events)}
+    assert len(resold) > 10 and all(orders[o]["timestamp"] >= start for o in resold)
+    assert all(10 <= len(orders[o]["payload"]["items"]) < 18 for o in resold)  # big baskets of cheap products
+    assert len({orders[o]["payload"]["shipping_address_id"] for o in resold}) <= 3  # a few drops
+    # its own stream: the orders before it began are those of the run without it
+
+    def placed_before(events):
+        return sorted((e["payload"]["order_id"], e["timestamp"], e["payload"]["amount"]) for e in _orders(events)
+                      if e["timestamp"] < start)
+
+    assert placed_before(wave.events) == placed_before(small.events) and placed_before(small.events)
