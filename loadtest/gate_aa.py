@@ -14,8 +14,8 @@ clicks per list shown, the variance the delta method's over shoppers (a shopper'
 not independent).
 
 - the gate: the mSPRT's always-valid p-value (server/experiments/sequential.py), looked at after
-  every list (as the server's gate, from the first look on; its p-value only falls); a
-  promotion is p < alpha with the candidate ahead, once each arm has `min-shoppers`;
+  every list once each arm has `min-shoppers` (as the server's gate; its p-value only falls);
+  a promotion is p < alpha with the candidate ahead;
 - the paper's gate: a two-sided z-test at alpha checked at the end of every day, the candidate
   promoted the first day it is significantly ahead.
 
@@ -94,11 +94,10 @@ def one_stream(inc: np.ndarray, in_candidate: np.ndarray, day_ends: np.ndarray, 
     tau2 = (args.tau_relative * r_p) ** 2
     with np.errstate(divide="ignore", invalid="ignore"):
         log_l = 0.5 * np.log(v / (v + tau2)) + d * d * tau2 / (2 * v * (v + tau2))
-    # as the server's gate: the test looks at every list from the first with a variance (its
-    # p-value the least 1 / L so far), and promotes at the first look with enough shoppers in
-    # each arm where that p-value is under alpha and the candidate is ahead
-    looked = np.isfinite(v) & (v > 0) & np.isfinite(log_l)
-    best = np.maximum.accumulate(np.where(looked, log_l, -np.inf))
+    # as the server's gate: the test looks once each arm has min_shoppers (its p-value the least
+    # 1 / L over those looks); a promotion is a look where that p-value is under alpha with the
+    # candidate ahead
+    best = np.maximum.accumulate(np.where(ready, log_l, -np.inf))
     seq = ready & (best >= math.log(1 / args.alpha)) & (d > 0)
     z = np.where(ready, d / np.sqrt(np.where(ready, v, 1.0)), 0.0)
     daily = np.zeros(len(inc), bool)

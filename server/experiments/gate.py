@@ -5,8 +5,8 @@ A verdict, in this order:
 - `stop` on a sample ratio mismatch: the shoppers did not fall into the arms as the split says,
   so the assignment or the logging is broken and no comparison can be trusted (`wait`, saying
   so, while watching: nothing is rolled back on data that cannot be trusted);
-- `wait` until each arm has `min_shoppers` shoppers (the test still looks meanwhile: its
-  p-value stays valid, but a few early shoppers should not decide a model);
+- `wait` until each arm has `min_shoppers` shoppers (the test does not look before: its
+  variance comes from the shoppers, and a handful can make it far too small);
 - `stop` when the candidate is significantly worse on the metric;
 - `promote` when it is significantly better and its p99 latency is within `latency_ratio` of
   production's (`wait`, saying so, while it is not);
@@ -69,7 +69,11 @@ class Gate:
         base, new = getattr(production, self.config.metric), getattr(candidate, self.config.metric)
         srm = sample_ratio_p([base.n, new.n], list(self.shares))
         comparison = compare(base, new)
-        p = self.test.look(comparison, base.ratio)
+        # the test looks only once each arm has min_shoppers: its variance is estimated from the
+        # shoppers, and from a handful it can be far too small, which an always-valid p-value
+        # (it only ever falls) would keep for good
+        ready = min(base.n, new.n) >= self.config.min_shoppers
+        p = self.test.look(comparison, base.ratio) if ready else self.test.p
         figures = {"metric": self.config.metric, "production_shoppers": base.n, "candidate_shoppers": new.n,
                    "production_rate": _round(base.ratio), "candidate_rate": _round(new.ratio),
                    "relative_difference": _round(comparison.relative) if comparison else None,
@@ -77,7 +81,7 @@ class Gate:
         if srm < self.config.srm_alpha:  # watching, nothing is rolled back on data that cannot be trusted
             return Verdict("wait" if self.watching else "stop", f"sample ratio mismatch: {base.n} and {new.n} shoppers where the split is "
                                    f"{self.shares[0]:g} : {self.shares[1]:g} (p = {srm:.2g})", figures)
-        if min(base.n, new.n) < self.config.min_shoppers:
+        if not ready:
             return Verdict("wait", f"fewer than {self.config.min_shoppers} shoppers in an arm", figures)
         if not self.test.significant or comparison is None:
             return Verdict("wait", f"no significant difference yet (p = {p:.3g})", figures)
