@@ -53,12 +53,14 @@ def per_thousand(outcome: Impressions, seed: int) -> dict:
     return out
 
 
-def _serve(workdir: Path, catalog: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+def serve_repo(workdir: Path, model_repo: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """`hanzo serve` without demo models on `model_repo`, a data directory in `workdir` and a
+    free loopback port; returns once ready (its log in workdir/serve.log)."""
     port = free_port()
-    (workdir / "model_repo").mkdir(parents=True, exist_ok=True)
+    Path(model_repo).mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "hanzo.server.commands", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--no-demo-models", "--model-repo", str(workdir / "model_repo"), "--data-dir", str(workdir / "data"),
-           "--catalog", str(catalog), "--drain-delay", "0", *extra]
+           "--no-demo-models", "--model-repo", str(model_repo), "--data-dir", str(workdir / "data"),
+           "--drain-delay", "0", *extra]
     with open(workdir / "serve.log", "w") as log:
         process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
     url = f"127.0.0.1:{port}"
@@ -68,6 +70,10 @@ def _serve(workdir: Path, catalog: Path, extra: tuple[str, ...] = ()) -> tuple[s
         stop(process)
         raise
     return process, url
+
+
+def _serve(workdir: Path, catalog: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+    return serve_repo(workdir, workdir / "model_repo", "--catalog", str(catalog), *extra)
 
 
 def _train_and_load(sim: ClosedLoopSimulation, warm_end_ms: int, workdir: Path, url: str, epochs: int,

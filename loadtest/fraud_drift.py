@@ -42,8 +42,8 @@ from hanzo.training.fraud.pipeline import load_sorted, train_fraud
 from hanzo.training.simulator import SimulationConfig, simulate
 from hanzo.v1 import commerce_pb2_grpc
 
+from .closed_loop import serve_repo
 from .fuzz_server import stop
-from .readiness import wait_until_ready
 from .reports import write_report
 from .targets import free_port
 
@@ -58,22 +58,8 @@ def _train(records: list[dict], until_ms: int, workdir: Path, name: str, seed: i
 
 
 def _serve(workdir: Path, repo: Path, metrics_port: int, window: int):
-    import subprocess
-
-    port = free_port()
     (workdir / "serve.toml").write_text(f"[fraud]\ndrift_window = {window}\n")
-    cmd = [sys.executable, "-m", "hanzo.server.commands", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--no-demo-models", "--model-repo", str(repo), "--data-dir", str(workdir / "data"),
-           "--metrics-port", str(metrics_port), "--config", str(workdir / "serve.toml"), "--drain-delay", "0"]
-    with open(workdir / "serve.log", "w") as log:
-        process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
-    url = f"127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, process, 300.0, lambda: (workdir / "serve.log").read_text()[-4000:])
-    except BaseException:
-        stop(process)
-        raise
-    return process, url
+    return serve_repo(workdir, repo, "--metrics-port", str(metrics_port), "--config", str(workdir / "serve.toml"))
 
 
 def _drift(metrics_port: int) -> dict[str, float]:
