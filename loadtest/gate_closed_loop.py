@@ -4,6 +4,7 @@ promote (a better model) or never promote (a broken one).
 
     python -m hanzo.loadtest.gate_closed_loop --scenario better --out loadtest/reports/gate-better.json
     python -m hanzo.loadtest.gate_closed_loop --scenario broken --out loadtest/reports/gate-broken.json
+    python -m hanzo.loadtest.gate_closed_loop --scenario degrade --days 40 --out loadtest/reports/gate-degrade.json
         [--users 2000] [--products 600] [--warm-days 30] [--days 21] [--seed 7] [--epochs 3]
 
 For `warm_days` every event reaches the server (IngestEvents) and no list is shown. Then:
@@ -11,6 +12,11 @@ For `warm_days` every event reaches the server (IngestEvents) and no list is sho
   trained on all warm days (`hanzo train recommend`'s pipeline, written as the candidate);
 - broken: production is trained on all warm days; the candidate is the same model with its
   item embeddings shuffled among the products (every product gets another's vector).
+- degrade: from `fad_day` a tenth of the products appeals more to everyone (a fad); production
+  is trained on the days before it, the candidate on all warm days, fad included. Once the gate
+  has promoted the candidate, the fad ends (tastes shift back) and the gate, watching the new
+  production against the version it replaced, should roll it back: the days and lists that
+  took are reported.
 The server runs `[experiment] candidate_share = 0.5, gate = true` (clicks per list, alpha 0.05,
 `min_shoppers` per arm, looking every second of wall time), and three sessions in five open
 with a list of k for `days` simulated days, or until a day after the gate acted. Reported: the
@@ -100,7 +106,8 @@ def per_version(sim: ClosedLoopSimulation, first: int, last: int, seed: int) -> 
 
 
 def run(args: argparse.Namespace) -> dict:
-    config = SimulationConfig(seed=args.seed, users=args.users, products=args.products)
+    config = SimulationConfig(seed=args.seed, users=args.users, products=args.products,
+                              fad_from_day=args.fad_day if args.scenario == "degrade" else -1)
     sim = ClosedLoopSimulation(SimulationConfig(**{**asdict(config), "days": args.warm_days + args.days}), k=args.k)
     workdir = args.workdir / f"{args.scenario}-{args.seed}"
     shutil.rmtree(workdir, ignore_errors=True)
@@ -118,17 +125,28 @@ def run(args: argparse.Namespace) -> dict:
         if args.scenario == "better":
             _train(sim, sim.start_ms + args.weak_days * DAY_MS - 1, workdir, args.epochs, args.seed)
             _train(sim, warm_end, workdir, args.epochs, args.seed)
+        elif args.scenario == "degrade":  # production from before the fad, the candidate from during it
+            _train(sim, sim.start_ms + args.fad_day * DAY_MS - 1, workdir, args.epochs, args.seed)
+            _train(sim, warm_end, workdir, args.epochs, args.seed)
         else:
             shuffled_copy(_train(sim, warm_end, workdir, args.epochs, args.seed), args.seed)
         _load(url)
         sim.showing = True
+        shift_day = None
         for day in range(args.warm_days, args.warm_days + args.days):
             sim.run_days(day, day + 1)
             status = _gate(url)
             days.append({"day": day - args.warm_days + 1, "lists": sim.outcome.lists,
-                         "impressions": sim.outcome.impressions, **status})
+                         "impressions": sim.outcome.impressions, "fad": sim.fad_items is not None, **status})
             print(f"day {days[-1]['day']}: {status['gate'] and status['gate']['last']}", file=sys.stderr)
             actions = (status["gate"] or {}).get("actions") or []
+            if args.scenario == "degrade":
+                if shift_day is None and actions:  # promoted: the fad ends (tastes shift back)
+                    sim.end_fad()
+                    shift_day = day - args.warm_days + 1
+                if any(a["action"] == "rollback" for a in actions):
+                    break
+                continue
             if actions and acted_day is None:
                 acted_day = day
             if acted_day is not None and day > acted_day:
@@ -137,6 +155,8 @@ def run(args: argparse.Namespace) -> dict:
         shop.close()
         stop(process)
     first_action = next((d for d in days if (d["gate"] or {}).get("actions")), None)
+    rollback = next((d for d in days if any(a["action"] == "rollback" for a in (d["gate"] or {}).get("actions") or [])),
+                    None)
     return {"scenario": args.scenario, "simulation": {**asdict(config), "warm_days": args.warm_days,
                                                       "days_run": len(days)},
             "k": args.k, "epochs": args.epochs, "weak_days": args.weak_days, "min_shoppers": args.min_shoppers,
@@ -144,13 +164,19 @@ def run(args: argparse.Namespace) -> dict:
                 "day": first_action["day"], "lists_by_then": first_action["lists"],
                 "impressions_by_then": first_action["impressions"], **first_action["gate"]["actions"][0]},
             "per_version": per_version(sim, 0, sim.outcome.lists, args.seed),
+            **({"fad_day": args.fad_day, "shift_day": shift_day if args.scenario == "degrade" else None,
+                "rollback": rollback and {"day": rollback["day"], "lists_by_then": rollback["lists"],
+                                          "days_after_the_shift": rollback["day"] - shift_day if shift_day else None,
+                                          **rollback["gate"]["actions"][-1]}}
+               if args.scenario == "degrade" else {}),
             "days": days, "failed_calls": sim.outcome.failures}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hanzo.loadtest.gate_closed_loop",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--scenario", choices=("better", "broken"), required=True)
+    parser.add_argument("--scenario", choices=("better", "broken", "degrade"), required=True)
+    parser.add_argument("--fad-day", type=int, default=15, help="degrade: the day the fad begins")
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--products", type=int, default=600)
     parser.add_argument("--warm-days", type=int, default=30)

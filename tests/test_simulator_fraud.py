@@ -4,6 +4,7 @@ orders, chargebacks follow their orders by 14-60 days, and the graph has links t
 from collections import defaultdict
 from dataclasses import asdict
 
+import numpy as np
 import pytest
 from hanzo.training.simulator import Simulation, SimulationConfig
 from hanzo.training.simulator.world import DAY_MS, FORM_FILL_SECONDS, is_checkout_page
@@ -137,3 +138,18 @@ def test_the_reseller_wave_begins_on_its_day_and_leaves_the_days_before_alone(sm
                       if e["timestamp"] < start)
 
     assert placed_before(wave.events) == placed_before(small.events) and placed_before(small.events)
+
+
+def test_a_fad_lifts_its_products_from_its_day_until_it_ends():  # the taste shift of the gate's degrade run
+    from dataclasses import replace
+
+    sim = Simulation(replace(SMALL, days=6, fad_from_day=2, fad_share=0.1, fad_boost=1.5))
+    before = sim.catalog.quality.copy()
+    for day in range(2):
+        sim._day(day)
+    assert sim.fad_items is None
+    sim._day(2)
+    lifted = sim.fad_items.copy()
+    assert len(lifted) == 12 and np.allclose(sim.catalog.quality[lifted], before[lifted] + 1.5)
+    sim.end_fad()
+    assert sim.fad_items is None and np.allclose(sim.catalog.quality, before)

@@ -61,6 +61,11 @@ class SimulationConfig:
     # A fraud tactic no model has seen (the reseller wave), from this day on; -1: never. It draws
     # from its own stream, so the days before it are as without it.
     reseller_from_day: int = -1
+    # A fad: from this day on (-1: never) a share of the products appeals more to everyone, until
+    # end_fad() is called (a taste that shifts back). Its products come from their own stream.
+    fad_from_day: int = -1
+    fad_share: float = 0.1
+    fad_boost: float = 1.5
 
 
 @dataclass
@@ -117,6 +122,7 @@ class Simulation(FraudPatterns):
         self._ato_devices: list[str] = []
         self._ring_drops: list[str] = []
         self._reseller_drops: list[str] = []
+        self.fad_items: np.ndarray | None = None  # the fad's products while it lasts
         self.tactic_rng = np.random.default_rng([config.seed, 7])
         self._households()
 
@@ -221,9 +227,23 @@ class Simulation(FraudPatterns):
         for _, i, price in self.market.start_day(day):
             self.emit(day_ms + int(rng.integers(0, 3_600_000)), "price_change", None, "",
                       {"product_id": self.catalog.ids[i], "price": price})
+        if day == self.config.fad_from_day:
+            self.start_fad()
         launched = self.catalog.launch_day <= day
         weekday = WEEKDAY[(datetime.fromtimestamp(day_ms / 1000, tz=timezone.utc).weekday())]  # noqa: UP017
         return day_ms, launched, weekday
+
+    def start_fad(self) -> None:
+        if self.fad_items is None:
+            n = max(1, int(self.config.fad_share * len(self.catalog)))
+            self.fad_items = np.random.default_rng([self.config.seed, 9]).choice(len(self.catalog), n, replace=False)
+            self.catalog.quality[self.fad_items] += self.config.fad_boost
+
+    def end_fad(self) -> None:
+        """Tastes shift back: the fad's products appeal as they did before it."""
+        if self.fad_items is not None:
+            self.catalog.quality[self.fad_items] -= self.config.fad_boost
+            self.fad_items = None
 
     def _day_closes(self, day: int, day_ms: int, launched: np.ndarray) -> None:
         """The day's fraud, the warehouses' counts, popularity fading."""
