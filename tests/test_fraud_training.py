@@ -82,8 +82,15 @@ def test_train_fraud_writes_a_version_and_a_report(world, tmp_path):
     root, _, _, _ = world
     report = pipeline.train_fraud(root / "events.jsonl.gz", tmp_path / "repo", seed=0, log=lambda *_: None)
     version = tmp_path / "repo" / "fraud" / "1"
-    assert {p.name for p in version.iterdir()} == {"model.onnx", "trees.npz", "inputs.json", "report.json"}
+    assert {p.name for p in version.iterdir()} == {"model.onnx", "trees.npz", "inputs.json", "report.json",
+                                                   "reference.json"}
     meta = json.loads((version / "inputs.json").read_text())
+    # drift's reference: every input and the score, binned on the validation days (server/experiments/drift.py)
+    from hanzo.server.experiments.drift import Reference
+
+    reference = Reference.load(version / "reference.json")
+    assert list(reference.names) == [*meta["names"], "score"]
+    assert reference.shares.shape[0] == len(meta["names"]) + 1 and abs(reference.shares.sum(axis=1) - 1).max() < 1e-4
     assert 0.0 <= meta["alpha"] <= 1.0 and meta["signals"] == ["avs_match", "cvv_match", "ip_distance_km"]
     systems = report["test"]["systems"]
     assert set(systems) == {"rules", "ensemble", "xgboost", "mlp", "logistic_regression"}
