@@ -14,7 +14,8 @@ For `warm_days` every event reaches the server (IngestEvents) and no list is sho
   item embeddings shuffled among the products (every product gets another's vector).
 - degrade: from `fad_day` a tenth of the products appeals more to everyone (a fad); production
   is trained on the days before it, the candidate on all warm days, fad included. Once the gate
-  has promoted the candidate, the fad ends (tastes shift back) and the gate, watching the new
+  has promoted the candidate, the fad ends and its products fall out of fashion (they appeal
+  `backlash` less than before the fad), and the gate, watching the new
   production against the version it replaced, should roll it back: the days and lists that
   took are reported.
 The server runs `[experiment] candidate_share = 0.5, gate = true` (clicks per list, alpha 0.05,
@@ -141,8 +142,8 @@ def run(args: argparse.Namespace) -> dict:
             print(f"day {days[-1]['day']}: {status['gate'] and status['gate']['last']}", file=sys.stderr)
             actions = (status["gate"] or {}).get("actions") or []
             if args.scenario == "degrade":
-                if shift_day is None and actions:  # promoted: the fad ends (tastes shift back)
-                    sim.end_fad()
+                if shift_day is None and actions:  # promoted: the fad ends, its products out of fashion
+                    sim.end_fad(backlash=args.backlash)
                     shift_day = day - args.warm_days + 1
                 if any(a["action"] == "rollback" for a in actions):
                     break
@@ -164,7 +165,7 @@ def run(args: argparse.Namespace) -> dict:
                 "day": first_action["day"], "lists_by_then": first_action["lists"],
                 "impressions_by_then": first_action["impressions"], **first_action["gate"]["actions"][0]},
             "per_version": per_version(sim, 0, sim.outcome.lists, args.seed),
-            **({"fad_day": args.fad_day, "shift_day": shift_day if args.scenario == "degrade" else None,
+            **({"fad_day": args.fad_day, "backlash": args.backlash, "shift_day": shift_day if args.scenario == "degrade" else None,
                 "rollback": rollback and {"day": rollback["day"], "lists_by_then": rollback["lists"],
                                           "days_after_the_shift": rollback["day"] - shift_day if shift_day else None,
                                           **rollback["gate"]["actions"][-1]}}
@@ -177,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--scenario", choices=("better", "broken", "degrade"), required=True)
     parser.add_argument("--fad-day", type=int, default=15, help="degrade: the day the fad begins")
+    parser.add_argument("--backlash", type=float, default=1.5,
+                        help="degrade: how much less the fad's products appeal after it than before it")
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--products", type=int, default=600)
     parser.add_argument("--warm-days", type=int, default=30)

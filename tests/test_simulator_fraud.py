@@ -151,5 +151,5 @@ def test_a_fad_lifts_its_products_from_its_day_until_it_ends():  # the taste shi
     sim._day(2)
     lifted = sim.fad_items.copy()
     assert len(lifted) == 12 and np.allclose(sim.catalog.quality[lifted], before[lifted] + 1.5)
-    sim.end_fad()
-    assert sim.fad_items is None and np.allclose(sim.catalog.quality, before)
+    sim.end_fad(backlash=0.5)  # out of fashion: less than before the fad
+    assert sim.fad_items is None and np.allclose(sim.catalog.quality[lifted], before[lifted] - 0.5)

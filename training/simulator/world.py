@@ -239,10 +239,11 @@ class Simulation(FraudPatterns):
             self.fad_items = np.random.default_rng([self.config.seed, 9]).choice(len(self.catalog), n, replace=False)
             self.catalog.quality[self.fad_items] += self.config.fad_boost
 
-    def end_fad(self) -> None:
-        """Tastes shift back: the fad's products appeal as they did before it."""
+    def end_fad(self, backlash: float = 0.0) -> None:
+        """Tastes shift: the fad's products appeal as they did before it, less `backlash` (out
+        of fashion now)."""
         if self.fad_items is not None:
-            self.catalog.quality[self.fad_items] -= self.config.fad_boost
+            self.catalog.quality[self.fad_items] -= self.config.fad_boost + backlash
             self.fad_items = None
 
     def _day_closes(self, day: int, day_ms: int, launched: np.ndarray) -> None:
