@@ -56,3 +56,22 @@ def test_values_past_the_training_range_are_a_bin_of_their_own():
     for i in range(2000):  # 5% of orders now fill baskets of 12 lines: never seen
         window.add(np.array([12.0 if i % 20 == 0 else float(rng.integers(1, 6))]), rng.random())
     assert window.measure()["order_items"][0] > 0.25
+
+
+def test_fraud_scores_are_settled_by_the_chargebacks_that_come_later():
+    from hanzo.server.experiments.labels import LabelJoin
+
+    labels = LabelJoin(max_orders=3)
+    for order, decision, score in (("m|o1", "APPROVE", 0.1), ("m|o2", "REVIEW", 0.8), ("m|o3", "REVIEW", 0.9)):
+        labels.record(order, "1", decision, score)
+    labels.record("m|o2", "1", "REVIEW", 0.8)  # a retried order is one order
+    chargeback = lambda order: {"event_type": "chargeback", "payload": {"order_id": order}}  # noqa: E731
+    labels.observe([chargeback("m|o2"), chargeback("m|o2"), chargeback("other|o1"),
+                    {"event_type": "purchase", "payload": {"order_id": "m|o1"}}])
+    assert labels.scored == {("1", "APPROVE"): 1, ("1", "REVIEW"): 2}
+    assert labels.charged_back == {("1", "REVIEW"): 1} and labels.late == 2  # once; another shop's order
+    assert labels.score_sum["1"] == pytest.approx(1.8)
+    labels.record("m|o4", "2", "APPROVE", 0.2)  # settled orders leave; past three remembered,
+    labels.record("m|o5", "2", "APPROVE", 0.2)  # the oldest (o1) is forgotten: its chargeback comes late
+    labels.observe([chargeback("m|o1")])
+    assert labels.late == 3 and labels.charged_back[("1", "APPROVE")] == 0

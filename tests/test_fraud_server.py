@@ -11,6 +11,7 @@ import urllib.request
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from helpers import until
 
 pytest.importorskip("torch")
 pytest.importorskip("xgboost")
@@ -19,6 +20,7 @@ pytest.importorskip("onnxmltools")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from hanzo.loadtest.targets import free_port  # noqa: E402
+from hanzo.server.features.events import record_to_proto  # noqa: E402
 from hanzo.server.surfaces.fraud_inputs import FraudOrder  # noqa: E402
 from hanzo.training.fraud import eval_server, pipeline  # noqa: E402
 from hanzo.training.simulator import SimulationConfig, simulate  # noqa: E402
@@ -76,9 +78,16 @@ def test_served_on_the_redis_store_equal_the_offline_replay(trained, server_proc
     assert report["orders"] > 50 and report["offline_max_abs_difference"] < 1e-4
 
 
+def _label_counts(port: int, name: str) -> dict[str, int]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {s.labels["decision"]: int(s.value) for family in text_string_to_metric_families(text)
+            for s in family.samples if s.name == name and s.value}
+
+
 def test_decisions_reasons_retries_and_bad_input(trained, server_process):
     root, sim = trained
-    server = server_process(root / "repo", "--config", str(root / "hanzo.toml"))
+    metrics_port = free_port()
+    server = server_process(root / "repo", "--config", str(root / "hanzo.toml"), "--metrics-port", str(metrics_port))
     records = pipeline.load_sorted(root / "sim" / "events.jsonl.gz")
     fraud = [r for r in records if r["event_type"] == "order" and r["payload"]["order_id"] in sim.truth.fraud_orders]
     with grpc.insecure_channel(server.url) as channel:
@@ -96,6 +105,21 @@ def test_decisions_reasons_retries_and_bad_input(trained, server_process):
             for reason in answer.reasons:
                 assert reason.contribution > 0 and reason.text and "nan" not in reason.text
         assert any(answer.reasons for answer in answers)
+        # chargebacks weeks later settle the scores (performance drift), per version and decision
+        batch = commerce_pb2.EventBatch(request_id="chargebacks")
+        for n in range(10):
+            record_to_proto({"event_id": f"cb-{n}", "event_type": "chargeback",
+                             "timestamp": fraud[n]["timestamp"] + 60_000, "user_id": None, "session_id": "",
+                             "payload": {"order_id": f"again-{n}"}}, batch.events.add())
+        assert not stub.IngestEvents(batch, timeout=10).rejects
+        expected_charged: dict[str, int] = {}
+        for answer in answers[:10]:
+            name = commerce_pb2.Decision.Name(answer.decision)
+            expected_charged[name] = expected_charged.get(name, 0) + 1
+        charged = until(lambda: _label_counts(metrics_port, "hanzo_fraud_charged_back_total"),
+                        lambda got: sum(got.values()) == 10, "the chargebacks joined")
+        scored = _label_counts(metrics_port, "hanzo_fraud_scored_total")
+        assert charged == expected_charged and sum(scored.values()) == 20
         # The same order again: the same answer, under the new request id.
         order = FraudOrder.from_event(fraud[0])
         order.order_id = "again-0"

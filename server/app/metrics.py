@@ -20,6 +20,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, Hist
 from ..features.service import FeatureService
 from ..api.admission import REASONS, Admission
 from ..experiments.drift import DriftWindow
+from ..experiments.labels import LabelJoin
 from ..experiments.outcomes import OutcomeJoin
 from ..api.latency import LatencyRecorder
 from ..models import ModelRepository
@@ -43,8 +44,10 @@ class ServerCollector:
     def __init__(self, repository: ModelRepository, latency: LatencyRecorder, features: FeatureService,
                  admission: Admission | None = None, late: dict[str, int] | None = None,
                  outcomes: OutcomeJoin | None = None,
-                 drift: Callable[[], dict[tuple[str, str], DriftWindow]] = dict) -> None:
+                 drift: Callable[[], dict[tuple[str, str], DriftWindow]] = dict,
+                 labels: LabelJoin | None = None) -> None:
         self.repository = repository
+        self.labels = labels  # fraud scores joined to their chargebacks
         self.drift = drift  # (model, version) -> its drift window, read at each scrape
         self.outcomes = outcomes  # the experiments' outcome join, where an experiment is on
         self.latency = latency
@@ -68,6 +71,7 @@ class ServerCollector:
         yield from self._shadow()
         yield from self._drift()
         yield from experiment_metrics(self.outcomes)  # declared (empty) without an experiment too
+        yield from label_metrics(self.labels)
 
     def _models(self) -> Iterator[Metric]:
         labels = ["model", "version"]
@@ -175,6 +179,27 @@ class ServerCollector:
         lost = CounterMetricFamily("hanzo_shadow_lines_lost", "shadow answers the log's queue had no room for")
         lost.add_metric([], SHADOW.lines_lost)
         yield from (calls, skipped, lost)
+
+
+def label_metrics(labels: LabelJoin | None) -> Iterator[Metric]:
+    """Fraud scores by version and decision, those later charged back, and the scores' sum:
+    precision per decision, what each let through, and calibration, as chargebacks arrive."""
+    labels_ = ["version", "decision"]
+    scored = CounterMetricFamily("hanzo_fraud_scored", "orders scored, by model version and decision", labels=labels_)
+    charged = CounterMetricFamily("hanzo_fraud_charged_back", "orders scored that were later charged back, by "
+                                  "model version and the decision they got", labels=labels_)
+    score_sum = CounterMetricFamily("hanzo_fraud_score_sum", "the sum of the scores given, by model version "
+                                    "(over hanzo_fraud_scored: the mean score, for calibration)", labels=["version"])
+    late = CounterMetricFamily("hanzo_fraud_chargebacks_unmatched", "chargebacks for orders not scored here, or "
+                               "no longer remembered")
+    if labels is not None:
+        for (version, decision), n in sorted(labels.scored.items()):
+            scored.add_metric([version, decision], n)
+            charged.add_metric([version, decision], labels.charged_back.get((version, decision), 0))
+        for version, total in sorted(labels.score_sum.items()):
+            score_sum.add_metric([version], total)
+        late.add_metric([], labels.late)
+    yield from (scored, charged, score_sum, late)
 
 
 def experiment_metrics(outcomes: OutcomeJoin | None) -> Iterator[Metric]:

@@ -77,6 +77,7 @@ class HanzoServer:
         self._gate_task: asyncio.Task | None = None
         self.searcher = Searcher(self.repository, self.features, config.search)
         self.fraud = FraudScorer(self.repository, self.features, config.fraud, self.shadow)
+        self.features.listeners.append(self.fraud.labels.observe)  # chargebacks settle the scores
         self.pricing = PriceQuoter(self.features, config.pricing, shadow=self.shadow)
         self.inventory = InventoryPlanner(config.inventory)
         self.port: int | None = None
@@ -148,7 +149,8 @@ class HanzoServer:
         if self.config.metrics_port:
             registry = registry_for(ServerCollector(self.repository, self.latency, self.features, self.admission,
                                                     self.edge.late, self.outcomes,
-                                                    lambda: {("fraud", v): w for v, w in self.fraud.drift.items()}))
+                                                    lambda: {("fraud", v): w for v, w in self.fraud.drift.items()},
+                                                    self.fraud.labels))
             self._metrics = await serve_metrics(registry, self.config.host, self.config.metrics_port,
                                                 exposure.metrics_tls(tls), exposure.metrics_check(self.config,
                                                                                                  access))

@@ -25,6 +25,7 @@ from .fraud_reasons import reason_text
 from .served_log import ServedLog
 from .shadow import Shadow
 from ..experiments.drift import REFERENCE_FILE, DriftWindow, Reference
+from ..experiments.labels import LabelJoin
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ class FraudConfig:
     # drift: each version's last this many scored orders against its training reference (a few
     # days of orders: shorter finds a new pattern sooner, and reads noisier)
     drift_window: int = 5000
+    # scored orders remembered for their chargebacks (performance drift; weeks of orders)
+    label_orders: int = 200_000
     # merchant id -> any of verify_at, review_at, above_review (the rest from above)
     merchants: dict[str, dict] = field(default_factory=dict)
 
@@ -83,6 +86,8 @@ class FraudConfig:
             raise ValueError(f"[fraud] record_every_ms must be > 0, not {self.record_every_ms}")
         if self.reasons < 0:
             raise ValueError(f"[fraud] reasons must be >= 0, not {self.reasons}")
+        if not 0 <= self.label_orders <= 10_000_000:
+            raise ValueError(f"[fraud] label_orders must be in [0, 10000000], not {self.label_orders}")
         if not 100 <= self.drift_window <= 1_000_000:
             raise ValueError(f"[fraud] drift_window must be in [100, 1000000], not {self.drift_window}")
         self.policies: dict[str, MerchantPolicy] = {}
@@ -160,6 +165,8 @@ class FraudScorer:
         self._answers: OrderedDict[str, FraudResult] = OrderedDict()
         # per loaded version with a training reference: its live inputs and scores (metrics read them)
         self.drift: dict[str, DriftWindow] = {}
+        # scores joined to the chargebacks that come later (the server feeds it the applied events)
+        self.labels = LabelJoin(self.config.label_orders)
 
     async def score(self, order: FraudOrder, merchant_id: str = "", request_id: str = "",
                     deadline: float | None = None) -> FraudResult:
@@ -192,6 +199,7 @@ class FraudScorer:
         result = FraudResult(score, self.config.policy(merchant_id).decide(score), reasons, version.version_str,
                              request_id)
         self._remember(key, result)
+        self.labels.record(order.order_id, version.version_str, result.decision, score)
         if self.shadow is not None and self.shadow.enabled:
             self.shadow.offer(MODEL, self.repository.candidate(MODEL), request_id,
                               {"primary_version": version.version, "primary": round(score, 6)},
