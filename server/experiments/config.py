@@ -3,6 +3,7 @@ holdout, and whether the promotion gate decides by itself."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from .arms import CANDIDATE, PRODUCTION, Split
 from .gate import GateConfig
@@ -25,7 +26,7 @@ class ExperimentConfig:
     attribution_hours: float = 24.0  # a purchase counts for a click this long before it
 
     def __post_init__(self) -> None:
-        Split(self.candidate_share, self.holdout_share)  # checks the shares
+        self.split  # checks the shares
         self.gate_config  # checks the gate's options
         if not self.salt or len(self.salt) > 64:
             raise ValueError(f"[experiment] salt must be 1 to 64 characters, not {self.salt!r}")
@@ -38,8 +39,9 @@ class ExperimentConfig:
     def gate_config(self) -> GateConfig:
         return GateConfig(self.metric, self.alpha, self.tau_relative, self.min_shoppers, self.latency_ratio)
 
-    @property
+    @cached_property
     def split(self) -> Split:
+        """Made once: every Recommend call of an experiment asks for it."""
         return Split(self.candidate_share, self.holdout_share)
 
     @property

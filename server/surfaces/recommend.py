@@ -344,12 +344,13 @@ class Recommender:
         request_id = query.request_id or self.shown.auto_id(now)
         # a request id is the merchant's: two shops' "r1" are two events
         shown_id = f"shown-{query.merchant_id}/{request_id}" if query.merchant_id else f"shown-{request_id}"
+        payload = {"product_ids": [item.product_id for item in result.items], "request_id": request_id,
+                   "model_version": f"{MODEL}:{result.model_version}", "placement": query.placement}
+        if self.experiment.enabled:  # without one every list is production's: nothing to log
+            payload.update(arm=result.arm, experiment=result.experiment)
         return {"event_id": shown_id, "event_type": "recommendation_shown", "timestamp": now,
                 "user_id": query.user_id or None, "session_id": query.session_id or f"user:{query.user_id}",
-                "payload": {"product_ids": [item.product_id for item in result.items], "request_id": request_id,
-                            "model_version": f"{MODEL}:{result.model_version}", "placement": query.placement,
-                            "arm": result.arm, "experiment": result.experiment},
-                "context": {"merchant_id": query.merchant_id} if query.merchant_id else {}}
+                "payload": payload, "context": {"merchant_id": query.merchant_id} if query.merchant_id else {}}
 
     async def close(self) -> None:
         if self.shown is not None:
