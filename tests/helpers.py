@@ -40,6 +40,18 @@ def until(ask, done, what: str = "the answer to change", process: "ServerProcess
         time.sleep(0.05)
 
 
+def metric_samples(port: int, name: str, labels: dict[str, str]) -> float:
+    """The sum of a metric's samples on a server's metrics port whose labels include `labels`
+    (0 where none has them yet)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == name and labels.items() <= sample.labels.items())
+
+
 def shared_data(*parts: str) -> pytest.MarkDecorator:
     """Skip where a shared data set is absent (a fresh clone without ../shared), naming the path.
     CI has ../shared, and there (HANZO_CI=1) such a skip fails instead (conftest.py)."""
@@ -86,6 +98,8 @@ class ServerProcess:
             extra = ("--data-dir", str(Path(model_repo).parent / f"data-{self.port}"), *extra)
         if "--drain-delay" not in extra:  # no load balancer to wait for; the drain tests set their own
             extra = ("--drain-delay", "0", *extra)
+        # the metrics port where the caller named one (metric_samples reads it)
+        self.metrics_port = int(extra[extra.index("--metrics-port") + 1]) if "--metrics-port" in extra else None
         cmd = [sys.executable, "-m", "hanzo.server.commands", "serve", "--host", "127.0.0.1", "--port",
                str(self.port), "--model-repo", str(model_repo), *extra]
         self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._log, cwd=cwd,

@@ -47,8 +47,8 @@ def test_a_list_its_clicks_and_the_purchases_through_them_are_joined():
                   bought("u2", "b", 2000, price=4.0), {"event_type": "purchase", "payload": None}])  # malformed
     report = join.report()
     assert report["recommend:1/production"] == {
-        "lists": 1, "shoppers": 1, "clicks": 2, "purchases": 1, "revenue": 25.0, "ctr": 2.0, "conversion": 1.0,
-        "revenue_per_list": 25.0}
+        "lists": 1, "shoppers": None, "clicks": 2, "purchases": 1, "revenue": 25.0, "ctr": 2.0, "conversion": 1.0,
+        "revenue_per_list": 25.0}  # outside a comparison only the sums are kept, no shopper
     assert report["recommend:2/candidate"]["clicks"] == 1 and report["recommend:2/candidate"]["revenue"] == 4.0
     assert set(report) == {"recommend:1/production", "recommend:2/candidate"} and join.late == 2
 
@@ -56,17 +56,43 @@ def test_a_list_its_clicks_and_the_purchases_through_them_are_joined():
 def test_two_shops_request_ids_do_not_meet_and_an_erased_shopper_leaves_every_count():
     join = OutcomeJoin()
     join.shown(shown("r1", "shop-a/u1", ["a"]))  # scoped shopper ids: one request id in two shops
-    join.shown(shown("r1", "shop-b/u1", ["a"], arm="candidate"))
+    join.shown(shown("r1", "shop-b/u1", ["a"], arm="candidate", experiment="recommend:2"))
     join.observe([clicked("r1", "shop-b/u1", "a", 10), bought("shop-b/u1", "a", 20)])
     assert join.report()["recommend:1/production"]["clicks"] == 0
-    assert join.report()["recommend:1/candidate"]["purchases"] == 1
+    assert join.report()["recommend:1/candidate/recommend:2"]["purchases"] == 1
     join.forget("shop-b/u1")
-    assert join.report()["recommend:1/candidate"] == {
+    assert not join._lists.get(("shop-b/u1", "r1", "recommend")) and not join._clicks
+    assert join.report()["recommend:1/candidate/recommend:2"] == {
         "lists": 0, "shoppers": 0, "clicks": 0, "purchases": 0, "revenue": 0.0, "ctr": None, "conversion": None,
         "revenue_per_list": None}
     join.shown(shown("r2", "u3", ["a"], experiment="recommend:3"))
-    join.keep({"recommend:3"})  # the comparisons no longer made go
-    assert set(join.report()) == {"recommend:1/production/recommend:3"}
+    join.keep({"recommend:3"})  # the comparisons no longer made go; the sums outside any stay
+    assert set(join.report()) == {"recommend:1/production/recommend:3", "recommend:1/production"}
+
+
+def searched(request_id: str, user: str, products: list[str], version: str | None = "search:2"):
+    payload = {"query": "red shoes", "product_ids": products, "request_id": request_id}
+    if version:
+        payload["model_version"] = version
+    return {"event_type": "search", "user_id": user, "session_id": f"user:{user}", "timestamp": 0,
+            "payload": payload}
+
+
+def test_search_results_are_joined_like_lists_and_one_request_id_serves_both_surfaces():
+    join = OutcomeJoin()
+    join.shown(searched("r1", "u1", ["a", "b"]))
+    join.shown(shown("r1", "u1", ["c", "d"]))  # the same page's recommendations, under the same id
+    join.shown(searched("r2", "u1", ["e"], version=None))  # answered by BM25 alone
+    join.observe([clicked("r1", "u1", "a", 10, as_view=True), clicked("r1", "u1", "c", 10, as_view=True),
+                  clicked("r1", "u1", "b", 10),  # a recommendation click on a search's product: not the list's
+                  clicked("r2", "u1", "e", 10, as_view=True)])
+    join.observe([bought("u1", "a", 20, price=3.0), bought("u1", "e", 30, price=5.0)])
+    report = join.report()
+    assert report["search:2/production"] == {
+        "lists": 1, "shoppers": None, "clicks": 1, "purchases": 1, "revenue": 3.0, "ctr": 1.0, "conversion": 1.0,
+        "revenue_per_list": 3.0}
+    assert report["recommend:1/production"]["clicks"] == 1 and report["recommend:1/production"]["purchases"] == 0
+    assert report["search:none/production"]["revenue"] == 5.0
 
 
 def test_memory_is_bounded_and_a_click_on_a_forgotten_list_is_late():
@@ -84,7 +110,7 @@ def test_memory_is_bounded_and_a_click_on_a_forgotten_list_is_late():
 
 def _outcomes(rate: float, shoppers: int, seed: int, lists_each: int = 4) -> ArmOutcomes:
     rng = np.random.default_rng(seed)
-    out = ArmOutcomes()
+    out = ArmOutcomes.new(per_shopper=True)
     for s in range(shoppers):
         for _ in range(lists_each):
             out.clicks.add(f"s{s}", float(rng.random() < rate), 1.0)

@@ -8,12 +8,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import grpc
 import numpy as np
 import pytest
-from helpers import until
+from helpers import metric_samples, until
 
+from hanzo.loadtest.targets import free_port
+from hanzo.server.features.events import record_to_proto
 from hanzo.server.models.production import read_pointer
 from hanzo.server.pricing.demand_model import DemandModel
 from hanzo.v1 import commerce_pb2, commerce_pb2_grpc
@@ -110,6 +113,38 @@ def test_quote_price_over_grpc(shop, demo_repo, server_process):
         again = until(lambda: stub.QuotePrice(commerce_pb2.PriceRequest(product_id=product_id), timeout=5),
                       lambda a: a.model_version == "demand-retrained", "the retrained model")
         assert again.model_version == "demand-retrained" and "inelastic" in again.explanation
+
+
+def test_purchases_at_a_quoted_price_are_joined_to_the_quote(shop, demo_repo, server_process):
+    """QuotePrice -> purchases of that product at that price within the window: counted per
+    demand-model version, with their units, revenue and margin; a purchase at another price is
+    the shop not taking the quote, and counts for nothing."""
+    root, _, _ = shop
+    metrics_port = free_port()
+    server = server_process(demo_repo, "--config", str(root / "hanzo.toml"), "--data-dir", str(root / "data"),
+                            "--metrics-port", str(metrics_port))
+    model = DemandModel.load(root / "demand.npz")
+    product_id, cost = model.product_id[0], float(model.cost[0])
+    with grpc.insecure_channel(server.url) as channel:
+        stub = commerce_pb2_grpc.CommerceStub(channel)
+        answer = stub.QuotePrice(commerce_pb2.PriceRequest(product_id=product_id), timeout=5)
+        now = int(time.time() * 1000) + 1000
+        batch = commerce_pb2.EventBatch(request_id="quote-outcomes")
+        for i, (price, quantity) in enumerate(((answer.price, 2.0), (answer.price + 0.004, 1.0),
+                                               (round(answer.price * 1.2, 2), 5.0))):
+            record_to_proto({"event_id": f"bought-{i}", "event_type": "purchase", "timestamp": now + i,
+                             "user_id": f"buyer-{i}", "session_id": f"s-{i}",
+                             "payload": {"product_id": product_id, "price": price, "quantity": quantity}},
+                            batch.events.add())
+        assert not stub.IngestEvents(batch, timeout=10).rejects
+    labels = {"model_version": f"pricing:{answer.model_version}"}
+    purchases = until(lambda: metric_samples(metrics_port, "hanzo_pricing_quote_purchases_total", labels),
+                      lambda n: n >= 2, "the purchases joined")
+    assert purchases == 2 and metric_samples(metrics_port, "hanzo_pricing_quotes_total", labels) == 1
+    assert metric_samples(metrics_port, "hanzo_pricing_quote_units_total", labels) == 3
+    revenue = answer.price * 2 + (answer.price + 0.004)
+    assert metric_samples(metrics_port, "hanzo_pricing_quote_revenue_total", labels) == pytest.approx(revenue)
+    assert metric_samples(metrics_port, "hanzo_pricing_quote_margin_total", labels) == pytest.approx(revenue - 3 * cost)
 
 
 def test_demand_model_versions_retrained_shadowed_promoted_and_rolled_back(shop, demo_repo, server_process,

@@ -12,8 +12,9 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="torch is not installed (pip install torch==2.13.0)")
 
-from helpers import ServerProcess  # noqa: E402
+from helpers import ServerProcess, metric_samples, until  # noqa: E402
 
+from hanzo.loadtest.targets import free_port  # noqa: E402
 from hanzo.server.features.events import record_to_proto  # noqa: E402
 from hanzo.server.features.formats import read_catalog  # noqa: E402
 from hanzo.server.features.offline import load_log_records  # noqa: E402
@@ -58,7 +59,7 @@ def served(tmp_path_factory):
     report = train_search(root / "judgments.csv", root / "world" / "catalog.jsonl", root / "model_repo",
                           config=RerankTraining(epochs=2, list_size=32), log=lambda m: None)
     server = ServerProcess(root / "model_repo", "--no-demo-models", "--data-dir", str(root / "data"), "--catalog",
-                           str(root / "world" / "catalog.jsonl")).wait_ready()
+                           str(root / "world" / "catalog.jsonl"), "--metrics-port", str(free_port())).wait_ready()
     stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(server.url))
     yield server, stub, catalog, report, root
     assert server.terminate() == 0
@@ -138,6 +139,33 @@ def test_searches_are_logged_as_events(served):
         time.sleep(0.2)
     assert found and found[0]["user_id"] == "u-9" and found[0]["payload"]["query"] == "lamp"
     assert found[0]["payload"]["model_version"] == "search:1"
+
+
+def test_a_search_its_clicks_and_the_purchases_through_them_are_counted_per_version(served):
+    """Search -> a product of its results viewed with the search's request id (a storefront's
+    tracking link) -> bought: joined per model version, beside the lists shown."""
+    server, stub, catalog, _, _ = served
+    kind = catalog[0]["title"].split()[-1].lower()
+    answer = stub.Search(commerce_pb2.SearchRequest(query=kind, k=5, request_id="outcome-1", user_id="u-out"),
+                         timeout=10)
+    first, other = answer.items[0].product_id, next(p["product_id"] for p in catalog
+                                                    if p["product_id"] not in {i.product_id for i in answer.items})
+    now = int(time.time() * 1000)
+    batch = commerce_pb2.EventBatch(request_id="search-outcomes")
+    for i, (kind_, product, context) in enumerate((
+            ("product_view", first, {"request_id": "outcome-1"}),
+            ("product_view", other, {"request_id": "outcome-1"}),  # not among the results: no click
+            ("purchase", first, {}), ("purchase", other, {}))):
+        record_to_proto({"event_id": f"out-{i}", "event_type": kind_, "timestamp": now + i, "user_id": "u-out",
+                         "session_id": "s-out", "payload": {"product_id": product, "price": 7.5, "quantity": 2},
+                         "context": context}, batch.events.add())
+    assert not stub.IngestEvents(batch, timeout=10).rejects
+    labels = {"model_version": "search:1", "arm": "production", "experiment": ""}
+    counts = until(lambda: {name: metric_samples(server.metrics_port, f"hanzo_experiment_{name}_total", labels)
+                            for name in ("lists", "clicks", "purchases", "revenue")},
+                   lambda got: got["purchases"] >= 1, "the purchase joined")
+    assert counts["clicks"] == 1 and counts["purchases"] == 1 and counts["revenue"] == 15.0
+    assert counts["lists"] >= 1
 
 
 def test_exported_scorer_matches_torch_and_follows_the_user(served):

@@ -22,6 +22,8 @@ from ..api.admission import REASONS, Admission
 from ..experiments.drift import DriftWindow
 from ..experiments.labels import LabelJoin
 from ..experiments.outcomes import OutcomeJoin
+from ..experiments.quotes import QuoteJoin
+from .outcome_metrics import drift_metrics, experiment_metrics, label_metrics, quote_metrics
 from ..api.latency import LatencyRecorder
 from ..models import ModelRepository
 from ..surfaces.served_log import STATS as SERVED_LOG
@@ -45,11 +47,12 @@ class ServerCollector:
                  admission: Admission | None = None, late: dict[str, int] | None = None,
                  outcomes: OutcomeJoin | None = None,
                  drift: Callable[[], dict[tuple[str, str], DriftWindow]] = dict,
-                 labels: LabelJoin | None = None) -> None:
+                 labels: LabelJoin | None = None, quotes: QuoteJoin | None = None) -> None:
         self.repository = repository
+        self.quotes = quotes  # pricing's quotes joined to the purchases at their price
         self.labels = labels  # fraud scores joined to their chargebacks
         self.drift = drift  # (model, version) -> its drift window, read at each scrape
-        self.outcomes = outcomes  # the experiments' outcome join, where an experiment is on
+        self.outcomes = outcomes  # lists served joined to their clicks and purchases
         self.latency = latency
         self.features = features
         self.admission = admission
@@ -69,9 +72,10 @@ class ServerCollector:
         yield from self._store()
         yield from self._served_log()
         yield from self._shadow()
-        yield from self._drift()
-        yield from experiment_metrics(self.outcomes)  # declared (empty) without an experiment too
+        yield from drift_metrics(self.drift())
+        yield from experiment_metrics(self.outcomes)
         yield from label_metrics(self.labels)
+        yield from quote_metrics(self.quotes)
 
     def _models(self) -> Iterator[Metric]:
         labels = ["model", "version"]
@@ -152,20 +156,6 @@ class ServerCollector:
         flushed.add_metric([], SERVED_LOG.flushed)
         yield from (lost, failures, flushed)
 
-    def _drift(self) -> Iterator[Metric]:
-        """Per model version that ships a training reference: each input's and the score's PSI
-        and KS over its last scored rows (server/experiments/drift.py)."""
-        labels = ["model", "version", "input"]
-        psi = GaugeMetricFamily("hanzo_drift_psi", "population stability index of an input (or the score) over "
-                                "the last scored rows against training's", labels=labels)
-        ks = GaugeMetricFamily("hanzo_drift_ks", "largest gap between the cumulative shares of an input (or the "
-                               "score), live against training, binned", labels=labels)
-        for (model, version), window in sorted(self.drift().items()):
-            for feature, (p, k) in (window.measure() or {}).items():
-                psi.add_metric([model, version, feature], p)
-                ks.add_metric([model, version, feature], k)
-        yield from (psi, ks)
-
     @staticmethod
     def _shadow() -> Iterator[Metric]:
         calls = CounterMetricFamily("hanzo_shadow_calls", "shadow copies a candidate answered or failed",
@@ -179,46 +169,6 @@ class ServerCollector:
         lost = CounterMetricFamily("hanzo_shadow_lines_lost", "shadow answers the log's queue had no room for")
         lost.add_metric([], SHADOW.lines_lost)
         yield from (calls, skipped, lost)
-
-
-def label_metrics(labels: LabelJoin | None) -> Iterator[Metric]:
-    """Fraud scores by version and decision, those later charged back, and the scores' sum:
-    precision per decision, what each let through, and calibration, as chargebacks arrive."""
-    labels_ = ["version", "decision"]
-    scored = CounterMetricFamily("hanzo_fraud_scored", "orders scored, by model version and decision", labels=labels_)
-    charged = CounterMetricFamily("hanzo_fraud_charged_back", "orders scored that were later charged back, by "
-                                  "model version and the decision they got", labels=labels_)
-    score_sum = CounterMetricFamily("hanzo_fraud_score_sum", "the sum of the scores given, by model version "
-                                    "(over hanzo_fraud_scored: the mean score, for calibration)", labels=["version"])
-    late = CounterMetricFamily("hanzo_fraud_chargebacks_unmatched", "chargebacks for orders not scored here, or "
-                               "no longer remembered")
-    if labels is not None:
-        for (version, decision), n in sorted(labels.scored.items()):
-            scored.add_metric([version, decision], n)
-            charged.add_metric([version, decision], labels.charged_back.get((version, decision), 0))
-        for version, total in sorted(labels.score_sum.items()):
-            score_sum.add_metric([version], total)
-        late.add_metric([], labels.late)
-    yield from (scored, charged, score_sum, late)
-
-
-def experiment_metrics(outcomes: OutcomeJoin | None) -> Iterator[Metric]:
-    """Per model version and arm: lists shown, and the clicks, purchases and revenue joined to
-    them (server/experiments/outcomes.py); the ratios between them are CTR, conversion and
-    revenue per list."""
-    labels = ["model_version", "arm", "experiment"]
-    families = {name: CounterMetricFamily(f"hanzo_experiment_{name}", help_text, labels=labels) for name, help_text in (
-        ("lists", "recommendation lists shown"), ("clicks", "clicks on a product of a list shown"),
-        ("purchases", "purchases of a clicked product within the attribution window"),
-        ("revenue", "revenue of those purchases"))}
-    for key, arm_outcomes in sorted(outcomes.arms.items() if outcomes is not None else ()):
-        families["lists"].add_metric(list(key), arm_outcomes.clicks.den)
-        families["clicks"].add_metric(list(key), arm_outcomes.clicks.num)
-        families["purchases"].add_metric(list(key), arm_outcomes.purchases.num)
-        families["revenue"].add_metric(list(key), arm_outcomes.revenue.num)
-    late = CounterMetricFamily("hanzo_experiment_outcomes_late", "outcomes whose list was no longer remembered")
-    late.add_metric([], outcomes.late if outcomes is not None else 0)
-    yield from (*families.values(), late)
 
 
 def admission_metrics(admission: Admission) -> Iterator[Metric]:

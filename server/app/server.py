@@ -62,23 +62,24 @@ class HanzoServer:
         self.recommender = Recommender(self.repository, self.features, config.recommend, self.shadow,
                                        config.experiment)
         self.promotions = Promotions(self.repository, COMPANIONS)
-        # with an experiment on: outcomes joined to the lists shown, per version and arm; with
-        # its gate on, the candidate promoted, stopped or rolled back by the gate
+        # outcomes joined to the lists Recommend and Search served (those they log), per version
+        # and arm; with an experiment's gate on, the candidate promoted, stopped or rolled back
         experiment = config.experiment
-        self.outcomes = OutcomeJoin(int(experiment.attribution_hours * 3_600_000)) if experiment.enabled else None
+        self.outcomes = OutcomeJoin(int(experiment.attribution_hours * 3_600_000), experiment.outcome_lists)
+        self.features.listeners.append(self.outcomes.observe)
+        self.recommender.on_shown = self.outcomes.shown
         self.gate: GateRunner | None = None
-        if self.outcomes is not None:
-            self.features.listeners.append(self.outcomes.observe)
-            self.recommender.on_shown = self.outcomes.shown
-            if experiment.gate:
-                self.gate = GateRunner("recommend", self.repository, self.promotions, self.outcomes,
-                                       self.recommender.arm_latency, experiment)
-                self.recommender.challenger = self.gate.challenger
+        if experiment.enabled and experiment.gate:
+            self.gate = GateRunner("recommend", self.repository, self.promotions, self.outcomes,
+                                   self.recommender.arm_latency, experiment)
+            self.recommender.challenger = self.gate.challenger
         self._gate_task: asyncio.Task | None = None
         self.searcher = Searcher(self.repository, self.features, config.search)
+        self.searcher.on_served = self.outcomes.shown
         self.fraud = FraudScorer(self.repository, self.features, config.fraud, self.shadow)
         self.features.listeners.append(self.fraud.labels.observe)  # chargebacks settle the scores
         self.pricing = PriceQuoter(self.features, config.pricing, shadow=self.shadow)
+        self.features.listeners.append(self.pricing.outcomes.observe)  # purchases at a quoted price
         self.inventory = InventoryPlanner(config.inventory)
         self.port: int | None = None
         self._serving = False  # health and ServerReady: SERVING
@@ -150,7 +151,7 @@ class HanzoServer:
             registry = registry_for(ServerCollector(self.repository, self.latency, self.features, self.admission,
                                                     self.edge.late, self.outcomes,
                                                     lambda: {("fraud", v): w for v, w in self.fraud.drift.items()},
-                                                    self.fraud.labels))
+                                                    self.fraud.labels, self.pricing.outcomes))
             self._metrics = await serve_metrics(registry, self.config.host, self.config.metrics_port,
                                                 exposure.metrics_tls(tls), exposure.metrics_check(self.config,
                                                                                                  access))
@@ -230,8 +231,7 @@ class HanzoServer:
                 await served.flush()
         receipt = await self.features.forget(merchant, user)
         self.fraud.forget_answers()
-        if self.outcomes is not None:
-            self.outcomes.forget(scoped(merchant, user))
+        self.outcomes.forget(scoped(merchant, user))
         return receipt
 
     async def stop(self, grace: float | None = None, delay: float | None = None, release_port: bool = True) -> None:

@@ -24,6 +24,9 @@ class ExperimentConfig:
     min_shoppers: int = 200  # per arm, before any verdict
     latency_ratio: float = 1.1  # the candidate's p99 at most this times production's
     attribution_hours: float = 24.0  # a purchase counts for a click this long before it
+    # lists served (Recommend's and Search's) remembered for their clicks, about half a KB each;
+    # hanzo_experiment_outcomes_late counts clicks on lists already forgotten
+    outcome_lists: int = 100_000
 
     def __post_init__(self) -> None:
         self.split  # checks the shares
@@ -32,6 +35,8 @@ class ExperimentConfig:
             raise ValueError(f"[experiment] salt must be 1 to 64 characters, not {self.salt!r}")
         if self.gate and self.candidate_share <= 0:
             raise ValueError("[experiment] gate needs a candidate_share above 0: the candidate's arm is what it judges")
+        if not 1_000 <= self.outcome_lists <= 10_000_000:
+            raise ValueError(f"[experiment] outcome_lists must be in [1000, 10000000], not {self.outcome_lists}")
         if not 0 < self.gate_every_s <= 86_400 or not 0 < self.attribution_hours <= 24 * 90:
             raise ValueError("[experiment] gate_every_s must be in (0, 86400] and attribution_hours in (0, 2160]")
 

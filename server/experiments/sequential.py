@@ -27,6 +27,9 @@ class RatioArm:
     """One arm's outcomes: per unit (shopper) a numerator (clicks, revenue) and a denominator
     (lists shown, decisions), and the sums the delta method needs."""
     units: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # False: the sums of num and den only, nothing per unit (a count kept outside any
+    # comparison, whose memory must not grow with the shoppers); n and the variance are not kept
+    per_unit: bool = True
     n: int = 0
     num: float = 0.0
     den: float = 0.0
@@ -36,6 +39,10 @@ class RatioArm:
 
     def add(self, unit: str, numerator: float, denominator: float) -> None:
         """Add to a unit's totals (a list shown: denominator 1; its click: numerator 1)."""
+        if not self.per_unit:
+            self.num += numerator
+            self.den += denominator
+            return
         old_num, old_den = self.units.get(unit, (0.0, 0.0))
         if unit not in self.units:
             self.n += 1

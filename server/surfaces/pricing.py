@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..experiments.quotes import QuoteJoin
 from ..models.errors import FailedPrecondition, InvalidArgument, NotFound
 from ..models.file_versions import FileModelVersions, FileVersion
 from ..features.service import FeatureService
@@ -33,8 +34,11 @@ class PricingConfig:
     # how far past the prices the demand curve was fitted on the target may go (0.5: 50%),
     # chosen on the closed-loop replay's tuning seed (docs/results.md, pricing)
     extrapolation: float = 0.5
+    attribution_hours: float = 24.0  # a purchase at the quoted price counts for the quote this long after it
 
     def __post_init__(self) -> None:
+        if not 0 < self.attribution_hours <= 24 * 90:
+            raise ValueError(f"[pricing] attribution_hours must be in (0, 2160], not {self.attribution_hours}")
         for name in ("min_margin", "parity_slack"):
             if not 0 <= getattr(self, name) < 100:
                 raise ValueError(f"[pricing] {name} must be in [0, 100), not {getattr(self, name)}")
@@ -86,6 +90,8 @@ class PriceQuoter:
             self.versions = FileModelVersions(Path(self.config.model), DEMAND_FILE, DemandModel.load, "demand model",
                                               "run `hanzo train pricing --out FOLDER` or `hanzo retrain pricing`")
         self._clock = clock
+        # quotes joined to the purchases at their price (the server feeds it the applied events)
+        self.outcomes = QuoteJoin(int(self.config.attribution_hours * 3_600_000))
 
     def _model(self, version: int | None) -> tuple[DemandModel, str, int]:
         """The demand model a query gets, its version as answered, and its version number (0
@@ -134,6 +140,8 @@ class PriceQuoter:
         restock = query.days_to_restock or self.config.restock_days
         answer = PriceAnswer(quote(model, now, weekday, query.competitor_prices, self._rules, restock,
                                    self.config.extrapolation), answered)
+        self.outcomes.quoted(query.product_id, f"pricing:{answered}", answer.quote.choice.price, float(cost),
+                             int(self._clock() * 1000))
         if self.shadow is not None and self.shadow.enabled and self.versions is not None and query.model_version is None:
             self.shadow.offer(self.versions.name, self.versions.candidate(self.versions.name), request_id,
                               {"primary_version": number, "primary": round(answer.quote.choice.price, 4)},

@@ -222,6 +222,7 @@ class Searcher:
         self.view = CatalogView(lambda: features.store.catalog)
         self.configured_synonyms = Synonyms.from_pairs([tuple(p) for p in self.config.synonyms])
         self.log = ServedLog(features) if self.config.log_searches else None
+        self.on_served: Callable[[dict], None] | None = None  # each logged search, as it is logged
         self._rows: ProductRows | None = None
         self._rows_for: tuple = (None, -1)  # the artifacts and catalog generation the rows were built with
         # Index slot -> row of the re-ranker's inputs, so a query maps its candidates without
@@ -324,7 +325,10 @@ class Searcher:
             hits = [SearchHit(product_ids[slots[j]], float(out[j]), "reranker") for j in top]
             result = SearchResult(hits, corrected, version.version_str)
         if self.log is not None:
-            self.log.record(self._event(query, result))
+            served = self._event(query, result)
+            self.log.record(served)
+            if self.on_served is not None:
+                self.on_served(served)
         return result
 
     def _synonyms(self, artifacts: SearchArtifacts | None) -> Synonyms:
