@@ -52,6 +52,18 @@ def metric_samples(port: int, name: str, labels: dict[str, str]) -> float:
                if sample.name == name and labels.items() <= sample.labels.items())
 
 
+def drift_inputs(port: int, name: str, model: str) -> dict[str, float]:
+    """A drift gauge (hanzo_drift_psi or _ks) per input of a model's version 1."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {sample.labels["input"]: sample.value for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.name == name and sample.labels["model"] == model
+            and sample.labels["version"] == "1"}
+
+
 def shared_data(*parts: str) -> pytest.MarkDecorator:
     """Skip where a shared data set is absent (a fresh clone without ../shared), naming the path.
     CI has ../shared, and there (HANZO_CI=1) such a skip fails instead (conftest.py)."""

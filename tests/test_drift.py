@@ -75,3 +75,16 @@ def test_fraud_scores_are_settled_by_the_chargebacks_that_come_later():
     labels.record("m|o5", "2", "APPROVE", 0.2)  # the oldest (o1) is forgotten: its chargeback comes late
     labels.observe([chargeback("m|o1")])
     assert labels.late == 3 and labels.charged_back[("1", "APPROVE")] == 0
+
+
+def test_a_rankers_rows_wrap_around_the_window_as_single_rows_would():
+    rng = np.random.default_rng(3)
+    reference = _reference(rng)
+    one, many = DriftWindow(reference, window=250), DriftWindow(reference, window=250)
+    for size in (7, 100, 240, 3, 600):  # lists shorter than, around and longer than the window
+        x, scores = rng.normal(size=(size, 3)), rng.random(size)
+        many.add_rows(x, scores)
+        for row, score in zip(x, scores):
+            one.add(row, score)
+    assert one.seen == many.seen
+    assert np.array_equal(one.rows, many.rows)

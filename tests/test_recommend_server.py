@@ -9,9 +9,12 @@ import pytest
 
 pytest.importorskip("torch", reason="torch is not installed (pip install torch==2.13.0)")
 
-from helpers import ServerProcess  # noqa: E402
+from helpers import ServerProcess, drift_inputs  # noqa: E402
 
+from hanzo.loadtest.targets import free_port  # noqa: E402
+from hanzo.server.experiments.drift import REFERENCE_FILE, Reference  # noqa: E402
 from hanzo.server.features.events import record_to_proto  # noqa: E402
+from hanzo.server.surfaces.recommend_inputs import DRIFT_INPUTS  # noqa: E402
 from hanzo.server.features.offline import load_log_records  # noqa: E402
 from hanzo.training.recommend.train import train  # noqa: E402
 from hanzo.training.recommend.two_tower import TrainingConfig  # noqa: E402
@@ -28,7 +31,7 @@ def served(tmp_path_factory):
     train(root / "world" / "events.jsonl.gz", root / "model_repo", root / "world" / "catalog.jsonl",
           config=TrainingConfig(epochs=3, batch=256), log=lambda m: None)
     server = ServerProcess(root / "model_repo", "--no-demo-models", "--data-dir", str(root / "data"), "--catalog",
-                           str(root / "world" / "catalog.jsonl")).wait_ready()
+                           str(root / "world" / "catalog.jsonl"), "--metrics-port", str(free_port())).wait_ready()
     stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(server.url))
     end = sim.start_ms + 20 * 86_400_000
     events = [e for e in sim.events if e["timestamp"] < end]
@@ -138,3 +141,22 @@ def test_email_batch_writes_every_active_user(served, tmp_path):
 
     assert [r["user_id"] for r in sorted(rows, key=lambda r: r["user_id"])] == active_users(root / "data", 3)
     assert rows and all(len(r["items"]) == 5 for r in rows)
+
+
+def test_the_shoppers_a_version_ranks_for_are_measured_against_its_training_reference(served):
+    """Drift: the version ships the inputs and scores training saw; each list the model ranks
+    is one row of its window, and every input and the score get a PSI and a KS."""
+    server, stub, sim, _, root = served
+    reference = Reference.load(root / "model_repo" / "recommend" / "1" / REFERENCE_FILE)
+    assert reference.names == (*DRIFT_INPUTS, "score")
+    buyers = list(dict.fromkeys(e["user_id"] for e in sim.events if e["event_type"] == "purchase"
+                                and e.get("user_id")))
+    ranked = 0
+    for user in buyers[:300]:
+        answer = stub.Recommend(commerce_pb2.RecommendRequest(user_id=user, k=5), timeout=10)
+        ranked += not answer.fallback
+    assert ranked >= 100, ranked  # a window is measured from 100 rows on
+    psi = drift_inputs(server.metrics_port, "hanzo_drift_psi", "recommend")
+    ks = drift_inputs(server.metrics_port, "hanzo_drift_ks", "recommend")
+    assert set(psi) == set(ks) == set(reference.names), psi
+    assert all(value >= 0 for value in psi.values()) and all(0 <= value <= 1 for value in ks.values())

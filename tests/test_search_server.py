@@ -12,13 +12,14 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="torch is not installed (pip install torch==2.13.0)")
 
-from helpers import ServerProcess, metric_samples, until  # noqa: E402
+from helpers import ServerProcess, drift_inputs, metric_samples, until  # noqa: E402
 
 from hanzo.loadtest.targets import free_port  # noqa: E402
 from hanzo.server.features.events import record_to_proto  # noqa: E402
 from hanzo.server.features.formats import read_catalog  # noqa: E402
 from hanzo.server.features.offline import load_log_records  # noqa: E402
-from hanzo.server.search.rerank_inputs import USER_FEATURES  # noqa: E402
+from hanzo.server.experiments.drift import REFERENCE_FILE, Reference  # noqa: E402
+from hanzo.server.search.rerank_inputs import DRIFT_INPUTS, USER_FEATURES  # noqa: E402
 from hanzo.training.search.pipeline import train_search  # noqa: E402
 from hanzo.training.search.train import RerankTraining  # noqa: E402
 from hanzo.training.simulator import SimulationConfig, simulate  # noqa: E402
@@ -215,3 +216,18 @@ def test_many_catalog_updates_merge_the_index_and_keep_rows_in_step(served):
     # The ranker scores each by its new words: they lead their own query.
     top = stub.Search(commerce_pb2.SearchRequest(query="glimmerwick", k=40), timeout=10)
     assert {i.product_id for i in top.items} == set(renamed)
+
+
+def test_the_candidates_a_version_shows_are_measured_against_its_training_reference(served):
+    """Drift: the version ships the inputs and scores of what it ranked first on held-out
+    queries; each candidate it shows is one row of its window."""
+    server, stub, catalog, _, root = served
+    reference = Reference.load(root / "model_repo" / "search" / "1" / REFERENCE_FILE)
+    assert reference.names == (*DRIFT_INPUTS, "score")
+    kinds = sorted({p["title"].split()[-1].lower() for p in catalog})
+    for i in range(30):
+        stub.Search(commerce_pb2.SearchRequest(query=kinds[i % len(kinds)], k=5), timeout=10)
+    psi = drift_inputs(server.metrics_port, "hanzo_drift_psi", "search")
+    assert set(psi) == set(reference.names), psi
+    # a shopper nobody knows, as in training's judgments: the input reads as it did there
+    assert psi["user_known"] < 0.1, psi

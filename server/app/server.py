@@ -99,6 +99,12 @@ class HanzoServer:
         self.access = None  # api.access.Access, made as the port opens
         self.scopes: dict[str, str] = {}  # every registered method's declared scope
 
+    def _drift_windows(self) -> dict:
+        """(model, version) -> its drift window, for every surface that measures drift."""
+        return {(model, version): window for model, windows in (
+            ("fraud", self.fraud.drift), ("search", self.searcher.drift), ("recommend", self.recommender.drift))
+            for version, window in windows.versions.items()}
+
     def serving(self) -> bool:
         return self._serving
 
@@ -150,7 +156,7 @@ class HanzoServer:
         if self.config.metrics_port:
             registry = registry_for(ServerCollector(self.repository, self.latency, self.features, self.admission,
                                                     self.edge.late, self.outcomes,
-                                                    lambda: {("fraud", v): w for v, w in self.fraud.drift.items()},
+                                                    self._drift_windows,
                                                     self.fraud.labels, self.pricing.outcomes))
             self._metrics = await serve_metrics(registry, self.config.host, self.config.metrics_port,
                                                 exposure.metrics_tls(tls), exposure.metrics_check(self.config,

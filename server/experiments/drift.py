@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -101,6 +102,20 @@ class DriftWindow:
         row[-1] = score
         self.seen += 1
 
+    def add_rows(self, x: np.ndarray, scores: np.ndarray) -> None:
+        """Scored rows [n, inputs] and their scores [n] (a ranker's list), copied in one or two
+        slices of the ring."""
+        total = len(x)
+        n = min(total, len(self.rows))  # of a list longer than the window only its end stays
+        x, scores = x[total - n:], scores[total - n:]
+        start = (self.seen + total - n) % len(self.rows)
+        first = min(n, len(self.rows) - start)
+        self.rows[start:start + first, :-1] = x[:first]
+        self.rows[start:start + first, -1] = scores[:first]
+        self.rows[:n - first, :-1] = x[first:]
+        self.rows[:n - first, -1] = scores[first:]
+        self.seen += total
+
     def measure(self) -> dict[str, tuple[float, float]] | None:
         """Per input and the score: (PSI, KS) over the window; None before it holds 100 rows."""
         rows = self.rows[:min(self.seen, len(self.rows))]
@@ -112,3 +127,22 @@ class DriftWindow:
             reference = self.reference.shares[j]
             out[name] = (psi(reference, live), ks(reference, live))
         return out
+
+
+class DriftWindows:
+    """One model's drift windows, one per loaded version that ships a reference: made when a
+    version first scores, replaced when it is reloaded, dropped once it is unloaded."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.versions: dict[str, DriftWindow] = {}
+
+    def of(self, version: str, reference: Reference, loaded: Callable[[], set[str]]) -> DriftWindow:
+        """`loaded`: the versions still loaded, asked only when a window is made."""
+        found = self.versions.get(version)
+        if found is None or found.reference is not reference:  # a new version, or one reloaded
+            found = self.versions[version] = DriftWindow(reference, self.window)
+            still = loaded()
+            for gone in [v for v in self.versions if v not in still and v != version]:
+                del self.versions[gone]
+        return found

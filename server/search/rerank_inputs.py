@@ -74,3 +74,24 @@ def user_features(affinity: np.ndarray | None) -> np.ndarray:
         out[:CATEGORY_SLOTS] = np.nan_to_num(affinity[:CATEGORY_SLOTS])
         out[CATEGORY_SLOTS] = 1.0
     return out
+
+
+# What drift is measured on (server/experiments/drift.py): per candidate shown, the query's
+# length, the list's size, the candidate's lexical and product features, whether the user is
+# known and their strongest category affinity (the one-hot and affinity slots summarised)
+DRIFT_INPUTS = ("query_words", "candidates_log", "bm25_relative", "bm25_log_rank", "bm25_matched", "title_words_log",
+                "has_description", "description_words_log", "has_category", "user_known", "user_top_affinity")
+
+
+def drift_rows(query: np.ndarray, candidates: int, lexical: np.ndarray, product_features: np.ndarray,
+               user: np.ndarray) -> np.ndarray:
+    """[n, len(DRIFT_INPUTS)] for the n candidates shown, from the re-ranker's own inputs."""
+    n = len(lexical)
+    out = np.empty((n, len(DRIFT_INPUTS)), np.float64)
+    out[:, 0] = np.count_nonzero(query)
+    out[:, 1] = np.log1p(candidates)
+    out[:, 2:5] = lexical
+    out[:, 5:9] = product_features[:, :4]
+    out[:, 9] = user[CATEGORY_SLOTS]
+    out[:, 10] = user[:CATEGORY_SLOTS].max(initial=0.0)
+    return out

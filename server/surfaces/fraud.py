@@ -24,7 +24,7 @@ from .fraud_inputs import FraudInputs, FraudOrder
 from .fraud_reasons import reason_text
 from .served_log import ServedLog
 from .shadow import Shadow
-from ..experiments.drift import REFERENCE_FILE, DriftWindow, Reference
+from ..experiments.drift import REFERENCE_FILE, DriftWindows, Reference
 from ..experiments.labels import LabelJoin
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ class FraudScorer:
             if self.config.record_orders == "batched" else None
         self._answers: OrderedDict[str, FraudResult] = OrderedDict()
         # per loaded version with a training reference: its live inputs and scores (metrics read them)
-        self.drift: dict[str, DriftWindow] = {}
+        self.drift = DriftWindows(self.config.drift_window)
         # scores joined to the chargebacks that come later (the server feeds it the applied events)
         self.labels = LabelJoin(self.config.label_orders)
 
@@ -194,7 +194,7 @@ class FraudScorer:
         out = await version.infer({"features": x}, deadline)
         score = float(out["score"][0, 0])
         if artifacts.reference is not None:
-            self._drift_window(version.version_str, artifacts.reference).add(x[0], score)
+            self.drift.of(version.version_str, artifacts.reference, self._loaded).add(x[0], score)
         reasons = self._reasons(artifacts, x, artifacts.inputs.not_given(order)) if self.config.reasons else []
         result = FraudResult(score, self.config.policy(merchant_id).decide(score), reasons, version.version_str,
                              request_id)
@@ -211,14 +211,8 @@ class FraudScorer:
             await self.features.ingest([self._event(order, merchant_id, request_id, result)])
         return result
 
-    def _drift_window(self, version: str, reference: Reference) -> DriftWindow:
-        window = self.drift.get(version)
-        if window is None or window.reference is not reference:  # a new version, or one reloaded
-            window = self.drift[version] = DriftWindow(reference, self.config.drift_window)
-            loaded = {v.version_str for v in self.repository.ready_versions(MODEL)}
-            for gone in [v for v in self.drift if v not in loaded and v != version]:
-                del self.drift[gone]
-        return window
+    def _loaded(self) -> set[str]:
+        return {v.version_str for v in self.repository.ready_versions(MODEL)}
 
     async def _shadow_score(self, candidate: ModelVersion, inputs: FraudInputs, x: np.ndarray, order: FraudOrder,
                             merchant_id: str) -> dict:

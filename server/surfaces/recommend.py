@@ -24,13 +24,14 @@ from ..models import ModelRepository
 from ..models.version import ModelVersion
 from ..retrieval.ann import ItemIndex
 from .recommend_inputs import (AFFINITY, HISTORY, SESSION_SEQUENCES, USER_SCALARS, USER_SEQUENCES, UserInputs,
-                               dense_inputs, history_items, index_sequences)
+                               dense_inputs, drift_rows, history_items, index_sequences)
 from .recommend_signals import SIGNALS, Signals
 from .served_log import ServedLog
 from .shadow import Shadow
 from ..experiments.arm_latency import ArmLatency
 from ..experiments.arms import CANDIDATE, HOLDOUT, PRODUCTION
 from ..experiments.config import ExperimentConfig
+from ..experiments.drift import REFERENCE_FILE, DriftWindows, Reference
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class RecommendArtifacts:
     _blocked_count: int = 0
     _roots: np.ndarray | None = None
     _roots_revision: int = -1
+    reference: Reference | None = None  # the inputs and scores training saw, for drift
 
     def __post_init__(self) -> None:
         self.embeddings = np.ascontiguousarray(self.embeddings, dtype=np.float32)
@@ -75,7 +77,8 @@ class RecommendArtifacts:
         blend = json.loads((version_dir / "blend.json").read_text())
         index = ItemIndex.load(version_dir / "index.bin", embeddings.shape[1], len(product_ids))
         return cls(product_ids, {p: i for i, p in enumerate(product_ids)}, embeddings, index, signals,
-                   np.argsort(-signals.popularity, kind="stable")[:500], blend["weights"])
+                   np.argsort(-signals.popularity, kind="stable")[:500], blend["weights"],
+                   reference=Reference.load(version_dir / REFERENCE_FILE))
 
     def roots(self, catalog) -> np.ndarray:
         """Root category per item as a small integer, -1 unknown (cached per product revision)."""
@@ -149,8 +152,11 @@ class RecommendConfig:
     max_category_share: float = 0.5  # no more than this share of a list from one root category
     exploration: bool = True  # one slot (the last, for k >= 4) from further down the ranking
     log_shown: bool = True
+    drift_window: int = 5000  # drift: the newest lists ranked by the model whose inputs are measured
 
     def __post_init__(self) -> None:
+        if not 100 <= self.drift_window <= 1_000_000:
+            raise ValueError(f"[recommend] drift_window must be in [100, 1000000], not {self.drift_window}")
         if self.candidates < 1:
             raise ValueError(f"recommend candidates must be >= 1, not {self.candidates}")
         if self.ann_ef < 1:
@@ -176,6 +182,8 @@ class Recommender:
         # told of every list served (the experiments' outcome join), in process: never from
         # events a caller could send
         self.on_shown: Callable[[dict], None] | None = None
+        # per loaded version with a training reference: the shoppers it ranked for, and its scores
+        self.drift = DriftWindows(self.config.drift_window)
 
     def _candidate(self) -> tuple[ModelVersion, str] | None:
         candidate = self.repository.candidate(MODEL)
@@ -241,7 +249,15 @@ class Recommender:
         if pause is not None:
             await pause()
         items = self._blend(art, user, history, anchors, blocked, blocked_count, query)
+        if art.reference is not None and pause is None and items:  # a served answer, not a shadow copy
+            first = art.index_of.get(items[0].product_id)
+            if first is not None:  # the score: the user tower's affinity for the first product shown
+                self.drift.of(version.version_str, art.reference, self._loaded).add(
+                    drift_rows(inputs)[0], float(art.embeddings[first] @ user))
         return RecommendResult(items, version.version_str)
+
+    def _loaded(self) -> set[str]:
+        return {v.version_str for v in self.repository.ready_versions(MODEL)}
 
     def _held_out(self, version: ModelVersion, query: RecommendQuery) -> RecommendResult:
         """The holdout arm's list: the most popular products the shopper may be shown, the

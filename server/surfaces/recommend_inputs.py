@@ -60,3 +60,23 @@ def dense_inputs(values: np.ndarray, layout: list[tuple[str, int, int]], placeme
     for row, placement in enumerate(placements):
         out[row, base + (PLACEMENTS.index(placement) if placement in PLACEMENTS else 0)] = 1.0
     return out
+
+
+# What drift is measured on (server/experiments/drift.py): the user tower's dense inputs (the
+# category affinity summarised by its strongest share, the placement by its index) and how many
+# of the shopper's bought and viewed products the version knows
+DRIFT_INPUTS = (*(f"{name}_log" for name in USER_SCALARS), "top_category_affinity", "bought_known", "viewed_known",
+                "placement")
+
+
+def drift_rows(inputs: UserInputs) -> np.ndarray:
+    """[B, len(DRIFT_INPUTS)] from the user tower's own inputs."""
+    dense = inputs.dense
+    scalars = len(USER_SCALARS)
+    out = np.empty((len(dense), len(DRIFT_INPUTS)), np.float64)
+    out[:, :scalars] = dense[:, :scalars]
+    out[:, scalars] = dense[:, scalars:scalars + 16].max(axis=1)
+    out[:, scalars + 1] = np.count_nonzero(inputs.bought, axis=1)
+    out[:, scalars + 2] = np.count_nonzero(inputs.viewed, axis=1)
+    out[:, scalars + 3] = dense[:, scalars + 16:].argmax(axis=1)
+    return out

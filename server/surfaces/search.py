@@ -23,7 +23,8 @@ from ..features.service import FeatureService
 from ..models import ModelRepository
 from ..search.lexical import LexicalIndex
 from ..search.rerank_inputs import (PRODUCT_FEATURES, PRODUCT_LEN, lexical_features, product_features_row,
-                                    product_ids_row, query_ids, user_features)
+                                    drift_rows, product_ids_row, query_ids, user_features)
+from ..experiments.drift import REFERENCE_FILE, DriftWindows, Reference
 from ..search.spelling import SpellingCorrector
 from ..search.synonyms import Synonyms
 from ..search.text import product_text
@@ -47,6 +48,7 @@ class SearchArtifacts:
     state_of: dict[str, int]
     states: np.ndarray  # float32 [products, PRODUCT_LEN, dim]
     synonyms: Synonyms
+    reference: Reference | None = None  # the inputs and scores training saw, for drift
 
     @classmethod
     def load(cls, version_dir: Path) -> "SearchArtifacts":
@@ -56,7 +58,8 @@ class SearchArtifacts:
         table = Synonyms()
         for a, b, weight in pairs:
             table.add_pair(a, b, weight)
-        return cls({p: i for i, p in enumerate(ids)}, np.load(version_dir / "states.npy", mmap_mode="r"), table)
+        return cls({p: i for i, p in enumerate(ids)}, np.load(version_dir / "states.npy", mmap_mode="r"), table,
+                   Reference.load(version_dir / REFERENCE_FILE))
 
 
 class ProductRows:
@@ -121,8 +124,11 @@ class SearchConfig:
     log_searches: bool = True
     # Configured synonyms, merged with the model version's learned ones.
     synonyms: list[list[str]] = field(default_factory=list)
+    drift_window: int = 5000  # candidates shown, the newest, whose inputs drift is measured on
 
     def __post_init__(self) -> None:
+        if not 100 <= self.drift_window <= 1_000_000:
+            raise ValueError(f"[search] drift_window must be in [100, 1000000], not {self.drift_window}")
         if self.candidates < 1:
             raise ValueError(f"search candidates must be >= 1, not {self.candidates}")
         if self.max_caller_candidates < 1:
@@ -223,6 +229,8 @@ class Searcher:
         self.configured_synonyms = Synonyms.from_pairs([tuple(p) for p in self.config.synonyms])
         self.log = ServedLog(features) if self.config.log_searches else None
         self.on_served: Callable[[dict], None] | None = None  # each logged search, as it is logged
+        # per loaded version with a training reference: the candidates it showed, and their scores
+        self.drift = DriftWindows(self.config.drift_window)
         self._rows: ProductRows | None = None
         self._rows_for: tuple = (None, -1)  # the artifacts and catalog generation the rows were built with
         # Index slot -> row of the re-ranker's inputs, so a query maps its candidates without
@@ -322,6 +330,10 @@ class Searcher:
                      "lexical": lexical_features(scores)[None], "user": user[None]}
             out = (await version.infer(feeds, deadline))["scores"][0]
             top = np.argsort(-out, kind="stable")[:query.k]
+            if artifacts.reference is not None:
+                self.drift.of(version.version_str, artifacts.reference, self._loaded).add_rows(
+                    drift_rows(feeds["query"][0], len(slots), feeds["lexical"][0][top], rows.features[chosen[top]],
+                               user), out[top])
             hits = [SearchHit(product_ids[slots[j]], float(out[j]), "reranker") for j in top]
             result = SearchResult(hits, corrected, version.version_str)
         if self.log is not None:
@@ -330,6 +342,9 @@ class Searcher:
             if self.on_served is not None:
                 self.on_served(served)
         return result
+
+    def _loaded(self) -> set[str]:
+        return {v.version_str for v in self.repository.ready_versions(MODEL)}
 
     def _synonyms(self, artifacts: SearchArtifacts | None) -> Synonyms:
         if artifacts is None:

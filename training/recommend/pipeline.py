@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hanzo.server.experiments.drift import Reference
 from hanzo.server.features.offline import get_historical_features
-from hanzo.server.surfaces.recommend_inputs import (AFFINITY, HISTORY, SESSION_SEQUENCES, USER_SCALARS, USER_SEQUENCES,
-                                                    UserInputs, dense_inputs, history_items, index_sequences)
+from hanzo.server.surfaces.recommend_inputs import (AFFINITY, DRIFT_INPUTS, HISTORY, SESSION_SEQUENCES, USER_SCALARS,
+                                                    USER_SEQUENCES, UserInputs, drift_rows, dense_inputs,
+                                                    history_items, index_sequences)
 from hanzo.server.surfaces.recommend_signals import SIGNALS, Signals
 
 from .baselines import ItemKNN
@@ -87,12 +89,13 @@ class Trained:
     users: np.ndarray  # the cases' user embeddings
     histories: list[list[int]]  # the cases' histories, as the server reads them
     case_parts: list[dict[str, np.ndarray]]
+    inputs: UserInputs | None = None  # the cases' user tower inputs
 
     def rescore(self, task: Task, neighbours: int, window: int) -> "Trained":
         """The same model with the co-visitation signal built another way."""
         signals = build_signals(task, neighbours, window)
         parts = [signals.parts(self.items, u, h, []) for u, h in zip(self.users, self.histories)]
-        return Trained(self.model, self.items, signals, self.users, self.histories, parts)
+        return Trained(self.model, self.items, signals, self.users, self.histories, parts, self.inputs)
 
 
 def tune_signals(trained: Trained, task: Task, metric: str,
@@ -130,4 +133,18 @@ def train_and_score(records: list[dict], task: Task, config: TrainingConfig, log
     signals = build_signals(task, neighbours, window)
     case_histories = histories[n_examples:]
     parts = [signals.parts(items, u, h, []) for u, h in zip(users, case_histories)]
-    return Trained(model, items, signals, users, case_histories, parts)
+    return Trained(model, items, signals, users, case_histories, parts, case_inputs)
+
+
+def recommend_reference(trained: Trained, blend: Blend) -> Reference | None:
+    """The drift reference (server/experiments/drift.py): each case the model ranks for (one
+    with a history: the others get the cold-start list), described as the server describes a
+    shopper (recommend_inputs.drift_rows), and the user tower's affinity for the first product
+    the blend ranks."""
+    ranked_for = [c for c, history in enumerate(trained.histories) if history]
+    if trained.inputs is None or not ranked_for:
+        return None
+    rows = drift_rows(trained.inputs)[ranked_for]
+    first = np.asarray([int(np.argmax(blend.score(trained.case_parts[c]))) for c in ranked_for])
+    scores = np.einsum("cd,cd->c", trained.items[first], trained.users[ranked_for])
+    return Reference.from_rows(list(DRIFT_INPUTS), rows, scores)

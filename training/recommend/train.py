@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
+from hanzo.server.experiments.drift import REFERENCE_FILE, Reference
 from hanzo.server.features.formats import read_catalog, read_records
 from hanzo.server.models.production import pin_production
 from hanzo.server.retrieval.ann import ItemIndex
@@ -19,7 +20,7 @@ from hanzo.server.retrieval.ann import ItemIndex
 from .baselines import ItemKNN, LastItemTransitions, OwnMostBought, Popularity, evaluate, tune_item_knn
 from .data import next_basket_tasks, next_click_tasks
 from hanzo.training.metrics import bootstrap
-from .pipeline import HISTORY, Trained, evaluate_blend, train_and_score, tune_signals
+from .pipeline import HISTORY, Trained, evaluate_blend, recommend_reference, train_and_score, tune_signals
 from .two_tower import TrainingConfig
 
 MODEL_NAME = "recommend"
@@ -52,7 +53,8 @@ def train(events: Path, model_repo: Path, catalog: Path | None = None, kind: str
               "model": _summary(evaluate_blend(blend, final.case_parts, test.cases, test.k, metrics), config.seed),
               "k": test.k, "test_cases": len(test.cases), "baselines": {}}
     report["baselines"] = _baselines(validation, test, kind, metrics, config.seed)
-    version = _write_version(model_repo, final, test.vocabulary.ids, blend.weights, report)
+    version = _write_version(model_repo, final, test.vocabulary.ids, blend.weights, report,
+                             recommend_reference(final, blend))
     log(f"wrote {version} in {time.monotonic() - started:.0f} s")
     return version
 
@@ -69,7 +71,7 @@ def _baselines(validation, test, kind: str, metrics: tuple, seed: int) -> dict:
 
 
 def _write_version(model_repo: Path, trained: Trained, product_ids: list[str], weights: dict,
-                   report: dict) -> Path:
+                   report: dict, reference: Reference | None = None) -> Path:
     model_dir = Path(model_repo) / MODEL_NAME
     versions = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()] if model_dir.is_dir() else []
     version = max(versions, default=0) + 1
@@ -82,6 +84,8 @@ def _write_version(model_repo: Path, trained: Trained, product_ids: list[str], w
     np.savez(staging / "signals.npz", **trained.signals.arrays())
     (staging / "blend.json").write_text(json.dumps({"weights": weights, "history": HISTORY}))
     (staging / "report.json").write_text(json.dumps(report, indent=1))
+    if reference is not None:  # what drift is measured against
+        reference.save(staging / REFERENCE_FILE)
     config = mc.ModelConfig(name=MODEL_NAME, backend="onnxruntime", max_batch_size=64)
     config.dynamic_batching.max_queue_delay_microseconds = 0
     config.dynamic_batching.default_queue_policy.max_queue_size = 1024

@@ -15,6 +15,7 @@ import torch
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from hanzo.server.experiments.drift import REFERENCE_FILE, Reference
 from hanzo.server.features.catalog import CatalogState
 from hanzo.server.features.formats import read_catalog, read_records
 from hanzo.server.models.production import pin_production
@@ -24,6 +25,7 @@ from hanzo.server.search.synonyms import Synonyms
 from hanzo.server.search.understanding import QueryUnderstanding
 from hanzo.server.search.text import product_text, terms
 
+from .drift_reference import query_lists, search_reference
 from .clicks import click_lists, evaluate_lists, read_searches, split_by_time, user_vectors
 from .judgments import Judgments
 from .synonym_learning import learn_synonyms
@@ -80,7 +82,9 @@ def train_search(judgments_path: Path, catalog_path: Path, model_repo: Path, eve
               "synonyms": len(synonyms.pairs()), "fine_tuned_from": str(init) if init else None}
     log(f"dev NDCG@10: BM25 {plain['bm25']:.4f}, + query understanding {full['bm25']:.4f}, "
         f"+ re-ranker {full['ndcg']:.4f}")
-    write_version(model_repo, model, index.product_ids, states, synonyms, report)
+    reference = search_reference(model, table, states, query_lists(index, dev.queries, understanding.weighted_terms,
+                                                                    understanding.corrected, config.depth))
+    write_version(model_repo, model, index.product_ids, states, synonyms, report, reference)
     return report
 
 
@@ -121,12 +125,13 @@ def train_search_clicks(events_path: Path, catalog_path: Path, model_repo: Path,
         f"re-ranked {tested['ndcg']:.4f}")
     report = {"events": str(events_path), "catalog": str(catalog_path), "seed": config.seed, "training": training,
               "test": tested, "synonyms": len(synonyms.pairs()), "source": "search logs"}
-    version_dir = write_version(model_repo, model, index.product_ids, states, synonyms, report)
+    reference = search_reference(model, table, states, validation)
+    version_dir = write_version(model_repo, model, index.product_ids, states, synonyms, report, reference)
     return {**report, "version_dir": str(version_dir)}
 
 
 def write_version(model_repo: Path, model, product_ids: list[str], states: np.ndarray, synonyms: Synonyms,
-                  report: dict) -> Path:
+                  report: dict, reference: Reference | None = None) -> Path:
     """The next version of the `search` model, with its config.pbtxt, and the product encoder
     that made its states as the same version of `search_encoder` (written first, so a polling
     server that sees the scorer finds its encoder)."""
@@ -147,6 +152,8 @@ def write_version(model_repo: Path, model, product_ids: list[str], states: np.nd
     (staging / "products.json").write_text(json.dumps(product_ids))
     (staging / "synonyms.json").write_text(json.dumps([list(p) for p in synonyms.pairs()]))
     (staging / "report.json").write_text(json.dumps(report, indent=1))
+    if reference is not None:  # what drift is measured against
+        reference.save(staging / REFERENCE_FILE)
     encoder = mc.ModelConfig(name=ENCODER, backend="onnxruntime", max_batch_size=0)
     (encoder_root / "config.pbtxt").write_text(text_format.MessageToString(encoder))
     for folder in (encoder_root, root):  # what serves now stays production; the new version is a candidate
