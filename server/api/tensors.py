@@ -1,4 +1,7 @@
-"""KServe V2 tensors <-> numpy: raw contents (what tritonclient sends) and typed contents."""
+"""KServe V2 tensors <-> numpy: raw contents (what tritonclient sends) and typed contents.
+BYTES tensors travel length-prefixed in raw contents (api/bytes_tensors.py) or as
+bytes_contents; INT8 and INT16 typed contents come as int_contents and keep their low bytes,
+as Triton narrows them."""
 from __future__ import annotations
 
 import math
@@ -9,12 +12,13 @@ from tritonclient.grpc import service_pb2 as pb
 from ..models.errors import InvalidArgument
 from ..models.datatypes import BY_KSERVE
 from ..models.version import ModelVersion
+from .bytes_tensors import deserialize_bytes, serialize_bytes
 
 # Typed InferTensorContents field per datatype (FP16 and BF16 travel only as raw bytes).
 _CONTENTS_FIELD = {
     "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
     "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
-    "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents",
+    "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
 }
 
 
@@ -45,23 +49,42 @@ def decode_inputs(request: pb.ModelInferRequest, version: ModelVersion) -> dict[
         if math.prod(d for d in shape if d) * 16 > MAX_ELEMENTS_BYTES:
             raise InvalidArgument(field, f"shape {list(shape)} is larger than any tensor can be")
         count = math.prod(shape)
-        dtype = spec.datatype.numpy
         if raw:
-            data = raw[i]
-            if len(data) != count * dtype.itemsize:
-                raise InvalidArgument(field, f"raw content has {len(data)} bytes, but shape {list(shape)} of "
-                                             f"{spec.datatype.kserve} needs {count * dtype.itemsize}")
-            tensors[name] = np.frombuffer(data, dtype=dtype).reshape(shape)
+            if tensor.HasField("contents"):  # Triton's words, which its clients look for
+                raise InvalidArgument(field, f"contents field must not be specified when using raw_input_contents "
+                                             f"for '{name}' for model '{version.name}'")
+            tensors[name] = _from_raw(raw[i], shape, count, spec.datatype.kserve, spec.datatype.numpy, field)
         else:
-            contents_field = _CONTENTS_FIELD.get(spec.datatype.kserve)
-            if contents_field is None:
-                raise InvalidArgument(field, f"{spec.datatype.kserve} must be sent in raw_input_contents")
-            values = getattr(tensor.contents, contents_field)
-            if len(values) != count:
-                raise InvalidArgument(field, f"contents.{contents_field} has {len(values)} values, but shape "
-                                             f"{list(shape)} needs {count}")
-            tensors[name] = np.asarray(values, dtype=dtype).reshape(shape)
+            tensors[name] = _from_contents(tensor, shape, count, spec.datatype.kserve, spec.datatype.numpy, field)
     return tensors
+
+
+def _from_raw(data: bytes, shape: tuple[int, ...], count: int, datatype: str, dtype: np.dtype,
+              field: str) -> np.ndarray:
+    if datatype == "BYTES":
+        return deserialize_bytes(data, shape, field)
+    if len(data) != count * dtype.itemsize:
+        raise InvalidArgument(field, f"raw content has {len(data)} bytes, but shape {list(shape)} of "
+                                     f"{datatype} needs {count * dtype.itemsize}")
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def _from_contents(tensor: pb.ModelInferRequest.InferInputTensor, shape: tuple[int, ...], count: int,
+                   datatype: str, dtype: np.dtype, field: str) -> np.ndarray:
+    contents_field = _CONTENTS_FIELD.get(datatype)
+    if contents_field is None:
+        raise InvalidArgument(field, f"{datatype} must be sent in raw_input_contents")
+    values = getattr(tensor.contents, contents_field)
+    if len(values) != count:
+        raise InvalidArgument(field, f"contents.{contents_field} has {len(values)} values, but shape "
+                                     f"{list(shape)} needs {count}")
+    if datatype == "BYTES":
+        out = np.empty(count, dtype=object)
+        out[:] = list(values)
+        return out.reshape(shape)
+    if datatype in ("INT8", "INT16"):  # int32 on the wire: the low bytes, as Triton keeps them
+        return np.asarray(values, dtype=np.int32).astype(dtype).reshape(shape)
+    return np.asarray(values, dtype=dtype).reshape(shape)
 
 
 def requested_outputs(request: pb.ModelInferRequest, version: ModelVersion) -> list[str]:
@@ -88,7 +111,7 @@ def encode_response(request: pb.ModelInferRequest, version: ModelVersion, names:
         tensor.name = name
         tensor.datatype = BY_KSERVE_OF[value.dtype]
         tensor.shape.extend(value.shape)
-        raw.append(value.tobytes())
+        raw.append(serialize_bytes(value) if value.dtype == object else value.tobytes())
     return response
 
 

@@ -27,6 +27,9 @@ _TABLE = [
     DataType("FP16", "TYPE_FP16", np.dtype(np.float16), "tensor(float16)"),
     DataType("FP32", "TYPE_FP32", np.dtype(np.float32), "tensor(float)"),
     DataType("FP64", "TYPE_FP64", np.dtype(np.float64), "tensor(double)"),
+    # variable-length elements: arrays of Python objects (bytes from the wire, str from ONNX
+    # Runtime, which carries strings as text)
+    DataType("BYTES", "TYPE_STRING", np.dtype(object), "tensor(string)"),
 ]
 
 BY_KSERVE = {t.kserve: t for t in _TABLE}

@@ -56,6 +56,8 @@ def _inspect(model_path: Path):
 
 
 class OnnxRuntimeBackend:
+    text_strings = True  # string tensors in and out as str (api/tensors.py encodes them back to bytes)
+
     def __init__(
         self,
         model_path: Path,
