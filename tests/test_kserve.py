@@ -127,7 +127,7 @@ def test_bad_inputs_get_invalid_argument_naming_the_field(client):
     def infer(model, arrays, outputs=None):
         return client.infer(model, infer_inputs(arrays), outputs=outputs)
 
-    expect_error("NOT_FOUND", "'nope' is not in the repository", infer, "nope",
+    expect_error("NOT_FOUND", "Request for unknown model: 'nope' is not found", infer, "nope",
                  demo_inputs(1)["demo_risk_mlp"])
     expect_error("INVALID_ARGUMENT", 'input "features": shape [2, 31]', infer, "demo_risk_mlp",
                  {"features": np.zeros((2, 31), np.float32)})
@@ -144,6 +144,20 @@ def test_bad_inputs_get_invalid_argument_naming_the_field(client):
                                                                                            np.float32)})
     expect_error("INVALID_ARGUMENT", 'output "nope"', infer, "demo_risk_mlp", demo_inputs(1)["demo_risk_mlp"],
                  [tc.InferRequestedOutput("nope")])
+
+
+def test_unknown_models_and_versions_are_worded_as_triton_words_them(client):
+    """Triton's clients and examples match on these sentences (simple_grpc_health_metadata,
+    grpc_explicit_int8_content_client)."""
+    inputs = infer_inputs(demo_inputs(1)["demo_risk_mlp"])
+    expect_error("NOT_FOUND", "Request for unknown model: 'wrong_model_name' is not found", client.get_model_metadata,
+                 "wrong_model_name")
+    expect_error("NOT_FOUND", "Request for unknown model: 'demo_risk_mlp' version 7 is not found", client.infer,
+                 "demo_risk_mlp", inputs, model_version="7")
+    expect_error("INVALID_ARGUMENT", "failed to get model version from specified version string "
+                 "'wrong_specification'", client.infer, "demo_risk_mlp", inputs, model_version="wrong_specification")
+    expect_error("INVALID_ARGUMENT", "invalid model version specified '-1'", client.infer, "demo_risk_mlp", inputs,
+                 model_version="-1")
 
 
 def test_failed_call_is_logged_with_request_id_and_model(client, served):
@@ -196,7 +210,7 @@ def test_deadline_exceeded_and_queue_full_on_a_slow_model(served):
 def test_repository_load_and_unload(client, served):
     client.unload_model("slow")
     assert not client.is_model_ready("slow")
-    expect_error("NOT_FOUND", "'slow' is not in the repository", client.infer, "slow",
+    expect_error("NOT_FOUND", "Request for unknown model: 'slow' is not found", client.infer, "slow",
                  infer_inputs(demo_inputs(1)["slow"]))
     client.load_model("slow")
     assert client.is_model_ready("slow")

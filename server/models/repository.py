@@ -23,7 +23,7 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from .config import ConfigError, version_candidates
-from .errors import FailedPrecondition, NotFound, Unavailable, quote
+from .errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable, quote
 from .model_folder import fingerprint, read_model_folder
 from .production import Production, read_pointer, serving_plan
 from .retry import FailedBuilds
@@ -73,25 +73,33 @@ class ModelRepository:
 
     def get(self, name: str, version: str = "") -> ModelVersion:
         """The version to serve: the newest loaded unless `version` names one."""
+        # Triton's words first: its clients and examples look for them
         model = self._models.get(name)
         if model is None:
-            raise NotFound(f"model {name!r} is not in the repository (models: {sorted(self._models)})")
+            known = sorted(self._models)
+            raise NotFound(f"Request for unknown model: '{name}' is not found (models: {known[:50]})")
         if not version:
             if model.latest is None:
                 if model.loading:
                     raise Unavailable(f"model {name!r} is loading")
-                raise Unavailable(f"model {name!r} is not available: {self._why_unavailable(model)}")
+                raise Unavailable(f"Request for unknown model: '{name}' has no available versions: "
+                                  f"{self._why_unavailable(model)}")
             return model.latest
         try:
             number = int(version)
         except ValueError:
-            raise NotFound(f"model {name!r} has no version {version!r} (versions are integers)") from None
+            raise InvalidArgument("model_version", f"failed to get model version from specified version string "
+                                                   f"'{version}', version should be an integral value > 0") from None
+        if number < 1:
+            raise InvalidArgument("model_version", f"invalid model version specified '{version}', version should be "
+                                                   f"an integral value > 0")
         found = model.versions.get(number)
         if found is None:
             state = model.states.get(number)
             if state and state[0] == LOADING:
                 raise Unavailable(f"model {name!r} version {number} is loading")
-            raise NotFound(f"model {name!r} has no ready version {number} (ready: {sorted(model.versions)})")
+            raise NotFound(f"Request for unknown model: '{name}' version {number} is not found "
+                           f"(ready: {sorted(model.versions)})")
         return found
 
     @staticmethod
