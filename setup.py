@@ -45,6 +45,7 @@ INSTALL_REQUIRES = [
     "uvloop>=0.19",
     "hdrhistogram>=0.10",
     "prometheus-client>=0.20",
+    "aiohttp>=3.9",  # the KServe V2 HTTP/REST port
     "matplotlib>=3.8",  # load reports' plots
     "tqdm>=4.66",  # load progress
 ]
@@ -53,7 +54,9 @@ EXTRAS = {
     "redis": ["redis>=5", "hiredis>=2"],
     # xgboost-cpu: the same `xgboost` module without the 350 MB CUDA collective library
     "train": ["torch==2.13.0", "xgboost-cpu>=2.1", "onnxmltools>=1.13", "scikit-learn>=1.5"],
-    "test": ["pytest>=8", "pytest-asyncio>=0.24", f"grpcio-tools=={GRPC_VERSION}", "redis>=5", "hiredis>=2",
+    # tritonclient's HTTP client, the one NVIDIA's HTTP examples use, against the HTTP port
+    "test": ["pytest>=8", "pytest-asyncio>=0.24", f"grpcio-tools=={GRPC_VERSION}", "tritonclient[http]==2.73.0",
+             "redis>=5", "hiredis>=2",
              "cryptography>=42"],
 }
 

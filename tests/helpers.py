@@ -112,6 +112,7 @@ class ServerProcess:
             extra = ("--drain-delay", "0", *extra)
         # the metrics port where the caller named one (metric_samples reads it)
         self.metrics_port = int(extra[extra.index("--metrics-port") + 1]) if "--metrics-port" in extra else None
+        self.http_port = int(extra[extra.index("--http-port") + 1]) if "--http-port" in extra else None
         cmd = [sys.executable, "-m", "hanzo.server.commands", "serve", "--host", "127.0.0.1", "--port",
                str(self.port), "--model-repo", str(model_repo), *extra]
         self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._log, cwd=cwd,

@@ -16,7 +16,7 @@ from .tensors import decode_inputs, encode_response, requested_outputs
 
 SERVICE = "inference.GRPCInferenceService"
 SERVER_NAME = "hanzo"
-EXTENSIONS = ["model_repository", "model_configuration", "statistics", "schedule_policy"]
+EXTENSIONS = ["model_repository", "model_configuration", "statistics", "schedule_policy", "binary_tensor_data"]
 
 _SERVED = ["ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelConfig", "ModelInfer",
            "ModelStatistics", "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload"]
@@ -56,13 +56,20 @@ def _statistics(version: ModelVersion) -> pb.ModelStatistics:
 
 
 class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, repository: ModelRepository, version: str, serving: Callable[[], bool], edge: Edge) -> None:
+    def __init__(self, repository: ModelRepository, version: str, serving: Callable[[], bool],
+                 edge: Edge | None) -> None:
+        """`edge` None: the methods stay plain coroutines taking a context of None (the HTTP
+        port's, api/kserve_http.py, which is its own edge)."""
         self._repo = repository
         self._version = version
         self._serving = serving  # False while starting or draining
-        # metadata and health answer while starting and draining; inference does not
-        edge.wrap_servicer(self, SERVICE, ["ModelInfer"])
-        edge.wrap_servicer(self, SERVICE, [m for m in _SERVED + _NOT_SERVED if m != "ModelInfer"], gated=False)
+        if edge is not None:  # metadata and health answer while starting and draining; inference does not
+            edge.wrap_servicer(self, SERVICE, ["ModelInfer"])
+            edge.wrap_servicer(self, SERVICE, [m for m in _SERVED + _NOT_SERVED if m != "ModelInfer"], gated=False)
+
+    @property
+    def repository(self) -> ModelRepository:
+        return self._repo
 
     # ------------------------------------------------------------------ health and metadata
 
@@ -111,7 +118,7 @@ class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                 raise InvalidArgument('parameters["timeout"]', f"must be a positive int64 of microseconds, "
                                                                f"not {micros}")
             queue_timeout = micros / 1e6
-        outputs = await version.infer(tensors, deadline_of(context), queue_timeout)
+        outputs = await version.infer(tensors, deadline_of(context) if context is not None else None, queue_timeout)
         return encode_response(request, version, names, outputs)
 
     # ------------------------------------------------------------------ statistics and repository

@@ -61,6 +61,9 @@ class ServerConfig:
     reuse_port: bool = False
     # Prometheus metrics over HTTP at http://host:metrics_port/metrics; 0: off (Triton uses 8002).
     metrics_port: int = 0
+    # The KServe V2 HTTP/REST protocol (Triton's, with binary tensor data) on this port; 0: off
+    # (Triton uses 8000). The same access rules as the gRPC port.
+    http_port: int = 0
     # The event log and online feature store ([features] in a TOML file).
     features: FeatureStoreConfig = field(default_factory=FeatureStoreConfig)
     # The Recommend surface ([recommend]): candidates, ANN search depth, diversity, exploration.
@@ -97,8 +100,9 @@ class ServerConfig:
             raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
         if self.log_format not in ("json", "text"):
             raise ValueError(f"log_format must be json or text, not {self.log_format!r}")
-        if not 0 <= self.port < 65536:
-            raise ValueError(f"port must be in 0..65535, not {self.port}")
+        for name in ("port", "metrics_port", "http_port"):
+            if not 0 <= getattr(self, name) < 65536:
+                raise ValueError(f"{name} must be in 0..65535, not {getattr(self, name)}")
         if self.experiment.enabled and not self.recommend.log_shown:
             raise ValueError("[experiment] needs [recommend] log_shown = true: outcomes are joined to the lists logged")
 

@@ -26,6 +26,7 @@ from ..features.service import FeatureService
 from ..features.tenancy import scoped
 from ..api.latency import LatencyRecorder
 from .metrics import ServerCollector, registry_for, serve_metrics
+from ..api.kserve_http import KServeHttp
 from ..models import ModelRepository, RepositoryOptions
 from ..experiments.outcomes import OutcomeJoin
 from ..experiments.runner import GateRunner
@@ -96,6 +97,8 @@ class HanzoServer:
         self._feed: asyncio.Task | None = None  # replicas: the other replicas' catalogue changes
         self._resender: asyncio.Task | None = None  # Redis mode: logged batches Redis has not got yet
         self.metrics_port: int | None = None
+        self._http: KServeHttp | None = None
+        self.http_port: int | None = None
         self.access = None  # api.access.Access, made as the port opens
         self.scopes: dict[str, str] = {}  # every registered method's declared scope
 
@@ -162,6 +165,12 @@ class HanzoServer:
                                                 exposure.metrics_tls(tls), exposure.metrics_check(self.config,
                                                                                                  access))
             self.metrics_port = self._metrics.sockets[0].getsockname()[1]
+        if self.config.http_port:
+            self._http = KServeHttp(kserve.KServeServicer(self.repository, VERSION, self.serving, None), self.latency,
+                                    access, limit)
+            self.http_port = await self._http.start(self.config.host, self.config.http_port,
+                                                    exposure.metrics_tls(tls))
+            log.info("listening (HTTP)", extra={"address": f"{self.config.host}:{self.http_port}"})
         return self.port
 
     async def load(self, announce: Callable[[], None] | None = None) -> None:
@@ -283,6 +292,8 @@ class HanzoServer:
         await self.features.aclose()
         if self._metrics is not None:
             self._metrics.close()
+        if self._http is not None:
+            await self._http.stop()
         if release_port:
             await self._server.stop(0)
         if self.access is not None:  # after the last call that could be an admin action

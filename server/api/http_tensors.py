@@ -1,0 +1,195 @@
+"""KServe V2 HTTP/REST inference bodies <-> the gRPC messages the server already serves.
+
+A request is JSON, optionally followed by Triton's binary tensor data (the JSON's length in the
+`Inference-Header-Content-Length` header, then each binary input's bytes in input order, as
+`parameters.binary_data_size` says). Every input becomes raw contents of a ModelInferRequest,
+so one decoder (api/tensors.py) checks tensors from both ports. An answer's output is JSON
+`data`, or binary when the request asks (`parameters.binary_data` per output, or
+`binary_data_output` for all), the bytes after the JSON in output order."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import orjson
+from tritonclient.grpc import service_pb2 as pb
+
+from ..models.datatypes import BY_KSERVE
+from ..models.errors import InvalidArgument
+from .bytes_tensors import as_bytes, deserialize_bytes, serialize_bytes
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+_RESERVED = ("sequence_id", "sequence_start", "sequence_end", "priority", "headers")
+
+
+def _object(value: Any, field: str) -> dict:
+    if not isinstance(value, dict):
+        raise InvalidArgument(field, f"must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def _list(value: Any, field: str) -> list:
+    if not isinstance(value, list):
+        raise InvalidArgument(field, f"must be a JSON array, not {type(value).__name__}")
+    return value
+
+
+def parse_request(body: bytes, header_length: int | None, model: str, version: str) -> tuple[pb.ModelInferRequest,
+                                                                                          dict[str, bool]]:
+    """The gRPC request a body stands for, and per output asked for whether it goes as binary."""
+    json_end = len(body) if header_length is None else header_length
+    if not 0 <= json_end <= len(body):
+        raise InvalidArgument(HEADER_LENGTH, f"should be in range [0, {len(body)}], got {json_end}")
+    if json_end == 0:
+        raise InvalidArgument(HEADER_LENGTH, "0 (a raw binary body without JSON) is not served: send the JSON header")
+    try:
+        document = orjson.loads(body[:json_end])
+    except orjson.JSONDecodeError as exc:
+        raise InvalidArgument("body", f"failed to parse the request JSON: {exc}") from None
+    document = _object(document, "body")
+    request = pb.ModelInferRequest(model_name=model, model_version=version)
+    if "id" in document:
+        if not isinstance(document["id"], str):
+            raise InvalidArgument("id", "must be a string")
+        request.id = document["id"]
+    parameters = _object(document.get("parameters", {}), "parameters")
+    binary_default = _parameters(parameters, request)
+    binary = memoryview(body)[json_end:]
+    at = 0
+    for i, item in enumerate(_list(document.get("inputs", []), "inputs")):
+        at = _input(_object(item, f"inputs[{i}]"), i, request, binary, at)
+    if at != len(binary):
+        raise InvalidArgument("body", f"unexpected additional input data for model '{model}': {len(binary) - at} "
+                                      f"bytes after the inputs' binary data")
+    as_binary: dict[str, bool] = {}
+    for i, item in enumerate(_list(document.get("outputs", []), "outputs")):
+        output = _object(item, f"outputs[{i}]")
+        name = output.get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidArgument(f"outputs[{i}].name", "must be a non-empty string")
+        options = _object(output.get("parameters", {}), f'output "{name}" parameters')
+        if "classification" in options:
+            raise InvalidArgument(f'output "{name}"', "the classification extension is not served")
+        request.outputs.add(name=name)
+        as_binary[name] = bool(options.get("binary_data", binary_default))
+    if not as_binary:
+        as_binary[""] = binary_default  # every output, as the request's default says
+    return request, as_binary
+
+
+def _parameters(parameters: dict, request: pb.ModelInferRequest) -> bool:
+    """Copies what the server reads into the request; returns binary_data_output."""
+    for key, value in parameters.items():
+        if key.startswith("triton_"):
+            raise InvalidArgument(f"parameters[{key}]", "keys starting with 'triton_' are reserved for Triton")
+        if key in _RESERVED:
+            raise InvalidArgument(f"parameters[{key}]", "is not served on HTTP (sequences and priorities are not "
+                                                        "served)")
+        if key == "timeout":
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InvalidArgument("parameters[timeout]", "must be an integer of microseconds")
+            request.parameters["timeout"].int64_param = value
+    flag = parameters.get("binary_data_output", False)
+    if not isinstance(flag, bool):
+        raise InvalidArgument("parameters[binary_data_output]", "must be true or false")
+    return flag
+
+
+def _input(item: dict, i: int, request: pb.ModelInferRequest, binary: memoryview, at: int) -> int:
+    name, datatype, shape = item.get("name"), item.get("datatype"), item.get("shape")
+    if not isinstance(name, str) or not name:
+        raise InvalidArgument(f"inputs[{i}].name", "must be a non-empty string")
+    field = f'input "{name}"'
+    if datatype not in BY_KSERVE:
+        raise InvalidArgument(field, f"invalid datatype {datatype!r} (one of {sorted(BY_KSERVE)})")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                              for d in shape):
+        raise InvalidArgument(field, f"shape must be a list of non-negative integers, not {shape!r}")
+    options = _object(item.get("parameters", {}), f"{field} parameters")
+    if "shared_memory_region" in options:
+        raise InvalidArgument(field, "shared memory is not served")
+    given = [key for key, present in (("data", "data" in item), ("binary_data_size", "binary_data_size" in options))
+             if present]
+    if len(given) != 1:
+        raise InvalidArgument(field, f"must set exactly one of 'data' and 'binary_data_size' in 'parameters', not "
+                                     f"{given or 'neither'}")
+    request.inputs.add(name=name, datatype=datatype, shape=shape)
+    if given == ["binary_data_size"]:
+        size = options["binary_data_size"]
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise InvalidArgument(field, f"binary_data_size must be a non-negative integer, not {size!r}")
+        if at + size > len(binary):
+            raise InvalidArgument(field, f"expecting {size} bytes of binary data, but {len(binary) - at} are left")
+        request.raw_input_contents.append(bytes(binary[at:at + size]))
+        return at + size
+    request.raw_input_contents.append(_json_data(item["data"], datatype, shape, field))
+    return at
+
+
+def _json_data(data: Any, datatype: str, shape: list[int], field: str) -> bytes:
+    flat = _flatten(data, field)
+    count = math.prod(shape)
+    if len(flat) != count:
+        raise InvalidArgument(field, f"data has {len(flat)} elements, but shape {shape} needs {count}")
+    if datatype == "BYTES":
+        if not all(isinstance(v, str) for v in flat):
+            raise InvalidArgument(field, "BYTES data must be strings")
+        values = np.empty(count, dtype=object)
+        values[:] = flat
+        return serialize_bytes(values)
+    if datatype in ("FP16", "BF16"):
+        raise InvalidArgument(field, f"receiving {datatype} data via JSON is not supported: send it as binary data")
+    if datatype == "BOOL":
+        if not all(isinstance(v, bool) for v in flat):
+            raise InvalidArgument(field, "BOOL data must be true or false")
+    elif not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
+        raise InvalidArgument(field, f"{datatype} data must be numbers")
+    try:
+        return np.asarray(flat, dtype=BY_KSERVE[datatype].numpy).tobytes()
+    except (OverflowError, ValueError) as exc:
+        raise InvalidArgument(field, f"data does not fit {datatype}: {exc}") from None
+
+
+def _flatten(data: Any, field: str) -> list:
+    """Nested JSON arrays, row-major, as one list."""
+    if not isinstance(data, list):
+        raise InvalidArgument(field, "data must be a JSON array")
+    if not any(isinstance(v, list) for v in data):
+        return data
+    out: list = []
+    for item in data:
+        out.extend(_flatten(item, field) if isinstance(item, list) else [item])
+    return out
+
+
+def render_response(response: pb.ModelInferResponse, as_binary: dict[str, bool]) -> tuple[bytes, int | None]:
+    """(body, JSON length when binary data follows it, else None)."""
+    default = as_binary.get("", False)
+    outputs, chunks = [], []
+    for tensor, raw in zip(response.outputs, response.raw_output_contents):
+        entry: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}
+        if as_binary.get(tensor.name, default):
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            entry["data"] = _as_json(raw, tensor.datatype, tuple(tensor.shape), tensor.name)
+        outputs.append(entry)
+    head: dict[str, Any] = {"id": response.id} if response.id else {}
+    head.update({"model_name": response.model_name, "model_version": response.model_version, "outputs": outputs})
+    document = orjson.dumps(head)
+    if not any(chunks):
+        return document, None
+    return document + b"".join(chunks), len(document)
+
+
+def _as_json(raw: bytes, datatype: str, shape: tuple[int, ...], name: str) -> list:
+    field = f'output "{name}"'
+    if datatype in ("FP16", "BF16"):
+        raise InvalidArgument(field, f"sending {datatype} data via JSON is not supported: ask for it as binary data")
+    if datatype == "BYTES":
+        try:
+            return [as_bytes(v).decode("utf-8") for v in deserialize_bytes(raw, shape, field).reshape(-1)]
+        except UnicodeDecodeError:
+            raise InvalidArgument(field, "holds bytes that are not UTF-8 text: ask for it as binary data") from None
+    return np.frombuffer(raw, dtype=BY_KSERVE[datatype].numpy).tolist()

@@ -1,0 +1,241 @@
+"""The KServe V2 HTTP/REST protocol, as Triton serves it, on a port of its own (aiohttp on the
+serving loop): health, server and model metadata, model config, statistics, the repository's
+index, load and unload, and inference with JSON tensors and Triton's binary tensor data.
+
+Each endpoint answers through the gRPC servicer's own methods (api/kserve.py), so both ports
+check and answer alike; this module only translates. Errors are `{"error": "..."}` with the
+status Triton gives (400 bad request, 404 not found, 503 unavailable, 501 not served). The port
+follows the gRPC port's access rules: the same API keys and scopes (`Authorization: Bearer`),
+the same TLS files, the same audit of repository changes."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+from tritonclient.grpc import service_pb2 as pb
+
+from ..models.errors import HanzoError, InvalidArgument
+from .http_tensors import HEADER_LENGTH, parse_request, render_response
+from .kserve import AUDITED, SCOPES, KServeServicer
+from .latency import LatencyRecorder
+from .proto_json import to_json
+
+log = logging.getLogger(__name__)
+
+HTTP_STATUS = {"INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "NOT_FOUND": 404, "UNAVAILABLE": 503,
+               "UNIMPLEMENTED": 501, "RESOURCE_EXHAUSTED": 429, "DEADLINE_EXCEEDED": 504, "PERMISSION_DENIED": 403,
+               "UNAUTHENTICATED": 401, "INTERNAL": 500}
+_VERSION = r"/versions/{version:[0-9]+}"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps({"error": message}), content_type="application/json")
+
+
+def _json(data: object) -> web.Response:
+    return web.Response(body=orjson.dumps(data), content_type="application/json")
+
+
+class KServeHttp:
+    def __init__(self, servicer: KServeServicer, latency: LatencyRecorder, access=None,
+                 max_body_bytes: int = 64 << 20) -> None:
+        self.servicer = servicer  # unwrapped: this module is its own edge
+        self.latency = latency
+        self.access = access  # api.access.Access, or None (tests)
+        self.max_body_bytes = max_body_bytes
+        self._runner: web.AppRunner | None = None
+        self._methods: dict[web.AbstractRoute, str] = {}  # route -> the gRPC method it stands for
+
+    # ------------------------------------------------------------------ the application
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=self.max_body_bytes, middlewares=[self._edge])
+        routes = [
+            ("GET", "/v2/health/live", "ServerLive", self.live), ("GET", "/v2/health/ready", "ServerReady", self.ready),
+            ("GET", "/v2", "ServerMetadata", self.server_metadata),
+            ("GET", "/v2/models/stats", "ModelStatistics", self.statistics),
+            ("POST", "/v2/repository/index", "RepositoryIndex", self.index),
+            ("POST", "/v2/repository/models/{model}/load", "RepositoryModelLoad", self.load),
+            ("POST", "/v2/repository/models/{model}/unload", "RepositoryModelUnload", self.unload),
+        ]
+        for suffix in ("", _VERSION):
+            base = "/v2/models/{model}" + suffix
+            routes += [("GET", base, "ModelMetadata", self.model_metadata),
+                       ("GET", base + "/ready", "ModelReady", self.model_ready),
+                       ("GET", base + "/config", "ModelConfig", self.model_config),
+                       ("GET", base + "/stats", "ModelStatistics", self.statistics),
+                       ("POST", base + "/infer", "ModelInfer", self.infer)]
+        for method, path, name, handler in routes:
+            self._methods[app.router.add_route(method, path, handler)] = name
+        return app
+
+    async def start(self, host: str, port: int, ssl_context=None) -> int:
+        """Bind and serve; returns the port (0 asks for a free one)."""
+        self._runner = web.AppRunner(self.application(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context, reuse_address=True)
+        try:
+            await site.start()
+        except OSError:
+            await self._runner.cleanup()
+            raise OSError(f"cannot listen on {host}:{port} (HTTP): the port is taken or the address is not this "
+                          f"machine's") from None
+        return site._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @web.middleware
+    async def _edge(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Credentials, errors as Triton writes them, the call's time."""
+        started = time.perf_counter_ns()
+        method = self._methods.get(request.match_info.route, "")
+        try:
+            if method:
+                refused = self._refusal(method, request)
+                if refused is not None:
+                    return refused
+            response = await handler(request)
+        except HanzoError as exc:
+            response = _error(HTTP_STATUS.get(exc.code, 400), exc.message)
+            self._audit(method, request, exc.code, exc.message)
+        except web.HTTPException as exc:  # aiohttp's own: no route, wrong method, body too large
+            return _error(exc.status, exc.reason)
+        except Exception:  # a bug must not take the port down, nor show its insides
+            log.exception("HTTP call failed", extra={"method": method})
+            response = _error(500, "internal error")
+        else:
+            self._audit(method, request, "OK")
+        if method:
+            self.latency.record(f"HTTP {method}", time.perf_counter_ns() - started)
+        return response
+
+    def _refusal(self, method: str, request: web.Request) -> web.Response | None:
+        if self.access is None:
+            return None
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        key, refused = self.access.refusal(SCOPES[method], headers, lambda: _identities(request))
+        request["caller"] = key
+        if refused is None:
+            return None
+        code, reason = refused
+        self._audit(method, request, code.name, reason)
+        return _error(HTTP_STATUS.get(code.name, 403), reason)
+
+    def _audit(self, method: str, request: web.Request, result: str, reason: str = "") -> None:
+        audit = getattr(self.access, "audit", None)
+        if audit is None or method not in AUDITED:
+            return
+        key = request.get("caller")
+        who = key.id if key is not None else f"anonymous from {request.remote}"
+        detail = {"reason": reason} if reason else {}
+        audit.record(who, f"HTTP {method}", result, model=request.match_info.get("model", ""), **detail)
+
+    # ------------------------------------------------------------------ endpoints
+
+    async def live(self, request: web.Request) -> web.Response:
+        live = await self.servicer.ServerLive(pb.ServerLiveRequest(), None)
+        return web.Response(status=200 if live.live else 400)
+
+    async def ready(self, request: web.Request) -> web.Response:
+        ready = await self.servicer.ServerReady(pb.ServerReadyRequest(), None)
+        return web.Response(status=200 if ready.ready else 400)
+
+    async def server_metadata(self, request: web.Request) -> web.Response:
+        return _json(to_json(await self.servicer.ServerMetadata(pb.ServerMetadataRequest(), None)))
+
+    async def model_metadata(self, request: web.Request) -> web.Response:
+        name, version = _model(request)
+        return _json(to_json(await self.servicer.ModelMetadata(pb.ModelMetadataRequest(name=name, version=version),
+                                                               None)))
+
+    async def model_ready(self, request: web.Request) -> web.Response:
+        name, version = _model(request)
+        self.servicer.repository.get(name, version)  # 404 for a model or version not here
+        ready = await self.servicer.ModelReady(pb.ModelReadyRequest(name=name, version=version), None)
+        return web.Response(status=200) if ready.ready else _error(400, "Model version not ready")
+
+    async def model_config(self, request: web.Request) -> web.Response:
+        name, version = _model(request)
+        answer = await self.servicer.ModelConfig(pb.ModelConfigRequest(name=name, version=version), None)
+        return _json(to_json(answer.config))
+
+    async def statistics(self, request: web.Request) -> web.Response:
+        name, version = _model(request)
+        answer = await self.servicer.ModelStatistics(pb.ModelStatisticsRequest(name=name, version=version), None)
+        return _json(to_json(answer))
+
+    async def index(self, request: web.Request) -> web.Response:
+        body = await _optional_json(request)
+        ready = body.get("ready", False)
+        if not isinstance(ready, bool):
+            raise InvalidArgument("ready", "Invalid value for 'ready': expected a boolean")
+        answer = await self.servicer.RepositoryIndex(pb.RepositoryIndexRequest(ready=ready), None)
+        return _json([{k: v for k, v in to_json(m).items() if v != ""} for m in answer.models])
+
+    async def load(self, request: web.Request) -> web.Response:
+        body = await _optional_json(request)
+        message = pb.RepositoryModelLoadRequest(model_name=request.match_info["model"])
+        for key in body.get("parameters") or {}:
+            message.parameters[str(key)].string_param = ""  # refused by name, as on gRPC
+        await self.servicer.RepositoryModelLoad(message, None)
+        return web.Response(status=200, content_type="application/json")
+
+    async def unload(self, request: web.Request) -> web.Response:
+        await _optional_json(request)  # unload_dependents: there are no dependents to unload
+        await self.servicer.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(
+            model_name=request.match_info["model"]), None)
+        return web.Response(status=200, content_type="application/json")
+
+    async def infer(self, request: web.Request) -> web.Response:
+        name, version = _model(request)
+        header = request.headers.get(HEADER_LENGTH)
+        try:
+            length = int(header) if header is not None else None
+        except ValueError:
+            raise InvalidArgument(HEADER_LENGTH, f"unable to parse {header!r} as an integer") from None
+        message, as_binary = parse_request(await request.read(), length, name, version)
+        answer = await self.servicer.ModelInfer(message, None)
+        body, json_length = render_response(answer, as_binary)
+        if json_length is None:
+            response = web.Response(body=body, content_type="application/json")
+        else:
+            response = web.Response(body=body, content_type="application/octet-stream",
+                                    headers={HEADER_LENGTH: str(json_length)})
+        if request.headers.get("Accept-Encoding"):
+            response.enable_compression()  # gzip or deflate (zlib), as the client accepts
+        return response
+
+
+def _model(request: web.Request) -> tuple[str, str]:
+    return request.match_info.get("model", ""), request.match_info.get("version", "")
+
+
+async def _optional_json(request: web.Request) -> dict:
+    body = await request.read()
+    if not body.strip():
+        return {}
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidArgument("body", f"failed to parse the request JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidArgument("body", "must be a JSON object")
+    return data
+
+
+def _identities(request: web.Request) -> list[str]:
+    """A verified client certificate's names (mutual TLS): subject alternative names, then the
+    common name."""
+    cert = request.transport.get_extra_info("peercert") if request.transport is not None else None
+    if not cert:
+        return []
+    names = [value for kind, value in cert.get("subjectAltName", ()) if kind in ("DNS", "URI", "email")]
+    names += [value for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"]
+    return names
