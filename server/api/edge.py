@@ -151,7 +151,8 @@ class Edge:
             self._tasks.add(task)
 
             def done(_: Any) -> None:
-                record(method, perf() - start)
+                code = context.code()  # None: OK
+                record(method, perf() - start, code.name if code is not None else "OK")
                 self._finished(task)
 
             context.add_done_callback(done)

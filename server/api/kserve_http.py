@@ -96,27 +96,29 @@ class KServeHttp:
         """Credentials, errors as Triton writes them, the call's time."""
         started = time.perf_counter_ns()
         method = self._methods.get(request.match_info.route, "")
+        code = "OK"
         try:
-            if method:
-                refused = self._refusal(method, request)
-                if refused is not None:
-                    return refused
-            response = await handler(request)
+            refused = self._refusal(method, request) if method else None
+            if refused is not None:
+                response, code = refused
+            else:
+                response = await handler(request)
         except HanzoError as exc:
-            response = _error(HTTP_STATUS.get(exc.code, 400), exc.message)
+            response, code = _error(HTTP_STATUS.get(exc.code, 400), exc.message), exc.code
             self._audit(method, request, exc.code, exc.message)
         except web.HTTPException as exc:  # aiohttp's own: no route, wrong method, body too large
             return _error(exc.status, exc.reason)
         except Exception:  # a bug must not take the port down, nor show its insides
             log.exception("HTTP call failed", extra={"method": method})
-            response = _error(500, "internal error")
+            response, code = _error(500, "internal error"), "INTERNAL"
         else:
-            self._audit(method, request, "OK")
+            if refused is None:
+                self._audit(method, request, "OK")
         if method:
-            self.latency.record(f"HTTP {method}", time.perf_counter_ns() - started)
+            self.latency.record(f"HTTP {method}", time.perf_counter_ns() - started, code)
         return response
 
-    def _refusal(self, method: str, request: web.Request) -> web.Response | None:
+    def _refusal(self, method: str, request: web.Request) -> tuple[web.Response, str] | None:
         if self.access is None:
             return None
         headers = {k.lower(): v for k, v in request.headers.items()}
@@ -126,7 +128,7 @@ class KServeHttp:
             return None
         code, reason = refused
         self._audit(method, request, code.name, reason)
-        return _error(HTTP_STATUS.get(code.name, 403), reason)
+        return _error(HTTP_STATUS.get(code.name, 403), reason), code.name
 
     def _audit(self, method: str, request: web.Request, result: str, reason: str = "") -> None:
         audit = getattr(self.access, "audit", None)

@@ -23,24 +23,27 @@ class LatencyRecorder:
     def __init__(self) -> None:
         self._histograms: dict[str, HdrHistogram] = {}
         self._since = time.monotonic()
-        self._buckets: dict[str, list[int]] = {}  # per method: count per bucket, then past the last
-        self._sums: dict[str, int] = {}
+        # per (method, status code): count per bucket, then past the last
+        self._buckets: dict[tuple[str, str], list[int]] = {}
+        self._sums: dict[tuple[str, str], int] = {}
 
-    def record(self, method: str, elapsed_ns: int) -> None:
+    def record(self, method: str, elapsed_ns: int, code: str = "OK") -> None:
+        """One call's time; `code` its status (gRPC's name: OK, INVALID_ARGUMENT ...)."""
         histogram = self._histograms.get(method)
         if histogram is None:
             histogram = self._histograms[method] = new_histogram()
         histogram.record_value(min(max(elapsed_ns // 1000, _LOWEST_US), _HIGHEST_US))
-        counts = self._buckets.get(method)
+        key = (method, code)
+        counts = self._buckets.get(key)
         if counts is None:
-            counts = self._buckets[method] = [0] * (len(BUCKETS_NS) + 1)
-            self._sums[method] = 0
+            counts = self._buckets[key] = [0] * (len(BUCKETS_NS) + 1)
+            self._sums[key] = 0
         counts[bisect_left(BUCKETS_NS, elapsed_ns)] += 1
-        self._sums[method] += elapsed_ns
+        self._sums[key] += elapsed_ns
 
-    def cumulative(self) -> dict[str, tuple[tuple[int, ...], list[int], int]]:
-        """Per method since start: bucket bounds (ns), counts per bucket (the last past every
-        bound), total ns."""
+    def cumulative(self) -> dict[tuple[str, str], tuple[tuple[int, ...], list[int], int]]:
+        """Per (method, status code) since start: bucket bounds (ns), counts per bucket (the
+        last past every bound), total ns."""
         return {m: (BUCKETS_NS, list(c), self._sums[m]) for m, c in self._buckets.items()}
 
     def snapshot(self, reset: bool = False) -> tuple[dict[str, HdrHistogram], float]:

@@ -64,6 +64,9 @@ class ServerConfig:
     # The KServe V2 HTTP/REST protocol (Triton's, with binary tensor data) on this port; 0: off
     # (Triton uses 8000). The same access rules as the gRPC port.
     http_port: int = 0
+    # the per-model counters' names: "hanzo" (hanzo_inference_*_total) or "triton" (nv_inference_*,
+    # as Triton writes them, so its dashboards and alerts work unchanged)
+    metrics_names: str = "hanzo"
     # The event log and online feature store ([features] in a TOML file).
     features: FeatureStoreConfig = field(default_factory=FeatureStoreConfig)
     # The Recommend surface ([recommend]): candidates, ANN search depth, diversity, exploration.
@@ -100,6 +103,8 @@ class ServerConfig:
             raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
         if self.log_format not in ("json", "text"):
             raise ValueError(f"log_format must be json or text, not {self.log_format!r}")
+        if self.metrics_names not in ("hanzo", "triton"):
+            raise ValueError(f"metrics_names must be hanzo or triton, not {self.metrics_names!r}")
         for name in ("port", "metrics_port", "http_port"):
             if not 0 <= getattr(self, name) < 65536:
                 raise ValueError(f"{name} must be in 0..65535, not {getattr(self, name)}")

@@ -32,6 +32,7 @@ from ..surfaces.shadow import STATS as SHADOW
 log = logging.getLogger(__name__)
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+FAILURES = ("backend", "deadline", "queue_full")  # the batcher's failure reasons (models/batcher.py)
 # Triton's per-model counters: (metric, what, ModelStatistics field, count or microseconds)
 _DURATIONS = (
     ("inference_request_duration_us", "cumulative end-to-end inference request handling time", "success"),
@@ -47,8 +48,10 @@ class ServerCollector:
                  admission: Admission | None = None, late: dict[str, int] | None = None,
                  outcomes: OutcomeJoin | None = None,
                  drift: Callable[[], dict[tuple[str, str], DriftWindow]] = dict,
-                 labels: LabelJoin | None = None, quotes: QuoteJoin | None = None) -> None:
+                 labels: LabelJoin | None = None, quotes: QuoteJoin | None = None, names: str = "hanzo") -> None:
         self.repository = repository
+        # "triton": the per-model counters are written under Triton's names (app/triton_metrics.py)
+        self.names = names
         self.quotes = quotes  # pricing's quotes joined to the purchases at their price
         self.labels = labels  # fraud scores joined to their chargebacks
         self.drift = drift  # (model, version) -> its drift window, read at each scrape
@@ -95,8 +98,8 @@ class ServerCollector:
                 key = [name, version.version_str]
                 stats = version.stats
                 success.add_metric(key, stats.success.count)
-                for reason, n in sorted(stats.failures.items()):
-                    failure.add_metric(key + [reason], n)
+                for reason in sorted(set(FAILURES) | set(stats.failures)):  # each reason from the start, at 0
+                    failure.add_metric(key + [reason], stats.failures.get(reason, 0))
                 count.add_metric(key, stats.inference_count)
                 executions.add_metric(key, stats.execution_count)
                 for metric, _, field in _DURATIONS:
@@ -107,18 +110,21 @@ class ServerCollector:
                 buckets = [(str(bound), sum(n for size, n in by_size.items() if size <= bound))
                            for bound in BATCH_BUCKETS] + [("+Inf", sum(by_size.values()))]
                 batches.add_metric(key, buckets, sum_value=stats.inference_count)
-        yield from (success, failure, count, executions, *durations.values(), pending, ready, batches)
+        if self.names == "triton":  # those are written under Triton's names instead
+            yield from (ready, batches)
+        else:
+            yield from (success, failure, count, executions, *durations.values(), pending, ready, batches)
 
     def _rpc_latency(self) -> Metric:
-        family = HistogramMetricFamily("hanzo_rpc_duration_seconds",
-                                       "handler entry to response written, per gRPC method", labels=["method"])
-        for method, (bounds, counts, total_ns) in sorted(self.latency.cumulative().items()):
+        family = HistogramMetricFamily("hanzo_rpc_duration_seconds", "handler entry to response written, per "
+                                       "method (gRPC's, or HTTP's) and status code", labels=["method", "code"])
+        for (method, code), (bounds, counts, total_ns) in sorted(self.latency.cumulative().items()):
             running, buckets = 0, []
             for bound, n in zip(bounds, counts):
                 running += n
                 buckets.append((repr(bound / 1e9), running))
             buckets.append(("+Inf", running + counts[-1]))
-            family.add_metric([method], buckets, sum_value=total_ns / 1e9)
+            family.add_metric([method, code], buckets, sum_value=total_ns / 1e9)
         return family
 
     def _store(self) -> Iterator[Metric]:
@@ -216,9 +222,11 @@ def admission_metrics(admission: Admission) -> Iterator[Metric]:
 
 
 async def serve_metrics(registry: CollectorRegistry, host: str, port: int, tls: ssl.SSLContext | None = None,
-                        allowed: Callable[[bytes], bool] | None = None) -> asyncio.AbstractServer:
+                        allowed: Callable[[bytes], bool] | None = None,
+                        more: Callable[[], bytes] | None = None) -> asyncio.AbstractServer:
     """GET /metrics over HTTP/1.0 (HTTPS with `tls`), on the running loop; other paths are 404.
-    `allowed(request head)`: whether the scrape's credentials let it read (401 otherwise)."""
+    `allowed(request head)`: whether the scrape's credentials let it read (401 otherwise).
+    `more()`: exposition text written after the registry's (Triton's names)."""
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -233,7 +241,7 @@ async def serve_metrics(registry: CollectorRegistry, host: str, port: int, tls: 
                              b"Content-Length: 0\r\n\r\n")
             else:
                 try:
-                    body = generate_latest(registry)
+                    body = generate_latest(registry) + (more() if more is not None else b"")
                 except Exception:  # a scrape must never take the server down
                     log.exception("metrics collection failed")
                     writer.write(b"HTTP/1.0 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")

@@ -27,6 +27,7 @@ from ..features.tenancy import scoped
 from ..api.latency import LatencyRecorder
 from .metrics import ServerCollector, registry_for, serve_metrics
 from ..api.kserve_http import KServeHttp
+from .triton_metrics import triton_model_metrics
 from ..models import ModelRepository, RepositoryOptions
 from ..experiments.outcomes import OutcomeJoin
 from ..experiments.runner import GateRunner
@@ -160,10 +161,12 @@ class HanzoServer:
             registry = registry_for(ServerCollector(self.repository, self.latency, self.features, self.admission,
                                                     self.edge.late, self.outcomes,
                                                     self._drift_windows,
-                                                    self.fraud.labels, self.pricing.outcomes))
+                                                    self.fraud.labels, self.pricing.outcomes,
+                                                    self.config.metrics_names))
+            triton = self.config.metrics_names == "triton"
             self._metrics = await serve_metrics(registry, self.config.host, self.config.metrics_port,
-                                                exposure.metrics_tls(tls), exposure.metrics_check(self.config,
-                                                                                                 access))
+                                                exposure.metrics_tls(tls), exposure.metrics_check(self.config, access),
+                                                (lambda: triton_model_metrics(self.repository)) if triton else None)
             self.metrics_port = self._metrics.sockets[0].getsockname()[1]
         if self.config.http_port:
             self._http = KServeHttp(kserve.KServeServicer(self.repository, VERSION, self.serving, None), self.latency,

@@ -48,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                              f"are refused (default {defaults.drain_delay_seconds})")
     parser.add_argument("--metrics-port", type=int,
                         help="Prometheus metrics at http://HOST:PORT/metrics (default 0: off; Triton uses 8002)")
+    parser.add_argument("--metrics-names", choices=["hanzo", "triton"],
+                        help="per-model metrics as hanzo_inference_*_total (default) or Triton's nv_inference_*")
     parser.add_argument("--http-port", type=int,
                         help="the KServe V2 HTTP/REST protocol (tritonclient.http, curl, httpGet probes) on this port "
                              "(default 0: off; Triton uses 8000)")
@@ -63,7 +65,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     overrides = dict(host=args.host, insecure_remote=args.insecure_remote or None, port=args.port, model_repo=args.model_repo, device=args.device,
                      poll_seconds=args.poll_seconds, log_level=args.log_level, log_format=args.log_format,
                      reuse_port=args.reuse_port or None, demo_models=False if args.no_demo_models else None,
-                     metrics_port=args.metrics_port, http_port=args.http_port, drain_delay_seconds=args.drain_delay,
+                     metrics_port=args.metrics_port, http_port=args.http_port, metrics_names=args.metrics_names,
+                     drain_delay_seconds=args.drain_delay,
                      features=feature_overrides(args),
                      access={name: str(value) if value else None for name, value in (
                          ("keys_file", args.keys_file), ("tls_cert", args.tls_cert), ("tls_key", args.tls_key),
