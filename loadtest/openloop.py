@@ -207,22 +207,27 @@ class _Sender:
         self.bucket_ns = int(spec.series_s * 1e9)
         result.ensure_seconds(int(math.ceil(spec.duration_s / spec.series_s - 1e-9)))
 
-    async def one(self, due: int, record: bool) -> None:
+    def next_call(self) -> tuple[int, bytes]:
+        """The next call's kind and body."""
         k = self.picks[self.pick_at]
         self.pick_at = (self.pick_at + 1) & 65535
         bodies, turn = self.bodies[k], self.turns[k]
         self.turns[k] = (turn + 1) % len(bodies)
+        return k, bodies[turn]
+
+    async def one(self, due: int, record: bool) -> None:
+        k, body = self.next_call()
         perf = time.perf_counter_ns
         sent = perf()
         try:
-            await self.calls[k](bodies[turn], timeout=self.timeout, metadata=self.metadata)
+            await self.calls[k](body, timeout=self.timeout, metadata=self.metadata)
             code = None
         except grpc.aio.AioRpcError as exc:
             code = exc.code().name
         if record:
-            self._record(k, code, due, sent, perf())
+            self.record(k, code, due, sent, perf())
 
-    def _record(self, k: int, code: str | None, due: int, sent: int, done: int) -> None:
+    def record(self, k: int, code: str | None, due: int, sent: int, done: int) -> None:
         result, kind = self.result, self.stats[k]
         second = min((due - self.measure_from) // self.bucket_ns, len(result.second_sent) - 1)
         result.sent += 1
@@ -288,13 +293,19 @@ async def _drive(spec: LoadSpec, channel: grpc.aio.Channel | None = None) -> Loa
         async with _channel(spec) as own:
             return await _drive(spec, own)
     await asyncio.wait_for(channel.channel_ready(), 30)
+    return await drive_sender(spec, lambda result, measure_from: _Sender(spec, channel, result, measure_from))
+
+
+async def drive_sender(spec: LoadSpec, make_sender) -> LoadResult:
+    """One load through the sender `make_sender(result, measure_from)` makes (a gRPC channel's,
+    or loadtest/http_load.py's)."""
     result = LoadResult()
     perf = time.perf_counter_ns
     start = perf()
     cpu_start = time.process_time()
     measure_from = start + int(spec.warmup_s * 1e9)
     end = measure_from + int(spec.duration_s * 1e9)
-    sender = _Sender(spec, channel, result, measure_from)
+    sender = make_sender(result, measure_from)
     result.start_ns, result.end_ns = start, end
     bar = _progress(spec, start) if spec.progress else None
     if spec.mode == "closed":

@@ -156,11 +156,21 @@ def test_repository_index_load_and_unload(client):
     ("POST", "/v2/models/simple/infer", b'{"parameters": {"triton_x": 1}}', 400, "reserved for Triton"),
     ("POST", "/v2/models/nope/infer", b"{}", 404, "Request for unknown model: 'nope' is not found"),
     ("POST", "/v2/repository/index", b'{"ready": "yes"}', 400, "expected a boolean"),
+    ("POST", "/v2/models/simple/infer", b'{"inputs": [{"name": "INPUT0", "datatype": "FP16", "shape": [1], '
+                                        b'"data": [1.5]}]}', 400, "receiving FP16 data via JSON is not supported"),
+    ("POST", "/v2/models/simple/infer", b'{"parameters": {"sequence_id": 7}}', 400, "sequences and priorities are "
+                                                                                "not served"),
 ])
 def test_bad_calls_get_tritons_status_and_an_error_body(server, method, path, body, status, words):
     got, headers, answer = _http(server, method, path, body)
     assert got == status, answer
     assert words in json.loads(answer)["error"], answer
+
+
+def test_a_raw_binary_body_is_refused(server):
+    status, _, answer = _http(server, "POST", "/v2/models/simple/infer", b"\x00" * 64,
+                              {"Inference-Header-Content-Length": "0"})
+    assert status == 400 and "raw binary body" in json.loads(answer)["error"]
 
 
 def test_binary_data_that_runs_short_is_refused(server):

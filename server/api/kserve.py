@@ -32,6 +32,8 @@ SCOPES = {"ServerLive": "health", "ServerReady": "health", "ModelReady": "infer"
           "SystemSharedMemoryUnregister": "infer", "CudaSharedMemoryStatus": "infer",
           "CudaSharedMemoryRegister": "infer", "CudaSharedMemoryUnregister": "infer", "TraceSetting": "admin",
           "LogSettings": "admin"}
+# request parameters of Triton's that ask for what is not served: refused, never ignored
+NOT_SERVED_PARAMETERS = ("sequence_id", "sequence_start", "sequence_end", "priority")
 AUDITED = frozenset({"RepositoryModelLoad", "RepositoryModelUnload", "TraceSetting", "LogSettings"})
 
 
@@ -111,6 +113,9 @@ class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         version = self._repo.get(request.model_name, request.model_version)
         tensors = decode_inputs(request, version)
         names = requested_outputs(request, version)
+        for key in (k for k in NOT_SERVED_PARAMETERS if k in request.parameters):
+            raise InvalidArgument(f'parameters["{key}"]', "sequences and priorities are not served: send each "
+                                                          "request on its own")
         queue_timeout = None
         if "timeout" in request.parameters:
             micros = request.parameters["timeout"].int64_param
