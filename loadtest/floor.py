@@ -49,18 +49,18 @@ def _main(methods, port_out, stop) -> None:
     uvloop.run(_serve(methods, port_out, stop))
 
 
-class FloorServer:
-    """Context manager: a floor server in its own process; `.url` once entered. It answers
-    each (method, request type, canned response) given."""
+class ServerProcess:
+    """Context manager: a server `target(*args, port_out, stop)` in its own process, which puts
+    its port on `port_out` and serves until `stop` is set; `.url` once entered."""
 
-    def __init__(self, methods: list[tuple[str, str, bytes]]) -> None:
+    def __init__(self, target, *args) -> None:
         ctx = mp.get_context("spawn")
         self._port = ctx.Queue()
         self._stop = ctx.Event()
-        self._proc = ctx.Process(target=_main, args=(methods, self._port, self._stop), daemon=True)
+        self._proc = ctx.Process(target=target, args=(*args, self._port, self._stop), daemon=True)
         self.url = ""
 
-    def __enter__(self) -> "FloorServer":
+    def __enter__(self):
         self._proc.start()
         self.url = f"127.0.0.1:{self._port.get(timeout=60)}"
         return self
@@ -70,3 +70,10 @@ class FloorServer:
         self._proc.join(10)
         if self._proc.is_alive():
             self._proc.kill()
+
+
+class FloorServer(ServerProcess):
+    """The gRPC floor; it answers each (method, request type, canned response) given."""
+
+    def __init__(self, methods: list[tuple[str, str, bytes]]) -> None:
+        super().__init__(_main, methods)

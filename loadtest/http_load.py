@@ -11,6 +11,7 @@ from dataclasses import replace
 import aiohttp
 import uvloop
 
+from .floor import ServerProcess
 from .openloop import LoadResult, LoadSpec, _Sender, drive_sender, pinned
 
 
@@ -90,30 +91,13 @@ def _serve_floor(response: bytes, headers: dict[str, str], port_out, stop) -> No
     uvloop.run(serve())
 
 
-class HttpFloor:
-    """Context manager: the HTTP floor in its own process (pinned to `cpus`); `.url` once entered."""
+class HttpFloor(ServerProcess):
+    """The HTTP floor in its own process (pinned to `cpus`)."""
 
     def __init__(self, response: bytes, headers: dict[str, str], cpus: tuple[int, ...] = ()) -> None:
-        import multiprocessing as mp
-
-        ctx = mp.get_context("spawn")
-        self._port, self._stop = ctx.Queue(), ctx.Event()
-        self._proc = ctx.Process(target=_pinned_floor, args=(response, headers, self._port, self._stop, cpus),
-                                 daemon=True)
-        self.url = ""
-
-    def __enter__(self) -> "HttpFloor":
-        self._proc.start()
-        self.url = f"127.0.0.1:{self._port.get(timeout=60)}"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._proc.join(10)
-        if self._proc.is_alive():
-            self._proc.kill()
+        super().__init__(_pinned_floor, response, headers, cpus)
 
 
-def _pinned_floor(response: bytes, headers: dict[str, str], port_out, stop, cpus: tuple[int, ...]) -> None:
+def _pinned_floor(response: bytes, headers: dict[str, str], cpus: tuple[int, ...], port_out, stop) -> None:
     with pinned(cpus):
         _serve_floor(response, headers, port_out, stop)

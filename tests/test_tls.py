@@ -98,14 +98,24 @@ def scrape(url: str, context, key: str | None = None) -> int:
         return exc.code
 
 
-def served_serial(port: int) -> int:
+def status(url: str, context, key: str | None = None) -> int:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def served_serial(port: int, server_name: str | None = None) -> int:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     context.set_alpn_protocols(["h2"])
     import socket
 
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, context.wrap_socket(raw) as tls:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname=server_name) as tls:
         return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
 
 
@@ -116,11 +126,12 @@ def test_tls_with_keys_listens_everywhere_renews_without_a_restart_and_serves_me
 
     admin_key = KeyFile(tmp_path / "keys.json").add(["admin"], ["*"], "ops")[1]
     scraper_key = KeyFile(tmp_path / "keys.json").add(["metrics"], ["*"], "prometheus")[1]
+    infer_key = KeyFile(tmp_path / "keys.json").add(["infer"], ["*"], "triton-user")[1]
     (tmp_path / "repo").mkdir()
-    metrics_port = free_port()
+    metrics_port, http_port = free_port(), free_port()
     server = ServerProcess(tmp_path / "repo", "--no-demo-models", "--host", "0.0.0.0", "--keys-file", keys,
                            "--tls-cert", str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem"),
-                           "--metrics-port", str(metrics_port))
+                           "--metrics-port", str(metrics_port), "--http-port", str(http_port))
     url = f"localhost:{server.port}"
     trusted = grpc.ssl_channel_credentials(root_certificates=(tmp_path / "ca.pem").read_bytes())
     try:
@@ -144,11 +155,19 @@ def test_tls_with_keys_listens_everywhere_renews_without_a_restart_and_serves_me
         assert scrape(metrics, context) == 401 and scrape(metrics, context, secret) == 401
         assert scrape(metrics, context, admin_key) == 200 and scrape(metrics, context, scraper_key) == 200
         assert scrape(f"https://localhost:{metrics_port}/v2/health/ready", context, admin_key) == 404
-        assert served_serial(server.port) == 1001
+        # the HTTP/REST port: the same certificate and keys; health open, the rest behind a key
+        http = f"https://localhost:{http_port}"
+        assert status(f"{http}/v2/health/live", context) == 200
+        assert status(f"{http}/v2", context) == 401 and status(f"{http}/v2", context, secret) == 403
+        assert status(f"{http}/v2", context, infer_key) == 200
+        with pytest.raises((urllib.error.URLError, ConnectionError)):  # no plaintext beside TLS
+            urllib.request.urlopen(f"http://localhost:{http_port}/v2/health/live", timeout=5)
+        assert served_serial(server.port) == 1001 and served_serial(http_port) == 1001
         renewed = issue("localhost", issuer=ca, serial=2002)
         (tmp_path / "key.pem").write_bytes(key_pem(renewed[1]))
         (tmp_path / "cert.pem").write_bytes(pem(renewed[0]))
         assert served_serial(server.port) == 2002  # the next connection, no restart
+        assert served_serial(http_port, "localhost") == 2002  # renewed on a handshake that names the host
         features(url, trusted, secret)
     finally:
         server.terminate()

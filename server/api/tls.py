@@ -1,4 +1,4 @@
-"""TLS for the gRPC port and the metrics port: the certificate and key files are read again when
+"""TLS for the gRPC port and the HTTP ports (metrics, KServe REST): the certificate and key files are read again when
 they change, so a renewed certificate is served on the next connection without a restart;
 with a client CA, mutual TLS (every client shows a certificate that CA signed). A renewed file
 that does not load keeps the certificate served before, and says so."""
@@ -65,22 +65,31 @@ def grpc_credentials(files: CertificateFiles) -> grpc.ServerCredentials:
     def configuration(cert: bytes, key: bytes, ca: bytes | None):
         return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
 
+    served = [files.pem]  # what this port serves: the files are shared by every port
+
     def fetch():  # gRPC asks at each new connection: None keeps what it has
-        pem = files.changed()
-        return None if pem is None else configuration(*pem)
+        files.changed()
+        if files.pem is served[0]:
+            return None
+        served[0] = files.pem
+        return configuration(*files.pem)
 
     return grpc.dynamic_ssl_server_credentials(configuration(*files.pem), fetch,
                                                require_client_authentication=files.client_ca is not None)
 
 
 def metrics_context(files: CertificateFiles) -> ssl.SSLContext:
-    """An SSL context for the metrics port, its certificate renewed on the next connection."""
+    """An SSL context for an HTTP port (metrics, KServe REST), its certificate renewed on the
+    next connection that names the host (SNI, which curl, Prometheus and tritonclient send)."""
     context = _context(*files.pem)
+    served = [files.pem, context]  # what this port serves: the files are shared by every port
 
-    def renew(connection, server_name, _):  # SNI callback: runs in each handshake
-        pem = files.changed()
-        if pem is not None:
-            connection.context = _context(*pem)
+    def renew(connection, server_name, _):  # SNI callback: runs in each handshake that names a host
+        files.changed()
+        if files.pem is not served[0]:
+            served[0], served[1] = files.pem, _context(*files.pem)
+        if served[1] is not context:
+            connection.context = served[1]
         return None
 
     context.sni_callback = renew
