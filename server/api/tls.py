@@ -1,5 +1,6 @@
-"""TLS for the gRPC port and the HTTP ports (metrics, KServe REST): the certificate and key files are read again when
-they change, so a renewed certificate is served on the next connection without a restart;
+"""TLS for the gRPC port and the HTTP ports (metrics, KServe REST): the certificate and key
+files are read again when they change, so a renewed certificate is served on the next
+connection without a restart;
 with a client CA, mutual TLS (every client shows a certificate that CA signed). A renewed file
 that does not load keeps the certificate served before, and says so."""
 from __future__ import annotations
