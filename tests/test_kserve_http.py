@@ -144,6 +144,25 @@ def test_repository_index_load_and_unload(client):
         client.load_model("wrong_model_name")
 
 
+def _nested(depth: int) -> list:
+    data: list = [0]
+    for _ in range(depth):
+        data = [data]
+    return data
+
+
+def _infer_body(shape=(1, 16), datatype="INT32", data=None, outputs=None, parameters=None) -> bytes:
+    """An infer body for `simple` with one field changed."""
+    tensor = {"name": "INPUT0", "datatype": datatype, "shape": list(shape),
+              "data": data if data is not None else list(range(16))}
+    body = {"inputs": [tensor, {"name": "INPUT1", "datatype": "INT32", "shape": [1, 16], "data": [1] * 16}]}
+    if outputs is not None:
+        body["outputs"] = outputs
+    if parameters is not None:
+        body["parameters"] = parameters
+    return json.dumps(body).encode()
+
+
 @pytest.mark.parametrize("method, path, body, status, words", [
     ("GET", "/v2/nowhere", None, 404, "Not Found"),
     ("GET", "/v2/models/simple/versions/abc", None, 404, "Not Found"),
@@ -160,11 +179,33 @@ def test_repository_index_load_and_unload(client):
                                         b'"data": [1.5]}]}', 400, "receiving FP16 data via JSON is not supported"),
     ("POST", "/v2/models/simple/infer", b'{"parameters": {"sequence_id": 7}}', 400, "sequences and priorities are "
                                                                                 "not served"),
+    # what an outside review of the port sent it: each a 400 naming the field, in bounded time
+    ("POST", "/v2/models/simple/infer", _infer_body(outputs=[{"name": "OUTPUT0"}] * 2), 400, "given twice"),
+    ("POST", "/v2/models/simple/infer", _infer_body(shape=[1] * 65), 400, "at most 64"),
+    ("POST", "/v2/models/simple/infer", _infer_body(shape=[1 << 63, 16]), 400, "int64 dimensions"),
+    ("POST", "/v2/models/simple/infer", _infer_body(shape=[(1 << 62)] * 60, data=[]), 400, "larger than any tensor"),
+    ("POST", "/v2/models/simple/infer", _infer_body(datatype=[]), 400, "invalid datatype"),
+    ("POST", "/v2/models/simple/infer", _infer_body(data=_nested(500)), 400,
+     "nested more than 64"),
+    ("POST", "/v2/models/simple/infer", _infer_body(data=[1.5] * 16), 400, "INT32 data must be integers"),
+    ("POST", "/v2/models/simple/infer", _infer_body(data=[1 << 40] * 16), 400, "does not fit INT32"),
+    ("POST", "/v2/models/simple/infer", _infer_body(parameters={"timeout": 1 << 63}), 400, "positive int64"),
+    ("POST", "/v2/models/simple/infer", _infer_body(outputs=[{"name": "OUTPUT0", "parameters": {"binary_data": "false"}}]),
+     400, "must be true or false"),
+    ("POST", "/v2/models/simple/infer", _infer_body(shape=[1, 2, 8]), 400, "has 3 dimensions"),
+    ("POST", "/v2/repository/models/simple/load", b'{"parameters": 5}', 400, "parameters: must be a JSON object"),
 ])
 def test_bad_calls_get_tritons_status_and_an_error_body(server, method, path, body, status, words):
     got, headers, answer = _http(server, method, path, body)
     assert got == status, answer
     assert words in json.loads(answer)["error"], answer
+
+
+def test_a_body_that_does_not_decompress_is_refused(server):
+    status, _, answer = _http(server, "POST", "/v2/models/simple/infer", b"not gzip at all" * 4,
+                              {"Content-Encoding": "gzip"})
+    assert status == 400 and "could not be read" in json.loads(answer)["error"]
+    assert "Traceback" not in server.log()
 
 
 def test_a_raw_binary_body_is_refused(server):

@@ -57,9 +57,9 @@ def test_an_ok_answer_after_the_deadline_is_counted_late():
     spec = LoadSpec("x", "/m", b"", timeout_s=0.1, duration_s=1.0)
     result = LoadResult()
     sender = _Sender(spec, _Channel(), result, measure_from=0)
-    sender._record(0, None, due=0, sent=0, done=50 * MS)
-    sender._record(0, None, due=0, sent=0, done=150 * MS)  # the client let it through past 100 ms
-    sender._record(0, "DEADLINE_EXCEEDED", due=0, sent=0, done=100 * MS)
+    sender.record(0, None, due=0, sent=0, done=50 * MS)
+    sender.record(0, None, due=0, sent=0, done=150 * MS)  # the client let it through past 100 ms
+    sender.record(0, "DEADLINE_EXCEEDED", due=0, sent=0, done=100 * MS)
     assert (result.ok, result.late_ok, result.errors) == (2, 1, {"DEADLINE_EXCEEDED": 1})
     assert result.kinds["/m"].late_ok == 1
 

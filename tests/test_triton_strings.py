@@ -137,3 +137,23 @@ def test_a_batch_of_strings_from_many_callers(server):
 
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(ask, range(64)))
+
+
+def test_a_shape_of_another_rank_is_refused_before_its_size_is_taken(stub):
+    request = pb.ModelInferRequest(model_name="simple")
+    for name in ("INPUT0", "INPUT1"):
+        request.inputs.add(name=name, datatype="INT32", shape=[1] * 65)
+        request.raw_input_contents.append(np.zeros(1, np.int32).tobytes())
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ModelInfer(request, timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "has 65 dimensions, but the model's [-1, 16] has 2" in info.value.details()
+
+
+def test_outputs_asked_for_twice_are_refused(stub):
+    request = _bytes_request([b"1"] * 16, [b"2"] * 16)
+    request.outputs.add(name="OUTPUT0")
+    request.outputs.add(name="OUTPUT0")
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ModelInfer(request, timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "given twice" in info.value.details()

@@ -8,7 +8,6 @@ so one decoder (api/tensors.py) checks tensors from both ports. An answer's outp
 `binary_data_output` for all), the bytes after the JSON in output order."""
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,10 @@ from .bytes_tensors import as_bytes, deserialize_bytes, serialize_bytes
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 _RESERVED = ("sequence_id", "sequence_start", "sequence_end", "priority", "headers")
+MAX_DIMS = 64  # numpy's own limit; a model's rank is checked after
+MAX_NESTING = 64  # JSON arrays within arrays in `data`
+INT64_MAX = (1 << 63) - 1
+_INTEGER_TYPES = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
 
 
 def _object(value: Any, field: str) -> dict:
@@ -71,8 +74,13 @@ def parse_request(body: bytes, header_length: int | None, model: str, version: s
         options = _object(output.get("parameters", {}), f'output "{name}" parameters')
         if "classification" in options:
             raise InvalidArgument(f'output "{name}"', "the classification extension is not served")
+        if name in as_binary:
+            raise InvalidArgument(f'output "{name}"', "given twice")
+        flag = options.get("binary_data", binary_default)
+        if not isinstance(flag, bool):
+            raise InvalidArgument(f'output "{name}" parameters[binary_data]', "must be true or false")
         request.outputs.add(name=name)
-        as_binary[name] = bool(options.get("binary_data", binary_default))
+        as_binary[name] = flag
     if not as_binary:
         as_binary[""] = binary_default  # every output, as the request's default says
     return request, as_binary
@@ -87,8 +95,8 @@ def _parameters(parameters: dict, request: pb.ModelInferRequest) -> bool:
             raise InvalidArgument(f"parameters[{key}]", "is not served on HTTP (sequences and priorities are not "
                                                         "served)")
         if key == "timeout":
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise InvalidArgument("parameters[timeout]", "must be an integer of microseconds")
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= INT64_MAX:
+                raise InvalidArgument("parameters[timeout]", "must be a positive int64 of microseconds")
             request.parameters["timeout"].int64_param = value
     flag = parameters.get("binary_data_output", False)
     if not isinstance(flag, bool):
@@ -101,11 +109,11 @@ def _input(item: dict, i: int, request: pb.ModelInferRequest, binary: memoryview
     if not isinstance(name, str) or not name:
         raise InvalidArgument(f"inputs[{i}].name", "must be a non-empty string")
     field = f'input "{name}"'
-    if datatype not in BY_KSERVE:
-        raise InvalidArgument(field, f"invalid datatype {datatype!r} (one of {sorted(BY_KSERVE)})")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                              for d in shape):
-        raise InvalidArgument(field, f"shape must be a list of non-negative integers, not {shape!r}")
+    if not isinstance(datatype, str) or datatype not in BY_KSERVE:
+        raise InvalidArgument(field, f"invalid datatype (one of {sorted(BY_KSERVE)})")
+    if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= INT64_MAX for d in shape):
+        raise InvalidArgument(field, f"shape must be a list of at most {MAX_DIMS} non-negative int64 dimensions")
     options = _object(item.get("parameters", {}), f"{field} parameters")
     if "shared_memory_region" in options:
         raise InvalidArgument(field, "shared memory is not served")
@@ -118,7 +126,7 @@ def _input(item: dict, i: int, request: pb.ModelInferRequest, binary: memoryview
     if given == ["binary_data_size"]:
         size = options["binary_data_size"]
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise InvalidArgument(field, f"binary_data_size must be a non-negative integer, not {size!r}")
+            raise InvalidArgument(field, "binary_data_size must be a non-negative integer")
         if at + size > len(binary):
             raise InvalidArgument(field, f"expecting {size} bytes of binary data, but {len(binary) - at} are left")
         request.raw_input_contents.append(bytes(binary[at:at + size]))
@@ -128,8 +136,8 @@ def _input(item: dict, i: int, request: pb.ModelInferRequest, binary: memoryview
 
 
 def _json_data(data: Any, datatype: str, shape: list[int], field: str) -> bytes:
-    flat = _flatten(data, field)
-    count = math.prod(shape)
+    count = _count(shape)
+    flat = _flatten(data, count, field)
     if len(flat) != count:
         raise InvalidArgument(field, f"data has {len(flat)} elements, but shape {shape} needs {count}")
     if datatype == "BYTES":
@@ -143,23 +151,47 @@ def _json_data(data: Any, datatype: str, shape: list[int], field: str) -> bytes:
     if datatype == "BOOL":
         if not all(isinstance(v, bool) for v in flat):
             raise InvalidArgument(field, "BOOL data must be true or false")
+    elif datatype in _INTEGER_TYPES:
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in flat):
+            raise InvalidArgument(field, f"{datatype} data must be integers")
     elif not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
         raise InvalidArgument(field, f"{datatype} data must be numbers")
     try:
-        return np.asarray(flat, dtype=BY_KSERVE[datatype].numpy).tobytes()
-    except (OverflowError, ValueError) as exc:
-        raise InvalidArgument(field, f"data does not fit {datatype}: {exc}") from None
+        with np.errstate(over="raise"):
+            return np.asarray(flat, dtype=BY_KSERVE[datatype].numpy).tobytes()
+    except (OverflowError, ValueError, FloatingPointError):
+        raise InvalidArgument(field, f"data has a value that does not fit {datatype}") from None
 
 
-def _flatten(data: Any, field: str) -> list:
-    """Nested JSON arrays, row-major, as one list."""
+def _count(shape: list[int]) -> int:
+    """The elements `shape` holds; refused once past what any body could carry."""
+    count = 1
+    for d in shape:
+        count *= d
+        if count > 1 << 40:
+            raise InvalidArgument("shape", f"{shape[:8]}... is larger than any tensor can be")
+    return count if shape else 1
+
+
+def _flatten(data: Any, limit: int, field: str) -> list:
+    """Nested JSON arrays, row-major, as one list: one pass, at most MAX_NESTING deep, stopping
+    once past `limit` elements (the count is then wrong, and says so)."""
     if not isinstance(data, list):
         raise InvalidArgument(field, "data must be a JSON array")
-    if not any(isinstance(v, list) for v in data):
-        return data
     out: list = []
-    for item in data:
-        out.extend(_flatten(item, field) if isinstance(item, list) else [item])
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                if len(stack) >= MAX_NESTING:
+                    raise InvalidArgument(field, f"data is nested more than {MAX_NESTING} arrays deep")
+                stack.append(iter(item))
+                break
+            out.append(item)
+            if len(out) > limit:
+                return out
+        else:
+            stack.pop()
     return out
 
 

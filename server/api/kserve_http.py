@@ -15,12 +15,14 @@ from typing import Awaitable, Callable
 
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from tritonclient.grpc import service_pb2 as pb
 
-from ..models.errors import HanzoError, InvalidArgument
+from ..models.errors import HanzoError, InvalidArgument, ResourceExhausted
 from .http_tensors import HEADER_LENGTH, parse_request, render_response
 from .kserve import AUDITED, SCOPES, KServeServicer
 from .latency import LatencyRecorder
+from .limits import RequestLimits
 from .proto_json import to_json
 
 log = logging.getLogger(__name__)
@@ -32,21 +34,39 @@ _VERSION = r"/versions/{version:[0-9]+}"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps({"error": message}), content_type="application/json")
+MAX_ERROR_CHARS = 1024  # as the gRPC edge cuts a status message
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> web.Response:
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[:MAX_ERROR_CHARS] + f"... ({len(message)} characters)"
+    return web.Response(status=status, body=orjson.dumps({"error": message}), content_type="application/json",
+                        headers=headers)
 
 
 def _json(data: object) -> web.Response:
     return web.Response(body=orjson.dumps(data), content_type="application/json")
 
 
+class _QuietPayloadErrors(logging.Filter):
+    """aiohttp logs a traceback when it drains a body that failed to decompress after the
+    handler answered 400: a caller's error, which must not fill the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], RequestPayloadError))
+
+
 class KServeHttp:
     def __init__(self, servicer: KServeServicer, latency: LatencyRecorder, access=None,
-                 max_body_bytes: int = 64 << 20) -> None:
+                 max_body_bytes: int = 64 << 20, limits: RequestLimits | None = None, max_in_flight: int = 256) -> None:
         self.servicer = servicer  # unwrapped: this module is its own edge
         self.latency = latency
         self.access = access  # api.access.Access, or None (tests)
         self.max_body_bytes = max_body_bytes
+        self.limits = limits  # the gRPC edge's field limits, applied to the request each body stands for
+        # inferences at once: each holds its body and its tensors; past it, refused at once
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
         self._runner: web.AppRunner | None = None
         self._methods: dict[web.AbstractRoute, str] = {}  # route -> the gRPC method it stands for
 
@@ -75,7 +95,8 @@ class KServeHttp:
 
     async def start(self, host: str, port: int, ssl_context=None) -> int:
         """Bind and serve; returns the port (0 asks for a free one)."""
-        self._runner = web.AppRunner(self.application(), access_log=None, handle_signals=False)
+        logging.getLogger("aiohttp.server").addFilter(_QuietPayloadErrors())
+        self._runner = web.AppRunner(self.application(), access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context, reuse_address=True)
         try:
@@ -107,7 +128,8 @@ class KServeHttp:
             response, code = _error(HTTP_STATUS.get(exc.code, 400), exc.message), exc.code
             self._audit(method, request, exc.code, exc.message)
         except web.HTTPException as exc:  # aiohttp's own: no route, wrong method, body too large
-            return _error(exc.status, exc.reason)
+            allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            response, code = _error(exc.status, exc.reason, allow), f"HTTP_{exc.status}"
         except Exception:  # a bug must not take the port down, nor show its insides
             log.exception("HTTP call failed", extra={"method": method})
             response, code = _error(500, "internal error"), "INTERNAL"
@@ -127,17 +149,22 @@ class KServeHttp:
         if refused is None:
             return None
         code, reason = refused
-        self._audit(method, request, code.name, reason)
+        if method in AUDITED and self.access.audit is not None:
+            unrecorded = self.access._refusal_unrecorded()  # refusals share the gRPC port's budget
+            if unrecorded is not None:
+                extra = {"refusals_not_recorded_before": unrecorded} if unrecorded else {}
+                self._audit(method, request, code.name, reason, **extra)
         return _error(HTTP_STATUS.get(code.name, 403), reason), code.name
 
-    def _audit(self, method: str, request: web.Request, result: str, reason: str = "") -> None:
+    def _audit(self, method: str, request: web.Request, result: str, reason: str = "", **extra) -> None:
         audit = getattr(self.access, "audit", None)
         if audit is None or method not in AUDITED:
             return
         key = request.get("caller")
         who = key.id if key is not None else f"anonymous from {request.remote}"
         detail = {"reason": reason} if reason else {}
-        audit.record(who, f"HTTP {method}", result, model=request.match_info.get("model", ""), **detail)
+        audit.record(who, f"HTTP {method}", result, model=request.match_info.get("model", "")[:256], **detail,
+                     **extra)
 
     # ------------------------------------------------------------------ endpoints
 
@@ -184,8 +211,11 @@ class KServeHttp:
     async def load(self, request: web.Request) -> web.Response:
         body = await _optional_json(request)
         message = pb.RepositoryModelLoadRequest(model_name=request.match_info["model"])
-        for key in body.get("parameters") or {}:
-            message.parameters[str(key)].string_param = ""  # refused by name, as on gRPC
+        parameters = body.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise InvalidArgument("parameters", "must be a JSON object")
+        for key in parameters:
+            message.parameters[str(key)[:256]].string_param = ""  # refused by name, as on gRPC
         await self.servicer.RepositoryModelLoad(message, None)
         return web.Response(status=200, content_type="application/json")
 
@@ -202,8 +232,17 @@ class KServeHttp:
             length = int(header) if header is not None else None
         except ValueError:
             raise InvalidArgument(HEADER_LENGTH, f"unable to parse {header!r} as an integer") from None
-        message, as_binary = parse_request(await request.read(), length, name, version)
-        answer = await self.servicer.ModelInfer(message, None)
+        if self.in_flight >= self.max_in_flight:
+            raise ResourceExhausted(f"{self.in_flight} HTTP inferences in flight, the most this port takes at once: "
+                                    f"retry with backoff")
+        self.in_flight += 1
+        try:
+            message, as_binary = parse_request(await _body(request), length, name, version)
+            if self.limits is not None:
+                self.limits.check(message)
+            answer = await self.servicer.ModelInfer(message, None)
+        finally:
+            self.in_flight -= 1
         body, json_length = render_response(answer, as_binary)
         if json_length is None:
             response = web.Response(body=body, content_type="application/json")
@@ -219,8 +258,18 @@ def _model(request: web.Request) -> tuple[str, str]:
     return request.match_info.get("model", ""), request.match_info.get("version", "")
 
 
+async def _body(request: web.Request) -> bytes:
+    """The request's body, decompressed; a body that does not decompress or arrives cut short
+    is the caller's error."""
+    try:
+        return await request.read()
+    except RequestPayloadError as exc:
+        raise InvalidArgument("body", f"could not be read ({type(exc).__name__}): check Content-Encoding and "
+                                      f"Content-Length") from None
+
+
 async def _optional_json(request: web.Request) -> dict:
-    body = await request.read()
+    body = await _body(request)
     if not body.strip():
         return {}
     try:

@@ -43,6 +43,9 @@ def decode_inputs(request: pb.ModelInferRequest, version: ModelVersion) -> dict[
             raise InvalidArgument(field, f"datatype {tensor.datatype or '(empty)'} does not match the model's "
                                          f"{spec.datatype.kserve}")
         shape = tuple(tensor.shape)
+        if len(shape) != len(spec.dims):  # before any product of the dimensions is taken
+            raise InvalidArgument(field, f"shape {list(shape)[:8]} has {len(shape)} dimensions, but the model's "
+                                         f"{list(spec.dims)} has {len(spec.dims)}")
         if any(d < 0 for d in shape):
             raise InvalidArgument(field, f"shape {list(shape)} has a negative dimension")
         # numpy refuses an empty array whose other dimensions multiply past its size limit
@@ -84,6 +87,8 @@ def _from_contents(tensor: pb.ModelInferRequest.InferInputTensor, shape: tuple[i
         return out.reshape(shape)
     if datatype in ("INT8", "INT16"):  # int32 on the wire: the low bytes, as Triton keeps them
         return np.asarray(values, dtype=np.int32).astype(dtype).reshape(shape)
+    if datatype in ("UINT8", "UINT16"):  # uint32 on the wire, likewise
+        return np.asarray(values, dtype=np.uint32).astype(dtype).reshape(shape)
     return np.asarray(values, dtype=dtype).reshape(shape)
 
 
@@ -92,6 +97,8 @@ def requested_outputs(request: pb.ModelInferRequest, version: ModelVersion) -> l
         return [o.name for o in version.outputs]
     names = []
     for tensor in request.outputs:
+        if tensor.name in names:  # each copy would be written again
+            raise InvalidArgument(f'output "{tensor.name}"', "given twice")
         if tensor.name not in version.output_by_name:
             raise InvalidArgument(f'output "{tensor.name}"', f"model {version.name!r} has no such output "
                                                              f"(outputs: {sorted(version.output_by_name)})")

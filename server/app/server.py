@@ -170,7 +170,7 @@ class HanzoServer:
             self.metrics_port = self._metrics.sockets[0].getsockname()[1]
         if self.config.http_port:
             self._http = KServeHttp(kserve.KServeServicer(self.repository, VERSION, self.serving, None), self.latency,
-                                    access, limit)
+                                    access, limit, self.edge.limits)
             self.http_port = await self._http.start(self.config.host, self.config.http_port,
                                                     exposure.metrics_tls(tls))
             log.info("listening (HTTP)", extra={"address": f"{self.config.host}:{self.http_port}"})
@@ -284,6 +284,8 @@ class HanzoServer:
             self._feed.cancel()
         if self._resender is not None:
             self._resender.cancel()
+        if self._http is not None:  # its calls finish (or are cut) before the models they use close
+            await self._http.stop()
         await self.recommender.close()
         await self.searcher.close()
         await self.fraud.close()
@@ -295,8 +297,6 @@ class HanzoServer:
         await self.features.aclose()
         if self._metrics is not None:
             self._metrics.close()
-        if self._http is not None:
-            await self._http.stop()
         if release_port:
             await self._server.stop(0)
         if self.access is not None:  # after the last call that could be an admin action

@@ -132,8 +132,8 @@ class ModelVersion:
             for spec in self.inputs:
                 shape = tuple(size if i == 0 and self.policy.max_batch_size else (d if d > 0 else 1)
                               for i, d in enumerate(spec.dims))
-                feeds[spec.name] = np.full(shape, "0", dtype=object) if spec.datatype.kserve == "BYTES" else \
-                    np.zeros(shape, dtype=spec.datatype.numpy)
+                feeds[spec.name] = np.full(shape, "0" if self._text_strings else b"0", dtype=object) \
+                    if spec.datatype.kserve == "BYTES" else np.zeros(shape, dtype=spec.datatype.numpy)
             for instance in range(max(self.policy.instance_count, 1)):
                 try:
                     self.backend.run(instance, feeds)
@@ -144,6 +144,7 @@ class ModelVersion:
                     # parses JSON): served cold, not refused
                     log.info("model version served without warm-up", extra={
                         "model": self.name, "model_version": self.version_str, "reason": f"{type(exc).__name__}"})
+                    self.batcher.inline = self._runs_inline(1 << 62)  # speed unknown: auto runs it on a thread
                     return
                 start = time.perf_counter_ns()
                 self.backend.run(instance, feeds)
@@ -181,7 +182,9 @@ def as_text(value: np.ndarray, field: str) -> np.ndarray:
             out[i] = element
             continue
         try:
-            out[i] = bytes(element).decode("utf-8")
+            if not isinstance(element, bytes):
+                raise TypeError
+            out[i] = element.decode("utf-8")
         except (UnicodeDecodeError, TypeError):
             raise InvalidArgument(field, f"element {i} is not UTF-8 text: this model runs on ONNX Runtime, which "
                                          f"takes string tensors as text") from None
