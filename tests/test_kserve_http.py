@@ -140,8 +140,8 @@ def test_repository_index_load_and_unload(client):
     assert index.get("simple_int8", {}).get("state") != "READY"
     client.load_model("simple_int8")
     assert client.is_model_ready("simple_int8")
-    with pytest.raises(InferenceServerException, match="wrong_model_name"):
-        client.load_model("wrong_model_name")
+    with pytest.raises(InferenceServerException, match="failed to load 'wrong_model_name'"):
+        client.load_model("wrong_model_name")  # simple_http_model_control looks for "failed to load"
 
 
 def _nested(depth: int) -> list:

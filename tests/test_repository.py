@@ -35,9 +35,9 @@ async def test_latest_version_serves_and_explicit_versions_resolve(tmp_path):
     v1 = (await repo.get("risk", "1").infer({"features": FEATURES}))["score"]
     v2 = (await repo.get("risk").infer({"features": FEATURES}))["score"]
     assert not np.allclose(v1, v2)
-    with pytest.raises(NotFound, match="no ready version 3"):
+    with pytest.raises(NotFound, match="'risk' version 3 is not found"):
         repo.get("risk", "3")
-    with pytest.raises(NotFound, match="not in the repository"):
+    with pytest.raises(NotFound, match="Request for unknown model: .nope. is not found"):
         repo.get("nope")
     await repo.close()
 

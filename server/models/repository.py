@@ -230,14 +230,15 @@ class ModelRepository:
         """
         # a name, never a path: "", ".", "../x" and "/etc" are no model, and nothing is looked up for them
         if not MODEL_NAME.match(name) or name not in self.discover():
-            raise NotFound(f"model {quote(name)} is not in the repository (model names are letters, digits, '_', "
-                           f"'-' and '.', not first; models: {self.discover()[:50]})")
+            # "failed to load": Triton's words, which its clients and examples look for
+            raise NotFound(f"failed to load {quote(name)}: the model is not in the repository (model names are "
+                           f"letters, digits, '_', '-' and '.', not first; models: {self.discover()[:50]})")
         try:
             error = await self._load(name, retry=True)
         finally:
             await self._notify_readiness()
         if error:
-            raise FailedPrecondition(error)
+            raise FailedPrecondition(error)  # "... failed to load ...": Triton's words, which its examples look for
 
     async def _load(self, name: str, retry: bool) -> str:
         """Load or reload a model; returns why the load failed, "" when it did not."""
