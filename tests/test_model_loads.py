@@ -265,3 +265,25 @@ def test_load_and_infer_errors_through_a_real_server(tmp_path, server_process):
         expect("NOT_FOUND", "not loaded", client.unload_model, name)
     expect("INVALID_ARGUMENT", "model_name: 5000 characters", client.load_model, "x" * 5000)
     assert client.get_model_repository_index(as_json=True) == before
+
+
+@pytest.mark.parametrize("extra, named", [
+    ('response_cache { enable: true }', "response_cache"),
+    ('model_warmup [{ name: "w" batch_size: 1 }]', "model_warmup"),
+    ('dynamic_batching { priority_levels: 2 default_priority_level: 1 }',
+     "dynamic_batching.priority_levels, dynamic_batching.default_priority_level"),
+    ('sequence_batching { max_sequence_idle_microseconds: 5000000 }', "sequence_batching"),
+    ('optimization { execution_accelerators { cpu_execution_accelerator [{ name: "openvino" }] } }', "optimization"),
+    ('input [{ name: "features" data_type: TYPE_FP32 dims: [4, 8] reshape: { shape: [32] } }]', "input[0].reshape"),
+    ('parameters { key: "intra_op_threads" value { string_value: "2" } }', 'parameters["intra_op_threads"]'),
+])
+async def test_config_it_does_not_serve_is_refused_naming_each_field(tmp_path, extra, named):
+    """Nothing in config.pbtxt is accepted and then ignored."""
+    root = tmp_path / "repo"
+    write_risk(root, 1, seed=1)
+    (root / "risk" / "config.pbtxt").write_text(f'max_batch_size: 8\n{extra}\n')  # inputs from the model
+    repo = ModelRepository(root)
+    with pytest.raises(FailedPrecondition, match="not served by Hanzo") as info:
+        await repo.load("risk")
+    assert named in str(info.value), info.value
+    await repo.close()

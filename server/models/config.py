@@ -11,6 +11,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from .errors import InvalidArgument
+from .config_served import unserved_fields
 from .datatypes import BY_CONFIG, DataType
 
 CONFIG_FILE = "config.pbtxt"
@@ -77,6 +78,11 @@ def load_config(model_dir: Path) -> mc.ModelConfig:
     if config.name and config.name != model_dir.name:
         raise ConfigError(f"{path}: name {config.name!r} does not match the folder {model_dir.name!r}")
     config.name = model_dir.name
+    unserved = unserved_fields(config)
+    if unserved:
+        raise ConfigError(f"{path}: {', '.join(unserved)} {'is' if len(unserved) == 1 else 'are'} not served by "
+                          f"Hanzo: remove {'it' if len(unserved) == 1 else 'them'} (docs/triton.md says what is "
+                          f"served)")
     if not config.platform and not config.backend:
         config.backend = ONNX_BACKEND
     if config.platform and config.platform != ONNX_PLATFORM:
