@@ -210,8 +210,11 @@ def test_deadline_exceeded_and_queue_full_on_a_slow_model(served):
 def test_repository_load_and_unload(client, served):
     client.unload_model("slow")
     assert not client.is_model_ready("slow")
-    expect_error("NOT_FOUND", "Request for unknown model: 'slow' is not found", client.infer, "slow",
+    expect_error("NOT_FOUND", "Request for unknown model: 'slow' has no available versions", client.infer, "slow",
                  infer_inputs(demo_inputs(1)["slow"]))
+    unloaded = [(m.name, m.version, m.state, m.reason) for m in client.get_model_repository_index().models
+                if m.name == "slow"]
+    assert unloaded == [("slow", "1", "UNAVAILABLE", "unloaded")]  # still listed, as Triton lists it
     client.load_model("slow")
     assert client.is_model_ready("slow")
 

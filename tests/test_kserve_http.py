@@ -137,7 +137,8 @@ def test_repository_index_load_and_unload(client):
     client.unload_model("simple_int8")
     assert not client.is_model_ready("simple_int8")
     index = {m["name"]: m for m in client.get_model_repository_index()}
-    assert index.get("simple_int8", {}).get("state") != "READY"
+    assert index["simple_int8"] == {"name": "simple_int8", "version": "1", "state": "UNAVAILABLE",
+                                    "reason": "unloaded"}
     client.load_model("simple_int8")
     assert client.is_model_ready("simple_int8")
     with pytest.raises(InferenceServerException, match="failed to load 'wrong_model_name'"):

@@ -7,7 +7,7 @@ from typing import Callable
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
-from ..models.errors import HanzoError, InvalidArgument, Unavailable, Unimplemented
+from ..models.errors import FailedPrecondition, HanzoError, InvalidArgument, Unavailable, Unimplemented
 from ..models.repository import READY, ModelRepository
 from ..models.statistics import Duration, ModelStatistics
 from ..models.version import ModelVersion
@@ -59,10 +59,12 @@ def _statistics(version: ModelVersion) -> pb.ModelStatistics:
 
 class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     def __init__(self, repository: ModelRepository, version: str, serving: Callable[[], bool],
-                 edge: Edge | None) -> None:
+                 edge: Edge | None, control_mode: str = "explicit") -> None:
         """`edge` None: the methods stay plain coroutines taking a context of None (the HTTP
-        port's, api/kserve_http.py, which is its own edge)."""
+        port's, api/kserve_http.py, which is its own edge). `control_mode`: Triton's
+        --model-control-mode; loads and unloads are called for only in explicit."""
         self._repo = repository
+        self._control_mode = control_mode
         self._version = version
         self._serving = serving  # False while starting or draining
         if edge is not None:  # metadata and health answer while starting and draining; inference does not
@@ -146,7 +148,15 @@ class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             response.models.add(name=entry.name, version=entry.version, state=entry.state, reason=entry.reason)
         return response
 
+    def _explicit(self) -> None:
+        if self._control_mode == "poll":  # Triton's words
+            raise FailedPrecondition("explicit model load / unload is not allowed if polling is enabled "
+                                     "(--model-control-mode poll)")
+        if self._control_mode == "none":
+            raise FailedPrecondition("explicit model load / unload is not allowed with --model-control-mode none")
+
     async def RepositoryModelLoad(self, request, context):
+        self._explicit()
         if request.parameters:
             raise InvalidArgument("parameters", f"load overrides {sorted(request.parameters)} are not served; "
                                                 "edit config.pbtxt in the repository instead")
@@ -156,6 +166,7 @@ class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(self, request, context):
+        self._explicit()
         await self._repo.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
 

@@ -45,6 +45,13 @@ class ServerConfig:
     device: str = "auto"  # auto | cpu | cuda
     # Seconds between repository scans that load new, changed or removed models; 0: off.
     poll_seconds: float = 0.0
+    # Triton's --model-control-mode: "explicit" (RepositoryModelLoad / Unload; at start the models
+    # of load_models), "poll" (every poll_seconds the repository is rescanned; explicit calls are
+    # refused), "none" (what loads at start serves; nothing changes it). "": poll with
+    # poll_seconds > 0, else explicit with every model loaded at start.
+    model_control_mode: str = ""
+    # explicit mode: the models loaded at start ("*": all; none named: none, as in Triton)
+    load_models: list[str] = field(default_factory=list)
     # gRPC message limits, both directions; over it, RESOURCE_EXHAUSTED before the body is
     # read. gRPC keeps what large bodies cost in the process's memory long after the call, so
     # the default is gRPC's own; raise it for large tensors.
@@ -103,6 +110,14 @@ class ServerConfig:
             raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
         if self.log_format not in ("json", "text"):
             raise ValueError(f"log_format must be json or text, not {self.log_format!r}")
+        if self.model_control_mode not in ("", "explicit", "poll", "none"):
+            raise ValueError(f"model_control_mode must be explicit, poll or none, not {self.model_control_mode!r}")
+        if self.model_control_mode in ("explicit", "none") and self.poll_seconds > 0:
+            raise ValueError(f"poll_seconds > 0 polls the repository: model_control_mode {self.model_control_mode} "
+                             f"does not (use poll)")
+        if self.load_models and self.control_mode != "explicit":
+            raise ValueError("load_models (--load-model) names the models an explicit mode starts with: set "
+                             "model_control_mode = \"explicit\"")
         if self.metrics_names not in ("hanzo", "triton"):
             raise ValueError(f"metrics_names must be hanzo or triton, not {self.metrics_names!r}")
         for name in ("port", "metrics_port", "http_port"):
@@ -110,6 +125,20 @@ class ServerConfig:
                 raise ValueError(f"{name} must be in 0..65535, not {getattr(self, name)}")
         if self.experiment.enabled and not self.recommend.log_shown:
             raise ValueError("[experiment] needs [recommend] log_shown = true: outcomes are joined to the lists logged")
+
+    @property
+    def control_mode(self) -> str:
+        """The model control mode in effect."""
+        return self.model_control_mode or ("poll" if self.poll_seconds > 0 else "explicit")
+
+    @property
+    def models_at_start(self) -> list[str] | None:
+        """The models loaded at start; None: all."""
+        if self.control_mode != "explicit" or "*" in self.load_models:
+            return None
+        if self.model_control_mode == "explicit" or self.load_models:  # as Triton: none named, none loaded
+            return list(self.load_models)
+        return None
 
     @classmethod
     def from_toml(cls, path: Path, **overrides: Any) -> "ServerConfig":

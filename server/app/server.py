@@ -126,7 +126,8 @@ class HanzoServer:
         server = grpc.aio.server(options=options)
         self.access = access = exposure.access(self.config)
         scopes = self.scopes
-        scopes.update(add_service(server, kserve.KServeServicer(self.repository, VERSION, self.serving, self.edge),
+        scopes.update(add_service(server, kserve.KServeServicer(self.repository, VERSION, self.serving, self.edge,
+                                                                        self.config.control_mode),
                                   kserve.SERVICE, kserve.SCOPES, access, audited=kserve.AUDITED))
         scopes.update(add_service(server, commerce.CommerceServicer(
             self.edge, self.features, self.recommender, self.searcher, self.fraud, self.pricing, self.inventory),
@@ -169,7 +170,8 @@ class HanzoServer:
                                                 (lambda: triton_model_metrics(self.repository)) if triton else None)
             self.metrics_port = self._metrics.sockets[0].getsockname()[1]
         if self.config.http_port:
-            self._http = KServeHttp(kserve.KServeServicer(self.repository, VERSION, self.serving, None), self.latency,
+            self._http = KServeHttp(kserve.KServeServicer(self.repository, VERSION, self.serving, None,
+                                                          self.config.control_mode), self.latency,
                                     access, limit, self.edge.limits)
             self.http_port = await self._http.start(self.config.host, self.config.http_port,
                                                     exposure.metrics_tls(tls))
@@ -184,7 +186,7 @@ class HanzoServer:
             self._feed = asyncio.get_running_loop().create_task(self.features.follow_catalog())
         if self.features.redis is not None:
             self._resender = asyncio.get_running_loop().create_task(self.features.resend_unsent())
-        await self.repository.load_all()
+        await self.repository.load_all(self.config.models_at_start)
         await self.searcher.start()
         # What exists now (models, sessions, modules) lives as long as the server: keep it out
         # of every later garbage collection pass.
@@ -202,7 +204,7 @@ class HanzoServer:
         if not ready:
             log.error("not ready: a model has no version that loads (RepositoryIndex says why); health says "
                       "NOT_SERVING until it loads")
-        if self.config.poll_seconds > 0:
+        if self.config.control_mode == "poll":
             self._poller = asyncio.get_running_loop().create_task(self._poll())
         if self.gate is not None:
             self._gate_task = asyncio.get_running_loop().create_task(self.gate.run())
@@ -220,7 +222,7 @@ class HanzoServer:
 
     async def _poll(self) -> None:
         while True:
-            await asyncio.sleep(self.config.poll_seconds)
+            await asyncio.sleep(self.config.poll_seconds or 15.0)  # Triton's --repository-poll-secs default
             try:
                 await self.repository.poll()
             except Exception:

@@ -48,6 +48,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                              f"are refused (default {defaults.drain_delay_seconds})")
     parser.add_argument("--metrics-port", type=int,
                         help="Prometheus metrics at http://HOST:PORT/metrics (default 0: off; Triton uses 8002)")
+    parser.add_argument("--model-control-mode", choices=["explicit", "poll", "none"],
+                        help="Triton's: explicit (RepositoryModelLoad/Unload; --load-model at start), poll (rescan "
+                             "every --poll-seconds, 15 by default), none (what loads at start serves). Default: poll "
+                             "with --poll-seconds, else explicit with every model loaded at start")
+    parser.add_argument("--load-model", action="append", metavar="NAME",
+                        help="explicit mode: a model loaded at start (repeat it; '*': all)")
     parser.add_argument("--metrics-names", choices=["hanzo", "triton"],
                         help="per-model metrics as hanzo_inference_*_total (default) or Triton's nv_inference_*")
     parser.add_argument("--http-port", type=int,
@@ -66,6 +72,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
                      poll_seconds=args.poll_seconds, log_level=args.log_level, log_format=args.log_format,
                      reuse_port=args.reuse_port or None, demo_models=False if args.no_demo_models else None,
                      metrics_port=args.metrics_port, http_port=args.http_port, metrics_names=args.metrics_names,
+                     model_control_mode=args.model_control_mode, load_models=args.load_model,
                      drain_delay_seconds=args.drain_delay,
                      features=feature_overrides(args),
                      access={name: str(value) if value else None for name, value in (

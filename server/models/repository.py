@@ -64,6 +64,8 @@ class ModelRepository:
         self.root = Path(root)
         self.options = options or RepositoryOptions()
         self._models: dict[str, _Model] = {}
+        # unloaded by a call (not gone from the folder): the versions they had, listed UNAVAILABLE
+        self._unloaded: dict[str, list[int]] = {}
         self._retiring: set[asyncio.Task] = set()
         self._failures = FailedBuilds(self.options.retry_first_s, self.options.retry_max_s, clock)
         self._readiness: list[Callable[[bool], Awaitable[None]]] = []
@@ -76,6 +78,9 @@ class ModelRepository:
         # Triton's words first: its clients and examples look for them
         model = self._models.get(name)
         if model is None:
+            if name in self._unloaded:
+                raise NotFound(f"Request for unknown model: '{name}' has no available versions (unloaded: "
+                               f"RepositoryModelLoad loads it again)")
             known = sorted(self._models)
             raise NotFound(f"Request for unknown model: '{name}' is not found (models: {known[:50]})")
         if not version:
@@ -161,6 +166,12 @@ class ModelRepository:
         keeps any version from serving, gets one entry with version "" saying why. A version
         that serves while a later load of the model failed is READY with that reason."""
         entries = []
+        for name in sorted(set(self.discover()) - set(self._models)):  # in the folder, not loaded
+            versions = self._unloaded.get(name)
+            if versions:
+                entries += [IndexEntry(name, str(v), UNAVAILABLE, "unloaded") for v in versions]
+            else:
+                entries.append(IndexEntry(name, "", "", ""))  # never loaded: its name only, as Triton lists it
         for name in sorted(self._models):
             model = self._models[name]
             if not model.states or (model.error and model.latest is None):
@@ -168,7 +179,7 @@ class ModelRepository:
             for version in sorted(model.states):
                 state, reason = model.states[version]
                 entries.append(IndexEntry(name, str(version), state, reason))
-        return entries
+        return sorted(entries, key=lambda e: e.name)  # stable: each model's versions keep their order
 
     def config(self, name: str) -> mc.ModelConfig:
         """The completed config of the newest version serving."""
@@ -187,10 +198,10 @@ class ModelRepository:
             return []
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and MODEL_NAME.match(p.name))
 
-    async def load_all(self) -> None:
-        """The start-up load: every model folder, each model's failure logged and shown in the
-        index, never raised."""
-        names = self.discover()
+    async def load_all(self, only: list[str] | None = None) -> None:
+        """The start-up load: every model folder (or those of `only` that are folders), each
+        model's failure logged and shown in the index, never raised."""
+        names = [n for n in self.discover() if only is None or n in only]
         for name in names:
             self._models.setdefault(name, _Model()).loading = True
         for name in names:
@@ -236,6 +247,7 @@ class ModelRepository:
         try:
             error = await self._load(name, retry=True)
         finally:
+            self._unloaded.pop(name, None)
             await self._notify_readiness()
         if error:
             raise FailedPrecondition(error)  # "... failed to load ...": Triton's words, which its examples look for
@@ -411,11 +423,15 @@ class ModelRepository:
         task.add_done_callback(self._retiring.discard)
 
     async def unload(self, name: str) -> None:
-        """Retire every version of a model (after its requests finish) and forget it."""
+        """Retire every version of a model (after its requests finish); it stays in the index,
+        UNAVAILABLE, until loaded again."""
+        model = self._models.get(name)
+        versions = sorted(model.versions) if model is not None else []
         try:
             await self._unload(name)
         finally:
             await self._notify_readiness()
+        self._unloaded[name] = versions
 
     async def _unload(self, name: str) -> None:
         model = self._models.get(name)
