@@ -268,7 +268,7 @@ def test_load_and_infer_errors_through_a_real_server(tmp_path, server_process):
 
 
 @pytest.mark.parametrize("extra, named", [
-    ('response_cache { enable: true }', "response_cache"),
+    ('model_transaction_policy { decoupled: true }', "model_transaction_policy"),
     ('model_warmup [{ name: "w" batch_size: 1 }]', "model_warmup"),
     ('dynamic_batching { priority_levels: 2 default_priority_level: 1 }',
      "dynamic_batching.priority_levels, dynamic_batching.default_priority_level"),

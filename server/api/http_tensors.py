@@ -16,7 +16,7 @@ from tritonclient.grpc import service_pb2 as pb
 
 from ..models.datatypes import BY_KSERVE
 from ..models.errors import InvalidArgument
-from .bytes_tensors import as_bytes, deserialize_bytes, serialize_bytes
+from ..models.bytes_tensors import as_bytes, deserialize_bytes, serialize_bytes
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 _RESERVED = ("sequence_id", "sequence_start", "sequence_end", "priority", "headers")

@@ -47,7 +47,8 @@ def _statistics(version: ModelVersion) -> pb.ModelStatistics:
     out = pb.ModelStatistics(name=version.name, version=version.version_str, last_inference=s.last_inference_ms,
                              inference_count=s.inference_count, execution_count=s.execution_count)
     stats = out.inference_stats
-    for name in ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output"):
+    for name in ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output", "cache_hit",
+                 "cache_miss"):
         _duration(getattr(stats, name), getattr(s, name))
     for size in sorted(s.batches):
         batch = out.batch_stats.add(batch_size=size)

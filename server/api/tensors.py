@@ -12,7 +12,7 @@ from tritonclient.grpc import service_pb2 as pb
 from ..models.errors import InvalidArgument
 from ..models.datatypes import BY_KSERVE
 from ..models.version import ModelVersion
-from .bytes_tensors import deserialize_bytes, serialize_bytes
+from ..models.bytes_tensors import deserialize_bytes, serialize_bytes
 
 # Typed InferTensorContents field per datatype (FP16 and BF16 travel only as raw bytes).
 _CONTENTS_FIELD = {

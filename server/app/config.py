@@ -74,6 +74,9 @@ class ServerConfig:
     # the per-model counters' names: "hanzo" (hanzo_inference_*_total) or "triton" (nv_inference_*,
     # as Triton writes them, so its dashboards and alerts work unchanged)
     metrics_names: str = "hanzo"
+    # the response cache's byte budget, shared by the models whose config.pbtxt enables it
+    # (Triton's --cache-config local,size=N); 0: no cache, and such a model does not load
+    response_cache_bytes: int = 0
     # The event log and online feature store ([features] in a TOML file).
     features: FeatureStoreConfig = field(default_factory=FeatureStoreConfig)
     # The Recommend surface ([recommend]): candidates, ANN search depth, diversity, exploration.
@@ -118,6 +121,8 @@ class ServerConfig:
         if self.load_models and self.control_mode != "explicit":
             raise ValueError("load_models (--load-model) names the models an explicit mode starts with: set "
                              "model_control_mode = \"explicit\"")
+        if not 0 <= self.response_cache_bytes <= 1 << 40:
+            raise ValueError(f"response_cache_bytes must be in [0, 2**40], not {self.response_cache_bytes}")
         if self.metrics_names not in ("hanzo", "triton"):
             raise ValueError(f"metrics_names must be hanzo or triton, not {self.metrics_names!r}")
         for name in ("port", "metrics_port", "http_port"):

@@ -92,6 +92,10 @@ class ServerCollector:
         pending = GaugeMetricFamily("hanzo_inference_pending_request_count", "requests queued, not yet executing",
                                     labels=labels)
         ready = GaugeMetricFamily("hanzo_model_ready", "1 while the version serves", labels=labels)
+        hits = CounterMetricFamily("hanzo_cache_hits", "answers from the response cache (models that enable it)",
+                                   labels=labels)
+        misses = CounterMetricFamily("hanzo_cache_misses", "requests the response cache did not hold",
+                                     labels=labels)
         batches = HistogramMetricFamily("hanzo_batch_size", "rows per executed batch", labels=labels)
         for name in self.repository.names():
             for version in self.repository.ready_versions(name):
@@ -106,14 +110,28 @@ class ServerCollector:
                     durations[metric].add_metric(key, getattr(stats, field).ns / 1000.0)
                 pending.add_metric(key, version.batcher.queue_size)
                 ready.add_metric(key, 1.0)
+                if version.cache is not None:
+                    hits.add_metric(key, stats.cache_hit.count)
+                    misses.add_metric(key, stats.cache_miss.count)
                 by_size = {size: d.compute_infer.count for size, d in stats.batches.items()}
                 buckets = [(str(bound), sum(n for size, n in by_size.items() if size <= bound))
                            for bound in BATCH_BUCKETS] + [("+Inf", sum(by_size.values()))]
                 batches.add_metric(key, buckets, sum_value=stats.inference_count)
+        cache = self.repository.options.response_cache
+        used = GaugeMetricFamily("hanzo_response_cache_bytes", "bytes the response cache holds (of its budget: "
+                                 "hanzo_response_cache_capacity_bytes)")
+        capacity = GaugeMetricFamily("hanzo_response_cache_capacity_bytes", "the response cache's budget")
+        evicted = CounterMetricFamily("hanzo_response_cache_evictions", "answers dropped for room")
+        if cache is not None:
+            used.add_metric([], cache.used_bytes)
+            capacity.add_metric([], cache.capacity_bytes)
+            evicted.add_metric([], cache.evicted)
+        yield from (used, capacity, evicted)
         if self.names == "triton":  # those are written under Triton's names instead
             yield from (ready, batches)
         else:
-            yield from (success, failure, count, executions, *durations.values(), pending, ready, batches)
+            yield from (success, failure, count, executions, *durations.values(), pending, ready, batches, hits,
+                        misses)
 
     def _rpc_latency(self) -> Metric:
         family = HistogramMetricFamily("hanzo_rpc_duration_seconds", "handler entry to response written, per "

@@ -28,6 +28,7 @@ from ..api.latency import LatencyRecorder
 from .metrics import ServerCollector, registry_for, serve_metrics
 from ..api.kserve_http import KServeHttp
 from .triton_metrics import triton_model_metrics
+from ..models.response_cache import ResponseCache
 from ..models import ModelRepository, RepositoryOptions
 from ..experiments.outcomes import OutcomeJoin
 from ..experiments.runner import GateRunner
@@ -55,8 +56,9 @@ class HanzoServer:
         self.config = config
         self.latency = LatencyRecorder()
         loaders = {"recommend": RecommendArtifacts.load, "search": SearchArtifacts.load, "fraud": FraudArtifacts.load}
-        self.repository = ModelRepository(config.model_repo, RepositoryOptions(device=config.device,
-                                                                               artifact_loaders=loaders))
+        self.response_cache = ResponseCache(config.response_cache_bytes) if config.response_cache_bytes else None
+        self.repository = ModelRepository(config.model_repo, RepositoryOptions(
+            device=config.device, artifact_loaders=loaders, response_cache=self.response_cache))
         self.features = FeatureService(config.features)
         self.features.limits = config.limits
         # one budget for every surface's shadow copies

@@ -36,6 +36,17 @@ _COUNTERS = (
 )
 
 
+# the response cache's, for the versions whose config enables it
+_CACHE = (
+    ("nv_cache_num_hits_per_model", "Number of cache hits per model", lambda s: s.cache_hit.count),
+    ("nv_cache_num_misses_per_model", "Number of cache misses per model", lambda s: s.cache_miss.count),
+    ("nv_cache_hit_duration_per_model", "Total cache hit duration per model, in microseconds",
+     lambda s: s.cache_hit.ns // 1000),
+    ("nv_cache_miss_duration_per_model", "Total cache miss (insert) duration per model, in microseconds",
+     lambda s: s.cache_miss.ns // 1000),
+)
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
@@ -62,6 +73,11 @@ def triton_model_metrics(repository: ModelRepository) -> bytes:
     for metric, help_text, value in _COUNTERS:
         family(metric, help_text, "counter")
         for name, version in versions:
+            lines.append(f'{metric}{{model="{_escape(name)}",version="{version.version_str}"}} {int(value(version.stats))}')
+    cached = [(name, version) for name, version in versions if version.cache is not None]
+    for metric, help_text, value in _CACHE:
+        family(metric, help_text, "counter")
+        for name, version in cached:
             lines.append(f'{metric}{{model="{_escape(name)}",version="{version.version_str}"}} {int(value(version.stats))}')
     family("nv_inference_pending_request_count", "Instantaneous number of pending requests awaiting execution "
            "per-model.", "gauge")

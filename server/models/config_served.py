@@ -10,7 +10,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 # per message type, the fields Hanzo acts on (a field absent here and set in a config is refused)
 SERVED = {
     "ModelConfig": {"name", "platform", "backend", "version_policy", "max_batch_size", "input", "output",
-                    "dynamic_batching", "instance_group", "default_model_filename", "parameters"},
+                    "dynamic_batching", "instance_group", "default_model_filename", "parameters", "response_cache"},
+    "ModelResponseCache": {"enable"},
     "ModelInput": {"name", "data_type", "format", "dims"},
     "ModelOutput": {"name", "data_type", "dims"},
     "ModelDynamicBatching": {"preferred_batch_size", "max_queue_delay_microseconds", "default_queue_policy"},

@@ -35,6 +35,9 @@ class ModelStatistics:
     compute_infer: Duration = field(default_factory=Duration)
     compute_output: Duration = field(default_factory=Duration)
     batches: dict[int, BatchDurations] = field(default_factory=dict)
+    # the response cache (models/response_cache.py): answers from it, and lookups that missed
+    cache_hit: Duration = field(default_factory=Duration)
+    cache_miss: Duration = field(default_factory=Duration)
     # Failures by reason, e.g. "queue_full", "deadline", "backend".
     failures: dict[str, int] = field(default_factory=dict)
 

@@ -14,6 +14,7 @@ from .errors import InvalidArgument, quote
 from .backend import Backend
 from .batcher import DynamicBatcher
 from .config import BatchingPolicy, ConfigError, TensorSpec, io_specs, parameter
+from .response_cache import ResponseCache, request_key
 from .statistics import ModelStatistics
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class ModelVersion:
         self.batcher = DynamicBatcher(f"{name}:{version}", policy, backend.run, self.stats,
                                       getattr(backend, "run_async", None))
         self.artifacts: Any = None  # what the version ships beside the model (repository artifact loaders)
+        self.cache: ResponseCache | None = None  # config.pbtxt response_cache { enable: true }
         # (input, low, high, table): integer inputs that index a table of the model, whose
         # values must lie in [low, high) or the backend fails the whole batch.
         self.index_ranges: list[tuple[str, int, int, str]] = [
@@ -119,7 +121,22 @@ class ModelVersion:
                     queue_timeout_s: float | None = None) -> dict[str, np.ndarray]:
         """Validate, then run through the batcher. `deadline` in time.monotonic() seconds."""
         rows = self.check_inputs(tensors)
-        return await self.batcher.infer(tensors, rows, deadline, queue_timeout_s)
+        if self.cache is None:
+            return await self.batcher.infer(tensors, rows, deadline, queue_timeout_s)
+        started = time.perf_counter_ns()
+        key = request_key(self.name, self.version, tensors)
+        found = self.cache.get(key)
+        if found is not None:  # a success, as Triton counts it, without a batch
+            took = time.perf_counter_ns() - started
+            self.stats.cache_hit.add(took)
+            self.stats.success.add(took)
+            return found
+        looked = time.perf_counter_ns() - started
+        outputs = await self.batcher.infer(tensors, rows, deadline, queue_timeout_s)
+        started = time.perf_counter_ns()
+        self.cache.put(key, outputs)
+        self.stats.cache_miss.add(looked + time.perf_counter_ns() - started)
+        return outputs
 
     def warm_up(self) -> None:
         """Run every instance at batch 1 and at max batch, so the first real request pays no

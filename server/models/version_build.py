@@ -14,6 +14,7 @@ from .errors import quote
 from .onnx_backend import OnnxRuntimeBackend, choose_providers
 from .production import Production
 from .retry import DEFAULT_FIRST_RETRY_S, DEFAULT_MAX_RETRY_S
+from .response_cache import ResponseCache
 from .triton_backend import NAME_PARAMETER as REMOTE_NAME
 from .triton_backend import URL_PARAMETER as REMOTE_URL
 from .triton_backend import RemoteTritonBackend
@@ -31,6 +32,8 @@ class RepositoryOptions:
     # the wait doubling on each failure up to retry_max_s; changed files are tried at once.
     retry_first_s: float = DEFAULT_FIRST_RETRY_S
     retry_max_s: float = DEFAULT_MAX_RETRY_S
+    # the server's response cache, for models whose config enables it (None: no budget given)
+    response_cache: ResponseCache | None = None
 
 
 @dataclass
@@ -61,6 +64,9 @@ def build_version(name: str, number: int, version_dir: Path, config: mc.ModelCon
     completes it from its own model file), warm up."""
     config = copy.deepcopy(config)
     policy = batching_policy(config)
+    if config.response_cache.enable and options.response_cache is None:  # refused rather than never caching
+        raise ConfigError(f"{name}: response_cache is enabled but the server has no cache: start it with "
+                          f"--response-cache-bytes N ([server] response_cache_bytes)")
     remote = parameter(config, REMOTE_URL, "")
     if remote:
         backend = RemoteTritonBackend(remote, parameter(config, REMOTE_NAME, name), str(number),
@@ -76,6 +82,8 @@ def build_version(name: str, number: int, version_dir: Path, config: mc.ModelCon
     try:
         complete_io(config, backend.inputs, backend.outputs)
         version = ModelVersion(name, number, version_dir, config, backend, policy)
+        if config.response_cache.enable:
+            version.cache = options.response_cache
         version.warm_up()
         kind = parameter(config, "artifacts", "")
         if kind:

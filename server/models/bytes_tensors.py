@@ -10,7 +10,7 @@ import struct
 
 import numpy as np
 
-from ..models.errors import InvalidArgument
+from .errors import InvalidArgument
 
 _LENGTH = struct.Struct("<I")
 
