@@ -220,8 +220,8 @@ def test_repository_load_and_unload(client, served):
 
 
 def test_what_is_not_served_is_refused_by_name(client, served):
-    """Nothing accepted and ignored: a load override, the classification extension, streaming,
-    shared memory and the metrics port's other paths each answer that they are not served."""
+    """Nothing accepted and ignored: a load override, the classification extension, sequences,
+    priorities and shared memory each answer that they are not served."""
     expect_error("INVALID_ARGUMENT", "load overrides ['config'] are not served", client.load_model, "slow",
                  config='{"max_batch_size": 16}')
     expect_error("INVALID_ARGUMENT", "the classification extension is not served", client.infer, "demo_risk_mlp",
@@ -233,9 +233,3 @@ def test_what_is_not_served_is_refused_by_name(client, served):
                  infer_inputs(demo_inputs(1)["demo_risk_mlp"]), priority=5)
     expect_error("UNIMPLEMENTED", "not served", client.register_system_shared_memory, "region", "/key", 64)
     expect_error("UNIMPLEMENTED", "not served", client.get_system_shared_memory_status)
-    with grpc.insecure_channel(served[0].url) as channel:
-        stream = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelStreamInfer(
-            iter([service_pb2.ModelInferRequest(model_name="demo_risk_mlp")]), timeout=10)
-        with pytest.raises(grpc.RpcError) as info:
-            list(stream)
-        assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED

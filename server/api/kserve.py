@@ -12,6 +12,7 @@ from ..models.repository import READY, ModelRepository
 from ..models.statistics import Duration, ModelStatistics
 from ..models.version import ModelVersion
 from .edge import Edge, deadline_of
+from .kserve_stream import stream_answers
 from .tensors import decode_inputs, encode_response, requested_outputs
 
 SERVICE = "inference.GRPCInferenceService"
@@ -20,7 +21,7 @@ EXTENSIONS = ["model_repository", "model_configuration", "statistics", "schedule
 
 _SERVED = ["ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelConfig", "ModelInfer",
            "ModelStatistics", "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload"]
-_NOT_SERVED = ["ModelStreamInfer", "SystemSharedMemoryStatus", "SystemSharedMemoryRegister",
+_NOT_SERVED = ["SystemSharedMemoryStatus", "SystemSharedMemoryRegister",
                "SystemSharedMemoryUnregister", "CudaSharedMemoryStatus", "CudaSharedMemoryRegister",
                "CudaSharedMemoryUnregister", "TraceSetting", "LogSettings"]
 
@@ -68,6 +69,9 @@ class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         self._control_mode = control_mode
         self._version = version
         self._serving = serving  # False while starting or draining
+        # a stream is its own edge: each of its requests is checked and timed (api/kserve_stream.py)
+        self._stream_limits = edge.limits if edge is not None else None
+        self._stream_latency = edge.latency if edge is not None else None
         if edge is not None:  # metadata and health answer while starting and draining; inference does not
             edge.wrap_servicer(self, SERVICE, ["ModelInfer"])
             edge.wrap_servicer(self, SERVICE, [m for m in _SERVED + _NOT_SERVED if m != "ModelInfer"], gated=False)
@@ -111,6 +115,10 @@ class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     # ------------------------------------------------------------------ inference
 
     async def ModelInfer(self, request, context):
+        return await self.infer(request, deadline_of(context) if context is not None else None)
+
+    async def infer(self, request: pb.ModelInferRequest, deadline: float | None) -> pb.ModelInferResponse:
+        """One inference, as ModelInfer and each request of a ModelStreamInfer answer it."""
         if not self._serving():
             raise Unavailable("the server is not serving (starting or draining)")
         version = self._repo.get(request.model_name, request.model_version)
@@ -126,8 +134,14 @@ class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                 raise InvalidArgument('parameters["timeout"]', f"must be a positive int64 of microseconds, "
                                                                f"not {micros}")
             queue_timeout = micros / 1e6
-        outputs = await version.infer(tensors, deadline_of(context) if context is not None else None, queue_timeout)
+        outputs = await version.infer(tensors, deadline, queue_timeout)
         return encode_response(request, version, names, outputs)
+
+    async def ModelStreamInfer(self, request_iterator, context):
+        """Requests in, answers out on one stream (api/kserve_stream.py)."""
+        async for answer in stream_answers(self, request_iterator, deadline_of(context), self._stream_limits,
+                                           self._stream_latency):
+            yield answer
 
     # ------------------------------------------------------------------ statistics and repository
 
@@ -176,6 +190,6 @@ class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def _not_served(self, request, context):
         raise Unimplemented("this part of the KServe/Triton protocol is not served by Hanzo")
 
-    ModelStreamInfer = SystemSharedMemoryStatus = SystemSharedMemoryRegister = _not_served
+    SystemSharedMemoryStatus = SystemSharedMemoryRegister = _not_served
     SystemSharedMemoryUnregister = CudaSharedMemoryStatus = CudaSharedMemoryRegister = _not_served
     CudaSharedMemoryUnregister = TraceSetting = LogSettings = _not_served
