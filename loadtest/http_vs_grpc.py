@@ -78,21 +78,28 @@ def _both(spec: LoadSpec, load) -> dict:
             "closed": _row(load(replace(spec, mode="closed")), replace(spec, mode="closed"))}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hanzo.loadtest.http_vs_grpc", description=__doc__.split("\n")[0])
+def comparison_arguments(module: str, doc: str, workdir: str, argv: list[str] | None) -> argparse.Namespace:
+    """The options of a two-way comparison on Triton's `simple` model (this one, and
+    loadtest/stream_vs_unary.py), its example models written into the workdir."""
+    from hanzo.training.triton_example_models import build_triton_examples
+
+    parser = argparse.ArgumentParser(prog=f"python -m hanzo.loadtest.{module}", description=doc.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/hanzo-http-vs-grpc"))
+    parser.add_argument("--workdir", type=Path, default=Path(workdir))
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--server-cpus", default="0")
     parser.add_argument("--client-cpus", default="1")
     args = parser.parse_args(argv)
-    from hanzo.training.triton_example_models import build_triton_examples
-
-    server_cpus, client_cpus = parse_cpus(args.server_cpus), parse_cpus(args.client_cpus)
     if not (args.workdir / "model_repo" / "simple").is_dir():
         build_triton_examples(args.workdir / "model_repo")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = comparison_arguments("http_vs_grpc", __doc__, "/tmp/hanzo-http-vs-grpc", argv)
+    server_cpus, client_cpus = parse_cpus(args.server_cpus), parse_cpus(args.client_cpus)
     http_port = free_port()
     served = start_demo(args.workdir, "serve-http-vs-grpc.log", ("--no-demo-models", "--http-port", str(http_port)),
                         server_cpus)

@@ -8,11 +8,9 @@ carry their sequence number as id.
         [--workdir DIR] [--rate 500] [--seconds 20] [--concurrency 8] [--server-cpus 0 --client-cpus 1]"""
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -20,7 +18,7 @@ import uvloop
 from tritonclient.grpc import service_pb2 as pb
 
 from .fuzz_server import start_demo, stop
-from .http_vs_grpc import grpc_request
+from .http_vs_grpc import comparison_arguments, grpc_request
 from .openloop import LoadSpec, new_histogram, parse_cpus, pinned, run_load
 from .overload import settle
 from .reports import write_report
@@ -85,19 +83,7 @@ async def _stream(url: str, mode: str, rate: float, concurrency: int, seconds: f
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hanzo.loadtest.stream_vs_unary", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/hanzo-stream-vs-unary"))
-    parser.add_argument("--rate", type=float, default=500.0)
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--server-cpus", default="0")
-    parser.add_argument("--client-cpus", default="1")
-    args = parser.parse_args(argv)
-    from hanzo.training.triton_example_models import build_triton_examples
-
-    if not (args.workdir / "model_repo" / "simple").is_dir():
-        build_triton_examples(args.workdir / "model_repo")
+    args = comparison_arguments("stream_vs_unary", __doc__, "/tmp/hanzo-stream-vs-unary", argv)
     client_cpus = parse_cpus(args.client_cpus)
     served = start_demo(args.workdir, "serve-stream.log", ("--no-demo-models",), parse_cpus(args.server_cpus))
     phases = {}
