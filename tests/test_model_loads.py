@@ -274,7 +274,7 @@ def test_load_and_infer_errors_through_a_real_server(tmp_path, server_process):
      "dynamic_batching.priority_levels, dynamic_batching.default_priority_level"),
     ('sequence_batching { max_sequence_idle_microseconds: 5000000 }', "sequence_batching"),
     ('optimization { execution_accelerators { cpu_execution_accelerator [{ name: "openvino" }] } }', "optimization"),
-    ('input [{ name: "features" data_type: TYPE_FP32 dims: [4, 8] reshape: { shape: [32] } }]', "input[0].reshape"),
+    ('input [{ name: "features" data_type: TYPE_FP32 dims: [32] optional: true }]', "input[0].optional"),
     ('parameters { key: "intra_op_threads" value { string_value: "2" } }', 'parameters["intra_op_threads"]'),
 ])
 async def test_config_it_does_not_serve_is_refused_naming_each_field(tmp_path, extra, named):

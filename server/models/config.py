@@ -4,6 +4,7 @@ the backends run on.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,17 +160,38 @@ def complete_io(config: mc.ModelConfig, model_inputs: list[TensorSpec], model_ou
                     f"but {model.datatype.config} in the model"
                 )
             model_dims = model.dims[1:] if batched else model.dims
-            if len(entry.dims) != len(model_dims) or any(
-                m != -1 and d != m for d, m in zip(entry.dims, model_dims)
-            ):
+            if entry.HasField("reshape"):  # clients see entry.dims; the model, reshape.shape
+                _check_reshape(config.name, kind, entry)
+                stated, where = list(entry.reshape.shape), "reshape"
+            else:
+                stated, where = list(entry.dims), "dims"
+            if len(stated) != len(model_dims) or any(m != -1 and d != m for d, m in zip(stated, model_dims)):
                 raise ConfigError(
-                    f"{config.name}: {kind} {entry.name!r} has dims {list(entry.dims)} in config.pbtxt "
+                    f"{config.name}: {kind} {entry.name!r} has {where} {stated} in config.pbtxt "
                     f"but {list(model_dims)} in the model"
                 )
         if kind == "input":
             missing = set(by_name) - {e.name for e in declared}
             if missing:
                 raise ConfigError(f"{config.name}: model inputs {sorted(missing)} are missing from config.pbtxt")
+
+
+def _check_reshape(model: str, kind: str, entry) -> None:
+    dims, shape = list(entry.dims), list(entry.reshape.shape)
+    if any(d < 0 for d in dims + shape):
+        raise ConfigError(f"{model}: {kind} {entry.name!r} reshape: variable dimensions are not served in a reshape "
+                          f"(dims {dims}, reshape {shape})")
+    if math.prod(dims) != math.prod(shape):
+        raise ConfigError(f"{model}: {kind} {entry.name!r} reshape {shape} holds {math.prod(shape)} elements, but "
+                          f"dims {dims} hold {math.prod(dims)}")
+
+
+def reshapes(config: mc.ModelConfig) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
+    """(input name -> the model's dims, output name -> the clients' dims), batch dim left out,
+    for the tensors config.pbtxt reshapes."""
+    inputs = {e.name: tuple(e.reshape.shape) for e in config.input if e.HasField("reshape")}
+    outputs = {e.name: tuple(e.dims) for e in config.output if e.HasField("reshape")}
+    return inputs, outputs
 
 
 def io_specs(config: mc.ModelConfig) -> tuple[list[TensorSpec], list[TensorSpec]]:

@@ -13,7 +13,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from .errors import InvalidArgument, quote
 from .backend import Backend
 from .batcher import DynamicBatcher
-from .config import BatchingPolicy, ConfigError, TensorSpec, io_specs, parameter
+from .config import BatchingPolicy, ConfigError, TensorSpec, io_specs, parameter, reshapes
 from .response_cache import ResponseCache, request_key
 from .statistics import ModelStatistics
 
@@ -38,6 +38,8 @@ class ModelVersion:
                                       getattr(backend, "run_async", None))
         self.artifacts: Any = None  # what the version ships beside the model (repository artifact loaders)
         self.cache: ResponseCache | None = None  # config.pbtxt response_cache { enable: true }
+        # config.pbtxt reshape: inputs to the model's dims, outputs back to the clients' (batch dim apart)
+        self._reshape_in, self._reshape_out = reshapes(config)
         # (input, low, high, table): integer inputs that index a table of the model, whose
         # values must lie in [low, high) or the backend fails the whole batch.
         self.index_ranges: list[tuple[str, int, int, str]] = [
@@ -121,6 +123,23 @@ class ModelVersion:
                     queue_timeout_s: float | None = None) -> dict[str, np.ndarray]:
         """Validate, then run through the batcher. `deadline` in time.monotonic() seconds."""
         rows = self.check_inputs(tensors)
+        if self._reshape_in:
+            tensors = self._model_shaped(tensors, rows)
+        outputs = await self._answer(tensors, rows, deadline, queue_timeout_s)
+        if self._reshape_out:
+            lead = (rows,) if self.policy.max_batch_size else ()
+            outputs = {name: value.reshape(lead + self._reshape_out[name]) if name in self._reshape_out else value
+                       for name, value in outputs.items()}
+        return outputs
+
+    def _model_shaped(self, tensors: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+        lead = (rows,) if self.policy.max_batch_size else ()
+        return {name: value.reshape(lead + self._reshape_in[name]) if name in self._reshape_in else value
+                for name, value in tensors.items()}
+
+    async def _answer(self, tensors: dict[str, np.ndarray], rows: int, deadline: float | None,
+                      queue_timeout_s: float | None) -> dict[str, np.ndarray]:
+        """From the response cache where the model enables it, else through the batcher."""
         if self.cache is None:
             return await self.batcher.infer(tensors, rows, deadline, queue_timeout_s)
         started = time.perf_counter_ns()
@@ -151,6 +170,8 @@ class ModelVersion:
                               for i, d in enumerate(spec.dims))
                 feeds[spec.name] = np.full(shape, "0" if self._text_strings else b"0", dtype=object) \
                     if spec.datatype.kserve == "BYTES" else np.zeros(shape, dtype=spec.datatype.numpy)
+            if self._reshape_in:
+                feeds = self._model_shaped(feeds, size if self.policy.max_batch_size else 1)
             for instance in range(max(self.policy.instance_count, 1)):
                 try:
                     self.backend.run(instance, feeds)
