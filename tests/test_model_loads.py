@@ -269,7 +269,7 @@ def test_load_and_infer_errors_through_a_real_server(tmp_path, server_process):
 
 @pytest.mark.parametrize("extra, named", [
     ('model_transaction_policy { decoupled: true }', "model_transaction_policy"),
-    ('model_warmup [{ name: "w" batch_size: 1 }]', "model_warmup"),
+    ('model_operations { op_library_filename: "ops.so" }', "model_operations"),
     ('dynamic_batching { priority_levels: 2 default_priority_level: 1 }',
      "dynamic_batching.priority_levels, dynamic_batching.default_priority_level"),
     ('sequence_batching { max_sequence_idle_microseconds: 5000000 }', "sequence_batching"),

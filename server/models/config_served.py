@@ -10,11 +10,14 @@ from tritonclient.grpc import model_config_pb2 as mc
 # per message type, the fields Hanzo acts on (a field absent here and set in a config is refused)
 SERVED = {
     "ModelConfig": {"name", "platform", "backend", "version_policy", "max_batch_size", "input", "output",
-                    "dynamic_batching", "instance_group", "default_model_filename", "parameters", "response_cache"},
+                    "dynamic_batching", "instance_group", "default_model_filename", "parameters", "response_cache",
+                    "model_warmup"},
     "ModelResponseCache": {"enable"},
     "ModelInput": {"name", "data_type", "format", "dims", "reshape"},
     "ModelOutput": {"name", "data_type", "dims", "reshape"},
     "ModelTensorReshape": {"shape"},
+    "ModelWarmup": {"name", "batch_size", "inputs", "count"},
+    "ModelWarmup.Input": {"data_type", "dims", "zero_data", "random_data", "input_data_file"},
     "ModelDynamicBatching": {"preferred_batch_size", "max_queue_delay_microseconds", "default_queue_policy"},
     "ModelQueuePolicy": {"timeout_action", "default_timeout_microseconds", "allow_timeout_override",
                          "max_queue_size"},
@@ -35,16 +38,21 @@ def unserved_fields(config: mc.ModelConfig) -> list[str]:
 
 
 def _walk(message: Message, prefix: str, found: list[str]) -> None:
-    served = SERVED.get(message.DESCRIPTOR.name)
+    served = SERVED.get(message.DESCRIPTOR.full_name.removeprefix("inference."))
     for field, value in message.ListFields():  # only what the config sets
         path = f"{prefix}{field.name}"
         if served is not None and field.name not in served:
             found.append(path)
             continue
-        if field.message_type is None or field.message_type.GetOptions().map_entry:
+        if field.message_type is None:
+            continue
+        if field.message_type.GetOptions().map_entry:  # a map of messages: each value walked
+            if field.message_type.fields_by_name["value"].message_type is not None:
+                for key, item in value.items():
+                    _walk(item, f"{path}[{key}].", found)
             continue
         if field.is_repeated:
             for i, item in enumerate(value):
                 _walk(item, f"{path}[{i}].", found)
-        elif field.message_type.name in SERVED:
+        elif field.message_type.full_name.removeprefix("inference.") in SERVED:
             _walk(value, f"{path}.", found)

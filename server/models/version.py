@@ -16,6 +16,7 @@ from .batcher import DynamicBatcher
 from .config import BatchingPolicy, ConfigError, TensorSpec, io_specs, parameter, reshapes
 from .response_cache import ResponseCache, request_key
 from .statistics import ModelStatistics
+from .warmup import warmup_feeds
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,7 @@ class ModelVersion:
         """Run every instance at batch 1 and at max batch, so the first real request pays no
         allocation or kernel selection, then choose where batches run. Blocking: call from a
         loader thread."""
+        self._configured_warmup()
         sizes = sorted({1, max(self.policy.max_batch_size, 1)})
         slowest_ns = 0
         for size in sizes:
@@ -190,6 +192,26 @@ class ModelVersion:
         self.batcher.inline = self._runs_inline(slowest_ns)
         log.info("model version warm", extra={"model": self.name, "model_version": self.version_str,
                                               "max_batch_us": slowest_ns // 1000, "inline": self.batcher.inline})
+
+    def _configured_warmup(self) -> None:
+        """config.pbtxt model_warmup: each sample `count` times on every instance (models/warmup.py)."""
+        batched = bool(self.policy.max_batch_size)
+        for i, sample in enumerate(self.config.model_warmup):
+            feeds, rows = warmup_feeds(sample, i, self.input_by_name, batched, self.path.parent)
+            if self._text_strings:
+                feeds = {name: as_text(v, name) if v.dtype == object else v for name, v in feeds.items()}
+            if self._reshape_in:
+                feeds = self._model_shaped(feeds, rows)
+            for _ in range(max(sample.count, 1)):
+                for instance in range(max(self.policy.instance_count, 1)):
+                    try:
+                        self.backend.run(instance, feeds)
+                    except Exception as exc:  # noqa: BLE001 - the model's own failure, said in the load's reason
+                        raise ConfigError(f"model_warmup[{i}] ({sample.name or 'unnamed'}): the model failed on it: "
+                                          f"{type(exc).__name__}: {str(exc)[:300]}") from None
+        if len(self.config.model_warmup):
+            log.info("model warm-up samples run", extra={"model": self.name, "model_version": self.version_str,
+                                                          "samples": [s.name for s in self.config.model_warmup]})
 
     def _runs_inline(self, max_batch_ns: int) -> bool:
         """config.pbtxt parameters: execution = auto | inline | thread; inline_max_us (auto:
