@@ -231,5 +231,6 @@ def test_what_is_not_served_is_refused_by_name(client, served):
                  sequence_start=True)
     expect_error("INVALID_ARGUMENT", 'parameters["priority"]', client.infer, "demo_risk_mlp",
                  infer_inputs(demo_inputs(1)["demo_risk_mlp"]), priority=5)
-    expect_error("UNIMPLEMENTED", "not served", client.register_system_shared_memory, "region", "/key", 64)
-    expect_error("UNIMPLEMENTED", "not served", client.get_system_shared_memory_status)
+    expect_error("FAILED_PRECONDITION", "system shared memory is off", client.register_system_shared_memory, "region",
+                 "/key", 64)  # a server started without --shared-memory-prefix
+    expect_error("UNIMPLEMENTED", "not served", client.get_cuda_shared_memory_status)

@@ -13,6 +13,7 @@ from ..models.statistics import Duration, ModelStatistics
 from ..models.version import ModelVersion
 from .edge import Edge, deadline_of
 from .kserve_stream import stream_answers
+from .shared_memory import SharedMemoryRegistry
 from .tensors import decode_inputs, encode_response, requested_outputs
 
 SERVICE = "inference.GRPCInferenceService"
@@ -20,9 +21,9 @@ SERVER_NAME = "hanzo"
 EXTENSIONS = ["model_repository", "model_configuration", "statistics", "schedule_policy", "binary_tensor_data"]
 
 _SERVED = ["ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelConfig", "ModelInfer",
-           "ModelStatistics", "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload"]
-_NOT_SERVED = ["SystemSharedMemoryStatus", "SystemSharedMemoryRegister",
-               "SystemSharedMemoryUnregister", "CudaSharedMemoryStatus", "CudaSharedMemoryRegister",
+           "ModelStatistics", "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload",
+           "SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister"]
+_NOT_SERVED = ["CudaSharedMemoryStatus", "CudaSharedMemoryRegister",
                "CudaSharedMemoryUnregister", "TraceSetting", "LogSettings"]
 
 # The scope each method needs (api/access.py); the repository's changes are audited.
@@ -61,12 +62,14 @@ def _statistics(version: ModelVersion) -> pb.ModelStatistics:
 
 class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     def __init__(self, repository: ModelRepository, version: str, serving: Callable[[], bool],
-                 edge: Edge | None, control_mode: str = "explicit") -> None:
+                 edge: Edge | None, control_mode: str = "explicit",
+                 shm: SharedMemoryRegistry | None = None) -> None:
         """`edge` None: the methods stay plain coroutines taking a context of None (the HTTP
         port's, api/kserve_http.py, which is its own edge). `control_mode`: Triton's
         --model-control-mode; loads and unloads are called for only in explicit."""
         self._repo = repository
         self._control_mode = control_mode
+        self._shm = shm if shm is not None else SharedMemoryRegistry()  # none: shared memory off
         self._version = version
         self._serving = serving  # False while starting or draining
         # a stream is its own edge: each of its requests is checked and timed (api/kserve_stream.py)
@@ -122,7 +125,7 @@ class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         if not self._serving():
             raise Unavailable("the server is not serving (starting or draining)")
         version = self._repo.get(request.model_name, request.model_version)
-        tensors = decode_inputs(request, version)
+        tensors = decode_inputs(request, version, self._shm)
         names = requested_outputs(request, version)
         for key in (k for k in NOT_SERVED_PARAMETERS if k in request.parameters):
             raise InvalidArgument(f'parameters["{key}"]', "sequences and priorities are not served: send each "
@@ -135,7 +138,7 @@ class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                                                                f"not {micros}")
             queue_timeout = micros / 1e6
         outputs = await version.infer(tensors, deadline, queue_timeout)
-        return encode_response(request, version, names, outputs)
+        return encode_response(request, version, names, outputs, self._shm)
 
     async def ModelStreamInfer(self, request_iterator, context):
         """Requests in, answers out on one stream (api/kserve_stream.py)."""
@@ -185,11 +188,27 @@ class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         await self._repo.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
+    # ------------------------------------------------------------------ system shared memory
+
+    async def SystemSharedMemoryRegister(self, request, context):
+        self._shm.register(request.name, request.key, request.offset, request.byte_size)
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    async def SystemSharedMemoryUnregister(self, request, context):
+        self._shm.unregister(request.name)
+        return pb.SystemSharedMemoryUnregisterResponse()
+
+    async def SystemSharedMemoryStatus(self, request, context):
+        response = pb.SystemSharedMemoryStatusResponse()
+        for region in self._shm.status(request.name):
+            response.regions[region.name].CopyFrom(pb.SystemSharedMemoryStatusResponse.RegionStatus(
+                name=region.name, key=region.key, offset=region.offset, byte_size=region.byte_size))
+        return response
+
     # ------------------------------------------------------------------ not served
 
     async def _not_served(self, request, context):
         raise Unimplemented("this part of the KServe/Triton protocol is not served by Hanzo")
 
-    SystemSharedMemoryStatus = SystemSharedMemoryRegister = _not_served
-    SystemSharedMemoryUnregister = CudaSharedMemoryStatus = CudaSharedMemoryRegister = _not_served
+    CudaSharedMemoryStatus = CudaSharedMemoryRegister = _not_served
     CudaSharedMemoryUnregister = TraceSetting = LogSettings = _not_served

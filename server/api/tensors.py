@@ -13,6 +13,7 @@ from ..models.errors import InvalidArgument
 from ..models.datatypes import BY_KSERVE
 from ..models.version import ModelVersion
 from ..models.bytes_tensors import deserialize_bytes, serialize_bytes
+from .shared_memory import SHM_REGION, SharedMemoryRegistry, region_bytes, write_region
 
 # Typed InferTensorContents field per datatype (FP16 and BF16 travel only as raw bytes).
 _CONTENTS_FIELD = {
@@ -25,10 +26,15 @@ _CONTENTS_FIELD = {
 MAX_ELEMENTS_BYTES = 2**62
 
 
-def decode_inputs(request: pb.ModelInferRequest, version: ModelVersion) -> dict[str, np.ndarray]:
+def decode_inputs(request: pb.ModelInferRequest, version: ModelVersion,
+                  shm: SharedMemoryRegistry | None = None) -> dict[str, np.ndarray]:
+    """An input in a shared memory region (its parameters name it) has no raw contents entry."""
     raw = request.raw_input_contents
-    if raw and len(raw) != len(request.inputs):
-        raise InvalidArgument("raw_input_contents", f"has {len(raw)} entries for {len(request.inputs)} inputs")
+    in_region = [SHM_REGION in t.parameters for t in request.inputs]
+    if raw and len(raw) != in_region.count(False):
+        raise InvalidArgument("raw_input_contents", f"has {len(raw)} entries for {in_region.count(False)} inputs "
+                                                    f"not in shared memory")
+    raw_at = 0
     tensors: dict[str, np.ndarray] = {}
     for i, tensor in enumerate(request.inputs):
         name = tensor.name
@@ -52,11 +58,15 @@ def decode_inputs(request: pb.ModelInferRequest, version: ModelVersion) -> dict[
         if math.prod(d for d in shape if d) * 16 > MAX_ELEMENTS_BYTES:
             raise InvalidArgument(field, f"shape {list(shape)} is larger than any tensor can be")
         count = math.prod(shape)
-        if raw:
+        if in_region[i]:
+            data = region_bytes(tensor.parameters, shm, field)
+            tensors[name] = _from_raw(data, shape, count, spec.datatype.kserve, spec.datatype.numpy, field)
+        elif raw:
             if tensor.HasField("contents"):  # Triton's words, which its clients look for
                 raise InvalidArgument(field, f"contents field must not be specified when using raw_input_contents "
                                              f"for '{name}' for model '{version.name}'")
-            tensors[name] = _from_raw(raw[i], shape, count, spec.datatype.kserve, spec.datatype.numpy, field)
+            tensors[name] = _from_raw(raw[raw_at], shape, count, spec.datatype.kserve, spec.datatype.numpy, field)
+            raw_at += 1
         else:
             tensors[name] = _from_contents(tensor, shape, count, spec.datatype.kserve, spec.datatype.numpy, field)
     return tensors
@@ -109,16 +119,23 @@ def requested_outputs(request: pb.ModelInferRequest, version: ModelVersion) -> l
 
 
 def encode_response(request: pb.ModelInferRequest, version: ModelVersion, names: list[str],
-                    outputs: dict[str, np.ndarray]) -> pb.ModelInferResponse:
+                    outputs: dict[str, np.ndarray], shm: SharedMemoryRegistry | None = None) -> pb.ModelInferResponse:
+    """An output asked for in a shared memory region is written there; its raw contents entry
+    stays empty, so the others keep their places."""
     response = pb.ModelInferResponse(model_name=version.name, model_version=version.version_str, id=request.id)
     raw = response.raw_output_contents
+    regions = {o.name: o.parameters for o in request.outputs if SHM_REGION in o.parameters}
     for name in names:
         value = outputs[name]
         tensor = response.outputs.add()
         tensor.name = name
         tensor.datatype = BY_KSERVE_OF[value.dtype]
         tensor.shape.extend(value.shape)
-        raw.append(serialize_bytes(value) if value.dtype == object else value.tobytes())
+        data = serialize_bytes(value) if value.dtype == object else value.tobytes()
+        if name in regions:
+            write_region(regions[name], shm, data, f'output "{name}"')
+            data = b""
+        raw.append(data)
     return response
 
 

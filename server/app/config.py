@@ -6,6 +6,7 @@ import difflib
 import tomllib
 import types
 import typing
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,9 @@ class ServerConfig:
     # the response cache's byte budget, shared by the models whose config.pbtxt enables it
     # (Triton's --cache-config local,size=N); 0: no cache, and such a model does not load
     response_cache_bytes: int = 0
+    # system shared memory: the /dev/shm names clients may register start with this ("/hanzo_";
+    # "/" for any); "": not served
+    shared_memory_prefix: str = ""
     # The event log and online feature store ([features] in a TOML file).
     features: FeatureStoreConfig = field(default_factory=FeatureStoreConfig)
     # The Recommend surface ([recommend]): candidates, ANN search depth, diversity, exploration.
@@ -121,6 +125,9 @@ class ServerConfig:
         if self.load_models and self.control_mode != "explicit":
             raise ValueError("load_models (--load-model) names the models an explicit mode starts with: set "
                              "model_control_mode = \"explicit\"")
+        if self.shared_memory_prefix and not re.match(r"^/[A-Za-z0-9_.-]{0,64}$", self.shared_memory_prefix):
+            raise ValueError(f"shared_memory_prefix must be '/' and the start of a /dev/shm name (e.g. /hanzo_), "
+                             f"not {self.shared_memory_prefix!r}")
         if not 0 <= self.response_cache_bytes <= 1 << 40:
             raise ValueError(f"response_cache_bytes must be in [0, 2**40], not {self.response_cache_bytes}")
         if self.metrics_names not in ("hanzo", "triton"):

@@ -27,6 +27,7 @@ from ..features.tenancy import scoped
 from ..api.latency import LatencyRecorder
 from .metrics import ServerCollector, registry_for, serve_metrics
 from ..api.kserve_http import KServeHttp
+from ..api.shared_memory import SharedMemoryRegistry
 from .triton_metrics import triton_model_metrics
 from ..models.response_cache import ResponseCache
 from ..models import ModelRepository, RepositoryOptions
@@ -57,6 +58,7 @@ class HanzoServer:
         self.latency = LatencyRecorder()
         loaders = {"recommend": RecommendArtifacts.load, "search": SearchArtifacts.load, "fraud": FraudArtifacts.load}
         self.response_cache = ResponseCache(config.response_cache_bytes) if config.response_cache_bytes else None
+        self.shared_memory = SharedMemoryRegistry(config.shared_memory_prefix)  # "" prefix: not served
         self.repository = ModelRepository(config.model_repo, RepositoryOptions(
             device=config.device, artifact_loaders=loaders, response_cache=self.response_cache))
         self.features = FeatureService(config.features)
@@ -129,7 +131,7 @@ class HanzoServer:
         self.access = access = exposure.access(self.config)
         scopes = self.scopes
         scopes.update(add_service(server, kserve.KServeServicer(self.repository, VERSION, self.serving, self.edge,
-                                                                        self.config.control_mode),
+                                                                        self.config.control_mode, self.shared_memory),
                                   kserve.SERVICE, kserve.SCOPES, access, audited=kserve.AUDITED))
         scopes.update(add_service(server, commerce.CommerceServicer(
             self.edge, self.features, self.recommender, self.searcher, self.fraud, self.pricing, self.inventory),
@@ -299,6 +301,7 @@ class HanzoServer:
         except asyncio.TimeoutError:
             log.warning("models still busy after the grace period; closing the store regardless")
         await self.features.aclose()
+        self.shared_memory.close()
         if self._metrics is not None:
             self._metrics.close()
         if release_port:

@@ -57,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--response-cache-bytes", type=int,
                         help="the response cache's budget, for models whose config.pbtxt enables response_cache "
                              "(Triton's --cache-config local,size=N; default 0: none)")
+    parser.add_argument("--shared-memory-prefix",
+                        help="serve system shared memory for /dev/shm names starting with this (e.g. /hanzo_; / for "
+                             "any); default: not served")
     parser.add_argument("--metrics-names", choices=["hanzo", "triton"],
                         help="per-model metrics as hanzo_inference_*_total (default) or Triton's nv_inference_*")
     parser.add_argument("--http-port", type=int,
@@ -75,7 +78,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
                      poll_seconds=args.poll_seconds, log_level=args.log_level, log_format=args.log_format,
                      reuse_port=args.reuse_port or None, demo_models=False if args.no_demo_models else None,
                      metrics_port=args.metrics_port, http_port=args.http_port, metrics_names=args.metrics_names,
-                     model_control_mode=args.model_control_mode, response_cache_bytes=args.response_cache_bytes, load_models=args.load_model,
+                     model_control_mode=args.model_control_mode, response_cache_bytes=args.response_cache_bytes,
+                     shared_memory_prefix=args.shared_memory_prefix, load_models=args.load_model,
                      drain_delay_seconds=args.drain_delay,
                      features=feature_overrides(args),
                      access={name: str(value) if value else None for name, value in (
