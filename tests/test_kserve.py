@@ -220,10 +220,15 @@ def test_repository_load_and_unload(client, served):
 
 
 def test_what_is_not_served_is_refused_by_name(client, served):
-    """Nothing accepted and ignored: a load override, the classification extension, sequences,
+    """Nothing accepted and ignored: a files override, the classification extension, sequences,
     priorities and shared memory each answer that they are not served."""
-    expect_error("INVALID_ARGUMENT", "load overrides ['config'] are not served", client.load_model, "slow",
-                 config='{"max_batch_size": 16}')
+    with grpc.insecure_channel(served[0].url) as channel:
+        request = service_pb2.RepositoryModelLoadRequest(model_name="slow")
+        request.parameters["file:1/model.onnx"].bytes_param = b"not a model"
+        with pytest.raises(grpc.RpcError) as info:
+            service_pb2_grpc.GRPCInferenceServiceStub(channel).RepositoryModelLoad(request, timeout=10)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "load overrides other than 'config' (files) are not served" in info.value.details()
     expect_error("INVALID_ARGUMENT", "the classification extension is not served", client.infer, "demo_risk_mlp",
                  infer_inputs(demo_inputs(1)["demo_risk_mlp"]), outputs=[tc.InferRequestedOutput("score", class_count=2)])
     expect_error("INVALID_ARGUMENT", 'parameters["sequence_id"]: sequences and priorities are not served',

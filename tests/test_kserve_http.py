@@ -143,6 +143,13 @@ def test_repository_index_load_and_unload(client):
     assert client.is_model_ready("simple_int8")
     with pytest.raises(InferenceServerException, match="failed to load 'wrong_model_name'"):
         client.load_model("wrong_model_name")  # simple_http_model_control looks for "failed to load"
+    # as simple_http_model_control: a config override that does not parse, then one that does
+    with pytest.raises(InferenceServerException, match="failed to load 'simple'"):
+        client.load_model("simple", config='"parameters": {"config": {{"max_batch_size": "16"}}}')
+    client.load_model("simple", config='{"max_batch_size":"16"}')
+    assert client.get_model_config("simple")["max_batch_size"] == 16 and client.is_model_ready("simple")
+    client.load_model("simple")  # without an override: config.pbtxt again
+    assert client.get_model_config("simple")["max_batch_size"] == 8
 
 
 def _nested(depth: int) -> list:

@@ -175,12 +175,15 @@ class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def RepositoryModelLoad(self, request, context):
         self._explicit()
-        if request.parameters:
-            raise InvalidArgument("parameters", f"load overrides {sorted(request.parameters)} are not served; "
-                                                "edit config.pbtxt in the repository instead")
+        config = None
+        for key in request.parameters:  # Triton's: `config` (JSON) and `file:<version>/<name>` overrides
+            if key != "config":
+                raise InvalidArgument(f'parameters["{key}"]', "load overrides other than 'config' (files) are not "
+                                                             "served; put files in the repository instead")
+            config = request.parameters["config"].string_param
         # A failed load raises FAILED_PRECONDITION with each reason (ModelRepository.load);
-        # a name that is no model folder, NOT_FOUND.
-        await self._repo.load(request.model_name)
+        # a name that is no model folder, NOT_FOUND; an override that does not parse, INVALID_ARGUMENT.
+        await self._repo.load(request.model_name, config)
         return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(self, request, context):

@@ -214,8 +214,8 @@ class KServeHttp:
         parameters = body.get("parameters") or {}
         if not isinstance(parameters, dict):
             raise InvalidArgument("parameters", "must be a JSON object")
-        for key in parameters:
-            message.parameters[str(key)[:256]].string_param = ""  # refused by name, as on gRPC
+        for key, value in parameters.items():  # checked by the gRPC method: `config` served, files refused
+            message.parameters[str(key)[:256]].string_param = value if isinstance(value, str) else ""
         await self.servicer.RepositoryModelLoad(message, None)
         return web.Response(status=200, content_type="application/json")
 

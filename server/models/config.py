@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from google.protobuf import text_format
+from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from .errors import InvalidArgument
@@ -76,6 +76,22 @@ def load_config(model_dir: Path) -> mc.ModelConfig:
     """Read <model>/config.pbtxt (an absent file means an empty config, completed later)."""
     path = model_dir / CONFIG_FILE
     config = parse_config_text(path.read_text(), str(path)) if path.exists() else mc.ModelConfig()
+    return checked_config(config, model_dir, str(path))
+
+
+def override_config(text: str, model_dir: Path) -> mc.ModelConfig:
+    """A RepositoryModelLoad's `config` parameter: the model's config as JSON (Triton's
+    override), checked as config.pbtxt is."""
+    config = mc.ModelConfig()
+    try:
+        json_format.Parse(text, config)
+    except json_format.ParseError as exc:
+        raise ConfigError(f"Invalid config override: {exc}") from None
+    return checked_config(config, model_dir, "the config override")
+
+
+def checked_config(config: mc.ModelConfig, model_dir: Path, source: str) -> mc.ModelConfig:
+    path = source
     if config.name and config.name != model_dir.name:
         raise ConfigError(f"{path}: name {config.name!r} does not match the folder {model_dir.name!r}")
     config.name = model_dir.name

@@ -28,11 +28,16 @@ def fingerprint(config_bytes: bytes, version_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def read_model_folder(model_dir: Path) -> tuple[mc.ModelConfig, bytes, list[int]]:
-    """The config, its bytes (for fingerprints) and the version folders that hold a model."""
-    config = load_config(model_dir)
-    path = model_dir / CONFIG_FILE
-    config_bytes = path.read_bytes() if path.exists() else b""
+def read_model_folder(model_dir: Path, override: mc.ModelConfig | None = None
+                      ) -> tuple[mc.ModelConfig, bytes, list[int]]:
+    """The config (config.pbtxt, or a load's override in its place), its bytes (for
+    fingerprints) and the version folders that hold a model."""
+    if override is not None:
+        config, config_bytes = override, b"override:" + override.SerializeToString()
+    else:
+        config = load_config(model_dir)
+        path = model_dir / CONFIG_FILE
+        config_bytes = path.read_bytes() if path.exists() else b""
     present = [v for v in numeric_versions(model_dir)
                if (model_dir / str(v) / config.default_model_filename).is_file()]
     if not present:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from .config import ConfigError, version_candidates
+from .config import ConfigError, override_config, version_candidates
 from .errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable, quote
 from .model_folder import fingerprint, read_model_folder
 from .production import Production, read_pointer, serving_plan
@@ -226,7 +226,7 @@ class ModelRepository:
         except Exception:  # one model's surprise must not stop the others' loads and polls
             log.exception("model load failed unexpectedly", extra={"model": name})
 
-    async def load(self, name: str) -> None:
+    async def load(self, name: str, config_json: str | None = None) -> None:
         """An explicit load (RepositoryModelLoad): rebuild the versions whose config or files
         changed, and every version that failed before, however recently; swap in what builds,
         retire what the policy no longer selects.
@@ -244,15 +244,21 @@ class ModelRepository:
             # "failed to load": Triton's words, which its clients and examples look for
             raise NotFound(f"failed to load {quote(name)}: the model is not in the repository (model names are "
                            f"letters, digits, '_', '-' and '.', not first; models: {self.discover()[:50]})")
+        override = None
+        if config_json is not None:
+            try:
+                override = override_config(config_json, self.root / name)
+            except ConfigError as exc:  # Triton's words: its clients look for "failed to load"
+                raise InvalidArgument('parameters["config"]', f"failed to load {quote(name)}: {exc}") from None
         try:
-            error = await self._load(name, retry=True)
+            error = await self._load(name, retry=True, override=override)
         finally:
             self._unloaded.pop(name, None)
             await self._notify_readiness()
         if error:
             raise FailedPrecondition(error)  # "... failed to load ...": Triton's words, which its examples look for
 
-    async def _load(self, name: str, retry: bool) -> str:
+    async def _load(self, name: str, retry: bool, override: mc.ModelConfig | None = None) -> str:
         """Load or reload a model; returns why the load failed, "" when it did not."""
         model_dir = self.root / name
         if not model_dir.is_dir():
@@ -261,13 +267,14 @@ class ModelRepository:
         async with model.lock:
             model.loading = True
             try:
-                return await self._load_locked(name, model_dir, model, retry)
+                return await self._load_locked(name, model_dir, model, retry, override)
             finally:
                 model.loading = False
 
-    async def _load_locked(self, name: str, model_dir: Path, model: _Model, retry: bool) -> str:
+    async def _load_locked(self, name: str, model_dir: Path, model: _Model, retry: bool,
+                           override: mc.ModelConfig | None = None) -> str:
         try:
-            config, config_bytes, present = read_model_folder(model_dir)
+            config, config_bytes, present = read_model_folder(model_dir, override)
             pointer = read_pointer(model_dir)
             if pointer is None:
                 candidates, count = version_candidates(config, present)
