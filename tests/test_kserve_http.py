@@ -177,7 +177,7 @@ def _infer_body(shape=(1, 16), datatype="INT32", data=None, outputs=None, parame
     ("DELETE", "/v2/models/simple", None, 405, "Method Not Allowed"),
     ("POST", "/v2/models/simple/infer", b"{not json", 400, "failed to parse the request JSON"),
     ("POST", "/v2/models/simple/infer", b'{"inputs": [{"name": "INPUT0", "datatype": "INT32", "shape": [1, 16]}]}',
-     400, "must set exactly one of 'data' and 'binary_data_size'"),
+     400, "must set exactly one of 'data', 'binary_data_size' and 'shared_memory_region'"),
     ("POST", "/v2/models/simple/infer", b'{"inputs": [{"name": "INPUT0", "datatype": "INT32", "shape": [1, 2], '
                                         b'"data": [1, 2]}]}', 400, 'input "INPUT0": shape [1, 2]'),
     ("POST", "/v2/models/simple/infer", b'{"parameters": {"triton_x": 1}}', 400, "reserved for Triton"),

@@ -70,3 +70,41 @@ def test_shared_memory_is_off_without_a_prefix(repo):
             client.register_system_shared_memory("region", "/hanzo_x", 16)
     finally:
         server.terminate()
+
+
+def test_the_http_port_uses_the_same_regions(repo):
+    """As simple_http_shm_client: regions registered over HTTP, tensors named in them."""
+    import tritonclient.http as httpclient
+
+    from hanzo.loadtest.targets import free_port
+
+    http_port = free_port()
+    server = ServerProcess(repo, "--no-demo-models", "--shared-memory-prefix", "/hanzo_http_", "--http-port",
+                           str(http_port)).wait_ready()
+    inputs = shm.create_shared_memory_region("input_data", "/hanzo_http_input", 128)
+    outputs = shm.create_shared_memory_region("output_data", "/hanzo_http_output", 128)
+    try:
+        first, second = np.arange(16, dtype=np.int32)[None], np.full((1, 16), 2, dtype=np.int32)
+        shm.set_shared_memory_region(inputs, [first, second])
+        client = httpclient.InferenceServerClient(f"127.0.0.1:{http_port}")
+        client.register_system_shared_memory("input_data", "/hanzo_http_input", 128)
+        client.register_system_shared_memory("output_data", "/hanzo_http_output", 128)
+        assert {r["name"] for r in client.get_system_shared_memory_status()} == {"input_data", "output_data"}
+        tensors = [httpclient.InferInput(name, [1, 16], "INT32") for name in ("INPUT0", "INPUT1")]
+        tensors[0].set_shared_memory("input_data", 64)
+        tensors[1].set_shared_memory("input_data", 64, offset=64)
+        wanted = [httpclient.InferRequestedOutput("OUTPUT0", binary_data=True),
+                  httpclient.InferRequestedOutput("OUTPUT1", binary_data=False)]
+        wanted[0].set_shared_memory("output_data", 64)
+        result = client.infer("simple", tensors, outputs=wanted)
+        assert (shm.get_contents_as_numpy(outputs, np.int32, [1, 16]) == first + second).all()
+        assert result.get_output("OUTPUT0")["parameters"]["shared_memory_region"] == "output_data"
+        assert (result.as_numpy("OUTPUT1") == first - second).all()  # the other output, as JSON
+        client.unregister_system_shared_memory()
+        assert client.get_system_shared_memory_status() == []
+        with pytest.raises(httpclient.InferenceServerException, match="not a path"):
+            client.register_system_shared_memory("bad", "/../etc/passwd", 16)
+    finally:
+        server.terminate()
+        shm.destroy_shared_memory_region(inputs)
+        shm.destroy_shared_memory_region(outputs)

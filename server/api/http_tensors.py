@@ -17,12 +17,14 @@ from tritonclient.grpc import service_pb2 as pb
 from ..models.datatypes import BY_KSERVE
 from ..models.errors import InvalidArgument
 from ..models.bytes_tensors import as_bytes, deserialize_bytes, serialize_bytes
+from .shared_memory import SHM_OFFSET, SHM_REGION, SHM_SIZE
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 _RESERVED = ("sequence_id", "sequence_start", "sequence_end", "priority", "headers")
 MAX_DIMS = 64  # numpy's own limit; a model's rank is checked after
 MAX_NESTING = 64  # JSON arrays within arrays in `data`
 INT64_MAX = (1 << 63) - 1
+IN_REGION = "region"  # an output asked for in a shared memory region
 _INTEGER_TYPES = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
 
 
@@ -79,7 +81,10 @@ def parse_request(body: bytes, header_length: int | None, model: str, version: s
         flag = options.get("binary_data", binary_default)
         if not isinstance(flag, bool):
             raise InvalidArgument(f'output "{name}" parameters[binary_data]', "must be true or false")
-        request.outputs.add(name=name)
+        wanted = request.outputs.add(name=name)
+        if SHM_REGION in options:  # written into the region; the answer says where
+            _region_parameters(options, wanted.parameters, f'output "{name}"')
+            flag = IN_REGION
         as_binary[name] = flag
     if not as_binary:
         as_binary[""] = binary_default  # every output, as the request's default says
@@ -115,14 +120,15 @@ def _input(item: dict, i: int, request: pb.ModelInferRequest, binary: memoryview
             isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= INT64_MAX for d in shape):
         raise InvalidArgument(field, f"shape must be a list of at most {MAX_DIMS} non-negative int64 dimensions")
     options = _object(item.get("parameters", {}), f"{field} parameters")
-    if "shared_memory_region" in options:
-        raise InvalidArgument(field, "shared memory is not served")
-    given = [key for key, present in (("data", "data" in item), ("binary_data_size", "binary_data_size" in options))
-             if present]
+    given = [key for key, present in (("data", "data" in item), ("binary_data_size", "binary_data_size" in options),
+                                      (SHM_REGION, SHM_REGION in options)) if present]
     if len(given) != 1:
-        raise InvalidArgument(field, f"must set exactly one of 'data' and 'binary_data_size' in 'parameters', not "
-                                     f"{given or 'neither'}")
-    request.inputs.add(name=name, datatype=datatype, shape=shape)
+        raise InvalidArgument(field, f"must set exactly one of 'data', 'binary_data_size' and 'shared_memory_region' "
+                                     f"(those two in 'parameters'), not {given or 'none'}")
+    tensor = request.inputs.add(name=name, datatype=datatype, shape=shape)
+    if given == [SHM_REGION]:  # its bytes are read from the region (api/shared_memory.py)
+        _region_parameters(options, tensor.parameters, field)
+        return at
     if given == ["binary_data_size"]:
         size = options["binary_data_size"]
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -133,6 +139,20 @@ def _input(item: dict, i: int, request: pb.ModelInferRequest, binary: memoryview
         return at + size
     request.raw_input_contents.append(_json_data(item["data"], datatype, shape, field))
     return at
+
+
+def _region_parameters(options: dict, target, field: str) -> None:
+    """A tensor's shared memory region, offset and size, from JSON into the gRPC parameters."""
+    region = options[SHM_REGION]
+    if not isinstance(region, str) or not region:
+        raise InvalidArgument(f"{field} parameters[{SHM_REGION}]", "must be a region's name")
+    target[SHM_REGION].string_param = region
+    for key in (SHM_SIZE, SHM_OFFSET):
+        if key in options:
+            value = options[key]
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= INT64_MAX:
+                raise InvalidArgument(f"{field} parameters[{key}]", "must be a non-negative integer")
+            target[key].int64_param = value
 
 
 def _json_data(data: Any, datatype: str, shape: list[int], field: str) -> bytes:
@@ -195,13 +215,19 @@ def _flatten(data: Any, limit: int, field: str) -> list:
     return out
 
 
-def render_response(response: pb.ModelInferResponse, as_binary: dict[str, bool]) -> tuple[bytes, int | None]:
+def render_response(response: pb.ModelInferResponse, as_binary: dict[str, bool | str],
+                    request: pb.ModelInferRequest | None = None) -> tuple[bytes, int | None]:
     """(body, JSON length when binary data follows it, else None)."""
     default = as_binary.get("", False)
+    regions = {o.name: o.parameters[SHM_REGION].string_param for o in (request.outputs if request else ())
+               if SHM_REGION in o.parameters}
     outputs, chunks = [], []
     for tensor, raw in zip(response.outputs, response.raw_output_contents):
         entry: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}
-        if as_binary.get(tensor.name, default):
+        where = as_binary.get(tensor.name, default)
+        if where == IN_REGION:
+            entry["parameters"] = {SHM_REGION: regions[tensor.name]}
+        elif where:
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:

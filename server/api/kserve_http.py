@@ -81,6 +81,13 @@ class KServeHttp:
             ("POST", "/v2/repository/index", "RepositoryIndex", self.index),
             ("POST", "/v2/repository/models/{model}/load", "RepositoryModelLoad", self.load),
             ("POST", "/v2/repository/models/{model}/unload", "RepositoryModelUnload", self.unload),
+            ("GET", "/v2/systemsharedmemory/status", "SystemSharedMemoryStatus", self.shm_status),
+            ("GET", "/v2/systemsharedmemory/region/{region}/status", "SystemSharedMemoryStatus", self.shm_status),
+            ("POST", "/v2/systemsharedmemory/region/{region}/register", "SystemSharedMemoryRegister",
+             self.shm_register),
+            ("POST", "/v2/systemsharedmemory/unregister", "SystemSharedMemoryUnregister", self.shm_unregister),
+            ("POST", "/v2/systemsharedmemory/region/{region}/unregister", "SystemSharedMemoryUnregister",
+             self.shm_unregister),
         ]
         for suffix in ("", _VERSION):
             base = "/v2/models/{model}" + suffix
@@ -225,6 +232,26 @@ class KServeHttp:
             model_name=request.match_info["model"]), None)
         return web.Response(status=200, content_type="application/json")
 
+    async def shm_status(self, request: web.Request) -> web.Response:
+        answer = await self.servicer.SystemSharedMemoryStatus(pb.SystemSharedMemoryStatusRequest(
+            name=request.match_info.get("region", "")), None)
+        return _json([to_json(status) for _, status in sorted(answer.regions.items())])
+
+    async def shm_register(self, request: web.Request) -> web.Response:
+        body = await _optional_json(request)
+        key, offset, size = body.get("key"), body.get("offset", 0), body.get("byte_size")
+        if not isinstance(key, str) or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 63
+                                                for v in (offset, size)):
+            raise InvalidArgument("body", "must be {\"key\": string, \"offset\": integer, \"byte_size\": integer}")
+        await self.servicer.SystemSharedMemoryRegister(pb.SystemSharedMemoryRegisterRequest(
+            name=request.match_info["region"], key=key, offset=offset, byte_size=size), None)
+        return web.Response(status=200, content_type="application/json")
+
+    async def shm_unregister(self, request: web.Request) -> web.Response:
+        await self.servicer.SystemSharedMemoryUnregister(pb.SystemSharedMemoryUnregisterRequest(
+            name=request.match_info.get("region", "")), None)
+        return web.Response(status=200, content_type="application/json")
+
     async def infer(self, request: web.Request) -> web.Response:
         name, version = _model(request)
         header = request.headers.get(HEADER_LENGTH)
@@ -243,7 +270,7 @@ class KServeHttp:
             answer = await self.servicer.ModelInfer(message, None)
         finally:
             self.in_flight -= 1
-        body, json_length = render_response(answer, as_binary)
+        body, json_length = render_response(answer, as_binary, message)
         if json_length is None:
             response = web.Response(body=body, content_type="application/json")
         else:

@@ -175,7 +175,7 @@ class HanzoServer:
             self.metrics_port = self._metrics.sockets[0].getsockname()[1]
         if self.config.http_port:
             self._http = KServeHttp(kserve.KServeServicer(self.repository, VERSION, self.serving, None,
-                                                          self.config.control_mode), self.latency,
+                                                          self.config.control_mode, self.shared_memory), self.latency,
                                     access, limit, self.edge.limits)
             self.http_port = await self._http.start(self.config.host, self.config.http_port,
                                                     exposure.metrics_tls(tls))
