@@ -276,11 +276,16 @@ def _personal(field: str) -> bool:
     return name in PERSONAL_CONTEXT
 
 
+def cut_message(text: str) -> str:
+    """A status message as a caller gets it: at most MAX_STATUS_CHARS, with the full length said."""
+    if len(text) <= MAX_STATUS_CHARS:
+        return text
+    return text[:MAX_STATUS_CHARS] + f"... ({len(text)} characters)"
+
+
 def _failed(method: str, exc: HanzoError, request: Any) -> tuple[grpc.StatusCode, str]:
     """The status of a call that raised `exc`, logged with its request id."""
-    text = exc.message
-    if len(text) > MAX_STATUS_CHARS:
-        text = text[:MAX_STATUS_CHARS] + f"... ({len(exc.message)} characters)"
+    text = cut_message(exc.message)
     field = getattr(exc, "field", "")
     # the caller hears its own value quoted back; the log never holds a shopper's email, IP, card or address
     logged = f"{field}: (a personal field: its value is not logged)" if _personal(field) else text

@@ -19,6 +19,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from tritonclient.grpc import service_pb2 as pb
 
 from ..models.errors import HanzoError, InvalidArgument, ResourceExhausted
+from .edge import cut_message
 from .http_tensors import HEADER_LENGTH, parse_request, render_response
 from .kserve import AUDITED, SCOPES, KServeServicer
 from .latency import LatencyRecorder
@@ -34,13 +35,10 @@ _VERSION = r"/versions/{version:[0-9]+}"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-MAX_ERROR_CHARS = 1024  # as the gRPC edge cuts a status message
-
-
 def _error(status: int, message: str, headers: dict | None = None) -> web.Response:
-    if len(message) > MAX_ERROR_CHARS:
-        message = message[:MAX_ERROR_CHARS] + f"... ({len(message)} characters)"
-    return web.Response(status=status, body=orjson.dumps({"error": message}), content_type="application/json",
+    """Cut as the gRPC edge cuts a status message."""
+    return web.Response(status=status, body=orjson.dumps({"error": cut_message(message)}),
+                        content_type="application/json",
                         headers=headers)
 
 

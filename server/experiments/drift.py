@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -133,16 +132,16 @@ class DriftWindows:
     """One model's drift windows, one per loaded version that ships a reference: made when a
     version first scores, replaced when it is reloaded, dropped once it is unloaded."""
 
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, repository, model: str) -> None:
         self.window = window
+        self.repository, self.model = repository, model  # asked which versions are still loaded
         self.versions: dict[str, DriftWindow] = {}
 
-    def of(self, version: str, reference: Reference, loaded: Callable[[], set[str]]) -> DriftWindow:
-        """`loaded`: the versions still loaded, asked only when a window is made."""
+    def of(self, version: str, reference: Reference) -> DriftWindow:
         found = self.versions.get(version)
         if found is None or found.reference is not reference:  # a new version, or one reloaded
             found = self.versions[version] = DriftWindow(reference, self.window)
-            still = loaded()
+            still = {v.version_str for v in self.repository.ready_versions(self.model)}
             for gone in [v for v in self.versions if v not in still and v != version]:
                 del self.versions[gone]
         return found

@@ -164,7 +164,7 @@ class FraudScorer:
             if self.config.record_orders == "batched" else None
         self._answers: OrderedDict[str, FraudResult] = OrderedDict()
         # per loaded version with a training reference: its live inputs and scores (metrics read them)
-        self.drift = DriftWindows(self.config.drift_window)
+        self.drift = DriftWindows(self.config.drift_window, self.repository, MODEL)
         # scores joined to the chargebacks that come later (the server feeds it the applied events)
         self.labels = LabelJoin(self.config.label_orders)
 
@@ -194,7 +194,7 @@ class FraudScorer:
         out = await version.infer({"features": x}, deadline)
         score = float(out["score"][0, 0])
         if artifacts.reference is not None:
-            self.drift.of(version.version_str, artifacts.reference, self._loaded).add(x[0], score)
+            self.drift.of(version.version_str, artifacts.reference).add(x[0], score)
         reasons = self._reasons(artifacts, x, artifacts.inputs.not_given(order)) if self.config.reasons else []
         result = FraudResult(score, self.config.policy(merchant_id).decide(score), reasons, version.version_str,
                              request_id)
@@ -211,8 +211,6 @@ class FraudScorer:
             await self.features.ingest([self._event(order, merchant_id, request_id, result)])
         return result
 
-    def _loaded(self) -> set[str]:
-        return {v.version_str for v in self.repository.ready_versions(MODEL)}
 
     async def _shadow_score(self, candidate: ModelVersion, inputs: FraudInputs, x: np.ndarray, order: FraudOrder,
                             merchant_id: str) -> dict:

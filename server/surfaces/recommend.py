@@ -183,7 +183,7 @@ class Recommender:
         # events a caller could send
         self.on_shown: Callable[[dict], None] | None = None
         # per loaded version with a training reference: the shoppers it ranked for, and its scores
-        self.drift = DriftWindows(self.config.drift_window)
+        self.drift = DriftWindows(self.config.drift_window, self.repository, MODEL)
 
     def _candidate(self) -> tuple[ModelVersion, str] | None:
         candidate = self.repository.candidate(MODEL)
@@ -252,12 +252,10 @@ class Recommender:
         if art.reference is not None and pause is None and items:  # a served answer, not a shadow copy
             first = art.index_of.get(items[0].product_id)
             if first is not None:  # the score: the user tower's affinity for the first product shown
-                self.drift.of(version.version_str, art.reference, self._loaded).add(
+                self.drift.of(version.version_str, art.reference).add(
                     drift_rows(inputs)[0], float(art.embeddings[first] @ user))
         return RecommendResult(items, version.version_str)
 
-    def _loaded(self) -> set[str]:
-        return {v.version_str for v in self.repository.ready_versions(MODEL)}
 
     def _held_out(self, version: ModelVersion, query: RecommendQuery) -> RecommendResult:
         """The holdout arm's list: the most popular products the shopper may be shown, the

@@ -230,7 +230,7 @@ class Searcher:
         self.log = ServedLog(features) if self.config.log_searches else None
         self.on_served: Callable[[dict], None] | None = None  # each logged search, as it is logged
         # per loaded version with a training reference: the candidates it showed, and their scores
-        self.drift = DriftWindows(self.config.drift_window)
+        self.drift = DriftWindows(self.config.drift_window, self.repository, MODEL)
         self._rows: ProductRows | None = None
         self._rows_for: tuple = (None, -1)  # the artifacts and catalog generation the rows were built with
         # Index slot -> row of the re-ranker's inputs, so a query maps its candidates without
@@ -331,7 +331,7 @@ class Searcher:
             out = (await version.infer(feeds, deadline))["scores"][0]
             top = np.argsort(-out, kind="stable")[:query.k]
             if artifacts.reference is not None:
-                self.drift.of(version.version_str, artifacts.reference, self._loaded).add_rows(
+                self.drift.of(version.version_str, artifacts.reference).add_rows(
                     drift_rows(feeds["query"][0], len(slots), feeds["lexical"][0][top], rows.features[chosen[top]],
                                user), out[top])
             hits = [SearchHit(product_ids[slots[j]], float(out[j]), "reranker") for j in top]
@@ -343,8 +343,6 @@ class Searcher:
                 self.on_served(served)
         return result
 
-    def _loaded(self) -> set[str]:
-        return {v.version_str for v in self.repository.ready_versions(MODEL)}
 
     def _synonyms(self, artifacts: SearchArtifacts | None) -> Synonyms:
         if artifacts is None:
