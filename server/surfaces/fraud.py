@@ -211,7 +211,6 @@ class FraudScorer:
             await self.features.ingest([self._event(order, merchant_id, request_id, result)])
         return result
 
-
     async def _shadow_score(self, candidate: ModelVersion, inputs: FraudInputs, x: np.ndarray, order: FraudOrder,
                             merchant_id: str) -> dict:
         """The candidate's score for the order, from the primary's own inputs where the

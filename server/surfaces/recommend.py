@@ -256,7 +256,6 @@ class Recommender:
                     drift_rows(inputs)[0], float(art.embeddings[first] @ user))
         return RecommendResult(items, version.version_str)
 
-
     def _held_out(self, version: ModelVersion, query: RecommendQuery) -> RecommendResult:
         """The holdout arm's list: the most popular products the shopper may be shown, the
         same for everyone, with nothing of the shopper read."""

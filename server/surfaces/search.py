@@ -343,7 +343,6 @@ class Searcher:
                 self.on_served(served)
         return result
 
-
     def _synonyms(self, artifacts: SearchArtifacts | None) -> Synonyms:
         if artifacts is None:
             return self.configured_synonyms
