@@ -248,3 +248,39 @@ async def test_a_cancelled_waiting_caller_leaves_the_batcher_serving(caplog):
     assert len(calls) == 3  # the cancelled request never ran
     assert "Exception in callback" not in caplog.text
     await batcher.close()
+
+
+# ---------------------------------------------------------------- priority levels
+
+async def test_higher_priority_requests_leave_the_queue_first():
+    """dynamic_batching priority_levels 2, default 2: while the one instance is busy, three
+    default requests then two at level 1 queue; the level-1 pair forms the next batch."""
+    from hanzo.server.models.batcher import DynamicBatcher
+    from hanzo.server.models.config import BatchingPolicy
+    from hanzo.server.models.errors import InvalidArgument
+    from hanzo.server.models.statistics import ModelStatistics
+
+    gate, batches = asyncio.Event(), []
+
+    async def run(instance, feeds):
+        batches.append(sorted(feeds["x"][:, 0].tolist()))
+        await gate.wait()
+        return {"y": feeds["x"]}
+
+    policy = BatchingPolicy(2, True, (), 0.0, 0, None, False, 1, priority_levels=2, default_priority_level=2)
+    batcher = DynamicBatcher("levels", policy, lambda i, f: None, ModelStatistics(), run_batch_async=run)
+    first = asyncio.ensure_future(batcher.infer(one_row(0), 1, level=batcher.level(0)))
+    await asyncio.sleep(0.01)  # the first batch holds the instance
+    low = [asyncio.ensure_future(batcher.infer(one_row(v), 1, level=batcher.level(0))) for v in (1, 2, 3)]
+    high = [asyncio.ensure_future(batcher.infer(one_row(v), 1, level=batcher.level(1))) for v in (8, 9)]
+    await asyncio.sleep(0.01)
+    gate.set()
+    await asyncio.gather(first, *low, *high)
+    assert batches == [[0.0], [8.0, 9.0], [1.0, 2.0], [3.0]]
+    with pytest.raises(InvalidArgument, match=r"3 is not a priority level of model 'levels' \(levels 1..2"):
+        batcher.level(3)
+    await batcher.close()
+    plain = gated_batcher()[0]
+    with pytest.raises(InvalidArgument, match="has no priority levels"):
+        plain.level(1)
+    assert plain.level(0) == 0

@@ -220,21 +220,23 @@ def test_repository_load_and_unload(client, served):
 
 
 def test_what_is_not_served_is_refused_by_name(client, served):
-    """Nothing accepted and ignored: a files override, the classification extension, sequences,
-    priorities and shared memory each answer that they are not served."""
+    """Nothing accepted and ignored: a load parameter Triton does not have, the classification
+    extension, a sequence id or a priority sent to a model without sequences or levels, and shared
+    memory each answer that they are not served."""
     with grpc.insecure_channel(served[0].url) as channel:
         request = service_pb2.RepositoryModelLoadRequest(model_name="slow")
-        request.parameters["file:1/model.onnx"].bytes_param = b"not a model"
+        request.parameters["files"].bytes_param = b"not a model"
         with pytest.raises(grpc.RpcError) as info:
             service_pb2_grpc.GRPCInferenceServiceStub(channel).RepositoryModelLoad(request, timeout=10)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "load overrides other than 'config' (files) are not served" in info.value.details()
+        assert 'parameters["files"]: is not a load parameter' in info.value.details()
     expect_error("INVALID_ARGUMENT", "the classification extension is not served", client.infer, "demo_risk_mlp",
                  infer_inputs(demo_inputs(1)["demo_risk_mlp"]), outputs=[tc.InferRequestedOutput("score", class_count=2)])
-    expect_error("INVALID_ARGUMENT", 'parameters["sequence_id"]: sequences and priorities are not served',
+    expect_error("INVALID_ARGUMENT", 'parameters["sequence_id"]: model \'demo_risk_mlp\' is not a sequence model',
                  client.infer, "demo_risk_mlp", infer_inputs(demo_inputs(1)["demo_risk_mlp"]), sequence_id=7,
                  sequence_start=True)
-    expect_error("INVALID_ARGUMENT", 'parameters["priority"]', client.infer, "demo_risk_mlp",
+    expect_error("INVALID_ARGUMENT", 'parameters["priority"]: model \'demo_risk_mlp:1\' has no priority levels',
+                 client.infer, "demo_risk_mlp",
                  infer_inputs(demo_inputs(1)["demo_risk_mlp"]), priority=5)
     expect_error("FAILED_PRECONDITION", "system shared memory is off", client.register_system_shared_memory, "region",
                  "/key", 64)  # a server started without --shared-memory-prefix

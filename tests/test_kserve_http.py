@@ -132,7 +132,7 @@ def test_text_with_nuls_comes_back_as_it_went(client, binary):
 
 def test_repository_index_load_and_unload(client):
     index = {m["name"]: m for m in client.get_model_repository_index()}
-    assert set(index) == {"simple", "simple_int8", "simple_string", "simple_identity"}
+    assert set(index) == {"simple", "simple_int8", "simple_string", "simple_identity", "simple_sequence"}
     assert index["simple"]["state"] == "READY" and index["simple"]["version"] == "1"
     client.unload_model("simple_int8")
     assert not client.is_model_ready("simple_int8")
@@ -185,8 +185,8 @@ def _infer_body(shape=(1, 16), datatype="INT32", data=None, outputs=None, parame
     ("POST", "/v2/repository/index", b'{"ready": "yes"}', 400, "expected a boolean"),
     ("POST", "/v2/models/simple/infer", b'{"inputs": [{"name": "INPUT0", "datatype": "FP16", "shape": [1], '
                                         b'"data": [1.5]}]}', 400, "receiving FP16 data via JSON is not supported"),
-    ("POST", "/v2/models/simple/infer", b'{"parameters": {"sequence_id": 7}}', 400, "sequences and priorities are "
-                                                                                "not served"),
+    ("POST", "/v2/models/simple/infer", b'{"parameters": {"sequence_id": 7}}', 400, "is not a sequence "
+                                                                                "model"),
     # what an outside review of the port sent it: each a 400 naming the field, in bounded time
     ("POST", "/v2/models/simple/infer", _infer_body(outputs=[{"name": "OUTPUT0"}] * 2), 400, "given twice"),
     ("POST", "/v2/models/simple/infer", _infer_body(shape=[1] * 65), 400, "at most 64"),

@@ -37,8 +37,9 @@ def test_explicit_mode_loads_only_what_is_named(examples, tmp_path):
                            "--load-model", "simple").wait_ready()
     try:
         client = grpcclient.InferenceServerClient(server.url)
+        # the others by name only, as Triton lists them
         assert _index(client) == {"simple": ("1", "READY"), "simple_identity": ("", ""), "simple_int8": ("", ""),
-                                  "simple_string": ("", "")}  # the others by name only, as Triton lists them
+                                  "simple_string": ("", ""), "simple_sequence": ("", "")}
         client.load_model("simple_string")
         assert client.is_model_ready("simple_string")
         client.unload_model("simple")

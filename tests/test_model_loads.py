@@ -270,9 +270,9 @@ def test_load_and_infer_errors_through_a_real_server(tmp_path, server_process):
 @pytest.mark.parametrize("extra, named", [
     ('model_transaction_policy { decoupled: true }', "model_transaction_policy"),
     ('model_operations { op_library_filename: "ops.so" }', "model_operations"),
-    ('dynamic_batching { priority_levels: 2 default_priority_level: 1 }',
-     "dynamic_batching.priority_levels, dynamic_batching.default_priority_level"),
-    ('sequence_batching { max_sequence_idle_microseconds: 5000000 }', "sequence_batching"),
+    ('dynamic_batching { priority_levels: 2 default_priority_level: 1 preserve_ordering: true }',
+     "dynamic_batching.preserve_ordering"),
+    ('sequence_batching { iterative_sequence: true }', "sequence_batching.iterative_sequence"),
     ('optimization { execution_accelerators { cpu_execution_accelerator [{ name: "openvino" }] } }', "optimization"),
     ('input [{ name: "features" data_type: TYPE_FP32 dims: [32] optional: true }]', "input[0].optional"),
     ('parameters { key: "intra_op_threads" value { string_value: "2" } }', 'parameters["intra_op_threads"]'),

@@ -6,7 +6,9 @@ config.pbtxt, so a Triton user can point those examples at Hanzo unchanged:
 - `simple_int8`: the same in INT8;
 - `simple_string`: the same on decimal strings (BYTES): parsed, added and subtracted, written back;
 - `simple_identity`: a BYTES tensor of any length, returned as it came (Triton serves it from a
-  Python model; here ONNX's Identity).
+  Python model; here ONNX's Identity);
+- `simple_sequence`: a sequence model (the sequence examples): OUTPUT = READY * (INPUT + START),
+  with START and READY fed by the server's sequence batcher, as Triton's own ONNX graph does.
 
 Each batches up to 8 rows, as Triton's do."""
 from __future__ import annotations
@@ -55,6 +57,25 @@ def identity() -> onnx.ModelProto:
     return _model(graph)
 
 
+def simple_sequence() -> onnx.ModelProto:
+    nodes = [helper.make_node("Add", ["INPUT", "START"], ["sum"]), helper.make_node("Mul", ["READY", "sum"], ["OUTPUT"])]
+
+    def tensor(tensor_name: str) -> onnx.ValueInfoProto:
+        return helper.make_tensor_value_info(tensor_name, TensorProto.INT32, ["batch", 1])
+
+    graph = helper.make_graph(nodes, "simple_sequence", [tensor("INPUT"), tensor("START"), tensor("READY")],
+                              [tensor("OUTPUT")])
+    return _model(graph)
+
+
+def simple_sequence_config() -> mc.ModelConfig:
+    config = _config("simple_sequence", mc.TYPE_INT32, ["INPUT"], ["OUTPUT"], [1])
+    for control_name, kind in (("START", "CONTROL_SEQUENCE_START"), ("READY", "CONTROL_SEQUENCE_READY")):
+        entry = config.sequence_batching.control_input.add(name=control_name)
+        entry.control.add(kind=mc.ModelSequenceBatching.Control.Kind.Value(kind), int32_false_true=[0, 1])
+    return config
+
+
 def _config(name: str, data_type: int, inputs: list[str], outputs: list[str], dims: list[int]) -> mc.ModelConfig:
     config = mc.ModelConfig(name=name, platform="onnxruntime_onnx", max_batch_size=MAX_BATCH)
     for entry, names in ((config.input, inputs), (config.output, outputs)):
@@ -77,4 +98,5 @@ def build_triton_examples(root: Path) -> list[str]:
                       build())
     write_version(Path(root), _config("simple_identity", mc.TYPE_STRING, ["INPUT0"], ["OUTPUT0"], [-1]), 1,
                   identity())
-    return sorted([*EXAMPLES, "simple_identity"])
+    write_version(Path(root), simple_sequence_config(), 1, simple_sequence())
+    return sorted([*EXAMPLES, "simple_identity", "simple_sequence"])

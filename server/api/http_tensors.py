@@ -20,7 +20,8 @@ from ..models.bytes_tensors import as_bytes, deserialize_bytes, serialize_bytes
 from .shared_memory import SHM_OFFSET, SHM_REGION, SHM_SIZE
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
-_RESERVED = ("sequence_id", "sequence_start", "sequence_end", "priority", "headers")
+_RESERVED = ("headers",)
+UINT64_MAX = (1 << 64) - 1
 MAX_DIMS = 64  # numpy's own limit; a model's rank is checked after
 MAX_NESTING = 64  # JSON arrays within arrays in `data`
 INT64_MAX = (1 << 63) - 1
@@ -97,8 +98,9 @@ def _parameters(parameters: dict, request: pb.ModelInferRequest) -> bool:
         if key.startswith("triton_"):
             raise InvalidArgument(f"parameters[{key}]", "keys starting with 'triton_' are reserved for Triton")
         if key in _RESERVED:
-            raise InvalidArgument(f"parameters[{key}]", "is not served on HTTP (sequences and priorities are not "
-                                                        "served)")
+            raise InvalidArgument(f"parameters[{key}]", "is not served on HTTP")
+        if key in ("sequence_id", "sequence_start", "sequence_end", "priority"):
+            _scheduling(key, value, request.parameters[key])  # read as gRPC's are (api/request_parameters.py)
         if key == "timeout":
             if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= INT64_MAX:
                 raise InvalidArgument("parameters[timeout]", "must be a positive int64 of microseconds")
@@ -107,6 +109,19 @@ def _parameters(parameters: dict, request: pb.ModelInferRequest) -> bool:
     if not isinstance(flag, bool):
         raise InvalidArgument("parameters[binary_data_output]", "must be true or false")
     return flag
+
+
+def _scheduling(key: str, value, target) -> None:
+    if isinstance(value, bool):
+        target.bool_param = value
+    elif isinstance(value, int) and -INT64_MAX - 1 <= value <= INT64_MAX:
+        target.int64_param = value
+    elif isinstance(value, int) and 0 <= value <= UINT64_MAX:
+        target.uint64_param = value
+    elif isinstance(value, str):
+        target.string_param = value
+    else:
+        raise InvalidArgument(f"parameters[{key}]", "must be a bool, an integer or a string")
 
 
 def _input(item: dict, i: int, request: pb.ModelInferRequest, binary: memoryview, at: int) -> int:

@@ -13,6 +13,7 @@ from ..models.statistics import Duration, ModelStatistics
 from ..models.version import ModelVersion
 from .edge import Edge, deadline_of
 from .kserve_stream import stream_answers
+from .request_parameters import scheduling
 from .shared_memory import SharedMemoryRegistry
 from .tensors import decode_inputs, encode_response, requested_outputs
 
@@ -34,8 +35,6 @@ SCOPES = {"ServerLive": "health", "ServerReady": "health", "ModelReady": "infer"
           "SystemSharedMemoryUnregister": "infer", "CudaSharedMemoryStatus": "infer",
           "CudaSharedMemoryRegister": "infer", "CudaSharedMemoryUnregister": "infer", "TraceSetting": "admin",
           "LogSettings": "admin"}
-# request parameters of Triton's that ask for what is not served: refused, never ignored
-NOT_SERVED_PARAMETERS = ("sequence_id", "sequence_start", "sequence_end", "priority")
 AUDITED = frozenset({"RepositoryModelLoad", "RepositoryModelUnload", "TraceSetting", "LogSettings"})
 
 
@@ -127,17 +126,8 @@ class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         version = self._repo.get(request.model_name, request.model_version)
         tensors = decode_inputs(request, version, self._shm)
         names = requested_outputs(request, version)
-        for key in (k for k in NOT_SERVED_PARAMETERS if k in request.parameters):
-            raise InvalidArgument(f'parameters["{key}"]', "sequences and priorities are not served: send each "
-                                                          "request on its own")
-        queue_timeout = None
-        if "timeout" in request.parameters:
-            micros = request.parameters["timeout"].int64_param
-            if micros <= 0:
-                raise InvalidArgument('parameters["timeout"]', f"must be a positive int64 of microseconds, "
-                                                               f"not {micros}")
-            queue_timeout = micros / 1e6
-        outputs = await version.infer(tensors, deadline, queue_timeout)
+        asked = scheduling(request)
+        outputs = await version.infer(tensors, deadline, asked.queue_timeout_s, asked.sequence, asked.priority)
         return encode_response(request, version, names, outputs, self._shm)
 
     async def ModelStreamInfer(self, request_iterator, context):
@@ -175,15 +165,21 @@ class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def RepositoryModelLoad(self, request, context):
         self._explicit()
-        config = None
-        for key in request.parameters:  # Triton's: `config` (JSON) and `file:<version>/<name>` overrides
-            if key != "config":
-                raise InvalidArgument(f'parameters["{key}"]', "load overrides other than 'config' (files) are not "
-                                                             "served; put files in the repository instead")
-            config = request.parameters["config"].string_param
+        config, files = None, {}
+        for key in request.parameters:  # Triton's: a `config` (JSON) and `file:<version>/<name>` overrides
+            value = request.parameters[key]
+            if key.startswith("file:"):
+                if value.WhichOneof("parameter_choice") != "bytes_param":
+                    raise InvalidArgument(f'parameters["{key[:200]}"]', "must be a bytes parameter (the file's content)")
+                files[key] = value.bytes_param
+            elif key == "config":
+                config = value.string_param
+            else:
+                raise InvalidArgument(f'parameters["{key[:200]}"]', "is not a load parameter (Triton's are 'config' "
+                                                                    "and 'file:<version>/<name>')")
         # A failed load raises FAILED_PRECONDITION with each reason (ModelRepository.load);
         # a name that is no model folder, NOT_FOUND; an override that does not parse, INVALID_ARGUMENT.
-        await self._repo.load(request.model_name, config)
+        await self._repo.load(request.model_name, config, files)
         return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(self, request, context):

@@ -9,6 +9,8 @@ follows the gRPC port's access rules: the same API keys and scopes (`Authorizati
 the same TLS files, the same audit of repository changes."""
 from __future__ import annotations
 
+import base64
+
 import logging
 import time
 from typing import Awaitable, Callable
@@ -219,8 +221,12 @@ class KServeHttp:
         parameters = body.get("parameters") or {}
         if not isinstance(parameters, dict):
             raise InvalidArgument("parameters", "must be a JSON object")
-        for key, value in parameters.items():  # checked by the gRPC method: `config` served, files refused
-            message.parameters[str(key)[:256]].string_param = value if isinstance(value, str) else ""
+        for key, value in parameters.items():  # checked by the gRPC method
+            key = str(key)[:256]
+            if key.startswith("file:"):  # the file's bytes, base64 in JSON (Triton's HTTP form)
+                message.parameters[key].bytes_param = _base64(key, value)
+            else:
+                message.parameters[key].string_param = value if isinstance(value, str) else ""
         await self.servicer.RepositoryModelLoad(message, None)
         return web.Response(status=200, content_type="application/json")
 
@@ -315,3 +321,12 @@ def _identities(request: web.Request) -> list[str]:
     names = [value for kind, value in cert.get("subjectAltName", ()) if kind in ("DNS", "URI", "email")]
     names += [value for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"]
     return names
+
+
+def _base64(key: str, value) -> bytes:
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        return base64.b64decode(value, validate=True)
+    except ValueError:
+        raise InvalidArgument(f'parameters["{key}"]', "must be the file's content, base64 encoded") from None

@@ -37,8 +37,9 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import DeadlineExceeded, HanzoError, ResourceExhausted, Unavailable
+from .errors import DeadlineExceeded, HanzoError, InvalidArgument, ResourceExhausted, Unavailable
 from .config import BatchingPolicy
+from .priority_queue import LeveledQueue
 from .statistics import ModelStatistics
 
 RunBatch = Callable[[int, dict[str, np.ndarray]], dict[str, np.ndarray]]
@@ -51,9 +52,9 @@ def default_queue_size(max_batch_size: int) -> int:
 
 
 class _Pending:
-    __slots__ = ("inputs", "rows", "key", "future", "enqueued", "deadline", "gap", "timer")
+    __slots__ = ("inputs", "rows", "key", "future", "enqueued", "deadline", "gap", "timer", "level")
 
-    def __init__(self, inputs, rows, key, future, enqueued, deadline, gap) -> None:
+    def __init__(self, inputs, rows, key, future, enqueued, deadline, gap, level) -> None:
         self.inputs = inputs
         self.rows = rows
         self.key = key
@@ -61,6 +62,7 @@ class _Pending:
         self.enqueued = enqueued
         self.deadline = deadline
         self.gap = gap
+        self.level = level  # priority level, 1 the highest (0 where the model has no levels)
         self.timer: asyncio.TimerHandle | None = None  # the queue policy's timeout
 
 
@@ -87,7 +89,8 @@ class DynamicBatcher:
         self._instance_count = count
         self._free = list(range(count - 1, -1, -1))
         self._executor = ThreadPoolExecutor(max_workers=count, thread_name_prefix=f"hanzo-{name}")
-        self._queue: deque[_Pending] = deque()
+        self._queue: deque[_Pending] | LeveledQueue = (LeveledQueue(policy.priority_levels) if policy.priority_levels
+                                                        else deque())
         self._queued_rows = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dispatch_scheduled = False
@@ -110,13 +113,27 @@ class DynamicBatcher:
     def busy_instances(self) -> int:
         return self._instance_count - len(self._free)
 
+    def level(self, priority: int) -> int:
+        """The queue level of a request's `priority` (0: the model's default). Raises
+        InvalidArgument for a level the model does not have."""
+        levels = self.policy.priority_levels
+        if priority == 0:
+            return self.policy.default_priority_level
+        if not levels:
+            raise InvalidArgument('parameters["priority"]', f"model {self.name!r} has no priority levels (its "
+                                                            f"dynamic_batching sets no priority_levels)")
+        if not 0 < priority <= levels:
+            raise InvalidArgument('parameters["priority"]', f"{priority} is not a priority level of model "
+                                                            f"{self.name!r} (levels 1..{levels}, 1 the highest)")
+        return priority
+
     async def infer(
         self, inputs: dict[str, np.ndarray], rows: int, deadline: float | None = None,
-        queue_timeout_s: float | None = None,
+        queue_timeout_s: float | None = None, level: int = 0,
     ) -> dict[str, np.ndarray]:
         """Run one request (already validated; `rows` along the batch dim) and return its
         outputs. `deadline` is time.monotonic() seconds; `queue_timeout_s` overrides the
-        policy's queue timeout where the policy allows it."""
+        policy's queue timeout where the policy allows it; `level` from level()."""
         if self._closed:
             raise BatcherClosed(f"model {self.name!r} is unloading")
         loop = self._loop
@@ -146,7 +163,7 @@ class DynamicBatcher:
             return self._run_now(inputs, rows, now)
         key = tuple(a.shape[1:] for a in inputs.values()) if policy.max_batch_size else None
         future = loop.create_future()
-        item = _Pending(inputs, rows, key, future, now, deadline, gap)
+        item = _Pending(inputs, rows, key, future, now, deadline, gap, level)
         self._queue.append(item)
         self._queued_rows += rows
         if timeout is not None:

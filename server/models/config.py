@@ -52,6 +52,8 @@ class BatchingPolicy:
     queue_timeout_s: float | None  # default_timeout_microseconds with timeout_action REJECT
     allow_timeout_override: bool
     instance_count: int
+    priority_levels: int = 0  # dynamic_batching priority_levels: the queue's levels, 1 the highest
+    default_priority_level: int = 0  # the level of a request that names none
 
     @property
     def target_rows(self) -> int:
@@ -143,13 +145,17 @@ def version_candidates(config: mc.ModelConfig, available: list[int]) -> tuple[li
     return sorted(available, reverse=True), count
 
 
-def complete_io(config: mc.ModelConfig, model_inputs: list[TensorSpec], model_outputs: list[TensorSpec]) -> None:
+def complete_io(config: mc.ModelConfig, model_inputs: list[TensorSpec], model_outputs: list[TensorSpec],
+                hidden: frozenset[str] = frozenset()) -> None:
     """Fill inputs/outputs the config leaves out from the model, and check the ones it states.
 
-    `model_inputs`/`model_outputs` carry the model file's full dims (batch dim included).
+    `model_inputs`/`model_outputs` carry the model file's full dims (batch dim included);
+    `hidden` names the model inputs and outputs the server feeds and keeps (a sequence model's
+    controls and state), never the clients'.
     """
     batched = config.max_batch_size > 0
     for kind, declared, actual in (("input", config.input, model_inputs), ("output", config.output, model_outputs)):
+        actual = [t for t in actual if t.name not in hidden]
         by_name = {t.name: t for t in actual}
         if batched:
             for t in actual:
@@ -223,9 +229,15 @@ def io_specs(config: mc.ModelConfig) -> tuple[list[TensorSpec], list[TensorSpec]
     return [spec(e) for e in config.input], [spec(e) for e in config.output]
 
 
-def batching_policy(config: mc.ModelConfig) -> BatchingPolicy:
+def batching_policy(config: mc.ModelConfig, sequence_delay_s: float = 0.0,
+                    sequence_preferred: tuple[int, ...] = ()) -> BatchingPolicy:
+    """`sequence_delay_s`, `sequence_preferred`: a sequence model's strategy (models/sequence_config.py),
+    whose requests from different sequences batch together."""
     dyn = config.dynamic_batching if config.HasField("dynamic_batching") else None
     count = sum(max(g.count, 1) for g in config.instance_group) if len(config.instance_group) else 1
+    if config.HasField("sequence_batching"):
+        return BatchingPolicy(config.max_batch_size, config.max_batch_size > 0, sequence_preferred, sequence_delay_s,
+                              0, None, False, count)
     if dyn is None:
         return BatchingPolicy(config.max_batch_size, False, (), 0.0, 0, None, False, count)
     for size in dyn.preferred_batch_size:
@@ -246,7 +258,21 @@ def batching_policy(config: mc.ModelConfig) -> BatchingPolicy:
         queue_timeout_s=timeout,
         allow_timeout_override=bool(queue.allow_timeout_override),
         instance_count=count,
+        priority_levels=int(dyn.priority_levels),
+        default_priority_level=_default_level(config.name, dyn),
     )
+
+
+def _default_level(model: str, dyn: mc.ModelDynamicBatching) -> int:
+    levels, default = int(dyn.priority_levels), int(dyn.default_priority_level)
+    if not levels:
+        if default:
+            raise ConfigError(f"{model}: dynamic_batching.default_priority_level {default} needs priority_levels")
+        return 0
+    if not 0 < default <= levels:
+        raise ConfigError(f"{model}: dynamic_batching.default_priority_level must be in 1..priority_levels "
+                          f"({levels}), not {default}")
+    return default
 
 
 def parameter(config: mc.ModelConfig, key: str, default: str) -> str:

@@ -24,6 +24,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from .config import ConfigError, override_config, version_candidates
 from .errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable, quote
+from .load_overrides import remove_override_folder, write_override_folder
 from .model_folder import fingerprint, read_model_folder
 from .production import Production, read_pointer, serving_plan
 from .retry import FailedBuilds
@@ -70,6 +71,8 @@ class ModelRepository:
         self._failures = FailedBuilds(self.options.retry_first_s, self.options.retry_max_s, clock)
         self._readiness: list[Callable[[bool], Awaitable[None]]] = []
         self._reported: bool | None = None
+        # models loaded from a load's file: overrides (models/load_overrides.py): their folders
+        self._override_dirs: dict[str, Path] = {}
 
     # ------------------------------------------------------------------ lookups (hot path)
 
@@ -226,10 +229,12 @@ class ModelRepository:
         except Exception:  # one model's surprise must not stop the others' loads and polls
             log.exception("model load failed unexpectedly", extra={"model": name})
 
-    async def load(self, name: str, config_json: str | None = None) -> None:
+    async def load(self, name: str, config_json: str | None = None, files: dict[str, bytes] | None = None) -> None:
         """An explicit load (RepositoryModelLoad): rebuild the versions whose config or files
         changed, and every version that failed before, however recently; swap in what builds,
-        retire what the policy no longer selects.
+        retire what the policy no longer selects. `files` (Triton's file: overrides, with a
+        `config_json`): the model's directory sent in the load, served in place of its folder
+        until a load without files.
 
         Raises NotFound for a name that is no model folder, and FailedPrecondition, naming the
         model and each reason, when the load failed: config.pbtxt cannot be served, or a
@@ -240,7 +245,7 @@ class ModelRepository:
         place; the message names the versions serving.
         """
         # a name, never a path: "", ".", "../x" and "/etc" are no model, and nothing is looked up for them
-        if not MODEL_NAME.match(name) or name not in self.discover():
+        if not MODEL_NAME.match(name) or (not files and name not in self.discover()):
             # "failed to load": Triton's words, which its clients and examples look for
             raise NotFound(f"failed to load {quote(name)}: the model is not in the repository (model names are "
                            f"letters, digits, '_', '-' and '.', not first; models: {self.discover()[:50]})")
@@ -250,9 +255,14 @@ class ModelRepository:
                 override = override_config(config_json, self.root / name)
             except ConfigError as exc:  # Triton's words: its clients look for "failed to load"
                 raise InvalidArgument('parameters["config"]', f"failed to load {quote(name)}: {exc}") from None
+        folder = write_override_folder(name, files, override is not None) if files else None
+        replaced = self._override_dirs.pop(name, None)
+        if folder is not None:
+            self._override_dirs[name] = folder
         try:
             error = await self._load(name, retry=True, override=override)
         finally:
+            remove_override_folder(replaced)
             self._unloaded.pop(name, None)
             await self._notify_readiness()
         if error:
@@ -260,7 +270,7 @@ class ModelRepository:
 
     async def _load(self, name: str, retry: bool, override: mc.ModelConfig | None = None) -> str:
         """Load or reload a model; returns why the load failed, "" when it did not."""
-        model_dir = self.root / name
+        model_dir = self._override_dirs.get(name) or self.root / name
         if not model_dir.is_dir():
             raise NotFound(f"model {name!r} is not in the repository at {self.root}")
         model = self._models.setdefault(name, _Model())
@@ -437,6 +447,7 @@ class ModelRepository:
         try:
             await self._unload(name)
         finally:
+            remove_override_folder(self._override_dirs.pop(name, None))
             await self._notify_readiness()
         self._unloaded[name] = versions
 
@@ -459,3 +470,6 @@ class ModelRepository:
     async def close(self) -> None:
         for name in list(self._models):
             await self._unload(name)
+        for folder in self._override_dirs.values():
+            remove_override_folder(folder)
+        self._override_dirs.clear()

@@ -15,6 +15,8 @@ from .backend import Backend
 from .batcher import DynamicBatcher
 from .config import BatchingPolicy, ConfigError, TensorSpec, io_specs, parameter, reshapes
 from .response_cache import ResponseCache, request_key
+from .sequence_config import SequenceSpec
+from .sequences import SequenceFlags, Sequencer
 from .statistics import ModelStatistics
 from .warmup import warmup_feeds
 
@@ -23,7 +25,7 @@ log = logging.getLogger(__name__)
 
 class ModelVersion:
     def __init__(self, name: str, version: int, path: Path, config: mc.ModelConfig, backend: Backend,
-                 policy: BatchingPolicy) -> None:
+                 policy: BatchingPolicy, sequences: SequenceSpec | None = None) -> None:
         self.name = name
         self.version = version
         self.version_str = str(version)
@@ -39,6 +41,8 @@ class ModelVersion:
                                       getattr(backend, "run_async", None))
         self.artifacts: Any = None  # what the version ships beside the model (repository artifact loaders)
         self.cache: ResponseCache | None = None  # config.pbtxt response_cache { enable: true }
+        # config.pbtxt sequence_batching: requests in order per sequence, fed controls and state
+        self.sequencer = Sequencer(sequences) if sequences is not None else None
         # config.pbtxt reshape: inputs to the model's dims, outputs back to the clients' (batch dim apart)
         self._reshape_in, self._reshape_out = reshapes(config)
         # (input, low, high, table): integer inputs that index a table of the model, whose
@@ -121,12 +125,23 @@ class ModelVersion:
                                                  f"table {quote(table)}; got {got}")
 
     async def infer(self, tensors: dict[str, np.ndarray], deadline: float | None = None,
-                    queue_timeout_s: float | None = None) -> dict[str, np.ndarray]:
-        """Validate, then run through the batcher. `deadline` in time.monotonic() seconds."""
+                    queue_timeout_s: float | None = None, sequence: SequenceFlags | None = None,
+                    priority: int = 0) -> dict[str, np.ndarray]:
+        """Validate, then run through the batcher. `deadline` in time.monotonic() seconds;
+        `sequence`: the request's place in its sequence (sequence models only); `priority`:
+        its level (1 the highest; 0 the model's default)."""
+        if sequence is not None and self.sequencer is None:
+            raise InvalidArgument('parameters["sequence_id"]', f"model {self.name!r} is not a sequence model (its "
+                                                               f"config.pbtxt has no sequence_batching)")
+        level = self.batcher.level(priority)
         rows = self.check_inputs(tensors)
         if self._reshape_in:
             tensors = self._model_shaped(tensors, rows)
-        outputs = await self._answer(tensors, rows, deadline, queue_timeout_s)
+        if self.sequencer is not None:
+            outputs = await self.sequencer.run(sequence, tensors, rows, lambda feeds: self.batcher.infer(
+                feeds, rows, deadline, queue_timeout_s, level))
+        else:
+            outputs = await self._answer(tensors, rows, deadline, queue_timeout_s, level)
         if self._reshape_out:
             lead = (rows,) if self.policy.max_batch_size else ()
             outputs = {name: value.reshape(lead + self._reshape_out[name]) if name in self._reshape_out else value
@@ -139,10 +154,10 @@ class ModelVersion:
                 for name, value in tensors.items()}
 
     async def _answer(self, tensors: dict[str, np.ndarray], rows: int, deadline: float | None,
-                      queue_timeout_s: float | None) -> dict[str, np.ndarray]:
+                      queue_timeout_s: float | None, level: int) -> dict[str, np.ndarray]:
         """From the response cache where the model enables it, else through the batcher."""
         if self.cache is None:
-            return await self.batcher.infer(tensors, rows, deadline, queue_timeout_s)
+            return await self.batcher.infer(tensors, rows, deadline, queue_timeout_s, level)
         started = time.perf_counter_ns()
         key = request_key(self.name, self.version, tensors)
         found = self.cache.get(key)
@@ -152,7 +167,7 @@ class ModelVersion:
             self.stats.success.add(took)
             return found
         looked = time.perf_counter_ns() - started
-        outputs = await self.batcher.infer(tensors, rows, deadline, queue_timeout_s)
+        outputs = await self.batcher.infer(tensors, rows, deadline, queue_timeout_s, level)
         started = time.perf_counter_ns()
         self.cache.put(key, outputs)
         self.stats.cache_miss.add(looked + time.perf_counter_ns() - started)
@@ -174,6 +189,8 @@ class ModelVersion:
                     if spec.datatype.kserve == "BYTES" else np.zeros(shape, dtype=spec.datatype.numpy)
             if self._reshape_in:
                 feeds = self._model_shaped(feeds, size if self.policy.max_batch_size else 1)
+            if self.sequencer is not None:
+                feeds.update(self.sequencer.spec.warmup_feeds(size))
             for instance in range(max(self.policy.instance_count, 1)):
                 try:
                     self.backend.run(instance, feeds)
@@ -202,6 +219,8 @@ class ModelVersion:
                 feeds = {name: as_text(v, name) if v.dtype == object else v for name, v in feeds.items()}
             if self._reshape_in:
                 feeds = self._model_shaped(feeds, rows)
+            if self.sequencer is not None:
+                feeds.update(self.sequencer.spec.warmup_feeds(rows))
             for _ in range(max(sample.count, 1)):
                 for instance in range(max(self.policy.instance_count, 1)):
                     try:

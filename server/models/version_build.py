@@ -15,6 +15,7 @@ from .onnx_backend import OnnxRuntimeBackend, choose_providers
 from .production import Production
 from .retry import DEFAULT_FIRST_RETRY_S, DEFAULT_MAX_RETRY_S
 from .response_cache import ResponseCache
+from .sequence_config import check_sequence_io, sequence_spec
 from .triton_backend import NAME_PARAMETER as REMOTE_NAME
 from .triton_backend import URL_PARAMETER as REMOTE_URL
 from .triton_backend import RemoteTritonBackend
@@ -63,7 +64,11 @@ def build_version(name: str, number: int, version_dir: Path, config: mc.ModelCon
     """Blocking: build the backend, complete and check the config (a copy: each version
     completes it from its own model file), warm up."""
     config = copy.deepcopy(config)
-    policy = batching_policy(config)
+    sequences = sequence_spec(config)
+    policy = (batching_policy(config, sequences.queue_delay_s, sequences.preferred_batch_sizes) if sequences
+              else batching_policy(config))
+    if sequences is not None and config.response_cache.enable:  # an answer depends on the sequence's past
+        raise ConfigError(f"{name}: response_cache cannot be enabled on a sequence model")
     if config.response_cache.enable and options.response_cache is None:  # refused rather than never caching
         raise ConfigError(f"{name}: response_cache is enabled but the server has no cache: start it with "
                           f"--response-cache-bytes N ([server] response_cache_bytes)")
@@ -80,8 +85,11 @@ def build_version(name: str, number: int, version_dir: Path, config: mc.ModelCon
             inter_op_threads=int(parameter(config, "inter_op_thread_count", "1")),
         )
     try:
-        complete_io(config, backend.inputs, backend.outputs)
-        version = ModelVersion(name, number, version_dir, config, backend, policy)
+        hidden = frozenset(sequences.hidden_inputs) | frozenset(sequences.state_outputs) if sequences else frozenset()
+        complete_io(config, backend.inputs, backend.outputs, hidden)
+        if sequences is not None:
+            check_sequence_io(sequences, backend.inputs, backend.outputs)
+        version = ModelVersion(name, number, version_dir, config, backend, policy, sequences)
         if config.response_cache.enable:
             version.cache = options.response_cache
         version.warm_up()
