@@ -284,3 +284,34 @@ async def test_higher_priority_requests_leave_the_queue_first():
     with pytest.raises(InvalidArgument, match="has no priority levels"):
         plain.level(1)
     assert plain.level(0) == 0
+
+
+async def test_dead_requests_at_a_lower_level_do_not_fill_the_queue():
+    """Requests that timed out at level 2 while level 1 kept the head busy are dropped when
+    the queue looks full, not counted against its bound."""
+    from hanzo.server.models.batcher import DynamicBatcher
+    from hanzo.server.models.config import BatchingPolicy
+    from hanzo.server.models.statistics import ModelStatistics
+
+    gate = asyncio.Event()
+
+    async def run(instance, feeds):
+        await gate.wait()
+        return {"y": feeds["x"]}
+
+    policy = BatchingPolicy(1, True, (), 0.0, 4, None, False, 1, priority_levels=2, default_priority_level=2)
+    batcher = DynamicBatcher("dead", policy, lambda i, f: None, ModelStatistics(), run_batch_async=run)
+    running = asyncio.ensure_future(batcher.infer(one_row(), 1, level=1))
+    await asyncio.sleep(0.01)
+    high = asyncio.ensure_future(batcher.infer(one_row(), 1, level=1))
+    low = [asyncio.ensure_future(batcher.infer(one_row(), 1, level=2)) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    for caller in low:  # their callers went away
+        caller.cancel()
+    await asyncio.sleep(0.01)
+    again = [asyncio.ensure_future(batcher.infer(one_row(), 1, level=2)) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    gate.set()
+    results = await asyncio.gather(running, high, *again)
+    assert all(isinstance(r, dict) for r in results)
+    await batcher.close()

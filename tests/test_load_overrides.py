@@ -99,3 +99,12 @@ def test_files_without_a_config_or_undecodable_are_refused(server):
     assert e.value.code == 400 and "base64" in json.loads(e.value.read())["error"]
     with pytest.raises(InferenceServerException, match="failed to load"):  # bytes that are no model
         client.load_model("junk", config=config("junk"), files={"file:1/model.onnx": b"not onnx"})
+
+
+def test_two_keys_for_one_file_are_refused(server):
+    client = grpcclient.InferenceServerClient(server.url)
+    for files, message in (({"file:1/model.onnx": b"a", "file:01/model.onnx": b"b"}, "names the same file as"),
+                           ({"file:1/a": b"a", "file:1/a/b": b"b"}, "as a folder, but")):
+        with pytest.raises(InferenceServerException, match=message) as e:
+            client.load_model("clash", config=config("clash"), files=files)
+        assert e.value.status() == "StatusCode.INVALID_ARGUMENT"

@@ -60,6 +60,8 @@ def test_a_priority_is_served_within_the_models_levels(server):
      "default_priority_level must be in 1..priority_levels (2), not 3"),
     (lambda c: c.dynamic_batching.__setattr__("default_priority_level", 0),
      "default_priority_level must be in 1..priority_levels (2), not 0"),
+    (lambda c: c.dynamic_batching.__setattr__("priority_levels", 1_000_000_000),
+     "priority_levels 1000000000 is more than the 64 served"),
     (lambda c: c.dynamic_batching.priority_queue_policy[1].__setattr__("max_queue_size", 4),
      "dynamic_batching.priority_queue_policy is not served"),
 ])

@@ -52,8 +52,10 @@ def accumulator_config(idle_us: int = 0, max_sequences: int = 0) -> mc.ModelConf
     config = mc.ModelConfig(name="accumulate", platform="onnxruntime_onnx", max_batch_size=8)
     sb = config.sequence_batching
     sb.max_sequence_idle_microseconds = idle_us
-    sb.oldest.max_candidate_sequences = max_sequences
+    sb.oldest.max_candidate_sequences = 2  # never holds a sequence back: every live one is a candidate
     sb.oldest.max_queue_delay_microseconds = 1000
+    if max_sequences:
+        config.parameters["max_sequences"].string_value = str(max_sequences)
     for name, kind in (("START", "CONTROL_SEQUENCE_START"), ("END", "CONTROL_SEQUENCE_END"),
                        ("READY", "CONTROL_SEQUENCE_READY")):
         sb.control_input.add(name=name).control.add(kind=Kind.Value(kind), int32_false_true=[0, 1])
@@ -222,7 +224,7 @@ def test_idle_sequences_are_released_and_live_ones_are_bounded(server):
     time.sleep(0.6)  # past the model's 0.3 s max_sequence_idle_microseconds
     with pytest.raises(InferenceServerException, match="was released after 0.3 s idle"):
         send(1)
-    for sequence_id in (11, 12, 13):  # the model holds at most 3 (oldest.max_candidate_sequences)
+    for sequence_id in (11, 12, 13):  # the model holds at most 3 (parameters["max_sequences"])
         send(sequence_id, sequence_start=True)
     with pytest.raises(InferenceServerException, match="holds 3 live sequences, its limit") as e:
         send(14, sequence_start=True)
@@ -274,3 +276,75 @@ async def test_the_sequencer_runs_in_process_too(tmp_path):
         await asyncio.sleep(0)
     finally:
         await repo.close()
+
+
+def sequencer(max_sequences: int = 2, max_pending: int = 3, idle_s: float = 60.0):
+    from hanzo.server.models.sequence_config import SequenceSpec
+    from hanzo.server.models.sequences import Sequencer
+
+    return Sequencer(SequenceSpec("m", True, (), (), idle_s, max_sequences, 0.0, ()), max_pending)
+
+
+def ones() -> dict[str, np.ndarray]:
+    return {"INPUT": np.ones((1, 1), np.int32)}
+
+
+async def test_a_request_that_fails_ends_its_sequence():
+    """The model never saw the failed request: the sequence cannot go on as if it had."""
+    from hanzo.server.models.errors import DeadlineExceeded, InvalidArgument
+    from hanzo.server.models.sequences import SequenceFlags
+
+    seq = sequencer()
+
+    async def ok(feeds):
+        return feeds
+
+    async def expired(feeds):
+        raise DeadlineExceeded("in the queue")
+
+    await seq.run(SequenceFlags(5, start=True), ones(), 1, ok)
+    with pytest.raises(DeadlineExceeded):
+        await seq.run(SequenceFlags(5), ones(), 1, expired)
+    with pytest.raises(InvalidArgument, match="must specify the START flag"):
+        await seq.run(SequenceFlags(5), ones(), 1, ok)
+    assert seq.live == 0
+
+
+async def test_waiting_requests_of_one_sequence_are_bounded():
+    from hanzo.server.models.errors import ResourceExhausted
+    from hanzo.server.models.sequences import SequenceFlags
+
+    seq, gate = sequencer(max_pending=3), asyncio.Event()
+
+    async def held(feeds):
+        await gate.wait()
+        return feeds
+
+    first = asyncio.ensure_future(seq.run(SequenceFlags(1, start=True), ones(), 1, held))
+    waiting = [asyncio.ensure_future(seq.run(SequenceFlags(1), ones(), 1, held)) for _ in range(2)]
+    await asyncio.sleep(0)
+    with pytest.raises(ResourceExhausted, match="has 3 requests waiting, its limit"):
+        await seq.run(SequenceFlags(1), ones(), 1, held)
+    gate.set()
+    await asyncio.gather(first, *waiting)
+
+
+async def test_at_the_bound_idle_sequences_behind_a_busy_one_are_released():
+    from hanzo.server.models.sequences import SequenceFlags
+
+    seq, gate = sequencer(max_sequences=2, idle_s=0.05), asyncio.Event()
+
+    async def held(feeds):
+        await gate.wait()
+        return feeds
+
+    async def ok(feeds):
+        return feeds
+
+    busy = asyncio.ensure_future(seq.run(SequenceFlags(1, start=True), ones(), 1, held))  # oldest, running
+    await asyncio.sleep(0)
+    await seq.run(SequenceFlags(2, start=True), ones(), 1, ok)  # then abandoned
+    await asyncio.sleep(0.1)
+    await seq.run(SequenceFlags(3, start=True), ones(), 1, ok)  # 2 is released though 1 is older and busy
+    gate.set()
+    await busy

@@ -222,7 +222,8 @@ class KServeHttp:
         if not isinstance(parameters, dict):
             raise InvalidArgument("parameters", "must be a JSON object")
         for key, value in parameters.items():  # checked by the gRPC method
-            key = str(key)[:256]
+            if len(key) > 1024:
+                raise InvalidArgument(f"parameters[{key[:64]}...]", "a key longer than 1024 characters")
             if key.startswith("file:"):  # the file's bytes, base64 in JSON (Triton's HTTP form)
                 message.parameters[key].bytes_param = _base64(key, value)
             else:

@@ -143,6 +143,8 @@ class DynamicBatcher:
         now = time.monotonic()
         if len(self._queue) >= self.max_queue_size:
             self._purge_done_head()
+            if isinstance(self._queue, LeveledQueue):
+                self._queued_rows -= self._queue.drop_done()
             if len(self._queue) >= self.max_queue_size:
                 self._stats.record_failure("queue_full", 0)
                 raise ResourceExhausted(

@@ -16,6 +16,7 @@ from .config_served import unserved_fields
 from .datatypes import BY_CONFIG, DataType
 
 CONFIG_FILE = "config.pbtxt"
+MAX_PRIORITY_LEVELS = 64
 ONNX_PLATFORM = "onnxruntime_onnx"
 ONNX_BACKEND = "onnxruntime"
 
@@ -265,6 +266,9 @@ def batching_policy(config: mc.ModelConfig, sequence_delay_s: float = 0.0,
 
 def _default_level(model: str, dyn: mc.ModelDynamicBatching) -> int:
     levels, default = int(dyn.priority_levels), int(dyn.default_priority_level)
+    if levels > MAX_PRIORITY_LEVELS:
+        raise ConfigError(f"{model}: dynamic_batching.priority_levels {levels} is more than the {MAX_PRIORITY_LEVELS} "
+                          f"served (each level is a queue of its own)")
     if not levels:
         if default:
             raise ConfigError(f"{model}: dynamic_batching.default_priority_level {default} needs priority_levels")

@@ -34,7 +34,7 @@ SERVED = {
 }
 # config parameters { key: ... } Hanzo reads (models/version_build.py, version.py)
 SERVED_PARAMETERS = {"intra_op_thread_count", "inter_op_thread_count", "execution", "inline_max_us",
-                     "remote_triton_url", "remote_model_name", "artifacts"}
+                     "remote_triton_url", "remote_model_name", "artifacts", "max_sequences"}
 
 
 def unserved_fields(config: mc.ModelConfig) -> list[str]:

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import InvalidArgument
+from .errors import InvalidArgument, ResourceExhausted
 
 PREFIX = "file:"
 MAX_FILES = 64
@@ -40,6 +40,7 @@ def write_override_folder(name: str, files: dict[str, bytes], config_given: bool
     if len(files) > MAX_FILES:
         raise InvalidArgument("parameters", f"{len(files)} file: overrides; at most {MAX_FILES}")
     relative = {key: _relative(key) for key in files}
+    _check_distinct(relative)
     root = Path(tempfile.mkdtemp(prefix="hanzo-load-"))
     folder = root / name
     try:
@@ -48,10 +49,28 @@ def write_override_folder(name: str, files: dict[str, bytes], config_given: bool
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(target, "xb") as out:  # a fresh folder: nothing to overwrite or follow
                 out.write(files[key])
-    except Exception:
+    except OSError as exc:  # a full disk, not the caller's mistake
+        shutil.rmtree(root, ignore_errors=True)
+        raise ResourceExhausted(f"the load's files could not be written: {exc.strerror or type(exc).__name__}") from None
+    except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
     return folder
+
+
+def _check_distinct(relative: dict[str, Path]) -> None:
+    """Two keys for one file (file:1/a and file:01/a), or a file where another key needs a folder
+    (file:1/a and file:1/a/b), are refused by name."""
+    seen: dict[Path, str] = {}
+    for key, path in relative.items():
+        if path in seen:
+            raise InvalidArgument(f'parameters["{key[:200]}"]', f"names the same file as {seen[path][:200]!r}")
+        seen[path] = key
+    for key, path in relative.items():
+        for parent in path.parents:
+            if parent in seen:
+                raise InvalidArgument(f'parameters["{key[:200]}"]', f"needs {str(parent)!r} as a folder, but "
+                                                                    f"{seen[parent][:200]!r} sends it as a file")
 
 
 def remove_override_folder(folder: Path | None) -> None:

@@ -35,3 +35,15 @@ class LeveledQueue:
                 self._size -= 1
                 return level.popleft()
         raise IndexError("the queue is empty")
+
+    def drop_done(self) -> int:
+        """Take out every request already answered (timed out, cancelled) at any level; returns
+        their rows. Run when the queue looks full: a lower level's dead requests would
+        otherwise count against the bound while higher levels keep the head busy."""
+        dropped = 0
+        for i, level in enumerate(self._levels):
+            kept = deque(item for item in level if not item.future.done())
+            dropped += sum(item.rows for item in level if item.future.done())
+            self._size -= len(level) - len(kept)
+            self._levels[i] = kept
+        return dropped

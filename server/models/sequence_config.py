@@ -6,7 +6,10 @@ implicit state (each `state` entry's input is what the model gave as its output 
 sequence's previous request, or the initial state on the first). Clients never send those and
 never see the state outputs. Both strategies, direct and oldest, are served as one: a request
 from each ready sequence is batched with those of other sequences, in order within each
-sequence; their queue delay and (oldest) preferred sizes go to the dynamic batcher.
+sequence; their queue delay and (oldest) preferred sizes go to the dynamic batcher. Every live
+sequence is a candidate for every batch: oldest's max_candidate_sequences, which in Triton makes
+sequences past it wait in a backlog, never holds a sequence back here (parameters
+["max_sequences"] bounds the live ones).
 """
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ from .config import ConfigError, TensorSpec
 from .datatypes import BY_CONFIG, DataType
 
 DEFAULT_IDLE_S = 1.0  # Triton's default max_sequence_idle_microseconds
-DEFAULT_MAX_SEQUENCES = 1024  # live sequences a model holds when the config sets no bound
+DEFAULT_MAX_SEQUENCES = 1024  # live sequences a model holds unless parameters["max_sequences"] says
+MAX_SEQUENCES_PARAMETER = "max_sequences"
 _Kind = mc.ModelSequenceBatching.Control.Kind
 KINDS = {_Kind.Value("CONTROL_SEQUENCE_START"): "start", _Kind.Value("CONTROL_SEQUENCE_END"): "end",
          _Kind.Value("CONTROL_SEQUENCE_READY"): "ready", _Kind.Value("CONTROL_SEQUENCE_CORRID"): "corrid"}
@@ -104,9 +108,20 @@ def sequence_spec(config: mc.ModelConfig) -> SequenceSpec | None:
         if not 0 < size <= max(config.max_batch_size, 1):
             raise ConfigError(f"{config.name}: sequence_batching.oldest.preferred_batch_size {size} must be in "
                               f"1..max_batch_size ({config.max_batch_size})")
-    limit = sb.oldest.max_candidate_sequences if sb.HasField("oldest") else 0
     return SequenceSpec(config.name, batched, controls, states, idle_us / 1e6 if idle_us else DEFAULT_IDLE_S,
-                        int(limit) or DEFAULT_MAX_SEQUENCES, strategy.max_queue_delay_microseconds / 1e6, preferred)
+                        _max_sequences(config), strategy.max_queue_delay_microseconds / 1e6, preferred)
+
+
+def _max_sequences(config: mc.ModelConfig) -> int:
+    """Live sequences a model holds: Triton's backlog is unbounded; here a bound, so sequences
+    that are never ended cannot grow memory without end."""
+    if MAX_SEQUENCES_PARAMETER not in config.parameters:
+        return DEFAULT_MAX_SEQUENCES
+    text = config.parameters[MAX_SEQUENCES_PARAMETER].string_value
+    if not text.isdigit() or not 0 < int(text) <= 1_000_000:
+        raise ConfigError(f'{config.name}: parameters["{MAX_SEQUENCES_PARAMETER}"] must be a whole number in '
+                          f'1..1000000, not {text[:40]!r}')
+    return int(text)
 
 
 def _control(model: str, i: int, entry, names: set[str]) -> Control:

@@ -5,11 +5,14 @@ starts or ends it. The requests of one sequence run one after another in the ord
 arrived (a lock per sequence, fair), each fed its control tensors and the state its sequence's
 previous request left; requests of different sequences batch together in the dynamic batcher.
 
-A sequence lives from a request that starts it until one that ends it, or until it has been
-idle (no request queued or running) for the config's max_sequence_idle_microseconds. A model
-holds a bounded number of live sequences: a new one past the bound is refused with
-RESOURCE_EXHAUSTED, so abandoned sequences cannot grow memory without end. A START for a live
-sequence starts it afresh (Triton's rule for a sequence that never ended).
+A sequence lives from a request that starts it until one that ends it, until one of its
+requests fails (it timed out, was cancelled or refused: the model never saw it, so what
+follows would run on a state that misses it; Triton ends such a sequence too), or until it has
+been idle (no request queued or running) for the config's max_sequence_idle_microseconds. A
+model holds a bounded number of live sequences, and each sequence a bounded number of waiting
+requests: past either, RESOURCE_EXHAUSTED, so abandoned sequences or a flood on one id cannot
+grow memory without end. A START for a live sequence starts it afresh (Triton's rule for a
+sequence that never ended).
 """
 from __future__ import annotations
 
@@ -46,8 +49,11 @@ class _Sequence:
 
 
 class Sequencer:
-    def __init__(self, spec: SequenceSpec) -> None:
+    def __init__(self, spec: SequenceSpec, max_pending: int) -> None:
+        """`max_pending`: requests one sequence may have queued or running (the batcher's queue
+        bound: a sequence's requests wait on its lock before they reach that queue)."""
         self.spec = spec
+        self.max_pending = max_pending
         self._live: OrderedDict[int | str, _Sequence] = OrderedDict()  # oldest use first
 
     @property
@@ -68,6 +74,9 @@ class Sequencer:
             raise InvalidArgument(f'input "{next(iter(tensors))}"', f"inference request to model {quote(spec.model)} "
                                   f"must specify batch-size 1 due to requirements of sequence batcher")
         sequence = self._enter(flags, time.monotonic())
+        if sequence.pending >= self.max_pending:
+            raise ResourceExhausted(f"sequence {flags.corrid} of model {quote(spec.model)} has {sequence.pending} "
+                                    f"requests waiting, its limit: send the next when one is answered")
         sequence.pending += 1
         try:
             async with sequence.lock:
@@ -78,9 +87,14 @@ class Sequencer:
                 feeds.update(sequence.state)
                 outputs = await execute(feeds)
                 sequence.state = self._next_state(outputs)
+        except BaseException:
+            self._end(flags.corrid, sequence)
+            raise
         finally:
             sequence.pending -= 1
             sequence.last_used = time.monotonic()
+            if self._live.get(flags.corrid) is sequence:
+                self._live.move_to_end(flags.corrid)
         hidden = spec.state_outputs
         return {name: value for name, value in outputs.items() if name not in hidden}
 
@@ -114,9 +128,20 @@ class Sequencer:
             del live[flags.corrid]
         return sequence
 
+    def _end(self, corrid: int | str, sequence: _Sequence) -> None:
+        """A failed request ends its sequence (a START of the same id begins a new one)."""
+        if self._live.get(corrid) is sequence:
+            del self._live[corrid]
+
     def _reap(self, now: float) -> None:
-        """Release sequences idle past the limit, oldest first (each request pays for a few)."""
+        """Release sequences idle past the limit, least recently used first, stopping at the
+        first that is not idle (each request pays for a few); at the bound on live sequences,
+        every one is looked at, busy ones skipped."""
         live, idle_s = self._live, self.spec.idle_s
+        if len(live) >= self.spec.max_sequences:
+            for corrid in [c for c, s in live.items() if not s.pending and now - s.last_used > idle_s]:
+                del live[corrid]
+            return
         while live:
             corrid, sequence = next(iter(live.items()))
             if sequence.pending or now - sequence.last_used <= idle_s:

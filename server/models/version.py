@@ -42,7 +42,7 @@ class ModelVersion:
         self.artifacts: Any = None  # what the version ships beside the model (repository artifact loaders)
         self.cache: ResponseCache | None = None  # config.pbtxt response_cache { enable: true }
         # config.pbtxt sequence_batching: requests in order per sequence, fed controls and state
-        self.sequencer = Sequencer(sequences) if sequences is not None else None
+        self.sequencer = Sequencer(sequences, self.batcher.max_queue_size) if sequences is not None else None
         # config.pbtxt reshape: inputs to the model's dims, outputs back to the clients' (batch dim apart)
         self._reshape_in, self._reshape_out = reshapes(config)
         # (input, low, high, table): integer inputs that index a table of the model, whose
