@@ -169,3 +169,15 @@ def user_feature_values(svc) -> "np.ndarray":
     users = svc.store.entities["user"].keys
     names = [n for n in svc.store.feature_names("user") if svc.store.features[n].aggregation != "sequence"]
     return svc.store.gather("user", users, names)[0]
+
+
+async def load_entry(root: Path, name: str):
+    """Load a repository at `root` and return `name`'s index entry (state and reason)."""
+    from hanzo.server.models import ModelRepository
+
+    repo = ModelRepository(root)
+    await repo.load_all()
+    try:
+        return next(e for e in repo.index() if e.name == name)
+    finally:
+        await repo.close()

@@ -10,10 +10,9 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from helpers import SLOW_WIDTH, ServerProcess, slow_config, slow_model
+from helpers import SLOW_WIDTH, ServerProcess, load_entry, slow_config, slow_model
 
 from hanzo.loadtest.targets import free_port
-from hanzo.server.models import ModelRepository
 from hanzo.training.repository_writer import write_version
 
 
@@ -69,10 +68,5 @@ async def test_levels_that_cannot_be_served_are_refused_by_name(tmp_path, change
     config = leveled_config()
     change(config)
     write_version(tmp_path, config, 1, slow_model(layers=2))
-    repo = ModelRepository(tmp_path)
-    await repo.load_all()
-    try:
-        entry = next(e for e in repo.index() if e.name == "leveled")
-        assert entry.state == "UNAVAILABLE" and message in entry.reason
-    finally:
-        await repo.close()
+    entry = await load_entry(tmp_path, "leveled")
+    assert entry.state == "UNAVAILABLE" and message in entry.reason

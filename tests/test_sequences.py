@@ -20,7 +20,7 @@ from onnx import TensorProto, helper
 from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException
 
-from helpers import ServerProcess
+from helpers import ServerProcess, load_entry
 
 from hanzo.loadtest.targets import free_port
 from hanzo.server.models import ModelRepository
@@ -251,13 +251,8 @@ async def test_a_sequence_config_that_cannot_be_served_is_refused_by_name(tmp_pa
     config = accumulator_config()
     change(config)
     write_version(tmp_path, config, 1, accumulator())
-    repo = ModelRepository(tmp_path)
-    await repo.load_all()
-    try:
-        entry = next(e for e in repo.index() if e.name == "accumulate")
-        assert entry.state == "UNAVAILABLE" and message in entry.reason
-    finally:
-        await repo.close()
+    entry = await load_entry(tmp_path, "accumulate")
+    assert entry.state == "UNAVAILABLE" and message in entry.reason
 
 
 async def test_the_sequencer_runs_in_process_too(tmp_path):
