@@ -132,3 +132,14 @@ def test_a_series_never_open_forecasts_nothing():
     ahead = Series(dates[-1] + 1 + np.arange(5), np.full(5, np.nan), np.zeros(5), np.zeros(5), np.ones(5))
     forecast = fit_forecast(closed, ahead)
     assert (forecast.mean == 0).all() and (forecast.high == 0).all()
+
+
+def test_rolling_origins_spread_over_the_last_year_and_gaps_are_closed_steps():
+    from hanzo.training.inventory.rolling import origins, regular
+
+    cuts = origins(130, 13, 6, 52)
+    assert len(cuts) == 6 and cuts[-1] == 130 - 13 and cuts == sorted(cuts) and cuts[0] >= 130 - 13 - 52
+    dates = np.array(["2024-01-01", "2024-01-02", "2024-01-05"], "datetime64[D]")
+    ones = np.ones(3)
+    filled = regular(Series(dates, np.array([5.0, 6.0, 7.0]), ones * 0, ones * 0, ones))
+    assert len(filled) == 5 and list(filled.units) == [5, 6, 0, 0, 7] and list(filled.open) == [1, 1, 0, 0, 1]
