@@ -53,10 +53,10 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     "redis": ["redis>=5", "hiredis>=2"],
     # xgboost-cpu: the same `xgboost` module without the 350 MB CUDA collective library
-    "train": ["torch==2.13.0", "xgboost-cpu>=2.1", "onnxmltools>=1.13", "scikit-learn>=1.5"],
-    # the standard statistical forecasters (AutoTheta, AutoETS, MSTL) the rolling-origin backtest
-    # compares against (training/inventory/rolling.py); it brings pandas and pyarrow, so not core yet
-    "forecast": ["statsforecast==2.1.1"],
+    # statsforecast: the standard statistical forecasters the nightly forecast combines with its
+    # own regression (server/inventory/stat_models.py); it brings pandas, so it rides with the
+    # training tools rather than the server's core
+    "train": ["torch==2.13.0", "xgboost-cpu>=2.1", "onnxmltools>=1.13", "scikit-learn>=1.5", "statsforecast==2.1.1"],
     # tritonclient's HTTP client, the one NVIDIA's HTTP examples use, against the HTTP port
     "test": ["pytest>=8", "pytest-asyncio>=0.24", f"grpcio-tools=={GRPC_VERSION}", "tritonclient[http]==2.73.0",
              "redis>=5", "hiredis>=2",

@@ -62,8 +62,8 @@ def test_sales_table_with_known_future_rows_and_hanzo_forecast(tmp_path):
         writer.writerow([str(series.dates[-1] + 1), "s1", "p1", "", 0, 0, 0])  # closed tomorrow, known ahead
     history, known = read_sales(path)
     assert len(history[("s1", "p1")]) == 120 and len(known[("s1", "p1")]) == 1
-    ahead = future_steps(history[("s1", "p1")], 3, known[("s1", "p1")])
-    assert ahead.open.tolist() == [0.0, 1.0, 1.0]
+    ahead, assumed = future_steps(history[("s1", "p1")], 3, known[("s1", "p1")])
+    assert ahead.open.tolist() == [0.0, 1.0, 1.0] and assumed is not None  # two days past the known row
     out = tmp_path / "forecast.csv"
     run = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "forecast", "--sales", str(path), "--horizon", "3",
                           "--out", str(out)], capture_output=True, text=True)
@@ -135,7 +135,8 @@ def test_a_series_never_open_forecasts_nothing():
 
 
 def test_rolling_origins_spread_over_the_last_year_and_gaps_are_closed_steps():
-    from hanzo.training.inventory.rolling import origins, regular
+    from hanzo.server.inventory.sales import regular_steps as regular
+    from hanzo.training.inventory.rolling import origins
 
     cuts = origins(130, 13, 6, 52)
     assert len(cuts) == 6 and cuts[-1] == 130 - 13 and cuts == sorted(cuts) and cuts[0] >= 130 - 13 - 52
@@ -143,3 +144,89 @@ def test_rolling_origins_spread_over_the_last_year_and_gaps_are_closed_steps():
     ones = np.ones(3)
     filled = regular(Series(dates, np.array([5.0, 6.0, 7.0]), ones * 0, ones * 0, ones))
     assert len(filled) == 5 and list(filled.units) == [5, 6, 0, 0, 7] and list(filled.open) == [1, 1, 0, 0, 1]
+
+
+def _daily_table(days: int = 800, seed: int = 3) -> dict[str, Series]:
+    """Two shops with a weekly pattern and a yearly swing; one closed every Sunday."""
+    rng = np.random.default_rng(seed)
+    dates = np.datetime64("2021-01-04") + np.arange(days)
+    weekday = (dates.astype(np.int64) + 3) % 7
+    season = 1 + 0.3 * np.sin(2 * np.pi * np.arange(days) / 365.25)
+    out = {}
+    for name, sunday_closed in (("a", True), ("b", False)):
+        open_ = np.where(sunday_closed & (weekday == 6), 0.0, 1.0)
+        units = open_ * season * (100 + 20 * (weekday == 4)) * rng.lognormal(0, 0.08, days)
+        out[name] = Series(dates, units, np.zeros(days), np.zeros(days), open_)
+    return out
+
+
+def test_the_calendar_is_inferred_where_no_future_rows_say_it():
+    from hanzo.server.inventory.calendar import infer_future
+
+    table = _daily_table()
+    ahead = table["a"].dates[-1] + np.arange(1, 15)
+    future, said = infer_future(table["a"], ahead)
+    sundays = ((ahead.astype(np.int64) + 3) % 7) == 6
+    assert (future.open[sundays] == 0).all() and (future.open[~sundays] == 1).all()
+    assert said.closed_weekdays == ["Sundays"] and "closed on Sundays" in said.describe()
+    future_b, said_b = infer_future(table["b"], ahead)
+    assert future_b.open.all() and said_b.describe().startswith("open every step")
+    # a holiday the table marked a year before comes round on the same date, closed as it was
+    marked = table["b"]
+    christmas = np.flatnonzero(marked.dates == np.datetime64("2022-12-25"))[0]
+    marked.holiday[christmas], marked.open[christmas] = 1.0, 0.0
+    future_c, said_c = infer_future(marked.take(slice(0, christmas + 300)),
+                                    np.datetime64("2023-12-20") + np.arange(10))
+    assert future_c.holiday.tolist() == [0] * 5 + [1] + [0] * 4 and future_c.open[5] == 0
+    assert said_c.closed_holidays == ["2023-12-25"]
+
+
+def test_the_nightly_combination_is_chosen_on_the_history_and_its_band_covers():
+    from hanzo.server.inventory.calendar import infer_future
+    from hanzo.server.inventory.ensemble import COMBINATIONS, forecast_table
+
+    table = _daily_table()
+    horizon = 28
+    pasts = {k: s.take(slice(0, len(s) - horizon)) for k, s in table.items()}
+    helds = {k: s.take(slice(len(s) - horizon, None)) for k, s in table.items()}
+    futures = {k: infer_future(pasts[k], helds[k].dates)[0] for k in table}
+    forecasts, choice = forecast_table(pasts, futures, horizon, lambda past, held: infer_future(past, held.dates)[0])
+    assert choice.windows == 3 and choice.combination in COMBINATIONS and choice.statistical
+    assert set(choice.scores) == {"+".join(c) for c in COMBINATIONS} and np.isfinite(choice.log_band).all()
+    a = forecasts["a"]
+    assert (a.mean[futures["a"].open == 0] == 0).all() and (a.low <= a.mean).all() and (a.mean <= a.high).all()
+    for key, held in helds.items():
+        naive = np.where(futures[key].open > 0, seasonal_naive(pasts[key], horizon), 0.0)
+        ours, theirs = (mase(held.units, f, pasts[key].units, 7) for f in (forecasts[key].mean, naive))
+        assert ours < 0.9 * theirs, (key, ours, theirs)
+    sold = helds["b"].units
+    inside = np.mean((sold >= forecasts["b"].low) & (sold <= forecasts["b"].high))
+    assert 0.5 <= inside <= 1.0
+
+
+def test_without_statsforecast_the_nightly_job_combines_its_own_models():
+    from hanzo.server.inventory.ensemble import FALLBACK, choose
+
+    table = _daily_table(days=500)
+    choice = choose(table, lambda past, held: held, 28, statistical=False)
+    assert not choice.statistical and choice.combination in FALLBACK and choice.windows == 3
+
+
+def test_the_replenishment_replay_runs_on_the_nightly_forecast(tmp_path):
+    from hanzo.server.inventory.ensemble import COMBINATIONS
+    from hanzo.training.inventory.replay import replay
+
+    path = tmp_path / "sales.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["date", "location", "sku", "units", "promo", "holiday", "open"])
+        for name, s in _daily_table(days=420).items():
+            for d, u, o in zip(s.dates, s.units, s.open):
+                writer.writerow([str(d), name, "ALL", f"{u:.2f}", 0, 0, int(o)])
+    report = replay(path, holdout=14, lead_time=3)
+    assert report["series"] == 2 and report["forecast"] in {"+".join(c) for c in COMBINATIONS}
+    assert 0 <= report["forecast_policy"]["stockout_rate"] <= 1 and report["forecast_policy"]["turnover"] > 0
+    # a higher service level holds more stock: fewer stockouts, lower turnover
+    curve = report["curves"]["forecast"]
+    assert curve["0.99"]["stockout_rate"] <= curve["0.5"]["stockout_rate"]
+    assert curve["0.99"]["turnover"] <= curve["0.5"]["turnover"]

@@ -104,7 +104,9 @@ def _plan_inventory(events: list[dict], world: Path) -> None:
 
     table = world / "sales.csv"
     write_sales_table(events, table)
-    with_totals(build_plan(table, 28, "demo")).save(world / DEMO_INVENTORY_PLAN)
+    # a month of history is too short for the statistical models to say anything, and loading
+    # them would slow the first start: Hanzo's own models only
+    with_totals(build_plan(table, 28, "demo", statistical=False)).save(world / DEMO_INVENTORY_PLAN)
 
 
 def _load_history(events: list[dict], catalog: Path, data_dir: Path) -> None:

@@ -51,25 +51,41 @@ def _version() -> str:
 def _forecast(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..inventory.plan import build_plan
+    from ..inventory.plan import forecast_sales
 
     existing_file("--sales", args.sales)
     positive("--horizon", args.horizon)
-    plan = build_plan(sales_table(args.sales, args.out), args.horizon, _version())
+    table = forecast_sales(sales_table(args.sales, args.out), args.horizon)
     with open(args.out, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["date", "location", "sku", "forecast", "forecast_low", "forecast_high"])
-        for row, (location, sku) in enumerate(plan.keys):
-            dates = plan.start[row] + np.timedelta64(int(plan.step_days[row]), "D") * np.arange(plan.horizon)
-            for d, mean, low, high in zip(np.datetime_as_string(dates, unit="D"), plan.mean[row], plan.low[row],
-                                          plan.high[row]):
+        for (location, sku), forecast in zip(table.keys, table.forecasts):
+            for d, mean, low, high in zip(np.datetime_as_string(forecast.dates, unit="D"), forecast.mean,
+                                          forecast.low, forecast.high):
                 writer.writerow([d, location, sku, f"{mean:.3f}", f"{low:.3f}", f"{high:.3f}"])
-    stderr(f"{len(plan.keys)} series, {args.horizon} steps each -> {args.out}")
+    say_choices(table)
+    stderr(f"{len(table.keys)} series, {args.horizon} steps each -> {args.out}")
     return 0
 
 
+def say_choices(table) -> None:
+    """What the nightly job chose, and what it assumed where future rows were not given."""
+    for step, choice in sorted(table.choices.items()):
+        models = " + ".join(choice.combination)
+        how = (f"the best of {len(choice.scores)} combinations over the last {choice.windows} windows"
+               if choice.windows else "history too short to backtest: the default")
+        stderr(f"{'weekly' if step == 7 else 'daily' if step == 1 else f'{step}-day'} series: {models} ({how})"
+               + ("" if choice.statistical else "; statsforecast is not installed: no statistical models"))
+    by_text: dict[str, list[str]] = {}
+    for (location, sku), text in table.assumed.items():
+        by_text.setdefault(text, []).append(f"{location}/{sku}")
+    for text, names in sorted(by_text.items(), key=lambda item: -len(item[1])):
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        stderr(f"no future rows for {shown}: assumed {text}")
+
+
 def _plan_inventory(args: argparse.Namespace) -> int:
-    from ..inventory.plan import build_plan, with_totals
+    from ..inventory.plan import build_plan, forecast_sales, with_totals
     from ..inventory.policy import daily, reorder_point
 
     existing_file("--sales", args.sales)
@@ -78,7 +94,10 @@ def _plan_inventory(args: argparse.Namespace) -> int:
     if not 0.5 <= args.service_level < 1.0:
         raise CommandError(f"--service-level must be in [0.5, 1), not {args.service_level:g}")
     # a weekly table plans in weeks: enough of them to cover the horizon and the lead time in days
-    plan = with_totals(build_plan(sales_table(args.sales, args.out), max(args.horizon, args.lead_time), _version()))
+    horizon = max(args.horizon, args.lead_time)
+    table = forecast_sales(sales_table(args.sales, args.out), horizon)
+    say_choices(table)
+    plan = with_totals(build_plan(args.sales, horizon, _version(), table))
     with open(args.out, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["location", "product_id", "step_days", "lead_time_demand", "safety_stock", "reorder_point"])

@@ -58,9 +58,10 @@ class Forecast:
 def seasonal_naive(history: Series, horizon: int) -> np.ndarray:
     """The baseline: each future step gets the value one season before (the last season's
     values repeated past the first season)."""
-    period = history.period
-    last = history.units[-period:]
-    return np.asarray([last[h % period] for h in range(horizon)], np.float64)
+    last = history.units[-history.period:]  # a history shorter than a season repeats what it has
+    if not len(last):
+        return np.zeros(horizon)
+    return np.asarray([last[h % len(last)] for h in range(horizon)], np.float64)
 
 
 def _design(dates: np.ndarray, promo: np.ndarray, holiday: np.ndarray, step_days: int, origin: np.datetime64,
@@ -140,7 +141,11 @@ def fit_forecast(history: Series, future: Series, ridge: float | None = None,
     scale[0] = 1.0
     penalty = ridge * np.eye(a.shape[1])
     penalty[0, 0] = 0.0  # the intercept is not shrunk
-    w = np.linalg.solve((a / scale).T @ (a / scale) + penalty, (a / scale).T @ y) / scale
+    gram = (a / scale).T @ (a / scale) + penalty
+    try:
+        w = np.linalg.solve(gram, (a / scale).T @ y) / scale
+    except np.linalg.LinAlgError:  # a short history where columns coincide: the least-squares solution
+        w = np.linalg.lstsq(gram, (a / scale).T @ y, rcond=None)[0] / scale
     residuals = y - a @ w
     low_q, high_q = np.quantile(residuals, levels) if len(residuals) else (0.0, 0.0)
     center = x_future @ w

@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from ..models.files import save_npz_atomic
-from .forecast import fit_forecast
+from .calendar import infer_future
+from .ensemble import Choice, forecast_table
+from .forecast import Forecast, Series
 from .policy import Z90, step_sigma
-from .sales import future_steps, read_sales
+from .sales import future_steps, read_sales, regular_steps
 
 
 @dataclass
@@ -74,22 +76,63 @@ def with_totals(plan: InventoryPlan, location: str = "ALL") -> InventoryPlan:
                          np.concatenate(lows), np.concatenate(highs), plan.version)
 
 
-def build_plan(sales: Path, horizon: int, version: str) -> InventoryPlan:
+@dataclass
+class TableForecast:
+    """Every series of a sales table forecast, with what the nightly job chose and assumed."""
+    keys: list[tuple[str, str]]
+    forecasts: list[Forecast]
+    steps: list[int]
+    choices: dict[int, Choice]  # step length (days) -> the combination its series' backtest chose
+    assumed: dict[tuple[str, str], str]  # series whose future rows were not all given -> what was assumed
+
+
+def forecast_sales(sales: Path, horizon: int, inner: int | None = None, statistical: bool | None = None
+                   ) -> TableForecast:
     """Forecast every series of a sales table `horizon` steps past its last known step (its
-    known future rows, planned promotions and closings, taken into account)."""
+    known future rows, planned promotions and closings, taken into account; the calendar
+    inferred where they are not given)."""
     history, known = read_sales(sales)
-    keys, starts, steps, means, lows, highs = [], [], [], [], [], []
-    for (location, sku), series in sorted(history.items()):
-        if len(series) < 2:
-            continue
-        forecast = fit_forecast(series, future_steps(series, horizon, known.get((location, sku))))
-        keys.append((location, sku))
-        starts.append(forecast.dates[0])
-        steps.append(series.step_days)
-        means.append(forecast.mean)
-        lows.append(forecast.low)
-        highs.append(forecast.high)
-    empty = np.zeros((0, horizon))
-    return InventoryPlan(keys, np.array(starts, "datetime64[D]"), np.array(steps, np.int64),
-                         np.array(means) if means else empty, np.array(lows) if lows else empty,
-                         np.array(highs) if highs else empty, version)
+    groups: dict[int, dict[str, tuple[tuple[str, str], Series]]] = {}
+    for key, series in sorted(history.items()):
+        if len(series) >= 2:
+            series = regular_steps(series)
+            members = groups.setdefault(series.step_days, {})
+            members[str(len(members))] = (key, series)
+    out = TableForecast([], [], [], {}, {})
+    for step, members in sorted(groups.items()):
+        histories = {name: series for name, (_, series) in members.items()}
+        futures = {}
+        for name, (key, series) in members.items():
+            futures[name], assumed = future_steps(series, horizon, known.get(key))
+            if assumed is not None:
+                out.assumed[key] = assumed.describe()
+        flags_known = any(key in known for key, _ in members.values())
+        forecasts, out.choices[step] = forecast_table(histories, futures, horizon,
+                                                      _known_flags if flags_known else _inferred_flags, inner,
+                                                      statistical)
+        for name, (key, _) in members.items():
+            out.keys.append(key)
+            out.forecasts.append(forecasts[name])
+            out.steps.append(step)
+    return out
+
+
+def _known_flags(past: Series, held: Series) -> Series:
+    return held  # a backtest window of a table that gives its future rows: the flags were known
+
+
+def _inferred_flags(past: Series, held: Series) -> Series:
+    return infer_future(past, held.dates)[0]
+
+
+def build_plan(sales: Path, horizon: int, version: str, table: TableForecast | None = None,
+               statistical: bool | None = None) -> InventoryPlan:
+    """The plan PlanInventory answers from (forecast_sales's forecasts, or `table`'s)."""
+    table = table or forecast_sales(sales, horizon, statistical=statistical)
+    if not table.keys:
+        empty = np.zeros((0, horizon))
+        return InventoryPlan([], np.array([], "datetime64[D]"), np.array([], np.int64), empty, empty, empty, version)
+    return InventoryPlan(table.keys, np.array([f.dates[0] for f in table.forecasts], "datetime64[D]"),
+                         np.array(table.steps, np.int64), np.array([f.mean for f in table.forecasts]),
+                         np.array([f.low for f in table.forecasts]), np.array([f.high for f in table.forecasts]),
+                         version)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .calendar import Assumptions, infer_future
 from .forecast import Series
 
 COLUMNS = ("date", "location", "sku", "units", "promo", "holiday", "open")
@@ -46,16 +47,35 @@ def read_sales(path: Path) -> tuple[dict[tuple[str, str], Series], dict[tuple[st
     return history, future
 
 
-def future_steps(history: Series, horizon: int, known: Series | None = None) -> Series:
-    """The next `horizon` steps after the history: the known future rows where given, else
-    no promotion, no holiday, open."""
+def regular_steps(series: Series) -> Series:
+    """The series on every step from its first date to its last; a missing date is a closed
+    step that sold nothing (a store shut for a refit). The statistical models need no gaps."""
+    if len(series) < 2:
+        return series
+    step = np.timedelta64(series.step_days, "D")
+    dates = np.arange(series.dates[0], series.dates[-1] + step, step)
+    if len(dates) == len(series):
+        return series
+    where = ((series.dates - dates[0]) // step).astype(np.int64)
+    columns = [np.zeros(len(dates)) for _ in range(4)]
+    for column, values in zip(columns, (series.units, series.promo, series.holiday, series.open)):
+        column[where] = values
+    return Series(dates, *columns)
+
+
+def future_steps(history: Series, horizon: int, known: Series | None = None) -> tuple[Series, Assumptions | None]:
+    """The next `horizon` steps after the history: the known future rows where given; where
+    not, the calendar the history implies (inventory/calendar.py), with what was assumed
+    (None when every step was known)."""
     step = np.timedelta64(history.step_days, "D")
     dates = history.dates[-1] + step * np.arange(1, horizon + 1)
-    promo, holiday, open_ = np.zeros(horizon), np.zeros(horizon), np.ones(horizon)
+    future, assumed = infer_future(history, dates)
+    unknown = np.ones(horizon, bool)
     if known is not None:
         where = {d: i for i, d in enumerate(known.dates.tolist())}
         for h, d in enumerate(dates.tolist()):
             i = where.get(d)
             if i is not None:
-                promo[h], holiday[h], open_[h] = known.promo[i], known.holiday[i], known.open[i]
-    return Series(dates, np.full(horizon, np.nan), promo, holiday, open_)
+                future.promo[h], future.holiday[h], future.open[h] = known.promo[i], known.holiday[i], known.open[i]
+                unknown[h] = False
+    return future, (assumed if unknown.any() else None)

@@ -2,8 +2,10 @@
 the stock on hand meets that step's demand (what it cannot meet is a stockout), then an order
 is placed that arrives `lead_time` steps later. Two policies, from the same opening stock:
 
-- forecast: order up to the reorder point over lead time + one review step, from a forecast
-  refitted each step on everything known so far (hanzo.server.inventory), for a service level;
+- forecast: order up to the reorder point over lead time + one review step, from the nightly
+  job's forecast (hanzo.server.inventory.ensemble: its combination chosen on the history before
+  the held-out steps, its models refitted each step on everything known so far), for a service
+  level;
 - naive: the next steps sell what the last one did (the common shop rule): order up to lead
   time + one review step of the last step's sales, plus a safety cover of `k` steps of it.
 
@@ -25,9 +27,10 @@ from statistics import NormalDist
 
 import numpy as np
 
-from hanzo.server.inventory.forecast import Series, fit_forecast
+from hanzo.server.inventory.ensemble import Choice, candidates, choose, combined
+from hanzo.server.inventory.forecast import Series
 from hanzo.server.inventory.policy import step_sigma
-from hanzo.server.inventory.sales import future_steps, read_sales
+from hanzo.server.inventory.sales import future_steps, read_sales, regular_steps
 
 SERVICE_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.975, 0.99, 0.995)
 COVERS = tuple(np.round(np.arange(0.0, 10.0001, 0.1), 2))
@@ -85,26 +88,34 @@ def _simulate(demand: np.ndarray, open_: np.ndarray, opening: float, lead_time: 
     return out
 
 
-def lead_time_forecasts(series: Series, holdout: int, lead_time: int) -> tuple[np.ndarray, np.ndarray]:
-    """For the opening and after each held-out step t: demand over lead time + one review step
-    (mean) and its spread (sigma), forecast from the steps known then (the future's flags known)."""
-    start = len(series) - holdout
-    mu, sigma = np.zeros(holdout + 1), np.zeros(holdout + 1)
+def lead_time_forecasts(table: dict[str, Series], holdout: int, lead_time: int, statistical: bool | None = None
+                        ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], Choice]:
+    """For the opening and after each held-out step t, per series: demand over lead time + one
+    review step (mean) and its spread (sigma), forecast by the nightly job from the steps known
+    then (the future's flags known). Its combination is chosen once, on the history before the
+    held-out steps, as the nightly job chooses; every step refits the models."""
+    steps = lead_time + 1
+    out = {key: (np.zeros(holdout + 1), np.zeros(holdout + 1)) for key in table}
+    first = {key: s.take(slice(0, len(s) - holdout)) for key, s in table.items()}
+    choice = choose(first, lambda past, held: held, steps, statistical=statistical)
     for t in range(holdout + 1):
-        known = series.take(slice(0, start + t))
-        ahead = future_steps(known, lead_time + 1, series.take(slice(start + t, None)))
-        forecast = fit_forecast(known, ahead)
-        mu[t] = forecast.mean.sum()
-        sigma[t] = np.sqrt(np.sum(step_sigma(forecast.low, forecast.high) ** 2))
-    return mu, sigma
+        knowns = {key: s.take(slice(0, len(s) - holdout + t)) for key, s in table.items()}
+        aheads = {key: future_steps(knowns[key], steps, s.take(slice(len(s) - holdout + t, None)))[0]
+                  for key, s in table.items()}
+        forecasts = combined(candidates(knowns, aheads, steps, choice.statistical), choice, knowns, aheads)
+        for key, forecast in forecasts.items():
+            out[key][0][t] = forecast.mean.sum()
+            out[key][1][t] = np.sqrt(np.sum(step_sigma(forecast.low, forecast.high) ** 2))
+    return out, choice
 
 
-def replay(sales: Path, holdout: int, lead_time: int, service_level: float = 0.95) -> dict:
+def replay(sales: Path, holdout: int, lead_time: int, service_level: float = 0.95,
+           statistical: bool | None = None) -> dict:
     history, _ = read_sales(sales)
-    runs = []
-    for _, series in sorted(history.items()):
-        if len(series) > holdout + 2 * series.period:
-            runs.append((series, *lead_time_forecasts(series, holdout, lead_time)))
+    table = {f"{loc}/{sku}": regular_steps(s) for (loc, sku), s in sorted(history.items())
+             if len(s) > holdout + 2 * s.period}
+    forecasts, choice = lead_time_forecasts(table, holdout, lead_time, statistical) if table else ({}, None)
+    runs = [(table[key], *forecasts[key]) for key in table]
 
     def forecast_policy(level: float) -> Outcome:
         z, total = NormalDist().inv_cdf(level), Outcome()
@@ -145,6 +156,7 @@ def replay(sales: Path, holdout: int, lead_time: int, service_level: float = 0.9
     ours_at_leanest = float(np.interp(n_turnover[leanest], o_turnover[o_order], o_stockout[o_order]))
     beyond = bool(ours.turnover > n_turnover[leanest])
     return {"sales": str(sales), "series": len(runs), "holdout_steps": holdout, "lead_time_steps": lead_time,
+            "forecast": "+".join(choice.combination) if choice else None,
             "service_level": service_level, "forecast_policy": ours.report(),
             "naive_at_same_stockout_rate": {"turnover": turnover_at_same_stockouts},
             "naive_at_same_turnover": {"stockout_rate": stockouts_at_same_turnover},
