@@ -60,7 +60,10 @@ EXTRAS = {
     # tritonclient's HTTP client, the one NVIDIA's HTTP examples use, against the HTTP port
     "test": ["pytest>=8", "pytest-asyncio>=0.24", f"grpcio-tools=={GRPC_VERSION}", "tritonclient[http]==2.73.0",
              "redis>=5", "hiredis>=2",
-             "cryptography>=42"],
+             "cryptography>=42",
+             # the reference the customer-base models are checked against (tests/test_customers.py):
+             # unmaintained, so a test dependency only, never the server's
+             "lifetimes==0.11.3"],
 }
 
 
