@@ -171,14 +171,20 @@ def test_the_calendar_is_inferred_where_no_future_rows_say_it():
     assert said.closed_weekdays == ["Sundays"] and "closed on Sundays" in said.describe()
     future_b, said_b = infer_future(table["b"], ahead)
     assert future_b.open.all() and said_b.describe().startswith("open every step")
-    # a holiday the table marked a year before comes round on the same date, closed as it was
+    # a holiday the table marked in two years comes round on the same date, closed as it was; one
+    # marked once (a date that moves, as Easter does) is not carried
     marked = table["b"]
+    for date in ("2021-12-25", "2022-12-25", "2022-04-17"):
+        i = np.flatnonzero(marked.dates == np.datetime64(date))[0]
+        marked.holiday[i], marked.open[i] = 1.0, 0.0
     christmas = np.flatnonzero(marked.dates == np.datetime64("2022-12-25"))[0]
-    marked.holiday[christmas], marked.open[christmas] = 1.0, 0.0
     future_c, said_c = infer_future(marked.take(slice(0, christmas + 300)),
                                     np.datetime64("2023-12-20") + np.arange(10))
     assert future_c.holiday.tolist() == [0] * 5 + [1] + [0] * 4 and future_c.open[5] == 0
     assert said_c.closed_holidays == ["2023-12-25"]
+    easter, _ = infer_future(marked.take(slice(0, christmas + 300)), np.datetime64("2023-04-14") + np.arange(7))
+    assert not easter.holiday.any() and easter.open.all()  # b opens every day
+
 
 
 def test_the_nightly_combination_is_chosen_on_the_history_and_its_band_covers():
@@ -190,7 +196,7 @@ def test_the_nightly_combination_is_chosen_on_the_history_and_its_band_covers():
     pasts = {k: s.take(slice(0, len(s) - horizon)) for k, s in table.items()}
     helds = {k: s.take(slice(len(s) - horizon, None)) for k, s in table.items()}
     futures = {k: infer_future(pasts[k], helds[k].dates)[0] for k in table}
-    forecasts, choice = forecast_table(pasts, futures, horizon, lambda past, held: infer_future(past, held.dates)[0])
+    forecasts, choice = forecast_table(pasts, futures, horizon, lambda key, past, held: infer_future(past, held.dates)[0])
     assert choice.windows == 3 and choice.combination in COMBINATIONS and choice.statistical
     assert set(choice.scores) == {"+".join(c) for c in COMBINATIONS} and np.isfinite(choice.log_band).all()
     a = forecasts["a"]
@@ -208,7 +214,7 @@ def test_without_statsforecast_the_nightly_job_combines_its_own_models():
     from hanzo.server.inventory.ensemble import FALLBACK, choose
 
     table = _daily_table(days=500)
-    choice = choose(table, lambda past, held: held, 28, statistical=False)
+    choice = choose(table, lambda key, past, held: held, 28, statistical=False)
     assert not choice.statistical and choice.combination in FALLBACK and choice.windows == 3
 
 

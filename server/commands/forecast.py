@@ -70,10 +70,14 @@ def _forecast(args: argparse.Namespace) -> int:
 
 def say_choices(table) -> None:
     """What the nightly job chose, and what it assumed where future rows were not given."""
+    import numpy as np
+
     for step, choice in sorted(table.choices.items()):
         models = " + ".join(choice.combination)
-        how = (f"the best of {len(choice.scores)} combinations over the last {choice.windows} windows"
-               if choice.windows else "history too short to backtest: the default")
+        scored = [v for v in choice.scores.values() if np.isfinite(v)]
+        how = (f"the best of {len(choice.scores)} combinations over the last {choice.windows} windows" if scored
+               else "nothing to score the combinations on: the default" if choice.windows
+               else "history too short to backtest: the default")
         stderr(f"{'weekly' if step == 7 else 'daily' if step == 1 else f'{step}-day'} series: {models} ({how})"
                + ("" if choice.statistical else "; statsforecast is not installed: no statistical models"))
     by_text: dict[str, list[str]] = {}
@@ -81,7 +85,7 @@ def say_choices(table) -> None:
         by_text.setdefault(text, []).append(f"{location}/{sku}")
     for text, names in sorted(by_text.items(), key=lambda item: -len(item[1])):
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        stderr(f"no future rows for {shown}: assumed {text}")
+        stderr(f"future rows missing (all or some) for {shown}: assumed {text}")
 
 
 def _plan_inventory(args: argparse.Namespace) -> int:

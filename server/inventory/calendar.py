@@ -4,8 +4,9 @@ of its history is closed on the next Sunday too.
 
 - a weekday on which the location was closed on every one of its history (daily series; at
   least `MIN_WEEKS` of them seen) is closed in the future;
-- a date the table marks as a holiday in an earlier year is a holiday on the same date ahead,
-  and closed where the location was closed on it the last time it came round;
+- a date the table marks as a holiday in at least two earlier years is a holiday on the same
+  date ahead (a holiday that moves, as Easter does, is not), and closed where the location was
+  closed on it the last time it came round;
 - nothing else: no promotion is guessed, every other step is open.
 """
 from __future__ import annotations
@@ -14,9 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .forecast import DAY, Series
+from .forecast import Series
 
 MIN_WEEKS = 8  # a weekday closed fewer times than this says too little to call it a rule
+MIN_YEARS = 2  # a holiday is carried by date only when the table marks that date in this many years
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
@@ -57,17 +59,17 @@ def infer_future(history: Series, dates: np.ndarray) -> tuple[Series, Assumption
                 said.closed_weekdays.append(WEEKDAYS[day] + "s")
     marked = np.flatnonzero(history.holiday > 0)
     if len(marked):
-        # the same date a year on (a weekly table's step moves a day or two a year: within 3 days)
+        # the same date a year on (a weekly table's step moves a day or two a year: within 3
+        # days), marked in at least two years: a holiday that moves (Easter) is never carried
         tolerance = 0 if history.step_days == 1 else 3
         past_days, ahead_days = _day_of_year(history.dates[marked]), _day_of_year(dates)
+        past_years = history.dates[marked].astype("datetime64[Y]")
         for h in range(horizon):
             gap = np.abs(past_days - ahead_days[h])
             near = np.flatnonzero(np.minimum(gap, 365 - gap) <= tolerance)
-            if not len(near):
+            if len(np.unique(past_years[near])) < MIN_YEARS:
                 continue
             i = marked[near[-1]]  # the last time it came round
-            if dates[h] - history.dates[i] > 400 * DAY:
-                continue
             holiday[h] = 1.0
             said.holidays.append(str(dates[h]))
             if history.open[i] <= 0:

@@ -12,9 +12,9 @@ Combinations (plain means: combining good models is usually stronger than pickin
 M5 showed it) are fixed in COMBINATIONS. The nightly job backtests each on the table's own
 last windows of `horizon` steps (rolling origins inside the history: the future is never
 looked at; three, or more for a short horizon) and keeps the one with the lowest mean MASE over the series; a history too
-short for any such window gets DEFAULT. The 10-90% band is conformal: the quantiles of the
-log ratio of actual to forecast that the chosen combination showed over those windows, pooled
-over the table's series.
+short for any such window gets DEFAULT. The 10-90% band is conformal: the quantiles of
+log(1 + actual) - log(1 + forecast) that the chosen combination showed over those windows' open
+steps (days that sold nothing included), pooled over the table's series.
 """
 from __future__ import annotations
 
@@ -42,19 +42,29 @@ class Choice:
     combination: tuple[str, ...]
     scores: dict[str, float] = field(default_factory=dict)  # combination -> mean inner MASE
     windows: int = 0  # inner windows the choice was made on
-    log_band: tuple[float, float] = (np.nan, np.nan)  # the conformal quantiles of log(actual / forecast)
+    log_band: tuple[float, float] = (np.nan, np.nan)  # conformal quantiles of log1p(actual) - log1p(forecast)
     statistical: bool = True  # statsforecast was there
 
 
-def year_on_year(units: np.ndarray, horizon: int, step_days: int) -> np.ndarray:
+def year_on_year(history: Series, horizon: int) -> np.ndarray:
+    """The same step a year before, scaled by how the last YOY_WINDOW steps sold against the
+    same steps a year before them (steps open in both years only). Where last year's step
+    was closed, or the history is shorter than a year, the seasonal naive's value stands in:
+    a store shut for a refit last summer is not forecast to sell nothing this summer."""
+    step_days = history.step_days
     lag = 52 if step_days == 7 else 364
     window = YOY_WINDOW[7 if step_days == 7 else 1]
+    units, open_ = history.units, history.open > 0
+    fallback = seasonal_naive(history, horizon)
     n = len(units)
     if n < lag + window:
-        return np.full(horizon, float(np.mean(units[-window:])) if n else 0.0)
-    base = np.array([units[n - lag + h] if h < lag else units[n - lag + h % lag] for h in range(horizon)])
-    before = units[n - lag - window:n - lag].sum()
-    return base * (units[n - window:].sum() / before if before > 0 else 1.0)
+        return fallback
+    source = n - lag + np.arange(horizon) % lag  # past a year, last year's season again
+    recent = np.arange(n - window, n)
+    both = open_[recent] & open_[recent - lag]
+    before = units[recent - lag][both].sum()
+    ratio = units[recent][both].sum() / before if before > 0 else 1.0
+    return np.where(open_[source], units[source] * ratio, fallback)
 
 
 def candidates(histories: dict[str, Series], futures: dict[str, Series], horizon: int,
@@ -66,9 +76,11 @@ def candidates(histories: dict[str, Series], futures: dict[str, Series], horizon
         future = futures[key]
         closed = future.open <= 0
         regression = fit_forecast(history, future).mean
-        own = {"regression": regression, "seasonal_naive": seasonal_naive(history, horizon),
-               "yoy": year_on_year(history.units, horizon, history.step_days)}
+        naive = seasonal_naive(history, horizon)
+        own = {"regression": regression, "seasonal_naive": naive, "yoy": year_on_year(history, horizon)}
         own.update({name: stats[name][key] for name in STAT_MODELS if name in stats})
+        # a model that could not fit a series (too short for its season: NaN) gives way to the naive
+        own = {name: np.where(np.isfinite(value), value, naive) for name, value in own.items()}
         out[key] = {name: np.where(closed, 0.0, np.maximum(value, 0.0)) for name, value in own.items()}
     return out
 
@@ -90,8 +102,8 @@ def windows_for(horizon: int, step_days: int) -> int:
 def choose(histories: dict[str, Series], futures_for, horizon: int, inner: int | None = None,
            statistical: bool | None = None) -> Choice:
     """Backtest each combination on the last `inner` windows of the histories (None:
-    windows_for the horizon); `futures_for` (cut history, held-out steps) -> the future steps
-    a forecast may know (their flags)."""
+    windows_for the horizon); `futures_for` (series key, cut history, held-out steps) -> the
+    future steps a forecast of that series may know (their flags)."""
     statistical = available() if statistical is None else statistical
     inner = inner if inner is not None else windows_for(horizon, next(iter(histories.values())).step_days)
     combinations = COMBINATIONS if statistical else FALLBACK
@@ -107,15 +119,15 @@ def choose(histories: dict[str, Series], futures_for, horizon: int, inner: int |
         if not pasts:
             continue
         windows += 1
-        predicted = candidates(pasts, {k: futures_for(pasts[k], helds[k]) for k in pasts}, horizon, statistical)
+        predicted = candidates(pasts, {k: futures_for(k, pasts[k], helds[k]) for k in pasts}, horizon, statistical)
         for key, forecasts in predicted.items():
             actual, scale = helds[key].units, _scale(pasts[key].units, period)
             for combination in combinations:
                 mean = combine(forecasts, combination)
                 if scale > 0:
                     errors[combination].append(float(np.mean(np.abs(actual - mean)) / scale))
-                sold = (actual > 0) & (mean > 0)
-                ratios[combination] += list(np.log(actual[sold] / mean[sold]))
+                open_ = helds[key].open > 0  # a closed step is zero by rule, not by forecast
+                ratios[combination] += list(np.log1p(actual[open_]) - np.log1p(mean[open_]))
     if not windows:
         return Choice(DEFAULT if statistical else FALLBACK[0], statistical=statistical)
     scores = {"+".join(c): float(np.mean(v)) if v else np.inf for c, v in errors.items()}
@@ -147,6 +159,8 @@ def combined(predicted: dict[str, dict[str, np.ndarray]], choice: Choice, histor
             own = fit_forecast(histories[key], futures[key])
             low, high = own.low, own.high
         else:
-            low, high = mean * np.exp(low_log), mean * np.exp(high_log)
+            low, high = np.expm1(np.log1p(mean) + low_log), np.expm1(np.log1p(mean) + high_log)
+            closed = futures[key].open <= 0
+            low, high = np.where(closed, 0.0, np.maximum(low, 0.0)), np.where(closed, 0.0, high)
         out[key] = Forecast(futures[key].dates, mean, np.minimum(low, mean), np.maximum(high, mean))
     return out

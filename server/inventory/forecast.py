@@ -33,7 +33,12 @@ class Series:
 
     @property
     def step_days(self) -> int:
-        return int((self.dates[1] - self.dates[0]) / DAY) if len(self.dates) > 1 else 1
+        """The most common gap between dates, so one missing date does not change it."""
+        if len(self.dates) < 2:
+            return 1
+        gaps = np.diff(self.dates).astype("timedelta64[D]").astype(np.int64)
+        gaps = gaps[gaps > 0]
+        return int(np.bincount(gaps).argmax()) if len(gaps) else 1
 
     @property
     def period(self) -> int:

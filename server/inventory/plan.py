@@ -101,14 +101,13 @@ def forecast_sales(sales: Path, horizon: int, inner: int | None = None, statisti
     out = TableForecast([], [], [], {}, {})
     for step, members in sorted(groups.items()):
         histories = {name: series for name, (_, series) in members.items()}
-        futures = {}
+        futures, given = {}, {}
         for name, (key, series) in members.items():
             futures[name], assumed = future_steps(series, horizon, known.get(key))
+            given[name] = _steps_given(series, horizon, known.get(key))
             if assumed is not None:
                 out.assumed[key] = assumed.describe()
-        flags_known = any(key in known for key, _ in members.values())
-        forecasts, out.choices[step] = forecast_table(histories, futures, horizon,
-                                                      _known_flags if flags_known else _inferred_flags, inner,
+        forecasts, out.choices[step] = forecast_table(histories, futures, horizon, _backtest_flags(given), inner,
                                                       statistical)
         for name, (key, _) in members.items():
             out.keys.append(key)
@@ -117,12 +116,27 @@ def forecast_sales(sales: Path, horizon: int, inner: int | None = None, statisti
     return out
 
 
-def _known_flags(past: Series, held: Series) -> Series:
-    return held  # a backtest window of a table that gives its future rows: the flags were known
+def _steps_given(series: Series, horizon: int, known: Series | None) -> int:
+    """How many of the next steps, from the first, the table's future rows give."""
+    if known is None:
+        return 0
+    step = np.timedelta64(series.step_days, "D")
+    dates = set(known.dates.tolist())
+    ahead = (series.dates[-1] + step * np.arange(1, horizon + 1)).tolist()
+    return next((h for h, d in enumerate(ahead) if d not in dates), horizon)
 
 
-def _inferred_flags(past: Series, held: Series) -> Series:
-    return infer_future(past, held.dates)[0]
+def _backtest_flags(given: dict[str, int]):
+    """A backtest window knows what the forecast will know: a series' flags for as many steps as
+    its future rows give, the inferred calendar past them."""
+    def flags(name: str, past: Series, held: Series) -> Series:
+        inferred = infer_future(past, held.dates)[0]
+        k = min(given.get(name, 0), len(held))
+        if k:
+            for column in ("promo", "holiday", "open"):
+                getattr(inferred, column)[:k] = getattr(held, column)[:k]
+        return inferred
+    return flags
 
 
 def build_plan(sales: Path, horizon: int, version: str, table: TableForecast | None = None,

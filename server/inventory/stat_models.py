@@ -6,6 +6,8 @@ statsforecast comes with the `train` extra (it brings pandas); without it there 
 statistical candidates, and `available()` says so."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .forecast import Series
@@ -38,7 +40,9 @@ def stat_forecasts(histories: dict[str, Series], horizon: int) -> dict[str, dict
               MSTL(season_length=period, trend_forecaster=AutoETS(model="ZZN"))]
     # a model that cannot fit a series (too short for its season) answers with the seasonal naive
     engine = StatsForecast(models=models, freq=freq, n_jobs=1, fallback_model=SeasonalNaive(season_length=period))
-    predicted = engine.forecast(df=frame, h=horizon)
+    with warnings.catch_warnings():  # its notes on short series go to the fallback, said by the caller
+        warnings.simplefilter("ignore")
+        predicted = engine.forecast(df=frame, h=horizon)
     out: dict[str, dict[str, np.ndarray]] = {name: {} for name in STAT_MODELS}
     for key, group in predicted.groupby("unique_id"):
         for name in STAT_MODELS:

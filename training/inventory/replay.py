@@ -97,7 +97,7 @@ def lead_time_forecasts(table: dict[str, Series], holdout: int, lead_time: int, 
     steps = lead_time + 1
     out = {key: (np.zeros(holdout + 1), np.zeros(holdout + 1)) for key in table}
     first = {key: s.take(slice(0, len(s) - holdout)) for key, s in table.items()}
-    choice = choose(first, lambda past, held: held, steps, statistical=statistical)
+    choice = choose(first, lambda key, past, held: held, steps, statistical=statistical)
     for t in range(holdout + 1):
         knowns = {key: s.take(slice(0, len(s) - holdout + t)) for key, s in table.items()}
         aheads = {key: future_steps(knowns[key], steps, s.take(slice(len(s) - holdout + t, None)))[0]

@@ -39,11 +39,11 @@ def origins(length: int, horizon: int, count: int, span: int) -> list[int]:
     return [int(round(last - span + span * (i + 1) / count)) for i in range(count)]
 
 
-def _known(past: Series, held: Series) -> Series:
+def _known(key: str, past: Series, held: Series) -> Series:
     return held
 
 
-def _inferred(past: Series, held: Series) -> Series:
+def _inferred(key: str, past: Series, held: Series) -> Series:
     return infer_future(past, held.dates)[0]
 
 
@@ -52,7 +52,7 @@ def one_origin(series: dict[str, Series], cut_from_end: int, horizon: int, futur
     pasts = {k: s.take(slice(0, len(s) - cut_from_end)) for k, s in series.items()}
     helds = {k: s.take(slice(len(s) - cut_from_end, len(s) - cut_from_end + horizon)) for k, s in series.items()}
     flags = _known if future_rows else _inferred
-    futures = {k: flags(pasts[k], helds[k]) for k in series}
+    futures = {k: flags(k, pasts[k], helds[k]) for k in series}
     choice = choose(pasts, flags, horizon)
     predicted = candidates(pasts, futures, horizon, choice.statistical)
     ours = combined(predicted, choice, pasts, futures)
