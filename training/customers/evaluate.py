@@ -20,7 +20,6 @@ Beside the BG/NBD + Gamma-Gamma baseline:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -125,11 +124,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     report = evaluate(args.events, args.split, args.horizon_days)
-    print(json.dumps(report, indent=1))
-    if args.out:
-        from hanzo.loadtest.reports import write_report
+    from hanzo.loadtest.reports import print_report
 
-        write_report(args.out, report)
+    print_report(report, args.out)
     return 0
 
 

@@ -18,7 +18,6 @@ Hanzo's regression alone; the baselines are told which days were closed (zero th
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -115,11 +114,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     report = run(args.sales, args.horizon, args.origins, not args.no_future_rows)
-    print(json.dumps(report, indent=1))
-    if args.out:
-        from hanzo.loadtest.reports import write_report
+    from hanzo.loadtest.reports import print_report
 
-        write_report(args.out, report)
+    print_report(report, args.out)
     return 0
 
 
