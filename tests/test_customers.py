@@ -107,3 +107,27 @@ def test_later_purchases_are_counted_per_day_for_the_customers_summarized():
     summary = summarize(users, days, spend, end_day=2)  # only a is known by day 2
     bought, spent = outcomes(users, days, spend, summary, 2, 10)
     assert list(summary.user_ids) == ["a"] and bought.tolist() == [1.0] and spent.tolist() == [5.0]
+
+
+@shared_data("cdnow", "events.jsonl.gz")
+def test_score_customers_writes_the_nightly_batch(tmp_path):
+    import csv
+    import subprocess
+    import sys
+
+    out = tmp_path / "scores.csv"
+    run = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "score-customers", "--events", str(CDNOW),
+                          "--as-of", "1997-09-30", "--horizon-days", "273", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "BG/NBD r=0.2516" in run.stderr and "23570 customers" in run.stderr
+    rows = list(csv.DictReader(open(out)))
+    assert len(rows) == 23570 and list(rows[0]) == ["user_id", "p_buy_again", "expected_purchases",
+                                                    "expected_spend", "risk_band", "reasons"]
+    p = np.array([float(r["p_buy_again"]) for r in rows])
+    assert ((0 <= p) & (p <= 1)).all() and {r["risk_band"] for r in rows} == {"high", "medium", "low"}
+    assert all(r["reasons"] for r in rows)
+    bad = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "score-customers", "--events", str(CDNOW),
+                          "--as-of", "30/09/1997", "--horizon-days", "273", "--out", str(out)],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "--as-of must be a date YYYY-MM-DD" in bad.stderr

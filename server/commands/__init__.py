@@ -9,13 +9,13 @@ import sys
 # gRPC's own INFO lines (plain text) would interleave with the JSON log on stderr.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from . import (audit, call, demo_models, evaluate, forecast, forget, ingest, keys, loadtest, models,  # noqa: E402
-               recommend_batch, retrain, serve, simulate, train, triton_twin, tune)
+from . import (audit, call, customers, demo_models, evaluate, forecast, forget, ingest, keys, loadtest,  # noqa: E402
+               models, recommend_batch, retrain, serve, simulate, train, triton_twin, tune)
 from . import log as log_command  # noqa: E402
 from .common import CommandError, HelpFormatter, Parser  # noqa: E402
 
-COMMANDS = (serve, call, simulate, ingest, train, evaluate, forecast, recommend_batch, demo_models, loadtest, tune,
-            triton_twin, log_command, keys, audit, forget, models, retrain)
+COMMANDS = (serve, call, simulate, ingest, train, evaluate, forecast, customers, recommend_batch, demo_models, loadtest,
+            tune, triton_twin, log_command, keys, audit, forget, models, retrain)
 
 
 def version() -> str:

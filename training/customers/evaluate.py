@@ -26,27 +26,11 @@ import numpy as np
 
 from hanzo.server.customers.bgnbd import fit_bgnbd
 from hanzo.server.customers.gamma_gamma import fit_gamma_gamma
+from hanzo.server.customers.purchases import read_purchases
 from hanzo.server.customers.rfm import Summary, summarize
 
 BOOTSTRAP = 1000
 SEED = 7
-
-
-def read_purchases(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(user ids, day numbers, spend) of every purchase event."""
-    from hanzo.server.features.formats import read_records
-
-    users, days, spend = [], [], []
-    for record in read_records(path):
-        if record.get("event_type") != "purchase":
-            continue
-        users.append(record["user_id"])
-        stamp = record["timestamp"]
-        day = np.datetime64(stamp[:10], "D") if isinstance(stamp, str) else np.datetime64(int(stamp), "ms")
-        days.append(day.astype("datetime64[D]").astype(np.int64))
-        payload = record.get("payload") or {}
-        spend.append(float(payload.get("amount", payload.get("price", 0.0)) or 0.0))
-    return np.array(users, object), np.array(days, np.int64), np.array(spend, np.float64)
 
 
 def outcomes(users: np.ndarray, days: np.ndarray, spend: np.ndarray, summary: Summary, start: int, end: int):
