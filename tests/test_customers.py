@@ -87,17 +87,6 @@ def test_a_customer_summary_counts_days_not_orders():
     assert (p.p_any_purchase(s, 90) < 1).all() and (p.expected_purchases(s, 90) > 0).all()
 
 
-def test_the_auc_with_ties_is_scikit_learns():
-    from sklearn.metrics import roc_auc_score
-
-    from hanzo.training.customers.evaluate import auc
-
-    rng = np.random.default_rng(3)
-    score = rng.integers(0, 5, 400).astype(float)  # many ties
-    label = rng.random(400) < 0.3 + 0.1 * score
-    assert auc(score, label) == pytest.approx(roc_auc_score(label, score), abs=1e-12)
-
-
 def test_later_purchases_are_counted_per_day_for_the_customers_summarized():
     from hanzo.training.customers.evaluate import outcomes
 

@@ -28,6 +28,7 @@ from hanzo.server.customers.bgnbd import fit_bgnbd
 from hanzo.server.customers.gamma_gamma import fit_gamma_gamma
 from hanzo.server.customers.purchases import read_purchases
 from hanzo.server.customers.rfm import Summary, summarize
+from hanzo.training.metrics import bootstrap_statistic
 
 BOOTSTRAP = 1000
 SEED = 7
@@ -45,28 +46,17 @@ def outcomes(users: np.ndarray, days: np.ndarray, spend: np.ndarray, summary: Su
     return counts, np.bincount(rows, weights=amount, minlength=len(summary))
 
 
-def auc(score: np.ndarray, label: np.ndarray) -> float:
-    """Mann-Whitney AUC with ties counted half."""
-    order = np.argsort(score, kind="mergesort")
-    ranks = np.empty(len(score))
-    sorted_scores = score[order]
-    i = 0
-    while i < len(score):  # average ranks over ties
-        j = i
-        while j + 1 < len(score) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    positives = label.sum()
-    negatives = len(label) - positives
-    return float((ranks[label].sum() - positives * (positives + 1) / 2) / (positives * negatives))
-
-
 def with_interval(metric, *columns, seed: int = SEED) -> dict:
-    rng = np.random.default_rng(seed)
-    n = len(columns[0])
-    values = [metric(*(c[rows] for c in columns)) for rows in (rng.integers(0, n, n) for _ in range(BOOTSTRAP))]
-    return {"value": metric(*columns), "low": float(np.quantile(values, 0.025)), "high": float(np.quantile(values, 0.975))}
+    """metric(*columns) with its percentile bootstrap interval over customers."""
+    low, high = bootstrap_statistic(lambda rows: metric(*(c[rows] for c in columns)), len(columns[0]), seed,
+                                    BOOTSTRAP)
+    return {"value": metric(*columns), "low": low, "high": high}
+
+
+def auc(score: np.ndarray, label: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(label, score))
 
 
 def evaluate(events: Path, split: str, horizon_days: int) -> dict:
