@@ -88,7 +88,7 @@ def test_a_customer_summary_counts_days_not_orders():
 
 
 def test_later_purchases_are_counted_per_day_for_the_customers_summarized():
-    from hanzo.training.customers.evaluate import outcomes
+    from hanzo.training.customers.outcomes import outcomes
 
     users = np.array(["a", "a", "a", "b", "c"], object)
     days = np.array([1, 5, 5, 6, 7])
@@ -106,16 +106,19 @@ def test_score_customers_writes_the_nightly_batch(tmp_path):
 
     out = tmp_path / "scores.csv"
     run = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "score-customers", "--events", str(CDNOW),
-                          "--as-of", "1997-09-30", "--horizon-days", "273", "--out", str(out)],
-                         capture_output=True, text=True, timeout=300)
+                          "--as-of", "1997-09-30", "--horizon-days", "273", "--out", str(out),
+                          "--save-model", str(tmp_path / "model")], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "BG/NBD r=0.2516" in run.stderr and "23570 customers" in run.stderr
+    assert "learned model: trees on the 136 days before 1997-09-30" in run.stderr
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["model.json", "purchases.npz", "spend.npz"]
     rows = list(csv.DictReader(open(out)))
     assert len(rows) == 23570 and list(rows[0]) == ["user_id", "p_buy_again", "expected_purchases",
                                                     "expected_spend", "risk_band", "reasons"]
     p = np.array([float(r["p_buy_again"]) for r in rows])
     assert ((0 <= p) & (p <= 1)).all() and {r["risk_band"] for r in rows} == {"high", "medium", "low"}
     assert all(r["reasons"] for r in rows)
+    assert any("raises expected purchases" in r["reasons"] for r in rows)
     bad = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "score-customers", "--events", str(CDNOW),
                           "--as-of", "30/09/1997", "--horizon-days", "273", "--out", str(out)],
                          capture_output=True, text=True, timeout=120)

@@ -12,7 +12,7 @@ pytest.importorskip("onnxmltools")
 ort = pytest.importorskip("onnxruntime")
 
 from hanzo.server.models.tree_ensemble import TreeEnsemble  # noqa: E402 (after the skip)
-from hanzo.training.fraud.xgb_export import export_onnx, tree_ensemble  # noqa: E402
+from hanzo.training.xgb_export import export_onnx, tree_ensemble  # noqa: E402
 
 N_ROWS = 2_000
 N_FEATURES = 12

@@ -1,9 +1,10 @@
-"""Each customer's outlook from the customer-base models: the chance of buying again within the
-horizon, the purchase days and spend expected over it, a churn risk band, and the reasons a
-person can read (what in the customer's own history drives the score).
+"""Each customer's outlook: the chance of buying again within the horizon, the purchase days and
+spend expected over it, a churn risk band, and the reasons a person can read (what in the
+customer's own history drives the score).
 
-The risk band cuts the chance of buying again: high under HIGH_RISK, medium under
-MEDIUM_RISK, low above."""
+Two sources: the learned model (model.CustomerModel), whose reasons add the features that moved
+its correction most, and BG/NBD with Gamma-Gamma alone. The risk band cuts the chance of buying
+again: high under HIGH_RISK, medium under MEDIUM_RISK, low above."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,9 +13,14 @@ import numpy as np
 
 from .bgnbd import BGNBD
 from .gamma_gamma import GammaGamma
+from .lifetime import LifetimeFeatures
+from .model import INPUTS, CustomerModel
 from .rfm import Summary
 
 HIGH_RISK, MEDIUM_RISK = 0.3, 0.6
+# A feature is named as a reason when it moves the expected purchase days by at least this
+# fraction; smaller pushes are noise to a reader.
+_TELLING = 0.05
 
 
 @dataclass
@@ -26,19 +32,34 @@ class Scores:
     reasons: list[str]
 
 
-def score(summary: Summary, model: BGNBD, spend: GammaGamma, horizon_days: float) -> Scores:
+def risk_band(p_buy_again: np.ndarray) -> np.ndarray:
+    return np.where(p_buy_again < HIGH_RISK, "high", np.where(p_buy_again < MEDIUM_RISK, "medium", "low")).astype(object)
+
+
+def score_bgnbd(summary: Summary, model: BGNBD, spend: GammaGamma, horizon_days: float) -> Scores:
     p = model.p_any_purchase(summary, horizon_days)
     expected = model.expected_purchases(summary, horizon_days)
     money = expected * spend.expected_spend(summary)
-    band = np.where(p < HIGH_RISK, "high", np.where(p < MEDIUM_RISK, "medium", "low")).astype(object)
-    return Scores(p, expected, money, band, reasons(summary, model.p_alive(summary)))
+    return Scores(p, expected, money, risk_band(p), reasons(summary, model.p_alive(summary)))
 
 
-def reasons(summary: Summary, alive: np.ndarray) -> list[str]:
-    """Up to three reasons per customer, most telling first, in plain words."""
+def score_learned(summary: Summary, lifetime: LifetimeFeatures, model: CustomerModel, horizon_days: float,
+                  explain: bool = True) -> Scores:
+    outlook = model.predict(summary, lifetime, horizon_days, explain=explain)
+    said = reasons(summary, model.bgnbd.p_alive(summary), outlook.contributions, model.inputs(summary, lifetime))
+    return Scores(outlook.p_buy_again, outlook.expected_purchases, outlook.expected_spend,
+                  risk_band(outlook.p_buy_again), said)
+
+
+def reasons(summary: Summary, alive: np.ndarray, contributions: np.ndarray | None = None,
+            inputs: np.ndarray | None = None) -> list[str]:
+    """Up to three reasons per customer, most telling first, in plain words: the history as the
+    customer-base models read it, then the features the learned model leaned on."""
     silent = summary.age - summary.recency
     gap = np.divide(summary.recency, summary.frequency, out=np.full(len(summary), np.nan),
                     where=summary.frequency > 0)
+    if contributions is not None:
+        order = np.argsort(-np.abs(contributions), axis=1)[:, :2]
     out = []
     for i in range(len(summary)):
         said = []
@@ -50,8 +71,16 @@ def reasons(summary: Summary, alive: np.ndarray) -> list[str]:
                 said.append(f"silent {silent[i]:.0f} days, {silent[i] / usual:.1f}x the usual gap of {usual:.0f}")
             else:
                 said.append(f"last bought {silent[i]:.0f} days ago, within the usual gap of {usual:.0f}")
-            said.append(f"{summary.frequency[i] + 1:.0f} purchase days in {summary.age[i]:.0f}")
-        if alive[i] < 0.5:
+        doubtful = alive[i] < 0.5
+        if doubtful:
             said.append(f"chance still a customer {alive[i]:.2f}")
+        if contributions is not None:
+            for j in order[i]:
+                push = contributions[i, j]
+                if abs(np.expm1(push)) >= _TELLING and not (doubtful and INPUTS[j] == "chance_still_a_customer"):
+                    said.append(f"{INPUTS[j].replace('_', ' ')} {inputs[i, j]:.4g} "
+                                f"{'raises' if push > 0 else 'lowers'} expected purchases {abs(np.expm1(push)):.0%}")
+        elif summary.frequency[i] > 0:
+            said.append(f"{summary.frequency[i] + 1:.0f} purchase days in {summary.age[i]:.0f}")
         out.append("; ".join(said[:3]))
     return out

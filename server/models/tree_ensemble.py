@@ -1,6 +1,6 @@
 """A gradient-boosted tree ensemble as flat arrays, served without the trainer's library: the
 margin and exact TreeSHAP contributions by the Numba kernels in hanzo.kernels.treeshap (whose
-docstring describes the array layout). Built by hanzo.training.fraud.xgb_export."""
+docstring describes the array layout). Built by hanzo.training.xgb_export."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

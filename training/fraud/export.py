@@ -12,7 +12,7 @@ import xgboost
 from onnx import TensorProto, helper
 
 from .mlp import FraudMLP
-from .xgb_export import export_onnx as export_trees
+from hanzo.training.xgb_export import export_onnx as export_trees
 
 INPUT = "features"
 

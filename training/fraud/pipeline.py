@@ -24,7 +24,7 @@ from .logistic import fit_logistic
 from .metrics import at_review, average_precision, average_precision_ci, flag_to_catch, flag_top
 from .mlp import fit_mlp, predict
 from .rules import rules_flag, shop_rules
-from .xgb_export import tree_ensemble
+from hanzo.training.xgb_export import tree_ensemble
 
 MODEL = "fraud"
 

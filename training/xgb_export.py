@@ -24,6 +24,8 @@ from onnx import TensorProto, helper
 # them and must go through the same link to become the margin the trees add to.
 _LOGIT_OBJECTIVES = {"binary:logistic", "reg:logistic", "binary:logitraw"}
 _IDENTITY_OBJECTIVES = {"reg:squarederror"}
+# Objectives whose margin is log(mean): counts and spends.
+_LOG_OBJECTIVES = {"count:poisson", "reg:tweedie", "reg:gamma"}
 
 # Default-domain opset for the Slice the export appends; ONNX Runtime 1.20+ runs it.
 _ONNX_OPSET = 17
@@ -50,6 +52,8 @@ def base_margin(model: dict) -> float:
         return math.log(score / (1.0 - score))
     if objective in _IDENTITY_OBJECTIVES:
         return score
+    if objective in _LOG_OBJECTIVES:
+        return math.log(score)
     raise ValueError(f"objective {objective!r} is not supported")
 
 
