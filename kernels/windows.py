@@ -8,6 +8,8 @@ reads in cpp_ext/feature_gather.hpp):
 - distinct table: hashes uint64 [entities, slots] (0: empty), last_seen int64 [entities, slots].
 - last table: value float64 [entities], ts int64 [entities] (-1: never set).
 - span table: first int64 [entities], last int64 [entities] (-1: never set).
+- lifetime tables (days, total): value float64 [entities], ts int64 [entities] (the newest
+  event's time, -1: never set), read as a last table is.
 """
 from __future__ import annotations
 
@@ -102,6 +104,31 @@ def span_extend(first, last, entity, ts):
             last[e] = t
 
 
+@nb.njit(nogil=True, cache=True)
+def total_add(value, stamps, entity, ts, amount):
+    """value[e] += amount over the entity's whole life; stamps[e] its newest event."""
+    for k in range(entity.shape[0]):
+        e = entity[k]
+        value[e] += amount[k]
+        if ts[k] > stamps[e]:
+            stamps[e] = ts[k]
+
+
+@nb.njit(nogil=True, cache=True)
+def days_add(value, stamps, entity, ts, day_ms):
+    """value[e] counts the days (ts // day_ms) with an event of e, O(1) per entity: a day is
+    counted when it is later than the newest counted one, so the batch is taken in time order
+    and an event later than its day's successor (more than a batch late) is not counted."""
+    order = np.argsort(ts, kind="mergesort")
+    for i in range(order.shape[0]):
+        k = order[i]
+        e = entity[k]
+        if stamps[e] < 0 or ts[k] // day_ms > stamps[e] // day_ms:
+            value[e] += 1.0
+        if ts[k] > stamps[e]:
+            stamps[e] = ts[k]
+
+
 def prepare() -> None:
     """Compile every kernel for the types the store uses (before serving)."""
     i64 = np.zeros(1, np.int64)
@@ -111,3 +138,5 @@ def prepare() -> None:
     distinct_touch(np.zeros((1, 2), np.uint64), np.full((1, 2), -1, np.int64), i64, i64, np.ones(1, np.uint64))
     last_set(np.zeros(1), np.full(1, -1, np.int64), i64, i64, np.zeros(1))
     span_extend(np.full(1, -1, np.int64), np.full(1, -1, np.int64), i64, i64)
+    total_add(np.zeros(1), np.full(1, -1, np.int64), i64, i64, np.zeros(1))
+    days_add(np.zeros(1), np.full(1, -1, np.int64), i64, i64, 86_400_000)

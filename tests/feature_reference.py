@@ -62,6 +62,13 @@ def reference_value(feature: Feature, key: str, events: list[dict], as_of: int, 
         if not stamps:
             return None
         return (as_of - (max(stamps) if agg == "since" else min(stamps))) / 1000
+    if agg == "total":
+        values = [field_value(e, feature.field) for e in mine if e["event_type"] in feature.sources]
+        values = [float(v) for v in values if v is not None]
+        return sum(values) if values else None
+    if agg == "days":
+        days = {e["timestamp"] // 86_400_000 for e in mine if e["event_type"] in feature.sources}
+        return float(len(days)) if days else None
     if agg == "sequence":
         items = [field_value(e, feature.field) for e in mine
                  if e["event_type"] in feature.sources and field_value(e, feature.field)]

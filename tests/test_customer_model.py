@@ -8,7 +8,7 @@ import pytest
 from helpers import shared_data
 from test_customers import CDNOW, cdnow  # noqa: F401  (the fixture)
 
-from hanzo.server.customers.lifetime import FEATURES, lifetime_features
+from hanzo.server.customers.lifetime import FEATURES, lifetime_features, summary_of
 from hanzo.server.customers.model import CustomerModel
 from hanzo.server.customers.rfm import summarize
 
@@ -26,16 +26,20 @@ def test_lifetime_features_read_one_customer_as_a_person_would():
     features = lifetime_features(users, days, spend, end_day=60)
     a = dict(zip(FEATURES, features.matrix[0]))
     assert a["purchase_days"] == 3 and a["days_since_first"] == 60 and a["days_since_last"] == 20
-    assert a["mean_gap_days"] == 20 and a["silence_over_gap"] == 1.0 and a["last_gap_days"] == 30
-    assert a["gap_spread_days"] == pytest.approx(10.0)
-    assert a["days_last_30"] == 1 and a["days_last_90"] == 3 and a["share_of_days_in_second_half"] == pytest.approx(1 / 3)
-    assert a["total_spend"] == 60 and a["mean_day_spend"] == 20 and a["first_day_spend"] == 10
-    assert a["largest_day_spend"] == 30
+    assert a["mean_gap_days"] == 20 and a["silence_over_gap"] == 1.0
+    # the month holds days 31..60; the quarter six-day buckets 0..10 (days 0..65), so all four
+    assert a["purchases_last_30_days"] == 1 and a["purchases_last_90_days"] == 4
+    assert a["total_spend"] == 60 and a["mean_day_spend"] == 20 and a["spend_last_90_days"] == 60
+    assert a["share_of_spend_in_last_90_days"] == 1.0
     b = dict(zip(FEATURES, features.matrix[1]))
-    assert b["purchase_days"] == 1 and np.isnan(b["mean_gap_days"]) and np.isnan(b["last_gap_days"])
+    assert b["purchase_days"] == 1 and np.isnan(b["mean_gap_days"]) and b["days_since_last"] == 25
     # a later purchase changes nothing read at an earlier day
     later = lifetime_features(np.r_[users, ["a"]], np.r_[days, 70], np.r_[spend, 99.0], end_day=60)
     np.testing.assert_array_equal(later.matrix, features.matrix)
+    summary = summary_of(features)
+    exact = summarize(users, days, spend, 60)
+    for name in ("frequency", "recency", "age"):
+        np.testing.assert_array_equal(getattr(summary, name), getattr(exact, name))
 
 
 @shared_data("cdnow", "events.jsonl.gz")
@@ -47,8 +51,8 @@ def test_the_served_trees_predict_what_xgboost_predicts(cdnow):  # noqa: F811
     users, days, spend = cdnow
     model = fit_customer_model(users, days, spend, SPLIT, 133)
     summary, lifetime = summarize(users, days, spend, SPLIT), lifetime_features(users, days, spend, SPLIT)
-    X = model.inputs(summary, lifetime)
-    start_days, start_money = model.starting_points(summary, 133)
+    X = model.inputs(lifetime)
+    start_days, start_money = model.starting_points(lifetime, 133)
     bought, spent = outcomes(users, days, spend, summary, SPLIT, SPLIT + 133)
     for label, start, objective in ((bought, start_days, "count:poisson"), (spent, start_money, "reg:tweedie")):
         booster = _boost(X, label, start, objective, TreeSettings(rounds=30, max_depth=3))
@@ -61,14 +65,14 @@ def test_the_served_trees_predict_what_xgboost_predicts(cdnow):  # noqa: F811
 def test_a_kept_model_predicts_the_same_and_explains_itself(cdnow, tmp_path):  # noqa: F811
     users, days, spend = cdnow
     model = fit_customer_model(users, days, spend, SPLIT, 133)
-    summary, lifetime = summarize(users, days, spend, SPLIT), lifetime_features(users, days, spend, SPLIT)
+    lifetime = lifetime_features(users, days, spend, SPLIT)
     model.save(tmp_path / "m")
     again = CustomerModel.load(tmp_path / "m")
-    first, second = model.predict(summary, lifetime, 133, explain=True), again.predict(summary, lifetime, 133)
+    first, second = model.predict(lifetime, 133, explain=True), again.predict(lifetime, 133)
     for name in ("p_buy_again", "expected_purchases", "expected_spend"):
         np.testing.assert_array_equal(getattr(first, name), getattr(second, name))
     # the explanation adds up to the correction the trees made to BG/NBD's starting point
-    start, _ = model.starting_points(summary, 133)
+    start, _ = model.starting_points(lifetime, 133)
     correction = np.log(first.expected_purchases) - start
     np.testing.assert_allclose(first.contributions.sum(axis=1) + model.purchases.expected_margin, correction,
                                atol=1e-4)
@@ -87,7 +91,7 @@ def test_the_learned_model_beats_bgnbd_on_weeks_it_did_not_see(cdnow):  # noqa: 
     summary, lifetime = summarize(users, days, spend, SPLIT), lifetime_features(users, days, spend, SPLIT)
     bought, spent = outcomes(users, days, spend, summary, SPLIT, SPLIT + 133)
     model = fit_customer_model(users, days, spend, SPLIT, 133)
-    ours = model.predict(summary, lifetime, 133)
+    ours = model.predict(lifetime, 133)
     base = fit_bgnbd(summary)
     assert model.bgnbd == base
     assert auc(ours.p_buy_again, bought > 0) > auc(base.p_any_purchase(summary, 133), bought > 0)

@@ -4,11 +4,13 @@ from __future__ import annotations
 from hanzo.v1 import commerce_pb2_grpc
 
 from ..features.service import FeatureService
+from ..surfaces.customers import CustomerScorer
 from ..surfaces.fraud import FraudScorer
 from ..surfaces.inventory import InventoryPlanner
 from ..surfaces.pricing import PriceQuoter
 from ..surfaces.recommend import Recommender
 from ..surfaces.search import Searcher
+from . import customers as customers_api
 from . import features as feature_api
 from . import fraud as fraud_api
 from . import inventory as inventory_api
@@ -19,21 +21,25 @@ from .edge import Edge, deadline_of
 
 SERVICE = "hanzo.v1.Commerce"
 
-RPCS = ["GetFeatures", "IngestEvents", "Recommend", "Search", "ScoreFraud", "QuotePrice", "PlanInventory"]
+RPCS = ["GetFeatures", "IngestEvents", "Recommend", "Search", "ScoreFraud", "QuotePrice", "PlanInventory",
+        "ScoreCustomers"]
 # The scope each method needs (api/access.py).
 SCOPES = {"IngestEvents": "ingest", "GetFeatures": "decide", "Recommend": "decide", "Search": "decide",
-          "ScoreFraud": "decide", "QuotePrice": "decide", "PlanInventory": "decide"}
+          "ScoreFraud": "decide", "QuotePrice": "decide", "PlanInventory": "decide",
+          "ScoreCustomers": "decide"}
 
 
 class CommerceServicer(commerce_pb2_grpc.CommerceServicer):
     def __init__(self, edge: Edge, features: FeatureService, recommender: Recommender,
-                 searcher: Searcher, fraud: FraudScorer, pricing: PriceQuoter, inventory: InventoryPlanner) -> None:
+                 searcher: Searcher, fraud: FraudScorer, pricing: PriceQuoter, inventory: InventoryPlanner,
+                 customers: CustomerScorer) -> None:
         self._features = features
         self._recommender = recommender
         self._searcher = searcher
         self._fraud = fraud
         self._pricing = pricing
         self._inventory = inventory
+        self._customers = customers
         edge.wrap_servicer(self, SERVICE, RPCS)  # nothing answers before the store and models
 
     async def IngestEvents(self, request, context):
@@ -53,6 +59,9 @@ class CommerceServicer(commerce_pb2_grpc.CommerceServicer):
 
     async def PlanInventory(self, request, context):
         return await inventory_api.plan_inventory(self._inventory, request)
+
+    async def ScoreCustomers(self, request, context):
+        return await customers_api.score_customers(self._customers, request)
 
     async def GetFeatures(self, request, context):
         return await feature_api.get_features(self._features, request)

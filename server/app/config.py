@@ -17,6 +17,7 @@ from ..features.service import FeatureStoreConfig
 from ..models.limits import FieldLimits
 from ..surfaces.fraud import FraudConfig
 from ..surfaces.inventory import InventoryConfig
+from ..surfaces.customers import CustomersConfig
 from ..surfaces.pricing import PricingConfig
 from ..surfaces.recommend import RecommendConfig
 from ..surfaces.search import SearchConfig
@@ -25,7 +26,8 @@ from ..experiments.config import ExperimentConfig
 
 # The TOML tables beside [server], each one dataclass of options.
 SECTIONS = {"features": FeatureStoreConfig, "recommend": RecommendConfig, "search": SearchConfig,
-            "fraud": FraudConfig, "pricing": PricingConfig, "inventory": InventoryConfig, "limits": FieldLimits,
+            "fraud": FraudConfig, "pricing": PricingConfig, "inventory": InventoryConfig, "customers": CustomersConfig,
+            "limits": FieldLimits,
             "admission": AdmissionConfig, "access": AccessConfig, "shadow": ShadowConfig,
             "experiment": ExperimentConfig}
 
@@ -93,6 +95,8 @@ class ServerConfig:
     pricing: PricingConfig = field(default_factory=PricingConfig)
     # PlanInventory ([inventory]): the nightly plan file, defaults for requests that leave fields out.
     inventory: InventoryConfig = field(default_factory=InventoryConfig)
+    # ScoreCustomers ([customers]): the learned model folder the nightly score-customers keeps.
+    customers: CustomersConfig = field(default_factory=CustomersConfig)
     # What one field of a request may hold ([limits]): id and text lengths, repeated fields, k.
     limits: FieldLimits = field(default_factory=FieldLimits)
     # Which calls the server takes on ([admission]): adaptive concurrency limits per RPC, a

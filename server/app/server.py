@@ -36,6 +36,7 @@ from ..experiments.runner import GateRunner
 from ..models.config import ConfigError
 from ..models.promotion import Promotions
 from ..surfaces.fraud import FraudArtifacts, FraudScorer
+from ..surfaces.customers import CustomerScorer
 from ..surfaces.inventory import InventoryPlanner
 from ..surfaces.pricing import PriceQuoter
 from ..surfaces.recommend import RecommendArtifacts, Recommender
@@ -87,6 +88,7 @@ class HanzoServer:
         self.pricing = PriceQuoter(self.features, config.pricing, shadow=self.shadow)
         self.features.listeners.append(self.pricing.outcomes.observe)  # purchases at a quoted price
         self.inventory = InventoryPlanner(config.inventory)
+        self.customers = CustomerScorer(self.features, config.customers)
         self.port: int | None = None
         self._serving = False  # health and ServerReady: SERVING
         self._accepting = False  # the edge lets calls in: from SERVING until a drain ends
@@ -134,8 +136,8 @@ class HanzoServer:
                                                                         self.config.control_mode, self.shared_memory),
                                   kserve.SERVICE, kserve.SCOPES, access, audited=kserve.AUDITED))
         scopes.update(add_service(server, commerce.CommerceServicer(
-            self.edge, self.features, self.recommender, self.searcher, self.fraud, self.pricing, self.inventory),
-            commerce.SERVICE, commerce.SCOPES, access))
+            self.edge, self.features, self.recommender, self.searcher, self.fraud, self.pricing, self.inventory,
+            self.customers), commerce.SERVICE, commerce.SCOPES, access))
         scopes.update(add_service(server, admin.AdminServicer(
             self.latency, self.edge, self.forget, self._promotions(), self._gate_status), admin.SERVICE,
                                   admin.SCOPE, access, guard=True, audited=admin.AUDITED))

@@ -88,7 +88,7 @@ def _learned(args: argparse.Namespace, users, days, spend, as_of: int, summary):
     if args.save_model:
         model.save(args.save_model)
         stderr(f"model kept in {args.save_model}")
-    return score_learned(summary, lifetime_features(users, days, spend, as_of), model, args.horizon_days)
+    return score_learned(lifetime_features(users, days, spend, as_of), model, args.horizon_days)
 
 
 def _say_base(model, spend_model) -> None:

@@ -1,12 +1,20 @@
 """A customer's whole purchase life as a row of numbers, read at any day: the inputs of the learned
-customer model beside the BG/NBD quantities. A purchase is a customer-day with at least one
-order, as in rfm.summarize, and everything is read from the days up to `end_day` only, so the
-same function gives training rows at a past cut and serving rows today (point in time)."""
+customer model beside the BG/NBD quantities.
+
+Every column is one the feature store keeps for a customer in bounded memory (the user_* features
+of features/definitions.py: purchase days and spend over the whole life, the first and latest
+purchase, purchases and spend in the store's 30- and 90-day windows), so the nightly batch, which
+reads an event file here, and ScoreCustomers, which reads the store (store_lifetime.py), compute
+the same numbers for the same events. A purchase day is a day with at least one purchase event;
+the windows count purchase events, bucketed as the store buckets them. Everything is read from
+the events up to `end_day` only (point in time)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from .rfm import Summary
 
 # The order of the columns of LifetimeFeatures.matrix; the names are what reasons print.
 FEATURES = (
@@ -15,17 +23,15 @@ FEATURES = (
     "days_since_last",
     "mean_gap_days",  # NaN with one purchase day
     "silence_over_gap",  # days since the last over the mean gap
-    "last_gap_days",
-    "gap_spread_days",  # standard deviation of the gaps; NaN under two gaps
-    "days_last_30",
-    "days_last_90",
-    "share_of_days_in_second_half",  # of the life so far: above 0.5 buying more lately
+    "purchases_last_30_days",
+    "purchases_last_90_days",
     "total_spend",
     "mean_day_spend",
-    "first_day_spend",
-    "spend_last_90",
-    "largest_day_spend",
+    "spend_last_90_days",
+    "share_of_spend_in_last_90_days",  # above the share of life they cover: spending more lately
 )
+# The store's windows as (bucket days, buckets): definitions.WINDOWS["30d"] and ["90d"].
+WINDOW_30, WINDOW_90 = (1, 30), (6, 15)
 
 
 @dataclass
@@ -37,41 +43,55 @@ class LifetimeFeatures:
         return self.matrix[:, FEATURES.index(name)]
 
 
-def customer_days(user_ids: np.ndarray, days: np.ndarray, spend: np.ndarray, end_day: int):
-    """(customers, each customer-day's customer index, its day, its spend), the days sorted within
-    each customer; orders after end_day are left out."""
-    keep = days <= end_day
-    user_ids, days, spend = user_ids[keep], days[keep].astype(np.int64), spend[keep].astype(np.float64)
-    users, user_index = np.unique(user_ids, return_inverse=True)
-    origin = days.min() if len(days) else 0
-    keys, inverse = np.unique(user_index.astype(np.int64) * (1 << 32) + (days - origin), return_inverse=True)
-    return (users, (keys >> 32).astype(np.int64), (keys & 0xFFFFFFFF) + origin,
-            np.bincount(inverse, weights=spend, minlength=len(keys)))
+def in_window(days: np.ndarray, end_day: int, window: tuple[int, int]) -> np.ndarray:
+    """Which days a store window read at end_day still holds: the `buckets` buckets of
+    `bucket_days` ending with end_day's (buckets counted from the epoch, as the store's)."""
+    bucket_days, buckets = window
+    return days // bucket_days > end_day // bucket_days - buckets
 
 
 def lifetime_features(user_ids: np.ndarray, days: np.ndarray, spend: np.ndarray, end_day: int) -> LifetimeFeatures:
-    users, who, day, day_spend = customer_days(user_ids, days, spend, end_day)
+    """From purchase events (user, day number, amount); customers sorted by id."""
+    keep = days <= end_day
+    user_ids, days, spend = user_ids[keep], days[keep].astype(np.int64), spend[keep].astype(np.float64)
+    users, who = np.unique(user_ids, return_inverse=True)
     n = len(users)
-    count = np.bincount(who, minlength=n).astype(np.float64)
-    ends = np.cumsum(count).astype(np.int64)
-    first, last = day[ends - count.astype(np.int64)], day[ends - 1]
-    age, silent = (end_day - first).astype(np.float64), (end_day - last).astype(np.float64)
-    repeat = count - 1
+    first = np.full(n, np.iinfo(np.int64).max)
+    np.minimum.at(first, who, days)
+    last = np.full(n, np.iinfo(np.int64).min)
+    np.maximum.at(last, who, days)
+    origin = days.min() if len(days) else 0
+    purchase_days = np.bincount(np.unique(who.astype(np.int64) * (1 << 32) + (days - origin)) >> 32,
+                                minlength=n).astype(np.float64)
+    recent_30, recent_90 = in_window(days, end_day, WINDOW_30), in_window(days, end_day, WINDOW_90)
+    columns = {
+        "purchase_days": purchase_days, "first_day": first, "last_day": last,
+        "purchases_30": np.bincount(who, weights=recent_30, minlength=n),
+        "purchases_90": np.bincount(who, weights=recent_90, minlength=n),
+        "total_spend": np.bincount(who, weights=spend, minlength=n),
+        "spend_90": np.bincount(who, weights=spend * recent_90, minlength=n)}
+    return assemble(users, end_day, **columns)
+
+
+def assemble(users: np.ndarray, end_day: int, purchase_days, first_day, last_day, purchases_30, purchases_90,
+             total_spend, spend_90) -> LifetimeFeatures:
+    """The feature matrix from what the store keeps per customer (the batch computes the same)."""
+    age = (end_day - first_day).astype(np.float64)
+    silent = (end_day - last_day).astype(np.float64)
+    repeat = purchase_days - 1
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean_gap = np.where(repeat > 0, (last - first) / repeat, np.nan)
-        same = np.r_[False, who[1:] == who[:-1]]
-        gap = np.where(same, np.diff(day, prepend=day[:1]), 0).astype(np.float64)
-        gaps_sq = np.bincount(who, weights=gap * gap, minlength=n)
-        spread = np.where(repeat > 1, np.sqrt(np.maximum(gaps_sq / repeat - mean_gap ** 2, 0.0)), np.nan)
-        last_gap = np.where(repeat > 0, gap[ends - 1], np.nan)
-        recent = lambda window: np.bincount(who, weights=(day > end_day - window), minlength=n)  # noqa: E731
-        midpoint = first + age / 2
-        second_half = np.bincount(who, weights=(day > midpoint[who]), minlength=n) / count
-        total = np.bincount(who, weights=day_spend, minlength=n)
-        largest = np.zeros(n)
-        np.maximum.at(largest, who, day_spend)
+        mean_gap = np.where(repeat > 0, (age - silent) / repeat, np.nan)
         matrix = np.column_stack([
-            count, age, silent, mean_gap, silent / mean_gap, last_gap, spread, recent(30), recent(90),
-            second_half, total, total / count, day_spend[ends - count.astype(np.int64)],
-            np.bincount(who, weights=day_spend * (day > end_day - 90), minlength=n), largest])
+            purchase_days, age, silent, mean_gap, silent / mean_gap, purchases_30, purchases_90, total_spend,
+            total_spend / purchase_days, spend_90, np.where(total_spend > 0, spend_90 / total_spend, np.nan)])
     return LifetimeFeatures(users, matrix)
+
+
+def summary_of(lifetime: LifetimeFeatures) -> Summary:
+    """What BG/NBD and Gamma-Gamma read, from the lifetime row: frequency, recency and age exactly
+    as rfm.summarize gives them; the spend per purchase day over all the days, since the store
+    keeps no first day's spend apart (rfm.summarize leaves it out of `monetary`)."""
+    column = lifetime.column
+    days, age = column("purchase_days"), column("days_since_first")
+    return Summary(lifetime.user_ids, days - 1, age - column("days_since_last"), age, column("mean_day_spend"),
+                   column("mean_day_spend"))

@@ -21,8 +21,7 @@ import numpy as np
 from ..models.tree_ensemble import TreeEnsemble
 from .bgnbd import BGNBD
 from .gamma_gamma import GammaGamma
-from .lifetime import FEATURES, LifetimeFeatures
-from .rfm import Summary
+from .lifetime import FEATURES, LifetimeFeatures, summary_of
 
 # What the trees read: the lifetime features, then two BG/NBD readings that do not depend on the
 # horizon asked.
@@ -48,22 +47,21 @@ class CustomerModel:
     trained_as_of: str  # YYYY-MM-DD: the last day of the history it learned from
     trained_horizon_days: int
 
-    def inputs(self, summary: Summary, lifetime: LifetimeFeatures) -> np.ndarray:
-        if len(summary) != len(lifetime.user_ids):
-            raise ValueError("summary and lifetime features describe different customers")
+    def inputs(self, lifetime: LifetimeFeatures) -> np.ndarray:
+        summary = summary_of(lifetime)
         return np.column_stack([lifetime.matrix, self.bgnbd.p_alive(summary),
                                 self.bgnbd.expected_purchases(summary, 30.0)])
 
-    def starting_points(self, summary: Summary, horizon_days: float) -> tuple[np.ndarray, np.ndarray]:
+    def starting_points(self, lifetime: LifetimeFeatures, horizon_days: float) -> tuple[np.ndarray, np.ndarray]:
         """BG/NBD's log expected purchase days and log expected spend over the horizon."""
+        summary = summary_of(lifetime)
         days = self.bgnbd.expected_purchases(summary, horizon_days)
         money = days * self.gamma_gamma.expected_spend(summary)
         return np.log(np.maximum(days, _FLOOR)), np.log(np.maximum(money, _FLOOR))
 
-    def predict(self, summary: Summary, lifetime: LifetimeFeatures, horizon_days: float,
-                explain: bool = False) -> Outlook:
-        X = self.inputs(summary, lifetime)
-        start_days, start_money = self.starting_points(summary, horizon_days)
+    def predict(self, lifetime: LifetimeFeatures, horizon_days: float, explain: bool = False) -> Outlook:
+        X = self.inputs(lifetime)
+        start_days, start_money = self.starting_points(lifetime, horizon_days)
         expected = np.exp(start_days + self.purchases.margin(X))
         money = np.exp(start_money + self.spend.margin(X))
         p = 1.0 - (1.0 + expected / self.shape) ** -self.shape

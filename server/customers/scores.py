@@ -13,7 +13,7 @@ import numpy as np
 
 from .bgnbd import BGNBD
 from .gamma_gamma import GammaGamma
-from .lifetime import LifetimeFeatures
+from .lifetime import LifetimeFeatures, summary_of
 from .model import INPUTS, CustomerModel
 from .rfm import Summary
 
@@ -29,7 +29,7 @@ class Scores:
     expected_purchases: np.ndarray
     expected_spend: np.ndarray
     risk_band: np.ndarray  # object: "high" | "medium" | "low"
-    reasons: list[str]
+    reasons: list[str]  # each customer's reasons joined with "; "
 
 
 def risk_band(p_buy_again: np.ndarray) -> np.ndarray:
@@ -40,19 +40,20 @@ def score_bgnbd(summary: Summary, model: BGNBD, spend: GammaGamma, horizon_days:
     p = model.p_any_purchase(summary, horizon_days)
     expected = model.expected_purchases(summary, horizon_days)
     money = expected * spend.expected_spend(summary)
-    return Scores(p, expected, money, risk_band(p), reasons(summary, model.p_alive(summary)))
+    return Scores(p, expected, money, risk_band(p), ["; ".join(r) for r in reasons(summary, model.p_alive(summary))])
 
 
-def score_learned(summary: Summary, lifetime: LifetimeFeatures, model: CustomerModel, horizon_days: float,
+def score_learned(lifetime: LifetimeFeatures, model: CustomerModel, horizon_days: float,
                   explain: bool = True) -> Scores:
-    outlook = model.predict(summary, lifetime, horizon_days, explain=explain)
-    said = reasons(summary, model.bgnbd.p_alive(summary), outlook.contributions, model.inputs(summary, lifetime))
+    outlook = model.predict(lifetime, horizon_days, explain=explain)
+    summary = summary_of(lifetime)
+    said = reasons(summary, model.bgnbd.p_alive(summary), outlook.contributions, model.inputs(lifetime))
     return Scores(outlook.p_buy_again, outlook.expected_purchases, outlook.expected_spend,
-                  risk_band(outlook.p_buy_again), said)
+                  risk_band(outlook.p_buy_again), ["; ".join(r) for r in said])
 
 
 def reasons(summary: Summary, alive: np.ndarray, contributions: np.ndarray | None = None,
-            inputs: np.ndarray | None = None) -> list[str]:
+            inputs: np.ndarray | None = None) -> list[list[str]]:
     """Up to three reasons per customer, most telling first, in plain words: the history as the
     customer-base models read it, then the features the learned model leaned on."""
     silent = summary.age - summary.recency
@@ -82,5 +83,5 @@ def reasons(summary: Summary, alive: np.ndarray, contributions: np.ndarray | Non
                                 f"{'raises' if push > 0 else 'lowers'} expected purchases {abs(np.expm1(push)):.0%}")
         elif summary.frequency[i] > 0:
             said.append(f"{summary.frequency[i] + 1:.0f} purchase days in {summary.age[i]:.0f}")
-        out.append("; ".join(said[:3]))
+        out.append(said[:3])
     return out

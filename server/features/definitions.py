@@ -18,10 +18,14 @@ WINDOWS: dict[str, tuple[int, int]] = {
     "24h": (3_600_000, 24),
     "7d": (21_600_000, 28),
     "30d": (86_400_000, 30),
+    "90d": (518_400_000, 15),  # six-day buckets: a customer's quarter, 15 slots
 }
 # span: seconds from the first source event to the latest; since: from the latest to the read's
 # moment (e.g. form filling: since the checkout page); age: from the first to the read's moment.
-AGGREGATIONS = ("count", "sum", "mean", "rate", "share", "distinct", "last", "sequence", "span", "since", "age")
+# Over the entity's whole life, in O(1) memory: total, a field's sum; days, the days (UTC) with
+# a source event (a customer's purchase days).
+AGGREGATIONS = ("count", "sum", "mean", "rate", "share", "distinct", "last", "sequence", "span", "since", "age",
+                "total", "days")
 ENTITIES = ("user", "session", "product", "card", "device", "address")  # address: where an order ships
 # An entity not seen for this long is forgotten: reads answer it as unknown (missing), the
 # same online and offline, and the store reclaims its rows. Sessions end; cards and devices
@@ -65,7 +69,7 @@ class Feature:
             problems.append(f"a {self.aggregation} needs a window in {sorted(WINDOWS)}")
         if not windowed and self.window is not None:
             problems.append(f"a {self.aggregation} takes no window")
-        if self.aggregation in ("sum", "mean", "distinct", "last", "sequence", "share") and not self.field:
+        if self.aggregation in ("sum", "mean", "distinct", "last", "sequence", "share", "total") and not self.field:
             problems.append(f"a {self.aggregation} needs a field")
         if self.aggregation == "rate" and not self.denominator:
             problems.append("a rate needs denominator event types")
@@ -112,6 +116,19 @@ FEATURES: tuple[Feature, ...] = (
     Feature("user_recent_viewed", "user", "sequence", ("product_view",), field="product_id", length=20),
     Feature("user_recent_bought", "user", "sequence", ("purchase",), field="product_id", length=100,
             description="the last 100 products bought: the user tower reads 20, the repeat signal all"),
+    # --- the customer over a whole life (server/customers: who buys again, and for how much);
+    # a purchase day is a day with at least one purchase event
+    Feature("user_purchase_days", "user", "days", ("purchase",),
+            description="days with a purchase, over the customer's whole life"),
+    Feature("user_lifetime_spend", "user", "total", ("purchase",), field="amount",
+            description="everything the customer spent (amount, or price x quantity)"),
+    Feature("user_first_purchase_age", "user", "age", ("purchase",),
+            description="seconds since the customer's first purchase"),
+    Feature("user_since_purchase", "user", "since", ("purchase",),
+            description="seconds since the customer's latest purchase"),
+    Feature("user_purchases_30d", "user", "count", ("purchase",), "30d"),
+    Feature("user_purchases_90d", "user", "count", ("purchase",), "90d"),
+    Feature("user_spend_90d", "user", "sum", ("purchase",), "90d", field="amount"),
     # --- the session
     Feature("session_duration", "session", "span", SESSION_EVENTS, description="seconds from first to last event"),
     Feature("session_event_count_24h", "session", "count", SESSION_EVENTS, "24h"),

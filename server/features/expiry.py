@@ -23,7 +23,9 @@ from .definitions import ENTITY_TTL_MS, WINDOWS
 DAY_MS = 86_400_000
 # Event types a served read logs (surfaces/served_log.py): alone, they keep no entity alive.
 READ_EVENTS = frozenset({"recommendation_shown", "search"})
-_LONGEST_WINDOW_MS = max(bucket_ms * buckets for bucket_ms, buckets in WINDOWS.values())
+# The longest window a read-logged event could ever count in: the month. The customer's quarter
+# (90d) counts purchases only, which no read logs, so it does not keep read-created rows.
+_LONGEST_WINDOW_MS = WINDOWS["30d"][0] * WINDOWS["30d"][1]
 # Entities kept for good once a real event names them, forgotten after this if none ever did.
 READ_TTL_MS: dict[str, int] = {"user": _LONGEST_WINDOW_MS + DAY_MS}
 

@@ -98,6 +98,16 @@ for i = 1, #ops do
     local last = tonumber(held[2] or '-1')
     if first == -1 or op[3] < first then redis.call('HSET', key, 'f', op[3]) end
     if op[3] > last then redis.call('HSET', key, 'l', op[3]) end
+  elseif kind == 13 then
+    -- total over a life: {13, key, ts, amount, day_ms}
+    redis.call('HINCRBYFLOAT', key, 'v', op[4])
+    if op[3] > tonumber(redis.call('HGET', key, 't') or '-1') then redis.call('HSET', key, 't', op[3]) end
+  elseif kind == 14 then
+    -- days with an event over a life: {14, key, ts, 0, day_ms}, sent in time order; a day is
+    -- counted when later than the newest counted one (kernels/windows.days_add)
+    local t = tonumber(redis.call('HGET', key, 't') or '-1')
+    if t < 0 or math.floor(op[3] / op[5]) > math.floor(t / op[5]) then redis.call('HINCRBYFLOAT', key, 'v', 1) end
+    if op[3] > t then redis.call('HSET', key, 't', op[3]) end
   elseif kind == 6 then
     -- the entity exists: {6, key, member, ttl_ms} (a sorted set scored by last sight)
     redis.call('ZADD', key, op[4], op[3])

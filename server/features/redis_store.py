@@ -34,13 +34,13 @@ import numpy as np
 
 from . import expiry
 from .dedup import EventsInFlight
-from .definitions import ENTITIES, ENTITY_TTL_MS, WINDOWS
+from .definitions import ENTITIES, ENTITY_TTL_MS
 from .redis_graph import LIBRARY as GRAPH_LIBRARY
 from .redis_graph import RedisEntityGraph
 from .redis_sends import OrderedSends
 from .redis_tables import materialize
 from .store import FeatureBlock, FeatureStore
-from .tables import DistinctTable, LastTable, SequenceTable, SpanTable, Table, WindowTable
+from .tables import DistinctTable, LastTable, LifetimeTable, SequenceTable, SpanTable, Table, WindowTable
 
 DAY_MS = 86_400_000
 _SCRIPT = GRAPH_LIBRARY + Path(__file__).with_name("redis_apply.lua").read_text()
@@ -107,9 +107,9 @@ class RedisFeatureStore(FeatureStore):
         if isinstance(table, WindowTable):
             return table.bucket_ms * (table.buckets + 2)
         if isinstance(table, DistinctTable):
-            return max(b * n for b, n in WINDOWS.values()) + DAY_MS
-        if isinstance(table, SpanTable) and ENTITY_TTL_MS[table.entity] is None:
-            return None  # an account's age is read however long it was away: kept as long as the account
+            return max(f.window_ms for f in self.features.values() if f.aggregation == "distinct") + DAY_MS
+        if isinstance(table, (SpanTable, LifetimeTable)) and ENTITY_TTL_MS[table.entity] is None:
+            return None  # an account's age and life are read however long it was away: kept as long as the account
         return self.ttl_ms
 
     # ------------------------------------------------------------------ writes
@@ -147,6 +147,11 @@ class RedisFeatureStore(FeatureStore):
             elif isinstance(table, DistinctTable):
                 for row, ts, h in zip(rows, stamps, batch["hash"]):
                     ops.append([3, self._key(table, keys[row]), table.SLOTS, ts, str(h)])
+            elif isinstance(table, LifetimeTable):
+                # days are counted in time order, as the embedded kernel takes its batch
+                kind = 14 if table.aggregation == "days" else 13
+                for ts, row, value in sorted(zip(stamps, rows, batch["value"])):
+                    ops.append([kind, self._key(table, keys[row]), ts, float(value), DAY_MS])
             elif isinstance(table, LastTable):
                 for row, ts, value in zip(rows, stamps, batch["value"]):
                     ops.append([4, self._key(table, keys[row]), ts, float(value)])
@@ -385,6 +390,8 @@ def _shape_digest(table: Table) -> str:
     shape = [type(table).__name__, table.entity, getattr(table, "window", ""), getattr(table, "bucket_ms", 0),
              getattr(table, "buckets", 0), getattr(table, "columns", 0), getattr(table, "length", 0),
              getattr(table, "SLOTS", 0)]
+    if isinstance(table, LifetimeTable):
+        shape.append(table.aggregation)
     return hashlib.blake2b(repr(shape).encode(), digest_size=3).hexdigest()
 
 

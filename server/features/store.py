@@ -15,7 +15,8 @@ from .catalog import CatalogState
 from .graph import EntityGraph
 from .definitions import CATEGORY_SLOTS, ENTITIES, ENTITY_TTL_MS, FEATURES, Feature
 from .plans import PlanCache
-from .tables import DistinctTable, EntityIndex, LastTable, SequenceTable, SpanTable, Table, WindowTable
+from .tables import (DistinctTable, EntityIndex, LastTable, LifetimeTable, SequenceTable, SpanTable, Table,
+                     WindowTable)
 
 CATALOG_EVENTS = frozenset({"catalog_update", "price_change", "stock_update", "purchase"})
 
@@ -152,6 +153,10 @@ class FeatureStore:
                 table = SpanTable(f.entity)
                 self._on(f.sources, _Update(table, f.entity, "span"))
                 self.reads[f.name] = FeatureRead(f, table)
+            elif f.aggregation in ("total", "days"):
+                table = LifetimeTable(f.entity, f.aggregation)
+                self._on(f.sources, _Update(table, f.entity, f.aggregation, field=f.field))
+                self.reads[f.name] = FeatureRead(f, table)
         seen: dict[int, Table] = {}
         for read in self.reads.values():
             seen.setdefault(id(read.table), read.table)
@@ -215,6 +220,9 @@ class FeatureStore:
                 if u.kind == "span":
                     u.table.add_many(rows, times)
                     continue
+                if u.kind == "days":
+                    u.table.add_many(rows, times, [0.0] * len(rows))
+                    continue
                 if u.kind == "share":
                     slots = [catalog.category_slot(group[i]["payload"].get("product_id") or "") for i in picked]
                     keep = [j for j, slot in enumerate(slots) if slot is not None]
@@ -239,7 +247,7 @@ class FeatureStore:
                     u.table.add_many(kept_rows, kept_times, [str(v) for v in values])
                 elif u.kind == "sequence":
                     u.table.add_many(kept_rows, kept_times, entities["product"].rows_for(values))
-                else:  # last
+                else:  # last, total
                     u.table.add_many(kept_rows, kept_times, [float(v) for v in values])
         self._note_seen()
         self._flush()
@@ -372,7 +380,7 @@ class FeatureStore:
                                 read.column, -1)
             elif f.aggregation == "distinct":
                 plan.add_distinct(col, f.default, table.hashes, table.last_seen, f.window_ms)
-            elif f.aggregation == "last":
+            elif f.aggregation in ("last", "total", "days"):
                 plan.add_last(col, f.default, table.value, table.stamps)
             elif f.aggregation in ("span", "since", "age"):
                 plan.add_span(col, f.default, table.first, table.last, ("span", "since", "age").index(f.aggregation))

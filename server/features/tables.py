@@ -9,6 +9,8 @@ import numpy as np
 
 from hanzo.kernels import windows as k
 
+DAY_MS = 86_400_000
+
 
 def value_hash(value: str) -> int:
     """A stable, non-zero 64-bit hash of a string value (0 marks an empty slot)."""
@@ -237,3 +239,21 @@ class SpanTable(Table):
 
     def _apply(self, batch: dict[str, list], watermark: int) -> None:
         k.span_extend(self.first, self.last, _i64(batch["rows"]), _i64(batch["stamps"]))
+
+
+class LifetimeTable(LastTable):
+    """A number over the entity's whole life (value) and its newest event's time (stamps): one
+    float and one int per entity however long it stays, read as a last value is."""
+
+    BUFFERED = ("value",)
+
+    def __init__(self, entity: str, aggregation: str) -> None:
+        super().__init__(entity)
+        self.aggregation = aggregation  # "total": a field's sum; "days": days with an event
+
+    def _apply(self, batch: dict[str, list], watermark: int) -> None:
+        rows, stamps = _i64(batch["rows"]), _i64(batch["stamps"])
+        if self.aggregation == "days":
+            k.days_add(self.value, self.stamps, rows, stamps, DAY_MS)
+        else:
+            k.total_add(self.value, self.stamps, rows, stamps, np.array(batch["value"], np.float64))

@@ -73,7 +73,7 @@ GRID = [TreeSettings(rounds=r, max_depth=d) for r in (100, 300) for d in (2, 3)]
 def learned_predictions(users, days, spend, summary: Summary, cut: int, horizon_days: int,
                         settings: TreeSettings) -> tuple:
     model = fit_customer_model(users, days, spend, cut, horizon_days, settings)
-    outlook = model.predict(summary, lifetime_features(users, days, spend, cut), horizon_days)
+    outlook = model.predict(lifetime_features(users, days, spend, cut), horizon_days)
     return outlook.p_buy_again, outlook.expected_purchases, outlook.expected_spend
 
 

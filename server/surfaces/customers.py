@@ -1,0 +1,67 @@
+"""ScoreCustomers: each customer's outlook now (the chance of buying again within the horizon,
+the purchase days and spend expected, the churn risk band and the reasons) from the learned
+model the nightly `hanzo score-customers --save-model` keeps, over the lifetime features the
+feature store holds for the customer. The model folder is reloaded when the nightly run
+rewrites it, so no restart is needed."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..customers.lifetime import summary_of
+from ..customers.model import CustomerModel
+from ..customers.scores import reasons, risk_band
+from ..customers.store_lifetime import READ_CHUNK, STORE_FEATURES, from_block
+from ..features.service import FeatureService
+from .reloading import ReloadingFile
+
+
+@dataclass
+class CustomersConfig:
+    model: str = ""  # the folder `hanzo score-customers --save-model` writes; empty: ScoreCustomers unavailable
+
+    def model_file(self) -> str:
+        return str(Path(self.model) / "model.json") if self.model else ""
+
+
+@dataclass
+class CustomerAnswer:
+    known: np.ndarray  # bool [asked]
+    p_buy_again: np.ndarray  # float [asked], 0 where unknown
+    expected_purchases: np.ndarray
+    expected_spend: np.ndarray
+    risk_band: list[str]
+    reasons: list[list[str]]
+    model_version: str
+
+
+class CustomerScorer:
+    def __init__(self, features: FeatureService, config: CustomersConfig | None = None) -> None:
+        self.config = config or CustomersConfig()
+        self.features = features
+        self._model = ReloadingFile(self.config.model_file(), lambda path: CustomerModel.load(path.parent),
+                                    "customer model", "run `hanzo score-customers --save-model DIR` and set "
+                                                      "[customers] model = DIR")
+
+    async def score(self, keys: list[str], horizon_days: int) -> CustomerAnswer:
+        """`keys`: the store's user keys (the merchant's scope applied)."""
+        model = self._model.current()
+        as_of = self.features.store.watermark
+        blocks = [await self.features.read("user", keys[i:i + READ_CHUNK], list(STORE_FEATURES), as_of)
+                  for i in range(0, len(keys), READ_CHUNK)]
+        lifetime, known = from_block(keys, np.concatenate([b.values for b in blocks]),
+                                     np.concatenate([b.missing for b in blocks]), as_of)
+        n = len(keys)
+        p, purchases, spend = np.zeros(n), np.zeros(n), np.zeros(n)
+        bands, said = [""] * n, [[] for _ in range(n)]
+        if known.any():
+            outlook = model.predict(lifetime, horizon_days, explain=True)
+            summary = summary_of(lifetime)
+            p[known], purchases[known], spend[known] = (outlook.p_buy_again, outlook.expected_purchases,
+                                                        outlook.expected_spend)
+            told = reasons(summary, model.bgnbd.p_alive(summary), outlook.contributions, model.inputs(lifetime))
+            for row, band, text in zip(np.flatnonzero(known).tolist(), risk_band(outlook.p_buy_again), told):
+                bands[row], said[row] = band, text
+        return CustomerAnswer(known, p, purchases, spend, bands, said, model.trained_as_of)
