@@ -12,17 +12,16 @@ import subprocess
 import sys
 
 import grpc
+import numpy as np
 import pytest
 from helpers import shared_data
 from test_customers import CDNOW
 
-from hanzo.server.features.events import record_from_json
+from hanzo.server.features.events import record_from_json, record_to_proto
 from hanzo.v1 import admin_pb2, admin_pb2_grpc, commerce_pb2, commerce_pb2_grpc
 
 
 def _batches(merchant: str, size: int = 5_000):
-    from hanzo.server.features.events import record_to_proto
-
     records = [record_from_json(json.loads(line)) for line in gzip.open(CDNOW)]
     records.sort(key=lambda r: r["timestamp"])
     for start in range(0, len(records), size):
@@ -41,7 +40,8 @@ def test_score_customers_over_grpc(tmp_path, demo_repo, server_process):
     assert run.returncode == 0, run.stderr
     nightly = {row["user_id"]: row for row in csv.DictReader(open(scores))}
     (tmp_path / "hanzo.toml").write_text(f'[customers]\nmodel = "{model}"\n')
-    server = server_process(demo_repo, "--config", str(tmp_path / "hanzo.toml"))
+    data = tmp_path / "data"
+    server = server_process(demo_repo, "--config", str(tmp_path / "hanzo.toml"), "--data-dir", str(data))
     with grpc.insecure_channel(server.url) as channel:
         stub, admin = commerce_pb2_grpc.CommerceStub(channel), admin_pb2_grpc.AdminStub(channel)
         for batch in _batches("shop-a"):
@@ -82,6 +82,54 @@ def test_score_customers_over_grpc(tmp_path, demo_repo, server_process):
             with pytest.raises(grpc.RpcError) as refused:
                 stub.ScoreCustomers(request, timeout=10)
             assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and field in refused.value.details()
+
+
+def test_the_email_batch_reaches_lapsed_shoppers_with_their_churn_outlook(tmp_path, served):
+    from helpers import simulated_world
+
+    pytest.importorskip("torch", reason="torch is not installed (pip install torch==2.13.0)")
+    from hanzo.training.recommend.train import train
+    from hanzo.training.recommend.two_tower import TrainingConfig
+
+    world, events = simulated_world(tmp_path / "world", days=45, seed=5, users=400, products=120)
+    train(world / "events.jsonl.gz", tmp_path / "model_repo", world / "catalog.jsonl",
+          config=TrainingConfig(epochs=2, batch=256), log=lambda m: None)
+    last_day = str(np.datetime64(max(e["timestamp"] for e in events), "ms").astype("datetime64[D]"))
+    run = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "score-customers", "--events",
+                          str(world / "events.jsonl.gz"), "--as-of", last_day, "--horizon-days", "30",
+                          "--out", str(tmp_path / "scores.csv"), "--save-model", str(tmp_path / "cm")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    (tmp_path / "hanzo.toml").write_text(f'[customers]\nmodel = "{tmp_path / "cm"}"\n')
+    server = served(world, "--config", str(tmp_path / "hanzo.toml"))
+    stub = commerce_pb2_grpc.CommerceStub(grpc.insecure_channel(server.url))
+    for start in range(0, len(events), 2000):
+        batch = commerce_pb2.EventBatch()
+        for record in events[start:start + 2000]:
+            record_to_proto(record, batch.events.add())
+        assert not stub.IngestEvents(batch, timeout=30).rejects
+    out = tmp_path / "email.jsonl"
+    run = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "recommend-batch", "--url", server.url,
+                          "--data-dir", str(tmp_path / "data"), "--out", str(out), "--k", "5", "--active-days", "7",
+                          "--churn-horizon-days", "30"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    rows = {r["user_id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    lapsed = [r for r in rows.values() if r["lapsed"]]
+    buyers = {e["user_id"] for e in events if e["event_type"] == "purchase" and e.get("user_id")}
+    last_seen = {}
+    for e in events:
+        if e.get("user_id"):
+            last_seen[e["user_id"]] = max(last_seen.get(e["user_id"], 0), e["timestamp"])
+    newest = max(last_seen.values())
+    gone = {u for u in buyers if last_seen[u] <= newest - 7 * 86_400_000}
+    assert gone and {r["user_id"] for r in lapsed} == gone  # every lapsed buyer, and only they
+    assert all(len(r["items"]) == 5 and not r["fallback"] for r in lapsed)
+    nightly = {row["user_id"]: row for row in csv.DictReader(open(tmp_path / "scores.csv"))}
+    for user in buyers:
+        assert rows[user]["churn"]["risk_band"] == nightly[user]["risk_band"]
+    # the lapsed are the likelier to leave
+    p = lambda group: np.mean([r["churn"]["p_buy_again"] for r in group])  # noqa: E731
+    assert p(lapsed) < p([rows[u] for u in buyers - gone])
 
 
 def test_score_customers_without_a_model_says_how_to_make_one(demo_repo, server_process):

@@ -133,7 +133,8 @@ def test_email_batch_writes_every_active_user(served, tmp_path):
     server, stub, sim, end, root = served
     out = tmp_path / "email.jsonl"
     run = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "recommend-batch", "--url", server.url,
-                          "--data-dir", str(root / "data"), "--out", str(out), "--k", "5", "--active-days", "3"],
+                          "--data-dir", str(root / "data"), "--out", str(out), "--k", "5", "--active-days", "3",
+                          "--audience", "active", "--churn-horizon-days", "0"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
