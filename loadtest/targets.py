@@ -29,6 +29,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "PlanInventory": {"product_id": "p00001", "location": "wh-east", "horizon_days": 14, "service_level": 0.95,
                       "lead_time_days": 3},
     "GetFeatures": {"entity": "user", "entity_ids": ["u00001"]},
+    "ScoreCustomers": {"user_ids": ["u00001"], "horizon_days": 30},
     "IngestEvents": {"events": [{"event_id": "lt-1", "event_type": "page_view", "session_id": "s1"}]},
 }
 
@@ -46,7 +47,7 @@ def example(rpc: str, demo_manifest: Path | None = None) -> dict[str, Any]:
         ids = {"Recommend": {"user_id": demo["user_id"]}, "Search": {"query": demo["query"]},
                "ScoreFraud": {"order": demo["order"]}, "QuotePrice": {"product_id": demo["product_id"]},
                "PlanInventory": {"product_id": demo["product_id"], "location": demo.get("location", "ALL")},
-               "GetFeatures": {"entity_ids": [demo["user_id"]]}}
+               "GetFeatures": {"entity_ids": [demo["user_id"]]}, "ScoreCustomers": {"user_ids": [demo["user_id"]]}}
         request.update(ids.get(rpc, {}))
     return request
 

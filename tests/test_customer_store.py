@@ -15,6 +15,7 @@ from hanzo.server.customers.lifetime import FEATURES, lifetime_features
 from hanzo.server.customers.store_lifetime import read_lifetime
 from hanzo.server.features.events import record_from_json
 from hanzo.server.features.store import FeatureStore
+from hanzo.server.features.tables import WindowTable
 
 DAY_MS = 86_400_000
 END = int(np.datetime64("1997-09-30", "D").astype(np.int64))
@@ -52,6 +53,12 @@ def test_a_customer_back_after_months_keeps_a_whole_life(make_store):
     days = np.array([20_000, 20_000, 20_002, 20_040, 20_039])
     spend = np.array([10.0, 5.0, 8.0, 20.0, 1.0])
     np.testing.assert_allclose(lifetime.matrix, lifetime_features(users, days, spend, as_of // DAY_MS).matrix)
+    # and their staples: the products last bought are read as they were
+    assert store.sequences("user", ["a"], "user_recent_bought", as_of) == [["p1"] * 4]
+    if hasattr(store, "redis"):  # kept as long as the account, never expired by Redis's clock
+        kept = [t for t in store.tables if t.entity == "user" and not isinstance(t, WindowTable)]
+        assert kept and all(store.redis.pttl(store._key(t, "a")) == -1 for t in kept
+                            if store.redis.exists(store._key(t, "a")))
 
 
 @shared_data("cdnow", "events.jsonl.gz")

@@ -45,7 +45,10 @@ def _score(args: argparse.Namespace) -> int:
     if args.save_model and args.model != "learned":
         raise CommandError("--save-model keeps the learned model; it needs --model learned")
     as_of = _day("--as-of", args.as_of)
-    users, days, spend = read_purchases(args.events)
+    try:
+        users, days, spend = read_purchases(args.events)
+    except ValueError as error:  # a line that is not an event, named by the reader
+        raise CommandError(str(error)) from None
     summary = summarize(users, days, spend, as_of)
     if len(summary) < 10:
         raise CommandError(f"{args.events}: {len(summary)} customers bought by {args.as_of}; the models need more")

@@ -65,11 +65,15 @@ def fit_bgnbd(s: Summary) -> BGNBD:
     """Maximum likelihood over log-parameters (Nelder-Mead, then BFGS from its optimum)."""
     from scipy.optimize import minimize
 
-    x, t_x, T = s.frequency, s.recency, s.age
+    # Customers with the same (x, t_x, T) share a likelihood: each distinct history is evaluated
+    # once and weighted by how many have it (whole days make most histories repeat).
+    rows, weight = np.unique(np.column_stack([s.frequency, s.recency, s.age]), axis=0, return_counts=True)
+    x, t_x, T = rows[:, 0], rows[:, 1], rows[:, 2]
+    weight = weight / weight.sum()
     scale = max(float(T.max()), 1.0) / 10.0  # start near the data's own time scale
 
     def loss(log_params: np.ndarray) -> float:
-        return -float(np.mean(log_likelihood(np.exp(log_params), x, t_x, T)))
+        return -float(weight @ log_likelihood(np.exp(log_params), x, t_x, T))
 
     start = np.log([1.0, scale, 1.0, 1.0])
     coarse = minimize(loss, start, method="Nelder-Mead", options={"maxiter": 4000, "xatol": 1e-8, "fatol": 1e-12})

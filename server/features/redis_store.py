@@ -108,8 +108,11 @@ class RedisFeatureStore(FeatureStore):
             return table.bucket_ms * (table.buckets + 2)
         if isinstance(table, DistinctTable):
             return max(f.window_ms for f in self.features.values() if f.aggregation == "distinct") + DAY_MS
-        if isinstance(table, (SpanTable, LifetimeTable)) and ENTITY_TTL_MS[table.entity] is None:
-            return None  # an account's age and life are read however long it was away: kept as long as the account
+        if isinstance(table, (SpanTable, LifetimeTable, SequenceTable)) and ENTITY_TTL_MS[table.entity] is None:
+            # an account's age, life and last purchases are read however long it was away (a
+            # customer back after months still has their staples): kept as long as the account,
+            # as the embedded store keeps them
+            return None
         return self.ttl_ms
 
     # ------------------------------------------------------------------ writes

@@ -24,7 +24,9 @@ class FeatureStoreConfig:
     catalog: Path | None = None  # catalog.jsonl loaded at start (catalog_update events extend it)
     backend: str = "embedded"  # embedded | redis
     redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_ttl_days: float = 35.0  # expiry of sequences, latest values and spans in Redis
+    # expiry in Redis of latest values, and of the sequences and spans of entities that are
+    # forgotten anyway (sessions, cards, devices); a user's and a product's are kept
+    redis_ttl_days: float = 35.0
     replica: str = ""  # this server's name in Redis (its log's replay position); default: the data dir
     # The key that pseudonymises personal data (features/pseudonyms.py); empty: pseudonym.key in
     # data_dir (embedded), or one shared through Redis (redis).
