@@ -33,9 +33,9 @@ def test_commerce_contract_declares_every_rpc():
 
     service = commerce_pb2.DESCRIPTOR.services_by_name["Commerce"]
     assert set(service.methods_by_name) == {"Recommend", "Search", "ScoreFraud", "QuotePrice", "PlanInventory",
-                                             "GetFeatures", "IngestEvents"}
+                                             "ScoreCustomers", "GetFeatures", "IngestEvents"}
     for name in ("RecommendRequest", "SearchRequest", "FraudRequest", "PriceRequest", "InventoryRequest",
-                 "FeaturesRequest", "EventBatch"):
+                 "CustomersRequest", "FeaturesRequest", "EventBatch"):
         fields = commerce_pb2.DESCRIPTOR.message_types_by_name[name].fields_by_name
         assert "merchant_id" in fields and "request_id" in fields, name
 

@@ -11,8 +11,8 @@ from .common import CommandError, add_command
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = add_command(sub, "call", "one Commerce call: the request as JSON, the answer printed as JSON")
-    parser.add_argument("rpc", help="Recommend, Search, ScoreFraud, QuotePrice, PlanInventory, GetFeatures or "
-                                    "IngestEvents")
+    parser.add_argument("rpc", help="Recommend, Search, ScoreFraud, QuotePrice, PlanInventory, ScoreCustomers, "
+                                    "GetFeatures or IngestEvents")
     parser.add_argument("request", nargs="?", default="{}", help="the request as JSON, proto field names")
     parser.add_argument("--url", default="127.0.0.1:50051", help="a running server")
     parser.add_argument("--timeout", type=float, default=10.0, help="the call's deadline in seconds")
