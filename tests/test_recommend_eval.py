@@ -1,5 +1,7 @@
 """Recommendation evaluation: splits, metrics, and the baselines to beat."""
 
+from collections import Counter
+
 import numpy as np
 import pytest
 from helpers import SHARED_DATA, shared_data
@@ -84,3 +86,64 @@ def test_real_data_baselines_order_as_expected():
     popularity = evaluate(Popularity().fit(test), test, ("recall",))["recall"].mean()
     transitions = evaluate(LastItemTransitions().fit(test), test, ("recall",))["recall"].mean()
     assert transitions > 2 * popularity
+
+
+class _FakeServer:
+    """IngestEvents and Recommend in process: answers each user with their own most bought
+    products among what it was given, and remembers the order of the calls."""
+
+    def __init__(self):
+        self.calls, self.bought = [], {}
+
+    def IngestEvents(self, request, timeout=None):
+        from hanzo.server.features.events import record_from_proto
+        from hanzo.v1 import commerce_pb2
+        for event in request.events:
+            record = record_from_proto(event)
+            self.bought.setdefault(record["user_id"], Counter())[record["payload"]["product_id"]] += 1
+            self.calls.append(("ingest", record["event_id"]))
+        return commerce_pb2.IngestAck()
+
+    def Recommend(self, query, timeout=None):
+        from hanzo.v1 import commerce_pb2
+        self.calls.append(("recommend", query.user_id))
+        mine = self.bought.get(query.user_id, Counter())
+        ranked = sorted(mine, key=lambda p: (-mine[p], p))[:query.k]
+        return commerce_pb2.RecommendResponse(items=[commerce_pb2.ScoredProduct(product_id=p, source="repeat")
+                                                     for p in ranked])
+
+
+def test_eval_asks_at_each_moment_or_at_the_end_beside_own_most_bought(tmp_path):
+    from hanzo.training.recommend import eval_server
+    # u1..u3 buy "a" again and again; u1 stops early (day 3), the others go on; each last basket is held out
+    # and holds only what its customer bought before, so the fake server's lists find all of it
+    events = []
+    for user, days in (("u1", (0, 1, 2, 3)), ("u2", (0, 10, 20, 40, 50)), ("u3", (5, 15, 45, 60))):
+        for n, day in enumerate(days):
+            for item in (["a", "b"] if n % 2 else ["a", f"x{user}"]):
+                events.append(_purchase(user, n, day, item))
+    path = tmp_path / "events.jsonl"
+    write_records(path, events)
+    reports = {}
+    for ask_at in ("moment", "end"):
+        server = _FakeServer()
+        reports[ask_at] = report = eval_server.evaluate("", path, ask_at=ask_at, stub=server, log=lambda *_: None)
+        ingested = {event_id for call, event_id in server.calls if call == "ingest"}
+        assert not ingested & {"u1-3-a", "u2-4-a", "u3-3-a"}  # the held-out baskets never go in
+        assert len(ingested) == len(events) - 6
+        asked = [i for i, (call, _) in enumerate(server.calls) if call == "recommend"]
+        if ask_at == "end":  # everything in before the first question
+            assert asked[0] == len(ingested) and len(asked) == 3
+        else:
+            assert asked[0] < len(ingested)
+        assert report["ask_at"] == ask_at and report["cases"] == 3
+        # the fake server is the baseline itself, on the same cases and histories
+        assert report["metrics"]["recall"]["mean"] == report["baselines"]["own_most_bought"]["recall"]["mean"]
+        assert report["model_minus_baseline"]["recall"]["mean"] == 0.0
+        assert report["metrics"]["recall"]["mean"] == 1.0
+        assert "own_most_bought" in eval_server.main_report(report)
+    # u1 was last seen on day 2 of 60 when asked at the end, on day 2 of 3 at its moment
+    assert reports["end"]["by_absence"][">=30d"]["cases"] == 1
+    assert ">=30d" not in reports["moment"]["by_absence"]
+    with pytest.raises(ValueError, match="ask_at"):
+        eval_server.evaluate("", path, ask_at="later", stub=_FakeServer())

@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     recommend.add_argument("--events", type=Path, required=True, help="the events the served model was trained on")
     recommend.add_argument("--kind", choices=["auto", "basket", "session"], default="auto",
                            help="next basket of a customer, or next click of a session (auto: from the events)")
+    recommend.add_argument("--ask-at", choices=["moment", "end"], default="moment",
+                           help="ask each case at its own moment, once the events before it are in; or once the "
+                                "whole stream is in, the store's clock at the last event (as an email batch would)")
     recommend.set_defaults(func=_recommend)
 
     search = surfaces.add_parser("search", help="graded NDCG@10 on the dev queries, beside BM25 alone",
@@ -58,7 +61,7 @@ def _recommend(args: argparse.Namespace) -> int:
     existing_file("--events", args.events)
     from hanzo.training.recommend import eval_server
 
-    report = eval_server.evaluate(args.url, args.events, args.kind, args.seed, log=stderr)
+    report = eval_server.evaluate(args.url, args.events, args.kind, args.seed, log=stderr, ask_at=args.ask_at)
     return _done(args, report, eval_server.main_report(report))
 
 
