@@ -98,3 +98,43 @@ def test_the_learned_model_beats_bgnbd_on_weeks_it_did_not_see(cdnow):  # noqa: 
     assert np.abs(ours.expected_purchases - bought).mean() < np.abs(base.expected_purchases(summary, 133) - bought).mean()
     # the chance of buying again is calibrated on the whole: its mean near the share who did
     assert abs(ours.p_buy_again.mean() - (bought > 0).mean()) < 0.05
+
+
+@shared_data("cdnow", "events.jsonl.gz")
+def test_a_model_caught_mid_rewrite_never_serves_and_the_last_one_does(cdnow, tmp_path):  # noqa: F811
+    from hanzo.server.surfaces.reloading import ReloadingFile
+
+    users, days, spend = cdnow
+    first = fit_customer_model(users, days, spend, SPLIT, 133)
+    first.save(tmp_path / "m")
+    served = ReloadingFile(str(tmp_path / "m" / "model.json"), lambda p: CustomerModel.load(p.parent), "model", "")
+    served._check_every_s = 0.0
+    assert served.current().shape == first.shape
+    # a rewrite that left another model's trees beside this model.json: refused, the last one serves
+    (tmp_path / "m" / "spend.npz").write_bytes((tmp_path / "m" / "purchases.npz").read_bytes())
+    with pytest.raises(ValueError, match="not the one model.json was written with"):
+        CustomerModel.load(tmp_path / "m")
+    (tmp_path / "m" / "model.json").write_text((tmp_path / "m" / "model.json").read_text() + " ")
+    assert served.current() is not None and served.current().shape == first.shape
+    # a whole new model swapped in is taken up
+    second = fit_customer_model(users, days, spend, SPLIT - 14, 133)
+    second.save(tmp_path / "m")
+    assert served.current().trained_as_of == second.trained_as_of != first.trained_as_of
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no staging folders left behind
+
+
+def test_score_customers_on_a_shop_too_small_for_the_models_says_why_in_one_line(tmp_path):
+    import json as json_module
+    import subprocess
+    import sys
+
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(json_module.dumps({
+        "event_id": f"e{i}", "event_type": "purchase", "timestamp": f"2024-01-{1 + i % 20:02d}T10:00:00Z",
+        "user_id": f"u{i}", "session_id": f"s{i}", "payload": {"amount": 5.0}, "context": {}}) for i in range(40)))
+    for model in ("learned", "bgnbd"):
+        run = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "score-customers", "--events", str(events),
+                              "--as-of", "2024-02-01", "--horizon-days", "30", "--out", str(tmp_path / "s.csv"),
+                              "--model", model], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+        assert "customers bought again with a spend" in run.stderr or "too few" in run.stderr, run.stderr

@@ -77,3 +77,24 @@ def test_cdnow_replayed_through_the_store_reads_as_the_batch_computes(make_store
                               np.array([r["payload"]["amount"] for r in records]), END)
     assert (batch.user_ids == lifetime.user_ids).all()
     np.testing.assert_allclose(lifetime.matrix, batch.matrix, rtol=1e-5)
+
+
+def test_a_spend_past_the_largest_double_neither_jams_nor_differs(make_store):
+    """A lifetime total may overflow to inf; Redis must take it as the embedded store does, and
+    the batches after it still apply."""
+    store = make_store()
+    day = 20_000 * DAY_MS
+    store.apply([purchase("big", day, 1.5e308, 1), purchase("big", day + 1, 1.5e308, 2)])
+    store.apply([purchase("small", day + 2, 3.0, 3)])
+    values = store.read("user", ["big", "small"], ["user_lifetime_spend", "user_purchase_days"], day + 10).values
+    assert np.isinf(values[0, 0]) and values[1].tolist() == [3.0, 1.0]
+
+
+def test_a_price_whose_amount_overflows_is_refused_by_name():
+    from hanzo.server.features.events import EventError, check_record
+
+    record = purchase("u", 20_000 * DAY_MS, 1.0, 1)
+    record["payload"] = {"product_id": "p1", "price": 1e300, "quantity": 1e10}
+    with pytest.raises(EventError) as refused:
+        check_record(record, 300_000, 20_000 * DAY_MS)
+    assert refused.value.field == "payload.price"

@@ -60,6 +60,12 @@ def test_score_customers_over_grpc(tmp_path, demo_repo, server_process):
             assert outlook.expected_spend == pytest.approx(float(row["expected_spend"]), abs=0.01)
             # the same reasons; a figure may differ in its last digit (the store reads spend in float32)
             assert re.sub(r"[0-9.]+", "#", "; ".join(outlook.reasons)) == re.sub(r"[0-9.]+", "#", row["reasons"])
+        # the unnamed shop cannot write into shop-a's shopper
+        claim = commerce_pb2.EventBatch()
+        claim.events.add(event_id="x1", event_type="purchase", user_id=f"shop-a|{users[1]}", session_id="s",
+                         payload=commerce_pb2.EventPayload(amount=1e6)).timestamp.GetCurrentTime()
+        refused = stub.IngestEvents(claim, timeout=10)
+        assert refused.accepted == 0 and refused.rejects[0].field == "user_id"
         unknown = answer.customers[-1]
         assert not unknown.known and unknown.p_buy_again == 0 and not unknown.reasons
         # another shop's customers of the same ids are not shop-a's
@@ -127,6 +133,13 @@ def test_the_email_batch_reaches_lapsed_shoppers_with_their_churn_outlook(tmp_pa
     nightly = {row["user_id"]: row for row in csv.DictReader(open(tmp_path / "scores.csv"))}
     for user in buyers:
         assert rows[user]["churn"]["risk_band"] == nightly[user]["risk_band"]
+    # a second night's audience is the same: last night's own recommendations are no visit
+    again = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "recommend-batch", "--url", server.url,
+                            "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "again.jsonl"), "--k", "5",
+                            "--active-days", "7", "--audience", "lapsed", "--churn-horizon-days", "0"],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert {json.loads(line)["user_id"] for line in (tmp_path / "again.jsonl").read_text().splitlines()} == gone
     # the lapsed are the likelier to leave
     p = lambda group: np.mean([r["churn"]["p_buy_again"] for r in group])  # noqa: E731
     assert p(lapsed) < p([rows[u] for u in buyers - gone])

@@ -11,7 +11,7 @@ from .merchants import merchant_of
 
 MAX_CUSTOMERS = 1000
 MAX_HORIZON_DAYS = 730
-MAX_ID_BYTES = 256
+MAX_ID_CHARS = 256  # as ingest takes a user id
 
 
 def to_keys(request: commerce_pb2.CustomersRequest) -> list[str]:
@@ -22,8 +22,8 @@ def to_keys(request: commerce_pb2.CustomersRequest) -> list[str]:
     if len(ids) > MAX_CUSTOMERS:
         raise InvalidArgument("user_ids", f"{len(ids)} customers in one request; the limit is {MAX_CUSTOMERS}")
     for i, user in enumerate(ids):
-        if not user or len(user.encode()) > MAX_ID_BYTES:
-            raise InvalidArgument(f"user_ids[{i}]", f"must be 1..{MAX_ID_BYTES} bytes")
+        if not user or len(user) > MAX_ID_CHARS:
+            raise InvalidArgument(f"user_ids[{i}]", f"must be 1..{MAX_ID_CHARS} characters")
         if not merchant and SEPARATOR in user:
             # the unnamed shop's ids never hold it, so none names a merchant's shopper
             raise InvalidArgument(f"user_ids[{i}]", f"'{SEPARATOR}' is kept for merchants' ids: name the merchant "

@@ -52,8 +52,11 @@ def _score(args: argparse.Namespace) -> int:
     summary = summarize(users, days, spend, as_of)
     if len(summary) < 10:
         raise CommandError(f"{args.events}: {len(summary)} customers bought by {args.as_of}; the models need more")
-    scores = _learned(args, users, days, spend, as_of, summary) if args.model == "learned" else \
-        _bgnbd(args, summary)
+    try:
+        scores = _learned(args, users, days, spend, as_of, summary) if args.model == "learned" else \
+            _bgnbd(args, summary)
+    except ValueError as error:  # a history the models cannot be fitted on, said why
+        raise CommandError(f"{args.events} as of {args.as_of}: {error}") from None
     with open(args.out, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(HEADER)

@@ -18,6 +18,8 @@ import orjson
 
 from hanzo.v1 import commerce_pb2, commerce_pb2_grpc
 
+from ..api.customers import MAX_ID_CHARS
+from ..features.expiry import READ_EVENTS
 from ..features.log import replay_log
 from ..features.tenancy import SEPARATOR
 from .common import CommandError, add_command, positive
@@ -67,6 +69,8 @@ def audience(data_dir: Path, days: float, who: str = "all") -> dict[str, bool]:
             ts = record["timestamp"]
             newest = max(newest, ts)
             user = record.get("user_id")
+            if record["event_type"] in READ_EVENTS:  # logged by reads (this batch's own, last night): not a visit
+                continue
             if user and ts > last_seen.get(user, -1):
                 last_seen[user] = ts
             if user and record["event_type"] == "purchase":  # as the customer models count buying
@@ -92,7 +96,8 @@ async def _churn(stub, users: list[str], horizon_days: int) -> dict[str, dict]:
     by_merchant: dict[str, list[str]] = {}
     for user in users:
         merchant, own = _merchant(user)
-        by_merchant.setdefault(merchant, []).append(own)
+        if len(own) <= MAX_ID_CHARS:  # longer ones (an older log's) are written without an outlook
+            by_merchant.setdefault(merchant, []).append(own)
     outlooks = {}
     for merchant, own in by_merchant.items():
         for start in range(0, len(own), CHURN_BATCH):

@@ -11,6 +11,9 @@ import numpy as np
 from .rfm import Summary
 
 
+MIN_REPEAT_SPENDERS = 10
+
+
 @dataclass(frozen=True)
 class GammaGamma:
     p: float
@@ -30,6 +33,9 @@ def fit_gamma_gamma(s: Summary) -> GammaGamma:
     from scipy.special import gammaln
 
     repeat = (s.frequency > 0) & (s.monetary > 0)
+    if repeat.sum() < MIN_REPEAT_SPENDERS:
+        raise ValueError(f"{int(repeat.sum())} customers bought again with a spend; Gamma-Gamma needs "
+                         f"{MIN_REPEAT_SPENDERS} (the purchases need an amount, or a price)")
     x, m = s.frequency[repeat], s.monetary[repeat]
 
     def loss(log_params: np.ndarray) -> float:
@@ -42,4 +48,7 @@ def fit_gamma_gamma(s: Summary) -> GammaGamma:
     coarse = minimize(loss, start, method="Nelder-Mead", options={"maxiter": 4000, "xatol": 1e-8, "fatol": 1e-12})
     fine = minimize(loss, coarse.x, method="BFGS", options={"gtol": 1e-10})
     best = fine.x if fine.fun <= coarse.fun else coarse.x
-    return GammaGamma(*map(float, np.exp(best)))
+    fitted = GammaGamma(*map(float, np.exp(best)))
+    if fitted.q <= 1:
+        raise ValueError(f"Gamma-Gamma's fit has no finite mean spend (q = {fitted.q:.3f} <= 1)")
+    return fitted

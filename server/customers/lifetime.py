@@ -68,9 +68,14 @@ def lifetime_features(user_ids: np.ndarray, days: np.ndarray, spend: np.ndarray,
         "purchase_days": purchase_days, "first_day": first, "last_day": last,
         "purchases_30": np.bincount(who, weights=recent_30, minlength=n),
         "purchases_90": np.bincount(who, weights=recent_90, minlength=n),
-        "total_spend": np.bincount(who, weights=spend, minlength=n),
-        "spend_90": np.bincount(who, weights=spend * recent_90, minlength=n)}
+        # spend as the store answers it: summed in float64, read in float32
+        "total_spend": _as_read(np.bincount(who, weights=spend, minlength=n)),
+        "spend_90": _as_read(np.bincount(who, weights=spend * recent_90, minlength=n))}
     return assemble(users, end_day, **columns)
+
+
+def _as_read(values: np.ndarray) -> np.ndarray:
+    return values.astype(np.float32).astype(np.float64)
 
 
 def assemble(users: np.ndarray, end_day: int, purchase_days, first_day, last_day, purchases_30, purchases_90,

@@ -12,7 +12,11 @@ expectation does.
 Saved as a folder: purchases.npz and spend.npz (TreeEnsemble arrays) and model.json."""
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +31,7 @@ from .lifetime import FEATURES, LifetimeFeatures, summary_of
 # horizon asked.
 INPUTS = (*FEATURES, "chance_still_a_customer", "expected_days_next_30")
 _FLOOR = 1e-6  # keeps log() finite for customers BG/NBD gives nothing
+ARRAYS = ("purchases.npz", "spend.npz")  # the trees, in the order CustomerModel holds them
 
 
 @dataclass
@@ -35,6 +40,7 @@ class Outlook:
     expected_purchases: np.ndarray
     expected_spend: np.ndarray
     contributions: np.ndarray | None  # [customers, len(INPUTS)] of the purchase days' log-correction
+    inputs: np.ndarray  # [customers, len(INPUTS)]: what the trees read
 
 
 @dataclass(eq=False)
@@ -66,17 +72,27 @@ class CustomerModel:
         money = np.exp(start_money + self.spend.margin(X))
         p = 1.0 - (1.0 + expected / self.shape) ** -self.shape
         contributions = self.purchases.contributions(X)[:, :-1] if explain else None
-        return Outlook(p, expected, money, contributions)
+        return Outlook(p, expected, money, contributions, X)
 
     def save(self, folder: str | Path) -> None:
+        """Written whole beside `folder`, then swapped in by renames, so a server reloading it
+        never reads half a model; model.json holds the digests of the arrays it goes with."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.purchases.save(folder / "purchases.npz")
-        self.spend.save(folder / "spend.npz")
-        (folder / "model.json").write_text(json.dumps({
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        self.purchases.save(staging / "purchases.npz")
+        self.spend.save(staging / "spend.npz")
+        (staging / "model.json").write_text(json.dumps({
             "bgnbd": asdict(self.bgnbd), "gamma_gamma": asdict(self.gamma_gamma), "shape": self.shape,
             "trained_as_of": self.trained_as_of, "trained_horizon_days": self.trained_horizon_days,
-            "inputs": list(INPUTS)}, indent=1))
+            "inputs": list(INPUTS), "digests": {name: _digest(staging / name) for name in ARRAYS}}, indent=1))
+        retired = folder.with_name(f".{folder.name}.old") if folder.exists() else None
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
+            folder.rename(retired)
+        staging.rename(folder)
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
 
     @classmethod
     def load(cls, folder: str | Path) -> CustomerModel:
@@ -84,6 +100,14 @@ class CustomerModel:
         meta = json.loads((folder / "model.json").read_text())
         if meta.get("inputs") != list(INPUTS):
             raise ValueError(f"{folder}: the model reads {meta.get('inputs')}, this server computes {list(INPUTS)}")
-        return cls(BGNBD(**meta["bgnbd"]), GammaGamma(**meta["gamma_gamma"]),
-                   TreeEnsemble.load(folder / "purchases.npz"), TreeEnsemble.load(folder / "spend.npz"),
+        blobs = {name: (folder / name).read_bytes() for name in ARRAYS}
+        for name, blob in blobs.items():
+            if hashlib.sha256(blob).hexdigest() != meta.get("digests", {}).get(name):
+                raise ValueError(f"{folder}: {name} is not the one model.json was written with")
+        purchases, spend = (TreeEnsemble.load(io.BytesIO(blobs[name])) for name in ARRAYS)
+        return cls(BGNBD(**meta["bgnbd"]), GammaGamma(**meta["gamma_gamma"]), purchases, spend,
                    float(meta["shape"]), str(meta["trained_as_of"]), int(meta["trained_horizon_days"]))
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

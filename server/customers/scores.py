@@ -47,7 +47,7 @@ def score_learned(lifetime: LifetimeFeatures, model: CustomerModel, horizon_days
                   explain: bool = True) -> Scores:
     outlook = model.predict(lifetime, horizon_days, explain=explain)
     summary = summary_of(lifetime)
-    said = reasons(summary, model.bgnbd.p_alive(summary), outlook.contributions, model.inputs(lifetime))
+    said = reasons(summary, model.bgnbd.p_alive(summary), outlook.contributions, outlook.inputs)
     return Scores(outlook.p_buy_again, outlook.expected_purchases, outlook.expected_spend,
                   risk_band(outlook.p_buy_again), ["; ".join(r) for r in said])
 

@@ -38,9 +38,10 @@ def from_block(keys: list[str], values: np.ndarray, missing: np.ndarray, as_of: 
 
 def read_lifetime(store: Any, keys: list[str], as_of: int | None = None) -> tuple[LifetimeFeatures, np.ndarray]:
     """From a FeatureStore (its clock when as_of is None), READ_CHUNK keys per read."""
-    as_of = store.watermark if as_of is None else as_of
-    blocks = [store.read("user", keys[i:i + READ_CHUNK], list(STORE_FEATURES), as_of)
-              for i in range(0, len(keys), READ_CHUNK)]
+    blocks = [store.read("user", keys[:READ_CHUNK], list(STORE_FEATURES), as_of)]
+    as_of = store.watermark if as_of is None else as_of  # as the first read found it
+    blocks += [store.read("user", keys[i:i + READ_CHUNK], list(STORE_FEATURES), as_of)
+               for i in range(READ_CHUNK, len(keys), READ_CHUNK)]
     values = np.concatenate([b.values for b in blocks]) if blocks else np.zeros((0, len(STORE_FEATURES)), np.float32)
     missing = np.concatenate([b.missing for b in blocks]) if blocks else np.zeros((0, len(STORE_FEATURES)), np.uint8)
     return from_block(keys, values, missing, as_of)

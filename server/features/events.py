@@ -201,6 +201,10 @@ def check_record(record: dict[str, Any], max_future_ms: int, now_ms: int,
             raise EventError(f"payload.{name}", f"{value!r} is not a string")
     if kind == "purchase" and (payload.get("quantity") or 1) <= 0:
         raise EventError("payload.quantity", f"{payload['quantity']!r}: a purchase needs a positive quantity")
+    if kind == "purchase" and payload.get("amount") is None and payload.get("price") is not None \
+            and not math.isfinite(payload["price"] * (payload.get("quantity") or 1.0)):
+        # the amount the store reads is price x quantity: it must be a number too
+        raise EventError("payload.price", "price x quantity is not a finite number")
 
 
 def _check_sizes(record: dict[str, Any], limits: FieldLimits) -> None:

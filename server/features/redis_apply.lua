@@ -100,8 +100,11 @@ for i = 1, #ops do
     if op[3] > last then redis.call('HSET', key, 'l', op[3]) end
   elseif kind == 13 then
     -- total over a life: {13, key, ts, amount, day_ms}
-    redis.call('HINCRBYFLOAT', key, 'v', op[4])
-    if op[3] > tonumber(redis.call('HGET', key, 't') or '-1') then redis.call('HSET', key, 't', op[3]) end
+    -- read and written whole as op 4 writes a value: a sum past the largest double is inf, which
+    -- HINCRBYFLOAT would refuse half-way through the batch
+    local held = redis.call('HMGET', key, 'v', 't')
+    redis.call('HSET', key, 'v', string.format('%.17g', tonumber(held[1] or '0') + op[4]))
+    if op[3] > tonumber(held[2] or '-1') then redis.call('HSET', key, 't', op[3]) end
   elseif kind == 14 then
     -- days with an event over a life: {14, key, ts, 0, day_ms}, sent in time order; a day is
     -- counted when later than the newest counted one (kernels/windows.days_add)

@@ -245,7 +245,8 @@ class FeatureService(BatchesInFlight, SnapshotWriting, OnlineRebuilds):
                 rejects.append(Reject(index, item["event_id"], "timestamp",
                                       f"{format_timestamp(item['timestamp'])} is older than the store's horizon "
                                       f"({self.config.dedup_horizon_hours:g} h before its clock, "
-                                      f"{format_timestamp(self.store.watermark)}): no window holds it"))
+                                      f"{format_timestamp(self.store.watermark)}): its duplicates could no longer be told "
+                                      "apart"))
                 continue
             event_id = item["event_id"]  # as the merchant sent it (scoping rewrites it)
             record = scope_record(item, merchant)

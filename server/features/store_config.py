@@ -9,7 +9,9 @@ from pathlib import Path
 class FeatureStoreConfig:
     data_dir: Path = field(default_factory=lambda: Path("hanzo_data"))
     fsync: str = "always"  # always | interval | never
-    dedup_horizon_hours: float = 31 * 24  # >= the longest window, so every late event that can count is deduplicated
+    # events older than this behind the store's clock are refused, so every event that counts
+    # is deduplicated (>= the short windows; the 90-day and lifetime features take what arrives)
+    dedup_horizon_hours: float = 31 * 24
     max_future_seconds: float = 300.0  # events stamped further ahead of the wall clock are rejected
     max_batch_events: int = 10_000
     snapshot_every_events: int = 1_000_000

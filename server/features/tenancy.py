@@ -46,6 +46,20 @@ def unscoped(merchant: str, value: str) -> str:
     return value[len(prefix):] if prefix and value.startswith(prefix) else value
 
 
+def claimed_field(record: dict) -> str | None:
+    """The first id of an unnamed shop's event that holds the separator (it would name a
+    merchant's own entry), as the field a refusal names; None when none does."""
+    for name in ("event_id", "user_id", "session_id"):
+        if SEPARATOR in str(record.get(name) or ""):
+            return name
+    for part, names in (("payload", SCOPED_PAYLOAD), ("context", SCOPED_CONTEXT)):
+        entries = record.get(part) or {}
+        for name in names:
+            if SEPARATOR in str(entries.get(name) or ""):
+                return f"{part}.{name}"
+    return None
+
+
 def scope_record(record: dict, merchant: str) -> dict:
     """An event record's ids made the merchant's (in place; returned)."""
     if not merchant:

@@ -48,9 +48,13 @@ class CustomerScorer:
     async def score(self, keys: list[str], horizon_days: int) -> CustomerAnswer:
         """`keys`: the store's user keys (the merchant's scope applied)."""
         model = self._model.current()
+        names = list(STORE_FEATURES)
+        # the first read at the store's clock as it finds it (a Redis replica learns the shared
+        # clock with it), the rest at that same moment
+        blocks = [await self.features.read("user", keys[:READ_CHUNK], names)]
         as_of = self.features.store.watermark
-        blocks = [await self.features.read("user", keys[i:i + READ_CHUNK], list(STORE_FEATURES), as_of)
-                  for i in range(0, len(keys), READ_CHUNK)]
+        blocks += [await self.features.read("user", keys[i:i + READ_CHUNK], names, as_of)
+                   for i in range(READ_CHUNK, len(keys), READ_CHUNK)]
         lifetime, known = from_block(keys, np.concatenate([b.values for b in blocks]),
                                      np.concatenate([b.missing for b in blocks]), as_of)
         n = len(keys)
@@ -61,7 +65,7 @@ class CustomerScorer:
             summary = summary_of(lifetime)
             p[known], purchases[known], spend[known] = (outlook.p_buy_again, outlook.expected_purchases,
                                                         outlook.expected_spend)
-            told = reasons(summary, model.bgnbd.p_alive(summary), outlook.contributions, model.inputs(lifetime))
+            told = reasons(summary, model.bgnbd.p_alive(summary), outlook.contributions, outlook.inputs)
             for row, band, text in zip(np.flatnonzero(known).tolist(), risk_band(outlook.p_buy_again), told):
                 bands[row], said[row] = band, text
         return CustomerAnswer(known, p, purchases, spend, bands, said, model.trained_as_of)

@@ -39,12 +39,28 @@ class ReloadingFile(Generic[T]):
         try:
             stat = path.stat()
         except FileNotFoundError:
+            if self._value is not None:  # between a rewrite's renames: what was loaded still serves
+                return self._value
             raise Unavailable(f"the {self._what} {path} does not exist yet: {self._how_to_make}") from None
         stamp = (stat.st_mtime_ns, stat.st_size)
         self._checked = time.monotonic()
         if stamp != self._stamp:
             with self._lock:
                 if stamp != self._stamp:
-                    self._value, self._stamp = self._load(path), stamp
-                    log.info(f"{self._what} loaded", extra={"path": str(path)})
+                    self._reload(path, stamp)
         return self._value
+
+    def _reload(self, path: Path, stamp: tuple) -> None:
+        """Load the changed file; one that cannot be read (caught mid-write, damaged) leaves the
+        loaded one serving, and is tried again at the next look."""
+        try:
+            value = self._load(path)
+        except Exception as exc:  # whatever the loader raises: the file is not one it can serve
+            if self._value is None:
+                raise Unavailable(f"the {self._what} {path} cannot be read ({type(exc).__name__}: {exc}): "
+                                  f"{self._how_to_make}") from None
+            log.warning(f"{self._what} not reloaded: the previous one serves",
+                        extra={"path": str(path), "error": f"{type(exc).__name__}: {exc}"})
+            return
+        self._value, self._stamp = value, stamp
+        log.info(f"{self._what} loaded", extra={"path": str(path)})
