@@ -8,8 +8,9 @@ reads in cpp_ext/feature_gather.hpp):
 - distinct table: hashes uint64 [entities, slots] (0: empty), last_seen int64 [entities, slots].
 - last table: value float64 [entities], ts int64 [entities] (-1: never set).
 - span table: first int64 [entities], last int64 [entities] (-1: never set).
-- lifetime tables (days, total): value float64 [entities], ts int64 [entities] (the newest
-  event's time, -1: never set), read as a last table is.
+- lifetime tables (days, total, first_day, last_day): value float64 [entities], ts int64
+  [entities] (the newest event's time, -1: never set), read as a last table is; mask int64
+  [entities] (days: which of the 32 days before the newest were counted).
 """
 from __future__ import annotations
 
@@ -115,16 +116,48 @@ def total_add(value, stamps, entity, ts, amount):
 
 
 @nb.njit(nogil=True, cache=True)
-def days_add(value, stamps, entity, ts, day_ms):
-    """value[e] counts the days (ts // day_ms) with an event of e, O(1) per entity: a day is
-    counted when it is later than the newest counted one, so the batch is taken in time order
-    and an event later than its day's successor (more than a batch late) is not counted."""
+def days_add(value, stamps, mask, entity, ts, day_ms):
+    """value[e] counts the days (ts // day_ms) with an event of e, in O(1) per entity: stamps[e]
+    is the newest event, and bit k of mask[e] says whether the day k + 1 before the newest
+    event's day was counted, so a late event up to 32 days back is counted once, whatever the
+    batches (the store refuses events older than its dedup horizon)."""
     order = np.argsort(ts, kind="mergesort")
     for i in range(order.shape[0]):
         k = order[i]
         e = entity[k]
-        if stamps[e] < 0 or ts[k] // day_ms > stamps[e] // day_ms:
-            value[e] += 1.0
+        day = ts[k] // day_ms
+        if stamps[e] < 0:
+            value[e] = 1.0
+            mask[e] = 0
+        else:
+            newest = stamps[e] // day_ms
+            if day > newest:
+                shift = day - newest
+                if shift < 32:
+                    mask[e] = ((mask[e] << shift) | (1 << (shift - 1))) & 0xFFFFFFFF
+                elif shift == 32:
+                    mask[e] = 1 << 31
+                else:
+                    mask[e] = 0
+                value[e] += 1.0
+            elif day < newest:
+                back = newest - 1 - day
+                if back < 32 and (mask[e] >> back) & 1 == 0:
+                    mask[e] |= 1 << back
+                    value[e] += 1.0
+        if ts[k] > stamps[e]:
+            stamps[e] = ts[k]
+
+
+@nb.njit(nogil=True, cache=True)
+def day_bound(value, stamps, entity, ts, day_ms, first):
+    """value[e] = the day (ts // day_ms) of e's first event (first) or latest (not first),
+    exactly (a whole number, so a float32 read keeps it); stamps[e] its newest event."""
+    for k in range(entity.shape[0]):
+        e = entity[k]
+        day = float(ts[k] // day_ms)
+        if stamps[e] < 0 or (first and day < value[e]) or (not first and day > value[e]):
+            value[e] = day
         if ts[k] > stamps[e]:
             stamps[e] = ts[k]
 
@@ -139,4 +172,5 @@ def prepare() -> None:
     last_set(np.zeros(1), np.full(1, -1, np.int64), i64, i64, np.zeros(1))
     span_extend(np.full(1, -1, np.int64), np.full(1, -1, np.int64), i64, i64)
     total_add(np.zeros(1), np.full(1, -1, np.int64), i64, i64, np.zeros(1))
-    days_add(np.zeros(1), np.full(1, -1, np.int64), i64, i64, 86_400_000)
+    days_add(np.zeros(1), np.full(1, -1, np.int64), np.zeros(1, np.int64), i64, i64, 86_400_000)
+    day_bound(np.zeros(1), np.full(1, -1, np.int64), i64, i64, 86_400_000, True)

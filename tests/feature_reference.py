@@ -66,9 +66,11 @@ def reference_value(feature: Feature, key: str, events: list[dict], as_of: int, 
         values = [field_value(e, feature.field) for e in mine if e["event_type"] in feature.sources]
         values = [float(v) for v in values if v is not None]
         return sum(values) if values else None
-    if agg == "days":
+    if agg in ("days", "first_day", "last_day"):
         days = {e["timestamp"] // 86_400_000 for e in mine if e["event_type"] in feature.sources}
-        return float(len(days)) if days else None
+        if not days:
+            return None
+        return float({"days": len(days), "first_day": min(days), "last_day": max(days)}[agg])
     if agg == "sequence":
         items = [field_value(e, feature.field) for e in mine
                  if e["event_type"] in feature.sources and field_value(e, feature.field)]

@@ -98,3 +98,19 @@ def test_a_price_whose_amount_overflows_is_refused_by_name():
     with pytest.raises(EventError) as refused:
         check_record(record, 300_000, 20_000 * DAY_MS)
     assert refused.value.field == "payload.price"
+
+
+def test_a_late_purchase_day_counts_once_however_the_batches_fall(make_store):
+    day = 20_000 * DAY_MS
+    together, apart = make_store(), make_store()
+    events = [purchase("u", day + 10 * DAY_MS, 4.0, 1), purchase("u", day + 9 * DAY_MS, 2.0, 2),
+              purchase("u", day + 9 * DAY_MS + 5, 2.0, 3), purchase("u", day - 20 * DAY_MS, 1.0, 4),
+              purchase("u", day + 40 * DAY_MS, 1.0, 5), purchase("u", day + 12 * DAY_MS, 1.0, 6)]
+    together.apply(events)
+    for event in events:
+        apart.apply([event])
+    names = ["user_purchase_days", "user_first_purchase_day", "user_last_purchase_day"]
+    for store in (together, apart):
+        # every late day within the 31 days ingest accepts behind its clock is counted once
+        assert store.read("user", ["u"], names, day + 60 * DAY_MS).values[0].tolist() == [
+            5.0, 20_000 - 20, 20_000 + 40]

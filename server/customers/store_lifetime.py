@@ -11,11 +11,8 @@ from .lifetime import LifetimeFeatures, assemble
 
 DAY_MS = 86_400_000
 # What the store keeps per customer (features/definitions.py), in the order read.
-STORE_FEATURES = ("user_purchase_days", "user_lifetime_spend", "user_first_purchase_age", "user_since_purchase",
+STORE_FEATURES = ("user_purchase_days", "user_lifetime_spend", "user_first_purchase_day", "user_last_purchase_day",
                   "user_purchases_30d", "user_purchases_90d", "user_spend_90d")
-# The store reads ages in float32 seconds (a second or two off at a year): a purchase stamped
-# at midnight must not read as the day before.
-_SLACK_MS = 2_000
 # Keys per store read: a Redis read answers in one script reply, which Lua bounds.
 READ_CHUNK = 1_000
 
@@ -27,8 +24,7 @@ def from_block(keys: list[str], values: np.ndarray, missing: np.ndarray, as_of: 
     column = {name: values[:, i].astype(np.float64) for i, name in enumerate(STORE_FEATURES)}
     bought = (missing[:, 0] == 0) & (column["user_purchase_days"] > 0)
     pick = {name: v[bought] for name, v in column.items()}
-    first_day = (as_of - np.round(pick["user_first_purchase_age"] * 1000.0) + _SLACK_MS) // DAY_MS
-    last_day = (as_of - np.round(pick["user_since_purchase"] * 1000.0) + _SLACK_MS) // DAY_MS
+    first_day, last_day = pick["user_first_purchase_day"], pick["user_last_purchase_day"]  # whole days, exact
     users = np.array(keys, object)[bought]
     lifetime = assemble(users, as_of // DAY_MS, pick["user_purchase_days"], first_day.astype(np.int64),
                         last_day.astype(np.int64), pick["user_purchases_30d"], pick["user_purchases_90d"],

@@ -23,9 +23,11 @@ WINDOWS: dict[str, tuple[int, int]] = {
 # span: seconds from the first source event to the latest; since: from the latest to the read's
 # moment (e.g. form filling: since the checkout page); age: from the first to the read's moment.
 # Over the entity's whole life, in O(1) memory: total, a field's sum; days, the days (UTC) with
-# a source event (a customer's purchase days).
+# a source event (a customer's purchase days); first_day and last_day, the day number (UTC days
+# since 1970) of the first and the latest.
 AGGREGATIONS = ("count", "sum", "mean", "rate", "share", "distinct", "last", "sequence", "span", "since", "age",
-                "total", "days")
+                "total", "days", "first_day", "last_day")
+LIFETIME = ("total", "days", "first_day", "last_day")
 ENTITIES = ("user", "session", "product", "card", "device", "address")  # address: where an order ships
 # An entity not seen for this long is forgotten: reads answer it as unknown (missing), the
 # same online and offline, and the store reclaims its rows. Sessions end; cards and devices
@@ -122,10 +124,10 @@ FEATURES: tuple[Feature, ...] = (
             description="days with a purchase, over the customer's whole life"),
     Feature("user_lifetime_spend", "user", "total", ("purchase",), field="amount",
             description="everything the customer spent (amount, or price x quantity)"),
-    Feature("user_first_purchase_age", "user", "age", ("purchase",),
-            description="seconds since the customer's first purchase"),
-    Feature("user_since_purchase", "user", "since", ("purchase",),
-            description="seconds since the customer's latest purchase"),
+    Feature("user_first_purchase_day", "user", "first_day", ("purchase",),
+            description="the day (UTC days since 1970) of the customer's first purchase"),
+    Feature("user_last_purchase_day", "user", "last_day", ("purchase",),
+            description="the day of the customer's latest purchase"),
     Feature("user_purchases_30d", "user", "count", ("purchase",), "30d"),
     Feature("user_purchases_90d", "user", "count", ("purchase",), "90d"),
     Feature("user_spend_90d", "user", "sum", ("purchase",), "90d", field="amount"),

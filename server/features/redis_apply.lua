@@ -106,10 +106,46 @@ for i = 1, #ops do
     redis.call('HSET', key, 'v', string.format('%.17g', tonumber(held[1] or '0') + op[4]))
     if op[3] > tonumber(held[2] or '-1') then redis.call('HSET', key, 't', op[3]) end
   elseif kind == 14 then
-    -- days with an event over a life: {14, key, ts, 0, day_ms}, sent in time order; a day is
-    -- counted when later than the newest counted one (kernels/windows.days_add)
-    local t = tonumber(redis.call('HGET', key, 't') or '-1')
-    if t < 0 or math.floor(op[3] / op[5]) > math.floor(t / op[5]) then redis.call('HINCRBYFLOAT', key, 'v', 1) end
+    -- days with an event over a life: {14, key, ts, 0, day_ms}, sent in time order: 'm' holds
+    -- which of the 32 days before the newest were counted (kernels/windows.days_add)
+    local held = redis.call('HMGET', key, 'v', 't', 'm')
+    local t = tonumber(held[2] or '-1')
+    local v = tonumber(held[1] or '0')
+    local m = tonumber(held[3] or '0')
+    local day = math.floor(op[3] / op[5])
+    if t < 0 then
+      v, m = 1, 0
+    else
+      local newest = math.floor(t / op[5])
+      if day > newest then
+        local shift = day - newest
+        if shift < 32 then
+          m = bit.bor(bit.lshift(m, shift), bit.lshift(1, shift - 1))
+        elseif shift == 32 then
+          m = bit.lshift(1, 31)
+        else
+          m = 0
+        end
+        v = v + 1
+      elseif day < newest then
+        local back = newest - 1 - day
+        if back < 32 and bit.band(bit.rshift(m, back), 1) == 0 then
+          m = bit.bor(m, bit.lshift(1, back))
+          v = v + 1
+        end
+      end
+    end
+    redis.call('HSET', key, 'v', string.format('%.17g', v), 'm', string.format('%d', m))
+    if op[3] > t then redis.call('HSET', key, 't', op[3]) end
+  elseif kind == 15 then
+    -- the day of the first (op[4] = 1) or latest event over a life: {15, key, ts, first, day_ms}
+    local held = redis.call('HMGET', key, 'v', 't')
+    local t = tonumber(held[2] or '-1')
+    local v = tonumber(held[1] or '0')
+    local day = math.floor(op[3] / op[5])
+    if t < 0 or (op[4] == 1 and day < v) or (op[4] ~= 1 and day > v) then
+      redis.call('HSET', key, 'v', string.format('%d', day))
+    end
     if op[3] > t then redis.call('HSET', key, 't', op[3]) end
   elseif kind == 6 then
     -- the entity exists: {6, key, member, ttl_ms} (a sorted set scored by last sight)

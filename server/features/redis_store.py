@@ -151,10 +151,11 @@ class RedisFeatureStore(FeatureStore):
                 for row, ts, h in zip(rows, stamps, batch["hash"]):
                     ops.append([3, self._key(table, keys[row]), table.SLOTS, ts, str(h)])
             elif isinstance(table, LifetimeTable):
-                # days are counted in time order, as the embedded kernel takes its batch
-                kind = 14 if table.aggregation == "days" else 13
+                # in time order, as the embedded kernels take their batch
+                kind = {"total": 13, "days": 14, "first_day": 15, "last_day": 15}[table.aggregation]
+                first = float(table.aggregation == "first_day")
                 for ts, row, value in sorted(zip(stamps, rows, batch["value"])):
-                    ops.append([kind, self._key(table, keys[row]), ts, float(value), DAY_MS])
+                    ops.append([kind, self._key(table, keys[row]), ts, first if kind == 15 else float(value), DAY_MS])
             elif isinstance(table, LastTable):
                 for row, ts, value in zip(rows, stamps, batch["value"]):
                     ops.append([4, self._key(table, keys[row]), ts, float(value)])

@@ -13,7 +13,7 @@ from hanzo import _native
 from . import expiry
 from .catalog import CatalogState
 from .graph import EntityGraph
-from .definitions import CATEGORY_SLOTS, ENTITIES, ENTITY_TTL_MS, FEATURES, Feature
+from .definitions import CATEGORY_SLOTS, ENTITIES, ENTITY_TTL_MS, FEATURES, LIFETIME, Feature
 from .plans import PlanCache
 from .tables import (DistinctTable, EntityIndex, LastTable, LifetimeTable, SequenceTable, SpanTable, Table,
                      WindowTable)
@@ -153,7 +153,7 @@ class FeatureStore:
                 table = SpanTable(f.entity)
                 self._on(f.sources, _Update(table, f.entity, "span"))
                 self.reads[f.name] = FeatureRead(f, table)
-            elif f.aggregation in ("total", "days"):
+            elif f.aggregation in LIFETIME:
                 table = LifetimeTable(f.entity, f.aggregation)
                 self._on(f.sources, _Update(table, f.entity, f.aggregation, field=f.field))
                 self.reads[f.name] = FeatureRead(f, table)
@@ -220,7 +220,7 @@ class FeatureStore:
                 if u.kind == "span":
                     u.table.add_many(rows, times)
                     continue
-                if u.kind == "days":
+                if u.kind in ("days", "first_day", "last_day"):
                     u.table.add_many(rows, times, [0.0] * len(rows))
                     continue
                 if u.kind == "share":
@@ -380,7 +380,7 @@ class FeatureStore:
                                 read.column, -1)
             elif f.aggregation == "distinct":
                 plan.add_distinct(col, f.default, table.hashes, table.last_seen, f.window_ms)
-            elif f.aggregation in ("last", "total", "days"):
+            elif f.aggregation == "last" or f.aggregation in LIFETIME:
                 plan.add_last(col, f.default, table.value, table.stamps)
             elif f.aggregation in ("span", "since", "age"):
                 plan.add_span(col, f.default, table.first, table.last, ("span", "since", "age").index(f.aggregation))

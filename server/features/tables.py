@@ -242,18 +242,27 @@ class SpanTable(Table):
 
 
 class LifetimeTable(LastTable):
-    """A number over the entity's whole life (value) and its newest event's time (stamps): one
-    float and one int per entity however long it stays, read as a last value is."""
+    """A number over the entity's whole life (value), its newest event's time (stamps) and, for
+    days, which recent days were counted (mask): a few numbers per entity however long it stays,
+    read as a last value is."""
 
+    FILL = {"value": 0.0, "stamps": -1, "mask": 0}
     BUFFERED = ("value",)
 
     def __init__(self, entity: str, aggregation: str) -> None:
         super().__init__(entity)
-        self.aggregation = aggregation  # "total": a field's sum; "days": days with an event
+        # "total": a field's sum; "days": days with an event; "first_day" / "last_day": their day
+        self.aggregation = aggregation
+        self.mask = np.zeros(0, dtype=np.int64)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"value": self.value, "stamps": self.stamps, "mask": self.mask}
 
     def _apply(self, batch: dict[str, list], watermark: int) -> None:
         rows, stamps = _i64(batch["rows"]), _i64(batch["stamps"])
         if self.aggregation == "days":
-            k.days_add(self.value, self.stamps, rows, stamps, DAY_MS)
-        else:
+            k.days_add(self.value, self.stamps, self.mask, rows, stamps, DAY_MS)
+        elif self.aggregation == "total":
             k.total_add(self.value, self.stamps, rows, stamps, np.array(batch["value"], np.float64))
+        else:
+            k.day_bound(self.value, self.stamps, rows, stamps, DAY_MS, self.aggregation == "first_day")
