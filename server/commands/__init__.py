@@ -10,12 +10,12 @@ import sys
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from . import (audit, call, customers, demo_models, evaluate, forecast, forget, ingest, keys, loadtest,  # noqa: E402
-               models, recommend_batch, retrain, serve, simulate, train, triton_twin, tune)
+               models, rebuild_redis, recommend_batch, retrain, serve, simulate, train, triton_twin, tune)
 from . import log as log_command  # noqa: E402
 from .common import CommandError, HelpFormatter, Parser  # noqa: E402
 
 COMMANDS = (serve, call, simulate, ingest, train, evaluate, forecast, customers, recommend_batch, demo_models, loadtest,
-            tune, triton_twin, log_command, keys, audit, forget, models, retrain)
+            tune, triton_twin, log_command, keys, audit, forget, rebuild_redis, models, retrain)
 
 
 def version() -> str:

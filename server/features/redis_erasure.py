@@ -128,6 +128,36 @@ def _rewrite_log(config: FeatureStoreConfig, data_dir: Path, without: Without) -
     shutil.rmtree(data_dir / "snapshots", ignore_errors=True)
 
 
+def rebuild_redis(config: FeatureStoreConfig, data_dirs: list[Path]) -> int:
+    """Redis's tables made again from every replica's log (`data_dirs`, every one of them; no
+    server may hold any), as an erasure rebuilds them, without taking anyone out: after the
+    features' definitions changed (redis_layout.py). Returns the events replayed."""
+    import redis
+
+    if len(data_dirs) > 1 and config.replica:
+        raise ValueError("[features] replica names one replica, and these are several: leave it unset (each "
+                         "replica's data directory records its name)")
+    client = redis.Redis.from_url(config.redis_url)
+    held: list[Path] = []
+    try:
+        for data_dir in data_dirs:
+            lock.acquire(data_dir, "rebuild")
+            held.append(data_dir)
+            recover_rebase(data_dir)
+        _check_every_replica(client, config, data_dirs)
+        client.set(MARK, json.dumps({"rebuild": True}))  # replicas refuse to open on half a store
+        _clear(client)
+        for data_dir in data_dirs:  # a snapshot would skip the log it covers: the state is Redis's
+            shutil.rmtree(data_dir / "snapshots", ignore_errors=True)
+        replayed = sum(_replay_into_redis(config, data_dir) for data_dir in data_dirs)
+        client.delete(MARK)
+    finally:
+        for data_dir in held:
+            lock.release(data_dir)
+        client.close()
+    return replayed
+
+
 def _clear(client: Any, batch: int = 1000) -> int:
     """Every key under the prefix but the mark; returns how many went."""
     gone, names = 0, []

@@ -20,6 +20,7 @@ from .erased import ErasedShoppers
 from .retention import retained_since
 from .pseudonyms import Pseudonyms, store_key
 from .redis_durability import check_redis_durability, refuse_if_rebuilding, remember_replica_name
+from .redis_layout import check_layout
 from .redis_mode import redis_parts
 from .tenancy import scope_record
 from .events import EventError, check_record, format_timestamp
@@ -132,6 +133,7 @@ class FeatureService(BatchesInFlight, SnapshotWriting, OnlineRebuilds):
         if self.redis is not None:
             if not self.finishing_erasure:
                 refuse_if_rebuilding(self.redis)
+            check_layout(self.redis, list(self.store._table_ids.values()))
             remember_replica_name(data, self.replica)
             self.store.sync_clock()
             check_redis_durability(self.redis)

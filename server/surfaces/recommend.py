@@ -23,8 +23,8 @@ from ..features.service import FeatureService
 from ..models import ModelRepository
 from ..models.version import ModelVersion
 from ..retrieval.ann import ItemIndex
-from .recommend_inputs import (AFFINITY, HISTORY, SESSION_SEQUENCES, USER_SCALARS, USER_SEQUENCES, UserInputs,
-                               dense_inputs, drift_rows, history_items, index_sequences)
+from .recommend_inputs import (AFFINITY, HISTORY, LIFE, SESSION_SEQUENCES, USER_SCALARS, USER_SEQUENCES, UserInputs,
+                               dense_inputs, drift_rows, history_items, index_sequences, lapsed_moment)
 from .recommend_signals import SIGNALS, Signals
 from .served_log import ServedLog
 from .shadow import Shadow
@@ -270,11 +270,16 @@ class Recommender:
         the user tower's dense inputs."""
         bought, viewed, dense = [], [], None
         if query.user_id:
-            block = await self.features.read("user", [query.user_id], list(USER_SCALARS) + [AFFINITY] +
+            block = await self.features.read("user", [query.user_id], list(USER_SCALARS) + [AFFINITY] + list(LIFE) +
                                              list(USER_SEQUENCES))
             bought = block.sequences["user_recent_bought"][0]
             viewed = block.sequences["user_recent_viewed"][0]
-            dense = dense_inputs(block.values, block.layout, [query.placement])
+            values, layout = block.values, block.layout
+            moment = lapsed_moment(values, layout)
+            if moment is not None:
+                past = await self.features.read("user", [query.user_id], list(USER_SCALARS) + [AFFINITY], moment)
+                values, layout = past.values, past.layout
+            dense = dense_inputs(values, layout, [query.placement])
         if query.session_id:
             block = await self.features.read("session", [query.session_id], list(SESSION_SEQUENCES))
             session_viewed = block.sequences["session_recent_viewed"][0]

@@ -14,6 +14,9 @@ USER_SEQUENCES = ("user_recent_bought", "user_recent_viewed")
 SESSION_SEQUENCES = ("session_recent_viewed",)
 AFFINITY = "user_category_affinity_30d"
 DENSE = len(USER_SCALARS) + 16 + len(PLACEMENTS)
+# What tells a lapsed customer: a purchase life, and the day it last bought (features/definitions.py).
+LIFE = ("user_purchase_days", "user_last_purchase_day")
+DAY_MS = 86_400_000
 
 
 @dataclass
@@ -60,6 +63,20 @@ def dense_inputs(values: np.ndarray, layout: list[tuple[str, int, int]], placeme
     for row, placement in enumerate(placements):
         out[row, base + (PLACEMENTS.index(placement) if placement in PLACEMENTS else 0)] = 1.0
     return out
+
+
+def lapsed_moment(values: np.ndarray, layout: list[tuple[str, int, int]]) -> int | None:
+    """For one user's gather of USER_SCALARS + (AFFINITY,) + LIFE: the end of the day they last
+    bought (ms) when every short window the tower reads is empty yet they have bought before (a
+    customer back after months), else None. The tower learned from shoppers' states at their
+    visits; the nearest such state of a lapsed customer is their last one, so their dense inputs
+    are read as of then (their sequences are their whole recent life either way)."""
+    columns = {name: (col, width) for name, col, width in layout}
+    days_col, last_col = columns["user_purchase_days"][0], columns["user_last_purchase_day"][0]
+    short = [c for name in (*USER_SCALARS, AFFINITY) for c in range(columns[name][0], sum(columns[name]))]
+    if values[0, days_col] <= 0 or np.any(values[0, short] != 0):
+        return None
+    return (int(values[0, last_col]) + 1) * DAY_MS - 1
 
 
 # What drift is measured on (server/experiments/drift.py): the user tower's dense inputs (the
