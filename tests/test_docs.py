@@ -57,7 +57,8 @@ def test_every_sample_request_in_the_quickstart_is_a_valid_message():
 
     messages = {"Recommend": commerce_pb2.RecommendRequest, "Search": commerce_pb2.SearchRequest,
                 "ScoreFraud": commerce_pb2.FraudRequest, "QuotePrice": commerce_pb2.PriceRequest,
-                "PlanInventory": commerce_pb2.InventoryRequest, "GetFeatures": commerce_pb2.FeaturesRequest,
+                "PlanInventory": commerce_pb2.InventoryRequest, "ScoreCustomers": commerce_pb2.CustomersRequest,
+                "GetFeatures": commerce_pb2.FeaturesRequest,
                 "IngestEvents": commerce_pb2.EventBatch}
     text = (ROOT / "docs" / "quickstart.md").read_text()
     found = 0

@@ -5,17 +5,23 @@ feature store holds for the customer. The model folder is reloaded when the nigh
 rewrites it, so no restart is needed."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..customers.lifetime import summary_of
+from ..customers.lifetime import LifetimeFeatures, summary_of
 from ..customers.model import CustomerModel
 from ..customers.scores import reasons, risk_band
 from ..customers.store_lifetime import READ_CHUNK, STORE_FEATURES, from_block
 from ..features.service import FeatureService
 from .reloading import ReloadingFile
+
+
+# Customers from which a request is scored off the event loop (a thread): a few answer faster
+# on it than the hand-over costs.
+OFF_LOOP = 50
 
 
 @dataclass
@@ -57,15 +63,21 @@ class CustomerScorer:
                    for i in range(READ_CHUNK, len(keys), READ_CHUNK)]
         lifetime, known = from_block(keys, np.concatenate([b.values for b in blocks]),
                                      np.concatenate([b.missing for b in blocks]), as_of)
-        n = len(keys)
-        p, purchases, spend = np.zeros(n), np.zeros(n), np.zeros(n)
-        bands, said = [""] * n, [[] for _ in range(n)]
-        if known.any():
-            outlook = model.predict(lifetime, horizon_days, explain=True)
-            summary = summary_of(lifetime)
-            p[known], purchases[known], spend[known] = (outlook.p_buy_again, outlook.expected_purchases,
-                                                        outlook.expected_spend)
-            told = reasons(summary, model.bgnbd.p_alive(summary), outlook.contributions, outlook.inputs)
-            for row, band, text in zip(np.flatnonzero(known).tolist(), risk_band(outlook.p_buy_again), told):
-                bands[row], said[row] = band, text
-        return CustomerAnswer(known, p, purchases, spend, bands, said, model.trained_as_of)
+        if known.sum() >= OFF_LOOP:  # the trees' kernels let go of the GIL: other calls go on meanwhile
+            return await asyncio.to_thread(_answer, model, lifetime, known, horizon_days)
+        return _answer(model, lifetime, known, horizon_days)
+
+
+def _answer(model: CustomerModel, lifetime: LifetimeFeatures, known: np.ndarray, horizon_days: int) -> CustomerAnswer:
+    n = len(known)
+    p, purchases, spend = np.zeros(n), np.zeros(n), np.zeros(n)
+    bands, said = [""] * n, [[] for _ in range(n)]
+    if known.any():
+        outlook = model.predict(lifetime, horizon_days, explain=True)
+        summary = summary_of(lifetime)
+        p[known], purchases[known], spend[known] = (outlook.p_buy_again, outlook.expected_purchases,
+                                                    outlook.expected_spend)
+        told = reasons(summary, model.bgnbd.p_alive(summary), outlook.contributions, outlook.inputs)
+        for row, band, text in zip(np.flatnonzero(known).tolist(), risk_band(outlook.p_buy_again), told):
+            bands[row], said[row] = band, text
+    return CustomerAnswer(known, p, purchases, spend, bands, said, model.trained_as_of)
