@@ -17,6 +17,7 @@ import json
 import shutil
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,22 +37,10 @@ PREFIX = "hz"  # RedisFeatureStore's key prefix
 def forget_redis(config: FeatureStoreConfig, data_dirs: list[Path], merchant: str, user: str) -> dict:
     """Erase `user` of `merchant` from the Redis store at config.redis_url and the logs of its
     replicas (`data_dirs`, every one of them; no server may hold any); returns the receipt."""
-    import redis
-
     if not user:
         raise ValueError("name the shopper to forget (--user)")
-    if len(data_dirs) > 1 and config.replica:
-        raise ValueError("[features] replica names one replica, and these are several: leave it unset (each "
-                         "replica's data directory records its name)")
     started = time.monotonic()
-    client = redis.Redis.from_url(config.redis_url)
-    held: list[Path] = []
-    try:
-        for data_dir in data_dirs:
-            lock.acquire(data_dir, "erasure")
-            held.append(data_dir)
-            recover_rebase(data_dir)
-        _check_every_replica(client, config, data_dirs)
+    with _every_replica_stopped(config, data_dirs, "erasure") as client:
         if config.erasure_later_events == "refuse":
             key = store_key(config.pseudonym_key_file, data_dirs[0], client)
             ErasedShoppers(key, data_dirs[0], client).add(scoped(merchant, user))
@@ -69,15 +58,35 @@ def forget_redis(config: FeatureStoreConfig, data_dirs: list[Path], merchant: st
         kept = sum(_replay_into_redis(config, data_dir) for data_dir in data_dirs)
         client.delete(MARK)
         rewritten_aof = _rewrite_append_only_file(client)
-    finally:
-        for data_dir in held:
-            lock.release(data_dir)
-        client.close()
     out = receipt(config, merchant, user, removed, shopper, kept, started)
     out["rewritten"] = ["event logs of " + ", ".join(str(d) for d in data_dirs), "snapshots",
                         "Redis: feature tables, fraud network, dedup marks, catalogue feed"] + (
         ["Redis's append-only file (BGREWRITEAOF)"] if rewritten_aof else [])
     return out
+
+
+@contextmanager
+def _every_replica_stopped(config: FeatureStoreConfig, data_dirs: list[Path], why: str):
+    """A client of the Redis store, with every replica's data directory locked (a crashed erasure
+    or rebase in one finished first) and checked to be all of them; released on the way out."""
+    import redis
+
+    if len(data_dirs) > 1 and config.replica:
+        raise ValueError("[features] replica names one replica, and these are several: leave it unset (each "
+                         "replica's data directory records its name)")
+    client = redis.Redis.from_url(config.redis_url)
+    held: list[Path] = []
+    try:
+        for data_dir in data_dirs:
+            lock.acquire(data_dir, why)
+            held.append(data_dir)
+            recover_rebase(data_dir)
+        _check_every_replica(client, config, data_dirs)
+        yield client
+    finally:
+        for data_dir in held:
+            lock.release(data_dir)
+        client.close()
 
 
 def _check_every_replica(client: Any, config: FeatureStoreConfig, data_dirs: list[Path]) -> None:
@@ -132,29 +141,13 @@ def rebuild_redis(config: FeatureStoreConfig, data_dirs: list[Path]) -> int:
     """Redis's tables made again from every replica's log (`data_dirs`, every one of them; no
     server may hold any), as an erasure rebuilds them, without taking anyone out: after the
     features' definitions changed (redis_layout.py). Returns the events replayed."""
-    import redis
-
-    if len(data_dirs) > 1 and config.replica:
-        raise ValueError("[features] replica names one replica, and these are several: leave it unset (each "
-                         "replica's data directory records its name)")
-    client = redis.Redis.from_url(config.redis_url)
-    held: list[Path] = []
-    try:
-        for data_dir in data_dirs:
-            lock.acquire(data_dir, "rebuild")
-            held.append(data_dir)
-            recover_rebase(data_dir)
-        _check_every_replica(client, config, data_dirs)
+    with _every_replica_stopped(config, data_dirs, "rebuild") as client:
         client.set(MARK, json.dumps({"rebuild": True}))  # replicas refuse to open on half a store
         _clear(client)
         for data_dir in data_dirs:  # a snapshot would skip the log it covers: the state is Redis's
             shutil.rmtree(data_dir / "snapshots", ignore_errors=True)
         replayed = sum(_replay_into_redis(config, data_dir) for data_dir in data_dirs)
         client.delete(MARK)
-    finally:
-        for data_dir in held:
-            lock.release(data_dir)
-        client.close()
     return replayed
 
 
