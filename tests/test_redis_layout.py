@@ -46,3 +46,21 @@ def test_another_layout_is_refused_and_rebuilt_from_the_log(tmp_path, redis_serv
         assert _read(again) == before
     finally:
         again.close()
+
+
+def test_a_rebuild_never_drops_an_unfinished_erasure_and_says_which_run_to_finish(tmp_path, redis_server,
+                                                                                   redis_client):
+    from hanzo.server.features.redis_durability import MARK, RebuildUnfinished
+
+    data = tmp_path / "data"
+    svc = opened_store(data, backend="redis", redis_url=redis_server)
+    assert svc.ingest_blocking(_purchases(3)).accepted == 3
+    svc.close()
+    redis_client.set(MARK, '{"user": "u0", "sessions": [], "orders": []}')
+    run = subprocess.run([sys.executable, "-m", "hanzo.server.commands", "rebuild-redis", "--redis-url", redis_server,
+                          "--data-dir", str(data)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "hanzo forget" in run.stderr and "Traceback" not in run.stderr
+    assert redis_client.get(MARK).startswith(b'{"user"')  # the erasure's mark is kept
+    redis_client.set(MARK, '{"rebuild": true}')  # a rebuild that stopped midway
+    with pytest.raises(RebuildUnfinished, match="rebuild-redis"):
+        opened_store(data, backend="redis", redis_url=redis_server)

@@ -50,16 +50,21 @@ async def ingest_events(features: FeatureService, request: commerce_pb2.EventBat
 
 def _owned(record: dict, merchant: str, shop_bound: bool) -> dict | EventError:
     """The record, or why its sender may not write it: the shared catalogue is changed only by
-    a caller acting for every merchant, and `|` in any id of the unnamed shop (event, shopper,
-    session, order, card ...) is kept for the ids the server scopes to a merchant (so the
-    unnamed shop can never write into a merchant's shopper)."""
+    a caller acting for every merchant; `|` in an event id of the unnamed shop is kept for the
+    ids the server scopes to a merchant; and a key bound to the unnamed shop may send no id
+    holding it (it would write into a merchant's shopper)."""
     refusal = None
     if shop_bound and record["event_type"] in CATALOG_TYPES:
         refusal = EventError("event_type", f"{record['event_type']} changes the catalogue all merchants share: only "
                                            "a key acting for every merchant (*) may send it")
-    elif not merchant and (field := claimed_field(record)) is not None:
-        refusal = EventError(field, f"'{SEPARATOR}' is kept for merchants' ids: name the merchant in "
-                                    "merchant_id instead")
+    elif not merchant and SEPARATOR in str(record["event_id"] or ""):
+        refusal = EventError("event_id", f"'{SEPARATOR}' is kept for merchants' ids: name the merchant in "
+                                         "merchant_id instead")
+    elif not merchant and shop_bound and (field := claimed_field(record)) is not None:
+        # a key bound to the unnamed shop would reach a merchant's shopper through `m|id`; a
+        # single-shop deployment's own ids (auth0|..., a|b@example.com) stay as they are
+        refusal = EventError(field, f"'{SEPARATOR}' is kept for merchants' ids: this key acts for the unnamed "
+                                    "shop only")
     if refusal is not None:
         refusal.event_id = str(record["event_id"] or "")[:MAX_ECHOED_ID]  # an ack never outgrows its batch
         return refusal

@@ -51,6 +51,11 @@ class RebuildUnfinished(OSError):
 
 def refuse_if_rebuilding(client: Any) -> None:
     """A replica opening on a Redis whose erasure stopped midway would serve half a store."""
-    if client.exists(MARK):
-        raise RebuildUnfinished(f"Redis holds {MARK}: an erasure of this store stopped before it was done; run the same "
-                           f"`hanzo forget` again (with every replica's --data-dir) to finish it")
+    held = client.get(MARK)
+    if held is None:
+        return
+    if b'"rebuild"' in held:
+        raise RebuildUnfinished(f"Redis holds {MARK}: a `hanzo rebuild-redis` of this store stopped before it was "
+                                "done; run it again (with every replica's --data-dir) to finish it")
+    raise RebuildUnfinished(f"Redis holds {MARK}: an erasure of this store stopped before it was done; run the same "
+                            f"`hanzo forget` again (with every replica's --data-dir) to finish it")

@@ -25,6 +25,7 @@ from . import lock
 from .dedup import id_hashes
 from .erasure_records import Without, find, receipt
 from .log import replay_log
+from .log_frames import follows, read_gaps
 from .erased import ErasedShoppers
 from .pseudonyms import KEY_FILE, store_key
 from .rebase import rebuild, recover_rebase
@@ -63,6 +64,15 @@ def forget_redis(config: FeatureStoreConfig, data_dirs: list[Path], merchant: st
                         "Redis: feature tables, fraud network, dedup marks, catalogue feed"] + (
         ["Redis's append-only file (BGREWRITEAOF)"] if rewritten_aof else [])
     return out
+
+
+def _check_whole_log(data_dir: Path) -> None:
+    """A log whose first segments were dropped (log_retention_days) cannot rebuild Redis."""
+    segments = sorted((data_dir / "log").glob("*.log"))  # as EventLog lists them, without opening it
+    begins = int(segments[0].stem) if segments else 0
+    if begins > 0 and not follows(0, begins, read_gaps(data_dir / "log")):
+        raise ValueError(f"{data_dir}: its event log begins at sequence {begins} (earlier segments were "
+                         "dropped by log_retention_days), so the tables cannot be made again from it")
 
 
 @contextmanager
@@ -141,7 +151,13 @@ def rebuild_redis(config: FeatureStoreConfig, data_dirs: list[Path]) -> int:
     """Redis's tables made again from every replica's log (`data_dirs`, every one of them; no
     server may hold any), as an erasure rebuilds them, without taking anyone out: after the
     features' definitions changed (redis_layout.py). Returns the events replayed."""
+    for data_dir in data_dirs:  # nothing is cleared unless every log can be replayed whole
+        _check_whole_log(data_dir)
     with _every_replica_stopped(config, data_dirs, "rebuild") as client:
+        held = json.loads(client.get(MARK) or b"{}")
+        if held.get("user") is not None:
+            raise ValueError(f"an erasure stopped midway ({MARK} in Redis): finish it first with the same "
+                             "`hanzo forget` (it rebuilds the tables too)")
         client.set(MARK, json.dumps({"rebuild": True}))  # replicas refuse to open on half a store
         _clear(client)
         for data_dir in data_dirs:  # a snapshot would skip the log it covers: the state is Redis's

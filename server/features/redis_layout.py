@@ -29,9 +29,8 @@ def check_layout(client: Any, table_ids: list[str]) -> None:
     if held is None:
         if next(client.scan_iter(match=f"{PREFIX}:t*", count=1000), None) is None:
             client.set(LAYOUT_KEY, ours, nx=True)
-            held = client.get(LAYOUT_KEY)
-        if held is None:
-            held = b"(not recorded)"
+        # again: a replica starting beside this one may have recorded it and written tables meanwhile
+        held = client.get(LAYOUT_KEY) or b"(not recorded)"
     if held.decode() != ours:
         raise LayoutChanged(f"Redis holds feature tables written under other feature definitions (layout "
                             f"{held.decode()}, this server's {ours}: another Hanzo version); stop every replica "
