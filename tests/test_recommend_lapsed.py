@@ -4,6 +4,7 @@ customer still around, or one who never bought, is read as they are now."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from hanzo.server.features.store import FeatureStore
 from hanzo.server.surfaces.recommend_inputs import AFFINITY, LIFE, USER_SCALARS, dense_inputs, lapsed_moment
@@ -17,8 +18,18 @@ def _purchase(user: str, ms: int, n: int) -> dict:
             "payload": {"product_id": "p1", "amount": 3.0}, "context": {}}
 
 
-def test_a_lapsed_customer_is_read_as_of_their_last_purchase_day():
-    store = FeatureStore()
+@pytest.fixture(params=["embedded", "redis"])
+def make_store(request):
+    if request.param == "embedded":
+        return FeatureStore
+    from hanzo.server.features.redis_store import RedisFeatureStore
+
+    client = request.getfixturevalue("redis_client")
+    return lambda: RedisFeatureStore(client)
+
+
+def test_a_lapsed_customer_is_read_as_of_their_last_purchase_day(make_store):
+    store = make_store()
     start = 20_000 * DAY_MS
     # as a stream brings them: in time order
     store.apply([_purchase("gone", start + 3_600_000, 1), _purchase("gone", start + DAY_MS, 2)])
@@ -32,3 +43,7 @@ def test_a_lapsed_customer_is_read_as_of_their_last_purchase_day():
     dense = dense_inputs(past.values, past.layout, ["email"])
     assert dense[0, USER_SCALARS.index("user_purchase_count_7d")] == np.float32(np.log1p(2.0))
     assert dense_inputs(block.values[:1], block.layout, ["email"])[0, :len(USER_SCALARS)].sum() == 0
+    if hasattr(store, "redis"):  # the windows it reads are never expired by Redis's own clock
+        windows = [t for t in store.tables if t.entity == "user" and type(t).__name__ == "WindowTable"]
+        assert windows and all(store.redis.pttl(store._key(t, "gone")) == -1 for t in windows
+                               if store.redis.exists(store._key(t, "gone")))

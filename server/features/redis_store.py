@@ -104,8 +104,13 @@ class RedisFeatureStore(FeatureStore):
         return f"{self.prefix}:r:{entity}"
 
     def _ttl(self, table: Table) -> int | None:
-        if isinstance(table, WindowTable):
+        if isinstance(table, WindowTable) and table.entity != "user":
             return table.bucket_ms * (table.buckets + 2)
+        if isinstance(table, WindowTable):
+            # a user's windows are kept as the embedded store keeps them (a read sees only the
+            # buckets in its window): Recommend reads a customer back after months as of their
+            # last purchase (surfaces/recommend_inputs.lapsed_moment)
+            return None
         if isinstance(table, DistinctTable):
             return max(f.window_ms for f in self.features.values() if f.aggregation == "distinct") + DAY_MS
         if isinstance(table, (SpanTable, LifetimeTable, SequenceTable)) and ENTITY_TTL_MS[table.entity] is None:
