@@ -46,3 +46,25 @@ def test_a_key_bound_to_the_unnamed_shop_cannot_reach_a_merchants_shopper():
 def test_the_unnamed_shops_event_ids_keep_the_separator_for_merchants():
     refused = _owned(_event(event_id="shop-a|e1"), "", shop_bound=False)
     assert isinstance(refused, EventError) and refused.field == "event_id"
+
+
+def test_every_read_of_a_bound_unnamed_shop_key_refuses_a_merchants_id_by_field():
+    from hanzo.server.api.fraud import to_order
+    from hanzo.server.api.recommend import to_query as recommend_query
+    from hanzo.server.api.search import to_query as search_query
+
+    token = CALLER.set(ApiKey(id="k1", sha256="", scopes=("decide",), merchants=("",)))
+    try:
+        for call, request, field in (
+                (recommend_query, commerce_pb2.RecommendRequest(user_id="shop-a|c1"), "user_id"),
+                (lambda r: search_query(r, 100), commerce_pb2.SearchRequest(query="x", session_id="shop-a|s1"),
+                 "session_id"),
+                (to_order, commerce_pb2.FraudRequest(order=commerce_pb2.Order(order_id="o1", amount=1.0,
+                                                                           card_id="shop-a|k")),
+                 "order.card_id")):
+            with pytest.raises(InvalidArgument) as refused:
+                call(request)
+            assert refused.value.field == field
+    finally:
+        CALLER.reset(token)
+    assert recommend_query(commerce_pb2.RecommendRequest(user_id="auth0|c1")).user_id == "auth0|c1"

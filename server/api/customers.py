@@ -5,11 +5,8 @@ from __future__ import annotations
 from hanzo.v1 import commerce_pb2
 
 from ..models.errors import InvalidArgument
-from ..features.tenancy import SEPARATOR, scoped
 from ..surfaces.customers import CustomerScorer
-from .access import CALLER
-from .keys import ANY_MERCHANT
-from .merchants import merchant_of
+from .merchants import merchant_of, own_id
 
 MAX_CUSTOMERS = 1000
 MAX_HORIZON_DAYS = 730
@@ -18,8 +15,6 @@ MAX_ID_CHARS = 256  # as ingest takes a user id
 
 def to_keys(request: commerce_pb2.CustomersRequest) -> list[str]:
     merchant = merchant_of(request)
-    caller = CALLER.get()
-    bound = caller is not None and ANY_MERCHANT not in caller.merchants
     ids = list(request.user_ids)
     if not ids:
         raise InvalidArgument("user_ids", "empty: name at least one customer")
@@ -28,13 +23,9 @@ def to_keys(request: commerce_pb2.CustomersRequest) -> list[str]:
     for i, user in enumerate(ids):
         if not user or len(user) > MAX_ID_CHARS:
             raise InvalidArgument(f"user_ids[{i}]", f"must be 1..{MAX_ID_CHARS} characters")
-        if not merchant and bound and SEPARATOR in user:
-            # a key bound to the unnamed shop would read a merchant's shopper through `m|id`
-            raise InvalidArgument(f"user_ids[{i}]", f"'{SEPARATOR}' is kept for merchants' ids: this key acts for "
-                                                    "the unnamed shop only")
     if not 1 <= request.horizon_days <= MAX_HORIZON_DAYS:
         raise InvalidArgument("horizon_days", f"must be in 1..{MAX_HORIZON_DAYS}, not {request.horizon_days}")
-    return [scoped(merchant, user) for user in ids]
+    return [own_id(merchant, user, f"user_ids[{i}]") for i, user in enumerate(ids)]
 
 
 async def score_customers(scorer: CustomerScorer, request: commerce_pb2.CustomersRequest

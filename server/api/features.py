@@ -10,10 +10,10 @@ from ..features.definitions import ENTITIES
 from ..features.events import EventError, format_timestamp, record_from_proto
 from ..features.pseudonyms import PERSONAL_ENTITIES
 from ..features.service import FeatureService
-from ..features.tenancy import SCOPED_ENTITIES, SEPARATOR, claimed_field, scoped
+from ..features.tenancy import SCOPED_ENTITIES, SEPARATOR, claimed_field
 from .access import CALLER
 from .keys import ANY_MERCHANT
-from .merchants import merchant_of
+from .merchants import merchant_of, own_id
 
 CATALOG_TYPES = frozenset({"catalog_update", "price_change", "stock_update"})
 MAX_ECHOED_ID = 256
@@ -99,7 +99,7 @@ async def get_features(features: FeatureService,
                                            "offline join (get_historical_features)")
     response = commerce_pb2.FeaturesResponse(request_id=request.request_id, entity_ids=ids)
     response.as_of.FromMilliseconds(as_of)
-    keys = [scoped(merchant, i) for i in ids] if entity in SCOPED_ENTITIES else ids
+    keys = [own_id(merchant, i, f"entity_ids[{n}]") for n, i in enumerate(ids)] if entity in SCOPED_ENTITIES else ids
     if entity in PERSONAL_ENTITIES:  # kept as pseudonyms only: asked for the same way
         keys = [features.pseudonyms.of(k) for k in keys]
     block = await features.read(entity, keys, names, as_of)

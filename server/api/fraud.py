@@ -9,7 +9,7 @@ from ..features.tenancy import SCOPED_CONTEXT, scoped
 from ..models.errors import InvalidArgument
 from ..surfaces.fraud import FraudScorer
 from ..surfaces.fraud_inputs import FraudOrder
-from .merchants import merchant_of
+from .merchants import merchant_of, own_id
 
 MAX_ITEMS = 1000
 MAX_SIGNALS = 256
@@ -48,12 +48,14 @@ def to_order(request: commerce_pb2.FraudRequest) -> FraudOrder:
         timestamp = order.timestamp.seconds * 1000 + order.timestamp.nanos // 1_000_000
         if timestamp <= 0:
             raise InvalidArgument("order.timestamp", "must be after 1970")
-    own = lambda value: scoped(merchant, value)  # noqa: E731
-    return FraudOrder(order_id=own(order.order_id), timestamp=timestamp, amount=order.amount,
-                      user_id=own(order.user_id), session_id=own(order.session_id), currency=order.currency,
-                      card_id=own(order.card_id), device_id=own(order.device_id), ip=own(order.ip),
-                      email=own(order.email), shipping_address_id=own(order.shipping_address_id),
-                      billing_address_id=own(order.billing_address_id), items=items or None,
+    def own(name: str) -> str:
+        return own_id(merchant, getattr(order, name), f"order.{name}")
+
+    return FraudOrder(order_id=own("order_id"), timestamp=timestamp, amount=order.amount,
+                      user_id=own("user_id"), session_id=own("session_id"), currency=order.currency,
+                      card_id=own("card_id"), device_id=own("device_id"), ip=own("ip"),
+                      email=own("email"), shipping_address_id=own("shipping_address_id"),
+                      billing_address_id=own("billing_address_id"), items=items or None,
                       signals=dict(order.signals) or None, context=_context(order.context, merchant))
 
 

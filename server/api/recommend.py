@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from hanzo.v1 import commerce_pb2
 
-from ..features.tenancy import scoped
 from ..models.errors import InvalidArgument
 from ..surfaces.recommend import RecommendQuery, Recommender
-from .merchants import merchant_of
+from .merchants import merchant_of, own_id
 
 DEFAULT_K = 10  # a request that leaves k out (proto3: 0)
 PLACEMENTS = {commerce_pb2.PLACEMENT_UNSPECIFIED: "home", commerce_pb2.HOME: "home",
@@ -24,8 +23,8 @@ def to_query(request: commerce_pb2.RecommendRequest) -> RecommendQuery:
                                            f"({', '.join(commerce_pb2.Placement.keys())})")
     if not request.user_id and not request.session_id:
         raise InvalidArgument("user_id", "give a user_id or a session_id (or both)")
-    return RecommendQuery(k=k, placement=placement, user_id=scoped(merchant, request.user_id),
-                          session_id=scoped(merchant, request.session_id),
+    return RecommendQuery(k=k, placement=placement, user_id=own_id(merchant, request.user_id, "user_id"),
+                          session_id=own_id(merchant, request.session_id, "session_id"),
                           anchors=list(request.anchor_product_ids), exclude=list(request.exclude_product_ids),
                           request_id=request.request_id, merchant_id=request.merchant_id)
 

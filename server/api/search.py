@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from hanzo.v1 import commerce_pb2
 
-from ..features.tenancy import scoped
 from ..models.errors import InvalidArgument
 from ..surfaces.search import SearchQuery, Searcher
-from .merchants import merchant_of
+from .merchants import merchant_of, own_id
 
 DEFAULT_K = 10  # a request that leaves k out (proto3: 0)
 MAX_QUERY_CHARS = 512
@@ -24,8 +23,8 @@ def to_query(request: commerce_pb2.SearchRequest, max_candidates: int) -> Search
     if len(request.candidate_product_ids) > max_candidates:
         raise InvalidArgument("candidate_product_ids", f"{len(request.candidate_product_ids)} candidates is over "
                                                        f"the limit of {max_candidates}")
-    return SearchQuery(query=request.query, k=k, user_id=scoped(merchant, request.user_id),
-                       session_id=scoped(merchant, request.session_id),
+    return SearchQuery(query=request.query, k=k, user_id=own_id(merchant, request.user_id, "user_id"),
+                       session_id=own_id(merchant, request.session_id, "session_id"),
                        candidates=list(request.candidate_product_ids), request_id=request.request_id,
                        merchant_id=request.merchant_id)
 
