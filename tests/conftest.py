@@ -93,6 +93,20 @@ def redis_client(redis_server):
     client.close()
 
 
+@pytest.fixture(params=["embedded", "redis"])
+def make_store(request):
+    """A fresh feature store of each backend (the same tests for both); Redis against a real
+    redis-server."""
+    from hanzo.server.features.store import FeatureStore
+
+    if request.param == "embedded":
+        return FeatureStore
+    from hanzo.server.features.redis_store import RedisFeatureStore
+
+    client = request.getfixturevalue("redis_client")
+    return lambda: RedisFeatureStore(client)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Under HANZO_CI=1 (.ci/run) a skip is a failure: CI has ../shared, redis-server, h2load

@@ -14,7 +14,6 @@ from test_customers import CDNOW
 from hanzo.server.customers.lifetime import FEATURES, lifetime_features
 from hanzo.server.customers.store_lifetime import read_lifetime
 from hanzo.server.features.events import record_from_json
-from hanzo.server.features.store import FeatureStore
 from hanzo.server.features.tables import WindowTable
 
 DAY_MS = 86_400_000
@@ -24,16 +23,6 @@ END = int(np.datetime64("1997-09-30", "D").astype(np.int64))
 def purchase(user: str, ms: int, amount: float, n: int) -> dict:
     return {"event_id": f"e{n}", "event_type": "purchase", "timestamp": ms, "user_id": user, "session_id": "s",
             "payload": {"amount": amount, "product_id": "p1"}, "context": {}}
-
-
-@pytest.fixture(params=["embedded", "redis"])
-def make_store(request):
-    if request.param == "embedded":
-        return FeatureStore
-    from hanzo.server.features.redis_store import RedisFeatureStore
-
-    client = request.getfixturevalue("redis_client")
-    return lambda: RedisFeatureStore(client)
 
 
 def test_a_customer_back_after_months_keeps_a_whole_life(make_store):

@@ -23,17 +23,6 @@ def sample_keys(store, entity, events, n=25):
     return [keys[i] for i in rng.choice(len(keys), size=min(n, len(keys)), replace=False)] + ["never-seen"]
 
 
-@pytest.fixture(params=["embedded", "redis"])
-def make_store(request):
-    """The same tests for both backends; Redis against a real redis-server."""
-    if request.param == "embedded":
-        return FeatureStore
-    from hanzo.server.features.redis_store import RedisFeatureStore
-
-    client = request.getfixturevalue("redis_client")
-    return lambda: RedisFeatureStore(client)
-
-
 @pytest.mark.parametrize("checkpoint", [0.35, 0.7, 1.0])
 def test_every_feature_matches_the_reference(stream, checkpoint, make_store):
     catalog, events = stream

@@ -4,9 +4,7 @@ customer still around, or one who never bought, is read as they are now."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from hanzo.server.features.store import FeatureStore
 from hanzo.server.surfaces.recommend_inputs import AFFINITY, LIFE, USER_SCALARS, dense_inputs, lapsed_moment
 
 DAY_MS = 86_400_000
@@ -16,16 +14,6 @@ NAMES = list(USER_SCALARS) + [AFFINITY] + list(LIFE)
 def _purchase(user: str, ms: int, n: int) -> dict:
     return {"event_id": f"e{n}", "event_type": "purchase", "timestamp": ms, "user_id": user, "session_id": f"s{n}",
             "payload": {"product_id": "p1", "amount": 3.0}, "context": {}}
-
-
-@pytest.fixture(params=["embedded", "redis"])
-def make_store(request):
-    if request.param == "embedded":
-        return FeatureStore
-    from hanzo.server.features.redis_store import RedisFeatureStore
-
-    client = request.getfixturevalue("redis_client")
-    return lambda: RedisFeatureStore(client)
 
 
 def test_a_lapsed_customer_is_read_as_of_their_last_purchase_day(make_store):
