@@ -11,9 +11,7 @@ from ..features.events import EventError, format_timestamp, record_from_proto
 from ..features.pseudonyms import PERSONAL_ENTITIES
 from ..features.service import FeatureService
 from ..features.tenancy import SCOPED_ENTITIES, SEPARATOR, claimed_field
-from .access import CALLER
-from .keys import ANY_MERCHANT
-from .merchants import merchant_of, own_id
+from .merchants import caller_is_bound, merchant_of, own_id
 
 CATALOG_TYPES = frozenset({"catalog_update", "price_change", "stock_update"})
 MAX_ECHOED_ID = 256
@@ -36,8 +34,7 @@ async def ingest_events(features: FeatureService, request: commerce_pb2.EventBat
     if deadline is not None and deadline <= time.monotonic():
         raise DeadlineExceeded("the deadline passed before the batch was read")
     merchant = merchant_of(request)
-    caller = CALLER.get()
-    shop_bound = caller is not None and ANY_MERCHANT not in caller.merchants
+    shop_bound = caller_is_bound()
     result = await features.ingest([_owned(record_from_proto(event), merchant, shop_bound)
                                     for event in request.events], merchant)
     ack = commerce_pb2.IngestAck(request_id=request.request_id, accepted=result.accepted,

@@ -22,15 +22,15 @@ def own_id(merchant: str, value: str, field: str) -> str:
     bound to it may not name `m|id`, merchant m's own entry: INVALID_ARGUMENT naming `field`.
     Without credentials, or with a key acting for every merchant, the id is taken as it is (a
     single shop's ids may hold the separator: auth0|...)."""
-    if not merchant and SEPARATOR in value and unnamed_shop_bound():
+    if not merchant and SEPARATOR in value and caller_is_bound():
         raise InvalidArgument(field, f"'{SEPARATOR}' is kept for merchants' ids: this key acts for the unnamed "
                                      "shop only")
     return scoped(merchant, value)
 
 
-def unnamed_shop_bound() -> bool:
-    """Whether the call's credential is bound to merchants (the unnamed shop among them), not to
-    every one."""
+def caller_is_bound() -> bool:
+    """Whether the call's credential is bound to some merchants (the unnamed shop perhaps among
+    them), not to every one."""
     from .access import CALLER
     from .keys import ANY_MERCHANT
 

@@ -62,7 +62,7 @@ def _score(args: argparse.Namespace) -> int:
         writer.writerow(HEADER)
         for i, user in enumerate(summary.user_ids.tolist()):
             writer.writerow([user, f"{scores.p_buy_again[i]:.4f}", f"{scores.expected_purchases[i]:.4f}",
-                             f"{scores.expected_spend[i]:.2f}", scores.risk_band[i], scores.reasons[i]])
+                             f"{scores.expected_spend[i]:.2f}", scores.risk_band[i], "; ".join(scores.reasons[i])])
     stderr(f"{len(summary)} customers as of {args.as_of}, {args.horizon_days} days ahead -> {args.out}")
     return 0
 

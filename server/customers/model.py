@@ -26,6 +26,7 @@ from ..models.tree_ensemble import TreeEnsemble
 from .bgnbd import BGNBD
 from .gamma_gamma import GammaGamma
 from .lifetime import FEATURES, LifetimeFeatures, summary_of
+from .rfm import Summary
 
 # What the trees read: the lifetime features, then two BG/NBD readings that do not depend on the
 # horizon asked.
@@ -53,21 +54,24 @@ class CustomerModel:
     trained_as_of: str  # YYYY-MM-DD: the last day of the history it learned from
     trained_horizon_days: int
 
-    def inputs(self, lifetime: LifetimeFeatures) -> np.ndarray:
-        summary = summary_of(lifetime)
+    def inputs(self, lifetime: LifetimeFeatures, summary: Summary | None = None) -> np.ndarray:
+        summary = summary_of(lifetime) if summary is None else summary
         return np.column_stack([lifetime.matrix, self.bgnbd.p_alive(summary),
                                 self.bgnbd.expected_purchases(summary, 30.0)])
 
-    def starting_points(self, lifetime: LifetimeFeatures, horizon_days: float) -> tuple[np.ndarray, np.ndarray]:
+    def starting_points(self, lifetime: LifetimeFeatures, horizon_days: float,
+                        summary: Summary | None = None) -> tuple[np.ndarray, np.ndarray]:
         """BG/NBD's log expected purchase days and log expected spend over the horizon."""
-        summary = summary_of(lifetime)
+        summary = summary_of(lifetime) if summary is None else summary
         days = self.bgnbd.expected_purchases(summary, horizon_days)
         money = days * self.gamma_gamma.expected_spend(summary)
         return np.log(np.maximum(days, _FLOOR)), np.log(np.maximum(money, _FLOOR))
 
-    def predict(self, lifetime: LifetimeFeatures, horizon_days: float, explain: bool = False) -> Outlook:
-        X = self.inputs(lifetime)
-        start_days, start_money = self.starting_points(lifetime, horizon_days)
+    def predict(self, lifetime: LifetimeFeatures, horizon_days: float, explain: bool = False,
+                summary: Summary | None = None) -> Outlook:
+        summary = summary_of(lifetime) if summary is None else summary
+        X = self.inputs(lifetime, summary)
+        start_days, start_money = self.starting_points(lifetime, horizon_days, summary)
         expected = np.exp(start_days + self.purchases.margin(X))
         money = np.exp(start_money + self.spend.margin(X))
         p = 1.0 - (1.0 + expected / self.shape) ** -self.shape

@@ -29,7 +29,7 @@ class Scores:
     expected_purchases: np.ndarray
     expected_spend: np.ndarray
     risk_band: np.ndarray  # object: "high" | "medium" | "low"
-    reasons: list[str]  # each customer's reasons joined with "; "
+    reasons: list[list[str]]  # each customer's, most telling first
 
 
 def risk_band(p_buy_again: np.ndarray) -> np.ndarray:
@@ -40,16 +40,17 @@ def score_bgnbd(summary: Summary, model: BGNBD, spend: GammaGamma, horizon_days:
     p = model.p_any_purchase(summary, horizon_days)
     expected = model.expected_purchases(summary, horizon_days)
     money = expected * spend.expected_spend(summary)
-    return Scores(p, expected, money, risk_band(p), ["; ".join(r) for r in reasons(summary, model.p_alive(summary))])
+    return Scores(p, expected, money, risk_band(p), reasons(summary, model.p_alive(summary)))
 
 
 def score_learned(lifetime: LifetimeFeatures, model: CustomerModel, horizon_days: float,
                   explain: bool = True) -> Scores:
-    outlook = model.predict(lifetime, horizon_days, explain=explain)
     summary = summary_of(lifetime)
-    said = reasons(summary, model.bgnbd.p_alive(summary), outlook.contributions, outlook.inputs)
+    outlook = model.predict(lifetime, horizon_days, explain=explain, summary=summary)
+    alive = outlook.inputs[:, INPUTS.index("chance_still_a_customer")]  # BG/NBD's, as the trees read it
+    said = reasons(summary, alive, outlook.contributions, outlook.inputs)
     return Scores(outlook.p_buy_again, outlook.expected_purchases, outlook.expected_spend,
-                  risk_band(outlook.p_buy_again), ["; ".join(r) for r in said])
+                  risk_band(outlook.p_buy_again), said)
 
 
 def reasons(summary: Summary, alive: np.ndarray, contributions: np.ndarray | None = None,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..customers.lifetime import LifetimeFeatures, summary_of
+from ..customers.lifetime import LifetimeFeatures
 from ..customers.model import CustomerModel
-from ..customers.scores import reasons, risk_band
+from ..customers.scores import score_learned
 from ..customers.store_lifetime import READ_CHUNK, STORE_FEATURES, from_block
 from ..features.service import FeatureService
 from .reloading import ReloadingFile
@@ -73,11 +73,8 @@ def _answer(model: CustomerModel, lifetime: LifetimeFeatures, known: np.ndarray,
     p, purchases, spend = np.zeros(n), np.zeros(n), np.zeros(n)
     bands, said = [""] * n, [[] for _ in range(n)]
     if known.any():
-        outlook = model.predict(lifetime, horizon_days, explain=True)
-        summary = summary_of(lifetime)
-        p[known], purchases[known], spend[known] = (outlook.p_buy_again, outlook.expected_purchases,
-                                                    outlook.expected_spend)
-        told = reasons(summary, model.bgnbd.p_alive(summary), outlook.contributions, outlook.inputs)
-        for row, band, text in zip(np.flatnonzero(known).tolist(), risk_band(outlook.p_buy_again), told):
+        scores = score_learned(lifetime, model, horizon_days)
+        p[known], purchases[known], spend[known] = scores.p_buy_again, scores.expected_purchases, scores.expected_spend
+        for row, band, text in zip(np.flatnonzero(known).tolist(), scores.risk_band, scores.reasons):
             bands[row], said[row] = band, text
     return CustomerAnswer(known, p, purchases, spend, bands, said, model.trained_as_of)
